@@ -1,0 +1,3 @@
+"""amltui: terminal experiment manager for adversarial metric learning."""
+
+__version__ = "0.1.0"
