@@ -1,0 +1,57 @@
+"""Attack base class in the torchattacks convention: hyperparameters in the constructor, ``attack(x, y)``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+def check_eps(name: str, value: float) -> float:
+    """Budgets are in pixel units of [0, 1] images; anything else is a unit mistake."""
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name}={value} is outside [0, 1]; attack budgets are in pixel units of [0, 1] images")
+    return float(value)
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run the attack on the model in eval mode, then restore whatever mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """∇ₓ CE(f(x), y) w.r.t. the input only: parameter ``.grad`` fields are never touched."""
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        loss = nn.functional.cross_entropy(model(x), y)
+        (grad,) = torch.autograd.grad(loss, x)
+    return grad
+
+
+class Attack:
+    """An attack object: ``attack(x, y) -> x_adv`` with x in [0, 1]; the result is detached."""
+
+    def __init__(self, model: nn.Module, eps: float) -> None:
+        self.model = model
+        self.eps = check_eps("eps", eps)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"x has {x.shape[0]} images but y has {y.shape[0]} labels")
+        with eval_mode(self.model):
+            return self.forward(x, y).detach()
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v}" for k, v in vars(self).items() if k != "model")
+        return f"{type(self).__name__}({params})"

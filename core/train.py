@@ -1,0 +1,227 @@
+"""One training run: config → epochs of FGSM adversarial training with the triplet regularizers.
+
+The trainer knows nothing of files except its checkpoint; everything else it reports through a callback
+``callback(kind, data)`` with kind in {"batch", "epoch"}, so the CLI, a worker process or a test can listen.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.attacks import FGSM
+from core.config import RunConfig
+from core.data import Dataset, Split, batch_indices, to_float
+from core.losses import ObjectiveWeights, TripletLoss, objective
+from core.models import EmbeddingNet, build_model
+
+Callback = Callable[[str, dict[str, Any]], None]
+CHECKPOINT_VERSION = 1
+MONITOR_SIZE = 1000  # test images scored after every epoch for the curves (the final evaluation uses all)
+
+
+class TrainingFailed(RuntimeError):
+    """The run cannot go on (e.g. a non-finite loss); the message says why and what to try."""
+
+
+@dataclass
+class TrainResult:
+    model: EmbeddingNet
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: int = 0
+
+
+def weights_of(config: RunConfig) -> ObjectiveWeights:
+    return ObjectiveWeights(
+        w_clean=config.w_clean, w_adv=config.w_adv, lambda_sa=config.lambda_sa,
+        lambda_ia=config.lambda_ia, lambda_norm=config.lambda_norm,
+    )
+
+
+def make_model(config: RunConfig, device: torch.device) -> EmbeddingNet:
+    torch.manual_seed(config.seed)  # the initial weights depend on the seed alone
+    return build_model(config.arch, embed_dim=config.embed_dim, normalize=config.normalize).to(device)
+
+
+def make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+
+
+def train(
+    config: RunConfig,
+    dataset: Dataset,
+    *,
+    device: torch.device,
+    checkpoint_path: Path | None = None,
+    resume: bool = False,
+    invariance_train: torch.Tensor | None = None,
+    callback: Callback | None = None,
+) -> TrainResult:
+    """Train one run. ``invariance_train`` holds x_q (N_train, 1, 28, 28) in [0, 1], aligned with the train split.
+
+    With ``resume`` and an existing checkpoint, training continues after its last finished epoch and ends with
+    exactly the state an uninterrupted run would have (same seed, same device, same thread count).
+    """
+    emit = callback or (lambda kind, data: None)
+    if config.needs_invariance and invariance_train is None:
+        raise TrainingFailed(
+            f"variant {config.variant} needs the invariance examples (x_q) of the training split; "
+            "generate them with `amltui invariance generate` or run through `amltui run`, which does it for you"
+        )
+    if invariance_train is not None and invariance_train.shape[0] != len(dataset.train):
+        raise TrainingFailed(
+            f"invariance set has {invariance_train.shape[0]} examples but the training split has "
+            f"{len(dataset.train)}: it was made for other data; regenerate it"
+        )
+    train_split = dataset.train.to(device)
+    x_inv_all = invariance_train.to(device) if invariance_train is not None else None
+    model = make_model(config, device)
+    optimizer = make_optimizer(config, model)
+    batch_gen = torch.Generator().manual_seed(config.seed)
+    miner_gen = torch.Generator().manual_seed(config.seed + 1)
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if resume and checkpoint_path is not None and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path, device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        batch_gen.set_state(state["batch_rng"])
+        miner_gen.set_state(state["miner_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        history = list(state["history"])
+        start_epoch = int(state["epoch"])
+
+    triplet = TripletLoss(margin=config.margin, miner=config.miner, negatives=config.negatives)
+    weights = weights_of(config)
+    fgsm = FGSM(model, eps=config.eps_s)
+    monitor = _monitor_split(dataset.test, config.seed).to(device)
+    n = len(train_split)
+    steps = math.ceil(n / config.batch_size)
+
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        started = time.perf_counter()
+        totals: dict[str, float] = {}
+        for step, idx in enumerate(batch_indices(n, config.batch_size, batch_gen, device=device)):
+            x = to_float(train_split.images[idx])
+            y = train_split.labels[idx]
+            x_adv = fgsm(x, y)
+            x_inv = x_inv_all[idx] if (x_inv_all is not None and weights.lambda_ia > 0) else None
+            # One forward over clean, adversarial (and invariance) images gives every h and logit needed.
+            parts = [x, x_adv] + ([x_inv] if x_inv is not None else [])
+            h = model.embed(torch.cat(parts))
+            logits = model.classify(h)
+            b = x.shape[0]
+            loss, info = objective(
+                logits_clean=logits[:b], logits_adv=logits[b:2 * b], labels=y,
+                h_clean=h[:b], h_adv=h[b:2 * b], h_inv=h[2 * b:] if x_inv is not None else None,
+                weights=weights, triplet=triplet, generator=miner_gen,
+            )
+            if not math.isfinite(info["loss"]):
+                raise TrainingFailed(
+                    f"loss became {info['loss']} at epoch {epoch + 1}, batch {step + 1}; "
+                    f"try a smaller learning rate (lr={config.lr}) — the last good checkpoint is kept"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            for key, value in info.items():
+                totals[key] = totals.get(key, 0.0) + value * b
+            emit("batch", {"epoch": epoch + 1, "epochs": config.epochs, "step": step + 1, "steps": steps,
+                           "loss": info["loss"]})
+        record: dict[str, Any] = {"epoch": epoch + 1, "epochs": config.epochs}
+        record.update({f"train_{k}": v / n for k, v in totals.items()})
+        record.update(monitor_accuracy(model, monitor, config))
+        record["seconds"] = time.perf_counter() - started
+        history.append(record)
+        if checkpoint_path is not None:
+            save_checkpoint(checkpoint_path, model, optimizer, epoch + 1, batch_gen, miner_gen, history)
+        emit("epoch", record)
+    return TrainResult(model=model, history=history, resumed_from=start_epoch)
+
+
+def _monitor_split(test: Split, seed: int) -> Split:
+    if len(test) <= MONITOR_SIZE:
+        return test
+    return test.subset(MONITOR_SIZE, seed=seed, stratified=True)
+
+
+@torch.no_grad()
+def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    return int((model(x).argmax(1) == y).sum())
+
+
+def monitor_accuracy(model: EmbeddingNet, split: Split, config: RunConfig) -> dict[str, float]:
+    """Clean and FGSM accuracy (%) on the monitor subset, for the per-epoch curves."""
+    was_training = model.training
+    model.eval()
+    fgsm = FGSM(model, eps=config.eps_s)
+    clean = adv = 0
+    for start in range(0, len(split), config.eval_batch_size):
+        x = to_float(split.images[start:start + config.eval_batch_size])
+        y = split.labels[start:start + config.eval_batch_size]
+        clean += _correct(model, x, y)
+        adv += _correct(model, fgsm(x, y), y)
+    model.train(was_training)
+    return {"monitor_A_orig": 100.0 * clean / len(split), "monitor_A_SA": 100.0 * adv / len(split)}
+
+
+# ---- checkpoints --------------------------------------------------------------------------------------
+def save_checkpoint(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    batch_gen: torch.Generator,
+    miner_gen: torch.Generator,
+    history: list[dict[str, Any]],
+) -> None:
+    """Everything a run needs to continue exactly; written to a temp file then renamed (never half-written)."""
+    state = {
+        "version": CHECKPOINT_VERSION,
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "batch_rng": batch_gen.get_state(),
+        "miner_rng": miner_gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "history": history,
+    }
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Load with weights_only=True: a checkpoint never runs code."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        raise TrainingFailed(f"checkpoint {path} cannot be read ({exc.__class__.__name__}: {exc}); "
+                             "delete it to restart the run from scratch") from exc
+    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+        raise TrainingFailed(f"checkpoint {path} is not an amltui v{CHECKPOINT_VERSION} checkpoint")
+    for key in ("batch_rng", "miner_rng", "torch_rng"):
+        state[key] = state[key].cpu()
+    return state
+
+
+def load_model(path: Path, config: RunConfig, device: torch.device) -> EmbeddingNet:
+    """The model of a run from its checkpoint, ready for evaluation."""
+    state = load_checkpoint(path, device)
+    model = build_model(config.arch, embed_dim=config.embed_dim, normalize=config.normalize).to(device)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model
