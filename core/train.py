@@ -103,9 +103,7 @@ def train(
         history = list(state["history"])
         start_epoch = int(state["epoch"])
 
-    triplet = TripletLoss(margin=config.margin, miner=config.miner, negatives=config.negatives)
-    weights = weights_of(config)
-    fgsm = FGSM(model, eps=config.eps_s)
+    step_fn = TrainStep(config, model, optimizer, miner_gen)
     monitor = _monitor_split(dataset.test, config.seed).to(device)
     n = len(train_split)
     steps = math.ceil(n / config.batch_size)
@@ -115,28 +113,14 @@ def train(
         started = time.perf_counter()
         totals: dict[str, float] = {}
         for step, idx in enumerate(batch_indices(n, config.batch_size, batch_gen, device=device)):
-            x = to_float(train_split.images[idx])
-            y = train_split.labels[idx]
-            x_adv = fgsm(x, y)
-            x_inv = x_inv_all[idx] if (x_inv_all is not None and weights.lambda_ia > 0) else None
-            # One forward over clean, adversarial (and invariance) images gives every h and logit needed.
-            parts = [x, x_adv] + ([x_inv] if x_inv is not None else [])
-            h = model.embed(torch.cat(parts))
-            logits = model.classify(h)
-            b = x.shape[0]
-            loss, info = objective(
-                logits_clean=logits[:b], logits_adv=logits[b:2 * b], labels=y,
-                h_clean=h[:b], h_adv=h[b:2 * b], h_inv=h[2 * b:] if x_inv is not None else None,
-                weights=weights, triplet=triplet, generator=miner_gen,
-            )
+            x_inv = x_inv_all[idx] if (x_inv_all is not None and step_fn.weights.lambda_ia > 0) else None
+            info = step_fn(to_float(train_split.images[idx]), train_split.labels[idx], x_inv)
             if not math.isfinite(info["loss"]):
                 raise TrainingFailed(
                     f"loss became {info['loss']} at epoch {epoch + 1}, batch {step + 1}; "
                     f"try a smaller learning rate (lr={config.lr}) — the last good checkpoint is kept"
                 )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            b = len(idx)
             for key, value in info.items():
                 totals[key] = totals.get(key, 0.0) + value * b
             emit("batch", {"epoch": epoch + 1, "epochs": config.epochs, "step": step + 1, "steps": steps,
@@ -150,6 +134,37 @@ def train(
             save_checkpoint(checkpoint_path, model, optimizer, epoch + 1, batch_gen, miner_gen, history)
         emit("epoch", record)
     return TrainResult(model=model, history=history, resumed_from=start_epoch)
+
+
+class TrainStep:
+    """One optimisation step of the objective: FGSM examples, one joint forward, loss, update."""
+
+    def __init__(self, config: RunConfig, model: EmbeddingNet, optimizer: torch.optim.Optimizer,
+                 miner_gen: torch.Generator | None = None) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.weights = weights_of(config)
+        self.triplet = TripletLoss(margin=config.margin, miner=config.miner, negatives=config.negatives)
+        self.fgsm = FGSM(model, eps=config.eps_s)
+        self.miner_gen = miner_gen
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, x_inv: torch.Tensor | None = None) -> dict[str, float]:
+        x_adv = self.fgsm(x, y)
+        # One forward over clean, adversarial (and invariance) images gives every h and logit needed.
+        parts = [x, x_adv] + ([x_inv] if x_inv is not None else [])
+        h = self.model.embed(torch.cat(parts))
+        logits = self.model.classify(h)
+        b = x.shape[0]
+        loss, info = objective(
+            logits_clean=logits[:b], logits_adv=logits[b:2 * b], labels=y,
+            h_clean=h[:b], h_adv=h[b:2 * b], h_inv=h[2 * b:] if x_inv is not None else None,
+            weights=self.weights, triplet=self.triplet, generator=self.miner_gen,
+        )
+        if math.isfinite(info["loss"]):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        return info
 
 
 def _monitor_split(test: Split, seed: int) -> Split:

@@ -1,0 +1,266 @@
+"""Run folders and the execution of one run.
+
+A run folder ``<runs_dir>/<run-id>/`` is the ground truth of a run: ``config.json`` (the resolved config),
+``run.json`` (its record: status, progress, metrics), ``metrics.jsonl`` (one line per epoch and evaluation),
+``log.txt`` and ``checkpoint.pt``. The store is an index of the records and can be rebuilt from the folders.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import socket
+import subprocess
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import amltui
+from amltui.fsutil import atomic_write_json, read_json
+from amltui.store import Store, validate_run_id
+from core.config import RunConfig
+from core.data import Dataset, load_dataset
+from core.device import resolve_device, set_threads
+from core.evaluate import evaluate, scores_to_record
+from core.train import load_model, train
+
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+Listener = Callable[[str, dict[str, Any]], None]
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get("AMLTUI_RUNS_DIR") or "runs")
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """amltui's version plus the git commit of the source tree when there is one (``+dirty`` if edited)."""
+    version = amltui.__version__
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=10", "HEAD"],
+                                capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return version
+    return f"{version}+g{commit}{'.dirty' if dirty else ''}" if commit else version
+
+
+def new_run_id(config: RunConfig) -> str:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{config.variant}-{config.dataset}-s{config.seed}-{stamp}-{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    config_file = property(lambda self: self.path / "config.json")
+    record_file = property(lambda self: self.path / "run.json")
+    metrics_file = property(lambda self: self.path / "metrics.jsonl")
+    log_file = property(lambda self: self.path / "log.txt")
+    checkpoint = property(lambda self: self.path / "checkpoint.pt")
+
+    def read_config(self) -> RunConfig:
+        return RunConfig.from_dict(read_json(self.config_file))
+
+    def read_record(self) -> dict[str, Any]:
+        return read_json(self.record_file)
+
+    def append_metrics(self, line: dict[str, Any]) -> None:
+        with open(self.metrics_file, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """Metric lines; a torn last line (a writer killed mid-write) is ignored."""
+        if not self.metrics_file.exists():
+            return []
+        lines = []
+        for raw in self.metrics_file.read_text(encoding="utf-8").splitlines():
+            try:
+                lines.append(json.loads(raw))
+            except json.JSONDecodeError:
+                continue
+        return lines
+
+    def log(self, message: str) -> None:
+        with open(self.log_file, "a", encoding="utf-8") as fh:
+            fh.write(f"{now()} {message}\n")
+
+
+def run_dir(runs_dir: Path, run_id: str) -> RunDir:
+    return RunDir(Path(runs_dir) / validate_run_id(run_id))
+
+
+def save_record(store: Store, rd: RunDir, record: dict[str, Any]) -> dict[str, Any]:
+    """Write the record to the run folder (ground truth) first, then to the index."""
+    record["updated"] = now()
+    atomic_write_json(rd.record_file, record)
+    store.put(record)
+    return record
+
+
+def create_run(store: Store, config: RunConfig, run_id: str | None = None) -> dict[str, Any]:
+    """Make the run folder and a queued record for ``config``."""
+    run_id = validate_run_id(run_id or new_run_id(config))
+    rd = run_dir(store.runs_dir, run_id)
+    if rd.path.exists():
+        raise FileExistsError(f"run folder {rd.path} already exists; pick another run id")
+    rd.path.mkdir(parents=True)
+    atomic_write_json(rd.config_file, config.to_dict())
+    record = {
+        "id": run_id, "status": "queued", "variant": config.variant, "seed": config.seed,
+        "dataset": config.dataset, "preset": config.preset, "arch": config.arch,
+        "overrides": list(config.overrides), "group": config.group_key(), "context": config.context_key(),
+        "config_diff": config.diff_from_preset(),
+        "code_version": code_version(), "created": now(), "started": None, "ended": None,
+        "epoch": 0, "epochs": config.epochs, "last": {}, "metrics": {}, "metrics_n": {},
+        "fingerprint": None, "device": None, "host": None, "pid": None, "error": None, "traceback": None,
+    }
+    return save_record(store, rd, record)
+
+
+def load_run_data(config: RunConfig) -> Dataset:
+    dataset = load_dataset(config.dataset, config.data_dir, seed=config.seed if config.dataset == "synthetic" else 0)
+    if config.train_subset or config.test_subset:
+        # Subsets are drawn with seed 0 so that every seed of a comparison sees the same images.
+        dataset = dataset.with_subsets(config.train_subset, config.test_subset, seed=0)
+    return dataset
+
+
+def invariance_for(config: RunConfig, dataset: Dataset, split: str, cache_root: Path, device: torch.device,
+                   listener: Listener) -> Any:
+    """The cached invariance set of a split (generated with progress events when missing)."""
+    from core.attacks.invariance import invariance_set_for
+
+    def progress(done: int, total: int) -> None:
+        listener("invariance", {"split": split, "done": done, "total": total})
+
+    return invariance_set_for(dataset, split, eps=config.inv_eps, mode=config.inv_mode, cache_root=cache_root,
+                              device=device, progress=progress)
+
+
+def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listener | None = None) -> dict[str, Any]:
+    """Run (or resume) one run to the end in this process, keeping its folder and record up to date.
+
+    Returns the final record. Failures are recorded (status failed, error, traceback tail) and re-raised;
+    Ctrl-C marks the run cancelled.
+    """
+    emit = listener or (lambda kind, data: None)
+    rd = run_dir(store.runs_dir, run_id)
+    config = rd.read_config()
+    record = rd.read_record()
+    threads = set_threads(config.threads)
+    record.update(status="running", started=record.get("started") or now(), ended=None, error=None,
+                  traceback=None, pid=os.getpid(), host=socket.gethostname())
+    try:
+        device = resolve_device(config.device)
+        record["device"] = str(device)
+        save_record(store, rd, record)
+        rd.log(f"{'resuming' if resume else 'starting'} on {device} ({threads} threads), code {code_version()}")
+        dataset = load_run_data(config)
+        record["fingerprint"] = dataset.fingerprint
+        record["n_train"], record["n_test"] = len(dataset.train), len(dataset.test)
+        save_record(store, rd, record)
+        cache_root = store.runs_dir / "cache"
+        inv_train = inv_test = None
+        if config.needs_invariance:
+            inv_train = invariance_for(config, dataset, "train", cache_root, device, emit).x_star
+        def on_event(kind: str, data: dict[str, Any]) -> None:
+            if kind == "epoch":
+                rd.append_metrics({"kind": "epoch", **data})
+                rd.log(" ".join(f"{k}={_fmt(v)}" for k, v in data.items()))
+                record.update(epoch=data["epoch"], last=data)
+                save_record(store, rd, record)
+            emit(kind, data)
+
+        result = train(config, dataset, device=device, checkpoint_path=rd.checkpoint, resume=resume,
+                       invariance_train=inv_train, callback=on_event)
+        record["epoch"] = config.epochs
+        inv = invariance_for(config, dataset, "test", cache_root, device, emit) if config.eval_ia else None
+        inv_test = (inv.x_star, inv.target) if inv is not None else (None, None)
+        metrics = run_evaluation(result.model, dataset, config, inv_test, emit)
+        record.update(metrics_record(metrics))
+        rd.append_metrics({"kind": "eval", **record["metrics"], "n": record["metrics_n"]})
+        rd.log("evaluation " + " ".join(f"{k}={v:.2f}" for k, v in record["metrics"].items()))
+        record.update(status="done", ended=now(), pid=None)
+        return save_record(store, rd, record)
+    except KeyboardInterrupt:
+        record.update(status="cancelled", ended=now(), pid=None, error="cancelled by the user (Ctrl-C)")
+        rd.log("cancelled by the user")
+        save_record(store, rd, record)
+        raise
+    except BaseException as exc:
+        record.update(status="failed", ended=now(), pid=None, error=f"{type(exc).__name__}: {exc}",
+                      traceback="".join(traceback.format_exc().splitlines(keepends=True)[-25:]))
+        rd.log(f"failed: {record['error']}")
+        save_record(store, rd, record)
+        raise
+
+
+def run_evaluation(model: torch.nn.Module, dataset: Dataset, config: RunConfig,
+                   inv_test: tuple[torch.Tensor | None, torch.Tensor | None], emit: Listener) -> dict[str, Any]:
+    def progress(metric: str, done: int, total: int) -> None:
+        emit("eval", {"metric": metric, "done": done, "total": total})
+
+    return evaluate(model, dataset.test, config, invariance_x=inv_test[0], invariance_target=inv_test[1],
+                    progress=progress)
+
+
+def metrics_record(scores: dict[str, Any]) -> dict[str, Any]:
+    metrics, counts = scores_to_record(scores)
+    return {"metrics": metrics, "metrics_n": counts}
+
+
+def evaluate_run(store: Store, run_id: str, *, device: str | None = None,
+                 listener: Listener | None = None) -> dict[str, Any]:
+    """Re-evaluate a run from its checkpoint and store the metrics in its record."""
+    emit = listener or (lambda kind, data: None)
+    rd = run_dir(store.runs_dir, run_id)
+    if not rd.checkpoint.exists():
+        raise FileNotFoundError(f"run {run_id} has no checkpoint yet ({rd.checkpoint}); it has not finished an epoch")
+    config = rd.read_config()
+    set_threads(config.threads)
+    dev = resolve_device(device or config.device)
+    dataset = load_run_data(config)
+    model = load_model(rd.checkpoint, config, dev)
+    inv = invariance_for(config, dataset, "test", store.runs_dir / "cache", dev, emit) if config.eval_ia else None
+    scores = run_evaluation(model, dataset, config, (inv.x_star, inv.target) if inv else (None, None), emit)
+    record = rd.read_record()
+    record.update(metrics_record(scores))
+    record["evaluated"] = now()
+    rd.append_metrics({"kind": "eval", **record["metrics"], "n": record["metrics_n"]})
+    return save_record(store, rd, record)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def elapsed(record: dict[str, Any]) -> float | None:
+    """Seconds between start and end (or now) of a run."""
+    try:
+        start = dt.datetime.strptime(record["started"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    except (KeyError, TypeError, ValueError):
+        return None
+    end = dt.datetime.now(dt.UTC)
+    if record.get("ended"):
+        end = dt.datetime.strptime(record["ended"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    return (end - start).total_seconds()
+

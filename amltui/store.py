@@ -1,0 +1,433 @@
+"""The run index: a TinyDB file (runs/store.json) that several processes may read and write at once.
+
+TinyDB alone is not multi-process safe, so every mutation is: take an flock on ``store.json.lock`` → open
+TinyDB on a storage whose ``write`` is an atomic replace → mutate → close → unlock. Reads take no lock: an
+atomic replace means a reader sees the old or the new file, never a torn one (they still retry a decode error,
+in case something else wrote the file non-atomically). A file that stays unreadable or has the wrong shape is
+moved aside to ``store.json.corrupt-<UTC time>`` and reported; ``Store.rebuild`` recreates the index from the
+run folders (``runs/<id>/run.json``), which are the ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tinydb import Query, TinyDB
+from tinydb.storages import Storage
+from tinydb.table import Table
+
+from amltui import fsutil
+from amltui.fsutil import FileLock, atomic_write_bytes, dumps_json, read_json
+
+SCHEMA_VERSION = 1
+STORE_FILENAME = "store.json"
+RUN_RECORD_FILENAME = "run.json"
+RUNS_TABLE = "runs"
+META_TABLE = "meta"
+CORRUPT_MARK = ".corrupt-"
+REBUILD_HINT = "run `amltui store rebuild` to recreate the index from the run folders"
+
+# Starts with an alphanumeric, so "." / ".." / hidden names are impossible; no "/" can appear.
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_RUN_ID_RULE = "1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"
+
+_READ_ATTEMPTS = 5  # a decode error is retried this many times (with backoff) before declaring corruption
+
+
+def validate_run_id(run_id: str) -> str:
+    """Return ``run_id`` if it is a safe run folder name, else raise ValueError spelling out the rule."""
+    if not isinstance(run_id, str):
+        raise ValueError(f"run id must be a string ({_RUN_ID_RULE}), got {type(run_id).__name__} {run_id!r}")
+    if not RUN_ID_PATTERN.fullmatch(run_id):
+        raise ValueError(f"invalid run id {run_id!r}: a run id must be {_RUN_ID_RULE}")
+    return run_id
+
+
+class StoreError(RuntimeError):
+    """A store operation failed for a reason the user can act on."""
+
+
+class StoreCorruptError(StoreError):
+    """The index file was unreadable or malformed; it has been moved to ``backup_path``."""
+
+    def __init__(self, path: Path, backup_path: Path | None, reason: str, *, earlier: bool = False) -> None:
+        self.path = path
+        self.backup_path = backup_path
+        self.reason = reason
+        when = "was found corrupt earlier" if earlier else "is corrupt"
+        where = f"moved aside to {backup_path}" if backup_path else "left in place"
+        super().__init__(f"run index {path} {when} ({reason}); the bad file was {where}; {REBUILD_HINT}")
+
+
+class StoreSchemaError(StoreError):
+    """The index was written by a newer amltui with a schema this version cannot read."""
+
+    def __init__(self, path: Path, found_version: int) -> None:
+        self.path = path
+        self.found_version = found_version
+        super().__init__(
+            f"run index {path} has schema version {found_version}, but this amltui understands only up to "
+            f"{SCHEMA_VERSION}; upgrade amltui (pip install -U amltui) to use it. The file was left "
+            "untouched."
+        )
+
+
+class _Undecodable(Exception):
+    """Internal: the file at hand could not be parsed or has the wrong structure."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _check_tables(data: Any, path: Path) -> dict[str, dict[str, dict]]:
+    """Validate the parsed file; raises _Undecodable (wrong shape) or StoreSchemaError (newer schema)."""
+    if not isinstance(data, dict):
+        raise _Undecodable(f"top level is a JSON {type(data).__name__}, expected an object of tables")
+    for name, table in data.items():
+        if not isinstance(table, dict):
+            raise _Undecodable(f"table {name!r} is a JSON {type(table).__name__}, expected an object")
+        for doc_id, doc in table.items():
+            if not doc_id.isdigit() or not isinstance(doc, dict):
+                raise _Undecodable(f"table {name!r} has a malformed document under key {doc_id!r}")
+    for doc in data.get(META_TABLE, {}).values():
+        if "schema_version" in doc:
+            version = doc["schema_version"]
+            if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+                raise _Undecodable(f"schema_version is {version!r}, expected a positive integer")
+            if version > SCHEMA_VERSION:
+                raise StoreSchemaError(path, version)
+    seen: set[str] = set()
+    for doc_id, doc in data.get(RUNS_TABLE, {}).items():
+        run_id = doc.get("id")
+        if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
+            raise _Undecodable(f"run document {doc_id} has no valid 'id' (found {run_id!r})")
+        if run_id in seen:
+            raise _Undecodable(f"run id {run_id!r} appears twice")
+        seen.add(run_id)
+    return data
+
+
+class AtomicJSONStorage(Storage):
+    """TinyDB storage: ``read`` parses the whole file, ``write`` atomically replaces it.
+
+    Missing or empty file = empty database. ``write`` always stamps the schema version into the meta table.
+    """
+
+    def __init__(self, path: Path, attempts: int = _READ_ATTEMPTS) -> None:
+        self.path = Path(path)
+        self.attempts = attempts
+
+    def read(self) -> dict[str, dict[str, Any]] | None:
+        for attempt in range(self.attempts):
+            try:
+                return self._read_once()
+            except _Undecodable:
+                if attempt == self.attempts - 1:
+                    raise
+                time.sleep(0.02 * 2**attempt)
+        return None  # unreachable; keeps type checkers content
+
+    def _read_once(self) -> dict[str, dict[str, Any]] | None:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            earlier = _latest_backup(self.path)
+            if earlier is not None:
+                # Moved aside and not rebuilt yet: an empty index now would silently hide every run.
+                reason = "no index file since then"
+                raise StoreCorruptError(self.path, earlier, reason, earlier=True) from None
+            return None
+        if not raw.strip():
+            return None
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise _Undecodable(f"not valid JSON: {e}") from None
+        return _check_tables(data, self.path)
+
+    def write(self, data: dict[str, dict[str, Any]]) -> None:
+        data = dict(data)
+        data[META_TABLE] = {"1": {"schema_version": SCHEMA_VERSION}}
+        atomic_write_bytes(self.path, dumps_json(data))
+
+
+def _latest_backup(path: Path) -> Path | None:
+    backups = sorted(path.parent.glob(path.name + CORRUPT_MARK + "*"))
+    return backups[-1] if backups else None
+
+
+def _plain_json(record: Mapping, run_id: str) -> None:
+    try:
+        json.dumps(record, allow_nan=True)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"record of run {run_id!r} is not plain JSON ({e}); use dict/list/str/int/float/bool/None values"
+        ) from None
+
+
+def _check_record(record: Any) -> str:
+    """Validate a record given to add/put; returns its id."""
+    if not isinstance(record, Mapping):
+        raise TypeError(f"a run record must be a dict, got {type(record).__name__}")
+    if "id" not in record:
+        raise ValueError("a run record needs an 'id' key (the run's folder name)")
+    run_id = validate_run_id(record["id"])
+    _plain_json(record, run_id)
+    return run_id
+
+
+def _sort_key(record: dict) -> tuple:
+    created = record.get("created")
+    if isinstance(created, int | float) and not isinstance(created, bool):
+        rank = (0, float(created), "")
+    elif isinstance(created, str):
+        rank = (1, 0.0, created)
+    else:  # missing or odd type: last
+        rank = (2, 0.0, "")
+    return (*rank, record["id"])
+
+
+@dataclass
+class RebuildReport:
+    """What ``Store.rebuild`` did."""
+
+    restored: int
+    skipped: list[tuple[Path, str]]
+    kept: list[str] = field(default_factory=list)  # old index records with no usable run.json, kept as is
+    backup_path: Path | None = None  # where a corrupt old index was moved, if there was one
+
+
+class Store:
+    """Multi-process-safe index of run records in ``runs_dir/store.json``."""
+
+    def __init__(self, runs_dir: Path, *, lock_timeout: float = 30.0) -> None:
+        self.runs_dir = Path(runs_dir)
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.runs_dir / STORE_FILENAME
+        self.lock_path = self.runs_dir / (STORE_FILENAME + ".lock")
+        self.lock_timeout = lock_timeout
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.runs_dir)!r})"
+
+    # -- plumbing ----------------------------------------------------------------------------------------
+
+    def lock(self) -> FileLock:
+        """The lock that serializes writers, for callers that must pair other file writes with it.
+
+        Not reentrant: do not call this store's add/put/update/remove/rebuild while holding it.
+        """
+        return FileLock(self.lock_path, timeout=self.lock_timeout)
+
+    def _db(self, attempts: int) -> TinyDB:
+        return TinyDB(self.path, storage=AtomicJSONStorage, attempts=attempts)
+
+    @staticmethod
+    def _runs(db: TinyDB) -> Table:
+        # cache_size=0: other processes change the file, so a cached query result could be stale.
+        return db.table(RUNS_TABLE, cache_size=0)
+
+    def _quarantine_locked(self) -> StoreCorruptError | None:
+        """Holding the lock: if the file is still bad, move it aside and return the error, else None."""
+        try:
+            AtomicJSONStorage(self.path, attempts=1).read()
+            return None
+        except _Undecodable as e:
+            reason = e.reason
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        backup = self.path.with_name(self.path.name + CORRUPT_MARK + stamp)
+        n = 1
+        while backup.exists():
+            backup = self.path.with_name(f"{self.path.name}{CORRUPT_MARK}{stamp}-{n}")
+            n += 1
+        os.rename(self.path, backup)  # a rename keeps the exact bytes for inspection
+        fsutil.fsync_dir(self.runs_dir)
+        return StoreCorruptError(self.path, backup, reason)
+
+    def _clean_temp_files(self) -> None:
+        # Holding the lock, no writer is mid-write: any temp file of the index is a killed writer's leftover.
+        for tmp in self.runs_dir.glob(fsutil.temp_prefix(self.path) + "*" + fsutil.TMP_SUFFIX):
+            tmp.unlink(missing_ok=True)
+
+    def _read(self, fn: Callable[[Table], Any]) -> Any:
+        for _ in range(3):
+            db = self._db(_READ_ATTEMPTS)
+            try:
+                return fn(self._runs(db))
+            except _Undecodable:
+                with self.lock():
+                    err = self._quarantine_locked()
+                if err is not None:
+                    raise err from None
+                # A writer fixed the file meanwhile: read again.
+            finally:
+                db.close()
+        raise StoreError(f"{self.path} keeps turning unreadable; is another program writing it in place?")
+
+    @contextmanager
+    def _writing(self) -> Iterator[Table]:
+        with self.lock():
+            self._clean_temp_files()
+            db = self._db(1)  # under the lock the file is stable: retrying a bad read is pointless
+            try:
+                yield self._runs(db)
+            except _Undecodable:
+                # Raised by the first read in the body, before anything was written.
+                err = self._quarantine_locked()
+                raise (err or StoreError(f"{self.path} was unreadable, then fine, while locked")) from None
+            finally:
+                db.close()
+
+    # -- reads -------------------------------------------------------------------------------------------
+
+    def get(self, run_id: str) -> dict | None:
+        validate_run_id(run_id)
+        doc = self._read(lambda t: t.get(Query().id == run_id))
+        return dict(doc) if doc is not None else None
+
+    def all(self) -> list[dict]:
+        """Every run record, sorted by "created" (numbers, then strings, then missing) and then id."""
+        records = [dict(d) for d in self._read(lambda t: t.all())]
+        return sorted(records, key=_sort_key)
+
+    def find(self, **equals: Any) -> list[dict]:
+        """Records having every given key with exactly the given value, in ``all()`` order."""
+        if not equals:
+            return self.all()
+        records = [dict(d) for d in self._read(lambda t: t.search(Query().fragment(equals)))]
+        return sorted(records, key=_sort_key)
+
+    def __contains__(self, run_id: str) -> bool:
+        return self.get(run_id) is not None
+
+    def schema_version(self) -> int:
+        """Schema version recorded in the file (SCHEMA_VERSION for a store not written yet)."""
+        try:
+            data = self._read(lambda t: t.storage.read()) or {}
+        except StoreSchemaError as e:
+            return e.found_version
+        for doc in data.get(META_TABLE, {}).values():
+            if "schema_version" in doc:
+                return int(doc["schema_version"])
+        return SCHEMA_VERSION
+
+    # -- writes ------------------------------------------------------------------------------------------
+
+    def add(self, record: dict) -> None:
+        """Insert a new run record; a record with the same id already there is a StoreError."""
+        run_id = _check_record(record)
+        with self._writing() as runs:
+            if runs.contains(Query().id == run_id):
+                raise StoreError(f"run {run_id!r} is already in {self.path}; use put() to replace it")
+            runs.insert(dict(record))
+
+    def put(self, record: dict) -> None:
+        """Insert or replace (whole record) the run with this record's id."""
+        run_id = _check_record(record)
+        with self._writing() as runs:
+            self._replace(runs, run_id, dict(record))
+
+    @staticmethod
+    def _replace(runs: Table, run_id: str, new: dict) -> None:
+        doc = runs.get(Query().id == run_id)
+        if doc is None:
+            runs.insert(new)
+            return
+
+        def swap(stored: dict) -> None:
+            stored.clear()  # replace, not merge: keys the caller removed must go
+            stored.update(new)
+
+        runs.update(swap, doc_ids=[doc.doc_id])
+
+    def update(self, run_id: str, changes: dict | Callable[[dict], dict]) -> dict:
+        """Atomically change one record and return the new one.
+
+        ``changes`` is either a dict merged into the record, or a function from the current record (a copy)
+        to the new record, called while the lock is held (keep it quick; it must not use this store).
+        """
+        validate_run_id(run_id)
+        with self._writing() as runs:
+            doc = runs.get(Query().id == run_id)
+            if doc is None:
+                raise StoreError(f"no run {run_id!r} in {self.path}; `amltui ls` lists the known runs")
+            current = json.loads(json.dumps(dict(doc)))  # deep copy: the function may mutate freely
+            if callable(changes):
+                new = changes(current)
+                if not isinstance(new, Mapping):
+                    got = type(new).__name__
+                    raise TypeError(f"update function for run {run_id!r} returned {got}, not a dict")
+            elif isinstance(changes, Mapping):
+                new = {**current, **changes}
+            else:
+                raise TypeError(f"changes must be a dict or a function, got {type(changes).__name__}")
+            new = dict(new)
+            if new.get("id") != run_id:
+                raise ValueError(f"an update may not change a run's id ({run_id!r} -> {new.get('id')!r})")
+            _plain_json(new, run_id)
+            self._replace(runs, run_id, new)
+            return new
+
+    def remove(self, run_id: str) -> bool:
+        """Delete the record; False if there was none. The run folder is not touched."""
+        validate_run_id(run_id)
+        with self._writing() as runs:
+            return bool(runs.remove(Query().id == run_id))
+
+    # -- recovery ----------------------------------------------------------------------------------------
+
+    def rebuild(self) -> RebuildReport:
+        """Rewrite the index from ``runs_dir/*/run.json``.
+
+        The run folders win over the old index. Records of a readable old index that no usable run.json
+        replaces (e.g. queued runs without a folder yet) are kept and listed in ``kept``. A corrupt old index
+        is moved aside, never deleted. A newer schema raises StoreSchemaError and changes nothing. Folders
+        without a run.json are not runs and are ignored; a run.json that cannot be used is listed in
+        ``skipped`` with the reason.
+        """
+        with self.lock():
+            backup: Path | None = None
+            old: list[dict] = []
+            try:
+                tables = AtomicJSONStorage(self.path, attempts=1).read() or {}
+                old = list(tables.get(RUNS_TABLE, {}).values())
+            except _Undecodable:
+                err = self._quarantine_locked()
+                backup = err.backup_path if err else None
+            except StoreCorruptError as e:  # moved aside earlier
+                backup = e.backup_path
+
+            records: list[dict] = []
+            skipped: list[tuple[Path, str]] = []
+            for folder in sorted(p for p in self.runs_dir.iterdir() if p.is_dir()):
+                record_path = folder / RUN_RECORD_FILENAME
+                if not record_path.is_file():
+                    continue
+                try:
+                    record = read_json(record_path)
+                    if not isinstance(record, dict):
+                        raise ValueError(f"holds a JSON {type(record).__name__}, expected an object")
+                    validate_run_id(record.get("id"))
+                    if record["id"] != folder.name:
+                        raise ValueError(f"its id {record['id']!r} does not match its folder name")
+                except (OSError, ValueError) as e:
+                    skipped.append((record_path, str(e)))
+                    continue
+                records.append(record)
+
+            on_disk = {r["id"] for r in records}
+            kept = [r for r in old if r["id"] not in on_disk]
+            table = {str(i): r for i, r in enumerate(records + kept, start=1)}
+            AtomicJSONStorage(self.path).write({RUNS_TABLE: table})
+            self._clean_temp_files()
+            return RebuildReport(len(records), skipped, [r["id"] for r in kept], backup)
