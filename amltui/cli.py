@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -189,16 +190,18 @@ def ls(
     if not records:
         console.print(f"no runs in {store.runs_dir} (start one with `amltui run`)")
         return
-    table = Table(show_lines=False)
-    for col in ("id", "variant", "seed", "dataset", "status", "epoch"):
+    metrics = [k for k in METRIC_ORDER if any(k in (r.get("metrics") or {}) for r in records)]
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("id", no_wrap=True)
+    for col in ("variant", "seed", "dataset", "status", "epoch"):
         table.add_column(col)
-    for key in METRIC_ORDER:
-        table.add_column(METRIC_LABELS[key], justify="right")
+    for key in metrics:
+        table.add_column(METRIC_LABELS[key].replace("A_IA→target", "→target"), justify="right")
     for r in records:
         m = r.get("metrics") or {}
         table.add_row(r["id"], r.get("variant", ""), str(r.get("seed", "")), r.get("dataset", ""),
                       _status_text(r.get("status", "")), f"{r.get('epoch', 0)}/{r.get('epochs', '?')}",
-                      *(f"{m[k]:.2f}" if k in m else "" for k in METRIC_ORDER))
+                      *(f"{m[k]:.2f}" if k in m else "" for k in metrics))
     console.print(table)
 
 

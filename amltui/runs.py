@@ -59,8 +59,9 @@ def code_version() -> str:
 
 
 def new_run_id(config: RunConfig) -> str:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return f"{config.variant}-{config.dataset}-s{config.seed}-{stamp}-{secrets.token_hex(2)}"
+    # Short enough for an 80-column `amltui ls`; the dataset and full times are in the record.
+    stamp = dt.datetime.now().strftime("%m%d-%H%M%S")
+    return f"{config.variant}-s{config.seed}-{stamp}-{secrets.token_hex(2)}"
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,8 @@ def create_run(store: Store, config: RunConfig, run_id: str | None = None) -> di
 
 
 def load_run_data(config: RunConfig) -> Dataset:
-    dataset = load_dataset(config.dataset, config.data_dir, seed=config.seed if config.dataset == "synthetic" else 0)
+    # Synthetic data is generated with seed 0 whatever the run's seed: seeds of a comparison share the data.
+    dataset = load_dataset(config.dataset, config.data_dir, seed=0)
     if config.train_subset or config.test_subset:
         # Subsets are drawn with seed 0 so that every seed of a comparison sees the same images.
         dataset = dataset.with_subsets(config.train_subset, config.test_subset, seed=0)

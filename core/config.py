@@ -75,7 +75,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
 }
 
 # Not part of what a result depends on: where it ran, and the seed (aggregated over).
-NON_SCIENTIFIC = ("seed", "device", "threads", "data_dir")
+NON_SCIENTIFIC = ("seed", "device", "threads", "data_dir", "eval_batch_size")
 
 
 class ConfigError(ValueError):

@@ -1,0 +1,3 @@
+from amltui.cli import app
+
+app(prog_name="amltui")

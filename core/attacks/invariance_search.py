@@ -1,0 +1,263 @@
+"""Nearest-neighbour search over (transform, pool image) pairs for the invariance attack.
+
+For a batch of queries and one class c of the pool, find per query the pair (T, n) minimising ‖T(x) − n‖₂ over
+every transform T of the grid and every pool image n of class c.
+
+* ``exact``: every transformed query against every pool image of the class, as GEMMs
+  ‖a‖² + ‖b‖² − 2a·b over pool blocks (memory bounded by ``block_elems``).
+* ``fast``: a shortlist, then the exact search restricted to it. The shortlist ranks pool images by a lower
+  bound of the distance on a coarse transform grid: a PCA projection plus the difference of the residual
+  norms, ‖P(a−b)‖² + (‖a⊥‖ − ‖b⊥‖)² ≤ ‖a−b‖², which is one small GEMM on (k+1)-dim vectors. The shortlist
+  is then re-ranked exactly over the full grid.
+
+Both modes end with a refinement: the best few (transform, pool image) candidates are re-scored by the direct
+sum of squared differences, so float32 cancellation in the GEMM form cannot flip a near tie.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from core.attacks.transforms import as_transform_tensor, inverse_matrices, make_grid, sampling_grid, warp_all
+
+__all__ = ["MODES", "FastParams", "PoolIndex", "SearchResult"]
+
+MODES = ("exact", "fast")
+
+
+@dataclass(frozen=True)
+class FastParams:
+    """Knobs of the ``fast`` mode; part of the cache key."""
+
+    components: int = 48  # PCA dimensions of the lower bound
+    coarse_translations: tuple[float, ...] = (-3.0, 0.0, 3.0)
+    coarse_rotations: tuple[float, ...] = tuple(float(r) for r in range(-30, 31, 6))
+    shortlist: int = 64  # pool images per (query, class) re-ranked exactly
+    pca_fit_max: int = 12000  # pool images used to fit the PCA basis (evenly spaced, deterministic)
+
+    def describe(self) -> dict:
+        return {
+            "components": self.components,
+            "coarse_translations": list(self.coarse_translations),
+            "coarse_rotations": list(self.coarse_rotations),
+            "shortlist": self.shortlist,
+            "pca_fit_max": self.pca_fit_max,
+        }
+
+
+@dataclass
+class SearchResult:
+    """Best pair per query: global pool index, transform index in the grid, and the L2 distance."""
+
+    pool_index: Tensor  # (B,) int64
+    transform_index: Tensor  # (B,) int64
+    distance: Tensor  # (B,) float32
+
+
+@dataclass
+class _Queries:
+    full: Tensor  # (B, T, D) every grid transform of every query
+    coarse_aug: Tensor | None  # (B, Tc, k+1) PCA coordinates + residual norm (fast mode)
+    coarse_sq: Tensor | None  # (B, Tc) squared norms of coarse_aug
+
+
+def _flat_transforms(images: Tensor, grid: Tensor) -> Tensor:
+    """(B, 1, H, H) float -> (B, T, H*H): the images under every transform of a precomputed sampling grid."""
+    out = warp_all(images, grid).clamp_(0.0, 1.0)
+    return out.reshape(out.shape[0], out.shape[1], -1)
+
+
+class PoolIndex:
+    """The pool sorted by class on one device, with what each mode needs precomputed once."""
+
+    def __init__(
+        self,
+        pool_images: Tensor,
+        pool_labels: Tensor,
+        *,
+        mode: str = "exact",
+        grid: Tensor,
+        device: torch.device,
+        fast: FastParams | None = None,
+        block_elems: int = 1 << 24,
+        refine: int = 8,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown invariance search mode {mode!r}; use one of {MODES}.")
+        self.mode = mode
+        self.device = device
+        self.grid = as_transform_tensor(grid)
+        self.block_elems = int(block_elems)
+        self.refine = int(refine)
+        self.fast = fast or FastParams()
+
+        labels = pool_labels.to(device=device, dtype=torch.int64)
+        # Stable sort keeps the original order inside each class, so ties resolve to the lowest pool index.
+        order = torch.sort(labels, stable=True).indices
+        self.order = order  # sorted position -> original pool index
+        flat = pool_images.to(device).reshape(pool_images.shape[0], -1)[order]
+        self.flat = flat.float() / 255.0 if flat.dtype == torch.uint8 else flat.float()
+        self.sq = (self.flat * self.flat).sum(1)
+        counts = torch.bincount(labels, minlength=10).cpu().tolist()
+        starts = [0]
+        for n in counts:
+            starts.append(starts[-1] + n)
+        self.slices = {c: (starts[c], starts[c + 1]) for c in range(len(counts))}
+        # original pool index -> sorted position, to drop "the query itself" from its class block
+        self.position = torch.empty_like(order)
+        self.position[order] = torch.arange(order.numel(), device=device)
+        self.size = int(pool_images.shape[-1])
+        self.sampler = self._sampler(self.grid)
+
+        if mode == "fast":
+            self._fit_pca()
+
+    # ---- fast-mode precomputation -------------------------------------------------------------------------
+    def _fit_pca(self) -> None:
+        p = self.fast
+        n = self.flat.shape[0]
+        k = min(p.components, self.flat.shape[1])
+        step = max(1, n // max(1, p.pca_fit_max))
+        sample = self.flat[::step].double()
+        self.mean = sample.mean(0)
+        centred = sample - self.mean
+        cov = centred.T @ centred / max(1, centred.shape[0] - 1)
+        _, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues
+        self.basis = vecs[:, -k:].flip(1).float().contiguous()  # (D, k)
+        self.mean = self.mean.float()
+        self.pool_aug = self._augment(self.flat)
+        self.pool_aug_sq = (self.pool_aug * self.pool_aug).sum(1)
+        self.coarse_sampler = self._sampler(as_transform_tensor(make_grid(p.coarse_translations,
+                                                                          p.coarse_rotations)))
+
+    def _sampler(self, transforms: Tensor) -> Tensor:
+        return sampling_grid(inverse_matrices(transforms, self.size), self.size, self.device, torch.float32)
+
+    def _augment(self, flat: Tensor) -> Tensor:
+        """(M, D) -> (M, k+1): PCA coordinates and the norm of what the projection misses."""
+        centred = flat - self.mean
+        proj = centred @ self.basis
+        resid_sq = (centred * centred).sum(1) - (proj * proj).sum(1)
+        return torch.cat([proj, resid_sq.clamp_min(0).sqrt().unsqueeze(1)], dim=1)
+
+    # ---- search ---------------------------------------------------------------------------------------------
+    def prepare(self, images: Tensor) -> _Queries:
+        """Transform a batch of float queries (B, 1, H, W) once, for use against several classes."""
+        images = images.to(device=self.device, dtype=torch.float32)
+        full = _flat_transforms(images, self.sampler)
+        if self.mode != "fast":
+            return _Queries(full, None, None)
+        coarse = _flat_transforms(images, self.coarse_sampler)
+        b, tc, d = coarse.shape
+        aug = self._augment(coarse.reshape(b * tc, d)).view(b, tc, -1)
+        return _Queries(full, aug, (aug * aug).sum(-1))
+
+    def class_size(self, c: int) -> int:
+        lo, hi = self.slices.get(c, (0, 0))
+        return hi - lo
+
+    def search(self, queries: _Queries, c: int, exclude: Tensor | None = None) -> SearchResult:
+        """Best pair in class ``c`` for each prepared query; ``exclude`` (B,) = pool index to skip, or −1."""
+        lo, hi = self.slices.get(c, (0, 0))
+        if hi - lo == 0:
+            raise ValueError(f"the pool has no image of class {c}; the invariance attack needs one per target.")
+        b = queries.full.shape[0]
+        excl_local = self._local_exclusions(exclude, lo, hi, b)
+        if self.mode == "exact":
+            cand_val, cand_idx = self._exact_per_transform(queries.full, lo, hi, excl_local)
+        else:
+            cand_val, cand_idx = self._fast_per_transform(queries, lo, hi, excl_local)
+        return self._refine(queries.full, cand_val, cand_idx, lo)
+
+    def _local_exclusions(self, exclude: Tensor | None, lo: int, hi: int, b: int) -> Tensor | None:
+        if exclude is None:
+            return None
+        excl = exclude.to(device=self.device, dtype=torch.int64)
+        if excl.shape != (b,):
+            raise ValueError(f"exclude_self must have one entry per query ({b}), got shape {tuple(excl.shape)}.")
+        n_pool = self.position.numel()
+        if bool(((excl < -1) | (excl >= n_pool)).any()):
+            raise ValueError(f"exclude_self entries must be -1 or a pool index in [0, {n_pool}).")
+        pos = self.position[excl.clamp_min(0)] - lo
+        inside = (excl >= 0) & (pos >= 0) & (pos < hi - lo)
+        local = torch.where(inside, pos, torch.full_like(pos, -1))
+        return local if bool(inside.any()) else None
+
+    def _exact_per_transform(
+        self, full: Tensor, lo: int, hi: int, excl_local: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """Per (query, transform): min over the class of ‖b‖² − 2a·b, and its local pool index."""
+        b, t, d = full.shape
+        rows = full.reshape(b * t, d)
+        best_val = torch.full((b * t,), float("inf"), device=self.device)
+        best_idx = torch.zeros(b * t, dtype=torch.int64, device=self.device)
+        block = max(64, self.block_elems // max(1, b * t))
+        for s in range(lo, hi, block):
+            e = min(hi, s + block)
+            scores = torch.addmm(self.sq[s:e].unsqueeze(0), rows, self.flat[s:e].T, alpha=-2.0)
+            if excl_local is not None:
+                _mask_columns(scores.view(b, t, e - s), excl_local - (s - lo))
+            val, idx = scores.min(1)
+            better = val < best_val
+            best_val = torch.where(better, val, best_val)
+            best_idx = torch.where(better, idx + (s - lo), best_idx)
+        return best_val.view(b, t), best_idx.view(b, t)
+
+    def _fast_per_transform(
+        self, q: _Queries, lo: int, hi: int, excl_local: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """Shortlist by the coarse lower bound, then the exact per-transform minimum over the shortlist."""
+        assert q.coarse_aug is not None and q.coarse_sq is not None
+        b, tc, k1 = q.coarse_aug.shape
+        rows = q.coarse_aug.reshape(b * tc, k1)
+        rows_sq = q.coarse_sq.reshape(b * tc, 1)
+        bounds = []
+        block = max(64, self.block_elems // max(1, b * tc))
+        for s in range(lo, hi, block):
+            e = min(hi, s + block)
+            lb = torch.addmm(self.pool_aug_sq[s:e].unsqueeze(0), rows, self.pool_aug[s:e].T, alpha=-2.0)
+            bounds.append((lb + rows_sq).view(b, tc, e - s).amin(1))
+        bound = torch.cat(bounds, dim=1)  # (B, Nc)
+        if excl_local is not None:
+            _mask_columns(bound.unsqueeze(1), excl_local)
+        k = min(self.fast.shortlist, hi - lo)
+        short = bound.topk(k, dim=1, largest=False, sorted=False).indices  # (B, K) local
+        short = short.sort(dim=1).values  # ascending pool order: ties go to the lowest index
+        cand = self.flat[lo:hi][short]  # (B, K, D)
+        scores = torch.baddbmm(self.sq[lo:hi][short].unsqueeze(1), q.full, cand.transpose(1, 2), alpha=-2.0)
+        if excl_local is not None:
+            hit = short == excl_local.unsqueeze(1)  # (B, K)
+            scores = scores.masked_fill(hit.unsqueeze(1), float("inf"))
+        val, pos = scores.min(2)  # (B, T)
+        return val, short.gather(1, pos)
+
+    def _refine(self, full: Tensor, cand_val: Tensor, cand_idx: Tensor, lo: int) -> SearchResult:
+        """Re-score the best few transforms by the direct squared difference and keep the smallest."""
+        b, t, d = full.shape
+        r = min(self.refine, t)
+        # Add ‖a‖² so the per-transform scores are comparable across transforms.
+        total = cand_val + (full * full).sum(-1)
+        top_t = total.topk(r, dim=1, largest=False, sorted=False).indices.sort(dim=1).values  # (B, r)
+        top_n = cand_idx.gather(1, top_t)  # (B, r) local pool index
+        qa = full.gather(1, top_t.unsqueeze(-1).expand(b, r, d))
+        diff = qa - self.flat[lo + top_n]
+        dist2 = (diff * diff).sum(-1)
+        dist2 = torch.where(torch.isfinite(cand_val.gather(1, top_t)), dist2, torch.full_like(dist2, float("inf")))
+        best = dist2.argmin(1, keepdim=True)
+        local = top_n.gather(1, best).squeeze(1)
+        return SearchResult(
+            pool_index=self.order[lo + local],
+            transform_index=top_t.gather(1, best).squeeze(1),
+            distance=dist2.gather(1, best).squeeze(1).sqrt(),
+        )
+
+
+def _mask_columns(scores: Tensor, local: Tensor) -> None:
+    """Set scores[b, :, local[b]] = inf in place where 0 <= local[b] < width (the query's own image)."""
+    width = scores.shape[-1]
+    rows = ((local >= 0) & (local < width)).nonzero().squeeze(1)
+    if rows.numel():
+        scores[rows, :, local[rows]] = float("inf")
