@@ -278,7 +278,12 @@ def _convert(base: type, value: Any) -> Any:
     if base is int:
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError(value)
-        return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+        if isinstance(value, str) and "e" in value.lower():
+            number = float(value)
+            if not number.is_integer():
+                raise ValueError(value)
+            return int(number)
+        return int(value)
     if base is float:
         if isinstance(value, bool):
             raise ValueError(value)

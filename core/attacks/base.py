@@ -18,13 +18,14 @@ def check_eps(name: str, value: float) -> float:
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Run the attack on the model in eval mode, then restore whatever mode it was in."""
-    was_training = model.training
+    """Run the attack on the model in eval mode, then restore every submodule's own mode (frozen BN stays)."""
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         yield model
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
 
 
 def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
