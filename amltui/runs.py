@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 import amltui
-from amltui.fsutil import atomic_write_json, read_json
+from amltui.fsutil import FileLock, atomic_write_json, read_json
 from amltui.store import Store, validate_run_id
 from core.config import RunConfig
 from core.data import Dataset, load_dataset
@@ -112,8 +112,31 @@ def run_dir(runs_dir: Path, run_id: str) -> RunDir:
 def save_record(store: Store, rd: RunDir, record: dict[str, Any]) -> dict[str, Any]:
     """Write the record to the run folder (ground truth) first, then to the index."""
     record["updated"] = now()
-    atomic_write_json(rd.record_file, record)
-    store.put(record)
+    with FileLock(rd.path / ".lock"):
+        atomic_write_json(rd.record_file, record)
+        store.put(record)
+    return record
+
+
+def set_status(store: Store, run_id: str, status: str, *, expect: tuple[str, ...] | None = None,
+               **fields: Any) -> dict[str, Any] | None:
+    """Change a run's status (and fields) if it currently has one of ``expect``; None if it had not.
+
+    Read-modify-write of run.json under the run's lock, so a scheduler claiming a queued run and a user
+    cancelling it cannot both win.
+    """
+    rd = run_dir(store.runs_dir, run_id)
+    with FileLock(rd.path / ".lock"):
+        record = rd.read_record()
+        if expect is not None and record.get("status") not in expect:
+            return None
+        record.update(status=status, updated=now(), **fields)
+        if status in ("done", "failed", "cancelled") and not record.get("ended"):
+            record["ended"] = now()
+        atomic_write_json(rd.record_file, record)
+        store.put(record)
+    if fields.get("error"):
+        rd.log(f"{status}: {fields['error']}")
     return record
 
 
@@ -168,9 +191,11 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
     rd = run_dir(store.runs_dir, run_id)
     config = rd.read_config()
     record = rd.read_record()
-    threads = set_threads(config.threads)
+    # A scheduler slot may split the cores between workers (AMLTUI_THREADS) and names itself (AMLTUI_SLOT).
+    threads = set_threads(config.threads or _env_int("AMLTUI_THREADS"))
     record.update(status="running", started=record.get("started") or now(), ended=None, error=None,
-                  traceback=None, pid=os.getpid(), host=socket.gethostname())
+                  traceback=None, pid=os.getpid(), host=socket.gethostname(),
+                  slot=os.environ.get("AMLTUI_SLOT", record.get("slot")))
     try:
         device = resolve_device(config.device)
         record["device"] = str(device)
@@ -203,9 +228,10 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
         rd.log("evaluation " + " ".join(f"{k}={v:.2f}" for k, v in record["metrics"].items()))
         record.update(status="done", ended=now(), pid=None)
         return save_record(store, rd, record)
-    except KeyboardInterrupt:
-        record.update(status="cancelled", ended=now(), pid=None, error="cancelled by the user (Ctrl-C)")
-        rd.log("cancelled by the user")
+    except KeyboardInterrupt as exc:
+        reason = str(exc) or "cancelled by the user (Ctrl-C)"
+        record.update(status="cancelled", ended=now(), pid=None, error=reason)
+        rd.log(f"cancelled: {reason}")
         save_record(store, rd, record)
         raise
     except BaseException as exc:
@@ -249,6 +275,11 @@ def evaluate_run(store: Store, run_id: str, *, device: str | None = None,
     record["evaluated"] = now()
     rd.append_metrics({"kind": "eval", **record["metrics"], "n": record["metrics_n"]})
     return save_record(store, rd, record)
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name, "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def _fmt(value: Any) -> str:

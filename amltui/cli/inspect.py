@@ -1,0 +1,149 @@
+"""Commands that read runs: ls, show, eval, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.table import Table
+
+from amltui.cli.common import (
+    RunArg,
+    RunsDir,
+    all_records,
+    console,
+    fail,
+    open_store,
+    print_metrics,
+    resolve_run,
+    status_text,
+)
+from amltui.launch.liveness import reap
+from amltui.progress import RunProgress
+from amltui.report import FORMATS, aggregate, render
+from amltui.runs import evaluate_run, run_dir
+from core.data import DataNotFoundError
+from core.evaluate import METRIC_LABELS, METRIC_ORDER
+from core.train import TrainingFailed
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ls")(ls)
+    app.command()(show)
+    app.command("eval")(eval_)
+    app.command()(export)
+
+
+def ls(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    runs_dir: RunsDir = None,
+) -> None:
+    """List runs."""
+    store = open_store(runs_dir)
+    reap(store)
+    records = all_records(store)
+    if status:
+        records = [r for r in records if r.get("status") == status]
+    if as_json:
+        keys = ("id", "variant", "seed", "dataset", "preset", "status", "epoch", "epochs", "metrics", "metrics_n",
+                "pid", "host", "slot", "device", "executor", "slurm_job_id", "created", "started", "ended", "error")
+        typer.echo(json.dumps([{k: r.get(k) for k in keys} for r in records], indent=1))
+        return
+    if not records:
+        console.print(f"no runs in {store.runs_dir} (start one with `amltui run`)")
+        return
+    metrics = [k for k in METRIC_ORDER if any(k in (r.get("metrics") or {}) for r in records)]
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("id", no_wrap=True)
+    for col in ("variant", "seed", "dataset", "status", "epoch"):
+        table.add_column(col)
+    for key in metrics:
+        table.add_column(METRIC_LABELS[key].replace("A_IA→target", "→target"), justify="right")
+    for r in records:
+        m = r.get("metrics") or {}
+        table.add_row(r["id"], r.get("variant", ""), str(r.get("seed", "")), r.get("dataset", ""),
+                      status_text(r.get("status", "")), f"{r.get('epoch', 0)}/{r.get('epochs', '?')}",
+                      *(f"{m[k]:.2f}" if k in m else "" for k in metrics))
+    console.print(table)
+
+
+def show(run: RunArg, runs_dir: RunsDir = None) -> None:
+    """Show one run: its record, resolved config and per-epoch metrics."""
+    store = open_store(runs_dir)
+    reap(store)
+    record = resolve_run(store, run)
+    rd = run_dir(store.runs_dir, record["id"])
+    console.print(f"[bold]{record['id']}[/]  {status_text(record.get('status', ''))}  folder {rd.path}")
+    for key in ("variant", "preset", "seed", "dataset", "fingerprint", "device", "code_version", "created",
+                "started", "ended", "error"):
+        if record.get(key) is not None:
+            console.print(f"  {key}: {record[key]}", highlight=False)
+    if record.get("traceback"):
+        console.print("  traceback (tail):\n" + record["traceback"], highlight=False)
+    try:
+        config = rd.read_config().to_dict()
+        console.print("  config: " + ", ".join(f"{k}={v}" for k, v in config.items()), highlight=False)
+    except (OSError, ValueError) as exc:
+        console.print(f"  config: unreadable ({exc})")
+    epochs = [m for m in rd.read_metrics() if m.get("kind") == "epoch"]
+    if epochs:
+        table = Table(title="epochs")
+        cols = ["epoch", "train_loss", "train_ce_clean", "train_ce_adv", "train_triplet_sa", "train_triplet_ia",
+                "monitor_A_orig", "monitor_A_SA", "seconds"]
+        cols = [c for c in cols if any(c in m for m in epochs)]
+        for c in cols:
+            table.add_column(c.replace("train_", "").replace("monitor_", "mon "), justify="right")
+        for m in epochs:
+            table.add_row(*(f"{m[c]:.4g}" if isinstance(m.get(c), float) else str(m.get(c, "")) for c in cols))
+        console.print(table)
+    if record.get("metrics"):
+        print_metrics(record)
+
+
+def eval_(
+    run: RunArg,
+    device: Annotated[str | None, typer.Option(help="Device for the evaluation [default: the run's].")] = None,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Evaluate a run from its checkpoint (A_orig, A_SA, A_IA, A_IA→target, A_PGD) and record the metrics."""
+    store = open_store(runs_dir)
+    record = resolve_run(store, run)
+    with RunProgress(console) as progress:
+        try:
+            record = evaluate_run(store, record["id"], device=device, listener=progress.on_event)
+        except (FileNotFoundError, TrainingFailed, DataNotFoundError, ValueError) as exc:
+            fail(str(exc), code=1)
+    print_metrics(record)
+
+
+def export(
+    fmt: Annotated[str, typer.Option("--format", "-f", help=f"One of: {', '.join(FORMATS)}.")] = "md",
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of printing.")] = None,
+    where: Annotated[list[str] | None, typer.Option(help="Only runs with key=value in their record "
+                                                    "(e.g. dataset=mnist); repeatable.")] = None,
+    with_runs: Annotated[bool, typer.Option("--with-runs", help="List the run ids behind each row.")] = False,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Results table: mean ± std over seeds with n, paired differences against the baseline."""
+    if fmt not in FORMATS:
+        fail(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    store = open_store(runs_dir)
+    records = all_records(store)
+    for item in where or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            fail(f"--where {item!r} is not of the form key=value")
+        records = [r for r in records if str(r.get(key)) == value]
+    text = render(aggregate(records), fmt, with_runs=with_runs)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")
+    else:
+        typer.echo(text, nl=False)
+
+

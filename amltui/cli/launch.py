@@ -1,0 +1,306 @@
+"""Commands that start and stop runs: run, resume, cancel, rm, logs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.table import Table
+
+from amltui.cli.common import (
+    RunArg,
+    RunsDir,
+    all_records,
+    console,
+    err,
+    fail,
+    open_store,
+    parse_list,
+    print_metrics,
+    resolve_run,
+    status_text,
+)
+from amltui.launch.liveness import reap
+from amltui.launch.local import LocalScheduler, default_cpu_slots, detect_gpus, make_slots, parse_gpus, start_detached
+from amltui.live import TERMINAL, LiveRuns
+from amltui.runs import create_run, run_dir, set_status
+from amltui.store import Store
+from core.config import PRESETS, VARIANTS, ConfigError, RunConfig
+from core.data import DATASETS
+from core.evaluate import METRIC_LABELS, METRIC_ORDER
+
+EXECUTORS = ("local", "slurm")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(run)
+    app.command()(resume)
+    app.command()(cancel)
+    app.command("rm")(remove)
+    app.command()(logs)
+
+
+def run(
+    variants: Annotated[str, typer.Option("--variants", "--variant",
+                                          help=f"Comma-separated: {', '.join(VARIANTS)}.")] = "ml_sa",
+    seeds: Annotated[str, typer.Option("--seeds", "--seed", help="Comma-separated seeds, e.g. 0,1,2.")] = "0",
+    preset: Annotated[str, typer.Option(help=f"Hyperparameter preset: {', '.join(PRESETS)}.")] = "quick",
+    dataset: Annotated[str, typer.Option(help=f"One of: {', '.join(DATASETS)}.")] = "mnist-sample",
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the four idx files (gz or not).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override the preset's epochs.")] = None,
+    train_subset: Annotated[int | None, typer.Option(help="Train on N images (stratified, seed 0).")] = None,
+    test_subset: Annotated[int | None, typer.Option(help="Evaluate on N test images (stratified).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (scheduled runs: the slot decides).")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="CPU threads per run [default: the slot's cores].")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set lr=3e-4 "
+                                                   "(repeatable; `amltui config-keys` lists them).")] = None,
+    run_id: Annotated[str | None, typer.Option("--id", help="Run id (a single run only) [default: generated].")] = None,
+    executor: Annotated[str, typer.Option(help="local or slurm.")] = "local",
+    gpus: Annotated[str | None, typer.Option(help="GPU indices, e.g. 0,1 [default: detected]; 'none' = CPU.")] = None,
+    slots_per_gpu: Annotated[int, typer.Option(help="Concurrent runs per GPU.")] = 1,
+    cpu_slots: Annotated[int | None, typer.Option(help="Concurrent runs without a GPU [default: 1/8 cores].")] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Return at once; runs go on (see `amltui ls`).")] = False,
+    partition: Annotated[str | None, typer.Option(help="Slurm partition.")] = None,
+    time_limit: Annotated[int, typer.Option("--time", help="Slurm time limit per run, minutes.")] = 240,
+    gpus_per_node: Annotated[int, typer.Option(help="Slurm GPUs per job.")] = 0,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Queue runs (the cross product of --variants and --seeds) and run them on the available devices."""
+    variant_list = parse_list(variants, "--variants")
+    seed_list = parse_list(seeds, "--seeds", int)
+    if executor not in EXECUTORS:
+        fail(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
+    if run_id and len(variant_list) * len(seed_list) > 1:
+        fail("--id names a single run; leave it out when queueing several variants or seeds")
+    configs = []
+    for variant in variant_list:
+        for seed in seed_list:
+            try:
+                configs.append(RunConfig.resolve(
+                    variant, preset, overrides=set_, seed=seed, dataset=dataset,
+                    data_dir=str(data_dir) if data_dir else None, epochs=epochs, train_subset=train_subset,
+                    test_subset=test_subset, device=device, threads=threads,
+                ))
+            except ConfigError as exc:
+                fail(str(exc))
+    store = open_store(runs_dir)
+    ids = []
+    for config in configs:
+        try:
+            ids.append(create_run(store, config, run_id)["id"])
+        except (ValueError, FileExistsError) as exc:
+            fail(str(exc))
+    console.print(f"queued {len(ids)} run(s) in {store.runs_dir}: {', '.join(ids)}", highlight=False)
+    dispatch(store, ids, executor=executor, gpus=gpus, slots_per_gpu=slots_per_gpu, cpu_slots=cpu_slots,
+             detach=detach, partition=partition, time_limit=time_limit, gpus_per_node=gpus_per_node)
+
+
+def dispatch(store: Store, ids: list[str], *, executor: str = "local", gpus: str | None = None,
+             slots_per_gpu: int = 1, cpu_slots: int | None = None, detach: bool = False,
+             partition: str | None = None, time_limit: int = 240, gpus_per_node: int = 0) -> None:
+    """Hand queued runs to an executor; in the foreground, draw their progress until all have ended."""
+    if executor == "slurm":
+        from amltui.launch.slurm import SlurmExecutor
+
+        slurm = SlurmExecutor(store.runs_dir, partition=partition, time_minutes=time_limit,
+                              gpus_per_node=gpus_per_node)
+        for run_id in ids:
+            try:
+                job = slurm.submit(run_id, resume=True)
+            except Exception as exc:  # submitit/sbatch errors: say what Slurm said
+                set_status(store, run_id, "failed", expect=("queued",), error=f"Slurm submission failed: {exc}")
+                fail(f"Slurm refused run {run_id}: {exc}", code=1)
+            console.print(f"{run_id}: Slurm job {job}")
+        if not detach:
+            _follow(store, ids, cancel=lambda: [slurm.cancel(i) for i in ids], reconcile=slurm.reconcile)
+        return
+    try:
+        gpu_list = parse_gpus(gpus)
+        gpu_list = detect_gpus() if gpu_list is None else gpu_list
+        slots = make_slots(gpu_list, slots_per_gpu, cpu_slots or default_cpu_slots())
+    except ValueError as exc:
+        fail(str(exc))
+    if detach:
+        proc = start_detached(store.runs_dir, ids, gpu_list, slots_per_gpu, cpu_slots or default_cpu_slots())
+        console.print(f"started scheduler pid {proc.pid} on slots {', '.join(s.name for s in slots)}; "
+                      f"follow with `amltui ls` or `amltui logs RUN -f` (log: {store.runs_dir / 'scheduler.log'})")
+        return
+    scheduler = LocalScheduler(store, ids, slots)
+    with LiveRuns(console, store, ids) as live:
+        try:
+            scheduler.run(on_tick=live.refresh)
+        except KeyboardInterrupt:
+            err.print("Ctrl-C: cancelling the runs (finished epochs are kept; `amltui resume RUN` continues)")
+            scheduler.cancel_all()
+            live.refresh()
+            raise typer.Exit(130) from None
+    _summary(store, ids)
+
+
+def _follow(store: Store, ids: list[str], cancel, reconcile) -> None:
+    with LiveRuns(console, store, ids) as live:
+        try:
+            while True:
+                reconcile(store)
+                if live.all_ended(live.refresh()):
+                    break
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            err.print("Ctrl-C: cancelling the Slurm jobs")
+            cancel()
+            raise typer.Exit(130) from None
+    _summary(store, ids)
+
+
+def _summary(store: Store, ids: list[str]) -> None:
+    """One row per run with its final metrics; exit 1 if any run did not finish."""
+    records = [store.get(i) or {"id": i, "status": "?"} for i in ids]
+    if len(records) == 1 and records[0].get("status") == "done":
+        print_metrics(records[0])
+    else:
+        table = Table(box=box.SIMPLE_HEAD)
+        table.add_column("run", no_wrap=True)
+        table.add_column("status")
+        for key in METRIC_ORDER:
+            table.add_column(METRIC_LABELS[key], justify="right")
+        for r in records:
+            m = r.get("metrics") or {}
+            table.add_row(r["id"], status_text(r.get("status", "?")),
+                          *(f"{m[k]:.2f}" if k in m else "" for k in METRIC_ORDER))
+        console.print(table)
+    for r in records:
+        if r.get("status") != "done":
+            err.print(f"{r['id']}: {r.get('status')}: {r.get('error') or ''}", highlight=False)
+    if any(r.get("status") != "done" for r in records):
+        raise typer.Exit(1)
+
+
+def resume(
+    run: RunArg,
+    detach: Annotated[bool, typer.Option("--detach", help="Return at once; the run goes on.")] = False,
+    gpus: Annotated[str | None, typer.Option(help="GPU indices [default: detected]; 'none' = CPU.")] = None,
+    executor: Annotated[str, typer.Option(help="local or slurm.")] = "local",
+    partition: Annotated[str | None, typer.Option(help="Slurm partition.")] = None,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Continue a failed or cancelled run from its last epoch checkpoint."""
+    store = open_store(runs_dir)
+    record = resolve_run(store, run)
+    if record["status"] == "done":
+        fail(f"run {record['id']} is already done; `amltui eval {record['id']}` re-evaluates it")
+    if record["status"] in ("running", "queued"):
+        fail(f"run {record['id']} is {record['status']}; cancel it first (`amltui cancel {record['id']}`)")
+    set_status(store, record["id"], "queued", expect=("failed", "cancelled"), error=None, ended=None)
+    dispatch(store, [record["id"]], executor=executor, gpus=gpus, detach=detach, partition=partition)
+
+
+def cancel(
+    runs: Annotated[list[str] | None, typer.Argument(help="Run ids (or unique prefixes).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Cancel every queued or running run.")] = False,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Cancel queued or running runs (a running worker stops at once and keeps its finished epochs)."""
+    store = open_store(runs_dir)
+    reap(store)
+    if all_:
+        targets = [r for r in all_records(store) if r.get("status") in ("queued", "running")]
+    elif runs:
+        targets = [resolve_run(store, text) for text in runs]
+    else:
+        fail("name the runs to cancel, or use --all")
+    if not targets:
+        console.print("nothing to cancel")
+    for record in targets:
+        console.print(f"{record['id']}: {_cancel_one(store, record)}", highlight=False)
+
+
+def _cancel_one(store: Store, record: dict[str, Any]) -> str:
+    run_id, status = record["id"], record.get("status")
+    if status in TERMINAL:
+        return f"already {status}"
+    if record.get("executor") == "slurm" and record.get("slurm_job_id"):
+        from amltui.launch.slurm import SlurmExecutor
+
+        SlurmExecutor(store.runs_dir).cancel(run_id)
+        return f"Slurm job {record['slurm_job_id']} cancelled"
+    if status == "queued" and set_status(store, run_id, "cancelled", expect=("queued",),
+                                         error="cancelled before it started"):
+        return "cancelled (was queued)"
+    pid, host = record.get("pid"), record.get("host")
+    if not pid:
+        return "is starting; try again in a moment"
+    if host != socket.gethostname():
+        return f"runs on host {host}; cancel it there"
+    try:
+        os.kill(int(pid), signal.SIGTERM)
+    except ProcessLookupError:
+        reap(store)
+        return "its worker was already gone; marked failed (lost)"
+    return f"sent SIGTERM to worker pid {pid}; it records itself cancelled"
+
+
+def remove(
+    runs: Annotated[list[str], typer.Argument(help="Run ids (or unique prefixes).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Delete runs: their folders and their records (running runs must be cancelled first)."""
+    store = open_store(runs_dir)
+    reap(store)
+    records = [resolve_run(store, text) for text in runs]
+    active = [r["id"] for r in records if r.get("status") in ("queued", "running")]
+    if active:
+        fail(f"{', '.join(active)} still queued or running; `amltui cancel` them first")
+    if not yes and not typer.confirm(f"delete {len(records)} run(s) and their folders?"):
+        raise typer.Exit(1)
+    for record in records:
+        folder = run_dir(store.runs_dir, record["id"]).path
+        shutil.rmtree(folder, ignore_errors=True)
+        store.remove(record["id"])
+        console.print(f"removed {record['id']} ({folder})", highlight=False)
+
+
+def logs(
+    run: RunArg,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until the run ends.")] = False,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Print a run's log (log.txt, then the worker's own output when it has any)."""
+    store = open_store(runs_dir)
+    record = resolve_run(store, run)
+    rd = run_dir(store.runs_dir, record["id"])
+    position = _print_from(rd.log_file, 0)
+    while follow:
+        reap(store)
+        ended = (store.get(record["id"]) or {}).get("status") in TERMINAL
+        position = _print_from(rd.log_file, position)
+        if ended:
+            break
+        try:
+            time.sleep(0.5)
+        except KeyboardInterrupt:
+            return
+    worker_out = rd.path / "worker.out"
+    if not follow and worker_out.exists() and worker_out.stat().st_size:
+        console.print("[dim]--- worker output ---[/]")
+        _print_from(worker_out, 0)
+
+
+def _print_from(path: Path, position: int) -> int:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            fh.seek(position)
+            text = fh.read()
+            position = fh.tell()
+    except FileNotFoundError:
+        return position
+    if text:
+        typer.echo(text, nl=False)
+    return position

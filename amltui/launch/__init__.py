@@ -1,0 +1,1 @@
+"""Executors that start worker processes for queued runs: local slots (GPUs or CPU) and Slurm."""

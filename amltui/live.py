@@ -1,0 +1,91 @@
+"""One live Rich progress line per run, fed by the store and each worker's progress.json."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from amltui.runs import run_dir
+from amltui.store import Store
+
+TERMINAL = ("done", "failed", "cancelled")
+
+
+def read_progress(store: Store, run_id: str) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir(store.runs_dir, run_id).path / "progress.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def describe(record: dict[str, Any], progress: dict[str, Any]) -> tuple[str, float, float]:
+    """(text, completed, total) of a run's current phase."""
+    status = record.get("status", "?")
+    if status in TERMINAL:
+        metrics = record.get("metrics") or {}
+        text = status + (f"  A_orig {metrics['A_orig']:.2f}  A_SA {metrics.get('A_SA', float('nan')):.2f}"
+                         if "A_orig" in metrics else f"  {record.get('error') or ''}"[:80])
+        return text, 1, 1
+    kind = progress.get("kind")
+    if status == "queued":
+        return "queued", 0, 1
+    if kind == "batch":
+        b = progress["batch"]
+        total = b["steps"] * b["epochs"]
+        done = (b["epoch"] - 1) * b["steps"] + b["step"]
+        return f"epoch {b['epoch']}/{b['epochs']}  loss {b['loss']:.4f}", done, total
+    if kind == "epoch":
+        e = progress["epoch"]
+        return f"epoch {e['epoch']}/{e['epochs']} done", e["epoch"], e["epochs"]
+    if kind in ("invariance", "eval"):
+        d = progress[kind]
+        what = f"invariance {d['split']}" if kind == "invariance" else f"eval {d['metric']}"
+        return what, d["done"], d["total"]
+    return "starting", 0, 1
+
+
+class LiveRuns:
+    """Context manager drawing the runs' progress; call ``refresh()`` on every scheduler tick."""
+
+    def __init__(self, console: Console, store: Store, run_ids: Sequence[str]) -> None:
+        self.store = store
+        self.run_ids = list(run_ids)
+        self.progress = Progress(
+            TextColumn("{task.fields[run]}", style="bold"),
+            BarColumn(bar_width=24),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.tasks: dict[str, TaskID] = {}
+        self.phase: dict[str, str] = {}
+
+    def __enter__(self) -> LiveRuns:
+        self.progress.__enter__()
+        for run_id in self.run_ids:
+            self.tasks[run_id] = self.progress.add_task("queued", total=1, run=run_id)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.refresh()
+        self.progress.__exit__(*exc)
+
+    def refresh(self) -> list[dict[str, Any]]:
+        records = {r["id"]: r for r in self.store.all() if r["id"] in self.tasks}
+        for run_id, task in self.tasks.items():
+            record = records.get(run_id, {"status": "?"})
+            text, done, total = describe(record, read_progress(self.store, run_id))
+            phase = "train" if text.startswith("epoch") else text.split("  ")[0]
+            if self.phase.get(run_id) != phase:  # a new phase: restart the task so its ETA is its own
+                self.phase[run_id] = phase
+                self.progress.reset(task, total=total, completed=done, description=text)
+            self.progress.update(task, completed=done, total=total, description=text)
+        return list(records.values())
+
+    def all_ended(self, records: list[dict[str, Any]]) -> bool:
+        return len(records) == len(self.tasks) and all(r.get("status") in TERMINAL for r in records)
