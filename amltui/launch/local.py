@@ -125,7 +125,11 @@ class LocalScheduler:
             if code is None:
                 continue
             del self.active[run_id]
-            if code not in (0, 1, EXIT_CANCELLED):
+            if code == -signal.SIGTERM:
+                # Stopped (cancel) before its handler was installed, e.g. while still importing torch.
+                set_status(self.store, run_id, "cancelled", expect=("running", "queued"), pid=None,
+                           error="cancelled (SIGTERM) before the worker was ready")
+            elif code not in (0, 1, EXIT_CANCELLED):
                 # Killed before it could record anything (SIGKILL, OOM killer): it must not stay "running".
                 how = f"signal {-code}" if code < 0 else f"exit code {code}"
                 set_status(self.store, run_id, "failed", expect=("running", "queued"), pid=None,

@@ -1,0 +1,214 @@
+"""The local executor and the run lifecycle, with real processes (fake GPU lists where a GPU would be needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from amltui.cli import app
+from amltui.launch.liveness import lost_reason, reap
+from amltui.launch.local import LocalScheduler, make_slots, parse_gpus
+from amltui.runs import create_run, run_dir, save_record, set_status
+from amltui.store import Store
+from core.config import RunConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+TINY = dict(dataset="synthetic", arch="small", train_subset=256, test_subset=128, batch_size=64, eval_batch_size=128,
+            pgd_steps=3, threads=1, eval_ia=False)
+
+
+def queue(store: Store, n: int, **record_fields) -> list[str]:
+    ids = []
+    for seed in range(n):
+        record = create_run(store, RunConfig.resolve("baseline", "quick", seed=seed, epochs=1, **TINY),
+                            run_id=f"r{seed}")
+        patch(store, record["id"], **record_fields)
+        ids.append(record["id"])
+    return ids
+
+
+def patch(store: Store, run_id: str, **fields) -> None:
+    """Change a record in the run folder and the index alike."""
+    record = store.get(run_id)
+    record.update(fields)
+    save_record(store, run_dir(store.runs_dir, run_id), record)
+
+
+def fake_spawn(run_id, slot, runs_dir):
+    env = {**os.environ, **slot.env, "AMLTUI_SLOT": slot.name, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_worker.py"), str(runs_dir), run_id],
+                            env=env)
+
+
+def trace(runs_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (runs_dir / "trace.jsonl").read_text().splitlines()]
+
+
+# ---- slots --------------------------------------------------------------------------------------------
+def test_gpu_slots_give_each_worker_one_gpu_in_pci_order():
+    slots = make_slots([0, 3], slots_per_gpu=2)
+    assert [s.name for s in slots] == ["gpu0#0", "gpu0#1", "gpu3#0", "gpu3#1"]
+    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in slots] == ["0", "0", "3", "3"]
+    assert all(s.env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID" for s in slots)
+
+
+def test_cpu_slots_hide_gpus_and_split_the_cores():
+    slots = make_slots([], cpu_slots=2, cores=8)
+    assert [s.name for s in slots] == ["cpu0", "cpu1"]
+    assert all(s.env["CUDA_VISIBLE_DEVICES"] == "" and s.env["AMLTUI_THREADS"] == "4" for s in slots)
+
+
+@pytest.mark.parametrize("text, expected", [("0,1", [0, 1]), (" 2 ", [2]), ("none", []), (None, None), ("", None)])
+def test_parse_gpus(text, expected):
+    assert parse_gpus(text) == expected
+
+
+@pytest.mark.parametrize("text", ["a,b", "0,0", "-1"])
+def test_parse_gpus_rejects_bad_lists(text):
+    with pytest.raises(ValueError, match="--gpus"):
+        parse_gpus(text)
+
+
+# ---- scheduling (fake GPUs, real processes) -----------------------------------------------------------
+def test_runs_are_handed_out_as_slots_free_up_and_failures_do_not_stop_the_queue(tmp_path):
+    store = Store(tmp_path)
+    ids = queue(store, 5, fake_seconds=0.6)
+    patch(store, "r1", fake="fail")
+    patch(store, "r2", fake="kill")
+    scheduler = LocalScheduler(store, ids, make_slots([0, 1]), spawn=fake_spawn)
+    scheduler.run(poll=0.05)
+    statuses = {r["id"]: r["status"] for r in store.all()}
+    assert statuses == {"r0": "done", "r1": "failed", "r2": "failed", "r3": "done", "r4": "done"}
+    assert "lost" in store.get("r2")["error"] and "signal 9" in store.get("r2")["error"]
+    events = trace(tmp_path)
+    starts = [e for e in events if e["event"] == "start"]
+    assert [e["run"] for e in starts] == ids  # handed out in queue order
+    assert {e["gpu"] for e in starts} == {"0", "1"} and {e["order"] for e in starts} == {"PCI_BUS_ID"}
+    # Never more than two workers at once (two slots), and never two on the same slot at once.
+    timeline = sorted((e["time"], 1 if e["event"] == "start" else -1) for e in events if "time" in e)
+    running, peak = 0, 0
+    for _, delta in timeline:
+        running += delta
+        peak = max(peak, running)
+    assert peak == 2
+
+
+def test_a_run_cancelled_while_queued_is_skipped(tmp_path):
+    store = Store(tmp_path)
+    ids = queue(store, 3)
+    set_status(store, "r1", "cancelled", expect=("queued",))
+    LocalScheduler(store, ids, make_slots([7]), spawn=fake_spawn).run(poll=0.05)
+    assert [e["run"] for e in trace(tmp_path) if e["event"] == "start"] == ["r0", "r2"]
+    assert store.get("r1")["status"] == "cancelled"
+
+
+def test_cancel_all_stops_workers_and_cancels_the_queue(tmp_path):
+    store = Store(tmp_path)
+    ids = queue(store, 3, fake_seconds=60)
+    scheduler = LocalScheduler(store, ids, make_slots([0]), spawn=fake_spawn)
+    scheduler.step()
+    time.sleep(0.5)
+    scheduler.cancel_all(timeout=5)
+    assert {r["id"]: r["status"] for r in store.all()} == {"r0": "cancelled", "r1": "cancelled", "r2": "cancelled"}
+
+
+# ---- liveness -----------------------------------------------------------------------------------------
+def test_a_running_record_with_a_dead_pid_or_a_stale_heartbeat_is_lost(tmp_path):
+    store = Store(tmp_path)
+    (run_id,) = queue(store, 1)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    set_status(store, run_id, "running", pid=dead.pid, host=socket.gethostname(), executor="local")
+    assert "ended without reporting" in lost_reason(tmp_path, store.get(run_id))
+    # On another host only the heartbeat can tell.
+    set_status(store, run_id, "running", pid=dead.pid, host="elsewhere")
+    beat = tmp_path / run_id / "heartbeat"
+    beat.touch()
+    assert lost_reason(tmp_path, store.get(run_id)) is None
+    old = time.time() - 120
+    os.utime(beat, (old, old))
+    assert "no heartbeat" in lost_reason(tmp_path, store.get(run_id))
+    assert reap(store) == [run_id] and store.get(run_id)["status"] == "failed"
+    assert json.loads((tmp_path / run_id / "run.json").read_text())["status"] == "failed"  # the ground truth too
+
+
+# ---- real training workers ----------------------------------------------------------------------------
+def amltui(*args: str, runs: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AMLTUI_RUNS_DIR": str(runs), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "amltui", *args], env=env, cwd=ROOT, text=True,
+                          capture_output=True, timeout=300)
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_sigkilled_worker_is_marked_lost_the_queue_goes_on_and_resume_finishes_it(tmp_path):
+    sets = [f"--set={k}={v}" for k, v in {**TINY, "train_subset": 1024}.items() if k != "dataset"]
+    started = amltui("run", "--detach", "--variants", "baseline", "--seeds", "0,1", "--dataset", "synthetic",
+                     "--epochs", "40", "--cpu-slots", "1", *sets, runs=tmp_path)
+    assert started.returncode == 0, started.stderr
+    store = Store(tmp_path)
+    first = wait_for(lambda: next((r for r in store.all() if r["status"] == "running" and r.get("pid")), None),
+                     120, "a running worker")
+    wait_for(lambda: (tmp_path / first["id"] / "checkpoint.pt").exists(), 120, "the first checkpoint")
+    os.kill(first["pid"], signal.SIGKILL)
+    t0 = time.time()
+    wait_for(lambda: store.get(first["id"])["status"] == "failed", 30, "the killed run to be marked failed")
+    assert time.time() - t0 < 15
+    assert "lost" in store.get(first["id"])["error"]
+    other = next(r["id"] for r in store.all() if r["id"] != first["id"])
+    wait_for(lambda: store.get(other)["status"] == "running", 60, "the queue to go on")
+    assert amltui("cancel", other, runs=tmp_path).returncode == 0
+    wait_for(lambda: store.get(other)["status"] == "cancelled", 30, "the cancelled run")
+
+    listed = json.loads(amltui("ls", "--json", runs=tmp_path).stdout)
+    assert {r["id"]: r["status"] for r in listed} == {first["id"]: "failed", other: "cancelled"}
+
+
+def test_resume_after_sigkill_finishes_from_the_checkpoint(tmp_path):
+    sets = [f"--set={k}={v}" for k, v in {**TINY, "train_subset": 1024}.items() if k != "dataset"]
+    started = amltui("run", "--detach", "--id", "k", "--dataset", "synthetic", "--epochs", "3", *sets, runs=tmp_path)
+    assert started.returncode == 0, started.stderr
+    store = Store(tmp_path)
+    wait_for(lambda: (tmp_path / "k" / "checkpoint.pt").exists(), 120, "the first checkpoint")
+    pid = wait_for(lambda: store.get("k").get("pid"), 30, "the worker pid")
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: store.get("k")["status"] == "failed", 30, "the lost run")
+    resumed = amltui("resume", "k", runs=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    record = store.get("k")
+    assert record["status"] == "done" and record["epoch"] == 3 and "A_orig" in record["metrics"]
+    log = (tmp_path / "k" / "log.txt").read_text()
+    assert "resuming" in log
+
+
+def test_logs_rm_and_cancel_of_a_queued_run(tmp_path):
+    store = Store(tmp_path)
+    (run_id,) = queue(store, 1)
+    (tmp_path / run_id / "log.txt").write_text("line one\nline two\n")
+    out = runner.invoke(app, ["logs", run_id, "--runs-dir", str(tmp_path)])
+    assert out.exit_code == 0 and "line two" in out.output
+    out = runner.invoke(app, ["rm", run_id, "--yes", "--runs-dir", str(tmp_path)])
+    assert out.exit_code == 2 and "cancel" in out.output  # queued: refuse to delete
+    out = runner.invoke(app, ["cancel", run_id, "--runs-dir", str(tmp_path)])
+    assert out.exit_code == 0 and "cancelled (was queued)" in out.output
+    out = runner.invoke(app, ["rm", run_id, "--yes", "--runs-dir", str(tmp_path)])
+    assert out.exit_code == 0
+    assert not (tmp_path / run_id).exists() and store.get(run_id) is None
