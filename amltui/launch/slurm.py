@@ -101,6 +101,11 @@ class SlurmTimeLimit(Exception):
     """Raised in a Slurm job when Slurm warns that it will stop the job (time limit or preemption)."""
 
 
+def _ignore_signals() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+
+
 def _job_main(runs_dir: str, run_id: str, resume: bool) -> int:
     """What the Slurm job runs (pickled by submitit; runs on the compute node)."""
     from amltui.launch.worker import EXIT_CANCELLED, EXIT_FAILED, Cancelled, run_worker
@@ -128,8 +133,11 @@ def _job_main(runs_dir: str, run_id: str, resume: bool) -> int:
             return EXIT_CANCELLED
         code = run_worker(Path(runs_dir), run_id, resume=resume)
     except KeyboardInterrupt as exc:  # a SIGTERM before the worker took over
+        _ignore_signals()
         set_status(store, run_id, "cancelled", expect=("queued", "running"), error=str(exc), pid=None)
         return EXIT_CANCELLED
+    finally:
+        _ignore_signals()  # the run's record is final: a late signal must not raise inside submitit
     if code == EXIT_FAILED:
         # Make Slurm's own view (sacct, squeue) agree with the record: the job FAILED.
         error = (store.get(run_id) or {}).get("error")
@@ -195,6 +203,10 @@ class SlurmExecutor:
         rd = run_dir(self.runs_dir, run_id)
         if not rd.record_file.exists():
             raise SlurmError(f"no run {run_id!r} in {self.runs_dir} (no {rd.record_file}); create it first")
+        previous = rd.read_record()
+        old_job = previous.get("slurm_job_id") if previous.get("executor") == "slurm" else None
+        if old_job and job_states([str(old_job)]).get(str(old_job), "GONE") not in ENDED_STATES | {"GONE"}:
+            raise SlurmError(f"run {run_id} is already submitted as Slurm job {old_job}; cancel it first")
         folder = self.folder(run_id)
         queued = set_status(store, run_id, "queued", expect=("queued", "failed", "cancelled"), executor="slurm",
                             slurm_job_id=None, slurm_folder=str(folder), slurm_partition=self.partition,
@@ -208,7 +220,7 @@ class SlurmExecutor:
             executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
             executor.update_parameters(**self._parameters(run_id))
             job = executor.submit(_job_main, str(self.runs_dir.resolve()), run_id, resume)
-        except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError, OSError) as e:
+        except Exception as e:  # sbatch refusing (FailedJobError), no srun here, an unwritable folder, …
             said = str(e).strip() or type(e).__name__
             where = f"partition {self.partition!r}" if self.partition else "the default partition"
             error = f"Slurm refused the job ({where}): {said}"
