@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -54,7 +55,6 @@ class Row:
     runs: list[dict[str, Any]]
     cells: dict[str, Cell]
     deltas: dict[str, Cell] = field(default_factory=dict)
-    baseline_id: str = ""
 
     @property
     def seeds(self) -> list[int]:
@@ -71,22 +71,56 @@ def _setting(record: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def aggregate(records: list[dict[str, Any]], metrics: tuple[str, ...] = METRIC_ORDER) -> list[Row]:
-    """One row per pool of finished runs; deltas against the matching baseline over shared seeds."""
+def field_of(record: dict[str, Any], key: str) -> Any:
+    """A record field, or a config value of the run (records carry their resolved config)."""
+    if key in record:
+        return record[key]
+    return (record.get("config") or {}).get(key)
+
+
+def _differences(runs: list[dict[str, Any]]) -> list[str]:
+    """What, besides the seed, differs between runs pooled into one row (for an explicit --group-by)."""
+    diffs = []
+    for key, label in (("fingerprint", "data fingerprint"), ("code_version", "code version")):
+        if len({str(r.get(key)) for r in runs}) > 1:
+            diffs.append(label)
+    configs = [r.get("config") or {} for r in runs]
+    keys = sorted({k for c in configs for k in c} - {"seed", "device", "threads", "data_dir", "eval_batch_size"})
+    diffs += [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+    return diffs
+
+
+def aggregate(records: list[dict[str, Any]], metrics: tuple[str, ...] = METRIC_ORDER,
+              group_by: list[str] | None = None) -> list[Row]:
+    """One row per pool of finished runs; deltas against the matching baseline over shared seeds.
+
+    By default runs are pooled only when they differ in nothing but the seed. ``group_by`` pools by the given
+    record/config keys instead; a row that then mixes runs differing in anything else says so.
+    """
     pools: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         if record.get("status") == "done" and record.get("metrics"):
-            pools[pool_key(record)].append(record)
+            key = pool_key(record) if not group_by else tuple(str(field_of(record, k)) for k in group_by)
+            pools[key].append(record)
     rows = []
     for runs in pools.values():
-        runs.sort(key=lambda r: r["seed"])
+        runs.sort(key=lambda r: (r["seed"], r["id"]))
         first = runs[0]
         cells = {m: Cell([r["metrics"][m] for r in runs if m in r["metrics"]],
                          [r["id"] for r in runs if m in r["metrics"]]) for m in metrics}
-        rows.append(Row(first["variant"], first["dataset"], _setting(first), runs, cells))
-    _disambiguate(rows)
+        if group_by:
+            shown = [f"{k}={field_of(first, k)}" for k in group_by if k not in ("variant", "dataset")]
+            diffs = _differences(runs)
+            setting = "; ".join(shown + ([f"pools runs differing in: {', '.join(diffs)}"] if diffs else []))
+            variant = str(field_of(first, "variant")) if "variant" in group_by else "(all)"
+            dataset = str(field_of(first, "dataset")) if "dataset" in group_by else "(all)"
+            rows.append(Row(variant, dataset, setting or "-", runs, cells))
+        else:
+            rows.append(Row(first["variant"], first["dataset"], _setting(first), runs, cells))
+    if not group_by:
+        _disambiguate(rows)
     rows.sort(key=lambda r: (r.dataset, r.setting, VARIANTS.index(r.variant) if r.variant in VARIANTS else 99))
-    _pair_with_baselines(rows, metrics)
+    _pair_with_baselines(rows, metrics, group_by)
     return rows
 
 
@@ -103,18 +137,22 @@ def _disambiguate(rows: list[Row]) -> None:
             row.setting += f"; data {str(r.get('fingerprint'))[:8]}; code {r.get('code_version')}"
 
 
-def _pair_with_baselines(rows: list[Row], metrics: tuple[str, ...]) -> None:
-    baselines = {}
-    for row in rows:
-        if row.variant == "baseline":
-            r = row.runs[0]
-            baselines[(r.get("dataset"), r.get("fingerprint"), r.get("context"), r.get("code_version"))] = row
-    for row in rows:
+def _pair_with_baselines(rows: list[Row], metrics: tuple[str, ...], group_by: list[str] | None = None) -> None:
+    """Deltas against the baseline row of the same setting, over the seeds both have."""
+    if group_by and "variant" not in group_by:
+        return
+
+    def context(row: Row) -> tuple:
         r = row.runs[0]
-        base = baselines.get((r.get("dataset"), r.get("fingerprint"), r.get("context"), r.get("code_version")))
+        if group_by:
+            return tuple(str(field_of(r, k)) for k in group_by if k != "variant")
+        return (r.get("dataset"), r.get("fingerprint"), r.get("context"), r.get("code_version"))
+
+    baselines = {context(row): row for row in rows if row.variant == "baseline"}
+    for row in rows:
+        base = baselines.get(context(row))
         if base is None or base is row:
             continue
-        row.baseline_id = base.setting
         by_seed = {b["seed"]: b for b in base.runs}
         for m in metrics:
             diffs, ids = [], []

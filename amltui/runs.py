@@ -152,7 +152,7 @@ def create_run(store: Store, config: RunConfig, run_id: str | None = None) -> di
         "id": run_id, "status": "queued", "variant": config.variant, "seed": config.seed,
         "dataset": config.dataset, "preset": config.preset, "arch": config.arch,
         "overrides": list(config.overrides), "group": config.group_key(), "context": config.context_key(),
-        "config_diff": config.diff_from_preset(),
+        "config_diff": config.diff_from_preset(), "config": config.to_dict(),
         "code_version": code_version(), "created": now(), "started": None, "ended": None,
         "epoch": 0, "epochs": config.epochs, "last": {}, "metrics": {}, "metrics_n": {},
         "fingerprint": None, "device": None, "host": None, "pid": None, "error": None, "traceback": None,
@@ -169,16 +169,21 @@ def load_run_data(config: RunConfig) -> Dataset:
     return dataset
 
 
-def invariance_for(config: RunConfig, dataset: Dataset, split: str, cache_root: Path, device: torch.device,
+def invariance_for(config: RunConfig, dataset: Dataset, split: str, runs_dir: Path, device: torch.device,
                    listener: Listener) -> Any:
     """The cached invariance set of a split (generated with progress events when missing)."""
     from core.attacks.invariance import invariance_set_for
+    from core.attacks.invariance_cache import default_cache_root
 
     def progress(done: int, total: int) -> None:
         listener("invariance", {"split": split, "done": done, "total": total})
 
-    return invariance_set_for(dataset, split, eps=config.inv_eps, mode=config.inv_mode, cache_root=cache_root,
-                              device=device, progress=progress)
+    def warn(message: str) -> None:
+        listener("warning", {"message": message})
+
+    return invariance_set_for(dataset, split, eps=config.inv_eps, mode=config.inv_mode,
+                              cache_root=default_cache_root(runs_dir), device=device, progress=progress,
+                              warn=warn)
 
 
 def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listener | None = None) -> dict[str, Any]:
@@ -205,10 +210,9 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
         record["fingerprint"] = dataset.fingerprint
         record["n_train"], record["n_test"] = len(dataset.train), len(dataset.test)
         save_record(store, rd, record)
-        cache_root = store.runs_dir / "cache"
         inv_train = inv_test = None
         if config.needs_invariance:
-            inv_train = invariance_for(config, dataset, "train", cache_root, device, emit).x_star
+            inv_train = invariance_for(config, dataset, "train", store.runs_dir, device, emit).x_star
         def on_event(kind: str, data: dict[str, Any]) -> None:
             if kind == "epoch":
                 rd.append_metrics({"kind": "epoch", **data})
@@ -220,7 +224,7 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
         result = train(config, dataset, device=device, checkpoint_path=rd.checkpoint, resume=resume,
                        invariance_train=inv_train, callback=on_event)
         record["epoch"] = config.epochs
-        inv = invariance_for(config, dataset, "test", cache_root, device, emit) if config.eval_ia else None
+        inv = invariance_for(config, dataset, "test", store.runs_dir, device, emit) if config.eval_ia else None
         inv_test = (inv.x_star, inv.target) if inv is not None else (None, None)
         metrics = run_evaluation(result.model, dataset, config, inv_test, emit)
         record.update(metrics_record(metrics))
@@ -268,7 +272,7 @@ def evaluate_run(store: Store, run_id: str, *, device: str | None = None,
     dev = resolve_device(device or config.device)
     dataset = load_run_data(config)
     model = load_model(rd.checkpoint, config, dev)
-    inv = invariance_for(config, dataset, "test", store.runs_dir / "cache", dev, emit) if config.eval_ia else None
+    inv = invariance_for(config, dataset, "test", store.runs_dir, dev, emit) if config.eval_ia else None
     scores = run_evaluation(model, dataset, config, (inv.x_star, inv.target) if inv else (None, None), emit)
     record = rd.read_record()
     record.update(metrics_record(scores))

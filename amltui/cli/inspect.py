@@ -126,6 +126,8 @@ def export(
     where: Annotated[list[str] | None, typer.Option(help="Only runs with key=value in their record "
                                                     "(e.g. dataset=mnist); repeatable.")] = None,
     with_runs: Annotated[bool, typer.Option("--with-runs", help="List the run ids behind each row.")] = False,
+    group_by: Annotated[str | None, typer.Option(help="Pool by these record/config keys, e.g. variant,dataset "
+                                                 "[default: pool only runs equal in all but the seed].")] = None,
     runs_dir: RunsDir = None,
 ) -> None:
     """Results table: mean ± std over seeds with n, paired differences against the baseline."""
@@ -138,7 +140,8 @@ def export(
         if not sep:
             fail(f"--where {item!r} is not of the form key=value")
         records = [r for r in records if str(r.get(key)) == value]
-    text = render(aggregate(records), fmt, with_runs=with_runs)
+    keys = [k.strip() for k in group_by.split(",") if k.strip()] if group_by else None
+    text = render(aggregate(records, group_by=keys), fmt, with_runs=with_runs)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
