@@ -32,10 +32,12 @@ MODES = ("exact", "fast")
 class FastParams:
     """Knobs of the ``fast`` mode; part of the cache key."""
 
-    components: int = 48  # PCA dimensions of the lower bound
-    coarse_translations: tuple[float, ...] = (-3.0, 0.0, 3.0)
-    coarse_rotations: tuple[float, ...] = tuple(float(r) for r in range(-30, 31, 6))
-    shortlist: int = 64  # pool images per (query, class) re-ranked exactly
+    # Measured on Fashion-MNIST (160 queries x allowed classes): the exact neighbour ranked < 110 by this
+    # bound in every case. Coarse translations matter most: with {-3, 0, 3} only, 1-3 % fell past 128.
+    components: int = 64  # PCA dimensions of the lower bound
+    coarse_translations: tuple[float, ...] = (-3.0, -1.5, 0.0, 1.5, 3.0)
+    coarse_rotations: tuple[float, ...] = tuple(float(r) for r in range(-30, 31, 10))
+    shortlist: int = 128  # pool images per (query, class) re-ranked exactly over the full grid
     pca_fit_max: int = 12000  # pool images used to fit the PCA basis (evenly spaced, deterministic)
 
     def describe(self) -> dict:
@@ -125,8 +127,7 @@ class PoolIndex:
         self.mean = sample.mean(0)
         centred = sample - self.mean
         cov = centred.T @ centred / max(1, centred.shape[0] - 1)
-        _, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues
-        self.basis = vecs[:, -k:].flip(1).float().contiguous()  # (D, k)
+        self.basis = _top_eigenvectors(cov, k).float().contiguous()  # (D, k)
         self.mean = self.mean.float()
         self.pool_aug = self._augment(self.flat)
         self.pool_aug_sq = (self.pool_aug * self.pool_aug).sum(1)
@@ -143,7 +144,7 @@ class PoolIndex:
         resid_sq = (centred * centred).sum(1) - (proj * proj).sum(1)
         return torch.cat([proj, resid_sq.clamp_min(0).sqrt().unsqueeze(1)], dim=1)
 
-    # ---- search ---------------------------------------------------------------------------------------------
+    # ---- search ------------------------------------------------------------------------------------------
     def prepare(self, images: Tensor) -> _Queries:
         """Transform a batch of float queries (B, 1, H, W) once, for use against several classes."""
         images = images.to(device=self.device, dtype=torch.float32)
@@ -155,6 +156,10 @@ class PoolIndex:
         aug = self._augment(coarse.reshape(b * tc, d)).view(b, tc, -1)
         return _Queries(full, aug, (aug * aug).sum(-1))
 
+    def images_at(self, pool_index: Tensor) -> Tensor:
+        """Pool images (B, 1, H, H) float by original pool index."""
+        return self.flat[self.position[pool_index]].view(-1, 1, self.size, self.size)
+
     def class_size(self, c: int) -> int:
         lo, hi = self.slices.get(c, (0, 0))
         return hi - lo
@@ -163,7 +168,7 @@ class PoolIndex:
         """Best pair in class ``c`` for each prepared query; ``exclude`` (B,) = pool index to skip, or −1."""
         lo, hi = self.slices.get(c, (0, 0))
         if hi - lo == 0:
-            raise ValueError(f"the pool has no image of class {c}; the invariance attack needs one per target.")
+            raise ValueError(f"the pool has no image of class {c}; the attack needs pool images of every target.")
         b = queries.full.shape[0]
         excl_local = self._local_exclusions(exclude, lo, hi, b)
         if self.mode == "exact":
@@ -177,7 +182,7 @@ class PoolIndex:
             return None
         excl = exclude.to(device=self.device, dtype=torch.int64)
         if excl.shape != (b,):
-            raise ValueError(f"exclude_self must have one entry per query ({b}), got shape {tuple(excl.shape)}.")
+            raise ValueError(f"exclude_self needs one entry per query ({b}), got shape {tuple(excl.shape)}.")
         n_pool = self.position.numel()
         if bool(((excl < -1) | (excl >= n_pool)).any()):
             raise ValueError(f"exclude_self entries must be -1 or a pool index in [0, {n_pool}).")
@@ -245,7 +250,8 @@ class PoolIndex:
         qa = full.gather(1, top_t.unsqueeze(-1).expand(b, r, d))
         diff = qa - self.flat[lo + top_n]
         dist2 = (diff * diff).sum(-1)
-        dist2 = torch.where(torch.isfinite(cand_val.gather(1, top_t)), dist2, torch.full_like(dist2, float("inf")))
+        # A transform whose every candidate was excluded keeps an infinite score.
+        dist2 = dist2.masked_fill(~torch.isfinite(cand_val.gather(1, top_t)), float("inf"))
         best = dist2.argmin(1, keepdim=True)
         local = top_n.gather(1, best).squeeze(1)
         return SearchResult(
@@ -261,3 +267,21 @@ def _mask_columns(scores: Tensor, local: Tensor) -> None:
     rows = ((local >= 0) & (local < width)).nonzero().squeeze(1)
     if rows.numel():
         scores[rows, :, local[rows]] = float("inf")
+
+
+def _top_eigenvectors(cov: Tensor, k: int, iterations: int = 12) -> Tensor:
+    """Orthonormal (D, k) basis of the top-k eigenvectors of a PSD matrix, by subspace iteration.
+
+    A full ``eigh`` of the 784x784 covariance takes 10-20 s on a busy 2-core CPU (MKL); this takes tens of
+    milliseconds, is deterministic, and any orthonormal basis keeps the shortlist bound a valid lower bound —
+    accuracy of the eigenvectors only affects how well the shortlist ranks.
+    """
+    d = cov.shape[0]
+    m = min(d, k + 16)
+    start_cols = torch.argsort(cov.diagonal(), descending=True, stable=True)[:m]
+    v = torch.linalg.qr(cov[:, start_cols]).Q
+    for _ in range(iterations):
+        v = torch.linalg.qr(cov @ v).Q
+    # Rayleigh-Ritz: rotate the subspace onto eigenvectors, largest first.
+    vals, vecs = torch.linalg.eigh(v.T @ cov @ v)
+    return (v @ vecs.flip(1))[:, :k]
