@@ -7,6 +7,7 @@ A run folder ``<runs_dir>/<run-id>/`` is the ground truth of a run: ``config.jso
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -279,6 +280,49 @@ def evaluate_run(store: Store, run_id: str, *, device: str | None = None,
     record["evaluated"] = now()
     rd.append_metrics({"kind": "eval", **record["metrics"], "n": record["metrics_n"]})
     return save_record(store, rd, record)
+
+
+def evaluate_human_sets(store: Store, run_id: str, *, from_dir: Path | None = None, mnist_dir: Path | None = None,
+                        device: str | None = None) -> dict[str, Any]:
+    """Score a run's model on Tramèr et al.'s human-labelled sets; stored in the record as ``human_sets``."""
+    from core.human_sets import load_human_sets, locate, score_human_set
+
+    rd = run_dir(store.runs_dir, run_id)
+    if not rd.checkpoint.exists():
+        raise FileNotFoundError(f"run {run_id} has no checkpoint yet ({rd.checkpoint})")
+    config = rd.read_config()
+    set_threads(config.threads)
+    dev = resolve_device(device or config.device)
+    model = load_model(rd.checkpoint, config, dev)
+    sets = load_human_sets(locate(from_dir))
+    originals = None
+    if mnist_dir is not None:
+        originals = load_dataset("mnist", mnist_dir).test
+    elif config.dataset == "mnist" and not config.test_subset:
+        originals = load_dataset("mnist", config.data_dir).test
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(x.to(dev)).argmax(1)
+
+    results = {}
+    for name, hs in sets.items():
+        if originals is not None and int(hs.test_indices.max()) >= len(originals):
+            raise ValueError(f"{name}: test index {int(hs.test_indices.max())} beyond the {len(originals)} "
+                             "images of the given MNIST test split; --mnist-dir must hold the full MNIST")
+        orig_x = originals.images[hs.test_indices] if originals is not None else None
+        orig_y = originals.labels[hs.test_indices] if originals is not None else None
+        results[name] = dataclasses.asdict(score_human_set(predict, hs, orig_x, orig_y))
+        if orig_x is None:
+            results[name]["max_excess"] = None
+    out = {"sets": results, "have_originals": originals is not None, "evaluated": now()}
+    with FileLock(rd.path / ".lock"):
+        record = rd.read_record()
+        record["human_sets"] = out
+        atomic_write_json(rd.record_file, record)
+        store.put(record)
+    rd.append_metrics({"kind": "human_sets", **{k: v["acc_human"] for k, v in results.items()}})
+    return out
 
 
 def _env_int(name: str) -> int | None:

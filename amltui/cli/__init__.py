@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from amltui import __version__
-from amltui.cli import inspect, launch
+from amltui.cli import inspect, invariance, launch
 from amltui.cli.common import RunsDir, console, err
 from amltui.runs import default_runs_dir
 from amltui.store import Store
@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 store_app = typer.Typer(help="Maintain the runs index (runs/store.json).", no_args_is_help=True)
 app.add_typer(store_app, name="store")
+app.add_typer(invariance.app, name="invariance")
 
 
 def version_callback(value: bool) -> None:

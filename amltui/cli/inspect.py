@@ -24,7 +24,7 @@ from amltui.cli.common import (
 from amltui.launch.liveness import reap
 from amltui.progress import RunProgress
 from amltui.report import FORMATS, aggregate, render
-from amltui.runs import evaluate_run, run_dir
+from amltui.runs import evaluate_human_sets, evaluate_run, run_dir
 from core.data import DataNotFoundError
 from core.evaluate import METRIC_LABELS, METRIC_ORDER
 from core.train import TrainingFailed
@@ -107,17 +107,52 @@ def show(run: RunArg, runs_dir: RunsDir = None) -> None:
 def eval_(
     run: RunArg,
     device: Annotated[str | None, typer.Option(help="Device for the evaluation [default: the run's].")] = None,
+    human_sets: Annotated[bool, typer.Option("--human-sets", help="Also score Tramèr et al.'s human-labelled "
+                                             "invariance sets (instead of re-running the test metrics).")] = False,
+    from_dir: Annotated[Path | None, typer.Option(help="Local copy of invariance_examples/ "
+                                                  "[default: download where the network allows].")] = None,
+    mnist_dir: Annotated[Path | None, typer.Option(help="MNIST idx folder, for the original test labels "
+                                                   "[default: the run's data if it is full MNIST].")] = None,
     runs_dir: RunsDir = None,
 ) -> None:
     """Evaluate a run from its checkpoint (A_orig, A_SA, A_IA, A_IA→target, A_PGD) and record the metrics."""
     store = open_store(runs_dir)
     record = resolve_run(store, run)
+    if human_sets:
+        try:
+            results = evaluate_human_sets(store, record["id"], from_dir=from_dir, mnist_dir=mnist_dir, device=device)
+        except (FileNotFoundError, TrainingFailed, DataNotFoundError, ValueError) as exc:
+            fail(str(exc), code=1)
+        _print_human_sets(record["id"], results)
+        return
     with RunProgress(console) as progress:
         try:
             record = evaluate_run(store, record["id"], device=device, listener=progress.on_event)
         except (FileNotFoundError, TrainingFailed, DataNotFoundError, ValueError) as exc:
             fail(str(exc), code=1)
     print_metrics(record)
+
+
+def _print_human_sets(run_id: str, results: dict) -> None:
+    table = Table(title=f"{run_id}: human-labelled invariance sets (Tramèr et al. 2020)", box=box.SIMPLE_HEAD,
+                  caption="acc: % = human label; changed: human label ≠ original; follow/keep: % of those "
+                  "predicted as the human / original label; >ε: examples past the L∞ ball (8-bit rounding)")
+    table.add_column("set", no_wrap=True)
+    for col in ("n", "acc", "changed", "follow", "keep", ">ε"):
+        table.add_column(col, justify="right")
+
+    def pct(value: float | None) -> str:
+        return "–" if value is None else f"{value:.1f}"
+
+    for name, r in results["sets"].items():
+        outside = "–" if r["max_excess"] is None else f"{r['outside_budget']} (+{r['max_excess']:.3f})"
+        table.add_row(name, str(r["n"]), pct(r["acc_human"]),
+                      str(r["n_changed"]) if results["have_originals"] else "–",
+                      pct(r["follow_human"]), pct(r["keep_original"]), outside)
+    console.print(table)
+    if not results["have_originals"]:
+        console.print("original MNIST test labels unavailable (the run is not on full MNIST): pass --mnist-dir to "
+                      "split the label-changing examples into follow-human / keep-original")
 
 
 def export(

@@ -352,6 +352,7 @@ def invariance_set_for(
     cache_chunk: int = 2048,
     fast: FastParams | None = None,
     warn: Callable[[str], None] | None = None,
+    cached_only: bool = False,
 ) -> InvarianceSet:
     """The invariance set of a dataset split: queries = that split, pool = the training images.
 
@@ -359,6 +360,7 @@ def invariance_set_for(
     ``<key>/`` entries, normally ``default_cache_root(runs_dir)``) the set is loaded from / saved to disk in
     resumable chunks of ``cache_chunk`` queries; ``warn`` receives messages about damaged cache files.
     ``progress(done, total)`` counts queries. The result is on ``device`` (default: the dataset's device).
+    With ``cached_only`` a missing cache entry raises FileNotFoundError instead of generating.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
@@ -387,6 +389,8 @@ def invariance_set_for(
     else:
         cache = ChunkedCache(cache_root, cache_fields(dataset, split, eps, mode, grid, fast), n, cache_chunk,
                              warn=warn)
+        if cached_only and not cache.is_complete():
+            raise FileNotFoundError(f"no complete cached invariance set for the {split} split in {cache.dir}")
         result = InvarianceSet(**cache.load_or_build(build, progress), eps=eps, mode=mode)
     return result.to(dev)
 

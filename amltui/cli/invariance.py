@@ -1,0 +1,132 @@
+"""`amltui invariance`: generate (and cache) Tramèr et al.'s invariance examples, and preview them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+
+from amltui.cli.common import RunsDir, console, err, fail, open_store
+from amltui.progress import RunProgress
+from core.config import ConfigError, RunConfig
+from core.data import DATASETS, DataNotFoundError, Dataset
+from core.device import resolve_device, set_threads
+
+app = typer.Typer(help="Invariance examples (Tramèr et al. 2020, L∞): generate, cache, preview.",
+                  no_args_is_help=True)
+
+SPLITS = ("train", "test", "all")
+
+
+def _dataset(dataset: str, data_dir: Path | None, train_subset: int | None, test_subset: int | None) -> Dataset:
+    from amltui.runs import load_run_data
+
+    try:
+        config = RunConfig.resolve("baseline", "quick", dataset=dataset, data_dir=str(data_dir) if data_dir else None,
+                                   train_subset=train_subset, test_subset=test_subset)
+        return load_run_data(config)
+    except (ConfigError, DataNotFoundError, ValueError) as exc:
+        fail(str(exc))
+
+
+@app.command()
+def generate(
+    dataset: Annotated[str, typer.Option(help=f"One of: {', '.join(DATASETS)}.")] = "mnist-sample",
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the four idx files.")] = None,
+    split: Annotated[str, typer.Option(help="train, test or all.")] = "all",
+    eps: Annotated[float, typer.Option(help="L∞ budget in pixel units.")] = 0.3,
+    mode: Annotated[str, typer.Option(help="exact (full search) or fast (shortlist + exact re-ranking).")] = "fast",
+    train_subset: Annotated[int | None, typer.Option(help="As for `amltui run`: sets are per data subset.")] = None,
+    test_subset: Annotated[int | None, typer.Option(help="As for `amltui run`.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="CPU threads [default: all available].")] = None,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Make the invariance set of a split (one example per image) and cache it under <runs-dir>/cache/.
+
+    Interrupted generation keeps its finished chunks and resumes; a second call reuses the cache.
+    """
+    from core.attacks.invariance import invariance_set_for
+    from core.attacks.invariance_cache import default_cache_root
+
+    if split not in SPLITS:
+        fail(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
+    if mode not in ("exact", "fast"):
+        fail(f"--mode {mode!r}: choose exact or fast")
+    if not 0 < eps <= 1:
+        fail(f"--eps {eps}: the L∞ budget is in pixel units of [0, 1] images (e.g. 0.3)")
+    set_threads(threads)
+    try:
+        dev = resolve_device(device)
+    except ValueError as exc:
+        fail(str(exc))
+    store = open_store(runs_dir)
+    data = _dataset(dataset, data_dir, train_subset, test_subset)
+    cache_root = default_cache_root(store.runs_dir)
+    console.print(f"{data.name} ({data.fingerprint}): {len(data.train)} train / {len(data.test)} test images, "
+                  f"ε={eps}, mode {mode}, on {dev}; cache {cache_root}", highlight=False)
+    with RunProgress(console) as progress:
+        for part in (("train", "test") if split == "all" else (split,)):
+            def report(done: int, total: int, part: str = part) -> None:
+                progress.on_event("invariance", {"split": part, "done": done, "total": total})
+
+            def warn(message: str) -> None:
+                err.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+            try:
+                inv = invariance_set_for(data, part, eps=eps, mode=mode, cache_root=cache_root, device=dev,
+                                         progress=report, warn=warn)
+            except KeyboardInterrupt:
+                err.print("interrupted: finished chunks are kept; rerun the same command to resume")
+                raise typer.Exit(130) from None
+            counts = torch.bincount(inv.target.cpu(), minlength=10).tolist()
+            console.print(f"{part}: {len(inv)} examples; targets per class {counts}; "
+                          f"mean ‖T(x) − n‖₂ {float(inv.distance.mean()):.3f}", highlight=False)
+
+
+@app.command()
+def show(
+    dataset: Annotated[str, typer.Option(help=f"One of: {', '.join(DATASETS)}.")] = "mnist-sample",
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the four idx files.")] = None,
+    split: Annotated[str, typer.Option(help="train or test.")] = "test",
+    eps: Annotated[float, typer.Option(help="L∞ budget in pixel units.")] = 0.3,
+    mode: Annotated[str, typer.Option(help="exact or fast.")] = "fast",
+    n: Annotated[int, typer.Option("-n", help="How many examples to show.")] = 12,
+    train_subset: Annotated[int | None, typer.Option(help="As for `amltui run`.")] = None,
+    test_subset: Annotated[int | None, typer.Option(help="As for `amltui run`.")] = None,
+    out: Annotated[Path | None, typer.Option(help="PNG to write [default: <runs-dir>/invariance-<split>.png].")] = None,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Preview examples as a PNG grid: the image x, its aligned neighbour n and x*, with labels and targets.
+
+    Uses the cached set when there is one; otherwise generates just the first N examples (not cached).
+    """
+    from amltui.figures import invariance_grid
+    from core.attacks.invariance import generate as generate_set
+    from core.attacks.invariance import invariance_set_for
+    from core.attacks.invariance_cache import default_cache_root
+    from core.data import to_float
+
+    if split not in ("train", "test"):
+        fail(f"--split {split!r}: choose train or test")
+    if n < 1:
+        fail("-n must be at least 1")
+    store = open_store(runs_dir)
+    data = _dataset(dataset, data_dir, train_subset, test_subset)
+    queries = data.train if split == "train" else data.test
+    n = min(n, len(queries))
+    cache_root = default_cache_root(store.runs_dir)
+    try:
+        inv = invariance_set_for(data, split, eps=eps, mode=mode, cache_root=cache_root, cached_only=True)
+    except FileNotFoundError:
+        console.print("no cached set yet: generating the first examples only "
+                      f"(`amltui invariance generate --split {split}` caches the whole split)")
+        exclude = torch.arange(n) if split == "train" else None
+        inv = generate_set(queries.images[:n], queries.labels[:n], data.train.images, data.train.labels, eps=eps,
+                           mode=mode, exclude_self=exclude)
+    inv = inv.select(torch.arange(n))
+    path = out or store.runs_dir / f"invariance-{data.name}-{split}.png"
+    invariance_grid(to_float(queries.images[:n]), queries.labels[:n], inv, to_float(data.train.images), path)
+    console.print(f"wrote {path}")
