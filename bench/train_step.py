@@ -1,0 +1,304 @@
+"""Training throughput (images/s) of amltui's training step against a naive reference, per variant, on CPU.
+
+amltui    core.train.TrainStep fed as core.train.train feeds it: the whole split as one uint8 tensor, batches by
+          randperm slicing (core.data.batch_indices) and core.data.to_float per batch. FGSM takes the gradient
+          w.r.t. the input only; one joint forward over [x, x_adv(, x_inv)] gives every logit and embedding.
+naive     The obvious way, structured like the authors' trainer (eczy/sensitivity-invariance-tradeoff,
+          pt-metric-invariance/): a DataLoader over a TensorDataset of float images (shuffle, no workers); FGSM
+          by a full loss.backward() on an input that requires grad (parameter grads computed, then zeroed);
+          separate forwards for the clean CE, the adversarial CE and each embedding the objective needs
+          (model.embed on clean, adversarial, invariance images). Same objective (core.losses), backward, Adam.
+proto     (--proto) A prototype of a faster TrainStep computing the same thing: the FGSM forward on x keeps its
+          graph and doubles as the clean forward of the objective, so the trunk runs once on x instead of twice.
+          Valid only for models whose train and eval modes agree (no dropout / batch norm), as the paper net.
+
+Before timing, each variant checks on one batch, from identical weights, that the implementations compute the
+same loss and the same parameter gradients (so the comparison is fair).
+
+    .venv/bin/python bench/train_step.py                 # all variants, default sizes (about 3 min on 2 shared cores)
+    .venv/bin/python bench/train_step.py --variants ml_sa --batches 10 --repeats 3 --proto
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from core.config import VARIANTS, RunConfig
+from core.data import Split, batch_indices, load_dataset, to_float
+from core.losses import ObjectiveWeights, TripletLoss, objective
+from core.models import EmbeddingNet, build_model
+from core.train import TrainStep, make_optimizer, weights_of
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def shifted(images: torch.Tensor) -> torch.Tensor:
+    """Stand-in x_q: float images shifted right by one pixel (zero column enters), clipped to [0, 1]."""
+    x = to_float(images)
+    out = torch.zeros_like(x)
+    out[..., 1:] = x[..., :-1]
+    return out.clamp_(0.0, 1.0)
+
+
+def amltui_batches(split: Split, x_inv_all: torch.Tensor | None, batch_size: int, seed: int) -> Iterator[Batch]:
+    """Endless batches the way core.train.train makes them: randperm slices of the uint8 split."""
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        for idx in batch_indices(len(split), batch_size, gen):
+            x_inv = x_inv_all[idx] if x_inv_all is not None else None
+            yield to_float(split.images[idx]), split.labels[idx], x_inv
+
+
+def naive_batches(split: Split, x_inv_all: torch.Tensor | None, batch_size: int, seed: int) -> Iterator[Batch]:
+    """Endless batches from a shuffling DataLoader over float tensors (num_workers=0), epoch after epoch."""
+    tensors = [to_float(split.images), split.labels] + ([x_inv_all] if x_inv_all is not None else [])
+    loader = DataLoader(TensorDataset(*tensors), batch_size=batch_size, shuffle=True, num_workers=0,
+                        generator=torch.Generator().manual_seed(seed))
+    while True:
+        for batch in loader:
+            yield batch[0], batch[1], (batch[2] if len(batch) > 2 else None)
+
+
+# ------------------------------------------------------------------------------------------------ steps
+
+
+class NaiveStep:
+    """The reference step: FGSM by a full backward, then one forward per CE term and per embedding."""
+
+    def __init__(self, config: RunConfig, model: EmbeddingNet, optimizer: torch.optim.Optimizer,
+                 miner_gen: torch.Generator | None = None) -> None:
+        self.model, self.optimizer, self.eps = model, optimizer, config.eps_s
+        self.weights: ObjectiveWeights = weights_of(config)
+        self.triplet = TripletLoss(margin=config.margin, miner=config.miner, negatives=config.negatives)
+        self.miner_gen = miner_gen
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, x_inv: torch.Tensor | None = None) -> dict[str, float]:
+        w, model = self.weights, self.model
+        # FGSM: the input requires grad, a full backward fills x.grad and every parameter's .grad.
+        x_req = x.clone().requires_grad_(True)
+        model.zero_grad()
+        F.cross_entropy(model(x_req), y).backward()
+        x_adv = (x_req + self.eps * x_req.grad.sign()).clamp(0.0, 1.0).detach()
+        self.optimizer.zero_grad()  # the attack's parameter grads must not leak into the update
+
+        # One forward per term; embeddings only where the variant's objective uses them.
+        logits_clean = model(x)
+        logits_adv = model(x_adv)
+        h_clean = model.embed(x) if (w.lambda_sa > 0 or w.lambda_ia > 0) else None
+        h_adv = model.embed(x_adv) if w.lambda_sa > 0 else None
+        h_inv = model.embed(x_inv) if (w.lambda_ia > 0 and x_inv is not None) else None
+        loss, info = objective(logits_clean=logits_clean, logits_adv=logits_adv, labels=y, h_clean=h_clean,
+                               h_adv=h_adv, h_inv=h_inv, weights=w, triplet=self.triplet, generator=self.miner_gen)
+        loss.backward()
+        self.optimizer.step()
+        return info
+
+
+class ProtoStep(TrainStep):
+    """Prototype: TrainStep with the FGSM forward on x reused as the objective's clean forward.
+
+    Same x_adv, same loss, same gradients as TrainStep for models without train/eval-dependent layers.
+    """
+
+    def __init__(self, config: RunConfig, model: EmbeddingNet, optimizer: torch.optim.Optimizer,
+                 miner_gen: torch.Generator | None = None) -> None:
+        super().__init__(config, model, optimizer, miner_gen)
+        mode_dependent = (nn.Dropout, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+        if any(isinstance(m, mode_dependent) for m in model.modules()):
+            raise ValueError("ProtoStep needs a model whose train and eval modes agree")
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, x_inv: torch.Tensor | None = None) -> dict[str, float]:
+        xr = x.detach().requires_grad_(True)
+        h_clean = self.model.embed(xr)
+        logits_clean = self.model.classify(h_clean)
+        # Input gradient only (parameter .grad untouched); keep the graph for the final backward.
+        (gx,) = torch.autograd.grad(F.cross_entropy(logits_clean, y), xr, retain_graph=True)
+        x_adv = (x + self.fgsm.eps * gx.sign()).clamp_(0.0, 1.0)
+        h_rest = self.model.embed(torch.cat([x_adv, x_inv]) if x_inv is not None else x_adv)
+        logits_rest = self.model.classify(h_rest)
+        b = x.shape[0]
+        loss, info = objective(
+            logits_clean=logits_clean, logits_adv=logits_rest[:b], labels=y, h_clean=h_clean, h_adv=h_rest[:b],
+            h_inv=h_rest[b:] if x_inv is not None else None, weights=self.weights, triplet=self.triplet,
+            generator=self.miner_gen,
+        )
+        if math.isfinite(info["loss"]):
+            self.optimizer.zero_grad(set_to_none=True)
+            # The graph through xr would also give ∂L/∂x; asking for parameter grads only skips that work.
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            grads = torch.autograd.grad(loss, params)
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g
+            self.optimizer.step()
+        return info
+
+
+StepFactory = Callable[[RunConfig, EmbeddingNet, torch.optim.Optimizer, torch.Generator], Callable[..., dict]]
+
+
+class Impl:
+    """One implementation under test: its own model copy, optimizer and batch stream."""
+
+    def __init__(self, name: str, step_cls: StepFactory, batches: Iterator[Batch], config: RunConfig,
+                 init_state: dict[str, torch.Tensor]) -> None:
+        self.name = name
+        self.model = build_model(config.arch, embed_dim=config.embed_dim, normalize=config.normalize)
+        self.model.load_state_dict(init_state)
+        self.model.train()
+        self.step = step_cls(config, self.model, make_optimizer(config, self.model),
+                             torch.Generator().manual_seed(config.seed + 1))
+        self.batches = batches
+        self.rates: list[float] = []  # img/s of each timed block
+        self.step_rates: list[float] = []  # img/s of each timed step (their max: the least disturbed step)
+
+    def run(self, n: int, record: bool = True) -> None:
+        """n steps, data preparation included; records the block's and each step's img/s."""
+        images, seconds, rates = 0, 0.0, []
+        for _ in range(n):
+            start = time.perf_counter()
+            x, y, x_inv = next(self.batches)
+            info = self.step(x, y, x_inv)
+            took = time.perf_counter() - start
+            images, seconds = images + x.shape[0], seconds + took
+            rates.append(x.shape[0] / took)
+            if not math.isfinite(info["loss"]):
+                raise RuntimeError(f"{self.name}: non-finite loss {info['loss']}")
+        if record:
+            self.rates.append(images / seconds)
+            self.step_rates.extend(rates)
+
+
+# ------------------------------------------------------------------------------------------------ checks
+
+
+def check_same(config: RunConfig, init_state: dict[str, torch.Tensor], batch: Batch,
+               steps: dict[str, StepFactory]) -> dict[str, tuple[float, float]]:
+    """Loss and gradients of one step from identical weights: {name: (loss, max rel. grad diff vs amltui)}."""
+    grads: dict[str, list[torch.Tensor]] = {}
+    losses: dict[str, float] = {}
+    for name, step_cls in steps.items():
+        model = build_model(config.arch, embed_dim=config.embed_dim, normalize=config.normalize)
+        model.load_state_dict(copy.deepcopy(init_state))
+        step = step_cls(config, model, make_optimizer(config, model), torch.Generator().manual_seed(1))
+        losses[name] = step(*batch)["loss"]  # computed before the update
+        grads[name] = [p.grad.detach().clone() for p in model.parameters()]  # .grad survives optimizer.step()
+    ref = grads["amltui"]
+    out = {}
+    for name in steps:
+        rel = max(float((g - r).abs().max() / r.abs().max().clamp_min(1e-12)) for g, r in zip(grads[name], ref,
+                                                                                                strict=True))
+        out[name] = (losses[name], rel)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from: " + ", ".join(VARIANTS))
+    p.add_argument("--batches", type=int, default=4, help="timed batches per block")
+    p.add_argument("--repeats", type=int, default=3, help="timed blocks per implementation (interleaved)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed batches per implementation and variant")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--proto", action="store_true", help="also time the prototype step (third column)")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def fmt(rates: list[float]) -> str:
+    sd = statistics.stdev(rates) if len(rates) > 1 else 0.0
+    return f"{statistics.mean(rates):6.1f} ± {sd:5.1f}"
+
+
+def fmt_ratio(num: list[float], den: list[float]) -> str:
+    ratios = [a / b for a, b in zip(num, den, strict=True)]
+    sd = statistics.stdev(ratios) if len(ratios) > 1 else 0.0
+    return f"{statistics.mean(ratios):.2f} ± {sd:.2f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)  # before any compute
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for v in variants:
+        if v not in VARIANTS:
+            raise SystemExit(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
+
+    ds = load_dataset("mnist-sample")
+    train_split = ds.train
+    x_inv_all = shifted(train_split.images)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+          f"; data: {ds.name} train n={len(train_split)}; arch paper (embed_dim 4); batch {args.batch_size}; "
+          f"{args.warmup} warm-up + {args.repeats}×{args.batches} timed batches per implementation")
+
+    steps: dict[str, StepFactory] = {"amltui": TrainStep, "naive": NaiveStep}
+    if args.proto:
+        steps["proto"] = ProtoStep
+    rows = []
+    for variant in variants:
+        config = RunConfig.resolve(variant, "paper", batch_size=args.batch_size, seed=args.seed)
+        torch.manual_seed(config.seed)
+        init_state = build_model(config.arch, embed_dim=config.embed_dim, normalize=config.normalize).state_dict()
+        inv = x_inv_all if config.needs_invariance else None
+
+        # Fairness check: same batch, same weights → same loss and gradients.
+        idx = torch.arange(args.batch_size)
+        batch = (to_float(train_split.images[idx]), train_split.labels[idx], inv[idx] if inv is not None else None)
+        same = check_same(config, init_state, batch, steps)
+        print(f"[{variant}] same batch, same weights: " + "; ".join(
+            f"{n} loss {loss:.7f} (max rel grad diff vs amltui {g:.1e})" for n, (loss, g) in same.items()))
+        ref_loss = same["amltui"][0]
+        for name, (loss, g) in same.items():
+            if not (math.isclose(loss, ref_loss, rel_tol=1e-5, abs_tol=1e-6) and g < 1e-3):
+                print(f"  WARNING: {name} does not compute the same step as amltui")
+
+        impls = [
+            Impl(name, cls, (naive_batches if name == "naive" else amltui_batches)(
+                train_split, inv, args.batch_size, args.seed), config, init_state)
+            for name, cls in steps.items()
+        ]
+        for impl in impls:
+            impl.run(args.warmup, record=False)
+        for r in range(args.repeats):
+            order = impls if r % 2 == 0 else impls[::-1]  # alternate who goes first
+            for impl in order:
+                impl.run(args.batches)
+        rows.append((variant, {impl.name: impl.rates for impl in impls},
+                     {impl.name: max(impl.step_rates) for impl in impls}))
+        print(f"[{variant}] " + ", ".join(f"{impl.name} {fmt(impl.rates)} img/s" for impl in impls), flush=True)
+
+    print()
+    head = f"{'variant':<10} {'amltui img/s':>15} {'naive img/s':>15} {'amltui/naive':>13} {'best steps':>10}"
+    if args.proto:
+        head += f" {'proto img/s':>15} {'proto/amltui':>13} {'best steps':>10}"
+    print(head)
+    for variant, rates, best in rows:
+        line = (f"{variant:<10} {fmt(rates['amltui']):>15} {fmt(rates['naive']):>15} "
+                f"{fmt_ratio(rates['amltui'], rates['naive']):>13} {best['amltui'] / best['naive']:>10.2f}")
+        if args.proto:
+            line += (f" {fmt(rates['proto']):>15} {fmt_ratio(rates['proto'], rates['amltui']):>13}"
+                     f" {best['proto'] / best['amltui']:>10.2f}")
+        print(line)
+    print("img/s: mean ± std over the timed blocks. Ratios: mean ± std of the per-repeat ratios of adjacent blocks\n"
+          "(cancels slow drifts of the machine's load); best steps: ratio of the fastest single steps (the least\n"
+          "disturbed by other work). Target: amltui/naive ≥ 1.5 for ml_sa.")
+
+
+if __name__ == "__main__":
+    main()
