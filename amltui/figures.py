@@ -36,3 +36,48 @@ def invariance_grid(x: torch.Tensor, labels: torch.Tensor, inv: Any, pool: torch
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def pca_figure(natural: torch.Tensor, perturbed: torch.Tensor, labels: torch.Tensor, explained: torch.Tensor,
+               title: str, path: Path) -> Path:
+    """The paper's Figure 1 for one model: 2-D PCA of natural (dots) and FGSM-perturbed (crosses) embeddings."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharex=True, sharey=True)
+    cmap = plt.get_cmap("tab10")
+    for ax, points, name in ((axes[0], natural, "natural"), (axes[1], perturbed, "FGSM-perturbed")):
+        for c in range(10):
+            mask = labels == c
+            ax.scatter(points[mask, 0], points[mask, 1], s=3, color=cmap(c), label=str(c), alpha=0.6,
+                       marker="o" if name == "natural" else "x", linewidths=0.5)
+        ax.set_title(f"{name} test images", fontsize=9)
+        ax.set_xlabel(f"PC1 ({100 * float(explained[0]):.0f}% of natural variance)", fontsize=8)
+    axes[0].set_ylabel(f"PC2 ({100 * float(explained[1]):.0f}%)", fontsize=8)
+    axes[1].legend(markerscale=3, fontsize=7, title="class", loc="best")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def curves_figure(series: dict[str, list[list[dict[str, Any]]]], path: Path) -> Path:
+    """Training curves per variant (one thin line per seed): train loss, clean and FGSM monitor accuracy."""
+    keys = (("train_loss", "train loss"), ("monitor_A_orig", "clean acc % (monitor)"),
+            ("monitor_A_SA", "FGSM acc % (monitor)"))
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    cmap = plt.get_cmap("tab10")
+    for k, (variant, runs) in enumerate(series.items()):
+        for i, history in enumerate(runs):
+            epochs = [h["epoch"] for h in history]
+            for ax, (key, _) in zip(axes, keys, strict=True):
+                ax.plot(epochs, [h.get(key, float("nan")) for h in history], color=cmap(k), alpha=0.8, lw=1,
+                        label=variant if i == 0 else None)
+    for ax, (_, label) in zip(axes, keys, strict=True):
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_title(label, fontsize=9)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

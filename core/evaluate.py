@@ -103,3 +103,34 @@ def scores_to_record(scores: dict[str, Score]) -> tuple[dict[str, float], dict[s
     """(metrics in %, n per metric), in the paper's column order, for the run record."""
     ordered = [k for k in METRIC_ORDER if k in scores]
     return {k: round(scores[k].percent, 4) for k in ordered}, {k: scores[k].n for k in ordered}
+
+
+def embeddings(model: EmbeddingNet, test: Split, eps: float, *, n: int = 2000, batch_size: int = 1000,
+               seed: int = 0) -> dict[str, torch.Tensor]:
+    """Penultimate embeddings h(x) of natural and FGSM(ε)-perturbed test images (a stratified subset of n)."""
+    device = next(model.parameters()).device
+    split = test if len(test) <= n else test.subset(n, seed=seed, stratified=True)
+    split = split.to(device)
+    model.eval()
+    fgsm = FGSM(model, eps)
+    natural, perturbed = [], []
+    for sl in _batches(len(split), batch_size):
+        x, y = to_float(split.images[sl]), split.labels[sl]
+        x_adv = fgsm(x, y)
+        with torch.no_grad():
+            natural.append(model.embed(x).cpu())
+            perturbed.append(model.embed(x_adv).cpu())
+    return {"natural": torch.cat(natural), "perturbed": torch.cat(perturbed), "labels": split.labels.cpu()}
+
+
+def pca_2d(natural: torch.Tensor, perturbed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Project both sets on the top-2 principal axes of the natural embeddings (as in the paper's Figure 1).
+
+    Returns (natural 2-D, perturbed 2-D, explained variance ratio of the two axes).
+    """
+    mean = natural.mean(0, keepdim=True)
+    centred = (natural - mean).double()
+    _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+    axes = vh[:2].T
+    explained = (s[:2] ** 2) / (s**2).sum()
+    return ((natural - mean).double() @ axes).float(), ((perturbed - mean).double() @ axes).float(), explained.float()

@@ -31,6 +31,7 @@ from core.train import TrainingFailed
 
 
 def register(app: typer.Typer) -> None:
+    app.command()(plot)
     app.command("ls")(ls)
     app.command()(show)
     app.command("eval")(eval_)
@@ -153,6 +154,28 @@ def _print_human_sets(run_id: str, results: dict) -> None:
     if not results["have_originals"]:
         console.print("original MNIST test labels unavailable (the run is not on full MNIST): pass --mnist-dir to "
                       "split the label-changing examples into follow-human / keep-original")
+
+
+def plot(
+    run: RunArg,
+    pca: Annotated[bool, typer.Option("--pca", help="PCA of h(x), natural vs FGSM (Figure 1).")] = True,
+    n: Annotated[int, typer.Option("-n", help="Test images to embed (stratified).")] = 2000,
+    out: Annotated[Path | None, typer.Option(help="PNG path [default: <run>/pca.png].")] = None,
+    device: Annotated[str | None, typer.Option(help="Device [default: the run's].")] = None,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Write a run's figure: the 2-D PCA of h(x) for natural and FGSM-perturbed test images."""
+    from amltui.plots import write_pca
+
+    if not pca:
+        fail("nothing to plot: --pca is the only figure so far")
+    store = open_store(runs_dir)
+    record = resolve_run(store, run)
+    try:
+        path = write_pca(store, record["id"], n=n, device=device, out=out)
+    except (FileNotFoundError, TrainingFailed, DataNotFoundError, ValueError) as exc:
+        fail(str(exc), code=1)
+    console.print(f"wrote {path}")
 
 
 def export(

@@ -45,6 +45,7 @@ def register(app: typer.Typer) -> None:
     app.command()(cancel)
     app.command("rm")(remove)
     app.command()(logs)
+    app.command()(reproduce)
 
 
 def run(
@@ -165,11 +166,11 @@ def _summary(store: Store, ids: list[str]) -> None:
     if len(records) == 1 and records[0].get("status") == "done":
         print_metrics(records[0])
     else:
-        table = Table(box=box.SIMPLE_HEAD)
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
         table.add_column("run", no_wrap=True)
-        table.add_column("status")
+        table.add_column("status", no_wrap=True)
         for key in METRIC_ORDER:
-            table.add_column(METRIC_LABELS[key], justify="right")
+            table.add_column(METRIC_LABELS[key].replace("A_IA→target", "→tgt"), justify="right", no_wrap=True)
         for r in records:
             m = r.get("metrics") or {}
             table.add_row(r["id"], status_text(r.get("status", "?")),
@@ -304,3 +305,99 @@ def _print_from(path: Path, position: int) -> int:
     if text:
         typer.echo(text, nl=False)
     return position
+
+
+def reproduce(
+    preset: Annotated[str, typer.Option(help=f"{', '.join(PRESETS)}.")] = "quick",
+    dataset: Annotated[str, typer.Option(help=f"One of: {', '.join(DATASETS)}.")] = "mnist-sample",
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the four idx files.")] = None,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
+    variants: Annotated[str, typer.Option(help="Comma-separated variants.")] = ",".join(VARIANTS),
+    epochs: Annotated[int | None, typer.Option(help="Override the preset's epochs.")] = None,
+    train_subset: Annotated[int | None, typer.Option(help="Train on N images (stratified, seed 0).")] = None,
+    test_subset: Annotated[int | None, typer.Option(help="Evaluate on N test images.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key (repeatable).")] = None,
+    executor: Annotated[str, typer.Option(help="local or slurm.")] = "local",
+    gpus: Annotated[str | None, typer.Option(help="GPU indices [default: detected]; 'none' = CPU.")] = None,
+    slots_per_gpu: Annotated[int, typer.Option(help="Concurrent runs per GPU.")] = 1,
+    cpu_slots: Annotated[int | None, typer.Option(help="Concurrent runs without a GPU.")] = None,
+    partition: Annotated[str | None, typer.Option(help="Slurm partition.")] = None,
+    time_limit: Annotated[int, typer.Option("--time", help="Slurm time limit per run, minutes.")] = 240,
+    detach: Annotated[bool, typer.Option("--detach", help="Queue and return; rerun to write the report.")] = False,
+    human_sets: Annotated[bool, typer.Option("--human-sets", help="Score Tramèr et al.'s human-labelled sets "
+                                             "(download, or --human-sets-dir).")] = False,
+    human_sets_dir: Annotated[Path | None, typer.Option(help="Local copy of invariance_examples/.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Report folder [default: <runs-dir>/reports/…].")] = None,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Reproduce Table 1 and Figure 1: invariance sets, variants × seeds, then a report folder.
+
+    Idempotent: finished runs and cached invariance sets are reused, interrupted runs resume.
+    """
+    import sys
+
+    from amltui.progress import RunProgress
+    from amltui.reproduce import plan, write_report
+    from amltui.runs import evaluate_human_sets, invariance_for, load_run_data
+    from core.device import resolve_device, set_threads
+
+    variant_list = parse_list(variants, "--variants")
+    seed_list = parse_list(seeds, "--seeds", int)
+    try:
+        configs = [RunConfig.resolve(v, preset, overrides=set_, seed=s, dataset=dataset,
+                                     data_dir=str(data_dir) if data_dir else None, epochs=epochs,
+                                     train_subset=train_subset, test_subset=test_subset)
+                   for v in variant_list for s in seed_list]
+    except ConfigError as exc:
+        fail(str(exc))
+    store = open_store(runs_dir)
+    reap(store)
+    todo = plan(store, configs)
+    console.print(f"{len(configs)} runs: {len(todo.reuse)} finished (reused), {len(todo.resume)} to resume, "
+                  f"{len(todo.wait)} queued or running, {len(todo.create)} to start")
+    # The invariance sets are made once, here, before any worker needs them (workers would race to make them).
+    if todo.create or todo.resume:
+        first = configs[0]
+        set_threads(first.threads)
+        try:
+            data = load_run_data(first)
+        except Exception as exc:  # DataNotFoundError and friends: say it before queueing anything
+            fail(str(exc))
+        splits = (["train"] if any(c.needs_invariance for c in configs) else []) + (["test"] if first.eval_ia else [])
+        with RunProgress(console) as progress:
+            for split in splits:
+                invariance_for(first, data, split, store.runs_dir, resolve_device(first.device), progress.on_event)
+    for run_id in todo.resume:
+        set_status(store, run_id, "queued", expect=("failed", "cancelled"), error=None, ended=None)
+    new_ids = [create_run(store, config)["id"] for config in todo.create]
+    to_run = todo.resume + new_ids
+    all_ids = todo.reuse + todo.wait + to_run
+    code = 0
+    if to_run or todo.wait:
+        try:
+            if to_run:
+                dispatch(store, to_run, executor=executor, gpus=gpus, slots_per_gpu=slots_per_gpu,
+                         cpu_slots=cpu_slots, detach=detach, partition=partition, time_limit=time_limit)
+            if todo.wait and not detach:
+                _follow(store, todo.wait, cancel=lambda: None, reconcile=reap)
+        except typer.Exit as exc:
+            if exc.exit_code == 130:
+                raise
+            code = exc.exit_code
+    if detach:
+        console.print("runs queued; rerun this command when they have finished to write the report")
+        return
+    if human_sets or human_sets_dir:
+        for run_id in all_ids:
+            record = store.get(run_id)
+            if record and record.get("status") == "done" and "human_sets" not in record:
+                try:
+                    evaluate_human_sets(store, run_id, from_dir=human_sets_dir)
+                except FileNotFoundError as exc:
+                    err.print(f"human-labelled sets skipped: {exc}")
+                    break
+    folder = out or store.runs_dir / "reports" / f"reproduce-{dataset}-{preset}"
+    report = write_report(store, all_ids, folder, "amltui " + " ".join(sys.argv[1:]))
+    console.print(f"report: {report}")
+    if code:
+        raise typer.Exit(code)
