@@ -19,7 +19,8 @@ TINY = ["arch=small", "train_subset=120", "test_subset=40", "batch_size=40", "pg
 
 def test_plan_reuses_finished_runs_resumes_interrupted_ones_and_creates_the_rest(tmp_path):
     store = Store(tmp_path)
-    configs = [RunConfig.resolve(v, "quick", seed=s, dataset="synthetic") for v in ("baseline", "ml_sa") for s in (0, 1)]
+    configs = [RunConfig.resolve(v, "quick", seed=s, dataset="synthetic")
+               for v in ("baseline", "ml_sa") for s in (0, 1)]
     done = create_run(store, configs[0])["id"]
     set_status(store, done, "done")
     cancelled = create_run(store, configs[1])["id"]
