@@ -6,25 +6,17 @@ from pathlib import Path
 
 from amltui.figures import pca_figure
 from amltui.fsutil import atomic_write_json
-from amltui.runs import load_run_data, run_dir
+from amltui.runs import load_run_data, load_run_model
 from amltui.store import Store
-from core.device import resolve_device, set_threads
 from core.evaluate import embeddings, pca_2d
-from core.train import load_model
 
 
 def write_pca(store: Store, run_id: str, *, n: int = 2000, device: str | None = None,
               out: Path | None = None) -> Path:
     """<run>/pca.png and <run>/pca.json (2-D points for terminal plots) from the run's checkpoint."""
-    rd = run_dir(store.runs_dir, run_id)
-    if not rd.checkpoint.exists():
-        raise FileNotFoundError(f"run {run_id} has no checkpoint yet ({rd.checkpoint})")
-    config = rd.read_config()
-    set_threads(config.threads)
-    dev = resolve_device(device or config.device)
-    model = load_model(rd.checkpoint, config, dev)
-    data = load_run_data(config)
-    emb = embeddings(model, data.test, config.eps_s, n=n)
+    run = load_run_model(store, run_id, device)
+    rd, config = run.rd, run.config
+    emb = embeddings(run.model, load_run_data(config).test, config.eps_s, n=n)
     nat, pert, explained = pca_2d(emb["natural"], emb["perturbed"])
     title = f"{run_id}: {config.variant}, seed {config.seed}, {config.dataset}, FGSM ε={config.eps_s}"
     path = pca_figure(nat, pert, emb["labels"], explained, title, out or rd.path / "pca.png")

@@ -261,18 +261,32 @@ def metrics_record(scores: dict[str, Any]) -> dict[str, Any]:
     return {"metrics": metrics, "metrics_n": counts}
 
 
-def evaluate_run(store: Store, run_id: str, *, device: str | None = None,
-                 listener: Listener | None = None) -> dict[str, Any]:
-    """Re-evaluate a run from its checkpoint and store the metrics in its record."""
-    emit = listener or (lambda kind, data: None)
+@dataclass(frozen=True)
+class LoadedRun:
+    rd: RunDir
+    config: RunConfig
+    device: torch.device
+    model: torch.nn.Module
+
+
+def load_run_model(store: Store, run_id: str, device: str | None = None) -> LoadedRun:
+    """A finished (or checkpointed) run's model on the requested device (default: the run's own)."""
     rd = run_dir(store.runs_dir, run_id)
     if not rd.checkpoint.exists():
         raise FileNotFoundError(f"run {run_id} has no checkpoint yet ({rd.checkpoint}); it has not finished an epoch")
     config = rd.read_config()
     set_threads(config.threads)
     dev = resolve_device(device or config.device)
+    return LoadedRun(rd, config, dev, load_model(rd.checkpoint, config, dev))
+
+
+def evaluate_run(store: Store, run_id: str, *, device: str | None = None,
+                 listener: Listener | None = None) -> dict[str, Any]:
+    """Re-evaluate a run from its checkpoint and store the metrics in its record."""
+    emit = listener or (lambda kind, data: None)
+    loaded = load_run_model(store, run_id, device)
+    rd, config, dev, model = loaded.rd, loaded.config, loaded.device, loaded.model
     dataset = load_run_data(config)
-    model = load_model(rd.checkpoint, config, dev)
     inv = invariance_for(config, dataset, "test", store.runs_dir, dev, emit) if config.eval_ia else None
     scores = run_evaluation(model, dataset, config, (inv.x_star, inv.target) if inv else (None, None), emit)
     record = rd.read_record()
@@ -287,13 +301,8 @@ def evaluate_human_sets(store: Store, run_id: str, *, from_dir: Path | None = No
     """Score a run's model on Tramèr et al.'s human-labelled sets; stored in the record as ``human_sets``."""
     from core.human_sets import load_human_sets, locate, score_human_set
 
-    rd = run_dir(store.runs_dir, run_id)
-    if not rd.checkpoint.exists():
-        raise FileNotFoundError(f"run {run_id} has no checkpoint yet ({rd.checkpoint})")
-    config = rd.read_config()
-    set_threads(config.threads)
-    dev = resolve_device(device or config.device)
-    model = load_model(rd.checkpoint, config, dev)
+    loaded = load_run_model(store, run_id, device)
+    rd, config, dev, model = loaded.rd, loaded.config, loaded.device, loaded.model
     sets = load_human_sets(locate(from_dir))
     originals = None
     if mnist_dir is not None:

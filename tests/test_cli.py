@@ -162,3 +162,16 @@ def test_subprocess_run_interrupted_then_resumed_matches_an_uninterrupted_run(tm
 def test_help_and_version(args):
     result = invoke(*args)
     assert result.exit_code == 0 and ("amltui" in result.output or "Usage" in result.output)
+
+
+def test_corrupt_store_gives_a_clear_message_and_rebuild_restores_the_runs(tmp_path):
+    assert run_tiny(tmp_path).exit_code == 0
+    assert run_tiny(tmp_path, seed=1).exit_code == 0
+    (tmp_path / "store.json").write_text("{ this is not json")
+    listed = invoke("ls", "--runs-dir", str(tmp_path))
+    assert listed.exit_code == 2 and "amltui store rebuild" in listed.output
+    assert list(tmp_path.glob("store.json.corrupt-*"))  # the bad file is kept aside
+    rebuilt = invoke("store", "rebuild", "--runs-dir", str(tmp_path))
+    assert rebuilt.exit_code == 0 and "restored 2 run(s)" in rebuilt.output
+    listed = json.loads(invoke("ls", "--json", "--runs-dir", str(tmp_path)).output)
+    assert len(listed) == 2 and {r["status"] for r in listed} == {"done"}

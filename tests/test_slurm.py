@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -241,3 +242,20 @@ def test_parse_time_minutes() -> None:
         [90, 91, 90, 2880, 2910, 1]
     with pytest.raises(ValueError, match="time limit"):
         parse_time_minutes("1h")
+
+
+def test_cli_run_with_the_slurm_executor(tmp_path: Path) -> None:
+    """`amltui run --executor slurm` end to end: submitted, followed live, recorded, listed."""
+    sets = ["arch=small", "train_subset=256", "test_subset=128", "batch_size=64", "pgd_steps=3", "threads=1",
+            "eval_ia=false"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run(
+        [sys.executable, "-m", "amltui", "run", "--executor", "slurm", "--time", "30", "--dataset", "synthetic",
+         "--epochs", "1", "--id", "cli-slurm", "--runs-dir", str(tmp_path), *[a for s in sets for a in ("--set", s)]],
+        capture_output=True, text=True, timeout=JOB_START_S + RUN_S, env=env,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Slurm job" in out.stdout
+    record = Store(tmp_path).get("cli-slurm")
+    assert record["status"] == "done" and record["executor"] == "slurm" and record["slurm_job_id"]
+    assert "A_orig" in record["metrics"]
