@@ -36,6 +36,16 @@ def open_store(runs_dir: Path | None) -> Store:
         fail(str(exc))
 
 
+def reap_lost(store: Store) -> list[str]:
+    """Mark dead workers' runs failed (lost) before showing anything; a corrupt store is a clear error."""
+    from amltui.launch.liveness import reap
+
+    try:
+        return reap(store)
+    except StoreError as exc:
+        fail(str(exc))
+
+
 def all_records(store: Store) -> list[dict[str, Any]]:
     try:
         return store.all()

@@ -18,10 +18,10 @@ from amltui.cli.common import (
     fail,
     open_store,
     print_metrics,
+    reap_lost,
     resolve_run,
     status_text,
 )
-from amltui.launch.liveness import reap
 from amltui.progress import RunProgress
 from amltui.report import FORMATS, aggregate, render
 from amltui.runs import evaluate_human_sets, evaluate_run, run_dir
@@ -45,7 +45,7 @@ def ls(
 ) -> None:
     """List runs."""
     store = open_store(runs_dir)
-    reap(store)
+    reap_lost(store)
     records = all_records(store)
     if status:
         records = [r for r in records if r.get("status") == status]
@@ -75,7 +75,7 @@ def ls(
 def show(run: RunArg, runs_dir: RunsDir = None) -> None:
     """Show one run: its record, resolved config and per-epoch metrics."""
     store = open_store(runs_dir)
-    reap(store)
+    reap_lost(store)
     record = resolve_run(store, run)
     rd = run_dir(store.runs_dir, record["id"])
     console.print(f"[bold]{record['id']}[/]  {status_text(record.get('status', ''))}  folder {rd.path}")

@@ -24,10 +24,10 @@ from amltui.cli.common import (
     open_store,
     parse_list,
     print_metrics,
+    reap_lost,
     resolve_run,
     status_text,
 )
-from amltui.launch.liveness import reap
 from amltui.launch.local import LocalScheduler, default_cpu_slots, detect_gpus, make_slots, parse_gpus, start_detached
 from amltui.live import TERMINAL, LiveRuns
 from amltui.runs import create_run, run_dir, set_status
@@ -209,7 +209,7 @@ def cancel(
 ) -> None:
     """Cancel queued or running runs (a running worker stops at once and keeps its finished epochs)."""
     store = open_store(runs_dir)
-    reap(store)
+    reap_lost(store)
     if all_:
         targets = [r for r in all_records(store) if r.get("status") in ("queued", "running")]
     elif runs:
@@ -242,7 +242,7 @@ def _cancel_one(store: Store, record: dict[str, Any]) -> str:
     try:
         os.kill(int(pid), signal.SIGTERM)
     except ProcessLookupError:
-        reap(store)
+        reap_lost(store)
         return "its worker was already gone; marked failed (lost)"
     return f"sent SIGTERM to worker pid {pid}; it records itself cancelled"
 
@@ -254,7 +254,7 @@ def remove(
 ) -> None:
     """Delete runs: their folders and their records (running runs must be cancelled first)."""
     store = open_store(runs_dir)
-    reap(store)
+    reap_lost(store)
     records = [resolve_run(store, text) for text in runs]
     active = [r["id"] for r in records if r.get("status") in ("queued", "running")]
     if active:
@@ -279,7 +279,7 @@ def logs(
     rd = run_dir(store.runs_dir, record["id"])
     position = _print_from(rd.log_file, 0)
     while follow:
-        reap(store)
+        reap_lost(store)
         ended = (store.get(record["id"]) or {}).get("status") in TERMINAL
         position = _print_from(rd.log_file, position)
         if ended:
@@ -351,7 +351,7 @@ def reproduce(
     except ConfigError as exc:
         fail(str(exc))
     store = open_store(runs_dir)
-    reap(store)
+    reap_lost(store)
     todo = plan(store, configs)
     console.print(f"{len(configs)} runs: {len(todo.reuse)} finished (reused), {len(todo.resume)} to resume, "
                   f"{len(todo.wait)} queued or running, {len(todo.create)} to start")
@@ -379,7 +379,7 @@ def reproduce(
                 dispatch(store, to_run, executor=executor, gpus=gpus, slots_per_gpu=slots_per_gpu,
                          cpu_slots=cpu_slots, detach=detach, partition=partition, time_limit=time_limit)
             if todo.wait and not detach:
-                _follow(store, todo.wait, cancel=lambda: None, reconcile=reap)
+                _follow(store, todo.wait, cancel=lambda: None, reconcile=reap_lost)
         except typer.Exit as exc:
             if exc.exit_code == 130:
                 raise
