@@ -94,6 +94,11 @@ class FileLock:
         self._fd: int | None = None
 
     @property
+    def fd(self) -> int | None:
+        """The descriptor holding the lock (a child given it via pass_fds holds the lock as well)."""
+        return self._fd
+
+    @property
     def locked(self) -> bool:
         return self._fd is not None
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.config import VARIANTS
-from core.evaluate import METRIC_LABELS, METRIC_ORDER
+from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 FORMATS = ("md", "csv", "latex")
 

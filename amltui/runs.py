@@ -19,18 +19,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 import amltui
 from amltui.fsutil import FileLock, atomic_write_json, read_json
 from amltui.store import Store, validate_run_id
-from core.config import RunConfig
-from core.data import Dataset, load_dataset
-from core.device import resolve_device, set_threads
-from core.evaluate import evaluate, scores_to_record
-from core.train import load_model, train
+from core.config import ConfigError, RunConfig
+from core.errors import DataNotFoundError, TrainingFailed
+
+if TYPE_CHECKING:  # torch and the science load lazily: `amltui ls` should not pay 3 s of imports
+    import torch
+
+    from core.data import Dataset
+
+# What a user-triggered run operation may raise that is the user's to fix (printed without a traceback).
+RunFailure = (DataNotFoundError, TrainingFailed, ConfigError, FileNotFoundError, ValueError)
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 Listener = Callable[[str, dict[str, Any]], None]
@@ -120,17 +123,19 @@ def save_record(store: Store, rd: RunDir, record: dict[str, Any]) -> dict[str, A
 
 
 def set_status(store: Store, run_id: str, status: str, *, expect: tuple[str, ...] | None = None,
-               **fields: Any) -> dict[str, Any] | None:
+               worker_pid: int | None = None, **fields: Any) -> dict[str, Any] | None:
     """Change a run's status (and fields) if it currently has one of ``expect``; None if it had not.
 
     Read-modify-write of run.json under the run's lock, so a scheduler claiming a queued run and a user
-    cancelling it cannot both win.
+    cancelling it cannot both win. With ``worker_pid`` the change applies only while that worker owns the run.
     """
     rd = run_dir(store.runs_dir, run_id)
     with FileLock(rd.path / ".lock"):
         record = rd.read_record()
         if expect is not None and record.get("status") not in expect:
             return None
+        if worker_pid is not None and record.get("pid") not in (None, worker_pid):
+            return None  # the run has moved on to another worker (e.g. it was resumed)
         record.update(status=status, updated=now(), **fields)
         if status in ("done", "failed", "cancelled") and not record.get("ended"):
             record["ended"] = now()
@@ -162,6 +167,8 @@ def create_run(store: Store, config: RunConfig, run_id: str | None = None) -> di
 
 
 def load_run_data(config: RunConfig) -> Dataset:
+    from core.data import load_dataset
+
     # Synthetic data is generated with seed 0 whatever the run's seed: seeds of a comparison share the data.
     dataset = load_dataset(config.dataset, config.data_dir, seed=0)
     if config.train_subset or config.test_subset:
@@ -195,14 +202,19 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
     """
     emit = listener or (lambda kind, data: None)
     rd = run_dir(store.runs_dir, run_id)
-    config = rd.read_config()
     record = rd.read_record()
-    # A scheduler slot may split the cores between workers (AMLTUI_THREADS) and names itself (AMLTUI_SLOT).
-    threads = set_threads(config.threads or _env_int("AMLTUI_THREADS"))
     record.update(status="running", started=record.get("started") or now(), ended=None, error=None,
                   traceback=None, pid=os.getpid(), host=socket.gethostname(),
                   slot=os.environ.get("AMLTUI_SLOT", record.get("slot")))
+    # Everything from here on is inside the try: a cancel or an error during start-up (the imports alone take
+    # seconds) is recorded like any other.
     try:
+        from core.device import resolve_device, set_threads
+        from core.train import train
+
+        config = rd.read_config()
+        # A scheduler slot may split the cores between workers (AMLTUI_THREADS) and names itself (AMLTUI_SLOT).
+        threads = set_threads(config.threads or _env_int("AMLTUI_THREADS"))
         device = resolve_device(config.device)
         record["device"] = str(device)
         save_record(store, rd, record)
@@ -249,6 +261,8 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
 
 def run_evaluation(model: torch.nn.Module, dataset: Dataset, config: RunConfig,
                    inv_test: tuple[torch.Tensor | None, torch.Tensor | None], emit: Listener) -> dict[str, Any]:
+    from core.evaluate import evaluate
+
     def progress(metric: str, done: int, total: int) -> None:
         emit("eval", {"metric": metric, "done": done, "total": total})
 
@@ -257,6 +271,8 @@ def run_evaluation(model: torch.nn.Module, dataset: Dataset, config: RunConfig,
 
 
 def metrics_record(scores: dict[str, Any]) -> dict[str, Any]:
+    from core.evaluate import scores_to_record
+
     metrics, counts = scores_to_record(scores)
     return {"metrics": metrics, "metrics_n": counts}
 
@@ -271,6 +287,9 @@ class LoadedRun:
 
 def load_run_model(store: Store, run_id: str, device: str | None = None) -> LoadedRun:
     """A finished (or checkpointed) run's model on the requested device (default: the run's own)."""
+    from core.device import resolve_device, set_threads
+    from core.train import load_model
+
     rd = run_dir(store.runs_dir, run_id)
     if not rd.checkpoint.exists():
         raise FileNotFoundError(f"run {run_id} has no checkpoint yet ({rd.checkpoint}); it has not finished an epoch")
@@ -299,6 +318,9 @@ def evaluate_run(store: Store, run_id: str, *, device: str | None = None,
 def evaluate_human_sets(store: Store, run_id: str, *, from_dir: Path | None = None, mnist_dir: Path | None = None,
                         device: str | None = None) -> dict[str, Any]:
     """Score a run's model on Tramèr et al.'s human-labelled sets; stored in the record as ``human_sets``."""
+    import torch
+
+    from core.data import load_dataset
     from core.human_sets import load_human_sets, locate, score_human_set
 
     loaded = load_run_model(store, run_id, device)

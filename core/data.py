@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.errors import DataNotFoundError  # noqa: F401  (re-exported: part of this module's API)
+
 DATASETS = ("mnist", "fashion-mnist", "mnist-sample", "synthetic")
 NUM_CLASSES = 10
 IMAGE_SIZE = 28
@@ -34,18 +36,6 @@ IDX_FILES = {
 _TORCHVISION_DIRS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 SAMPLE_DIR = Path(__file__).resolve().parent / "datasets" / "mnist_sample"
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-
-
-class DataNotFoundError(FileNotFoundError):
-    """The idx files of a dataset are not where they were looked for (and could not be downloaded)."""
-
-    def __init__(self, message: str, folder: Path | None = None, missing: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.folder = folder
-        self.missing = tuple(missing)
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 def _expected_names() -> str:

@@ -17,12 +17,10 @@ import torch
 from core.attacks import FGSM, PGD
 from core.config import RunConfig
 from core.data import Split, to_float
+from core.metrics import METRIC_LABELS, METRIC_ORDER  # noqa: F401  (re-exported)
 from core.models import EmbeddingNet
 
 Progress = Callable[[str, int, int], None]  # (metric, done, total)
-METRIC_ORDER = ("A_orig", "A_SA", "A_IA", "A_IA_target", "A_PGD")
-METRIC_LABELS = {"A_orig": "A_orig", "A_SA": "A_SA", "A_IA": "A_IA", "A_IA_target": "A_IA→target",
-                 "A_PGD": "A_PGD"}
 
 
 @dataclass(frozen=True)

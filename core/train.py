@@ -20,16 +20,13 @@ from torch import nn
 from core.attacks import FGSM
 from core.config import RunConfig
 from core.data import Dataset, Split, batch_indices, to_float
+from core.errors import TrainingFailed  # noqa: F401  (re-exported)
 from core.losses import ObjectiveWeights, TripletLoss, objective
 from core.models import EmbeddingNet, build_model
 
 Callback = Callable[[str, dict[str, Any]], None]
 CHECKPOINT_VERSION = 1
 MONITOR_SIZE = 1000  # test images scored after every epoch for the curves (the final evaluation uses all)
-
-
-class TrainingFailed(RuntimeError):
-    """The run cannot go on (e.g. a non-finite loss); the message says why and what to try."""
 
 
 @dataclass

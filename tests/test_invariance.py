@@ -192,6 +192,21 @@ def test_search_equals_brute_force_double_loop(sample, mode):
             assert float(got.distance[i]) >= dist - 1e-4
 
 
+@pytest.mark.parametrize("residual", [True, False])
+def test_fast_with_full_shortlist_equals_exact(sample, residual):
+    """Any coarse grid (here one outside the search grid, warped separately) and either bound: with a shortlist
+    as large as the class, fast re-ranks everything and must return exactly what exact returns."""
+    pool_idx = torch.cat([(sample.train.labels == c).nonzero().squeeze(1)[:12] for c in range(10)])
+    pool, pool_labels = sample.train.images[pool_idx], sample.train.labels[pool_idx]
+    q, qy = sample.test.images[:6], sample.test.labels[:6]
+    fast = FastParams(components=8, shortlist=12, coarse_translations=(0.5,), coarse_rotations=(-5.0, 5.0),
+                      residual=residual)
+    exact = generate(q, qy, pool, pool_labels, mode="exact", grid=SMALL_GRID, chunk_size=4)
+    got = generate(q, qy, pool, pool_labels, mode="fast", grid=SMALL_GRID, chunk_size=4, fast=fast)
+    for name in InvarianceSet.TENSORS:
+        assert torch.equal(getattr(exact, name), getattr(got, name)), name
+
+
 def test_exclude_self_really_excludes():
     x = _blob().clone()
     other = apply_transforms(x, [(1.5, 0.0, 0.0)]) * 0.9

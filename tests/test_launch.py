@@ -44,10 +44,10 @@ def patch(store: Store, run_id: str, **fields) -> None:
     save_record(store, run_dir(store.runs_dir, run_id), record)
 
 
-def fake_spawn(run_id, slot, runs_dir):
+def fake_spawn(run_id, slot, runs_dir, pass_fds=()):
     env = {**os.environ, **slot.env, "AMLTUI_SLOT": slot.name, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_worker.py"), str(runs_dir), run_id],
-                            env=env)
+                            env=env, pass_fds=pass_fds)
 
 
 def trace(runs_dir: Path) -> list[dict]:
@@ -92,7 +92,9 @@ def test_runs_are_handed_out_as_slots_free_up_and_failures_do_not_stop_the_queue
     assert "lost" in store.get("r2")["error"] and "signal 9" in store.get("r2")["error"]
     events = trace(tmp_path)
     starts = [e for e in events if e["event"] == "start"]
-    assert [e["run"] for e in starts] == ids  # handed out in queue order
+    # Handed out in queue order (claim times); two slots let r0 and r1 start together, in either order.
+    assert sorted(ids, key=lambda i: store.get(i)["started"]) == ids
+    assert {e["run"] for e in starts[:2]} == {"r0", "r1"}
     assert {e["gpu"] for e in starts} == {"0", "1"} and {e["order"] for e in starts} == {"PCI_BUS_ID"}
     # Never more than two workers at once (two slots), and never two on the same slot at once.
     timeline = sorted((e["time"], 1 if e["event"] == "start" else -1) for e in events if "time" in e)
@@ -101,6 +103,23 @@ def test_runs_are_handed_out_as_slots_free_up_and_failures_do_not_stop_the_queue
         running += delta
         peak = max(peak, running)
     assert peak == 2
+
+
+def test_two_schedulers_of_one_runs_dir_share_its_slots(tmp_path):
+    store = Store(tmp_path)
+    ids = queue(store, 4, fake_seconds=0.8)
+    first = LocalScheduler(store, ids[:2], make_slots([0]), spawn=fake_spawn)
+    second = LocalScheduler(store, ids[2:], make_slots([0]), spawn=fake_spawn)
+    while first.step() | second.step():
+        time.sleep(0.05)
+    events = trace(tmp_path)
+    timeline = sorted((e["time"], 1 if e["event"] == "start" else -1) for e in events)
+    running = peak = 0
+    for _, delta in timeline:
+        running += delta
+        peak = max(peak, running)
+    assert peak == 1  # one slot (gpu0) in all: never two workers at once
+    assert {r["status"] for r in store.all()} == {"done"}
 
 
 def test_a_run_cancelled_while_queued_is_skipped(tmp_path):
@@ -175,7 +194,8 @@ def test_sigkilled_worker_is_marked_lost_the_queue_goes_on_and_resume_finishes_i
     assert "lost" in store.get(first["id"])["error"]
     other = next(r["id"] for r in store.all() if r["id"] != first["id"])
     wait_for(lambda: store.get(other)["status"] == "running", 60, "the queue to go on")
-    assert amltui("cancel", other, runs=tmp_path).returncode == 0
+    cancelled = amltui("cancel", other, runs=tmp_path)
+    assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
     wait_for(lambda: store.get(other)["status"] == "cancelled", 30, "the cancelled run")
 
     listed = json.loads(amltui("ls", "--json", runs=tmp_path).stdout)

@@ -50,6 +50,14 @@ def config_keys() -> None:
     console.print(describe_keys(), highlight=False)
 
 
+@app.command()
+def dashboard(runs_dir: RunsDir = None) -> None:
+    """Open the live dashboard: runs, run detail, results; launch / cancel / resume / delete (q quits, runs go on)."""
+    from amltui.tui import run_dashboard
+
+    run_dashboard(runs_dir or default_runs_dir())
+
+
 @store_app.command("rebuild")
 def store_rebuild(runs_dir: RunsDir = None) -> None:
     """Recreate the index from the run folders (runs/*/run.json), keeping a corrupt index aside."""

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from amltui.runs import default_runs_dir
 from amltui.store import Store, StoreError, validate_run_id
-from core.evaluate import METRIC_LABELS, METRIC_ORDER
+from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 console = Console()
 err = Console(stderr=True)

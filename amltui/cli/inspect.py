@@ -24,10 +24,8 @@ from amltui.cli.common import (
 )
 from amltui.progress import RunProgress
 from amltui.report import FORMATS, aggregate, render
-from amltui.runs import evaluate_human_sets, evaluate_run, run_dir
-from core.data import DataNotFoundError
-from core.evaluate import METRIC_LABELS, METRIC_ORDER
-from core.train import TrainingFailed
+from amltui.runs import RunFailure, evaluate_human_sets, evaluate_run, run_dir
+from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 
 def register(app: typer.Typer) -> None:
@@ -122,14 +120,14 @@ def eval_(
     if human_sets:
         try:
             results = evaluate_human_sets(store, record["id"], from_dir=from_dir, mnist_dir=mnist_dir, device=device)
-        except (FileNotFoundError, TrainingFailed, DataNotFoundError, ValueError) as exc:
+        except RunFailure as exc:
             fail(str(exc), code=1)
         _print_human_sets(record["id"], results)
         return
     with RunProgress(console) as progress:
         try:
             record = evaluate_run(store, record["id"], device=device, listener=progress.on_event)
-        except (FileNotFoundError, TrainingFailed, DataNotFoundError, ValueError) as exc:
+        except RunFailure as exc:
             fail(str(exc), code=1)
     print_metrics(record)
 
@@ -173,7 +171,7 @@ def plot(
     record = resolve_run(store, run)
     try:
         path = write_pca(store, record["id"], n=n, device=device, out=out)
-    except (FileNotFoundError, TrainingFailed, DataNotFoundError, ValueError) as exc:
+    except RunFailure as exc:
         fail(str(exc), code=1)
     console.print(f"wrote {path}")
 

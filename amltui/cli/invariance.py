@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
 import typer
 
 from amltui.cli.common import RunsDir, console, err, fail, open_store
 from amltui.progress import RunProgress
-from core.config import ConfigError, RunConfig
-from core.data import DATASETS, DataNotFoundError, Dataset
-from core.device import resolve_device, set_threads
+from core.config import CHOICES, ConfigError, RunConfig
+
+if TYPE_CHECKING:
+    from core.data import Dataset
+
+DATASETS = CHOICES["dataset"]
 
 app = typer.Typer(help="Invariance examples (Tramèr et al. 2020, L∞): generate, cache, preview.",
                   no_args_is_help=True)
@@ -22,6 +24,7 @@ SPLITS = ("train", "test", "all")
 
 def _dataset(dataset: str, data_dir: Path | None, train_subset: int | None, test_subset: int | None) -> Dataset:
     from amltui.runs import load_run_data
+    from core.data import DataNotFoundError
 
     try:
         config = RunConfig.resolve("baseline", "quick", dataset=dataset, data_dir=str(data_dir) if data_dir else None,
@@ -48,8 +51,11 @@ def generate(
 
     Interrupted generation keeps its finished chunks and resumes; a second call reuses the cache.
     """
+    import torch
+
     from core.attacks.invariance import invariance_set_for
     from core.attacks.invariance_cache import default_cache_root
+    from core.device import resolve_device, set_threads
 
     if split not in SPLITS:
         fail(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
@@ -103,6 +109,8 @@ def show(
 
     Uses the cached set when there is one; otherwise generates just the first N examples (not cached).
     """
+    import torch
+
     from amltui.figures import invariance_grid
     from core.attacks.invariance import generate as generate_set
     from core.attacks.invariance import invariance_set_for

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich import box
@@ -28,13 +25,15 @@ from amltui.cli.common import (
     resolve_run,
     status_text,
 )
-from amltui.launch.local import LocalScheduler, default_cpu_slots, detect_gpus, make_slots, parse_gpus, start_detached
+from amltui.launch.control import cancel_run, local_slots, start_local
+from amltui.launch.local import LocalScheduler
 from amltui.live import TERMINAL, LiveRuns
 from amltui.runs import create_run, run_dir, set_status
 from amltui.store import Store
-from core.config import PRESETS, VARIANTS, ConfigError, RunConfig
-from core.data import DATASETS
-from core.evaluate import METRIC_LABELS, METRIC_ORDER
+from core.config import CHOICES, PRESETS, VARIANTS, ConfigError, RunConfig
+from core.metrics import METRIC_LABELS, METRIC_ORDER
+
+DATASETS = CHOICES["dataset"]
 
 EXECUTORS = ("local", "slurm")
 
@@ -123,16 +122,12 @@ def dispatch(store: Store, ids: list[str], *, executor: str = "local", gpus: str
             _follow(store, ids, cancel=lambda: [slurm.cancel(i) for i in ids], reconcile=slurm.reconcile)
         return
     try:
-        gpu_list = parse_gpus(gpus)
-        gpu_list = detect_gpus() if gpu_list is None else gpu_list
-        slots = make_slots(gpu_list, slots_per_gpu, cpu_slots or default_cpu_slots())
+        if detach:
+            console.print(start_local(store, ids, gpus=gpus, slots_per_gpu=slots_per_gpu, cpu_slots=cpu_slots))
+            return
+        slots = local_slots(gpus, slots_per_gpu, cpu_slots)
     except ValueError as exc:
         fail(str(exc))
-    if detach:
-        proc = start_detached(store.runs_dir, ids, gpu_list, slots_per_gpu, cpu_slots or default_cpu_slots())
-        console.print(f"started scheduler pid {proc.pid} on slots {', '.join(s.name for s in slots)}; "
-                      f"follow with `amltui ls` or `amltui logs RUN -f` (log: {store.runs_dir / 'scheduler.log'})")
-        return
     scheduler = LocalScheduler(store, ids, slots)
     with LiveRuns(console, store, ids) as live:
         try:
@@ -219,32 +214,7 @@ def cancel(
     if not targets:
         console.print("nothing to cancel")
     for record in targets:
-        console.print(f"{record['id']}: {_cancel_one(store, record)}", highlight=False)
-
-
-def _cancel_one(store: Store, record: dict[str, Any]) -> str:
-    run_id, status = record["id"], record.get("status")
-    if status in TERMINAL:
-        return f"already {status}"
-    if record.get("executor") == "slurm" and record.get("slurm_job_id"):
-        from amltui.launch.slurm import SlurmExecutor
-
-        SlurmExecutor(store.runs_dir).cancel(run_id)
-        return f"Slurm job {record['slurm_job_id']} cancelled"
-    if status == "queued" and set_status(store, run_id, "cancelled", expect=("queued",),
-                                         error="cancelled before it started"):
-        return "cancelled (was queued)"
-    pid, host = record.get("pid"), record.get("host")
-    if not pid:
-        return "is starting; try again in a moment"
-    if host != socket.gethostname():
-        return f"runs on host {host}; cancel it there"
-    try:
-        os.kill(int(pid), signal.SIGTERM)
-    except ProcessLookupError:
-        reap_lost(store)
-        return "its worker was already gone; marked failed (lost)"
-    return f"sent SIGTERM to worker pid {pid}; it records itself cancelled"
+        console.print(f"{record['id']}: {cancel_run(store, record)}", highlight=False)
 
 
 def remove(

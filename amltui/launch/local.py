@@ -13,6 +13,7 @@ import argparse
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from amltui.fsutil import FileLock
 from amltui.runs import now, run_dir, set_status
 from amltui.store import Store
 
@@ -85,18 +87,35 @@ def default_cpu_slots() -> int:
     return max(1, len(os.sched_getaffinity(0)) // 8)
 
 
-WorkerFactory = Callable[[str, Slot, Path], subprocess.Popen]
+WorkerFactory = Callable[..., subprocess.Popen]
 
 
-def spawn_worker(run_id: str, slot: Slot, runs_dir: Path) -> subprocess.Popen:
-    """Start ``python -m amltui.launch.worker`` in its own session, output appended to <run>/worker.out."""
+def spawn_worker(run_id: str, slot: Slot, runs_dir: Path, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
+    """Start ``python -m amltui.launch.worker`` in its own session, output appended to <run>/worker.out.
+
+    ``pass_fds`` hands the slot's lock to the worker, so the slot stays taken while the worker lives even if
+    its scheduler dies.
+    """
     rd = run_dir(runs_dir, run_id)
     env = {**os.environ, **slot.env, "AMLTUI_SLOT": slot.name, "PYTHONUNBUFFERED": "1"}
     with open(rd.path / "worker.out", "ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "amltui.launch.worker", "--runs-dir", str(runs_dir), "--resume", run_id],
             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            pass_fds=pass_fds,
         )
+
+
+def slot_lock(runs_dir: Path, slot: Slot) -> FileLock | None:
+    """Take a slot for this scheduler, or None if another scheduler of the same runs dir holds it."""
+    folder = Path(runs_dir) / ".slots"
+    folder.mkdir(exist_ok=True)
+    lock = FileLock(folder / f"{slot.name}.lock", timeout=0)
+    try:
+        lock.acquire()
+    except TimeoutError:
+        return None
+    return lock
 
 
 class LocalScheduler:
@@ -111,6 +130,7 @@ class LocalScheduler:
         self.slots = list(slots)
         self.spawn = spawn
         self.active: dict[str, tuple[Slot, subprocess.Popen]] = {}
+        self.locks: dict[str, FileLock] = {}
         self.cancelling = False
 
     @property
@@ -125,27 +145,55 @@ class LocalScheduler:
             if code is None:
                 continue
             del self.active[run_id]
+            self._release(slot)
+            # The worker records its own end; these only catch one that died before it could. They apply while
+            # the record still shows this worker running (not if the run was meanwhile cancelled and resumed).
+            mine = dict(expect=("running",), worker_pid=proc.pid, pid=None)
             if code == -signal.SIGTERM:
                 # Stopped (cancel) before its handler was installed, e.g. while still importing torch.
-                set_status(self.store, run_id, "cancelled", expect=("running", "queued"), pid=None,
-                           error="cancelled (SIGTERM) before the worker was ready")
-            elif code not in (0, 1, EXIT_CANCELLED):
+                set_status(self.store, run_id, "cancelled", error="cancelled (SIGTERM) before the worker was ready",
+                           **mine)
+            elif code in (1, EXIT_CANCELLED):
+                status = "cancelled" if code == EXIT_CANCELLED else "failed"
+                set_status(self.store, run_id, status,
+                           error=f"worker exited with code {code} before recording why (see worker.out)", **mine)
+            elif code != 0:
                 # Killed before it could record anything (SIGKILL, OOM killer): it must not stay "running".
                 how = f"signal {-code}" if code < 0 else f"exit code {code}"
-                set_status(self.store, run_id, "failed", expect=("running", "queued"), pid=None,
-                           error=f"lost: worker on slot {slot.name} ended by {how} without reporting")
-        while self.pending and self.free_slots and not self.cancelling:
+                set_status(self.store, run_id, "failed",
+                           error=f"lost: worker on slot {slot.name} ended by {how} without reporting", **mine)
+        while self.pending and not self.cancelling:
+            slot = next((s for s in self.free_slots if self._take(s)), None)
+            if slot is None:
+                break  # every slot busy (here or in another scheduler of this runs dir)
             run_id = self.pending.pop(0)
-            slot = self.free_slots[0]
             claimed = set_status(self.store, run_id, "running", expect=("queued",), slot=slot.name,
-                                 executor="local", started=now())
+                                 executor="local", started=now(), pid=None)
             if claimed is None:
+                self._release(slot)
                 continue  # cancelled or removed while queued
             try:
-                self.active[run_id] = (slot, self.spawn(run_id, slot, self.store.runs_dir))
+                fd = self.locks[slot.name].fd
+                proc = self.spawn(run_id, slot, self.store.runs_dir, pass_fds=(fd,))
+                self.active[run_id] = (slot, proc)
+                # Known at once, so a cancel while the worker is still importing torch can reach it.
+                set_status(self.store, run_id, "running", expect=("running",), pid=proc.pid,
+                           host=socket.gethostname())
             except OSError as exc:
+                self._release(slot)
                 set_status(self.store, run_id, "failed", error=f"could not start the worker: {exc}")
         return bool(self.pending or self.active)
+
+    def _take(self, slot: Slot) -> bool:
+        lock = slot_lock(self.store.runs_dir, slot)
+        if lock is not None:
+            self.locks[slot.name] = lock
+        return lock is not None
+
+    def _release(self, slot: Slot) -> None:
+        lock = self.locks.pop(slot.name, None)
+        if lock is not None:
+            lock.release()
 
     def run(self, poll: float = 0.5, on_tick: Callable[[], None] | None = None) -> None:
         while self.step():
@@ -167,9 +215,10 @@ class LocalScheduler:
         while self.active and time.monotonic() < deadline:
             self.step()
             time.sleep(0.1)
-        for run_id, (_, proc) in list(self.active.items()):
+        for run_id, (slot, proc) in list(self.active.items()):
             proc.kill()
             proc.wait()
+            self._release(slot)
             set_status(self.store, run_id, "cancelled", expect=("running", "queued"), pid=None,
                        error="cancelled (the worker did not stop in time and was killed)")
             del self.active[run_id]

@@ -33,6 +33,7 @@ __all__ = [
     "transform_all",
     "warp",
     "warp_all",
+    "warp_all_transform_major",
 ]
 
 Transform = tuple[float, float, float]
@@ -117,15 +118,19 @@ def warp(images: Tensor, src_from_dst: Tensor) -> Tensor:
 
 
 def warp_all(images: Tensor, grid: Tensor) -> Tensor:
-    """Every grid of ``grid`` (T, H, H, 2) applied to every image (B, 1, H, H) -> (B, T, H, H).
+    """Every grid of ``grid`` (T, H, H, 2) applied to every image (B, 1, H, H) -> (B, T, H, H)."""
+    return warp_all_transform_major(images, grid).transpose(0, 1).contiguous()
+
+
+def warp_all_transform_major(images: Tensor, grid: Tensor) -> Tensor:
+    """Like :func:`warp_all` but laid out (T, B, H, H), as ``grid_sample`` produces it (no transposing copy).
 
     The images travel as channels of one input broadcast over the T transforms, so the bilinear weights are
     computed once per transform instead of once per (image, transform): about 5x faster on CPU.
     """
     b, t = images.shape[0], grid.shape[0]
     stacked = images.reshape(1, b, *images.shape[2:]).expand(t, b, *images.shape[2:])
-    out = F.grid_sample(stacked, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    return out.transpose(0, 1).contiguous()
+    return F.grid_sample(stacked, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
 def _check_images(images: Tensor) -> None:

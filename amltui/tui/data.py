@@ -1,0 +1,275 @@
+"""Reading the store and the run folders for the dashboard (called from worker threads, never the UI thread).
+
+amltui.runs / live / liveness import torch, so they are imported lazily here: the dashboard draws at once and
+the first worker pays the import.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from amltui.store import Store, StoreError
+
+LIVE = ("queued", "running")
+STATUS_RANK = {"running": 0, "queued": 1, "failed": 2, "cancelled": 3, "done": 4}
+STATUS_STYLE = {"done": "green", "running": "bold cyan", "queued": "white", "failed": "bold red",
+                "cancelled": "yellow"}
+# (key, label, width or None for automatic)
+COLUMNS: tuple[tuple[str, str, int | None], ...] = (
+    ("id", "run", None), ("status", "status", 9), ("progress", "progress", 16), ("variant", "variant", 8),
+    ("seed", "seed", 4), ("dataset", "dataset", 13), ("slot", "slot", 7), ("loss", "loss", 7),
+    ("A_orig", "A_orig", 6), ("A_SA", "A_SA", 6), ("A_IA", "A_IA", 6),
+)
+SORTS = ("created", "id", "status", "progress", "variant", "dataset", "loss", "A_orig", "A_SA", "A_IA")
+BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+def progress_bar(fraction: float, width: int = 8) -> str:
+    """A text bar with eighth-block resolution, padded with light shade."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    eighths = round(fraction * width * 8)
+    full, part = divmod(eighths, 8)
+    bar = "█" * full + (BLOCKS[part] if part else "")
+    return bar + "░" * (width - len(bar))
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _pct(value: Any, prefix: str = "") -> str:
+    number = _num(value)
+    return "" if number is None else f"{prefix}{number:.1f}"
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run as the table shows it: display strings, sort values and the text the filter searches."""
+
+    key: str
+    cells: dict[str, str]
+    sort: dict[str, Any]
+    search: str
+    record: dict[str, Any] = field(compare=False, repr=False)
+
+
+def heavy_modules_loaded() -> bool:
+    """amltui.live / liveness import torch (seconds): until a worker has imported them, rows are drawn
+    from the records alone and dead workers are not reaped yet."""
+    return "amltui.live" in sys.modules and "amltui.launch.liveness" in sys.modules
+
+
+def make_row(record: dict[str, Any], progress: dict[str, Any], order: int) -> RunRow:
+    status = str(record.get("status", "?"))
+    epoch, epochs = int(record.get("epoch") or 0), int(record.get("epochs") or 0)
+    if heavy_modules_loaded():
+        from amltui.live import describe
+
+        text, done, total = describe(record, progress)
+    else:  # first paint: the epoch count only
+        text, done, total = status, epoch, epochs
+    if status == "done":
+        fraction = 1.0
+    elif status == "running":
+        fraction = done / total if total else 0.0
+    else:
+        fraction = epoch / epochs if epochs else 0.0
+    phase = text.split()[0] if status == "running" and text.split()[0] in ("eval", "invariance") else ""
+    count = {"eval": "eval", "invariance": "inv"}.get(phase, f"{epoch}/{epochs}")
+    last = record.get("last") or {}
+    metrics = record.get("metrics") or {}
+    loss = last.get("train_loss")
+    batch = progress.get("batch") if status == "running" and progress.get("kind") == "batch" else None
+    if isinstance(batch, dict) and _num(batch.get("loss")) is not None:
+        loss = batch["loss"]
+    # Final metrics when evaluated, else the per-epoch monitor estimate marked with "~".
+    a_orig = _pct(metrics["A_orig"]) if "A_orig" in metrics else _pct(last.get("monitor_A_orig"), "~")
+    a_sa = _pct(metrics["A_SA"]) if "A_SA" in metrics else _pct(last.get("monitor_A_SA"), "~")
+    cells = {
+        "id": record["id"], "status": status, "progress": f"{progress_bar(fraction)} {count}",
+        "variant": str(record.get("variant", "")), "seed": str(record.get("seed", "")),
+        "dataset": str(record.get("dataset", "")), "slot": str(record.get("slot") or record.get("device") or ""),
+        "loss": f"{loss:.4f}" if _num(loss) is not None else "", "A_orig": a_orig, "A_SA": a_sa,
+        "A_IA": _pct(metrics.get("A_IA")),
+    }
+    sort = {
+        "created": order, "id": record["id"], "status": STATUS_RANK.get(status, 9), "progress": fraction,
+        "variant": cells["variant"], "dataset": cells["dataset"], "loss": _num(loss),
+        "A_orig": _num(metrics.get("A_orig", last.get("monitor_A_orig"))),
+        "A_SA": _num(metrics.get("A_SA", last.get("monitor_A_SA"))), "A_IA": _num(metrics.get("A_IA")),
+    }
+    search = " ".join((record["id"], cells["variant"], cells["dataset"], status)).lower()
+    return RunRow(record["id"], cells, sort, search, record)
+
+
+def sort_rows(rows: list[RunRow], column: str, reverse: bool = False) -> list[RunRow]:
+    """Rows ordered by a SORTS column; missing values always last."""
+    present = [r for r in rows if r.sort.get(column) is not None]
+    missing = [r for r in rows if r.sort.get(column) is None]
+    present.sort(key=lambda r: (r.sort[column], r.sort["created"]), reverse=reverse)
+    return present + missing
+
+
+def filter_rows(rows: list[RunRow], text: str) -> list[RunRow]:
+    needle = text.strip().lower()
+    return [r for r in rows if needle in r.search] if needle else rows
+
+
+@dataclass
+class RunsSnapshot:
+    rows: list[RunRow]
+    error: str | None = None
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+class RunsReader:
+    """Reads the store and the live runs' progress files; skips the work when none of them changed.
+
+    ``poll`` is called by one worker at a time. A full read (with ``reap``, which notices dead workers) is
+    forced every ``full_every`` seconds even when nothing changed on disk.
+    """
+
+    def __init__(self, runs_dir: Path, full_every: float = 5.0) -> None:
+        self.runs_dir = Path(runs_dir)
+        self.full_every = full_every
+        self.store: Store | None = None
+        self.records: dict[str, dict[str, Any]] = {}
+        self._signature: tuple | None = None
+        self._last_full = 0.0
+
+    def _live_ids(self) -> list[str]:
+        return [i for i, r in self.records.items() if r.get("status") in LIVE]
+
+    def signature(self) -> tuple:
+        files = [self.runs_dir / "store.json"]
+        files += [self.runs_dir / run_id / "progress.json" for run_id in self._live_ids()]
+        return tuple(_stat(p) for p in files)
+
+    def progress(self, run_id: str) -> dict[str, Any]:
+        """The worker's progress.json (as amltui.live.read_progress, without importing torch)."""
+        data = read_json_file(self.runs_dir / run_id / "progress.json")
+        return data if isinstance(data, dict) else {}
+
+    def poll(self, force: bool = False) -> RunsSnapshot | None:
+        """A new snapshot, or None when nothing changed since the last one."""
+        now = time.monotonic()
+        full = force or now - self._last_full >= self.full_every
+        if not full and self.store is not None and self.signature() == self._signature:
+            return None
+        try:
+            if self.store is None:
+                self.store = Store(self.runs_dir)
+            if full and heavy_modules_loaded():
+                from amltui.launch.liveness import reap
+
+                reap(self.store)
+                self._last_full = now
+            signature = self.signature()
+            records = self.store.all()
+        except (StoreError, OSError, ValueError) as exc:
+            self._signature = None
+            return RunsSnapshot([], error=str(exc))
+        self.records = {r["id"]: r for r in records}
+        rows = [make_row(r, self.progress(r["id"]) if r.get("status") == "running" else {}, i)
+                for i, r in enumerate(records)]
+        # Taken before the read: a write racing with it changes the signature and is read next time.
+        self._signature = signature if len(signature) == 1 + len(self._live_ids()) else None
+        return RunsSnapshot(rows)
+
+
+# ---- one run ------------------------------------------------------------------------------------------
+
+
+def read_json_file(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+class LogTail:
+    """New complete lines of a growing text file since the last call (restarts if the file shrank)."""
+
+    def __init__(self, path: Path, max_start: int = 64_000) -> None:
+        self.path = path
+        self.offset = 0
+        self.max_start = max_start
+        self._partial = b""
+
+    def read(self) -> list[str]:
+        try:
+            size = self.path.stat().st_size
+            if size < self.offset:
+                self.offset, self._partial = 0, b""
+            if self.offset == 0 and size > self.max_start:  # a huge log: start near its end
+                self.offset = size - self.max_start
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except OSError:
+            return []
+        self.offset += len(data)
+        data = self._partial + data
+        *lines, self._partial = data.split(b"\n")
+        return [line.decode("utf-8", "replace") for line in lines]
+
+
+@dataclass
+class RunDetail:
+    record: dict[str, Any]
+    progress: dict[str, Any]
+    epochs: list[dict[str, Any]]
+    new_log: list[str]
+    config: dict[str, Any] | None
+    pca: Path | None
+
+
+class DetailReader:
+    """Everything the detail screen shows about one run, read from its folder (run.json is the truth)."""
+
+    def __init__(self, runs_dir: Path, run_id: str) -> None:
+        self.path = Path(runs_dir) / run_id
+        self.run_id = run_id
+        self.log = LogTail(self.path / "log.txt")
+        self._metrics_stat: tuple[int, int] | None = None
+        self._epochs: list[dict[str, Any]] = []
+        self._config: dict[str, Any] | None = None
+
+    def read(self) -> RunDetail:
+        record = read_json_file(self.path / "run.json") or {"id": self.run_id, "status": "?"}
+        progress = read_json_file(self.path / "progress.json") or {}
+        stat = _stat(self.path / "metrics.jsonl")
+        if stat != self._metrics_stat:
+            self._metrics_stat = stat
+            self._epochs = [m for m in self._metric_lines() if m.get("kind") == "epoch"]
+        if self._config is None:
+            self._config = read_json_file(self.path / "config.json")
+        pca = next((p for p in (self.path / "pca.json", self.path / "pca.png") if p.exists()), None)
+        return RunDetail(record, progress, list(self._epochs), self.log.read(), self._config, pca)
+
+    def _metric_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        try:
+            raw = (self.path / "metrics.jsonl").read_text(encoding="utf-8")
+        except OSError:
+            return []
+        for text in raw.splitlines():
+            try:
+                line = json.loads(text)
+            except ValueError:
+                continue  # a torn last line
+            if isinstance(line, dict):
+                lines.append(line)
+        return lines

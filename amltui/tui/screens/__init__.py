@@ -1,0 +1,1 @@
+"""Screens of the dashboard: runs, run detail, results, and the launch / confirmation modals."""

@@ -1,0 +1,152 @@
+"""One run: loss and accuracy curves, final metrics, the live log, the resolved config, the PCA area."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Log, Static, TabbedContent, TabPane
+
+from amltui.tui.data import STATUS_STYLE, DetailReader, RunDetail
+from amltui.tui.widgets.chart import LineChart, Series
+
+if TYPE_CHECKING:
+    from amltui.tui.app import DashboardApp
+
+LOSSES = (("train_loss", "total", "bold white"), ("train_ce_clean", "CE clean", "green"),
+          ("train_ce_adv", "CE adv", "red"), ("train_triplet_sa", "triplet SA", "magenta"),
+          ("train_triplet_ia", "triplet IA", "yellow"))
+ACCURACIES = (("monitor_A_orig", "A_orig", "green"), ("monitor_A_SA", "A_SA", "red"))
+FINAL = ("A_orig", "A_SA", "A_IA", "A_IA_target", "A_PGD")
+LABELS = {"A_IA_target": "A_IA→t"}
+
+
+class DetailLoaded(Message):
+    def __init__(self, detail: RunDetail, head: Text) -> None:
+        super().__init__()
+        self.detail = detail
+        self.head = head
+
+
+def _series(epochs: list[dict[str, Any]], keys: tuple[tuple[str, str, str], ...]) -> list[Series]:
+    out = []
+    for key, label, style in keys:
+        points = [(float(e["epoch"]), float(e[key])) for e in epochs
+                  if isinstance(e.get(key), int | float) and isinstance(e.get("epoch"), int | float)]
+        if points and (key == "train_loss" or any(y != 0 for _, y in points)):
+            out.append(Series(label, points, style))
+    return out
+
+
+def head_text(record: dict[str, Any], progress: dict[str, Any]) -> Text:
+    from amltui.live import describe
+
+    status = str(record.get("status", "?"))
+    text = Text.assemble((str(record.get("id", "?")), "bold"), "  ", (status, STATUS_STYLE.get(status, "")))
+    text.append(f"  {describe(record, progress)[0] if status in ('queued', 'running') else ''}".rstrip())
+    where = record.get("slot") or record.get("device")
+    text.append(f"\n{record.get('variant')} · seed {record.get('seed')} · {record.get('dataset')} · "
+                f"preset {record.get('preset')}" + (f" · {where}" if where else ""), style="dim")
+    metrics, counts = record.get("metrics") or {}, record.get("metrics_n") or {}
+    if metrics:
+        sizes = sorted({str(counts.get(k, "?")) for k in FINAL if k in metrics})
+        text.append(f"\nfinal (n={'/'.join(sizes)}):", style="dim")
+        for key in FINAL:
+            if key in metrics:
+                text.append(f" {LABELS.get(key, key)} ", style="dim")
+                text.append(f"{metrics[key]:.2f}", style="bold")
+    elif record.get("error"):
+        text.append(f"\n{record['error']}", style="red")
+    return text
+
+
+def config_table(config: dict[str, Any] | None, changed: dict[str, Any]) -> Table | Text:
+    if config is None:
+        return Text("config.json not found", style="red")
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="cyan")
+    table.add_column()
+    for key, value in config.items():
+        mark = " *" if key in changed else ""
+        table.add_row(key + mark, Text(repr(value) if isinstance(value, str) else str(value),
+                                       style="bold yellow" if mark else ""))
+    return table
+
+
+class DetailScreen(Screen):
+    BINDINGS = [
+        Binding("escape,backspace", "app.pop_screen", "Back"),
+        Binding("1", "tab('curves')", "Curves"),
+        Binding("2", "tab('log')", "Log"),
+        Binding("3", "tab('config')", "Config"),
+        Binding("4", "tab('pca')", "PCA"),
+    ]
+    app: DashboardApp
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self._polling = False
+        self._config_shown = False
+        self.detail: RunDetail | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(self.run_id, style="bold"), id="detail-head")
+        with TabbedContent(initial="curves"):
+            with TabPane("Curves", id="curves"):
+                with Vertical():
+                    yield LineChart("loss", id="loss-chart")
+                    yield LineChart("accuracy % (monitor)", id="acc-chart")
+            with TabPane("Log", id="log"):
+                yield Log(max_lines=2000, id="log-view")
+            with TabPane("Config", id="config"):
+                with VerticalScroll():
+                    yield Static("loading…", id="config-view")
+            with TabPane("PCA", id="pca"):
+                yield Static(id="pca-view")
+        yield Footer(show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.reader = DetailReader(self.app.runs_dir, self.run_id)
+        self.poll()
+        self.set_interval(self.app.detail_interval, self.poll)
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def poll(self) -> None:
+        if not self._polling:
+            self._polling = True
+            self._read()
+
+    @work(thread=True, group="detail", exit_on_error=False)
+    def _read(self) -> None:
+        detail = self.reader.read()
+        self.post_message(DetailLoaded(detail, head_text(detail.record, detail.progress)))
+
+    @on(DetailLoaded)
+    def _apply(self, message: DetailLoaded) -> None:
+        self._polling = False
+        detail = self.detail = message.detail
+        record = detail.record
+        self.query_one("#detail-head", Static).update(message.head)
+        epochs_total = record.get("epochs") if isinstance(record.get("epochs"), int) else None
+        self.query_one("#loss-chart", LineChart).plot(_series(detail.epochs, LOSSES), epochs_total)
+        self.query_one("#acc-chart", LineChart).plot(_series(detail.epochs, ACCURACIES), epochs_total)
+        if detail.new_log:
+            self.query_one("#log-view", Log).write_lines(detail.new_log)
+        if not self._config_shown:
+            self._config_shown = True
+            self.query_one("#config-view", Static).update(
+                config_table(detail.config, record.get("config_diff") or {}))
+        pca = (f"PCA embedding found: {detail.pca}\nIts terminal rendering comes with the PCA issue."
+               if detail.pca else f"No PCA embedding for this run yet ({self.app.runs_dir / self.run_id}/pca.json"
+               " or pca.png). Its 2-D plot of natural vs FGSM embeddings will appear here.")
+        self.query_one("#pca-view", Static).update(pca)

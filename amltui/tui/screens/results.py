@@ -1,0 +1,141 @@
+"""Seed-aggregated results (the numbers of `amltui export`): baselines pinned on top, paired deltas below."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from amltui.store import Store, StoreError
+
+if TYPE_CHECKING:
+    from amltui.tui.app import DashboardApp
+
+
+class ResultsLoaded(Message):
+    def __init__(self, rows: list[Any] | None, error: str | None = None) -> None:
+        super().__init__()
+        self.rows = rows
+        self.error = error
+
+
+class ResultsScreen(Screen):
+    BINDINGS = [
+        Binding("escape,backspace", "app.pop_screen", "Back"),
+        Binding("e", "export", "Export .md"),
+        Binding("tab", "focus_next", "Switch table", show=False),
+    ]
+    app: DashboardApp
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._polling = False
+        self._stat: tuple[int, int] | None = None
+        self.rows: list[Any] = []
+        self.loaded = False
+
+    def compose(self) -> ComposeResult:
+        yield Static("[b]Results[/b]: test accuracy %, mean ± std over seeds (n); baselines pinned",
+                     id="results-title")
+        yield DataTable(id="results", cursor_type="row", zebra_stripes=True)
+        yield Static("[b]Δ vs the baseline[/b] of the same setting, over shared seeds (points)",
+                     id="deltas-title")
+        yield DataTable(id="deltas", cursor_type="row", zebra_stripes=True)
+        yield Footer(show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.poll()
+        self.set_interval(2.0, self.poll)
+
+    def poll(self) -> None:
+        if not self._polling:
+            self._polling = True
+            self._read()
+
+    @work(thread=True, group="results", exit_on_error=False)
+    def _read(self) -> None:
+        path = Path(self.app.runs_dir) / "store.json"
+        try:
+            st = path.stat()
+            stat: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            stat = None
+        if self.loaded and stat == self._stat:
+            self.post_message(ResultsLoaded(None))
+            return
+        try:
+            from amltui.report import aggregate
+
+            rows = aggregate(Store(self.app.runs_dir).all())
+        except (StoreError, OSError, ValueError) as exc:
+            self.post_message(ResultsLoaded(None, str(exc)))
+            return
+        self._stat = stat
+        self.post_message(ResultsLoaded(rows))
+
+    @on(ResultsLoaded)
+    def _apply(self, message: ResultsLoaded) -> None:
+        self._polling = False
+        if message.error:
+            self.query_one("#results-title", Static).update(f"[b red]Cannot read the run index[/]: {message.error}")
+        if message.rows is None:
+            return
+        self.loaded = True
+        self.rows = message.rows
+        self._fill()
+
+    def _fill(self) -> None:
+        from amltui.report import present_metrics
+        from core.evaluate import METRIC_LABELS
+
+        rows = sorted(self.rows, key=lambda r: r.variant != "baseline")  # stable: baselines first
+        metrics = present_metrics(rows) if rows else []
+        table = self.query_one("#results", DataTable)
+        table.clear(columns=True)
+        for label in ("variant", "dataset", *(METRIC_LABELS[m] for m in metrics), "seeds", "setting"):
+            table.add_column(label, key=label)
+        for row in rows:
+            style = "bold" if row.variant == "baseline" else ""
+            table.add_row(Text(row.variant, style=style), row.dataset, *(row.cells[m].text() for m in metrics),
+                          ",".join(map(str, row.seeds)), row.setting)
+        table.fixed_rows = sum(r.variant == "baseline" for r in rows)
+        if not rows:
+            table.add_column("")
+            table.add_row("No finished runs yet: results appear as runs end (status done).")
+        deltas = self.query_one("#deltas", DataTable)
+        deltas.clear(columns=True)
+        paired = [r for r in rows if r.deltas]
+        for label in ("variant", "dataset", *(f"Δ{METRIC_LABELS[m]}" for m in metrics), "setting"):
+            deltas.add_column(label)
+        for row in paired:
+            deltas.add_row(row.variant, row.dataset, *(_delta(row.deltas[m]) for m in metrics), row.setting)
+        self.query_one("#deltas-title").display = bool(paired)
+        deltas.display = bool(paired)
+
+    def action_export(self) -> None:
+        self._export()
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def _export(self) -> None:
+        from amltui.tui.actions import export_results
+
+        try:
+            path = export_results(self.app.runs_dir)
+        except (StoreError, OSError, ValueError) as exc:
+            self.app.call_from_thread(self.notify, f"export failed: {exc}", severity="error")
+            return
+        self.app.call_from_thread(self.notify, str(path), title="Results exported")
+
+
+def _delta(cell: Any) -> Text:
+    text = cell.text(signed=True)
+    if not cell.values:
+        return Text(text)
+    return Text(text, style="green" if cell.mean > 0 else "red" if cell.mean < 0 else "")

@@ -1,0 +1,1 @@
+"""Widgets of the dashboard: the runs table and the terminal line chart."""

@@ -1,0 +1,96 @@
+"""The real dashboard in a real terminal: tmux at 80×24, keys sent with send-keys, the screen read back.
+
+Needs the tmux binary (Debian: apt-get install tmux). A private tmux server (-L) keeps it away from others.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from amltui.tui.demo import seed_demo
+
+
+class Tmux:
+    def __init__(self, socket: str, session: str) -> None:
+        self.socket, self.session = socket, session
+
+    def __call__(self, *args: str) -> str:
+        done = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=10)
+        if done.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args)} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def screen(self) -> str:
+        return self("capture-pane", "-p", "-t", self.session)
+
+    def keys(self, *keys: str) -> None:
+        for key in keys:
+            self("send-keys", "-t", self.session, key)
+            time.sleep(0.15)
+
+    def wait_for(self, *texts: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            try:
+                screen = self.screen()
+            except AssertionError:
+                screen = "(no pane)"
+            if all(t in screen for t in texts):
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{texts} not on screen after {timeout} s; the screen was:\n{screen}")
+
+    def alive(self) -> bool:
+        return subprocess.run(["tmux", "-L", self.socket, "has-session", "-t", self.session],
+                              capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def dashboard(tmp_path: Path) -> Iterator[Tmux]:
+    seed_demo(tmp_path / "runs")
+    tmux = Tmux(f"amltui-test-{os.getpid()}", "dash")
+    command = f"{sys.executable} -m amltui.tui --runs-dir runs"
+    tmux("new-session", "-d", "-s", "dash", "-x", "80", "-y", "24", "-c", str(tmp_path), command)
+    try:
+        yield tmux
+    finally:
+        subprocess.run(["tmux", "-L", tmux.socket, "kill-server"], capture_output=True)
+
+
+def test_dashboard_in_tmux_at_80x24(dashboard: Tmux) -> None:
+    tmux = dashboard
+    screen = tmux.wait_for("baseline-s0-demo", "ml_sa_ia-s0-demo", "running", "n Launch")
+    lines = screen.splitlines()
+    assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
+    assert lines[0].startswith(" runs · 7 runs · 1 running · 1 queued")
+    assert "r Results" in lines[-1] and "q Quit" in lines[-1]
+    row = next(line for line in lines if line.startswith(" ml_sa-s0-demo"))
+    assert "done" in row and "6/6" in row and "ml_sa" in row
+
+    tmux.keys("Down", "Down", "Enter")  # the third run: ml_sa-s0-demo
+    # Everything a person should see on the detail screen, waited for together (the screen paints in parts).
+    screen = tmux.wait_for("ml_sa-s0-demo  done", "final (n=1000): A_orig 99.25", "━ CE adv", "epoch 6", "Curves",
+                           "Config", "esc Back")
+    assert any(0x2800 < ord(ch) <= 0x28FF for ch in screen)  # the braille curves are drawn
+    tmux.keys("2")
+    tmux.wait_for("epoch=6 train_loss=0.5577")
+
+    tmux.keys("Escape")
+    tmux.wait_for("sort created")
+    tmux.keys("r")
+    screen = tmux.wait_for("Results", "98.94 ± 0.05 (n=2)", "+0.35 ± 0.00 (n=2)", "e Export")
+    assert screen.index("baseline  synthetic") < screen.index("ml_sa     synthetic")  # baseline pinned first
+
+    tmux.keys("Escape", "q")
+    deadline = time.monotonic() + 10
+    while tmux.alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not tmux.alive(), "q did not quit the dashboard"
