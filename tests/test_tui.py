@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import time
 from collections.abc import Callable, Coroutine
@@ -250,8 +251,15 @@ def test_detail_screen_curves_log_config_and_pca(demo: Path) -> None:
         assert "epochs *" in screen_text(app)  # changed from the preset: marked
         await pilot.press("4")
         assert "No PCA embedding" in screen_text(app)
-        (demo / "ml_sa-s0-demo" / "pca.json").write_text("{}")
-        await wait_for(pilot, lambda: "PCA embedding found" in screen_text(app))
+        assert "amltui plot ml_sa-s0-demo --pca" in screen_text(app)
+        points = [[float(c) + 0.1 * i, float(-c)] for i in range(3) for c in range(10)]
+        pca = {"explained": [0.6, 0.3], "labels": list(range(10)) * 3, "natural": points,
+               "perturbed": [[x * 0.5, y * 0.5] for x, y in points]}
+        (demo / "ml_sa-s0-demo" / "pca.json").write_text(json.dumps(pca))
+        await wait_for(pilot, lambda: "FGSM-perturbed (same axes)" in screen_text(app), what="the PCA plot")
+        text = screen_text(app)
+        assert "PC1 60% · PC2 30%" in text and "30 images" in text
+        assert any(0x2800 < ord(ch) <= 0x28FF for ch in text)  # the dots are drawn
         await pilot.press("escape")
         assert isinstance(app.screen, RunsScreen)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
@@ -16,6 +18,7 @@ from textual.widgets import Footer, Log, Static, TabbedContent, TabPane
 
 from amltui.tui.data import STATUS_STYLE, DetailReader, RunDetail
 from amltui.tui.widgets.chart import LineChart, Series
+from amltui.tui.widgets.pca_plot import render_pca
 
 if TYPE_CHECKING:
     from amltui.tui.app import DashboardApp
@@ -95,6 +98,7 @@ class DetailScreen(Screen):
         self.run_id = run_id
         self._polling = False
         self._config_shown = False
+        self._pca_shown: Path | None | bool = False  # False: nothing drawn yet
         self.detail: RunDetail | None = None
 
     def compose(self) -> ComposeResult:
@@ -146,7 +150,19 @@ class DetailScreen(Screen):
             self._config_shown = True
             self.query_one("#config-view", Static).update(
                 config_table(detail.config, record.get("config_diff") or {}))
-        pca = (f"PCA embedding found: {detail.pca}\nIts terminal rendering comes with the PCA issue."
-               if detail.pca else f"No PCA embedding for this run yet ({self.app.runs_dir / self.run_id}/pca.json"
-               " or pca.png). Its 2-D plot of natural vs FGSM embeddings will appear here.")
-        self.query_one("#pca-view", Static).update(pca)
+        if detail.pca != self._pca_shown:
+            self._pca_shown = detail.pca
+            self.query_one("#pca-view", Static).update(pca_view(detail.pca, self.run_id))
+
+
+def pca_view(path: Path | None, run_id: str) -> Any:
+    """The PCA tab: the terminal scatter from pca.json, or how to make it."""
+    how = f"`amltui plot {run_id} --pca` writes it (pca.png and pca.json in the run folder)."
+    if path is None:
+        return f"No PCA embedding for this run yet. {how}"
+    if path.suffix != ".json":
+        return f"Only the PNG is there ({path}); {how}"
+    try:
+        return render_pca(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        return f"{path} cannot be drawn ({exc}); {how}"
