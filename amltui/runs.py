@@ -218,7 +218,8 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
         device = resolve_device(config.device)
         record["device"] = str(device)
         save_record(store, rd, record)
-        rd.log(f"{'resuming' if resume else 'starting'} on {device} ({threads} threads), code {code_version()}")
+        resuming = resume and rd.checkpoint.exists()
+        rd.log(f"{'resuming' if resuming else 'starting'} on {device} ({threads} threads), code {code_version()}")
         dataset = load_run_data(config)
         record["fingerprint"] = dataset.fingerprint
         record["n_train"], record["n_test"] = len(dataset.train), len(dataset.test)
