@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -175,3 +176,24 @@ def test_corrupt_store_gives_a_clear_message_and_rebuild_restores_the_runs(tmp_p
     assert rebuilt.exit_code == 0 and "restored 2 run(s)" in rebuilt.output
     listed = json.loads(invoke("ls", "--json", "--runs-dir", str(tmp_path)).output)
     assert len(listed) == 2 and {r["status"] for r in listed} == {"done"}
+
+
+def test_ls_fits_the_terminal_by_leaving_columns_out():
+    from rich.console import Console
+
+    from amltui.cli.inspect import runs_table
+
+    records = [{"id": f"ml_sa_ia-s{i}-1124-005245-7a42", "status": "done", "epoch": 8, "epochs": 8,
+                "variant": "ml_sa_ia", "seed": i, "dataset": "fashion-mnist", "slot": "gpu0#1",
+                "metrics": {"A_orig": 91.5, "A_SA": 80.25, "A_IA": 70.0, "A_IA_target": 9.5, "A_PGD": 1.0}}
+               for i in range(3)]
+    for width in (80, 100, 200):
+        console = Console(width=width, record=True, file=io.StringIO())
+        console.print(runs_table(records, width))
+        text = console.export_text()
+        assert all(len(line) <= width for line in text.splitlines())
+        assert "ml_sa_ia-s2-1124-005245-7a42" in text and "…" not in text  # nothing squeezed
+    wide = Console(width=200, record=True, file=io.StringIO())
+    wide.print(runs_table(records, 200))
+    text = wide.export_text()
+    assert all(h in text for h in ("A_PGD", "→tgt", "gpu0#1", "variant"))

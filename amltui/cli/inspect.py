@@ -55,19 +55,37 @@ def ls(
     if not records:
         console.print(f"no runs in {store.runs_dir} (start one with `amltui run`)")
         return
-    metrics = [k for k in METRIC_ORDER if any(k in (r.get("metrics") or {}) for r in records)]
+    console.print(runs_table(records, console.width))
+
+
+# Columns of `amltui ls`, most important first: on a narrow terminal the last ones are left out, not squeezed.
+LS_COLUMNS = ("id", "status", "epoch", "A_orig", "A_SA", "A_IA", "A_PGD", "variant", "seed", "dataset",
+              "A_IA_target", "slot")
+
+
+def runs_table(records: list[dict], width: int) -> Table:
+    """The runs as a table that fits ``width`` columns by dropping the least important columns."""
+    def cell(r: dict, col: str) -> str:
+        metrics = r.get("metrics") or {}
+        if col in METRIC_ORDER:
+            return f"{metrics[col]:.2f}" if col in metrics else ""
+        if col == "epoch":
+            return f"{r.get('epoch', 0)}/{r.get('epochs', '?')}"
+        return str(r.get(col) if r.get(col) is not None else "")
+
+    def title(col: str) -> str:
+        return METRIC_LABELS.get(col, col).replace("A_IA→target", "→tgt")
+
+    present = [c for c in LS_COLUMNS if c not in METRIC_ORDER or any(cell(r, c) for r in records)]
+    widths = {c: max([len(title(c))] + [len(cell(r, c)) for r in records]) for c in present}
+    while len(present) > 3 and sum(widths[c] + 3 for c in present) > width:
+        present.pop()
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("id", no_wrap=True)
-    for col in ("variant", "seed", "dataset", "status", "epoch"):
-        table.add_column(col)
-    for key in metrics:
-        table.add_column(METRIC_LABELS[key].replace("A_IA→target", "→target"), justify="right")
+    for col in present:
+        table.add_column(title(col), no_wrap=True, justify="right" if col in METRIC_ORDER else "left")
     for r in records:
-        m = r.get("metrics") or {}
-        table.add_row(r["id"], r.get("variant", ""), str(r.get("seed", "")), r.get("dataset", ""),
-                      status_text(r.get("status", "")), f"{r.get('epoch', 0)}/{r.get('epochs', '?')}",
-                      *(f"{m[k]:.2f}" if k in m else "" for k in metrics))
-    console.print(table)
+        table.add_row(*(status_text(cell(r, c)) if c == "status" else cell(r, c) for c in present))
+    return table
 
 
 def show(run: RunArg, runs_dir: RunsDir = None) -> None:
