@@ -37,7 +37,7 @@ def describe(record: dict[str, Any], progress: dict[str, Any]) -> tuple[str, flo
         b = progress["batch"]
         total = b["steps"] * b["epochs"]
         done = (b["epoch"] - 1) * b["steps"] + b["step"]
-        return f"epoch {b['epoch']}/{b['epochs']}  loss {b['loss']:.4f}", done, total
+        return f"epoch {b['epoch']}/{b['epochs']} batch {b['step']}/{b['steps']}  loss {b['loss']:.4f}", done, total
     if kind == "epoch":
         e = progress["epoch"]
         return f"epoch {e['epoch']}/{e['epochs']} done", e["epoch"], e["epochs"]
