@@ -146,6 +146,19 @@ def set_status(store: Store, run_id: str, status: str, *, expect: tuple[str, ...
     return record
 
 
+def requeue(store: Store, run_id: str) -> dict[str, Any] | None:
+    """Queue a failed or cancelled run again, to continue from its checkpoint; None if it was neither."""
+    rd = run_dir(store.runs_dir, run_id)
+    with FileLock(rd.path / ".lock"):
+        record = rd.read_record()
+        if record.get("status") not in ("failed", "cancelled"):
+            return None
+        record.update(status="queued", error=None, ended=None, updated=now(), resumes=record.get("resumes", 0) + 1)
+        atomic_write_json(rd.record_file, record)
+        store.put(record)
+    return record
+
+
 def create_run(store: Store, config: RunConfig, run_id: str | None = None) -> dict[str, Any]:
     """Make the run folder and a queued record for ``config``."""
     run_id = validate_run_id(run_id or new_run_id(config))
@@ -218,8 +231,13 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
         device = resolve_device(config.device)
         record["device"] = str(device)
         save_record(store, rd, record)
-        resuming = resume and rd.checkpoint.exists()
-        rd.log(f"{'resuming' if resuming else 'starting'} on {device} ({threads} threads), code {code_version()}")
+        how = ""
+        if resume and rd.checkpoint.exists():
+            how = f"after epoch {record.get('epoch', '?')}"
+        elif record.get("resumes"):
+            how = "from the first epoch (no checkpoint yet)"
+        rd.log(f"{'resuming' if how else 'starting'} on {device} ({threads} threads), code {code_version()}"
+               + (f"; {how}" if how else ""))
         dataset = load_run_data(config)
         record["fingerprint"] = dataset.fingerprint
         record["n_train"], record["n_test"] = len(dataset.train), len(dataset.test)

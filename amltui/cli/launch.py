@@ -28,7 +28,7 @@ from amltui.cli.common import (
 from amltui.launch.control import cancel_run, local_slots, start_local
 from amltui.launch.local import LocalScheduler
 from amltui.live import TERMINAL, LiveRuns
-from amltui.runs import create_run, run_dir, set_status
+from amltui.runs import create_run, requeue, run_dir, set_status
 from amltui.store import Store
 from core.config import CHOICES, PRESETS, VARIANTS, ConfigError, RunConfig
 from core.metrics import METRIC_LABELS, METRIC_ORDER
@@ -193,7 +193,7 @@ def resume(
         fail(f"run {record['id']} is already done; `amltui eval {record['id']}` re-evaluates it")
     if record["status"] in ("running", "queued"):
         fail(f"run {record['id']} is {record['status']}; cancel it first (`amltui cancel {record['id']}`)")
-    set_status(store, record["id"], "queued", expect=("failed", "cancelled"), error=None, ended=None)
+    requeue(store, record["id"])
     dispatch(store, [record["id"]], executor=executor, gpus=gpus, detach=detach, partition=partition)
 
 
@@ -338,7 +338,7 @@ def reproduce(
             for split in splits:
                 invariance_for(first, data, split, store.runs_dir, resolve_device(first.device), progress.on_event)
     for run_id in todo.resume:
-        set_status(store, run_id, "queued", expect=("failed", "cancelled"), error=None, ended=None)
+        requeue(store, run_id)
     new_ids = [create_run(store, config)["id"] for config in todo.create]
     to_run = todo.resume + new_ids
     all_ids = todo.reuse + todo.wait + to_run

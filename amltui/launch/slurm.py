@@ -211,7 +211,8 @@ class SlurmExecutor:
         queued = set_status(store, run_id, "queued", expect=("queued", "failed", "cancelled"), executor="slurm",
                             slurm_job_id=None, slurm_folder=str(folder), slurm_partition=self.partition,
                             slurm_time_min=self.time_minutes, slurm_gpus_per_node=self.gpus_per_node,
-                            ended=None, error=None, traceback=None, pid=None)
+                            ended=None, error=None, traceback=None, pid=None,
+                            resumes=previous.get("resumes", 0) + (previous.get("status") in ("failed", "cancelled")))
         if queued is None:
             status = rd.read_record().get("status")
             raise SlurmError(f"run {run_id} is {status}; only a queued, failed or cancelled run can be submitted")

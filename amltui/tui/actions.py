@@ -118,13 +118,13 @@ def cancel(runs_dir: Path, run_id: str) -> str:
 
 def resume(runs_dir: Path, run_id: str) -> str:
     """Queue a failed or cancelled run again and start a detached scheduler for it (as `amltui resume`)."""
-    from amltui.runs import set_status
+    from amltui.runs import requeue
 
     store = Store(runs_dir)
     status = _record(store, run_id).get("status")
     if status not in ("failed", "cancelled"):
         raise ActionError(f"{run_id} is {status}; only failed or cancelled runs can be resumed")
-    if set_status(store, run_id, "queued", expect=("failed", "cancelled"), error=None, ended=None) is None:
+    if requeue(store, run_id) is None:
         raise ActionError(f"{run_id} changed status meanwhile; try again")
     _dispatch(store, [run_id], LaunchRequest(variants=[], seeds=[]))
     return f"{run_id}: queued again; it continues from its last checkpoint"
