@@ -35,7 +35,6 @@ if TYPE_CHECKING:  # torch and the science load lazily: `amltui ls` should not p
 # What a user-triggered run operation may raise that is the user's to fix (printed without a traceback).
 RunFailure = (DataNotFoundError, TrainingFailed, ConfigError, FileNotFoundError, ValueError)
 
-STATUSES = ("queued", "running", "done", "failed", "cancelled")
 Listener = Callable[[str, dict[str, Any]], None]
 
 
@@ -382,16 +381,3 @@ def _env_int(name: str) -> int | None:
 
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def elapsed(record: dict[str, Any]) -> float | None:
-    """Seconds between start and end (or now) of a run."""
-    try:
-        start = dt.datetime.strptime(record["started"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
-    except (KeyError, TypeError, ValueError):
-        return None
-    end = dt.datetime.now(dt.UTC)
-    if record.get("ended"):
-        end = dt.datetime.strptime(record["ended"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
-    return (end - start).total_seconds()
-
