@@ -32,7 +32,7 @@ class DashboardApp(App[None]):
 
     @work(thread=True, exit_on_error=False)
     def _warm_up(self) -> None:
-        """Import the heavy modules (torch via amltui.runs) off the UI thread, before a screen needs them."""
+        """Import the modules actions need (torch via core.data, for launching) off the UI thread, ahead of time."""
         import amltui.cli.launch  # noqa: F401
         import amltui.launch.liveness  # noqa: F401
         import amltui.live  # noqa: F401
