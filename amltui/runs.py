@@ -217,17 +217,19 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
     record = rd.read_record()
     record.update(status="running", started=record.get("started") or now(), ended=None, error=None,
                   traceback=None, pid=os.getpid(), host=socket.gethostname(),
-                  slot=os.environ.get("AMLTUI_SLOT", record.get("slot")))
+                  slot=os.environ.get("AMLTUI_SLOT", record.get("slot")), gpu=os.environ.get("AMLTUI_GPU"),
+                  gpu_uuid=os.environ.get("AMLTUI_GPU") and os.environ.get("CUDA_VISIBLE_DEVICES"))
     # Everything from here on is inside the try: a cancel or an error during start-up (the imports alone take
     # seconds) is recorded like any other.
     try:
-        from core.device import resolve_device, set_threads
+        from core.device import peak_memory_mib, resolve_device, set_deterministic, set_threads
         from core.train import train
 
         config = rd.read_config()
         # A scheduler slot may split the cores between workers (AMLTUI_THREADS) and names itself (AMLTUI_SLOT).
         threads = set_threads(config.threads or _env_int("AMLTUI_THREADS"))
         device = resolve_device(config.device)
+        set_deterministic(config.deterministic)
         record["device"] = str(device)
         save_record(store, rd, record)
         how = ""
@@ -249,6 +251,9 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
                 rd.append_metrics({"kind": "epoch", **data})
                 rd.log(" ".join(f"{k}={_fmt(v)}" for k, v in data.items()))
                 record.update(epoch=data["epoch"], last=data)
+                peak = peak_memory_mib(device)  # the footprint `--slots-per-gpu auto` plans with
+                if peak is not None:
+                    record["gpu_peak_mib"] = max(peak, record.get("gpu_peak_mib") or 0.0)
                 save_record(store, rd, record)
             emit(kind, data)
 
@@ -259,6 +264,8 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
         inv_test = (inv.x_star, inv.target) if inv is not None else (None, None)
         metrics = run_evaluation(result.model, dataset, config, inv_test, emit)
         record.update(metrics_record(metrics))
+        if (peak := peak_memory_mib(device)) is not None:
+            record["gpu_peak_mib"] = max(peak, record.get("gpu_peak_mib") or 0.0)
         rd.append_metrics({"kind": "eval", **record["metrics"], "n": record["metrics_n"]})
         rd.log("evaluation " + " ".join(f"{k}={v:.2f}" for k, v in record["metrics"].items()))
         record.update(status="done", ended=now(), pid=None)

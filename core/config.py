@@ -76,7 +76,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
 }
 
 # Not part of what a result depends on: where it ran, and the seed (aggregated over).
-NON_SCIENTIFIC = ("seed", "device", "threads", "data_dir", "eval_batch_size")
+NON_SCIENTIFIC = ("seed", "device", "threads", "data_dir", "eval_batch_size", "deterministic")
 
 
 class ConfigError(ValueError):
@@ -127,6 +127,7 @@ class RunConfig:
     # runtime
     device: str = "auto"
     threads: int | None = None
+    deterministic: bool = False  # deterministic CUDA kernels (cuDNN, cuBLAS): slower; see core/device.py
     overrides: list[str] = field(default_factory=list)
 
     # ---- construction -------------------------------------------------------------------------------

@@ -36,3 +36,26 @@ def set_threads(threads: int | None) -> int:
             threads = os.cpu_count() or 1
     torch.set_num_threads(max(1, int(threads)))
     return torch.get_num_threads()
+
+
+# cuBLAS needs a fixed workspace to be deterministic (NVIDIA's documented value; ":16:8" uses less memory).
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def set_deterministic(on: bool) -> None:
+    """``deterministic=true``: deterministic kernels only (torch raises on an op that has none), cuDNN without
+    autotuning, and a fixed cuBLAS workspace. Call before any CUDA work; costs speed on GPU (README "GPUs on
+    shared servers"). Off leaves torch's defaults alone."""
+    if not on:
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def peak_memory_mib(device: torch.device) -> float | None:
+    """The most GPU memory torch's allocator has held in this process (reserved, MiB); None off CUDA."""
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_reserved(device) / (1024 * 1024)

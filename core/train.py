@@ -20,6 +20,7 @@ from torch import nn
 from core.attacks import FGSM
 from core.config import RunConfig
 from core.data import Dataset, Split, batch_indices, to_float
+from core.device import set_deterministic
 from core.errors import TrainingFailed  # noqa: F401  (re-exported)
 from core.losses import ObjectiveWeights, TripletLoss, objective
 from core.models import EmbeddingNet, build_model
@@ -69,7 +70,8 @@ def train(
     """Train one run. ``invariance_train`` holds x_q (N_train, 1, 28, 28) in [0, 1], aligned with the train split.
 
     With ``resume`` and an existing checkpoint, training continues after its last finished epoch and ends with
-    exactly the state an uninterrupted run would have (same seed, same device, same thread count).
+    exactly the state an uninterrupted run would have (same seed, same device, same thread count; on CUDA only
+    with ``deterministic`` set, see README "GPUs on shared servers").
     """
     emit = callback or (lambda kind, data: None)
     if config.needs_invariance and invariance_train is None:
@@ -82,6 +84,7 @@ def train(
             f"invariance set has {invariance_train.shape[0]} examples but the training split has "
             f"{len(dataset.train)}: it was made for other data; regenerate it"
         )
+    set_deterministic(config.deterministic)
     train_split = dataset.train.to(device)
     x_inv_all = invariance_train.to(device) if invariance_train is not None else None
     model = make_model(config, device)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from amltui import __version__
-from amltui.cli import inspect, invariance, launch
+from amltui.cli import gpus, inspect, invariance, launch
 from amltui.cli.common import RunsDir, console, err
 from amltui.runs import default_runs_dir
 from amltui.store import Store
@@ -42,6 +42,7 @@ def main(
 
 launch.register(app)
 inspect.register(app)
+gpus.register(app)
 
 
 @app.command("config-keys")

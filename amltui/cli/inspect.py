@@ -49,7 +49,8 @@ def ls(
         records = [r for r in records if r.get("status") == status]
     if as_json:
         keys = ("id", "variant", "seed", "dataset", "preset", "status", "epoch", "epochs", "metrics", "metrics_n",
-                "pid", "host", "slot", "device", "executor", "slurm_job_id", "created", "started", "ended", "error")
+                "pid", "host", "slot", "gpu", "gpu_peak_mib", "device", "executor", "slurm_job_id", "created",
+                "started", "ended", "error")
         typer.echo(json.dumps([{k: r.get(k) for k in keys} for r in records], indent=1))
         return
     if not records:
@@ -59,7 +60,7 @@ def ls(
 
 
 # Columns of `amltui ls`, most important first: on a narrow terminal the last ones are left out, not squeezed.
-LS_COLUMNS = ("id", "status", "epoch", "A_orig", "A_SA", "A_IA", "A_PGD", "variant", "seed", "dataset",
+LS_COLUMNS = ("id", "status", "epoch", "gpu", "A_orig", "A_SA", "A_IA", "A_PGD", "variant", "seed", "dataset",
               "A_IA_target", "slot")
 
 
@@ -71,12 +72,14 @@ def runs_table(records: list[dict], width: int) -> Table:
             return f"{metrics[col]:.2f}" if col in metrics else ""
         if col == "epoch":
             return f"{r.get('epoch', 0)}/{r.get('epochs', '?')}"
+        if col == "gpu":  # where a running run is, as `amltui gpus` names it (gpu2, gpu0.mig1)
+            return str(r.get("gpu") or "") if r.get("status") == "running" else ""
         return str(r.get(col) if r.get(col) is not None else "")
 
     def title(col: str) -> str:
         return METRIC_LABELS.get(col, col).replace("A_IA→target", "→tgt")
 
-    present = [c for c in LS_COLUMNS if c not in METRIC_ORDER or any(cell(r, c) for r in records)]
+    present = [c for c in LS_COLUMNS if c not in (*METRIC_ORDER, "gpu") or any(cell(r, c) for r in records)]
     widths = {c: max([len(title(c))] + [len(cell(r, c)) for r in records]) for c in present}
     while len(present) > 3 and sum(widths[c] + 3 for c in present) > width:
         present.pop()

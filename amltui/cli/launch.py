@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from amltui.cli.common import (
@@ -25,7 +26,9 @@ from amltui.cli.common import (
     resolve_run,
     status_text,
 )
-from amltui.launch.control import cancel_run, local_slots, start_local
+from amltui.gpus import MAX_MEM_DEFAULT, MAX_UTIL_DEFAULT
+from amltui.gpus import check_options as check_gpu_options
+from amltui.launch.control import cancel_run, local_plan, start_local
 from amltui.launch.local import LocalScheduler
 from amltui.live import TERMINAL, LiveRuns
 from amltui.runs import create_run, requeue, run_dir, set_status
@@ -36,6 +39,13 @@ from core.metrics import METRIC_LABELS, METRIC_ORDER
 DATASETS = CHOICES["dataset"]
 
 EXECUTORS = ("local", "slurm")
+GPUS_HELP = ("GPUs by position among the visible ones (CUDA_VISIBLE_DEVICES order), e.g. 0,1 [default: all "
+             "visible]; 'auto' = those not busy (re-checked before each run); 'none' = CPU. See `amltui gpus`.")
+SLOTS_HELP = "Concurrent runs per GPU, or 'auto': as many as fit in its free memory (measured per config)."
+MAX_UTIL_HELP = (f"--gpus auto: a GPU at or above this utilisation (%) is busy [default: {MAX_UTIL_DEFAULT:g}, "
+                 "or $AMLTUI_GPU_MAX_UTIL].")
+MAX_MEM_HELP = (f"--gpus auto: a GPU with this share of its memory (%) used by others is busy [default: "
+                f"{MAX_MEM_DEFAULT:g}, or $AMLTUI_GPU_MAX_MEM].")
 
 
 def register(app: typer.Typer) -> None:
@@ -63,8 +73,10 @@ def run(
                                                    "(repeatable; `amltui config-keys` lists them).")] = None,
     run_id: Annotated[str | None, typer.Option("--id", help="Run id (a single run only) [default: generated].")] = None,
     executor: Annotated[str, typer.Option(help="local or slurm.")] = "local",
-    gpus: Annotated[str | None, typer.Option(help="GPU indices, e.g. 0,1 [default: detected]; 'none' = CPU.")] = None,
-    slots_per_gpu: Annotated[int, typer.Option(help="Concurrent runs per GPU.")] = 1,
+    gpus: Annotated[str | None, typer.Option(help=GPUS_HELP)] = None,
+    slots_per_gpu: Annotated[str, typer.Option(help=SLOTS_HELP)] = "1",
+    gpu_max_util: Annotated[float | None, typer.Option(help=MAX_UTIL_HELP)] = None,
+    gpu_max_mem: Annotated[float | None, typer.Option(help=MAX_MEM_HELP)] = None,
     cpu_slots: Annotated[int | None, typer.Option(help="Concurrent runs without a GPU [default: 1/8 cores].")] = None,
     detach: Annotated[bool, typer.Option("--detach", help="Return at once; runs go on (see `amltui ls`).")] = False,
     partition: Annotated[str | None, typer.Option(help="Slurm partition.")] = None,
@@ -79,6 +91,11 @@ def run(
         fail(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     if run_id and len(variant_list) * len(seed_list) > 1:
         fail("--id names a single run; leave it out when queueing several variants or seeds")
+    if executor == "local":
+        try:
+            check_gpu_options(gpus, slots_per_gpu, gpu_max_util, gpu_max_mem)
+        except ValueError as exc:
+            fail(escape(str(exc)))
     configs = []
     for variant in variant_list:
         for seed in seed_list:
@@ -99,12 +116,14 @@ def run(
             fail(str(exc))
     console.print(f"queued {len(ids)} run(s) in {store.runs_dir}: {', '.join(ids)}", highlight=False)
     dispatch(store, ids, executor=executor, gpus=gpus, slots_per_gpu=slots_per_gpu, cpu_slots=cpu_slots,
-             detach=detach, partition=partition, time_limit=time_limit, gpus_per_node=gpus_per_node)
+             detach=detach, partition=partition, time_limit=time_limit, gpus_per_node=gpus_per_node,
+             gpu_max_util=gpu_max_util, gpu_max_mem=gpu_max_mem)
 
 
 def dispatch(store: Store, ids: list[str], *, executor: str = "local", gpus: str | None = None,
-             slots_per_gpu: int = 1, cpu_slots: int | None = None, detach: bool = False,
-             partition: str | None = None, time_limit: int = 240, gpus_per_node: int = 0) -> None:
+             slots_per_gpu: str | int = 1, cpu_slots: int | None = None, detach: bool = False,
+             partition: str | None = None, time_limit: int = 240, gpus_per_node: int = 0,
+             gpu_max_util: float | None = None, gpu_max_mem: float | None = None) -> None:
     """Hand queued runs to an executor; in the foreground, draw their progress until all have ended."""
     if executor == "slurm":
         from amltui.launch.slurm import SlurmExecutor
@@ -123,12 +142,16 @@ def dispatch(store: Store, ids: list[str], *, executor: str = "local", gpus: str
         return
     try:
         if detach:
-            console.print(start_local(store, ids, gpus=gpus, slots_per_gpu=slots_per_gpu, cpu_slots=cpu_slots))
+            console.print(start_local(store, ids, gpus=gpus, slots_per_gpu=slots_per_gpu, cpu_slots=cpu_slots,
+                                      gpu_max_util=gpu_max_util, gpu_max_mem=gpu_max_mem), highlight=False)
             return
-        slots = local_slots(gpus, slots_per_gpu, cpu_slots)
+        plan = local_plan(gpus, slots_per_gpu, cpu_slots, store=store, gpu_max_util=gpu_max_util,
+                          gpu_max_mem=gpu_max_mem)
     except ValueError as exc:
-        fail(str(exc))
-    scheduler = LocalScheduler(store, ids, slots)
+        fail(escape(str(exc)))
+    for note in plan.notes:
+        err.print(f"note: {escape(note)}", highlight=False)
+    scheduler = LocalScheduler(store, ids, plan.slots, admit=plan.gate)
     with LiveRuns(console, store, ids) as live:
         try:
             scheduler.run(on_tick=live.refresh)
@@ -181,7 +204,7 @@ def _summary(store: Store, ids: list[str]) -> None:
 def resume(
     run: RunArg,
     detach: Annotated[bool, typer.Option("--detach", help="Return at once; the run goes on.")] = False,
-    gpus: Annotated[str | None, typer.Option(help="GPU indices [default: detected]; 'none' = CPU.")] = None,
+    gpus: Annotated[str | None, typer.Option(help=GPUS_HELP)] = None,
     executor: Annotated[str, typer.Option(help="local or slurm.")] = "local",
     partition: Annotated[str | None, typer.Option(help="Slurm partition.")] = None,
     runs_dir: RunsDir = None,
@@ -288,8 +311,8 @@ def reproduce(
     test_subset: Annotated[int | None, typer.Option(help="Evaluate on N test images.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key (repeatable).")] = None,
     executor: Annotated[str, typer.Option(help="local or slurm.")] = "local",
-    gpus: Annotated[str | None, typer.Option(help="GPU indices [default: detected]; 'none' = CPU.")] = None,
-    slots_per_gpu: Annotated[int, typer.Option(help="Concurrent runs per GPU.")] = 1,
+    gpus: Annotated[str | None, typer.Option(help=GPUS_HELP)] = None,
+    slots_per_gpu: Annotated[str, typer.Option(help=SLOTS_HELP)] = "1",
     cpu_slots: Annotated[int | None, typer.Option(help="Concurrent runs without a GPU.")] = None,
     partition: Annotated[str | None, typer.Option(help="Slurm partition.")] = None,
     time_limit: Annotated[int, typer.Option("--time", help="Slurm time limit per run, minutes.")] = 240,

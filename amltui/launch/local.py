@@ -1,7 +1,8 @@
 """The local executor: one worker process per slot, runs handed out one at a time as slots free up.
 
-Slots are GPUs × slots-per-GPU (each worker sees one GPU through CUDA_VISIBLE_DEVICES, in PCI bus order) or,
-with no GPU, CPU slots that split the cores between them. A failing run never stops the queue.
+Slots are GPUs × slots-per-GPU (each worker sees one GPU through CUDA_VISIBLE_DEVICES, by UUID; amltui/gpus.py
+resolves the user's visible GPUs and may refuse a busy or full GPU before each dispatch) or, with no GPU, CPU
+slots. Either kind splits the cores between its workers. A failing run never stops the queue.
 
 ``python -m amltui.launch.local --runs-dir DIR [slot options] RUN_ID...`` runs a scheduler in the background
 (``amltui run --detach``); the CLI's foreground mode drives the same class and draws live progress.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from amltui.fsutil import FileLock
+from amltui.gpus import AUTO_SLOTS_CAP, AUTO_THREADS_SHARE, Gpu, parse_gpu_spec, threads_per_slot
 from amltui.runs import now, run_dir, set_status
 from amltui.store import Store
 
@@ -38,46 +39,32 @@ class Slot:
         return self.env.get("CUDA_VISIBLE_DEVICES")
 
 
-def parse_gpus(text: str | None) -> list[int] | None:
-    """'0,1' → [0, 1]; None/'' → None (detect); 'none' → [] (CPU only)."""
-    if text is None or text.strip() == "":
-        return None
-    if text.strip().lower() in ("none", "cpu"):
-        return []
-    try:
-        gpus = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ValueError(f"--gpus {text!r}: give GPU indices separated by commas, e.g. 0,1 (or 'none')") from None
-    if any(g < 0 for g in gpus) or len(set(gpus)) != len(gpus):
-        raise ValueError(f"--gpus {text!r}: indices must be distinct and ≥ 0")
-    return gpus
+def parse_gpus(text: str | None) -> str | list[int] | None:
+    """'0,1' → [0, 1] (positions in the visible list); None/'' → None (all visible); 'none' → []; 'auto'."""
+    return parse_gpu_spec(text)
 
 
-def detect_gpus() -> list[int]:
-    """GPU indices visible to this process (nvidia-smi, in PCI bus order), honouring CUDA_VISIBLE_DEVICES."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return [int(v) for v in visible.split(",") if v.strip().isdigit()]
-    if shutil.which("nvidia-smi") is None:
-        return []
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=20, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [int(line) for line in out.split() if line.strip().isdigit()]
+def make_slots(gpus: Sequence[int | Gpu], slots_per_gpu: int | None = 1, cpu_slots: int = 1,
+               cores: int | None = None) -> list[Slot]:
+    """Slots for these GPUs (or CPU slots when there are none), each with the environment of its worker.
 
-
-def make_slots(gpus: Sequence[int], slots_per_gpu: int = 1, cpu_slots: int = 1, cores: int | None = None) -> list[Slot]:
-    """Slots for these GPUs (or CPU slots when there are none), each with the environment of its worker."""
-    if slots_per_gpu < 1 or cpu_slots < 1:
+    A GPU worker sees its one device by UUID when known (the same physical GPU whatever CUDA_DEVICE_ORDER
+    says), else by the index the user gave, in the user's own device order. ``slots_per_gpu`` None = auto
+    (up to AUTO_SLOTS_CAP, admitted one by one by a GpuGate). Every worker gets cores / slots intra-op threads.
+    """
+    if (slots_per_gpu is not None and slots_per_gpu < 1) or cpu_slots < 1:
         raise ValueError("--slots-per-gpu and --cpu-slots must be at least 1")
     if gpus:
-        return [Slot(f"gpu{g}" + (f"#{k}" if slots_per_gpu > 1 else ""),
-                     {"CUDA_VISIBLE_DEVICES": str(g), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"})
-                for g in gpus for k in range(slots_per_gpu)]
-    cores = cores or len(os.sched_getaffinity(0))
-    threads = max(1, cores // cpu_slots)
+        devices = [g if isinstance(g, Gpu) else Gpu(index=g) for g in gpus]
+        per_gpu = AUTO_SLOTS_CAP if slots_per_gpu is None else slots_per_gpu
+        threads = threads_per_slot(len(devices) * (AUTO_THREADS_SHARE if slots_per_gpu is None else per_gpu), cores)
+        order = ("PCI_BUS_ID" if all(d.uuid for d in devices)
+                 else os.environ.get("CUDA_DEVICE_ORDER", "FASTEST_FIRST"))
+        return [Slot(d.label + (f"#{k}" if per_gpu > 1 else ""),
+                     {"CUDA_VISIBLE_DEVICES": d.env_id, "CUDA_DEVICE_ORDER": order, "AMLTUI_GPU": d.label,
+                      "AMLTUI_THREADS": str(threads)})
+                for d in devices for k in range(per_gpu)]
+    threads = threads_per_slot(cpu_slots, cores)
     # An empty CUDA_VISIBLE_DEVICES hides every GPU: CPU slots must not grab one by accident.
     return [Slot(f"cpu{k}", {"CUDA_VISIBLE_DEVICES": "", "AMLTUI_THREADS": str(threads)}) for k in range(cpu_slots)]
 
@@ -88,6 +75,8 @@ def default_cpu_slots() -> int:
 
 
 WorkerFactory = Callable[..., subprocess.Popen]
+# admit(slot, run_id, active) → may this free slot take this run now? (amltui.gpus.GpuGate)
+Admit = Callable[[Slot, str, dict[str, tuple[Slot, subprocess.Popen]]], bool]
 
 
 def spawn_worker(run_id: str, slot: Slot, runs_dir: Path, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
@@ -122,13 +111,14 @@ class LocalScheduler:
     """Hands ``run_ids`` (queued runs) to free slots in order until every one has ended."""
 
     def __init__(self, store: Store, run_ids: Sequence[str], slots: Sequence[Slot], *,
-                 spawn: WorkerFactory = spawn_worker) -> None:
+                 spawn: WorkerFactory = spawn_worker, admit: Admit | None = None) -> None:
         if not slots:
             raise ValueError("no slots to run on")
         self.store = store
         self.pending = list(run_ids)
         self.slots = list(slots)
         self.spawn = spawn
+        self.admit = admit
         self.active: dict[str, tuple[Slot, subprocess.Popen]] = {}
         self.locks: dict[str, FileLock] = {}
         self.cancelling = False
@@ -163,9 +153,11 @@ class LocalScheduler:
                 set_status(self.store, run_id, "failed",
                            error=f"lost: worker on slot {slot.name} ended by {how} without reporting", **mine)
         while self.pending and not self.cancelling:
-            slot = next((s for s in self.free_slots if self._take(s)), None)
+            admits = self.admit or (lambda slot, run_id, active: True)
+            slot = next((s for s in self.free_slots if admits(s, self.pending[0], self.active) and self._take(s)),
+                        None)
             if slot is None:
-                break  # every slot busy (here or in another scheduler of this runs dir)
+                break  # every slot busy (here or in another scheduler of this runs dir) or refused (GPU busy/full)
             run_id = self.pending.pop(0)
             claimed = set_status(self.store, run_id, "running", expect=("queued",), slot=slot.name,
                                  executor="local", started=now(), pid=None)
@@ -231,29 +223,51 @@ def _terminate(proc: subprocess.Popen) -> None:
         pass
 
 
-def start_detached(runs_dir: Path, run_ids: Sequence[str], gpus: Sequence[int], slots_per_gpu: int,
-                   cpu_slots: int) -> subprocess.Popen:
-    """Run a scheduler for these runs in the background, in its own session; it outlives the CLI."""
+def start_detached(runs_dir: Path, run_ids: Sequence[str], gpus: str | None, slots_per_gpu: str | int,
+                   cpu_slots: int, gpu_max_util: float | None = None, gpu_max_mem: float | None = None
+                   ) -> subprocess.Popen:
+    """Run a scheduler for these runs in the background, in its own session; it outlives the CLI.
+
+    It inherits this environment, so it resolves ``gpus`` against the same CUDA_VISIBLE_DEVICES."""
     log = Path(runs_dir) / "scheduler.log"
     args = [sys.executable, "-m", "amltui.launch.local", "--runs-dir", str(runs_dir),
-            "--gpus", ",".join(map(str, gpus)) or "none", "--slots-per-gpu", str(slots_per_gpu),
-            "--cpu-slots", str(cpu_slots), *run_ids]
+            "--gpus", gpus or "", "--slots-per-gpu", str(slots_per_gpu), "--cpu-slots", str(cpu_slots)]
+    for flag, value in (("--gpu-max-util", gpu_max_util), ("--gpu-max-mem", gpu_max_mem)):
+        if value is not None:
+            args += [flag, str(value)]
     with open(log, "ab") as out:
-        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        return subprocess.Popen([*args, *run_ids], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from amltui.launch.control import local_plan
+
     parser = argparse.ArgumentParser(prog="python -m amltui.launch.local", description=__doc__)
     parser.add_argument("run_ids", nargs="+")
     parser.add_argument("--runs-dir", required=True, type=Path)
     parser.add_argument("--gpus", default=None)
-    parser.add_argument("--slots-per-gpu", type=int, default=1)
+    parser.add_argument("--slots-per-gpu", default="1")
     parser.add_argument("--cpu-slots", type=int, default=1)
+    parser.add_argument("--gpu-max-util", type=float, default=None)
+    parser.add_argument("--gpu-max-mem", type=float, default=None)
     args = parser.parse_args(argv)
-    gpus = parse_gpus(args.gpus)
-    slots = make_slots(detect_gpus() if gpus is None else gpus, args.slots_per_gpu, args.cpu_slots)
-    scheduler = LocalScheduler(Store(args.runs_dir), args.run_ids, slots)
+    store = Store(args.runs_dir)
+
+    def log(text: str) -> None:
+        print(f"{now()} {text}", flush=True)
+
+    try:
+        # Busy GPUs were checked by the CLI; here they only make the runs wait (the gate re-checks).
+        plan = local_plan(args.gpus, args.slots_per_gpu, args.cpu_slots, store=store, log=log, require_free=False,
+                          gpu_max_util=args.gpu_max_util, gpu_max_mem=args.gpu_max_mem)
+    except ValueError as exc:
+        log(f"cannot schedule: {exc}")
+        for run_id in args.run_ids:
+            set_status(store, run_id, "failed", expect=("queued",), error=f"not scheduled: {exc}")
+        return 2
+    slots = plan.slots
+    scheduler = LocalScheduler(store, args.run_ids, slots, admit=plan.gate)
 
     def on_signal(signum: int, frame: object) -> None:
         raise KeyboardInterrupt

@@ -25,7 +25,7 @@ class LaunchRequest:
     preset: str = "quick"
     dataset: str = "mnist-sample"
     overrides: list[str] = field(default_factory=list)
-    gpus: str | None = None  # None = detect, "none" = CPU only, "0,1"
+    gpus: str | None = None  # None = all visible, "none" = CPU only, "auto", "0,1" (positions)
     cpu_slots: int | None = None
     slots_per_gpu: int = 1
 
@@ -68,10 +68,13 @@ def resolve_configs(request: LaunchRequest) -> list:
 
 
 def check_devices(request: LaunchRequest) -> None:
-    from amltui.launch.local import make_slots, parse_gpus
+    from amltui.gpus import parse_gpu_spec, parse_slots
+    from amltui.launch.local import make_slots
 
     try:
-        make_slots(parse_gpus(request.gpus) or [], request.slots_per_gpu, request.cpu_slots or 1)
+        parse_gpu_spec(request.gpus)
+        parse_slots(request.slots_per_gpu)
+        make_slots([], 1, request.cpu_slots or 1)
     except ValueError as exc:
         raise ActionError(str(exc)) from None
 

@@ -19,7 +19,10 @@ from amltui.tui.screens.confirm import ConfirmScreen
 from amltui.tui.screens.detail import DetailScreen
 from amltui.tui.screens.launch import LaunchScreen
 from amltui.tui.screens.results import ResultsScreen
+from amltui.tui.widgets.gpu_strip import GpuStrip, runs_by_gpu, shown_gpus
 from amltui.tui.widgets.runs_table import RunsTable
+
+GPU_INTERVAL = 2.0  # seconds between GPU reads (NVML: about a millisecond)
 
 if TYPE_CHECKING:
     from amltui.tui.app import DashboardApp
@@ -31,6 +34,14 @@ class RunsLoaded(Message):
     def __init__(self, snapshot: RunsSnapshot | None) -> None:
         super().__init__()
         self.snapshot = snapshot
+
+
+class GpusLoaded(Message):
+    """A GPU inventory read finished (the GPUs amltui would schedule on)."""
+
+    def __init__(self, gpus: list) -> None:
+        super().__init__()
+        self.gpus = gpus
 
 
 class RunsScreen(Screen):
@@ -58,9 +69,11 @@ class RunsScreen(Screen):
         self.polls = 0  # snapshots applied (the bench reads these)
         self._shown_status = ""
         self._shown_banner: tuple[str, bool] | None = None
+        self.gpus_loaded = 0  # GPU inventory reads applied
 
     def compose(self) -> ComposeResult:
         yield Static(id="status-line")
+        yield GpuStrip(id="gpu-strip")
         yield Input(placeholder="filter: substring of id / variant / dataset / status", id="filter", compact=True)
         yield Static(id="banner")
         yield RunsTable(id="runs")
@@ -74,6 +87,8 @@ class RunsScreen(Screen):
         self._update_status_line()
         self.poll(force=True)
         self.set_interval(self.app.poll_interval, self.poll)
+        self._read_gpus()
+        self.set_interval(GPU_INTERVAL, self._read_gpus)
 
     # ---- polling ---------------------------------------------------------------------------------------
 
@@ -103,6 +118,9 @@ class RunsScreen(Screen):
             self.error = snapshot.error
             if snapshot.error is None:
                 self.table.show(snapshot.rows)
+                strip = self.query_one(GpuStrip)
+                if strip.gpus:  # which runs are on which GPU changes with the runs, not with the GPU reads
+                    strip.show(strip.gpus, runs_by_gpu(row.record for row in self.table.rows_by_id.values()))
             self._update_status_line()
         if self._force_next:
             self._force_next = False
@@ -136,6 +154,24 @@ class RunsScreen(Screen):
             if banner is not None:
                 widget.update(banner[0])
                 widget.set_class(banner[1], "error")
+
+    # ---- GPU strip -------------------------------------------------------------------------------------
+
+    @work(thread=True, group="gpus", exclusive=True, exit_on_error=False)
+    def _read_gpus(self) -> None:
+        from amltui import gpus
+
+        try:
+            found = gpus.inventory()
+        except Exception:  # a broken driver must not take the dashboard down: no strip
+            found = gpus.Inventory()
+        self.post_message(GpusLoaded(shown_gpus(found)))
+
+    @on(GpusLoaded)
+    def _show_gpus(self, message: GpusLoaded) -> None:
+        self.gpus_loaded += 1
+        records = [row.record for row in self.table.rows_by_id.values()]
+        self.query_one(GpuStrip).show(message.gpus, runs_by_gpu(records))
 
     # ---- navigation ------------------------------------------------------------------------------------
 

@@ -1,0 +1,65 @@
+"""`amltui gpus`: the GPUs amltui sees, as `--gpus` will count them, with who is using them."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from amltui.cli.common import console, fail
+from amltui.gpus import GpuError, Thresholds, busy_reason, describe_use, inventory, visible_gpus
+
+
+def register(app: typer.Typer) -> None:
+    app.command("gpus")(gpus)
+
+
+def _gib(mib: float | None) -> str:
+    return "?" if mib is None else f"{mib / 1024:.1f}"
+
+
+def gpus(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    gpu_max_util: Annotated[float | None, typer.Option(help="Utilisation (%) from which a GPU is busy.")] = None,
+    gpu_max_mem: Annotated[float | None, typer.Option(help="Memory used by others (%) from which a GPU is busy.")]
+    = None,
+) -> None:
+    """List the visible GPUs: --gpus position, name, UUID, memory, utilisation, other people's processes."""
+    try:
+        limits = Thresholds.from_env(gpu_max_util, gpu_max_mem)
+        inv = inventory()
+        visible = visible_gpus(inv)
+    except GpuError as exc:
+        fail(escape(str(exc)))
+    env = {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")}
+    if as_json:
+        typer.echo(json.dumps({"source": inv.source, "problem": inv.problem or visible.note, **env,
+                               "gpus": [{"position": k, "label": g.label, "busy": busy_reason(g, limits),
+                                         **asdict(g)} for k, g in enumerate(visible.gpus)]}, indent=1))
+        return
+    settings = ", ".join(f"{k}={v!r}" if v is not None else f"{k} unset" for k, v in env.items())
+    if not visible.gpus:
+        why = visible.note or inv.problem or "none found"
+        console.print(f"no GPU visible ({escape(why)}); runs use CPU slots. {escape(settings)}", highlight=False)
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    for title in ("--gpus", "gpu", "name", "uuid", "mem GiB", "util", "state", "used by (others)"):
+        table.add_column(title, no_wrap=title not in ("used by (others)", "state"),
+                         justify="right" if title in ("--gpus", "mem GiB", "util") else "left")
+    for k, g in enumerate(visible.gpus):
+        reason = busy_reason(g, limits)
+        table.add_row(str(k), g.label, escape(g.name), g.uuid, f"{_gib(g.memory_used)}/{_gib(g.memory_total)}",
+                      "?" if g.utilization is None else f"{g.utilization:.0f}%",
+                      f"[yellow]busy: {escape(reason)}[/]" if reason else "[green]free[/]",
+                      escape(describe_use(g)))
+    console.print(table)
+    console.print(f"[dim]source {inv.source}; {escape(settings)}; --gpus auto skips GPUs at ≥ {limits.max_util:g}% "
+                  f"utilisation or ≥ {limits.max_mem:g}% memory used by others[/]", highlight=False)
+    if visible.note:
+        console.print(f"[yellow]note:[/] {escape(visible.note)}", highlight=False)
