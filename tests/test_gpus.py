@@ -364,3 +364,83 @@ def test_fake_smi_script_runs_standalone(tmp_path):
     bin_dir = install_fake_smi(tmp_path, [gpu(0)])
     out = subprocess.run([str(bin_dir / "nvidia-smi"), "-L"], capture_output=True, text=True, check=True).stdout
     assert out.startswith("GPU 0: NVIDIA A100")
+
+
+# ---- dashboard strip ----------------------------------------------------------------------------------------
+def test_dashboard_gpu_strip_at_80x24(machine, monkeypatch, tmp_path):
+    import asyncio
+
+    from test_tui import SIZE, ready, screen_text, wait_for
+
+    from amltui.tui.app import DashboardApp
+    from amltui.tui.demo import seed_demo
+    from amltui.tui.widgets.gpu_strip import GpuStrip
+
+    monkeypatch.chdir(tmp_path)
+    seed_demo(Path("runs"))
+    store = Store(Path("runs"))
+    record = store.get("ml_sa_ia-s0-demo")
+    record.update(slot="gpu1", gpu="gpu1")
+    save_record(store, run_dir(store.runs_dir, record["id"]), record)
+    machine[:] = [gpu(0, util=0, used=1 * GIB), gpu(1, util=87, used=23.6 * GIB), gpu(2, util=None)]
+
+    async def main() -> None:
+        app = DashboardApp(Path("runs"), poll_interval=0.2, detail_interval=0.3)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await ready(app, pilot)
+            strip = screen.query_one(GpuStrip)
+            await wait_for(pilot, lambda: screen.gpus_loaded and strip.display and "ml_sa_ia" in strip.text,
+                           what="the GPU strip")
+            await pilot.pause(0.1)
+            text = screen_text(app).splitlines()
+            assert text[1].split() == ["gpu0", "0%", "1/80G", "-", "gpu1", "87%▇", "24/80G", "ml_sa_ia-s0-demo"]
+            assert text[2].split() == ["gpu2", "?%", "0/80G", "-"]
+            assert "run" in text[3] and "status" in text[3]  # the table follows, all 7 runs still on screen
+            assert "baseline-s2-demo" in "\n".join(text)
+            # A GPU that disappears (driver gone, visibility changed) takes the strip away.
+            machine.clear()
+            n = screen.gpus_loaded
+            screen._read_gpus()
+            await wait_for(pilot, lambda: screen.gpus_loaded > n, what="a GPU read")
+            await pilot.pause(0.1)
+            assert not strip.display and screen_text(app).splitlines()[1].split()[:2] == ["run", "status"]
+
+    asyncio.run(main())
+
+
+def test_strip_packs_gpus_and_caps_its_height():
+    from amltui.tui.widgets.gpu_strip import MAX_LINES, render_strip, runs_by_gpu
+
+    many = [gpus.Gpu(index=i, uuid=uuid(i), memory_used=0, memory_total=80 * GIB, utilization=5) for i in range(8)]
+    runs = runs_by_gpu([{"id": "a", "status": "running", "gpu": "gpu3"},
+                        {"id": "b", "status": "running", "slot": "gpu3#1"},
+                        {"id": "c", "status": "done", "gpu": "gpu3"}, {"id": "d", "status": "running", "slot": "cpu0"}])
+    assert runs == {"gpu3": ["a", "b"]}
+    lines = render_strip(many, runs, 78).splitlines()
+    assert len(lines) == MAX_LINES and "+4 more GPUs" in lines[-1]
+    assert "a,b" in lines[1]
+
+
+# ---- determinism ------------------------------------------------------------------------------------------
+def test_deterministic_config_sets_torch_cudnn_and_cublas(monkeypatch):
+    import torch
+
+    from core.device import CUBLAS_WORKSPACE, set_deterministic
+
+    plain = RunConfig.resolve("baseline", "quick")
+    strict = RunConfig.resolve("baseline", "quick", overrides=["deterministic=true"])
+    assert strict.deterministic and not plain.deterministic
+    assert strict.group_key() == plain.group_key()  # same science: pooled with the others
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark)
+    try:
+        set_deterministic(False)
+        assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ and not torch.are_deterministic_algorithms_enabled()
+        set_deterministic(True)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == CUBLAS_WORKSPACE
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1], before[2]

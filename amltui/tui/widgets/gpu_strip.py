@@ -42,7 +42,7 @@ def shown_gpus(inv: Inventory) -> list[Gpu]:
 
 def gpu_cell(gpu: Gpu, runs: list[str], width: int = CELL) -> str:
     util = gpu.utilization
-    level = BAR[min(8, round(util / 100 * 8))] if util is not None else "?"
+    level = BAR[min(8, round(util / 100 * 8))] if util is not None else " "
     util_text = f"{util:3.0f}%" if util is not None else "  ?%"
     colour = "red" if (util or 0) >= 80 else "yellow" if (util or 0) >= 20 else "green"
     used, total = gpu.memory_used, gpu.memory_total
