@@ -345,14 +345,6 @@ def parse_slots(text: str | int | None) -> int | None:
     return value
 
 
-def check_options(gpus: str | None, slots_per_gpu: str | int | None, max_util: float | None = None,
-                  max_mem: float | None = None) -> None:
-    """Raise GpuError for a malformed --gpus / --slots-per-gpu / threshold, before anything is queued."""
-    parse_gpu_spec(gpus)
-    parse_slots(slots_per_gpu)
-    Thresholds.from_env(max_util, max_mem)
-
-
 @dataclass(frozen=True)
 class Thresholds:
     max_util: float = MAX_UTIL_DEFAULT

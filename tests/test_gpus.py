@@ -349,6 +349,11 @@ def test_bad_gpu_options_are_user_errors(machine, tmp_path):
                           (["--gpus", "auto", "--gpu-max-util", "150"], "not a percentage")):
         result = runner.invoke(app, ["run", "--runs-dir", str(tmp_path), *args])
         assert result.exit_code == 2 and message in result.output, result.output
+    for g in machine:
+        g.update(util=100, procs=[(os.getpid(), 1 * GIB, "python")])
+    result = runner.invoke(app, ["run", "--runs-dir", str(tmp_path), "--gpus", "auto"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and "no visible GPU is free" in result.output and "100% utilised" in result.output
+    assert Store(tmp_path).all() == []  # refused before anything was queued
 
 
 def test_inventory_problem_is_reported_when_nothing_is_found(monkeypatch, tmp_path):

@@ -27,7 +27,6 @@ from amltui.cli.common import (
     status_text,
 )
 from amltui.gpus import MAX_MEM_DEFAULT, MAX_UTIL_DEFAULT
-from amltui.gpus import check_options as check_gpu_options
 from amltui.launch.control import cancel_run, local_plan, start_local
 from amltui.launch.local import LocalScheduler
 from amltui.live import TERMINAL, LiveRuns
@@ -91,11 +90,6 @@ def run(
         fail(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     if run_id and len(variant_list) * len(seed_list) > 1:
         fail("--id names a single run; leave it out when queueing several variants or seeds")
-    if executor == "local":
-        try:
-            check_gpu_options(gpus, slots_per_gpu, gpu_max_util, gpu_max_mem)
-        except ValueError as exc:
-            fail(escape(str(exc)))
     configs = []
     for variant in variant_list:
         for seed in seed_list:
@@ -108,6 +102,11 @@ def run(
             except ConfigError as exc:
                 fail(str(exc))
     store = open_store(runs_dir)
+    if executor == "local":
+        try:  # GPU settings (and busy GPUs for --gpus auto) are checked before anything is queued
+            local_plan(gpus, slots_per_gpu, cpu_slots, gpu_max_util=gpu_max_util, gpu_max_mem=gpu_max_mem)
+        except ValueError as exc:
+            fail(escape(str(exc)))
     ids = []
     for config in configs:
         try:
@@ -148,6 +147,9 @@ def dispatch(store: Store, ids: list[str], *, executor: str = "local", gpus: str
         plan = local_plan(gpus, slots_per_gpu, cpu_slots, store=store, gpu_max_util=gpu_max_util,
                           gpu_max_mem=gpu_max_mem)
     except ValueError as exc:
+        # Nothing was started: the runs must not stay queued forever (`amltui resume` starts them later).
+        for run_id in ids:
+            set_status(store, run_id, "cancelled", expect=("queued",), error=f"not started: {exc}")
         fail(escape(str(exc)))
     for note in plan.notes:
         err.print(f"note: {escape(note)}", highlight=False)
