@@ -308,6 +308,14 @@ def test_gpus_command_lists_what_amltui_sees(monkeypatch, tmp_path):
     assert [g["label"] for g in data["gpus"]] == ["gpu2", "gpu0"] and data["source"] == "nvidia-smi"
 
 
+def test_gpus_command_shows_the_gpus_when_visibility_is_ambiguous(machine, monkeypatch):
+    machine[0]["name"] = "Tesla T4"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    result = runner.invoke(app, ["gpus"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and "ambiguous" in result.output
+    assert all(f"gpu{i}" in result.output for i in range(4)) and uuid(3) in result.output
+
+
 def test_gpus_command_without_a_gpu(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setenv("AMLTUI_GPU_SOURCE", "nvidia-smi")

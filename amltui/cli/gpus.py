@@ -12,8 +12,8 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from amltui.cli.common import console, fail
-from amltui.gpus import GpuError, Thresholds, busy_reason, describe_use, inventory, visible_gpus
+from amltui.cli.common import console, err, fail
+from amltui.gpus import GpuError, Thresholds, Visible, busy_reason, describe_use, inventory, visible_gpus
 
 
 def register(app: typer.Typer) -> None:
@@ -33,10 +33,15 @@ def gpus(
     """List the visible GPUs: --gpus position, name, UUID, memory, utilisation, other people's processes."""
     try:
         limits = Thresholds.from_env(gpu_max_util, gpu_max_mem)
-        inv = inventory()
-        visible = visible_gpus(inv)
     except GpuError as exc:
         fail(escape(str(exc)))
+    inv = inventory()
+    try:
+        visible = visible_gpus(inv)
+        problem = ""
+    except GpuError as exc:  # e.g. an ambiguous index: still show the GPUs, so the user can fix the setting
+        visible = Visible([g for g in inv.gpus if not g.mig_mode], note=str(exc))
+        problem = str(exc)
     env = {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")}
     if as_json:
         typer.echo(json.dumps({"source": inv.source, "problem": inv.problem or visible.note, **env,
@@ -49,17 +54,23 @@ def gpus(
         console.print(f"no GPU visible ({escape(why)}); runs use CPU slots. {escape(settings)}", highlight=False)
         return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    if problem:
+        err.print(f"[bold red]error:[/] {escape(problem)}", highlight=False)
+        console.print("[dim]all GPUs of this machine:[/]")
     for title in ("--gpus", "gpu", "name", "uuid", "mem GiB", "util", "state", "used by (others)"):
         table.add_column(title, no_wrap=title not in ("used by (others)", "state"),
                          justify="right" if title in ("--gpus", "mem GiB", "util") else "left")
     for k, g in enumerate(visible.gpus):
         reason = busy_reason(g, limits)
-        table.add_row(str(k), g.label, escape(g.name), g.uuid, f"{_gib(g.memory_used)}/{_gib(g.memory_total)}",
+        table.add_row("-" if problem else str(k), g.label, escape(g.name), g.uuid,
+                      f"{_gib(g.memory_used)}/{_gib(g.memory_total)}",
                       "?" if g.utilization is None else f"{g.utilization:.0f}%",
                       f"[yellow]busy: {escape(reason)}[/]" if reason else "[green]free[/]",
                       escape(describe_use(g)))
     console.print(table)
+    if problem:
+        raise typer.Exit(2)
     console.print(f"[dim]source {inv.source}; {escape(settings)}; --gpus auto skips GPUs at ≥ {limits.max_util:g}% "
                   f"utilisation or ≥ {limits.max_mem:g}% memory used by others[/]", highlight=False)
-    if visible.note:
+    if visible.note and not problem:
         console.print(f"[yellow]note:[/] {escape(visible.note)}", highlight=False)
