@@ -457,3 +457,14 @@ def test_deterministic_config_sets_torch_cudnn_and_cublas(monkeypatch):
     finally:
         torch.use_deterministic_algorithms(before[0])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1], before[2]
+
+
+def test_detached_scheduler_that_cannot_plan_fails_its_runs_with_the_reason(machine, tmp_path, capsys):
+    from amltui.launch import local
+
+    store = Store(tmp_path)
+    ids = queue(store, 1)
+    assert local.main(["--runs-dir", str(tmp_path), "--gpus", "5", *ids]) == 2
+    record = store.get(ids[0])
+    assert record["status"] == "failed" and "no GPU at position 5" in record["error"]
+    assert "cannot schedule" in capsys.readouterr().out
