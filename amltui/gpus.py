@@ -305,6 +305,9 @@ def _resolve_entry(entry: str, inv: Inventory, whole: list[Gpu], order: str) -> 
         matches = [g for g in inv.gpus if g.uuid.startswith(entry)]
         if entry.startswith("MIG-GPU-"):  # the pre-R470 form MIG-GPU-<uuid>/<gi>/<ci>
             matches = [g for g in inv.gpus if g.parent is not None and entry.startswith(f"MIG-{_parent_uuid(inv, g)}")]
+            if len(matches) > 1:
+                raise GpuError(f"CUDA_VISIBLE_DEVICES entry {entry!r} uses the old MIG-GPU-…/GI/CI form, which amltui "
+                               "cannot map to one instance; use the MIG-… UUIDs that `nvidia-smi -L` lists")
         return matches[0] if len(matches) == 1 else None
     return None
 

@@ -128,6 +128,9 @@ def test_mig_instances_are_devices_and_their_gpu_is_not(machine, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     with pytest.raises(GpuError, match="split into MIG instances"):
         local_plan("0", 1)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", f"MIG-{uuid(1)}/1/0")  # the old form: not one instance
+    with pytest.raises(GpuError, match="old MIG-GPU-"):
+        local_plan("0", 1)
 
 
 def test_mixed_gpus_numeric_visibility_needs_an_explicit_order(machine, monkeypatch):
