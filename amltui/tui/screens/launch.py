@@ -47,7 +47,7 @@ class LaunchScreen(ModalScreen[list[str] | None]):
                 yield Label("overrides")
                 yield Input(placeholder="key=value … e.g. epochs=4 lr=3e-4", id="overrides", compact=True)
                 yield Label("gpus")
-                yield Input(placeholder="detect; 'none' = CPU; 0,1", id="gpus", compact=True)
+                yield Input(placeholder="all visible; auto; 'none' = CPU; 0,1", id="gpus", compact=True)
                 yield Label("cpu slots")
                 yield Input(placeholder="default (1 per 8 cores)", id="cpu-slots", compact=True, type="integer")
             yield Static(id="form-error")
