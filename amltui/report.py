@@ -186,9 +186,11 @@ def latest_per_seed(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
 
 def is_reference_baseline(record: dict[str, Any]) -> bool:
     """A plain baseline run: variant ``baseline`` with the baseline's own loss weights (not an ablation)."""
+    if record.get("variant") != "baseline":
+        return False
     config = record.get("config") or {}
-    return record.get("variant") == "baseline" and all(
-        config.get(k) == v for k, v in VARIANT_DEFAULTS["baseline"].items())
+    diff = record.get("config_diff") or {}  # records without a resolved config: the preset's weights + overrides
+    return all(config.get(k, diff.get(k, v)) == v for k, v in VARIANT_DEFAULTS["baseline"].items())
 
 
 def _pair_key(record: dict[str, Any]) -> tuple:

@@ -24,7 +24,7 @@ from amltui.cli.common import (
 )
 from amltui.progress import RunProgress
 from amltui.report import FORMATS, aggregate, render
-from amltui.runs import RunFailure, evaluate_human_sets, evaluate_run, run_dir
+from amltui.runs import HumanSetsRefused, RunFailure, evaluate_human_sets, evaluate_run, run_dir
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 
@@ -124,8 +124,9 @@ def show(run: RunArg, runs_dir: RunsDir = None) -> None:
 def eval_(
     run: RunArg,
     device: Annotated[str | None, typer.Option(help="Device for the evaluation [default: the run's].")] = None,
-    human_sets: Annotated[bool, typer.Option("--human-sets", help="Also score Tramèr et al.'s human-labelled "
-                                             "invariance sets (instead of re-running the test metrics).")] = False,
+    human_sets: Annotated[bool, typer.Option("--human-sets", help="Score Tramèr et al.'s human-labelled "
+                                             "invariance sets instead of re-running the test metrics (MNIST-digit "
+                                             "runs only: mnist, mnist-sample).")] = False,
     from_dir: Annotated[Path | None, typer.Option(help="Local copy of invariance_examples/ "
                                                   "[default: download where the network allows].")] = None,
     mnist_dir: Annotated[Path | None, typer.Option(help="MNIST idx folder, for the original test labels "
@@ -138,6 +139,8 @@ def eval_(
     if human_sets:
         try:
             results = evaluate_human_sets(store, record["id"], from_dir=from_dir, mnist_dir=mnist_dir, device=device)
+        except HumanSetsRefused as exc:
+            fail(str(exc))
         except RunFailure as exc:
             fail(str(exc), code=1)
         _print_human_sets(record["id"], results)
