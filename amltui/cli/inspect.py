@@ -15,6 +15,7 @@ from amltui.cli.common import (
     RunsDir,
     all_records,
     console,
+    err,
     fail,
     open_store,
     print_metrics,
@@ -38,19 +39,30 @@ def register(app: typer.Typer) -> None:
 
 def ls(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status: queued, running, done, failed, "
+                                               "cancelled.")] = None,
     runs_dir: RunsDir = None,
 ) -> None:
     """List runs."""
+    from amltui.filters import FilterError, apply_where, check_value
+
     store = open_store(runs_dir)
     reap_lost(store)
     records = all_records(store)
+    emptied = None
     if status:
-        records = [r for r in records if r.get("status") == status]
+        try:
+            records, emptied = apply_where(records, [("status", status, check_value("status", status, "--status"))],
+                                           "--status")
+        except FilterError as exc:
+            fail(str(exc))
     if as_json:
         keys = ("id", "variant", "seed", "dataset", "preset", "status", "epoch", "epochs", "metrics", "metrics_n",
                 "pid", "host", "slot", "device", "executor", "slurm_job_id", "created", "started", "ended", "error")
         typer.echo(json.dumps([{k: r.get(k) for k in keys} for r in records], indent=1))
+        return
+    if emptied:
+        console.print(emptied, highlight=False)
         return
     if not records:
         console.print(f"no runs in {store.runs_dir} (start one with `amltui run`)")
@@ -200,8 +212,9 @@ def plot(
 def export(
     fmt: Annotated[str, typer.Option("--format", "-f", help=f"One of: {', '.join(FORMATS)}.")] = "md",
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of printing.")] = None,
-    where: Annotated[list[str] | None, typer.Option(help="Only runs with key=value in their record "
-                                                    "(e.g. dataset=mnist); repeatable.")] = None,
+    where: Annotated[list[str] | None, typer.Option(help="Only runs with key=value in their record or config "
+                                                    "(e.g. dataset=mnist); repeatable. Unknown keys and values "
+                                                    "are refused with a suggestion.")] = None,
     with_runs: Annotated[bool, typer.Option("--with-runs", help="List the run ids behind each row.")] = False,
     group_by: Annotated[str | None, typer.Option(help="Pool by these record/config keys, e.g. variant,dataset "
                                                  "[default: pool only runs equal in all but the seed].")] = None,
@@ -210,14 +223,18 @@ def export(
     """Results table: mean ± std over seeds with n, paired differences against the baseline."""
     if fmt not in FORMATS:
         fail(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    from amltui.filters import FilterError, apply_where, check_group_by, parse_where
+
     store = open_store(runs_dir)
     records = all_records(store)
-    for item in where or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            fail(f"--where {item!r} is not of the form key=value")
-        records = [r for r in records if str(r.get(key)) == value]
-    keys = [k.strip() for k in group_by.split(",") if k.strip()] if group_by else None
+    try:
+        filters = parse_where(where or [], records)
+        keys = check_group_by(group_by, records) if group_by is not None else None
+    except FilterError as exc:
+        fail(str(exc))
+    records, emptied = apply_where(records, filters)
+    if emptied:
+        err.print(emptied, highlight=False)
     text = render(aggregate(records, group_by=keys), fmt, with_runs=with_runs)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
