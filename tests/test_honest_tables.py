@@ -40,6 +40,13 @@ def test_the_same_seed_twice_is_reused_and_a_repeat_counts_once(tmp_path):
     assert again.exit_code == 0, again.output
     assert f"reusing finished run {record['id']}" in again.output and "--repeat" in again.output
     assert len(Store(tmp_path).all()) == 1  # nothing new was created
+    # The dashboard's launch form goes through the same check.
+    from amltui.tui.actions import LaunchRequest, launch
+
+    form = launch(tmp_path, LaunchRequest(variants=["ml_sa"], seeds=[0], dataset="synthetic",
+                                          overrides=TINY_SET + ["eval_ia=true", "epochs=1"], gpus="none"))
+    assert form.queued == [] and f"reusing finished run {record['id']}" in form.message()
+    assert len(Store(tmp_path).all()) == 1
 
     repeated = run_tiny(tmp_path, "--repeat", eval_ia=True)
     assert repeated.exit_code == 0, repeated.output

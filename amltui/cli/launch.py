@@ -319,7 +319,7 @@ def reproduce(
     time_limit: Annotated[int, typer.Option("--time", help="Slurm time limit per run, minutes.")] = 240,
     detach: Annotated[bool, typer.Option("--detach", help="Queue and return; rerun to write the report.")] = False,
     human_sets: Annotated[bool, typer.Option("--human-sets", help="Score Tramèr et al.'s human-labelled sets "
-                                             "(download, or --human-sets-dir).")] = False,
+                                             "(download, or --human-sets-dir); MNIST-digit datasets only.")] = False,
     human_sets_dir: Annotated[Path | None, typer.Option(help="Local copy of invariance_examples/.")] = None,
     out: Annotated[Path | None, typer.Option(help="Report folder [default: <runs-dir>/reports/…].")] = None,
     runs_dir: RunsDir = None,
