@@ -2,7 +2,13 @@
 
 Runs are pooled over seeds only when everything else is equal: dataset and its fingerprint, the config hash
 (every scientific field but the seed) and the code version. Rows that would otherwise look alike say how they
-differ in their "setting" column.
+differ in their "setting" column. A cell pools at most one run per (setting, seed): when a seed was run more
+than once, the latest finished run counts and the others are listed as repeats.
+
+Pairing (the one implementation behind export, report.md and the dashboard): a run is paired with the
+*reference baseline* run of the same seed in the same setting — same data fingerprint, code version and every
+config value except the variant and its loss weights — whose variant is ``baseline`` with the baseline's own loss
+weights. An ablation of the baseline (other weights) is a row of its own, never the reference.
 """
 
 from __future__ import annotations
@@ -15,16 +21,28 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.config import VARIANTS
+from core.config import VARIANT_DEFAULTS, VARIANTS
+from core.domains import TARGET_TABLE_NOTE
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 FORMATS = ("md", "csv", "latex")
+IA_METRICS = ("A_IA", "A_IA_target")
+NO_BASELINE = "no baseline run of the same setting (same data, code and config but the variant's loss weights)"
 
 
 @dataclass
 class Cell:
     values: list[float]
     run_ids: list[str] = field(default_factory=list)
+    images: list[int] = field(default_factory=list)  # test images each value was measured on
+
+    @property
+    def images_text(self) -> str:
+        """The number of test images behind the values: "10000", or "1000–10000" when the runs differ."""
+        known = sorted(set(self.images))
+        if not known:
+            return "?"
+        return str(known[0]) if len(known) == 1 else f"{known[0]}–{known[-1]}"
 
     @property
     def n(self) -> int:
@@ -43,6 +61,8 @@ class Cell:
         if not self.values:
             return "–"
         mean = f"{self.mean:+.2f}" if signed else f"{self.mean:.2f}"
+        if signed and not self.std:  # a paired difference without spread says so, never "± 0.00"
+            return f"{mean} (no spread measured, n={self.n})"
         std = "–" if self.std is None else f"{self.std:.2f}"
         return f"{mean} ± {std} (n={self.n})"
 
@@ -55,10 +75,27 @@ class Row:
     runs: list[dict[str, Any]]
     cells: dict[str, Cell]
     deltas: dict[str, Cell] = field(default_factory=dict)
+    repeats: list[dict[str, Any]] = field(default_factory=list)  # older runs of a seed that a later run replaced
+    pairing: str = ""  # why the row has no paired differences ("" when it has them or is a reference)
 
     @property
     def seeds(self) -> list[int]:
         return sorted(r["seed"] for r in self.runs)
+
+    @property
+    def ia_note(self) -> str | None:
+        """The caveat on A_IA / A_IA→target: the digit target table applied to data that are not digits."""
+        from core.domains import target_table_note
+
+        notes = {target_table_note(str(r.get("dataset"))) for r in self.runs} - {None}
+        return TARGET_TABLE_NOTE if notes else None
+
+    def seeds_text(self) -> str:
+        """Seeds, with repeated runs of a seed marked: "0,1,2 (seed 0 also ran as a-…; latest counts)"."""
+        text = ",".join(map(str, self.seeds))
+        if self.repeats:
+            text += " (repeats not counted: " + ", ".join(f"s{r['seed']} {r['id']}" for r in self.repeats) + ")"
+        return text
 
 
 def pool_key(record: dict[str, Any]) -> tuple:
@@ -98,16 +135,19 @@ def aggregate(records: list[dict[str, Any]], metrics: tuple[str, ...] = METRIC_O
     record/config keys instead; a row that then mixes runs differing in anything else says so.
     """
     pools: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for record in records:
-        if record.get("status") == "done" and record.get("metrics"):
-            key = pool_key(record) if not group_by else tuple(str(field_of(record, k)) for k in group_by)
-            pools[key].append(record)
+    finished = [r for r in records if r.get("status") == "done" and r.get("metrics")]
+    latest, repeats = latest_per_seed(finished)
+    for record in latest:
+        key = pool_key(record) if not group_by else tuple(str(field_of(record, k)) for k in group_by)
+        pools[key].append(record)
     rows = []
     for runs in pools.values():
         runs.sort(key=lambda r: (r["seed"], r["id"]))
         first = runs[0]
         cells = {m: Cell([r["metrics"][m] for r in runs if m in r["metrics"]],
-                         [r["id"] for r in runs if m in r["metrics"]]) for m in metrics}
+                         [r["id"] for r in runs if m in r["metrics"]],
+                         [int((r.get("metrics_n") or {}).get(m, 0)) for r in runs if m in r["metrics"]])
+                 for m in metrics}
         if group_by:
             shown = [f"{k}={field_of(first, k)}" for k in group_by if k not in ("variant", "dataset")]
             diffs = _differences(runs)
@@ -117,11 +157,44 @@ def aggregate(records: list[dict[str, Any]], metrics: tuple[str, ...] = METRIC_O
             rows.append(Row(variant, dataset, setting or "-", runs, cells))
         else:
             rows.append(Row(first["variant"], first["dataset"], _setting(first), runs, cells))
+        ids = {r["id"] for r in runs}
+        rows[-1].repeats = [r for r in repeats if r["latest"] in ids]
     if not group_by:
         _disambiguate(rows)
     rows.sort(key=lambda r: (r.dataset, r.setting, VARIANTS.index(r.variant) if r.variant in VARIANTS else 99))
-    _pair_with_baselines(rows, metrics, group_by)
+    _pair_with_baselines(rows, metrics, latest)
     return rows
+
+
+def _finished_at(record: dict[str, Any]) -> tuple[str, str, str]:
+    return (str(record.get("ended") or ""), str(record.get("created") or ""), record["id"])
+
+
+def latest_per_seed(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One run per (setting, seed): the latest finished one. Returns (kept runs, repeats), where each repeat is
+    ``{"id", "seed", "latest": id of the run that counts instead}``."""
+    by_key: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        by_key[(*pool_key(record), record.get("seed"))].append(record)
+    kept, repeats = [], []
+    for same in by_key.values():
+        same.sort(key=_finished_at)
+        kept.append(same[-1])
+        repeats += [{"id": r["id"], "seed": r.get("seed"), "latest": same[-1]["id"]} for r in same[:-1]]
+    return kept, repeats
+
+
+def is_reference_baseline(record: dict[str, Any]) -> bool:
+    """A plain baseline run: variant ``baseline`` with the baseline's own loss weights (not an ablation)."""
+    if record.get("variant") != "baseline":
+        return False
+    config = record.get("config") or {}
+    diff = record.get("config_diff") or {}  # records without a resolved config: the preset's weights + overrides
+    return all(config.get(k, diff.get(k, v)) == v for k, v in VARIANT_DEFAULTS["baseline"].items())
+
+
+def _pair_key(record: dict[str, Any]) -> tuple:
+    return (record.get("dataset"), record.get("fingerprint"), record.get("context"), record.get("code_version"))
 
 
 def _disambiguate(rows: list[Row]) -> None:
@@ -137,30 +210,31 @@ def _disambiguate(rows: list[Row]) -> None:
             row.setting += f"; data {str(r.get('fingerprint'))[:8]}; code {r.get('code_version')}"
 
 
-def _pair_with_baselines(rows: list[Row], metrics: tuple[str, ...], group_by: list[str] | None = None) -> None:
-    """Deltas against the baseline row of the same setting, over the seeds both have."""
-    if group_by and "variant" not in group_by:
-        return
-
-    def context(row: Row) -> tuple:
-        r = row.runs[0]
-        if group_by:
-            return tuple(str(field_of(r, k)) for k in group_by if k != "variant")
-        return (r.get("dataset"), r.get("fingerprint"), r.get("context"), r.get("code_version"))
-
-    baselines = {context(row): row for row in rows if row.variant == "baseline"}
+def _pair_with_baselines(rows: list[Row], metrics: tuple[str, ...], runs: list[dict[str, Any]]) -> None:
+    """Deltas of each run against the reference baseline run of its setting and seed (each seed once per row)."""
+    references = {(*_pair_key(r), r.get("seed")): r for r in runs if is_reference_baseline(r)}
     for row in rows:
-        base = baselines.get(context(row))
-        if base is None or base is row:
+        if all(is_reference_baseline(r) for r in row.runs):
+            continue  # the reference itself: nothing to subtract
+        pairs, used = [], set()
+        for run in row.runs:
+            base = references.get((*_pair_key(run), run.get("seed")))
+            if base is None or base is run or base["id"] in used:
+                continue
+            used.add(base["id"])
+            pairs.append((run, base))
+        if len({r.get("variant") for r in row.runs}) > 1:
+            row.pairing = "the row pools several variants: no paired difference"
             continue
-        by_seed = {b["seed"]: b for b in base.runs}
+        if not pairs:
+            row.pairing = NO_BASELINE
+            continue
         for m in metrics:
             diffs, ids = [], []
-            for run in row.runs:
-                b = by_seed.get(run["seed"])
-                if b is not None and m in run["metrics"] and m in b["metrics"]:
-                    diffs.append(run["metrics"][m] - b["metrics"][m])
-                    ids.append(f"{run['id']}−{b['id']}")
+            for run, base in pairs:
+                if m in run["metrics"] and m in base["metrics"]:
+                    diffs.append(run["metrics"][m] - base["metrics"][m])
+                    ids.append(f"{run['id']}−{base['id']}")
             row.deltas[m] = Cell(diffs, ids)
 
 
@@ -175,6 +249,67 @@ def render(rows: list[Row], fmt: str, *, with_runs: bool = False) -> str:
     return {"md": to_markdown, "csv": to_csv, "latex": to_latex}[fmt](rows, with_runs=with_runs)
 
 
+def images_per_metric(rows: list[Row], metrics: list[str]) -> dict[str, str]:
+    """Test images behind each metric column over all rows ("10000", or "1000–10000" when rows differ)."""
+    out = {}
+    for m in metrics:
+        merged = Cell([], images=[i for row in rows for i in row.cells[m].images])
+        out[m] = merged.images_text
+    return out
+
+
+def footnotes(rows: list[Row], metrics: list[str]) -> list[str]:
+    """What the numbers were measured on and with, as plain sentences under a table."""
+    notes = []
+    images = images_per_metric(rows, metrics)
+    if len(set(images.values())) == 1:
+        notes.append(f"Every column is measured on {next(iter(images.values()))} test images per run.")
+    else:
+        notes.append("Test images per run, by column: "
+                     + ", ".join(f"{METRIC_LABELS[m]} {images[m]}" for m in metrics) + ".")
+    pgd = pgd_text(rows)
+    if pgd and "A_PGD" in metrics:
+        notes.append(f"A_PGD: {pgd}.")
+    if any(row.ia_note for row in rows) and any(m in IA_METRICS for m in metrics):
+        notes.append(f"† A_IA and A_IA→target: {TARGET_TABLE_NOTE} (an invariance example there is not known "
+                     "to change the true class).")
+    agreement = agreement_text([r for row in rows for r in row.runs])
+    if agreement:
+        notes.append(agreement)
+    return notes
+
+
+def pgd_text(rows: list[Row]) -> str:
+    """The PGD attack(s) actually used by the runs, from their resolved configs: "PGD-40, α 0.01, ε 0.3"."""
+    seen = []
+    for row in rows:
+        for r in row.runs:
+            c = r.get("config") or {}
+            if "pgd_steps" not in c:
+                continue
+            eps = c.get("pgd_eps") if c.get("pgd_eps") is not None else c.get("eps_s")
+            text = f"PGD-{c['pgd_steps']} (L∞ ε {eps:g}, step α {c.get('pgd_alpha'):g}, random start)"
+            if text not in seen:
+                seen.append(text)
+    return "; ".join(seen)
+
+
+def agreement_text(runs: list[dict[str, Any]]) -> str:
+    """The measured agreement of fast invariance sets with the exact search, when any run used one."""
+    parts = {}
+    for r in runs:
+        for split, a in (r.get("inv_agreement") or {}).items():
+            parts[(r.get("dataset"), split)] = (f"{r.get('dataset')} {split}: same neighbour as exact on "
+                                                f"{100 * a['same_neighbour']:.1f}% of {a['sample']} sampled queries")
+    if not parts:
+        return ""
+    return "Invariance sets from the fast search; " + "; ".join(parts[k] for k in sorted(parts, key=str)) + "."
+
+
+def _ia_mark(row: Row, metric: str) -> str:
+    return "†" if row.ia_note and metric in IA_METRICS else ""
+
+
 def to_markdown(rows: list[Row], *, with_runs: bool = False) -> str:
     if not rows:
         return "No finished runs to report.\n"
@@ -182,22 +317,31 @@ def to_markdown(rows: list[Row], *, with_runs: bool = False) -> str:
     head = ["Variant", "Dataset", "Setting", *(METRIC_LABELS[m] for m in metrics), "Seeds"]
     lines = [_md_row(head), _md_row(["---"] * len(head))]
     for row in rows:
-        cells = [row.cells[m].text() for m in metrics]
-        lines.append(_md_row([row.variant, row.dataset, row.setting, *cells, ",".join(map(str, row.seeds))]))
-    out = ["Accuracy (%) on the test split: mean ± sample std over seeds (n = seeds).", "", *lines]
-    paired = [row for row in rows if row.deltas]
-    if paired:
-        out += ["", "Paired differences against the baseline of the same setting, over the seeds both have "
-                    "(percentage points, mean ± std):", ""]
+        cells = [row.cells[m].text() + _ia_mark(row, m) for m in metrics]
+        lines.append(_md_row([row.variant, row.dataset, row.setting, *cells, row.seeds_text()]))
+    out = ["Accuracy (%) on the test split: mean ± sample std over seeds (n = seeds, one run per seed).", "",
+           *lines, "", *footnotes(rows, metrics)]
+    compared = [row for row in rows if row.deltas or row.pairing]
+    if compared:
+        out += ["", "Paired differences against the reference baseline (variant `baseline` with its own loss "
+                    "weights) of the same setting, seed by seed (percentage points, mean ± std):", ""]
         head = ["Variant", "Dataset", "Setting", *(f"Δ{METRIC_LABELS[m]}" for m in metrics)]
         out += [_md_row(head), _md_row(["---"] * len(head))]
-        for row in paired:
-            out.append(_md_row([row.variant, row.dataset, row.setting,
-                                *(row.deltas[m].text(signed=True) for m in metrics)]))
+        for row in compared:
+            if row.deltas:
+                cells = [row.deltas[m].text(signed=True) + _ia_mark(row, m) for m in metrics]
+            else:
+                cells = [row.pairing] + [""] * (len(metrics) - 1)
+            out.append(_md_row([row.variant, row.dataset, row.setting, *cells]))
     if with_runs:
-        out += ["", "Runs behind each row:", ""]
+        out += ["", "Runs behind each row (the run each seed's cell used):", ""]
         for row in rows:
-            out.append(f"- {row.variant} / {row.dataset} / {row.setting}: " + ", ".join(r["id"] for r in row.runs))
+            used = ", ".join(f"s{r['seed']} {r['id']}" for r in row.runs)
+            line = f"- {row.variant} / {row.dataset} / {row.setting}: {used}"
+            if row.repeats:
+                line += "; repeats not counted: " + ", ".join(
+                    f"s{r['seed']} {r['id']} (superseded by {r['latest']})" for r in row.repeats)
+            out.append(line)
     return "\n".join(out) + "\n"
 
 
@@ -211,7 +355,9 @@ def to_csv(rows: list[Row], *, with_runs: bool = False) -> str:
     writer = csv.writer(buf)
     head = ["variant", "dataset", "setting", "seeds"]
     for m in metrics:
-        head += [f"{m}_mean", f"{m}_std", f"{m}_n", f"delta_{m}_mean", f"delta_{m}_std", f"delta_{m}_n"]
+        head += [f"{m}_mean", f"{m}_std", f"{m}_n", f"{m}_test_images", f"delta_{m}_mean", f"delta_{m}_std",
+                 f"delta_{m}_n"]
+    head += ["pairing", "ia_note", "pgd", "repeats_not_counted"]
     if with_runs:
         head.append("runs")
     writer.writerow(head)
@@ -223,6 +369,9 @@ def to_csv(rows: list[Row], *, with_runs: bool = False) -> str:
                     line += ["", "", 0]
                 else:
                     line += [f"{cell.mean:.4f}", "" if cell.std is None else f"{cell.std:.4f}", cell.n]
+                if cell is row.cells[m]:
+                    line.append(cell.images_text if cell.values else "")
+        line += [row.pairing, row.ia_note or "", pgd_text([row]), " ".join(r["id"] for r in row.repeats)]
         if with_runs:
             line.append(" ".join(r["id"] for r in row.runs))
         writer.writerow(line)
@@ -231,9 +380,15 @@ def to_csv(rows: list[Row], *, with_runs: bool = False) -> str:
 
 def to_latex(rows: list[Row], *, with_runs: bool = False) -> str:
     metrics = present_metrics(rows) if rows else []
+    images = images_per_metric(rows, metrics)
+    differ = len(set(images.values())) > 1
+
+    def label(m: str) -> str:
+        return _tex(METRIC_LABELS[m]) + (f" ($n_{{img}}={images[m]}$)" if differ else "")
+
     cols = "lll" + "c" * len(metrics)
     out = [f"\\begin{{tabular}}{{{cols}}}", "\\toprule",
-           " & ".join(["Variant", "Dataset", "Setting", *(_tex(METRIC_LABELS[m]) for m in metrics)]) + " \\\\",
+           " & ".join(["Variant", "Dataset", "Setting", *(label(m) for m in metrics)]) + " \\\\",
            "\\midrule"]
     for row in rows:
         cells = []
@@ -243,11 +398,14 @@ def to_latex(rows: list[Row], *, with_runs: bool = False) -> str:
                 cells.append("--")
             else:
                 std = "--" if c.std is None else f"{c.std:.2f}"
-                cells.append(f"${c.mean:.2f} \\pm {std}$ ({c.n})")
+                cells.append(f"${c.mean:.2f} \\pm {std}$ ({c.n})" + ("$^\\dagger$" if _ia_mark(row, m) else ""))
         out.append(" & ".join([_tex(row.variant), _tex(row.dataset), _tex(row.setting), *cells]) + " \\\\")
     out += ["\\bottomrule", "\\end{tabular}"]
+    out += [f"% {_tex(note)}" for note in (footnotes(rows, metrics) if rows else [])]
     if with_runs:
-        out += [f"% {row.variant} {row.dataset}: " + " ".join(r["id"] for r in row.runs) for row in rows]
+        out += [f"% {row.variant} {row.dataset}: " + " ".join(r["id"] for r in row.runs)
+                + (" (repeats not counted: " + " ".join(r["id"] for r in row.repeats) + ")" if row.repeats else "")
+                for row in rows]
     return "\n".join(out) + "\n"
 
 

@@ -15,18 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from amltui import paper
 from amltui.figures import curves_figure
-from amltui.report import Row, aggregate, render
+from amltui.report import Row, aggregate, footnotes, present_metrics, render
 from amltui.runs import code_version, run_dir
 from amltui.store import Store
 from core.config import VARIANTS, RunConfig
+from core.domains import is_digit_dataset
 
-# The paper's Table 1 (MNIST; "averages over three seeds"): A_orig, A_SA, A_IA.
-PAPER_TABLE1 = {
-    "baseline": (99.02, 98.95, 85.67),
-    "ml_sa": (99.38, 99.17, 82.49),
-    "ml_sa_ia": (99.09, 98.98, 87.80),
-}
 # Two-sided 95% Student-t quantiles by degrees of freedom (for paired differences over few seeds).
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
         15: 2.131, 20: 2.086, 30: 2.042}
@@ -72,9 +68,11 @@ def reading(row: Row, metric: str) -> str:
     """A plain statement about a paired difference against the baseline."""
     cell = row.deltas.get(metric)
     if cell is None or cell.n == 0:
-        return "no paired baseline runs"
+        return row.pairing or "no paired baseline runs"
     if cell.n < 2:
-        return f"{cell.mean:+.2f} pp from a single seed: no spread known, no conclusion"
+        return f"{cell.mean:+.2f} pp from a single seed: no spread measured (n=1), no conclusion"
+    if not cell.std:
+        return f"{cell.mean:+.2f} pp on every seed: no spread measured (n={cell.n}), no interval"
     half = t_quantile(cell.n - 1) * (cell.std or 0.0) / math.sqrt(cell.n)
     lo, hi = cell.mean - half, cell.mean + half
     verdict = ("within the seed-to-seed spread (the 95% interval includes 0)" if lo <= 0 <= hi
@@ -108,36 +106,53 @@ def write_report(store: Store, run_ids: list[str], out: Path, command: str) -> P
     if unfinished:
         lines += ["**Unfinished runs (not in the tables):** "
                   + "; ".join(f"{r['id']} {r['status']} {r.get('error') or ''}".strip() for r in unfinished), ""]
-    lines += ["## Table 1", "", "Test accuracy (%), mean ± sample std over seeds (n). The paper's numbers (MNIST, "
-              "paper preset, 200 epochs) are beside ours for reference; they come from a different setting unless "
-              "this report's dataset is MNIST and the preset is `paper`.", ""]
-    lines += ["| Variant | Dataset | Setting | A_orig | A_SA | A_IA | paper A_orig / A_SA / A_IA |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["## Table 1", "", "Test accuracy (%), mean ± sample std over seeds (n = seeds, one run per seed).", ""]
+    lines += ["| Variant | Dataset | Setting | A_orig | A_SA | A_IA | Seeds |", "|---|---|---|---|---|---|---|"]
     for row in rows:
-        paper = PAPER_TABLE1.get(row.variant)
+        mark = "†" if row.ia_note else ""
         lines.append(f"| {row.variant} | {row.dataset} | {row.setting} | {row.cells['A_orig'].text()} | "
-                     f"{row.cells['A_SA'].text()} | {row.cells['A_IA'].text()} | "
-                     f"{' / '.join(f'{v:.2f}' for v in paper) if paper else '–'} |")
-    lines += ["", "## Further metrics", "", "A_PGD: PGD-40 at ε_s (a check against gradient masking: an FGSM-trained "
+                     f"{row.cells['A_SA'].text()} | {row.cells['A_IA'].text()}{mark} | {row.seeds_text()} |")
+    metrics = present_metrics(rows) if rows else []
+    lines += ["", *footnotes(rows, metrics)] if rows else []
+    lines += ["", "### The paper's rows (reference points, another setting)", "",
+              "| Variant | paper Table 1 = single run (run 3 of the authors' logs) | mean of the authors' 3 logged "
+              "runs |", "|---|---|---|"]
+    for variant in VARIANTS:
+        lines.append(f"| {variant} | {paper.triple_text(paper.PAPER_SINGLE_RUN.get(variant))} | "
+                     f"{paper.triple_text(paper.AUTHORS_THREE_RUN_MEAN.get(variant))} |")
+    lines += ["", f"A_orig / A_SA / A_IA. {paper.NOTE} Source: {paper.SOURCE}.", ""]
+    pgd = _pgd_of(done)
+    lines += ["## Further metrics", "", f"A_PGD: {pgd or 'PGD'} (a check against gradient masking: an FGSM-trained "
               "model far weaker under PGD than under FGSM is masking gradients). A_IA→target: the share of invariance "
               "examples classified as the attack's target (Tramèr et al.'s reading: a good invariance example changes "
-              "the true label, so following it is not an error).", ""]
+              "the true label, so following it is not an error). Human agreement is scored only for models trained "
+              "on MNIST digits (the human-labelled sets are MNIST digits).", ""]
     lines += ["| Variant | Dataset | A_PGD | A_IA→target | human agreement (L∞ ε=0.3 set) |", "|---|---|---|---|---|"]
     for row in rows:
         human = [r.get("human_sets", {}).get("sets", {}).get("linf-eps0.3-automated", {}).get("acc_human")
                  for r in row.runs]
         human = [h for h in human if h is not None]
-        human_text = f"{sum(human) / len(human):.1f} (n={len(human)})" if human else "not evaluated"
+        if not is_digit_dataset(row.dataset):
+            human_text = "not applicable (not MNIST digits)"
+        else:
+            human_text = f"{sum(human) / len(human):.1f} (n={len(human)} runs)" if human else "not evaluated"
+        mark = "†" if row.ia_note else ""
         lines.append(f"| {row.variant} | {row.dataset} | {row.cells['A_PGD'].text()} | "
-                     f"{row.cells['A_IA_target'].text()} | {human_text} |")
+                     f"{row.cells['A_IA_target'].text()}{mark} | {human_text} |")
     lines += ["", "## Paired differences against the baseline", ""]
+    lines += ["Each variant run minus the reference baseline run (variant `baseline`, its own loss weights) of the "
+              "same setting and seed; intervals are over amltui's own paired seeds only.", ""]
     paired = [row for row in rows if row.deltas]
     if not paired:
         lines.append("No variant has paired baseline runs.")
     for row in paired:
         for metric in ("A_orig", "A_SA", "A_IA", "A_PGD"):
             if row.deltas.get(metric) is not None and row.deltas[metric].n:
-                lines.append(f"- {row.variant} − baseline, {metric}: {reading(row, metric)}.")
+                mark = " (†)" if row.ia_note and metric == "A_IA" else ""
+                lines.append(f"- {row.variant} − baseline, {metric}{mark}: {reading(row, metric)}.")
+    for row in rows:
+        if row.pairing:
+            lines.append(f"- {row.variant} ({row.setting}): {row.pairing}.")
     lines += ["", "## Figures", ""]
     figures = _figures(store, done, out)
     lines += [f"![{name}]({name})" for name in figures] or ["No figures (no finished runs)."]
@@ -158,6 +173,12 @@ def write_report(store: Store, run_ids: list[str], out: Path, command: str) -> P
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def _pgd_of(runs: list[dict[str, Any]]) -> str:
+    from amltui.report import pgd_text
+
+    return pgd_text([Row("", "", "", runs, {})])
 
 
 def _figures(store: Store, done: list[dict[str, Any]], out: Path) -> list[str]:

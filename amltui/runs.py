@@ -38,6 +38,10 @@ RunFailure = (DataNotFoundError, TrainingFailed, ConfigError, FileNotFoundError,
 Listener = Callable[[str, dict[str, Any]], None]
 
 
+class HumanSetsRefused(ValueError):
+    """The human-labelled sets do not apply to this run's data (they are MNIST digits)."""
+
+
 def default_runs_dir() -> Path:
     return Path(os.environ.get("AMLTUI_RUNS_DIR") or "runs")
 
@@ -266,6 +270,7 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
         record.update(metrics_record(metrics))
         if (peak := peak_memory_mib(device)) is not None:
             record["gpu_peak_mib"] = max(peak, record.get("gpu_peak_mib") or 0.0)
+        record.update(evaluation_context(config, dataset, store.runs_dir))
         rd.append_metrics({"kind": "eval", **record["metrics"], "n": record["metrics_n"]})
         rd.log("evaluation " + " ".join(f"{k}={v:.2f}" for k, v in record["metrics"].items()))
         record.update(status="done", ended=now(), pid=None)
@@ -293,6 +298,23 @@ def run_evaluation(model: torch.nn.Module, dataset: Dataset, config: RunConfig,
 
     return evaluate(model, dataset.test, config, invariance_x=inv_test[0], invariance_target=inv_test[1],
                     progress=progress)
+
+
+def evaluation_context(config: RunConfig, dataset: Dataset, runs_dir: Path) -> dict[str, Any]:
+    """What the numbers of a run were measured with, for tables to state: the PGD attack actually used, the
+    invariance target table's domain and, for a fast invariance search, its measured agreement with exact."""
+    from core.attacks.invariance import cached_agreement
+    from core.attacks.invariance_cache import default_cache_root
+    from core.domains import target_table_note
+
+    splits = (["train"] if config.needs_invariance else []) + (["test"] if config.eval_ia else [])
+    agreements = {s: cached_agreement(dataset, s, config.inv_eps, config.inv_mode, default_cache_root(runs_dir))
+                  for s in splits}
+    return {
+        "pgd": {"steps": config.pgd_steps, "alpha": config.pgd_alpha, "eps": config.effective_pgd_eps},
+        "target_table_note": target_table_note(config.dataset),
+        "inv_agreement": {s: a for s, a in agreements.items() if a is not None},
+    }
 
 
 def metrics_record(scores: dict[str, Any]) -> dict[str, Any]:
@@ -335,6 +357,7 @@ def evaluate_run(store: Store, run_id: str, *, device: str | None = None,
     scores = run_evaluation(model, dataset, config, (inv.x_star, inv.target) if inv else (None, None), emit)
     record = rd.read_record()
     record.update(metrics_record(scores))
+    record.update(evaluation_context(config, dataset, store.runs_dir))
     record["evaluated"] = now()
     rd.append_metrics({"kind": "eval", **record["metrics"], "n": record["metrics_n"]})
     return save_record(store, rd, record)
@@ -346,8 +369,13 @@ def evaluate_human_sets(store: Store, run_id: str, *, from_dir: Path | None = No
     import torch
 
     from core.data import load_dataset
+    from core.domains import human_sets_refusal
     from core.human_sets import load_human_sets, locate, score_human_set
 
+    record = store.get(run_id) or {}
+    refusal = human_sets_refusal(str(record.get("dataset")))
+    if refusal:
+        raise HumanSetsRefused(f"run {run_id}: {refusal}")
     loaded = load_run_model(store, run_id, device)
     rd, config, dev, model = loaded.rd, loaded.config, loaded.device, loaded.model
     sets = load_human_sets(locate(from_dir))

@@ -180,6 +180,13 @@ class TripletResult:
     norm: Tensor  # scalar: mean over valid anchors of ‖a‖+‖p‖+‖n‖ (this type's feature-norm term)
     active: Tensor  # scalar, detached: fraction of valid triplets with a positive hinge
     valid_count: Tensor  # scalar, detached: number of anchors that had a negative
+    # Per-anchor parts, for a feature-norm term over several triplet types that counts each embedding once:
+    valid: Tensor | None = None  # (N,) float mask of anchors with a triplet
+    anchor_norm: Tensor | None = None  # (N,) ‖a_i‖
+    pos_norm: Tensor | None = None  # (N,) ‖p_i‖
+    neg_norm: Tensor | None = None  # (N,) ‖n_i‖
+    neg_index: Tensor | None = None  # (N,) row of the negative in its candidate pool
+    neg_pool: str = ""  # "natural" (rows of the anchors) or "perturbed" (rows of this type's positives)
 
     @property
     def active_fraction(self) -> float:
@@ -243,14 +250,45 @@ class TripletLoss:
         valid = mined.valid.to(hinge.dtype)
         count = valid.sum()
         denom = count.clamp_min(1.0)  # no valid anchor → loss is an exact, grad-connected 0
-        norms = (torch.linalg.vector_norm(anchor, dim=1) + torch.linalg.vector_norm(pos, dim=1)
-                 + torch.linalg.vector_norm(neg, dim=1))
+        a_norm = torch.linalg.vector_norm(anchor, dim=1)
+        p_norm = torch.linalg.vector_norm(pos, dim=1)
+        n_norm = torch.linalg.vector_norm(neg, dim=1)
         return TripletResult(
             loss=(hinge * valid).sum() / denom,
-            norm=(norms * valid).sum() / denom,
+            norm=((a_norm + p_norm + n_norm) * valid).sum() / denom,
             active=(((hinge > 0).to(hinge.dtype) * valid).sum() / denom).detach(),
             valid_count=count.detach(),
+            valid=valid, anchor_norm=a_norm, pos_norm=p_norm, neg_norm=n_norm,
+            neg_index=mined.negative_idx, neg_pool=self.negatives,
         )
+
+
+def set_feature_norm(results: dict[str, TripletResult]) -> Tensor:
+    """N = mean over anchors of Σ_{t∈S} ‖h(x_t)‖₂, S = the distinct embeddings the anchor's triplets use.
+
+    ``results`` maps a triplet type ("sa", "ia") to its result; all share the same anchors. S holds the anchor
+    once, each type's positive (the types' positives are different perturbed embeddings) and each distinct
+    negative: natural negatives are rows of the shared anchors, so two types that mined the same row count it
+    once; perturbed negatives are rows of each type's own positives and never coincide across types. Anchors
+    enter the mean when at least one type has a triplet for them (DESIGN: λ3 weighs the anchor equally in
+    ml_sa and ml_sa_ia).
+    """
+    parts = list(results.values())
+    if not parts:
+        raise ValueError("set_feature_norm needs at least one triplet result")
+    valid_any = torch.stack([r.valid for r in parts]).amax(0)
+    per_anchor = parts[0].anchor_norm * valid_any
+    seen: list[tuple[str, Tensor, Tensor]] = []  # (pool key, negative index, valid) of earlier types
+    for key, r in results.items():
+        per_anchor = per_anchor + r.pos_norm * r.valid
+        pool = "natural" if r.neg_pool == "natural" else f"perturbed:{key}"
+        new = r.valid
+        for other_pool, other_idx, other_valid in seen:
+            if other_pool == pool:
+                new = new * (1.0 - (other_idx == r.neg_index).to(new.dtype) * other_valid)
+        per_anchor = per_anchor + r.neg_norm * new
+        seen.append((pool, r.neg_index, r.valid))
+    return per_anchor.sum() / valid_any.sum().clamp_min(1.0)
 
 
 # --------------------------------------------------------------------------------------------- objective
@@ -295,7 +333,8 @@ def objective_terms(*, logits_clean: Tensor | None, logits_adv: Tensor | None, l
     """The objective without any host sync: (loss, {term name: detached scalar tensor}).
 
     Terms whose weight is 0 are not computed (their inputs may then be None) and are reported as 0.
-    N sums the norm terms of the triplet types that are computed; it is reported even when λ_norm = 0.
+    N is the feature norm over the distinct embeddings of the computed triplets (`set_feature_norm`); it is
+    reported even when λ_norm = 0.
     """
     zero = labels.new_zeros((), dtype=torch.float32)
     terms: dict[str, Tensor] = {name: zero for name in TERM_NAMES}
@@ -310,6 +349,7 @@ def objective_terms(*, logits_clean: Tensor | None, logits_adv: Tensor | None, l
         total = total + weights.w_adv * terms["ce_adv"]
 
     norm = zero
+    results: dict[str, TripletResult] = {}
     for key, lam, h_pos, pos_name, weight_name, what in (
         ("sa", weights.lambda_sa, h_adv, "h_adv", "lambda_sa", "sensitivity (FGSM) embeddings"),
         ("ia", weights.lambda_ia, h_inv, "h_inv", "lambda_ia", "invariance examples' embeddings"),
@@ -320,7 +360,9 @@ def objective_terms(*, logits_clean: Tensor | None, logits_adv: Tensor | None, l
             terms[f"triplet_{key}"] = result.loss
             terms[f"active_{key}"] = result.active
             total = total + lam * result.loss
-            norm = norm + result.norm
+            results[key] = result
+    if results:
+        norm = set_feature_norm(results)
     terms["norm"] = norm
     if weights.lambda_norm > 0:
         total = total + weights.lambda_norm * norm

@@ -138,7 +138,7 @@ def test_subprocess_run_interrupted_then_resumed_matches_an_uninterrupted_run(tm
     full = amltui(*common, "--id", "full", runs=tmp_path)
     assert full.wait(timeout=300) == 0, full.stdout.read()
 
-    part = amltui(*common, "--id", "part", runs=tmp_path)
+    part = amltui(*common, "--id", "part", "--repeat", runs=tmp_path)  # the same config again, on purpose
     deadline = time.time() + 120
     checkpoint = tmp_path / "part" / "checkpoint.pt"
     while not checkpoint.exists():

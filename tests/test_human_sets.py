@@ -143,7 +143,8 @@ def test_eval_human_sets_command(published, synthetic, tmp_path):
     runs = tmp_path / "runs"
     sets = ["arch=small", "train_subset=256", "test_subset=128", "batch_size=64", "pgd_steps=2", "threads=1",
             "eval_ia=false"]
-    args = ["run", "--id", "h", "--dataset", "synthetic", "--epochs", "1", "--runs-dir", str(runs)]
+    # The sets are MNIST digits: only a model trained on MNIST digits (here the shipped sample) is scored.
+    args = ["run", "--id", "h", "--dataset", "mnist-sample", "--epochs", "1", "--runs-dir", str(runs)]
     assert runner.invoke(app, args + [a for s in sets for a in ("--set", s)]).exit_code == 0
     out = runner.invoke(app, ["eval", "h", "--human-sets", "--from-dir", str(folder), "--runs-dir", str(runs)])
     assert out.exit_code == 0, out.output

@@ -203,3 +203,18 @@ def test_train_split_excludes_each_query_from_its_own_pool(tiny, monkeypatch):
     assert len(out) == 120 and bool((out.neighbour_index != torch.arange(120)).all())
     with pytest.raises(ValueError, match="split"):
         invariance_set_for(tiny, "validation")
+
+
+def test_a_cached_fast_set_records_its_agreement_with_exact(tiny, tmp_path):
+    from core.attacks.invariance import agreement, cached_agreement, generate
+
+    fast = invariance_set_for(tiny, "train", mode="fast", grid=GRID, cache_root=tmp_path, agreement_sample=25)
+    measured = cached_agreement(tiny, "train", 0.3, "fast", tmp_path, grid=GRID)
+    assert measured is not None and measured["sample"] == 25 and measured["of"] == 120
+    # The same numbers by hand: exact search on the same sample (seed 0) of the queries, own image excluded.
+    idx = torch.randperm(120, generator=torch.Generator().manual_seed(0))[:25].sort().values
+    exact = generate(tiny.train.images[idx], tiny.train.labels[idx], tiny.train.images, tiny.train.labels,
+                     mode="exact", exclude_self=idx, grid=GRID)
+    assert measured["same_neighbour"] == pytest.approx(agreement(exact, fast.select(idx))["same_neighbour"])
+    assert cached_agreement(tiny, "train", 0.3, "exact", tmp_path, grid=GRID) is None
+    assert cached_agreement(tiny, "test", 0.3, "fast", tmp_path, grid=GRID) is None  # not generated

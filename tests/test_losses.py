@@ -21,6 +21,7 @@ from core.losses import (
     objective,
     objective_terms,
     pairwise_angular_distance,
+    set_feature_norm,
     terms_to_floats,
 )
 
@@ -338,6 +339,76 @@ def objective_inputs(seed: int):
     return tensors, labels
 
 
+def brute_set_norm(t, labels, use_sa: bool, use_ia: bool) -> float:
+    """Σ over the distinct embeddings of each anchor's triplets (hardest natural negatives), mean over anchors."""
+    a = t["h_clean"].detach().tolist()
+    lab = labels.tolist()
+    total, anchors = 0.0, 0
+    for i in range(len(a)):
+        others = [j for j in range(len(a)) if lab[j] != lab[i]]
+        if not others:
+            continue
+        anchors += 1
+        used = {("clean", i)}
+        for name, on in (("h_adv", use_sa), ("h_inv", use_ia)):
+            if on:
+                used.add((name, i))  # the positive: this image's own perturbed embedding
+                ref = TripletLoss()
+                d = ref.distance.pairwise(t["h_clean"][i:i + 1].detach(), t["h_clean"].detach())[0]
+                used.add(("clean", min(others, key=lambda j: d[j].item())))  # natural hardest negative
+        total += sum(py_norm(t[{"clean": "h_clean"}.get(k, k)][j].detach().tolist()) for k, j in used)
+    return total / max(anchors, 1) if (use_sa or use_ia) else 0.0
+
+
+def test_feature_norm_counts_each_embedding_once_on_a_hand_made_batch():
+    # Two classes, two images each; embeddings chosen so every norm is a distinct power of two (a miscount shows).
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0], [4.0, 0.1], [0.0, -8.0]])
+    p_sa = torch.tensor([[16.0, 0.0], [0.0, 32.0], [64.0, 0.0], [0.0, -128.0]])
+    p_ia = torch.tensor([[256.0, 0.0], [0.0, 512.0], [1024.0, 0.0], [0.0, -2048.0]])
+    labels = torch.tensor([0, 1, 0, 1])
+    trip = TripletLoss(margin=0.05)
+    sa, ia = trip(a, p_sa, labels), trip(a, p_ia, labels)
+    # Hardest natural negatives by hand: anchors 0 and 2 see rows 1 and 3 at equal D (ties → first row, 1);
+    # anchors 1 and 3 are nearer to row 2 (it has a small y component) than to row 0.
+    assert sa.neg_index.tolist() == ia.neg_index.tolist() == [1, 2, 1, 2]
+    an, n_idx = a.norm(dim=1), torch.tensor([1, 2, 1, 2])
+    expected_sa = (an + p_sa.norm(dim=1) + an[n_idx]).mean()
+    expected_both = (an + p_sa.norm(dim=1) + p_ia.norm(dim=1) + an[n_idx]).mean()  # anchor and negative once
+    assert set_feature_norm({"sa": sa}).item() == pytest.approx(expected_sa.item())
+    assert set_feature_norm({"sa": sa, "ia": ia}).item() == pytest.approx(expected_both.item())
+    # The old per-type sum counted the anchor and the shared negative twice.
+    assert (sa.norm + ia.norm).item() == pytest.approx((expected_both + an.mean() + an[n_idx].mean()).item())
+
+
+def test_ml_sa_and_ml_sa_ia_weigh_the_anchor_norm_the_same():
+    t, labels = objective_inputs(3)
+    grads = {}
+    for variant in ("ml_sa", "ml_sa_ia"):
+        w = VARIANT_WEIGHTS[variant]
+        only_norm = ObjectiveWeights(0.0, 0.0, 1e-12, 1e-12 if w.lambda_ia else 0.0, 1.0)
+        h = t["h_clean"].detach().clone().requires_grad_(True)
+        loss, _ = objective_terms(logits_clean=None, logits_adv=None, labels=labels, h_clean=h,
+                                  h_adv=t["h_adv"].detach(), h_inv=t["h_inv"].detach(), weights=only_norm,
+                                  triplet=TripletLoss())
+        (g,) = torch.autograd.grad(loss, h)
+        grads[variant] = g
+    # d N / d h_i: the anchor (and the shared hardest negatives) weigh the same with or without the IA triplet.
+    assert torch.allclose(grads["ml_sa"], grads["ml_sa_ia"], atol=1e-9)
+
+
+def test_distinct_random_negatives_both_count():
+    t, labels = objective_inputs(5)
+    trip = TripletLoss(miner="random")
+    sa = trip(t["h_clean"], t["h_adv"], labels, torch.Generator().manual_seed(1))
+    ia = trip(t["h_clean"], t["h_inv"], labels, torch.Generator().manual_seed(2))
+    an = t["h_clean"].norm(dim=1)
+    differ = (sa.neg_index != ia.neg_index).double()
+    assert differ.sum() > 0
+    expected = (an + t["h_adv"].norm(dim=1) + t["h_inv"].norm(dim=1) + an[sa.neg_index]
+                + an[ia.neg_index] * differ).mean()
+    assert set_feature_norm({"sa": sa, "ia": ia}).item() == pytest.approx(expected.item())
+
+
 @pytest.mark.parametrize("variant", sorted(VARIANT_WEIGHTS))
 def test_objective_equals_hand_assembled_sum(variant):
     w = VARIANT_WEIGHTS[variant]
@@ -351,7 +422,7 @@ def test_objective_equals_hand_assembled_sum(variant):
     sa = ref(t["h_clean"], t["h_adv"], labels)
     ia = ref(t["h_clean"], t["h_inv"], labels)
     use_sa, use_ia = w.lambda_sa > 0, w.lambda_ia > 0
-    norm = (sa.norm.item() if use_sa else 0.0) + (ia.norm.item() if use_ia else 0.0)
+    norm = brute_set_norm(t, labels, use_sa, use_ia)
     expected = (w.w_clean * ce_c.item() + w.w_adv * ce_a.item() + w.lambda_sa * sa.loss.item()
                 + w.lambda_ia * ia.loss.item() + w.lambda_norm * norm)
     assert loss.item() == pytest.approx(expected, abs=1e-12)

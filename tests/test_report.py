@@ -6,17 +6,24 @@ import csv
 import io
 import statistics
 
-from amltui.report import aggregate, render
+from amltui.report import NO_BASELINE, aggregate, render
+from core.config import VARIANT_DEFAULTS
 
 
-def rec(run_id, variant, seed, a_orig, a_sa, *, fp="fp1", code="0.1.0", lr=1e-3, a_ia=None, **extra):
+def rec(run_id, variant, seed, a_orig, a_sa, *, fp="fp1", code="0.1.0", lr=1e-3, a_ia=None, weights=None,
+        dataset="mnist", n=None, ended="", **extra):
     metrics = {"A_orig": a_orig, "A_SA": a_sa, "A_PGD": a_sa - 10}
     if a_ia is not None:
         metrics["A_IA"] = a_ia
-    config = {"variant": variant, "seed": seed, "lr": lr, "dataset": "mnist", "preset": "quick"}
-    return {"id": run_id, "status": "done", "variant": variant, "seed": seed, "dataset": "mnist", "preset": "quick",
-            "fingerprint": fp, "code_version": code, "group": f"{variant}-{lr}", "context": f"ctx-{lr}",
-            "config_diff": {} if lr == 1e-3 else {"lr": lr}, "config": config, "metrics": metrics, **extra}
+    w = {**VARIANT_DEFAULTS[variant], **(weights or {})}
+    config = {"variant": variant, "seed": seed, "lr": lr, "dataset": dataset, "preset": "quick", **w,
+              "pgd_steps": 40, "pgd_alpha": 0.01, "pgd_eps": None, "eps_s": 0.3}
+    group = f"{variant}-{lr}-" + "-".join(f"{v}" for v in w.values())
+    return {"id": run_id, "status": "done", "variant": variant, "seed": seed, "dataset": dataset,
+            "preset": "quick", "fingerprint": fp, "code_version": code, "group": group, "context": f"ctx-{lr}",
+            "config_diff": {"lr": lr} if lr != 1e-3 else {k: v for k, v in (weights or {}).items()},
+            "config": config, "metrics": metrics, "metrics_n": n or {m: 1000 for m in metrics}, "ended": ended,
+            **extra}
 
 
 RUNS = [
@@ -62,7 +69,8 @@ def test_explicit_group_by_pools_and_says_what_differs():
     rows = aggregate(runs, group_by=["variant", "dataset"])
     ml = next(r for r in rows if r.variant == "ml_sa")
     assert ml.cells["A_orig"].n == 3 and "pools runs differing in: lr" in ml.setting
-    assert ml.deltas["A_orig"].n == 3
+    # l2 (lr 3e-4) has no baseline of its own setting: it is never paired with the lr 1e-3 baseline b2.
+    assert ml.deltas["A_orig"].n == 2 and ml.deltas["A_orig"].run_ids == ["m0−b0", "m1−b1"]
     by_seed = aggregate(RUNS, group_by=["variant", "seed"])
     assert len(by_seed) == 5 and all(r.cells["A_orig"].n == 1 for r in by_seed)
 
@@ -74,8 +82,8 @@ def test_markdown_has_the_papers_column_order_and_traceable_rows():
     order = [header.index(c) for c in ("A_orig", "A_SA", "A_IA", "A_IA→target", "A_PGD")]
     assert order == sorted(order)
     assert "98.00 ± 1.00 (n=3)" in text
-    assert "+0.50 ± 0.00 (n=2)" in text
-    assert "b0, b1, b2" in text and "m0, m1" in text
+    assert "+0.50 (no spread measured, n=2)" in text  # equal differences: no spread, not "significant"
+    assert "s0 b0, s1 b1, s2 b2" in text and "s0 m0, s1 m1" in text
 
 
 def test_csv_and_latex():
@@ -83,7 +91,8 @@ def test_csv_and_latex():
     assert parsed[0]["variant"] == "baseline" and float(parsed[0]["A_orig_mean"]) == 98.0
     assert parsed[0]["A_orig_n"] == "3" and parsed[1]["delta_A_SA_n"] == "2" and parsed[1]["runs"] == "m0 m1"
     tex = render(aggregate(RUNS), "latex")
-    assert "ml\\_sa" in tex and "$98.00 \\pm 1.00$ (3)" in tex and tex.strip().endswith("\\end{tabular}")
+    assert "ml\\_sa" in tex and "$98.00 \\pm 1.00$ (3)" in tex and "\\end{tabular}" in tex
+    assert parsed[0]["A_orig_test_images"] == "1000" and "PGD-40" in parsed[0]["pgd"]
 
 
 def test_a_single_seed_has_no_spread():
@@ -93,3 +102,57 @@ def test_a_single_seed_has_no_spread():
 
 def test_no_finished_runs():
     assert "No finished runs" in render(aggregate([]), "md")
+
+
+def test_a_repeated_seed_counts_once_latest_wins_and_is_listed():
+    runs = RUNS + [rec("b0-again", "baseline", 0, 95.0, 90.0, ended="2030-01-01T00:00:00Z")]
+    base = aggregate(runs)[0]
+    assert base.cells["A_orig"].n == 3 and base.seeds == [0, 1, 2]  # not n=4 with seeds 0,0,1,2
+    assert base.cells["A_orig"].run_ids == ["b0-again", "b1", "b2"]  # the latest run of seed 0 counts
+    assert [r["id"] for r in base.repeats] == ["b0"]
+    text = render(aggregate(runs), "md", with_runs=True)
+    assert "repeats not counted: s0 b0" in text and "b0 (superseded by b0-again)" in text
+    ml = aggregate(runs)[1]
+    assert ml.deltas["A_orig"].run_ids == ["m0−b0-again", "m1−b1"]  # paired with the run that counts
+
+
+def test_an_ablation_baseline_is_its_own_row_and_never_the_reference():
+    ablation = [rec(f"a{s}", "baseline", s, 50.0 + s, 60.0, weights={"w_clean": 0.0, "w_adv": 1.0}) for s in (0, 1)]
+    rows = aggregate(ablation + RUNS)
+    baselines = [r for r in rows if r.variant == "baseline"]
+    assert len(baselines) == 2
+    plain = next(r for r in baselines if not r.deltas and not r.pairing)  # the reference: nothing subtracted
+    abl = next(r for r in baselines if r is not plain)
+    assert [r["id"] for r in plain.runs] == ["b0", "b1", "b2"]
+    assert abl.deltas["A_orig"].run_ids == ["a0−b0", "a1−b1"]  # the ablation is compared with the baseline
+    ml = next(r for r in rows if r.variant == "ml_sa")
+    assert ml.deltas["A_orig"].run_ids == ["m0−b0", "m1−b1"] and ml.deltas["A_orig"].values == [0.5, 0.5]
+    # Only the ablation present: no reference exists, and the tables say so instead of pairing with it.
+    alone = aggregate(ablation + RUNS[3:5])
+    ml = next(r for r in alone if r.variant == "ml_sa")
+    assert ml.deltas == {} and ml.pairing == NO_BASELINE
+    assert NO_BASELINE in render(alone, "md")
+
+
+def test_each_baseline_seed_is_paired_once_per_row():
+    runs = RUNS + [rec("l0", "ml_sa", 0, 70.0, 40.0, lr=3e-4), rec("l0b", "baseline", 0, 60.0, 40.0, lr=3e-4)]
+    rows = aggregate(runs, group_by=["variant"])
+    ml = next(r for r in rows if r.variant == "ml_sa")
+    assert sorted(ml.deltas["A_orig"].run_ids) == ["l0−l0b", "m0−b0", "m1−b1"]
+    assert next(r for r in rows if r.variant == "baseline").deltas == {}
+
+
+def test_tables_say_on_how_many_images_and_mark_the_digit_table_on_other_data():
+    fashion = [rec(f"f{s}", "ml_sa", s, 80.0, 70.0, dataset="fashion-mnist", a_ia=50.0,
+                   n={"A_orig": 10000, "A_SA": 10000, "A_IA": 10000, "A_PGD": 1000}) for s in (0, 1)]
+    rows = aggregate(fashion)
+    md = render(rows, "md")
+    assert "A_orig 10000, A_SA 10000, A_IA 10000, A_PGD 1000" in md
+    assert "50.00 ± 0.00 (n=2)†" in md and "digit target table applied to non-digit data" in md
+    assert "PGD-40 (L∞ ε 0.3, step α 0.01" in md
+    tex = render(rows, "latex")
+    assert "n_{img}=1000" in tex and "dagger" in tex
+    parsed = list(csv.DictReader(io.StringIO(render(rows, "csv"))))
+    assert parsed[0]["A_PGD_test_images"] == "1000" and parsed[0]["ia_note"].startswith("digit target table")
+    digits = render(aggregate(RUNS), "md")
+    assert "†" not in digits and "Every column is measured on 1000 test images" in digits

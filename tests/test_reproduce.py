@@ -39,6 +39,8 @@ def test_reading_states_whether_a_difference_exceeds_the_seed_spread():
     assert "outside the seed-to-seed spread" in reading(row, "A_SA")
     assert "single seed" in reading(row, "A_orig")
     assert reading(row, "A_PGD") == "no paired baseline runs"
+    flat = Row("ml_sa", "mnist", "quick", [], {}, {"A_orig": Cell([1.0, 1.0, 1.0])})
+    assert reading(flat, "A_orig") == "+1.00 pp on every seed: no spread measured (n=3), no interval"
 
 
 def test_reproduce_writes_the_report_and_a_rerun_reuses_everything(tmp_path):
@@ -50,6 +52,14 @@ def test_reproduce_writes_the_report_and_a_rerun_reuses_everything(tmp_path):
     folder = tmp_path / "reports" / "reproduce-synthetic-quick"
     report = (folder / "report.md").read_text()
     assert "## Table 1" in report and "99.02 / 98.95 / 85.67" in report
+    # The paper's rows are labelled as what they are, beside the authors' three-run means; no interval on them.
+    assert "single run (run 3 of the authors' logs)" in report and "98.95 / 98.88 / 86.06" in report
+    assert "ε ≈ 0.0031" in report and "paper's setting" not in report
+    paper_part = report.split("### The paper's rows")[1].split("## Further metrics")[0]
+    assert "CI" not in paper_part and "±" not in paper_part
+    # Synthetic data are not digits: A_IA is marked, human agreement is not applicable.
+    assert "digit target table applied to non-digit data" in report and "not applicable" in report
+    assert "PGD-2 (L∞ ε 0.3, step α 0.01" in report
     assert "ml_sa_ia − baseline, A_IA" in report and "A_IA→target" in report
     for name in ("pca-baseline.png", "pca-ml_sa_ia.png", "curves.png", "results.md", "results.csv"):
         assert (folder / name).stat().st_size > 0, name

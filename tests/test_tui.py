@@ -278,7 +278,8 @@ def test_results_screen_matches_export_and_writes_markdown(demo: Path) -> None:
         rows = aggregate(Store(demo).all())
         for row in rows:  # the same cells as `amltui export`
             assert row.cells["A_orig"].text() in text
-        assert "+0.35 ± 0.00 (n=2)" in text  # ml_sa − baseline, paired over seeds 0 and 1
+        assert "+0.35 (no spread measured, n=2)" in text  # ml_sa − baseline, paired over seeds 0 and 1
+        assert "digit target table applied to non-digit data" in text  # synthetic data: A_IA is marked
         assert_snapshot("results", text)
         await pilot.press("e")
         await wait_for(pilot, lambda: list(demo.glob("results-*.md")), what="the exported file")

@@ -82,13 +82,24 @@ def print_metrics(record: dict[str, Any]) -> None:
     metrics, counts = record.get("metrics") or {}, record.get("metrics_n") or {}
     if not metrics:
         return
-    table = Table(title=f"{record['id']} ({record.get('status')})")
+    note = record.get("target_table_note")
+    pgd = record.get("pgd") or {}
+    caption = []
+    if note and ("A_IA" in metrics or "A_IA_target" in metrics):
+        caption.append(f"† A_IA, A_IA→target: {note}")
+    if pgd and "A_PGD" in metrics:
+        caption.append(f"A_PGD: PGD-{pgd['steps']}, L∞ ε {pgd['eps']:g}, step α {pgd['alpha']:g}")
+    for split, agreement in (record.get("inv_agreement") or {}).items():
+        caption.append(f"fast invariance search ({split}): same neighbour as exact on "
+                       f"{100 * agreement['same_neighbour']:.1f}% of {agreement['sample']} sampled queries")
+    table = Table(title=f"{record['id']} ({record.get('status')})", caption="\n".join(caption) or None)
     table.add_column("metric")
     table.add_column("accuracy %", justify="right")
     table.add_column("n", justify="right")
     for key in METRIC_ORDER:
         if key in metrics:
-            table.add_row(METRIC_LABELS[key], f"{metrics[key]:.2f}", str(counts.get(key, "")))
+            mark = "†" if note and key in ("A_IA", "A_IA_target") else ""
+            table.add_row(METRIC_LABELS[key] + mark, f"{metrics[key]:.2f}", str(counts.get(key, "")))
     console.print(table)
 
 

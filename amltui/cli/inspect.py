@@ -15,6 +15,7 @@ from amltui.cli.common import (
     RunsDir,
     all_records,
     console,
+    err,
     fail,
     open_store,
     print_metrics,
@@ -24,7 +25,7 @@ from amltui.cli.common import (
 )
 from amltui.progress import RunProgress
 from amltui.report import FORMATS, aggregate, render
-from amltui.runs import RunFailure, evaluate_human_sets, evaluate_run, run_dir
+from amltui.runs import HumanSetsRefused, RunFailure, evaluate_human_sets, evaluate_run, run_dir
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 
@@ -38,20 +39,31 @@ def register(app: typer.Typer) -> None:
 
 def ls(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status: queued, running, done, failed, "
+                                               "cancelled.")] = None,
     runs_dir: RunsDir = None,
 ) -> None:
     """List runs."""
+    from amltui.filters import FilterError, apply_where, check_value
+
     store = open_store(runs_dir)
     reap_lost(store)
     records = all_records(store)
+    emptied = None
     if status:
-        records = [r for r in records if r.get("status") == status]
+        try:
+            records, emptied = apply_where(records, [("status", status, check_value("status", status, "--status"))],
+                                           "--status")
+        except FilterError as exc:
+            fail(str(exc))
     if as_json:
         keys = ("id", "variant", "seed", "dataset", "preset", "status", "epoch", "epochs", "metrics", "metrics_n",
                 "pid", "host", "slot", "gpu", "gpu_peak_mib", "device", "executor", "slurm_job_id", "created",
                 "started", "ended", "error")
         typer.echo(json.dumps([{k: r.get(k) for k in keys} for r in records], indent=1))
+        return
+    if emptied:
+        console.print(emptied, highlight=False)
         return
     if not records:
         console.print(f"no runs in {store.runs_dir} (start one with `amltui run`)")
@@ -127,8 +139,9 @@ def show(run: RunArg, runs_dir: RunsDir = None) -> None:
 def eval_(
     run: RunArg,
     device: Annotated[str | None, typer.Option(help="Device for the evaluation [default: the run's].")] = None,
-    human_sets: Annotated[bool, typer.Option("--human-sets", help="Also score Tramèr et al.'s human-labelled "
-                                             "invariance sets (instead of re-running the test metrics).")] = False,
+    human_sets: Annotated[bool, typer.Option("--human-sets", help="Score Tramèr et al.'s human-labelled "
+                                             "invariance sets instead of re-running the test metrics (MNIST-digit "
+                                             "runs only: mnist, mnist-sample).")] = False,
     from_dir: Annotated[Path | None, typer.Option(help="Local copy of invariance_examples/ "
                                                   "[default: download where the network allows].")] = None,
     mnist_dir: Annotated[Path | None, typer.Option(help="MNIST idx folder, for the original test labels "
@@ -141,6 +154,8 @@ def eval_(
     if human_sets:
         try:
             results = evaluate_human_sets(store, record["id"], from_dir=from_dir, mnist_dir=mnist_dir, device=device)
+        except HumanSetsRefused as exc:
+            fail(str(exc))
         except RunFailure as exc:
             fail(str(exc), code=1)
         _print_human_sets(record["id"], results)
@@ -200,8 +215,9 @@ def plot(
 def export(
     fmt: Annotated[str, typer.Option("--format", "-f", help=f"One of: {', '.join(FORMATS)}.")] = "md",
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of printing.")] = None,
-    where: Annotated[list[str] | None, typer.Option(help="Only runs with key=value in their record "
-                                                    "(e.g. dataset=mnist); repeatable.")] = None,
+    where: Annotated[list[str] | None, typer.Option(help="Only runs with key=value in their record or config "
+                                                    "(e.g. dataset=mnist); repeatable. Unknown keys and values "
+                                                    "are refused with a suggestion.")] = None,
     with_runs: Annotated[bool, typer.Option("--with-runs", help="List the run ids behind each row.")] = False,
     group_by: Annotated[str | None, typer.Option(help="Pool by these record/config keys, e.g. variant,dataset "
                                                  "[default: pool only runs equal in all but the seed].")] = None,
@@ -210,14 +226,18 @@ def export(
     """Results table: mean ± std over seeds with n, paired differences against the baseline."""
     if fmt not in FORMATS:
         fail(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    from amltui.filters import FilterError, apply_where, check_group_by, parse_where
+
     store = open_store(runs_dir)
     records = all_records(store)
-    for item in where or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            fail(f"--where {item!r} is not of the form key=value")
-        records = [r for r in records if str(r.get(key)) == value]
-    keys = [k.strip() for k in group_by.split(",") if k.strip()] if group_by else None
+    try:
+        filters = parse_where(where or [], records)
+        keys = check_group_by(group_by, records) if group_by is not None else None
+    except FilterError as exc:
+        fail(str(exc))
+    records, emptied = apply_where(records, filters)
+    if emptied:
+        err.print(emptied, highlight=False)
     text = render(aggregate(records, group_by=keys), fmt, with_runs=with_runs)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

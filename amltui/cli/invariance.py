@@ -90,6 +90,17 @@ def generate(
             counts = torch.bincount(inv.target.cpu(), minlength=10).tolist()
             console.print(f"{part}: {len(inv)} examples; targets per class {counts}; "
                           f"mean ‖T(x) − n‖₂ {float(inv.distance.mean()):.3f}", highlight=False)
+            from core.attacks.invariance import cached_agreement
+
+            measured = cached_agreement(data, part, eps, mode, cache_root)
+            if measured:
+                console.print(f"{part}: fast search agrees with exact on {100 * measured['same_neighbour']:.1f}% of "
+                              f"{measured['sample']} sampled queries (same neighbour; same target "
+                              f"{100 * measured['same_target']:.1f}%)", highlight=False)
+            from core.domains import target_table_note
+
+            if target_table_note(dataset):
+                console.print(f"note: {target_table_note(dataset)}", highlight=False)
 
 
 @app.command()

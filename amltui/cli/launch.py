@@ -61,7 +61,8 @@ def run(
                                           help=f"Comma-separated: {', '.join(VARIANTS)}.")] = "ml_sa",
     seeds: Annotated[str, typer.Option("--seeds", "--seed", help="Comma-separated seeds, e.g. 0,1,2.")] = "0",
     preset: Annotated[str, typer.Option(help=f"Hyperparameter preset: {', '.join(PRESETS)}.")] = "quick",
-    dataset: Annotated[str, typer.Option(help=f"One of: {', '.join(DATASETS)}.")] = "mnist-sample",
+    dataset: Annotated[str | None, typer.Option(help=f"One of: {', '.join(DATASETS)} [default: the preset's: "
+                                                "mnist for paper, mnist-sample otherwise].")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder with the four idx files (gz or not).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Override the preset's epochs.")] = None,
     train_subset: Annotated[int | None, typer.Option(help="Train on N images (stratified, seed 0).")] = None,
@@ -81,9 +82,15 @@ def run(
     partition: Annotated[str | None, typer.Option(help="Slurm partition.")] = None,
     time_limit: Annotated[int, typer.Option("--time", help="Slurm time limit per run, minutes.")] = 240,
     gpus_per_node: Annotated[int, typer.Option(help="Slurm GPUs per job.")] = 0,
+    repeat: Annotated[bool, typer.Option("--repeat", help="Start a fresh run even when an identical finished run "
+                                         "(same config, seed, data and code) exists; tables count the latest.")]
+    = False,
     runs_dir: RunsDir = None,
 ) -> None:
-    """Queue runs (the cross product of --variants and --seeds) and run them on the available devices."""
+    """Queue runs (the cross product of --variants and --seeds) and run them on the available devices.
+
+    A (variant, seed) whose identical finished run exists is reused, not run again, unless --repeat.
+    """
     variant_list = parse_list(variants, "--variants")
     seed_list = parse_list(seeds, "--seeds", int)
     if executor not in EXECUTORS:
@@ -107,12 +114,28 @@ def run(
             local_plan(gpus, slots_per_gpu, cpu_slots, gpu_max_util=gpu_max_util, gpu_max_mem=gpu_max_mem)
         except ValueError as exc:
             fail(escape(str(exc)))
+    reused: dict[int, dict] = {}
+    if not repeat:
+        from amltui.reuse import find_identical, reuse_message
+        from amltui.runs import RunFailure
+
+        try:
+            reused = find_identical(all_records(store), configs)
+        except RunFailure as exc:
+            fail(str(exc))
+        for i, record in reused.items():
+            console.print(reuse_message(configs[i], record), highlight=False)
     ids = []
-    for config in configs:
+    for i, config in enumerate(configs):
+        if i in reused:
+            continue
         try:
             ids.append(create_run(store, config, run_id)["id"])
         except (ValueError, FileExistsError) as exc:
             fail(str(exc))
+    if not ids:
+        _summary(store, [r["id"] for r in reused.values()])
+        return
     console.print(f"queued {len(ids)} run(s) in {store.runs_dir}: {', '.join(ids)}", highlight=False)
     dispatch(store, ids, executor=executor, gpus=gpus, slots_per_gpu=slots_per_gpu, cpu_slots=cpu_slots,
              detach=detach, partition=partition, time_limit=time_limit, gpus_per_node=gpus_per_node,
@@ -304,7 +327,8 @@ def _print_from(path: Path, position: int) -> int:
 
 def reproduce(
     preset: Annotated[str, typer.Option(help=f"{', '.join(PRESETS)}.")] = "quick",
-    dataset: Annotated[str, typer.Option(help=f"One of: {', '.join(DATASETS)}.")] = "mnist-sample",
+    dataset: Annotated[str | None, typer.Option(help=f"One of: {', '.join(DATASETS)} [default: the preset's: "
+                                                "mnist for paper, mnist-sample otherwise].")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder with the four idx files.")] = None,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
     variants: Annotated[str, typer.Option(help="Comma-separated variants.")] = ",".join(VARIANTS),
@@ -320,7 +344,7 @@ def reproduce(
     time_limit: Annotated[int, typer.Option("--time", help="Slurm time limit per run, minutes.")] = 240,
     detach: Annotated[bool, typer.Option("--detach", help="Queue and return; rerun to write the report.")] = False,
     human_sets: Annotated[bool, typer.Option("--human-sets", help="Score Tramèr et al.'s human-labelled sets "
-                                             "(download, or --human-sets-dir).")] = False,
+                                             "(download, or --human-sets-dir); MNIST-digit datasets only.")] = False,
     human_sets_dir: Annotated[Path | None, typer.Option(help="Local copy of invariance_examples/.")] = None,
     out: Annotated[Path | None, typer.Option(help="Report folder [default: <runs-dir>/reports/…].")] = None,
     runs_dir: RunsDir = None,
@@ -345,6 +369,13 @@ def reproduce(
                    for v in variant_list for s in seed_list]
     except ConfigError as exc:
         fail(str(exc))
+    if human_sets or human_sets_dir:
+        from core.domains import human_sets_refusal
+
+        refusal = human_sets_refusal(configs[0].dataset)
+        if refusal:
+            fail(f"--human-sets: {refusal}")
+    dataset = configs[0].dataset
     store = open_store(runs_dir)
     reap_lost(store)
     todo = plan(store, configs)

@@ -28,6 +28,17 @@ class LaunchRequest:
     gpus: str | None = None  # None = all visible, "none" = CPU only, "auto", "0,1" (positions)
     cpu_slots: int | None = None
     slots_per_gpu: int = 1
+    repeat: bool = False  # start fresh runs even where an identical finished run exists
+
+
+@dataclass
+class LaunchResult:
+    queued: list[str] = field(default_factory=list)  # new run ids
+    reused: list[str] = field(default_factory=list)  # one message per identical finished run reused instead
+
+    def message(self) -> str:
+        parts = [f"queued {len(self.queued)} run(s): {', '.join(self.queued)}"] if self.queued else []
+        return "\n".join(parts + self.reused) or "nothing to launch"
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -88,21 +99,33 @@ def _dispatch(store: Store, ids: list[str], request: LaunchRequest) -> None:
         raise ActionError(f"the launcher refused the runs: {exc}") from None
 
 
-def launch(runs_dir: Path, request: LaunchRequest) -> list[str]:
-    """Create queued runs for the request and hand them to a detached scheduler; returns their ids."""
+def launch(runs_dir: Path, request: LaunchRequest) -> LaunchResult:
+    """Create queued runs for the request and hand them to a detached scheduler.
+
+    As `amltui run`: a (variant, seed) with an identical finished run (same config, seed, data, code) is reused
+    with a message instead of queued again, unless ``request.repeat``.
+    """
     configs = resolve_configs(request)
     check_devices(request)
-    from amltui.runs import create_run
+    from amltui.reuse import find_identical, reuse_message
+    from amltui.runs import RunFailure, create_run
 
     store = Store(runs_dir)
-    ids = []
+    result = LaunchResult()
     try:
-        for config in configs:
-            ids.append(create_run(store, config)["id"])
+        reused = {} if request.repeat else find_identical(store.all(), configs)
+    except RunFailure as exc:
+        raise ActionError(str(exc)) from None
+    result.reused = [reuse_message(configs[i], record) for i, record in reused.items()]
+    try:
+        for i, config in enumerate(configs):
+            if i not in reused:
+                result.queued.append(create_run(store, config)["id"])
     except (StoreError, OSError, ValueError) as exc:
         raise ActionError(f"could not create the run: {exc}") from None
-    _dispatch(store, ids, request)
-    return ids
+    if result.queued:
+        _dispatch(store, result.queued, request)
+    return result
 
 
 def _record(store: Store, run_id: str) -> dict:

@@ -9,6 +9,7 @@ the transforms in ``transforms`` and the on-disk cache in ``invariance_cache``.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from core.attacks.invariance_cache import ChunkedCache
+from core.attacks.invariance_cache import ChunkedCache, cache_key
 from core.attacks.invariance_search import MODES, FastParams, PoolIndex
 from core.attacks.transforms import (
     GRID,
@@ -43,6 +44,7 @@ __all__ = [
     "InvarianceSet",
     "agreement",
     "apply_transforms",
+    "cached_agreement",
     "cache_fields",
     "forward_matrices",
     "generate",
@@ -56,6 +58,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+AGREEMENT_FILE = "agreement.json"
+AGREEMENT_SAMPLE = 200  # queries of a fast set re-searched exactly to measure how often fast finds the same pair
 
 #: Version of what an invariance set means on disk; bump it when generation changes results.
 FORMAT_VERSION = 1
@@ -353,6 +358,7 @@ def invariance_set_for(
     fast: FastParams | None = None,
     warn: Callable[[str], None] | None = None,
     cached_only: bool = False,
+    agreement_sample: int = AGREEMENT_SAMPLE,
 ) -> InvarianceSet:
     """The invariance set of a dataset split: queries = that split, pool = the training images.
 
@@ -361,6 +367,8 @@ def invariance_set_for(
     resumable chunks of ``cache_chunk`` queries; ``warn`` receives messages about damaged cache files.
     ``progress(done, total)`` counts queries. The result is on ``device`` (default: the dataset's device).
     With ``cached_only`` a missing cache entry raises FileNotFoundError instead of generating.
+    A cached ``fast`` set also gets its measured agreement with ``exact`` on ``agreement_sample`` of its queries
+    (``<key>/agreement.json``, see :func:`cached_agreement`); 0 skips the measurement.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
@@ -392,7 +400,43 @@ def invariance_set_for(
         if cached_only and not cache.is_complete():
             raise FileNotFoundError(f"no complete cached invariance set for the {split} split in {cache.dir}")
         result = InvarianceSet(**cache.load_or_build(build, progress), eps=eps, mode=mode)
+        path = cache.dir / AGREEMENT_FILE
+        if mode == "fast" and agreement_sample > 0 and not path.exists():
+            measured = _fast_vs_exact(result, queries, pool, split, eps, grid, chunk_size, dev, agreement_sample)
+            path.write_text(json.dumps(measured, indent=1), encoding="utf-8")
     return result.to(dev)
+
+
+def _fast_vs_exact(fast_set: InvarianceSet, queries: Any, pool: Any, split: str, eps: float,
+                   grid: Sequence[Sequence[float]] | Tensor, chunk_size: int, dev: torch.device,
+                   sample: int) -> dict[str, Any]:
+    """Exact search on a fixed random sample (seed 0) of the queries; agreement of the fast set with it."""
+    n = len(queries)
+    k = min(sample, n)
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:k].sort().values
+    gen = InvarianceGenerator(pool.images, pool.labels, eps=eps, mode="exact", grid=grid, chunk_size=chunk_size,
+                              device=dev)
+    excl = idx.to(dev) if split == "train" else None
+    exact = gen.run(queries.images[idx.to(queries.images.device)], queries.labels[idx.to(queries.labels.device)],
+                    excl)
+    result: dict[str, Any] = {"sample": k, "of": n, "sample_seed": 0}
+    result.update(agreement(exact, fast_set.select(idx)))
+    return result
+
+
+def cached_agreement(dataset: Dataset, split: str, eps: float, mode: str, cache_root: str | Path,
+                     grid: Sequence[Sequence[float]] | Tensor = GRID, fast: FastParams | None = None,
+                     cache_chunk: int = 2048) -> dict[str, Any] | None:
+    """The recorded fast-vs-exact agreement of a cached fast set (None for exact sets or when not measured)."""
+    if mode != "fast":
+        return None
+    total = len(dataset.train if split == "train" else dataset.test)
+    fields_ = {**cache_fields(dataset, split, eps, mode, grid, fast), "total": total, "chunk_size": cache_chunk}
+    path = Path(cache_root) / cache_key(fields_) / AGREEMENT_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 # -------------------------------------------------------------------------------------------- comparison

@@ -12,10 +12,18 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from amltui.store import StoreError
-from amltui.tui.actions import ActionError, LaunchRequest, check_devices, launch, parse_seeds, resolve_configs
+from amltui.tui.actions import (
+    ActionError,
+    LaunchRequest,
+    LaunchResult,
+    check_devices,
+    launch,
+    parse_seeds,
+    resolve_configs,
+)
 
 
-class LaunchScreen(ModalScreen[list[str] | None]):
+class LaunchScreen(ModalScreen[LaunchResult | None]):
     BINDINGS = [
         Binding("escape", "dismiss_form", "Close"),
         Binding("ctrl+s", "launch", "Launch"),
@@ -50,6 +58,9 @@ class LaunchScreen(ModalScreen[list[str] | None]):
                 yield Input(placeholder="all visible; auto; 'none' = CPU; 0,1", id="gpus", compact=True)
                 yield Label("cpu slots")
                 yield Input(placeholder="default (1 per 8 cores)", id="cpu-slots", compact=True, type="integer")
+                yield Label("repeat")
+                yield Checkbox("run again even if an identical finished run exists", value=False, id="repeat",
+                               compact=True)
             yield Static(id="form-error")
             with Horizontal(classes="buttons"):
                 yield Button("Launch", id="launch", variant="primary", compact=True)
@@ -74,7 +85,16 @@ class LaunchScreen(ModalScreen[list[str] | None]):
             overrides=self.query_one("#overrides", Input).value.split(),
             gpus=self.query_one("#gpus", Input).value.strip() or None,
             cpu_slots=int(slots_text) if slots_text else None,
+            repeat=self.query_one("#repeat", Checkbox).value,
         )
+
+    @on(Select.Changed, "#preset")
+    def _preset_changed(self, event: Select.Changed) -> None:
+        from core.config import PRESET_VALUES
+
+        # A preset may name its data (paper: the full MNIST); the form follows, and the user may still change it.
+        dataset = PRESET_VALUES.get(str(event.value), {}).get("dataset", "mnist-sample")
+        self.query_one("#dataset", Select).value = dataset
 
     def show_error(self, text: str) -> None:
         self.query_one("#form-error", Static).update(f"[b red]✗[/] {text}" if text else "")
@@ -98,14 +118,14 @@ class LaunchScreen(ModalScreen[list[str] | None]):
     @work(thread=True, exit_on_error=False)
     def _launch(self, request: LaunchRequest) -> None:
         try:
-            ids = launch(self.runs_dir, request)
+            result = launch(self.runs_dir, request)
         except (ActionError, StoreError, OSError) as exc:
             self.app.call_from_thread(self._failed, str(exc))
             return
         except Exception as exc:  # unexpected: still report it in the form
             self.app.call_from_thread(self._failed, f"{type(exc).__name__}: {exc}")
             return
-        self.app.call_from_thread(self.dismiss, ids)
+        self.app.call_from_thread(self.dismiss, result)
 
     def _failed(self, text: str) -> None:
         self.busy = False

@@ -45,9 +45,10 @@ class ResultsScreen(Screen):
         yield Static("[b]Results[/b]: test accuracy %, mean ± std over seeds (n); baselines pinned",
                      id="results-title")
         yield DataTable(id="results", cursor_type="row", zebra_stripes=True)
-        yield Static("[b]Δ vs the baseline[/b] of the same setting, over shared seeds (points)",
+        yield Static("[b]Δ vs the reference baseline[/b] of the same setting, seed by seed (points)",
                      id="deltas-title")
         yield DataTable(id="deltas", cursor_type="row", zebra_stripes=True)
+        yield Static(id="results-notes")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -92,8 +93,13 @@ class ResultsScreen(Screen):
         self._fill()
 
     def _fill(self) -> None:
-        from amltui.report import present_metrics
+        from rich.markup import escape
+
+        from amltui.report import IA_METRICS, footnotes, present_metrics
         from core.evaluate import METRIC_LABELS
+
+        def mark(row: Any, m: str) -> str:
+            return "†" if row.ia_note and m in IA_METRICS else ""
 
         rows = sorted(self.rows, key=lambda r: r.variant != "baseline")  # stable: baselines first
         metrics = present_metrics(rows) if rows else []
@@ -103,21 +109,27 @@ class ResultsScreen(Screen):
             table.add_column(label, key=label)
         for row in rows:
             style = "bold" if row.variant == "baseline" else ""
-            table.add_row(Text(row.variant, style=style), row.dataset, *(row.cells[m].text() for m in metrics),
-                          ",".join(map(str, row.seeds)), row.setting)
+            table.add_row(Text(row.variant, style=style), row.dataset,
+                          *(row.cells[m].text() + mark(row, m) for m in metrics), row.seeds_text(), row.setting)
         table.fixed_rows = sum(r.variant == "baseline" for r in rows)
         if not rows:
             table.add_column("")
             table.add_row("No finished runs yet: results appear as runs end (status done).")
         deltas = self.query_one("#deltas", DataTable)
         deltas.clear(columns=True)
-        paired = [r for r in rows if r.deltas]
+        paired = [r for r in rows if r.deltas or r.pairing]
         for label in ("variant", "dataset", *(f"Δ{METRIC_LABELS[m]}" for m in metrics), "setting"):
             deltas.add_column(label)
         for row in paired:
-            deltas.add_row(row.variant, row.dataset, *(_delta(row.deltas[m]) for m in metrics), row.setting)
+            if row.deltas:
+                cells = [_delta(row.deltas[m], mark(row, m)) for m in metrics]
+            else:  # no reference baseline in this setting: say so rather than pair with another row
+                cells = [Text(row.pairing, style="yellow")] + [Text("")] * (len(metrics) - 1)
+            deltas.add_row(row.variant, row.dataset, *cells, row.setting)
         self.query_one("#deltas-title").display = bool(paired)
         deltas.display = bool(paired)
+        notes = footnotes(rows, metrics) if rows else []
+        self.query_one("#results-notes", Static).update(escape("\n".join(notes)))
 
     def action_export(self) -> None:
         self._export()
@@ -134,8 +146,8 @@ class ResultsScreen(Screen):
         self.app.call_from_thread(self.notify, str(path), title="Results exported")
 
 
-def _delta(cell: Any) -> Text:
-    text = cell.text(signed=True)
+def _delta(cell: Any, suffix: str = "") -> Text:
+    text = cell.text(signed=True) + suffix
     if not cell.values:
         return Text(text)
     return Text(text, style="green" if cell.mean > 0 else "red" if cell.mean < 0 else "")

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from amltui.store import StoreError
 from amltui.tui import actions
+from amltui.tui.actions import LaunchResult
 from amltui.tui.data import LIVE, RunsSnapshot
 from amltui.tui.screens.confirm import ConfirmScreen
 from amltui.tui.screens.detail import DetailScreen
@@ -227,9 +228,9 @@ class RunsScreen(Screen):
         return run_id, str(self.table.rows_by_id[run_id].cells["status"])
 
     def action_launch(self) -> None:
-        def launched(ids: list[str] | None) -> None:
-            if ids:
-                self.notify(f"queued {len(ids)} run(s): {', '.join(ids)}", title="Launched")
+        def launched(result: LaunchResult | None) -> None:
+            if result is not None:
+                self.notify(result.message(), title="Launched" if result.queued else "Reused finished runs")
                 self.poll(force=True)
 
         self.app.push_screen(LaunchScreen(self.app.runs_dir), launched)
