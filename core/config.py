@@ -64,6 +64,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "pgd_alpha": (0.0, 1.0),
     "pgd_steps": (1, None),
     "pgd_subset": (1, None),
+    "aa_subset": (1, None),
     "margin": (0.0, 2.0),
     "w_clean": (0.0, None),
     "w_adv": (0.0, None),
@@ -124,6 +125,9 @@ class RunConfig:
     pgd_steps: int = 40
     pgd_alpha: float = 0.01
     pgd_subset: int | None = None  # None = the whole test set
+    eval_aa: bool = False  # A_AA (AutoAttack at eps_s, torchattacks) in the run's final evaluation; slow on CPU
+    aa_version: str = "standard"  # standard | plus | rand | a comma-separated list, e.g. apgd-ce,square
+    aa_subset: int | None = 1000  # stratified test images for A_AA, curves and checks; None = the whole test set
     # runtime
     device: str = "auto"
     threads: int | None = None
@@ -178,8 +182,17 @@ class RunConfig:
                 continue
             value = getattr(self, f.name)
             setattr(self, f.name, coerce(f.name, value))
+        self._check_aa_version()
         if self.variant == "ml_sa_ia" and self.lambda_ia <= 0:
             raise ConfigError("variant ml_sa_ia needs lambda_ia > 0 (use variant ml_sa for no invariance term)")
+
+    def _check_aa_version(self) -> None:
+        from core.aa_spec import parse_aa_version  # no torch: configs load in the CLI's listings
+
+        try:
+            self.aa_version, _ = parse_aa_version(self.aa_version)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     @property
     def effective_pgd_eps(self) -> float:

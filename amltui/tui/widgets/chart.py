@@ -31,7 +31,7 @@ def _label(value: float) -> str:
 
 
 def render_chart(title: str, series: list[Series], width: int, height: int, x_max: float | None = None,
-                 empty: str = "no data yet") -> list[Text]:
+                 empty: str = "no data yet", x_name: str = "epoch") -> list[Text]:
     """The chart as ``height`` lines of ``width`` cells (pure: tested without an app)."""
     legend = Text(title, style="bold")
     for s in series:
@@ -72,7 +72,7 @@ def render_chart(title: str, series: list[Series], width: int, height: int, x_ma
         else:
             label = " " * (Y_LABEL - 1) + "│"
         lines.append(Text(label, style="dim") + row)
-    left, right = f"{x_lo:g}", f"epoch {x_hi:g}"
+    left, right = f"{x_lo:g}", f"{x_name} {x_hi:g}"
     lines.append(Text(" " * Y_LABEL + left + " " * max(plot_w - len(left) - len(right), 1) + right, style="dim"))
     return lines
 
