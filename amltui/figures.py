@@ -94,13 +94,12 @@ def robustness_curve_figure(panels: dict[str, dict[str, list[list[tuple[float, f
     for ax, (panel, lines) in zip(axes[0], panels.items(), strict=True):
         for k, (label, runs) in enumerate(lines.items()):
             grid = sorted({e for run in runs for e, _ in run})
-            values = [[dict(run).get(e) for run in runs] for e in grid]
-            mean = [statistics.fmean([v for v in vs if v is not None]) for vs in values]
+            values = [[v for v in (dict(run).get(e) for run in runs) if v is not None] for e in grid]
+            mean = [statistics.fmean(vs) for vs in values]
             ax.plot(grid, mean, marker="o", ms=3, lw=1.3, color=cmap(k % 10),
                     label=f"{label} (n={len(runs)})" if len(runs) > 1 else label)
             if len(runs) > 1:
-                std = [statistics.stdev([v for v in vs if v is not None]) if sum(v is not None for v in vs) > 1
-                       else 0.0 for vs in values]
+                std = [statistics.stdev(vs) if len(vs) > 1 else 0.0 for vs in values]
                 ax.fill_between(grid, [m - s for m, s in zip(mean, std, strict=True)],
                                 [m + s for m, s in zip(mean, std, strict=True)], color=cmap(k % 10), alpha=0.18)
         if eps_s is not None:

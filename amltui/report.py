@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from amltui.report_notes import flagged_lines, images_line
 from core.config import VARIANTS
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
@@ -185,6 +186,10 @@ def to_markdown(rows: list[Row], *, with_runs: bool = False) -> str:
         cells = [row.cells[m].text() for m in metrics]
         lines.append(_md_row([row.variant, row.dataset, row.setting, *cells, ",".join(map(str, row.seeds))]))
     out = ["Accuracy (%) on the test split: mean ± sample std over seeds (n = seeds).", "", *lines]
+    sizes = images_line([r for row in rows for r in row.runs], metrics)
+    out += ["", sizes] if sizes else []
+    checked = flagged_lines([r for row in rows for r in row.runs])
+    out += ["", "Sanity checks (Carlini et al. 2019; `amltui eval RUN --checks`):", "", *checked] if checked else []
     paired = [row for row in rows if row.deltas]
     if paired:
         out += ["", "Paired differences against the baseline of the same setting, over the seeds both have "

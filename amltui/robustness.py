@@ -294,3 +294,25 @@ def read_curve(rd: RunDir) -> dict[str, Any] | None:
         return read_json(path) if path.exists() else None
     except (OSError, ValueError):
         return None
+
+
+def robustness_figure(store: Store, records: list[dict[str, Any]], path: Path) -> Path | None:
+    """Every variant's accuracy-vs-ε curve (mean over its seeds, ±1 std band), one panel per attack, from the
+    runs' curve.json files; None when no run has a curve (`amltui eval RUN --curve` makes them)."""
+    from amltui.figures import robustness_curve_figure
+
+    panels: dict[str, dict[str, list[list[tuple[float, float]]]]] = {}
+    eps_s = set()
+    for r in sorted(records, key=lambda r: (r.get("variant", ""), r.get("seed", 0))):
+        data = read_curve(run_dir(store.runs_dir, r["id"]))
+        if not data:
+            continue
+        eps_s.add(data.get("eps_s"))
+        for attack, accs in data["curves"].items():
+            label = data["labels"].get(attack, attack)
+            panels.setdefault(label, {}).setdefault(r.get("variant", "?"), []).append(
+                list(zip(data["grid"], accs, strict=True)))
+    if not panels:
+        return None
+    return robustness_curve_figure(panels, path, title="accuracy vs ε per variant (mean over seeds, ±1 std band)",
+                                   eps_s=next(iter(eps_s)) if len(eps_s) == 1 else None)

@@ -119,6 +119,7 @@ def show(run: RunArg, runs_dir: RunsDir = None) -> None:
         console.print(table)
     if record.get("metrics"):
         print_metrics(record)
+    print_robustness(record, rd)
 
 
 def eval_(
@@ -274,11 +275,33 @@ def plot(
     n: Annotated[int, typer.Option("-n", help="Test images to embed (stratified).")] = 2000,
     out: Annotated[Path | None, typer.Option(help="PNG path [default: <run>/pca.png].")] = None,
     device: Annotated[str | None, typer.Option(help="Device [default: the run's].")] = None,
+    curve: Annotated[bool, typer.Option("--curve", help="Instead: the accuracy-vs-ε curve (curve.png and a terminal "
+                                        "plot; computed as by `eval --curve` if missing).")] = False,
     runs_dir: RunsDir = None,
 ) -> None:
-    """Write a run's figure: the 2-D PCA of h(x) for natural and FGSM-perturbed test images."""
+    """Write a run's figure: the 2-D PCA of h(x) for natural and FGSM-perturbed test images (or --curve)."""
     from amltui.plots import write_pca
 
+    if curve:
+        store = open_store(runs_dir)
+        record = resolve_run(store, run)
+        rd = run_dir(store.runs_dir, record["id"])
+        from amltui.robustness import read_curve, write_curve_png
+
+        data = read_curve(rd)
+        if data is None:
+            with RunProgress(console) as progress:
+                try:
+                    _robustness(store, record["id"], autoattack=False, curve=True, checks=False, subset=None,
+                                grid=None, pgd_steps=None, restarts=1, device=device, listener=progress.on_event)
+                except RunFailure as exc:
+                    fail(str(exc), code=1)
+            data = read_curve(rd)
+        else:
+            write_curve_png(data, out or rd.path / "curve.png", f"{record['id']}: {record.get('variant')}, seed "
+                            f"{record.get('seed')}, {record.get('dataset')} (ε_s={data.get('eps_s')})")
+        print_robustness({}, rd, curve=True)
+        return
     if not pca:
         fail("nothing to plot: --pca is the only figure so far")
     store = open_store(runs_dir)
