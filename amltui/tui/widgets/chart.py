@@ -82,9 +82,11 @@ class LineChart(Widget):
 
     DEFAULT_CSS = "LineChart { height: 1fr; min-height: 5; }"
 
-    def __init__(self, title: str, *, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(self, title: str, *, id: str | None = None, classes: str | None = None,
+                 x_name: str = "epoch") -> None:
         super().__init__(id=id, classes=classes)
         self.title = title
+        self.x_name = x_name
         self.series: list[Series] = []
         self.x_max: float | None = None
 
@@ -95,4 +97,4 @@ class LineChart(Widget):
 
     def render(self) -> RenderableType:
         width, height = self.content_size
-        return Group(*render_chart(self.title, self.series, width, height, self.x_max))
+        return Group(*render_chart(self.title, self.series, width, height, self.x_max, x_name=self.x_name))
