@@ -78,6 +78,9 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
 
 # Not part of what a result depends on: where it ran, and the seed (aggregated over).
 NON_SCIENTIFIC = ("seed", "device", "threads", "data_dir", "eval_batch_size")
+# What to evaluate after training, not what is trained: outside the hashes, so runs made before these keys existed
+# (or with A_AA off) still pool and are reused by `reproduce`. A_AA's own record says its version and n.
+EVAL_ONLY = ("eval_aa", "aa_version", "aa_subset")
 
 
 class ConfigError(ValueError):
@@ -204,12 +207,13 @@ class RunConfig:
 
     def group_key(self) -> str:
         """Hash of everything but the seed and the runtime: runs with equal keys may be pooled over seeds."""
-        data = {k: v for k, v in self.to_dict().items() if k not in NON_SCIENTIFIC and k != "overrides"}
+        data = {k: v for k, v in self.to_dict().items()
+                if k not in NON_SCIENTIFIC and k not in EVAL_ONLY and k != "overrides"}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
     def context_key(self) -> str:
         """Like group_key but blind to the variant and its loss weights: runs to pair with a baseline."""
-        blind = set(NON_SCIENTIFIC) | {"overrides", "variant", *VARIANT_DEFAULTS["baseline"]}
+        blind = set(NON_SCIENTIFIC) | set(EVAL_ONLY) | {"overrides", "variant", *VARIANT_DEFAULTS["baseline"]}
         data = {k: v for k, v in self.to_dict().items() if k not in blind}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -218,7 +222,7 @@ class RunConfig:
         base = RunConfig.resolve(self.variant, self.preset)
         return {
             k: v for k, v in self.to_dict().items()
-            if k not in NON_SCIENTIFIC and k not in ("overrides", "dataset") and getattr(base, k) != v
+            if k not in (*NON_SCIENTIFIC, *EVAL_ONLY, "overrides", "dataset") and getattr(base, k) != v
         }
 
 

@@ -49,7 +49,8 @@ def ls(
         records = [r for r in records if r.get("status") == status]
     if as_json:
         keys = ("id", "variant", "seed", "dataset", "preset", "status", "epoch", "epochs", "metrics", "metrics_n",
-                "pid", "host", "slot", "device", "executor", "slurm_job_id", "created", "started", "ended", "error")
+                "pid", "host", "slot", "device", "executor", "slurm_job_id", "created", "started", "ended", "error",
+                "flags")
         typer.echo(json.dumps([{k: r.get(k) for k in keys} for r in records], indent=1))
         return
     if not records:
@@ -60,7 +61,7 @@ def ls(
 
 # Columns of `amltui ls`, most important first: on a narrow terminal the last ones are left out, not squeezed.
 LS_COLUMNS = ("id", "status", "epoch", "A_orig", "A_SA", "A_IA", "A_PGD", "variant", "seed", "dataset",
-              "A_IA_target", "slot")
+              "A_IA_target", "A_AA", "slot")
 
 
 def runs_table(records: list[dict], width: int) -> Table:
