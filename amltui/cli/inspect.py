@@ -138,7 +138,7 @@ def eval_(
     curve: Annotated[bool, typer.Option("--curve", help="Accuracy vs ε for FGSM, PGD (and AutoAttack with "
                                         "--autoattack or eval_aa): <run>/curve.json and curve.png.")] = False,
     checks: Annotated[bool, typer.Option("--checks", help="Sanity checks (a)–(e) of Carlini et al. 2019; failures "
-                                         "go to the run's flags (see README, 'Robustness checks').")] = False,
+                                         "go to the run's flags (README: 'Robustness evaluation').")] = False,
     subset: Annotated[int | None, typer.Option(help="Test images (stratified) for --autoattack/--curve/--checks "
                                                "[default: the run's aa_subset].", min=1)] = None,
     eps_grid: Annotated[str | None, typer.Option(help="ε values of the curve, comma-separated "
