@@ -75,3 +75,30 @@ def test_bad_eps_grid_is_a_clear_user_error(tmp_path):
     record = _run(tmp_path)
     result = invoke("eval", record["id"], "--runs-dir", str(tmp_path), "--curve", "--eps-grid", "0,3")
     assert result.exit_code == 2 and "pixel units" in result.output
+
+
+def test_reproduce_report_has_a_aa_checks_and_the_robustness_figure(tmp_path):
+    from amltui.reproduce import write_report
+
+    ids = []
+    for variant, seed in (("baseline", 0), ("baseline", 1), ("ml_sa", 0)):
+        record = _run_variant(tmp_path, variant, seed)
+        ids.append(record["id"])
+        extra = ["--autoattack"] if not seed else []  # A_AA for one run per variant: the column shows n=1
+        result = invoke("eval", record["id"], "--runs-dir", str(tmp_path), "--curve", *extra,
+                        "--eps-grid", "0,0.2", "--subset", "12")
+        assert result.exit_code == 0, result.output
+    report = write_report(Store(tmp_path), ids, tmp_path / "report", "test")
+    text = report.read_text()
+    assert "| A_PGD | A_AA |" in text and "A_AA n=12 (AutoAttack apgd-ce+apgd-t, torchattacks)" in text
+    assert "## Sanity checks" in text and "No run has been checked." in text
+    assert "![robustness.png](robustness.png)" in text
+    assert (tmp_path / "report" / "robustness.png").stat().st_size > 1000
+
+
+def _run_variant(runs, variant: str, seed: int) -> dict:
+    sets = [a for item in TINY for a in ("--set", item)]
+    result = invoke("run", "--variant", variant, "--seed", str(seed), "--dataset", "synthetic", "--epochs", "1",
+                    "--runs-dir", str(runs), *sets)
+    assert result.exit_code == 0, result.output
+    return max(Store(runs).all(), key=lambda r: r["created"])
