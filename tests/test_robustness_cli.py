@@ -63,6 +63,11 @@ def test_eval_autoattack_curve_checks_end_to_end(tmp_path):
     # a plain re-evaluation of the same checkpoint keeps A_AA
     plain = invoke("eval", run_id, "--runs-dir", str(tmp_path))
     assert plain.exit_code == 0 and Store(tmp_path).get(run_id)["metrics"]["A_AA"] == record["metrics"]["A_AA"]
+    # a changed checkpoint (e.g. the run resumed and trained on): `show` says the results are stale
+    with open(folder / "checkpoint.pt", "ab") as fh:
+        fh.write(b"\0")
+    stale = invoke("show", run_id, "--runs-dir", str(tmp_path))
+    assert "measured on an earlier checkpoint" in stale.output
 
 
 def test_eval_aa_config_puts_a_aa_in_the_run_record(tmp_path):

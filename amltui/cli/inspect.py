@@ -222,6 +222,15 @@ def print_robustness(record: dict, rd, *, curve: bool = False) -> None:
     """A_AA's breakdown, the curve (table and terminal plot) and the checks' summary with what tripped them."""
     from rich.markup import escape
 
+    from amltui.robustness import checkpoint_hash
+
+    current = checkpoint_hash(rd.checkpoint) if (record.get("autoattack") or record.get("checks")) and \
+        rd.checkpoint.exists() else None
+    for key in ("autoattack", "checks"):
+        measured = (record.get(key) or {}).get("checkpoint")
+        if current and measured and measured != current:
+            console.print(f"note: the {key} results below were measured on an earlier checkpoint of this run; "
+                          "rerun `amltui eval` to refresh them", style="yellow", highlight=False)
     aa = record.get("autoattack")
     if aa:
         broken = ", ".join(f"{k} {v}" for k, v in (aa.get("broken_by") or {}).items())
