@@ -81,3 +81,38 @@ def curves_figure(series: dict[str, list[list[dict[str, Any]]]], path: Path) -> 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def robustness_curve_figure(panels: dict[str, dict[str, list[list[tuple[float, float]]]]], path: Path, *,
+                            title: str, eps_s: float | None = None) -> Path:
+    """Accuracy vs ε: one panel per key of ``panels``, one line per label (the mean over its runs, with a
+    ±1 sample-std band when there are several runs, e.g. seeds)."""
+    import statistics
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 0.6, 3.4), squeeze=False, sharey=True)
+    cmap = plt.get_cmap("tab10")
+    for ax, (panel, lines) in zip(axes[0], panels.items(), strict=True):
+        for k, (label, runs) in enumerate(lines.items()):
+            grid = sorted({e for run in runs for e, _ in run})
+            values = [[v for v in (dict(run).get(e) for run in runs) if v is not None] for e in grid]
+            mean = [statistics.fmean(vs) for vs in values]
+            ax.plot(grid, mean, marker="o", ms=3, lw=1.3, color=cmap(k % 10),
+                    label=f"{label} (n={len(runs)})" if len(runs) > 1 else label)
+            if len(runs) > 1:
+                std = [statistics.stdev(vs) if len(vs) > 1 else 0.0 for vs in values]
+                ax.fill_between(grid, [m - s for m, s in zip(mean, std, strict=True)],
+                                [m + s for m, s in zip(mean, std, strict=True)], color=cmap(k % 10), alpha=0.18)
+        if eps_s is not None:
+            ax.axvline(eps_s, color="gray", ls=":", lw=1)
+        ax.set_title(panel, fontsize=9)
+        ax.set_xlabel("ε (L∞, pixel units)", fontsize=8)
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("accuracy %", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -21,6 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from amltui.report_notes import aa_note, flagged_lines
 from core.config import VARIANT_DEFAULTS, VARIANTS
 from core.domains import TARGET_TABLE_NOTE
 from core.metrics import METRIC_LABELS, METRIC_ORDER
@@ -273,6 +274,8 @@ def footnotes(rows: list[Row], metrics: list[str]) -> list[str]:
     if any(row.ia_note for row in rows) and any(m in IA_METRICS for m in metrics):
         notes.append(f"† A_IA and A_IA→target: {TARGET_TABLE_NOTE} (an invariance example there is not known "
                      "to change the true class).")
+    if "A_AA" in metrics and (aa := aa_note([r for row in rows for r in row.runs])):
+        notes.append(aa)
     agreement = agreement_text([r for row in rows for r in row.runs])
     if agreement:
         notes.append(agreement)
@@ -321,6 +324,8 @@ def to_markdown(rows: list[Row], *, with_runs: bool = False) -> str:
         lines.append(_md_row([row.variant, row.dataset, row.setting, *cells, row.seeds_text()]))
     out = ["Accuracy (%) on the test split: mean ± sample std over seeds (n = seeds, one run per seed).", "",
            *lines, "", *footnotes(rows, metrics)]
+    checked = flagged_lines([r for row in rows for r in row.runs])
+    out += ["", "Sanity checks (Carlini et al. 2019; `amltui eval RUN --checks`):", "", *checked] if checked else []
     compared = [row for row in rows if row.deltas or row.pairing]
     if compared:
         out += ["", "Paired differences against the reference baseline (variant `baseline` with its own loss "

@@ -18,6 +18,8 @@ from typing import Any
 from amltui import paper
 from amltui.figures import curves_figure
 from amltui.report import Row, aggregate, footnotes, present_metrics, render
+from amltui.report_notes import flagged_lines
+from amltui.robustness import robustness_figure
 from amltui.runs import code_version, run_dir
 from amltui.store import Store
 from core.config import VARIANTS, RunConfig
@@ -127,7 +129,11 @@ def write_report(store: Store, run_ids: list[str], out: Path, command: str) -> P
               "examples classified as the attack's target (Tramèr et al.'s reading: a good invariance example changes "
               "the true label, so following it is not an error). Human agreement is scored only for models trained "
               "on MNIST digits (the human-labelled sets are MNIST digits).", ""]
-    lines += ["| Variant | Dataset | A_PGD | A_IA→target | human agreement (L∞ ε=0.3 set) |", "|---|---|---|---|---|"]
+    lines += ["A_AA: AutoAttack (Croce & Hein 2020, via torchattacks) at ε_s on a stratified test subset, where "
+              "evaluated (`amltui eval RUN --autoattack`, or config eval_aa=true); its image count is in the notes "
+              "under Table 1.", ""]
+    lines += ["| Variant | Dataset | A_PGD | A_AA | A_IA→target | human agreement (L∞ ε=0.3 set) |",
+              "|---|---|---|---|---|---|"]
     for row in rows:
         human = [r.get("human_sets", {}).get("sets", {}).get("linf-eps0.3-automated", {}).get("acc_human")
                  for r in row.runs]
@@ -138,7 +144,13 @@ def write_report(store: Store, run_ids: list[str], out: Path, command: str) -> P
             human_text = f"{sum(human) / len(human):.1f} (n={len(human)} runs)" if human else "not evaluated"
         mark = "†" if row.ia_note else ""
         lines.append(f"| {row.variant} | {row.dataset} | {row.cells['A_PGD'].text()} | "
+                     f"{row.cells['A_AA'].text() if 'A_AA' in row.cells else '–'} | "
                      f"{row.cells['A_IA_target'].text()}{mark} | {human_text} |")
+    checked = flagged_lines(done)
+    lines += ["", "## Sanity checks", "", "Carlini et al. 2019 (`amltui eval RUN --checks`): (a) accuracy at ε=0.5 "
+              "near 0, (b) more PGD steps / restarts do not raise accuracy, (c) black-box Square not stronger than "
+              "white-box, (d) FGSM not far above PGD, (e) accuracy monotone in ε. A failed check flags the run.", ""]
+    lines += checked or ["No run has been checked."]
     lines += ["", "## Paired differences against the baseline", ""]
     lines += ["Each variant run minus the reference baseline run (variant `baseline`, its own loss weights) of the "
               "same setting and seed; intervals are over amltui's own paired seeds only.", ""]
@@ -202,4 +214,6 @@ def _figures(store: Store, done: list[dict[str, Any]], out: Path) -> list[str]:
     if series:
         curves_figure(series, out / "curves.png")
         names.append("curves.png")
+    if robustness_figure(store, done, out / "robustness.png"):
+        names.append("robustness.png")
     return names

@@ -271,6 +271,8 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
         if (peak := peak_memory_mib(device)) is not None:
             record["gpu_peak_mib"] = max(peak, record.get("gpu_peak_mib") or 0.0)
         record.update(evaluation_context(config, dataset, store.runs_dir))
+        if config.eval_aa:
+            add_autoattack(store, run_id, record, result.model, config, dataset, emit)
         rd.append_metrics({"kind": "eval", **record["metrics"], "n": record["metrics_n"]})
         rd.log("evaluation " + " ".join(f"{k}={v:.2f}" for k, v in record["metrics"].items()))
         record.update(status="done", ended=now(), pid=None)
@@ -324,6 +326,16 @@ def metrics_record(scores: dict[str, Any]) -> dict[str, Any]:
     return {"metrics": metrics, "metrics_n": counts}
 
 
+def add_autoattack(store: Store, run_id: str, record: dict[str, Any], model: torch.nn.Module, config: RunConfig,
+                   dataset: Dataset, emit: Listener) -> None:
+    """A_AA (config ``eval_aa``) into ``record``: cached per checkpoint, breakdown in <run>/autoattack.json."""
+    from amltui.robustness import autoattack_after_training
+
+    info = autoattack_after_training(store, run_id, model, config, dataset.test, emit)
+    record["metrics"]["A_AA"], record["metrics_n"]["A_AA"] = info["percent"], info["n"]
+    record["autoattack"] = info
+
+
 @dataclass(frozen=True)
 class LoadedRun:
     rd: RunDir
@@ -356,8 +368,15 @@ def evaluate_run(store: Store, run_id: str, *, device: str | None = None,
     inv = invariance_for(config, dataset, "test", store.runs_dir, dev, emit) if config.eval_ia else None
     scores = run_evaluation(model, dataset, config, (inv.x_star, inv.target) if inv else (None, None), emit)
     record = rd.read_record()
+    from amltui.robustness import carried_over_aa
+
+    kept = carried_over_aa(rd, record)  # A_AA of this very checkpoint stays; a stale one goes
     record.update(metrics_record(scores))
     record.update(evaluation_context(config, dataset, store.runs_dir))
+    if config.eval_aa:
+        add_autoattack(store, run_id, record, model, config, dataset, emit)
+    elif kept:
+        record["metrics"]["A_AA"], record["metrics_n"]["A_AA"] = kept["A_AA"]
     record["evaluated"] = now()
     rd.append_metrics({"kind": "eval", **record["metrics"], "n": record["metrics_n"]})
     return save_record(store, rd, record)

@@ -67,6 +67,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "pgd_alpha": (0.0, 1.0),
     "pgd_steps": (1, None),
     "pgd_subset": (1, None),
+    "aa_subset": (1, None),
     "margin": (0.0, 2.0),
     "w_clean": (0.0, None),
     "w_adv": (0.0, None),
@@ -80,6 +81,9 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
 
 # Not part of what a result depends on: where it ran, and the seed (aggregated over).
 NON_SCIENTIFIC = ("seed", "device", "threads", "data_dir", "eval_batch_size", "deterministic")
+# What to evaluate after training, not what is trained: outside the hashes, so runs made before these keys existed
+# (or with A_AA off) still pool and are reused by `reproduce`. A_AA's own record says its version and n.
+EVAL_ONLY = ("eval_aa", "aa_version", "aa_subset")
 
 
 class ConfigError(ValueError):
@@ -127,6 +131,9 @@ class RunConfig:
     pgd_steps: int = 40
     pgd_alpha: float = 0.01
     pgd_subset: int | None = None  # None = the whole test set
+    eval_aa: bool = False  # A_AA (AutoAttack at eps_s, torchattacks) in the run's final evaluation; slow on CPU
+    aa_version: str = "standard"  # standard | plus | rand | a comma-separated list, e.g. apgd-ce,square
+    aa_subset: int | None = 1000  # stratified test images for A_AA, curves and checks; None = the whole test set
     # runtime
     device: str = "auto"
     threads: int | None = None
@@ -182,8 +189,17 @@ class RunConfig:
                 continue
             value = getattr(self, f.name)
             setattr(self, f.name, coerce(f.name, value))
+        self._check_aa_version()
         if self.variant == "ml_sa_ia" and self.lambda_ia <= 0:
             raise ConfigError("variant ml_sa_ia needs lambda_ia > 0 (use variant ml_sa for no invariance term)")
+
+    def _check_aa_version(self) -> None:
+        from core.aa_spec import parse_aa_version  # no torch: configs load in the CLI's listings
+
+        try:
+            self.aa_version, _ = parse_aa_version(self.aa_version)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     @property
     def effective_pgd_eps(self) -> float:
@@ -195,12 +211,13 @@ class RunConfig:
 
     def group_key(self) -> str:
         """Hash of everything but the seed and the runtime: runs with equal keys may be pooled over seeds."""
-        data = {k: v for k, v in self.to_dict().items() if k not in NON_SCIENTIFIC and k != "overrides"}
+        data = {k: v for k, v in self.to_dict().items()
+                if k not in NON_SCIENTIFIC and k not in EVAL_ONLY and k != "overrides"}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
     def context_key(self) -> str:
         """Like group_key but blind to the variant and its loss weights: runs to pair with a baseline."""
-        blind = set(NON_SCIENTIFIC) | {"overrides", "variant", *VARIANT_DEFAULTS["baseline"]}
+        blind = set(NON_SCIENTIFIC) | set(EVAL_ONLY) | {"overrides", "variant", *VARIANT_DEFAULTS["baseline"]}
         data = {k: v for k, v in self.to_dict().items() if k not in blind}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -209,7 +226,7 @@ class RunConfig:
         base = RunConfig.resolve(self.variant, self.preset)
         return {
             k: v for k, v in self.to_dict().items()
-            if k not in NON_SCIENTIFIC and k not in ("overrides", "dataset") and getattr(base, k) != v
+            if k not in (*NON_SCIENTIFIC, *EVAL_ONLY, "overrides", "dataset") and getattr(base, k) != v
         }
 
 

@@ -59,7 +59,7 @@ def ls(
     if as_json:
         keys = ("id", "variant", "seed", "dataset", "preset", "status", "epoch", "epochs", "metrics", "metrics_n",
                 "pid", "host", "slot", "gpu", "gpu_peak_mib", "device", "executor", "slurm_job_id", "created",
-                "started", "ended", "error")
+                "started", "ended", "error", "flags")
         typer.echo(json.dumps([{k: r.get(k) for k in keys} for r in records], indent=1))
         return
     if emptied:
@@ -73,7 +73,7 @@ def ls(
 
 # Columns of `amltui ls`, most important first: on a narrow terminal the last ones are left out, not squeezed.
 LS_COLUMNS = ("id", "status", "epoch", "gpu", "A_orig", "A_SA", "A_IA", "A_PGD", "variant", "seed", "dataset",
-              "A_IA_target", "slot")
+              "A_IA_target", "A_AA", "slot")
 
 
 def runs_table(records: list[dict], width: int) -> Table:
@@ -134,6 +134,7 @@ def show(run: RunArg, runs_dir: RunsDir = None) -> None:
         console.print(table)
     if record.get("metrics"):
         print_metrics(record)
+    print_robustness(record, rd)
 
 
 def eval_(
@@ -146,9 +147,27 @@ def eval_(
                                                   "[default: download where the network allows].")] = None,
     mnist_dir: Annotated[Path | None, typer.Option(help="MNIST idx folder, for the original test labels "
                                                    "[default: the run's data if it is full MNIST].")] = None,
+    autoattack: Annotated[bool, typer.Option("--autoattack", help="A_AA: AutoAttack (torchattacks; the run's "
+                                             "aa_version, default standard) at ε_s on the robustness subset, "
+                                             "with the per-attack breakdown in <run>/autoattack.json.")] = False,
+    curve: Annotated[bool, typer.Option("--curve", help="Accuracy vs ε for FGSM, PGD (and AutoAttack with "
+                                        "--autoattack or eval_aa): <run>/curve.json and curve.png.")] = False,
+    checks: Annotated[bool, typer.Option("--checks", help="Sanity checks (a)–(e) of Carlini et al. 2019; failures "
+                                         "go to the run's flags (README: 'Robustness evaluation').")] = False,
+    subset: Annotated[int | None, typer.Option(help="Test images (stratified) for --autoattack/--curve/--checks "
+                                               "[default: the run's aa_subset].", min=1)] = None,
+    eps_grid: Annotated[str | None, typer.Option(help="ε values of the curve, comma-separated "
+                                                 "[default: 9 points from 0 to 2·ε_s].")] = None,
+    pgd_steps: Annotated[int | None, typer.Option(help="PGD steps for the curve and checks "
+                                                  "[default: the run's pgd_steps].", min=1)] = None,
+    restarts: Annotated[int, typer.Option(help="PGD random restarts per point of the curve.", min=1)] = 1,
     runs_dir: RunsDir = None,
 ) -> None:
-    """Evaluate a run from its checkpoint (A_orig, A_SA, A_IA, A_IA→target, A_PGD) and record the metrics."""
+    """Evaluate a run from its checkpoint (A_orig, A_SA, A_IA, A_IA→target, A_PGD) and record the metrics.
+
+    With --autoattack / --curve / --checks only those are computed (plus the base metrics if the run has none);
+    every measurement is cached in the run folder per (checkpoint, attack, ε, subset).
+    """
     store = open_store(runs_dir)
     record = resolve_run(store, run)
     if human_sets:
@@ -160,12 +179,99 @@ def eval_(
             fail(str(exc), code=1)
         _print_human_sets(record["id"], results)
         return
+    grid = _parse_grid(eps_grid) if eps_grid else None
+    robust = autoattack or curve or checks
     with RunProgress(console) as progress:
         try:
-            record = evaluate_run(store, record["id"], device=device, listener=progress.on_event)
+            if not robust or not record.get("metrics"):
+                record = evaluate_run(store, record["id"], device=device, listener=progress.on_event)
+            if robust:
+                record = _robustness(store, record["id"], autoattack=autoattack, curve=curve, checks=checks,
+                                     subset=subset, grid=grid, pgd_steps=pgd_steps, restarts=restarts,
+                                     device=device, listener=progress.on_event)
         except RunFailure as exc:
             fail(str(exc), code=1)
     print_metrics(record)
+    print_robustness(record, run_dir(store.runs_dir, record["id"]), curve=curve)
+
+
+def _parse_grid(text: str) -> list[float]:
+    try:
+        grid = sorted({round(float(p), 6) for p in text.split(",") if p.strip()})
+    except ValueError:
+        fail(f"--eps-grid {text!r}: give comma-separated numbers in [0, 1], e.g. 0,0.1,0.2,0.3")
+    if not grid or grid[0] < 0 or grid[-1] > 1:
+        fail(f"--eps-grid {text!r}: ε values are in pixel units of [0, 1] images, e.g. 0,0.1,0.2,0.3")
+    return grid
+
+
+def _robustness(store, run_id: str, *, autoattack: bool, curve: bool, checks: bool, subset: int | None,
+                grid: list[float] | None, pgd_steps: int | None, restarts: int, device: str | None,
+                listener) -> dict:
+    from amltui.robustness import (
+        CurveSpec,
+        compute_curve,
+        open_evaluator,
+        record_autoattack,
+        record_checks,
+        write_curve_png,
+    )
+    from core.robustness import default_grid
+
+    ev = open_evaluator(store, run_id, device=device, subset=subset, listener=listener)
+    cfg = ev.config
+    record = ev.rd.read_record()
+    if autoattack:
+        record = record_autoattack(store, ev)
+    spec = CurveSpec(grid or default_grid(cfg.eps_s), pgd_steps or cfg.pgd_steps, restarts,
+                     autoattack=autoattack or cfg.eval_aa)
+    if curve or checks:
+        data = compute_curve(ev, spec)
+        write_curve_png(data, ev.rd.path / "curve.png",
+                        f"{run_id}: {cfg.variant}, seed {cfg.seed}, {cfg.dataset} (ε_s={cfg.eps_s:g})")
+    if checks:
+        record = record_checks(store, ev, CurveSpec(spec.grid, spec.pgd_steps, spec.pgd_restarts,
+                                                    spec.autoattack))
+    return record
+
+
+def print_robustness(record: dict, rd, *, curve: bool = False) -> None:
+    """A_AA's breakdown, the curve (table and terminal plot) and the checks' summary with what tripped them."""
+    from rich.markup import escape
+
+    from amltui.robustness import checkpoint_hash
+
+    current = checkpoint_hash(rd.checkpoint) if (record.get("autoattack") or record.get("checks")) and \
+        rd.checkpoint.exists() else None
+    for key in ("autoattack", "checks"):
+        measured = (record.get(key) or {}).get("checkpoint")
+        if current and measured and measured != current:
+            console.print(f"note: the {key} results below were measured on an earlier checkpoint of this run; "
+                          "rerun `amltui eval` to refresh them", style="yellow", highlight=False)
+    aa = record.get("autoattack")
+    if aa:
+        broken = ", ".join(f"{k} {v}" for k, v in (aa.get("broken_by") or {}).items())
+        console.print(f"A_AA {aa['percent']:.2f}% (n={aa['n']}, AutoAttack {escape(str(aa['version']))}, "
+                      f"ε={aa['eps']:g}): {aa['robust']} robust; clean-wrong {aa.get('clean_wrong')}; broken by "
+                      f"{broken or '–'}", highlight=False)
+    if curve:
+        from amltui.robustness import curve_chart, curve_table, read_curve
+
+        data = read_curve(rd)
+        if data:
+            console.print(curve_table(data))
+            for line in curve_chart(data, width=min(console.width, 90)):
+                console.print(line)
+            console.print(f"wrote {rd.path / 'curve.png'}", highlight=False)
+    checks = record.get("checks")
+    if checks:
+        console.print(f"{escape(checks['summary'].split(';')[0])} (n={checks['n']}, ε_s={checks['eps_s']:g})",
+                      highlight=False)
+        for r in checks["results"]:
+            mark = {True: "[green]pass[/]", False: "[bold red]FAIL[/]", None: "[dim]n/a[/]"}[r["passed"]]
+            console.print(f"  {mark} {escape(r['label'])}: {escape(r['message'])}", highlight=False)
+    if record.get("flags"):
+        console.print("flags: " + escape(", ".join(record["flags"])), style="yellow", highlight=False)
 
 
 def _print_human_sets(run_id: str, results: dict) -> None:
@@ -196,11 +302,33 @@ def plot(
     n: Annotated[int, typer.Option("-n", help="Test images to embed (stratified).")] = 2000,
     out: Annotated[Path | None, typer.Option(help="PNG path [default: <run>/pca.png].")] = None,
     device: Annotated[str | None, typer.Option(help="Device [default: the run's].")] = None,
+    curve: Annotated[bool, typer.Option("--curve", help="Instead: the accuracy-vs-ε curve (curve.png and a terminal "
+                                        "plot; computed as by `eval --curve` if missing).")] = False,
     runs_dir: RunsDir = None,
 ) -> None:
-    """Write a run's figure: the 2-D PCA of h(x) for natural and FGSM-perturbed test images."""
+    """Write a run's figure: the 2-D PCA of h(x) for natural and FGSM-perturbed test images (or --curve)."""
     from amltui.plots import write_pca
 
+    if curve:
+        store = open_store(runs_dir)
+        record = resolve_run(store, run)
+        rd = run_dir(store.runs_dir, record["id"])
+        from amltui.robustness import read_curve, write_curve_png
+
+        data = read_curve(rd)
+        if data is None:
+            with RunProgress(console) as progress:
+                try:
+                    _robustness(store, record["id"], autoattack=False, curve=True, checks=False, subset=None,
+                                grid=None, pgd_steps=None, restarts=1, device=device, listener=progress.on_event)
+                except RunFailure as exc:
+                    fail(str(exc), code=1)
+            data = read_curve(rd)
+        else:
+            write_curve_png(data, out or rd.path / "curve.png", f"{record['id']}: {record.get('variant')}, seed "
+                            f"{record.get('seed')}, {record.get('dataset')} (ε_s={data.get('eps_s')})")
+        print_robustness({}, rd, curve=True)
+        return
     if not pca:
         fail("nothing to plot: --pca is the only figure so far")
     store = open_store(runs_dir)

@@ -346,6 +346,10 @@ def reproduce(
     human_sets: Annotated[bool, typer.Option("--human-sets", help="Score Tramèr et al.'s human-labelled sets "
                                              "(download, or --human-sets-dir); MNIST-digit datasets only.")] = False,
     human_sets_dir: Annotated[Path | None, typer.Option(help="Local copy of invariance_examples/.")] = None,
+    curves: Annotated[bool, typer.Option("--curves", help="Compute each finished run's accuracy-vs-ε curve "
+                                         "(as `eval --curve`; cached) for the report's robustness.png.")] = False,
+    autoattack: Annotated[bool, typer.Option("--autoattack", help="Compute A_AA (as `eval --autoattack`; cached) "
+                                             "for each finished run that lacks it.")] = False,
     out: Annotated[Path | None, typer.Option(help="Report folder [default: <runs-dir>/reports/…].")] = None,
     runs_dir: RunsDir = None,
 ) -> None:
@@ -422,6 +426,21 @@ def reproduce(
                 except FileNotFoundError as exc:
                     err.print(f"human-labelled sets skipped: {exc}")
                     break
+    if curves or autoattack:
+        from amltui.robustness import CurveSpec, compute_curve, open_evaluator, record_autoattack
+        from core.robustness import default_grid
+
+        with RunProgress(console) as progress:
+            for run_id in all_ids:
+                record = store.get(run_id)
+                if not record or record.get("status") != "done":
+                    continue
+                ev = open_evaluator(store, run_id, listener=progress.on_event)
+                if autoattack and "A_AA" not in (record.get("metrics") or {}):
+                    record_autoattack(store, ev)
+                if curves:
+                    compute_curve(ev, CurveSpec(default_grid(ev.config.eps_s), ev.config.pgd_steps,
+                                                autoattack=autoattack or ev.config.eval_aa))
     folder = out or store.runs_dir / "reports" / f"reproduce-{dataset}-{preset}"
     report = write_report(store, all_ids, folder, "amltui " + " ".join(sys.argv[1:]))
     console.print(f"report: {report}")

@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Log, Static, TabbedContent, TabPane
 
-from amltui.tui.data import STATUS_STYLE, DetailReader, RunDetail
+from amltui.tui.data import STATUS_STYLE, DetailReader, RunDetail, read_json_file
 from amltui.tui.widgets.chart import LineChart, Series
 from amltui.tui.widgets.pca_plot import render_pca
 
@@ -27,15 +27,16 @@ LOSSES = (("train_loss", "total", "bold white"), ("train_ce_clean", "CE clean", 
           ("train_ce_adv", "CE adv", "red"), ("train_triplet_sa", "triplet SA", "magenta"),
           ("train_triplet_ia", "triplet IA", "yellow"))
 ACCURACIES = (("monitor_A_orig", "A_orig", "green"), ("monitor_A_SA", "A_SA", "red"))
-FINAL = ("A_orig", "A_SA", "A_IA", "A_IA_target", "A_PGD")
+FINAL = ("A_orig", "A_SA", "A_IA", "A_IA_target", "A_PGD", "A_AA")
 LABELS = {"A_IA_target": "A_IA→t"}
 
 
 class DetailLoaded(Message):
-    def __init__(self, detail: RunDetail, head: Text) -> None:
+    def __init__(self, detail: RunDetail, head: Text, curve: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.detail = detail
         self.head = head
+        self.curve = curve
 
 
 def _series(epochs: list[dict[str, Any]], keys: tuple[tuple[str, str, str], ...]) -> list[Series]:
@@ -65,6 +66,10 @@ def head_text(record: dict[str, Any], progress: dict[str, Any]) -> Text:
             if key in metrics:
                 text.append(f" {LABELS.get(key, key)} ", style="dim")
                 text.append(f"{metrics[key]:.2f}", style="bold")
+                if key == "A_AA" and len(sizes) > 1:
+                    text.append(f" (n={counts.get(key, '?')})", style="dim")
+        if record.get("flags"):
+            text.append("\nflags: " + ", ".join(map(str, record["flags"])), style="yellow")
     elif record.get("error"):
         text.append(f"\n{record['error']}", style="red")
     return text
@@ -90,6 +95,7 @@ class DetailScreen(Screen):
         Binding("2", "tab('log')", "Log"),
         Binding("3", "tab('config')", "Config"),
         Binding("4", "tab('pca')", "PCA"),
+        Binding("5", "tab('robustness')", "Robustness"),
     ]
     app: DashboardApp
 
@@ -115,6 +121,10 @@ class DetailScreen(Screen):
                     yield Static("loading…", id="config-view")
             with TabPane("PCA", id="pca"):
                 yield Static(id="pca-view")
+            with TabPane("Robustness", id="robustness"):
+                with Vertical():
+                    yield LineChart("accuracy % vs ε", id="curve-chart", x_name="ε")
+                    yield Static(id="robustness-view")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -133,7 +143,8 @@ class DetailScreen(Screen):
     @work(thread=True, group="detail", exit_on_error=False)
     def _read(self) -> None:
         detail = self.reader.read()
-        self.post_message(DetailLoaded(detail, head_text(detail.record, detail.progress)))
+        curve = read_json_file(self.reader.path / "curve.json")
+        self.post_message(DetailLoaded(detail, head_text(detail.record, detail.progress), curve))
 
     @on(DetailLoaded)
     def _apply(self, message: DetailLoaded) -> None:
@@ -150,6 +161,8 @@ class DetailScreen(Screen):
             self._config_shown = True
             self.query_one("#config-view", Static).update(
                 config_table(detail.config, record.get("config_diff") or {}))
+        self.query_one("#curve-chart", LineChart).plot(curve_series(message.curve))
+        self.query_one("#robustness-view", Static).update(robustness_text(record, message.curve, self.run_id))
         if detail.pca != self._pca_shown:
             self._pca_shown = detail.pca
             self.query_one("#pca-view", Static).update(pca_view(detail.pca, self.run_id))
@@ -166,3 +179,42 @@ def pca_view(path: Path | None, run_id: str) -> Any:
         return render_pca(json.loads(path.read_text()))
     except (OSError, ValueError, KeyError, IndexError) as exc:
         return f"{path} cannot be drawn ({exc}); {how}"
+
+
+CURVE_STYLES = ("cyan", "red", "yellow", "magenta", "green")
+
+
+def curve_series(curve: dict[str, Any] | None) -> list[Series]:
+    """The run's curve.json as chart series (x = ε)."""
+    if not curve:
+        return []
+    try:
+        return [Series(str(curve["labels"].get(a, a)), [(float(e), float(v)) for e, v in zip(curve["grid"], accs,
+                                                                                            strict=True)],
+                       CURVE_STYLES[i % len(CURVE_STYLES)]) for i, (a, accs) in enumerate(curve["curves"].items())]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return []
+
+
+def robustness_text(record: dict[str, Any], curve: dict[str, Any] | None, run_id: str) -> Text:
+    """A_AA's breakdown and the sanity checks' results (or how to compute them), for the Robustness tab."""
+    text = Text()
+    if curve:
+        text.append(f"curve on n={curve.get('n')} test images; ", style="dim")
+    else:
+        text.append(f"No curve yet: `amltui eval {run_id} --curve` computes it.\n", style="dim")
+    aa = record.get("autoattack")
+    if aa:
+        broken = ", ".join(f"{k} {v}" for k, v in (aa.get("broken_by") or {}).items())
+        text.append(f"A_AA {aa.get('percent', float('nan')):.2f}% (n={aa.get('n')}, AutoAttack {aa.get('version')}, "
+                    f"ε={aa.get('eps')}): broken by {broken or '–'}\n")
+    checks = record.get("checks")
+    if checks:
+        for r in checks.get("results", []):
+            passed = r.get("passed")
+            text.append({True: "pass ", False: "FAIL ", None: "n/a  "}[passed],
+                        style={True: "green", False: "bold red", None: "dim"}[passed])
+            text.append(f"{r.get('label')}: {r.get('message')}\n")
+    else:
+        text.append(f"No sanity checks yet: `amltui eval {run_id} --checks`.", style="dim")
+    return text

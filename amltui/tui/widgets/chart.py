@@ -31,7 +31,7 @@ def _label(value: float) -> str:
 
 
 def render_chart(title: str, series: list[Series], width: int, height: int, x_max: float | None = None,
-                 empty: str = "no data yet") -> list[Text]:
+                 empty: str = "no data yet", x_name: str = "epoch") -> list[Text]:
     """The chart as ``height`` lines of ``width`` cells (pure: tested without an app)."""
     legend = Text(title, style="bold")
     for s in series:
@@ -72,7 +72,7 @@ def render_chart(title: str, series: list[Series], width: int, height: int, x_ma
         else:
             label = " " * (Y_LABEL - 1) + "│"
         lines.append(Text(label, style="dim") + row)
-    left, right = f"{x_lo:g}", f"epoch {x_hi:g}"
+    left, right = f"{x_lo:g}", f"{x_name} {x_hi:g}"
     lines.append(Text(" " * Y_LABEL + left + " " * max(plot_w - len(left) - len(right), 1) + right, style="dim"))
     return lines
 
@@ -82,9 +82,11 @@ class LineChart(Widget):
 
     DEFAULT_CSS = "LineChart { height: 1fr; min-height: 5; }"
 
-    def __init__(self, title: str, *, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(self, title: str, *, id: str | None = None, classes: str | None = None,
+                 x_name: str = "epoch") -> None:
         super().__init__(id=id, classes=classes)
         self.title = title
+        self.x_name = x_name
         self.series: list[Series] = []
         self.x_max: float | None = None
 
@@ -95,4 +97,4 @@ class LineChart(Widget):
 
     def render(self) -> RenderableType:
         width, height = self.content_size
-        return Group(*render_chart(self.title, self.series, width, height, self.x_max))
+        return Group(*render_chart(self.title, self.series, width, height, self.x_max, x_name=self.x_name))

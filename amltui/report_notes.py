@@ -1,0 +1,30 @@
+"""Notes under a results table: which AutoAttack made A_AA, and the runs sanity checks flagged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def aa_note(runs: list[dict[str, Any]]) -> str:
+    """Which AutoAttack produced the A_AA column ('' when no run has A_AA)."""
+    versions = sorted({str((r.get("autoattack") or {}).get("version")) for r in runs if r.get("autoattack")})
+    return f"A_AA: AutoAttack {', '.join(versions)} (torchattacks) at ε_s." if versions else ""
+
+
+def flagged_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """One line per run with sanity-check results: the summary, and the numbers of each failed check."""
+    out = []
+    for r in sorted(runs, key=lambda r: r["id"]):
+        checks = r.get("checks")
+        flags = r.get("flags") or []
+        if not checks and not flags:
+            continue
+        line = f"- {r['id']}: "
+        line += checks["summary"] if checks else "no sanity checks run"
+        if checks:
+            line += f" (n={checks['n']})"
+        others = [f for f in flags if not f.startswith("check_")]
+        if others:
+            line += f"; other flags: {', '.join(others)}"
+        out.append(line)
+    return out

@@ -1,0 +1,224 @@
+"""AutoAttack via torchattacks, robustness curves, the sanity checks and their cache, on tiny real models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from amltui.robustness import CurveSpec, Evaluator, checkpoint_hash, compute_curve, measure_checks
+from core import robustness as rob
+from core.aa_spec import parse_aa_version
+from core.checks import Measurements, merge_flags, run_checks, summary_line
+from core.config import ConfigError, RunConfig
+from core.data import load_dataset
+from core.train import train
+
+TINY = dict(dataset="synthetic", epochs=2, train_subset=512, test_subset=128, batch_size=64, threads=1,
+            eval_ia=False, pgd_steps=5)
+
+
+class Quantized(nn.Module):
+    """Rounds its input to 5 gray levels: zero input gradient almost everywhere, i.e. masked gradients by
+    construction. Gradient attacks see nothing; a score-based black-box attack is unaffected."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.round(x * 4) / 4)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A small net trained clean for 2 epochs on synthetic digits (seconds on one CPU thread)."""
+    cfg = RunConfig.resolve("baseline", "quick", w_clean=1.0, w_adv=0.0, **TINY)
+    data = load_dataset("synthetic", None, seed=0).with_subsets(512, 128, seed=0)
+    torch.manual_seed(0)
+    model = train(cfg, data, device=torch.device("cpu")).model.eval()
+    return cfg, data, model
+
+
+# ---- the pure checks ---------------------------------------------------------------------------------
+def _m(**kw) -> Measurements:
+    base = dict(n=1000, eps_s=0.3, fgsm=60.0, pgd=55.0, pgd_more_steps=55.0, pgd_restarts=54.0, square=70.0,
+                large_eps=0.0, curves={"PGD-40": [(0.0, 99.0), (0.3, 55.0), (0.6, 0.0)]})
+    base.update(kw)
+    return Measurements(**base)
+
+
+def _failed(m: Measurements) -> list[str]:
+    return [r.flag for r in run_checks(m) if r.passed is False]
+
+
+def test_a_sound_evaluation_passes_every_check():
+    results = run_checks(_m())
+    assert [r.passed for r in results] == [True] * 5
+    assert summary_line(results) == "checks: 5/5 passed"
+
+
+@pytest.mark.parametrize(("change", "flag"), [
+    (dict(large_eps=40.0), "check_large_eps"),
+    (dict(pgd_more_steps=60.0), "check_more_iterations"),
+    (dict(pgd_restarts=58.0), "check_more_iterations"),
+    (dict(square=40.0), "check_black_box"),
+    (dict(fgsm=57.1, pgd=0.0, pgd_more_steps=0.0, pgd_restarts=0.0), "check_fgsm_gt_pgd"),
+    (dict(curves={"FGSM": [(0.0, 99.0), (0.15, 56.0), (0.225, 64.0)]}), "check_non_monotone"),
+])
+def test_each_check_trips_on_its_symptom_only(change, flag):
+    assert _failed(_m(**change)) == [flag]
+
+
+def test_tolerances_and_thresholds_are_inclusive_and_scale_with_n():
+    # one point of slack on 1000 images; on 50 images at least 2 images = 4 points
+    assert _failed(_m(pgd_more_steps=56.0)) == []
+    assert _failed(_m(pgd_more_steps=56.1)) == ["check_more_iterations"]
+    assert _failed(_m(n=50, pgd_more_steps=59.0)) == []
+    assert _failed(_m(fgsm=75.0, pgd=55.0)) == []  # a gap of exactly 20 points
+    assert _failed(_m(large_eps=10.0)) == []
+
+
+def test_unmeasured_checks_are_skipped_not_passed():
+    results = run_checks(Measurements(n=100, eps_s=0.3, fgsm=50.0, pgd=10.0))
+    assert [r.passed for r in results] == [None, None, None, False, None]
+    assert summary_line(results).startswith("checks: 0/1 passed (4 not measured); FAILED check_fgsm_gt_pgd")
+    assert results[3].numbers == {"fgsm": 50.0, "pgd": 10.0, "gap": 40.0, "max_gap": 20.0}
+
+
+def test_flags_are_merged_by_union_and_only_own_passed_checks_are_cleared():
+    results = run_checks(_m(fgsm=90.0))
+    flags = merge_flags(["gradient_masking", "check_large_eps"], results)
+    assert flags == ["gradient_masking", "check_fgsm_gt_pgd"]  # large-ε now passes; others' flags stay
+    assert merge_flags(None, run_checks(Measurements(n=10, eps_s=0.3))) == []
+
+
+# ---- AutoAttack and attacks on real models ------------------------------------------------------------
+def test_aa_versions_and_custom_lists():
+    assert parse_aa_version("standard") == ("standard", ("apgd-ce", "apgd-t", "fab-t", "square"))
+    assert parse_aa_version(" APGD-CE, square ") == ("apgd-ce+square", ("apgd-ce", "square"))
+    for bad in ("", "pgd", "apgd-ce,apgd-ce"):
+        with pytest.raises(ValueError):
+            parse_aa_version(bad)
+    assert RunConfig.resolve(overrides=["aa_version=apgd-ce,square"]).aa_version == "apgd-ce+square"
+    with pytest.raises(ConfigError, match="aa_version"):
+        RunConfig.resolve(overrides=["aa_version=cw"])
+
+
+def test_named_versions_use_torchattacks_own_autoattack(trained):
+    import torchattacks
+
+    _, _, model = trained
+    comps = rob.aa_components(model, 0.3, "standard")
+    assert [type(a) for _, a in comps] == [torchattacks.APGD, torchattacks.APGDT, torchattacks.FAB,
+                                           torchattacks.Square]
+    assert all(a.eps == 0.3 for _, a in comps)
+
+
+def test_autoattack_accounts_for_every_image_and_respects_the_budget(trained):
+    _, data, model = trained
+    x, y = data.test.images[:24], data.test.labels[:24]
+    clean = rob.fgsm(model, x, y, 0.0)
+    res = rob.autoattack(model, x, y, 0.15, version="standard", batch_size=16)
+    assert res.n == 24 and res.correct + res.clean_wrong + sum(res.broken.values()) == 24
+    assert res.clean_wrong == 24 - clean.correct
+    assert res.correct <= rob.pgd(model, x, y, 0.15, steps=5).correct + 1
+    assert 0 < res.max_linf <= 0.15 + 1e-5
+    assert set(res.broken) == {"apgd-ce", "apgd-t", "fab-t", "square"}
+
+
+def test_attacks_restore_modes_and_leave_the_global_rng_alone(trained):
+    _, data, model = trained
+    x, y = data.test.images[:8], data.test.labels[:8]
+    model.train()
+    frozen = next(iter(model.children()))
+    frozen.eval()  # a frozen submodule must stay in eval mode (torchattacks' own restore would flip it)
+    state = torch.random.get_rng_state()
+    try:
+        rob.autoattack(model, x, y, 0.1, version="apgd-ce,square")
+        assert model.training and not frozen.training
+        assert torch.equal(torch.random.get_rng_state(), state)
+    finally:
+        model.eval()
+
+
+def test_masked_gradients_fail_the_large_eps_and_black_box_checks(trained):
+    """Input quantization hides the gradient: FGSM/PGD do nothing, Square breaks the model."""
+    _, data, model = trained
+    masked = Quantized(model).eval()
+    x, y = data.test.images[:40], data.test.labels[:40]
+    m = Measurements(
+        n=40, eps_s=0.3,
+        fgsm=rob.fgsm(masked, x, y, 0.3).percent, pgd=rob.pgd(masked, x, y, 0.3, steps=5).percent,
+        square=rob.square(masked, x, y, 0.3, n_queries=300).percent,
+        large_eps=rob.pgd(masked, x, y, 0.5, steps=5).percent)
+    flags = _failed(m)
+    assert "check_black_box" in flags and "check_large_eps" in flags
+    # the same model without the mask passes both
+    plain = Measurements(
+        n=40, eps_s=0.3, fgsm=rob.fgsm(model, x, y, 0.3).percent, pgd=rob.pgd(model, x, y, 0.3, steps=5).percent,
+        square=rob.square(model, x, y, 0.3, n_queries=300).percent,
+        large_eps=rob.pgd(model, x, y, 0.5, steps=5).percent)
+    assert _failed(plain) == []
+
+
+def test_more_restarts_never_help_on_the_same_starts(trained):
+    _, data, model = trained
+    x, y = data.test.images[:32], data.test.labels[:32]
+    one = rob.pgd(model, x, y, 0.05, steps=2, seed=3)
+    three = rob.pgd(model, x, y, 0.05, steps=2, restarts=3, seed=3)  # the first start is the same
+    assert three.correct <= one.correct
+
+
+# ---- the run-folder cache and the checks' record entry -----------------------------------------------
+def test_cache_per_checkpoint_and_subset(trained, tmp_path: Path):
+    cfg, data, model = trained
+    from amltui.runs import RunDir
+
+    rd = RunDir(tmp_path / "r1")
+    rd.path.mkdir()
+    torch.save({"w": torch.zeros(3)}, rd.checkpoint)
+    (rd.path / "run.json").write_text("{}")
+    cfg = cfg.replace(aa_subset=20, pgd_steps=2)
+    ev = Evaluator(rd, cfg, model, data.test)
+    assert ev.n == 20 and sorted(torch.bincount(ev.labels).tolist())[0] >= 1  # stratified
+    spec = CurveSpec([0.0, 0.1, 0.2], pgd_steps=2)
+    first = compute_curve(ev, spec)
+    assert len(ev.computed) == 5  # clean once + FGSM and PGD at two ε
+    again = Evaluator(rd, cfg, model, data.test)
+    assert compute_curve(again, spec)["curves"] == first["curves"] and again.computed == []
+    curve = json.loads((rd.path / "curve.json").read_text())
+    assert curve["grid"] == [0.0, 0.1, 0.2] and curve["curves"]["fgsm"][0] == curve["curves"]["pgd-2x1-s0"][0]
+    torch.save({"w": torch.ones(3)}, rd.checkpoint)  # a new checkpoint: nothing cached applies
+    changed = Evaluator(rd, cfg, model, data.test)
+    assert changed.ckpt != ev.ckpt and changed.ckpt == checkpoint_hash(rd.checkpoint)
+    compute_curve(changed, spec)
+    assert len(changed.computed) == 5
+    other = Evaluator(rd, cfg, model, data.test, subset=10)
+    compute_curve(other, CurveSpec([0.1], pgd_steps=2))
+    assert len(other.computed) == 2
+
+
+def test_measure_checks_on_a_real_model(trained, tmp_path: Path):
+    cfg, data, model = trained
+    from amltui.runs import RunDir
+
+    rd = RunDir(tmp_path / "r2")
+    rd.path.mkdir()
+    torch.save({"w": torch.zeros(1)}, rd.checkpoint)
+    ev = Evaluator(rd, cfg.replace(aa_subset=20, pgd_steps=2), Quantized(model).eval(), data.test)
+    import amltui.robustness as ar
+
+    old = ar.SQUARE_QUERIES
+    ar.SQUARE_QUERIES = 200
+    try:
+        checks = measure_checks(ev, CurveSpec([0.0, 0.15, 0.3], pgd_steps=2))
+    finally:
+        ar.SQUARE_QUERIES = old
+    failed = {r.flag for r in checks.pop("_results") if r.passed is False}
+    assert "check_black_box" in failed
+    assert checks["n"] == 20 and checks["summary"].startswith("checks: ")
+    assert len(checks["results"]) == 5 and all("message" in r for r in checks["results"])

@@ -1,0 +1,41 @@
+"""The dashboard's Robustness tab on the run detail screen (Textual Pilot, 80×24)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from test_tui import demo, ready, run_app, screen_text, wait_for  # noqa: F401  (demo is a fixture)
+
+from amltui.tui.app import DashboardApp
+from amltui.tui.screens.detail import DetailScreen
+
+
+def test_robustness_tab_shows_the_curve_checks_and_flags(demo: Path) -> None:  # noqa: F811
+    folder = demo / "ml_sa-s0-demo"
+
+    async def body(app: DashboardApp, pilot) -> None:
+        await ready(app, pilot)
+        await pilot.press("down", "down", "enter")
+        screen = app.screen
+        assert isinstance(screen, DetailScreen)
+        await wait_for(pilot, lambda: screen.detail is not None)
+        await pilot.press("5")
+        await wait_for(pilot, lambda: "No curve yet" in screen_text(app), what="the empty tab")
+        assert "amltui eval ml_sa-s0-demo --checks" in screen_text(app)
+        curve = {"n": 200, "eps_s": 0.3, "grid": [0.0, 0.3, 0.6], "labels": {"fgsm": "FGSM", "pgd-40x1-s0": "PGD-40"},
+                 "curves": {"fgsm": [99.0, 60.0, 30.0], "pgd-40x1-s0": [99.0, 1.0, 0.0]}}
+        (folder / "curve.json").write_text(json.dumps(curve))
+        record = json.loads((folder / "run.json").read_text())
+        record["flags"] = ["check_fgsm_gt_pgd"]
+        record["checks"] = {"summary": "checks: 0/1 passed", "n": 200, "eps_s": 0.3, "results": [
+            {"flag": "check_fgsm_gt_pgd", "label": "(d) FGSM ≈ PGD", "passed": False, "numbers": {},
+             "message": "FGSM 60.00% − PGD 1.00% = 59.00 points (> 20)"}]}
+        (folder / "run.json").write_text(json.dumps(record))
+        await wait_for(pilot, lambda: "FAIL (d) FGSM ≈ PGD" in screen_text(app), what="the checks")
+        text = screen_text(app)
+        assert "━ FGSM" in text and "━ PGD-40" in text and "ε 0.6" in text
+        assert "curve on n=200 test images" in text
+        assert any(0x2800 < ord(ch) <= 0x28FF for ch in text)
+
+    run_app(demo, body)
