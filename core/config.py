@@ -46,6 +46,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "negatives": ("natural", "perturbed"),
     "inv_mode": ("exact", "fast"),
     "dataset": ("mnist", "fashion-mnist", "mnist-sample", "synthetic"),
+    "train_attack": ("fgsm", "fgsm_rs", "pgd"),
+    "select": ("last", "best_pgd"),
+    "mask_rule": ("gap_or_collapse", "gap", "collapse", "off"),
 }
 
 # Inclusive numeric ranges; None = unbounded on that side.
@@ -73,10 +76,18 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "train_subset": (1, None),
     "test_subset": (1, None),
     "threads": (1, None),
+    "train_alpha": (0.0, 1.0),
+    "train_steps": (1, None),
+    "monitor_pgd": (0, None),
+    "monitor_pgd_steps": (1, None),
+    "holdout": (0, None),
+    "mask_gap": (0.0, 100.0),
+    "mask_collapse": (0.0, 100.0),
 }
 
 # Not part of what a result depends on: where it ran, and the seed (aggregated over).
-NON_SCIENTIFIC = ("seed", "device", "threads", "data_dir", "eval_batch_size")
+# The gradient-masking rule only labels a finished run (core/flags.py); it changes no number.
+NON_SCIENTIFIC = ("seed", "device", "threads", "data_dir", "eval_batch_size", "mask_rule", "mask_gap", "mask_collapse")
 
 
 class ConfigError(ValueError):
@@ -106,6 +117,12 @@ class RunConfig:
     momentum: float = 0.9
     # objective
     eps_s: float = 0.3
+    # training attack making x_p (docs: README "Training attacks"): fgsm (the paper's) | fgsm_rs (Wong et al.
+    # 2020, random start + one step of train_alpha, default 1.25·eps_s) | pgd (train_steps steps of train_alpha,
+    # default 2.5·eps_s/train_steps, random start; Madry et al. 2018)
+    train_attack: str = "fgsm"
+    train_alpha: float | None = None
+    train_steps: int = 7
     w_clean: float = 0.5
     w_adv: float = 0.5
     lambda_sa: float = 0.5
@@ -124,6 +141,15 @@ class RunConfig:
     pgd_steps: int = 40
     pgd_alpha: float = 0.01
     pgd_subset: int | None = None  # None = the whole test set
+    # per-epoch robustness monitor and model selection (core/train.py)
+    monitor_pgd: int = 200  # images of the monitor scored by PGD each epoch (0 = no PGD monitor)
+    monitor_pgd_steps: int = 10
+    holdout: int = 0  # training images held out (stratified, fixed seed) as the monitor; needed by best_pgd
+    select: str = "last"  # last | best_pgd: the epoch with the best hold-out PGD accuracy (Wong et al.)
+    # gradient-masking flag (core/flags.py)
+    mask_rule: str = "gap_or_collapse"
+    mask_gap: float = 30.0  # A_SA − A_PGD (points) above which the final model is flagged
+    mask_collapse: float = 30.0  # one-epoch drop of the monitor's PGD accuracy (points) with FGSM holding
     # runtime
     device: str = "auto"
     threads: int | None = None
@@ -180,6 +206,10 @@ class RunConfig:
             setattr(self, f.name, coerce(f.name, value))
         if self.variant == "ml_sa_ia" and self.lambda_ia <= 0:
             raise ConfigError("variant ml_sa_ia needs lambda_ia > 0 (use variant ml_sa for no invariance term)")
+        if self.select == "best_pgd" and (self.holdout < 1 or self.monitor_pgd < 1):
+            raise ConfigError("select=best_pgd picks the epoch by PGD accuracy on a hold-out carved from the "
+                              "training data, never the test split: add e.g. --set holdout=500 (and keep "
+                              "monitor_pgd > 0)")
 
     @property
     def effective_pgd_eps(self) -> float:
