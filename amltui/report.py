@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from amltui.flagnotes import MARK, MARKED_METRIC, flagged_runs, footnotes, selection_note
 from core.config import VARIANTS
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
@@ -182,9 +183,14 @@ def to_markdown(rows: list[Row], *, with_runs: bool = False) -> str:
     head = ["Variant", "Dataset", "Setting", *(METRIC_LABELS[m] for m in metrics), "Seeds"]
     lines = [_md_row(head), _md_row(["---"] * len(head))]
     for row in rows:
-        cells = [row.cells[m].text() for m in metrics]
+        cells = [row.cells[m].text() + (f" {MARK}" if m == MARKED_METRIC and flagged_runs(row.runs) else "")
+                 for m in metrics]
         lines.append(_md_row([row.variant, row.dataset, row.setting, *cells, ",".join(map(str, row.seeds))]))
     out = ["Accuracy (%) on the test split: mean ± sample std over seeds (n = seeds).", "", *lines]
+    notes = footnotes(rows)
+    selection = selection_note([r for row in rows for r in row.runs])
+    if notes or selection:
+        out += ["", *[f"{line}  " for line in notes], *([selection] if selection else [])]
     paired = [row for row in rows if row.deltas]
     if paired:
         out += ["", "Paired differences against the baseline of the same setting, over the seeds both have "
@@ -212,6 +218,7 @@ def to_csv(rows: list[Row], *, with_runs: bool = False) -> str:
     head = ["variant", "dataset", "setting", "seeds"]
     for m in metrics:
         head += [f"{m}_mean", f"{m}_std", f"{m}_n", f"delta_{m}_mean", f"delta_{m}_std", f"delta_{m}_n"]
+    head.append("flags")  # "gradient_masking:2/3" = 2 of the row's 3 runs flagged (core/flags.py)
     if with_runs:
         head.append("runs")
     writer.writerow(head)
@@ -223,6 +230,9 @@ def to_csv(rows: list[Row], *, with_runs: bool = False) -> str:
                     line += ["", "", 0]
                 else:
                     line += [f"{cell.mean:.4f}", "" if cell.std is None else f"{cell.std:.4f}", cell.n]
+        names = sorted({f for r in row.runs for f in r.get("flags") or []})
+        line.append(" ".join(f"{f}:{sum(f in (r.get('flags') or []) for r in row.runs)}/{len(row.runs)}"
+                             for f in names))
         if with_runs:
             line.append(" ".join(r["id"] for r in row.runs))
         writer.writerow(line)
@@ -243,9 +253,11 @@ def to_latex(rows: list[Row], *, with_runs: bool = False) -> str:
                 cells.append("--")
             else:
                 std = "--" if c.std is None else f"{c.std:.2f}"
-                cells.append(f"${c.mean:.2f} \\pm {std}$ ({c.n})")
+                dagger = "$^\\dagger$" if m == MARKED_METRIC and flagged_runs(row.runs) else ""
+                cells.append(f"${c.mean:.2f} \\pm {std}$ ({c.n}){dagger}")
         out.append(" & ".join([_tex(row.variant), _tex(row.dataset), _tex(row.setting), *cells]) + " \\\\")
     out += ["\\bottomrule", "\\end{tabular}"]
+    out += [f"\\par{{\\footnotesize $^\\dagger$ {_tex(line.removeprefix(MARK + ' '))}}}" for line in footnotes(rows)]
     if with_runs:
         out += [f"% {row.variant} {row.dataset}: " + " ".join(r["id"] for r in row.runs) for row in rows]
     return "\n".join(out) + "\n"

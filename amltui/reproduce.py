@@ -115,9 +115,11 @@ def write_report(store: Store, run_ids: list[str], out: Path, command: str) -> P
               "|---|---|---|---|---|---|---|"]
     for row in rows:
         paper = PAPER_TABLE1.get(row.variant)
+        mark = " ⚠" if any(r.get("flags") for r in row.runs) else ""
         lines.append(f"| {row.variant} | {row.dataset} | {row.setting} | {row.cells['A_orig'].text()} | "
-                     f"{row.cells['A_SA'].text()} | {row.cells['A_IA'].text()} | "
+                     f"{row.cells['A_SA'].text()}{mark} | {row.cells['A_IA'].text()} | "
                      f"{' / '.join(f'{v:.2f}' for v in paper) if paper else '–'} |")
+    lines += _flag_section(rows, done)
     lines += ["", "## Further metrics", "", "A_PGD: PGD-40 at ε_s (a check against gradient masking: an FGSM-trained "
               "model far weaker under PGD than under FGSM is masking gradients). A_IA→target: the share of invariance "
               "examples classified as the attack's target (Tramèr et al.'s reading: a good invariance example changes "
@@ -158,6 +160,23 @@ def write_report(store: Store, run_ids: list[str], out: Path, command: str) -> P
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def _flag_section(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
+    """Warnings under Table 1: flagged rows (⚠ on their A_SA) and the rule that chose each model's epoch."""
+    from amltui.flagnotes import footnotes, selection_note
+
+    notes = footnotes(rows)
+    lines = [""]
+    if notes:
+        lines += [f"**Flags** (an A_SA marked {notes[0][0]} is not robustness: see core/flags.py):", "",
+                  *(f"- {line}" for line in notes)]
+    else:
+        lines.append("No run is flagged (gradient masking: final A_SA − A_PGD or a one-epoch collapse of the "
+                     "monitor's PGD accuracy; rule and thresholds in each run's config).")
+    lines += ["", selection_note(done) or "Model selection: every run is evaluated with its last epoch's weights "
+              "(select=last)."]
+    return lines
 
 
 def _figures(store: Store, done: list[dict[str, Any]], out: Path) -> list[str]:

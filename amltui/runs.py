@@ -255,12 +255,19 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
         result = train(config, dataset, device=device, checkpoint_path=rd.checkpoint, resume=resume,
                        invariance_train=inv_train, callback=on_event)
         record["epoch"] = config.epochs
+        record.update(selection_record(config, result))
+        if config.select != "last":
+            rd.log(f"selected epoch {result.selected_epoch} of {config.epochs} ({config.select}, "
+                   f"hold-out of {result.n_holdout} training images)")
         inv = invariance_for(config, dataset, "test", store.runs_dir, device, emit) if config.eval_ia else None
         inv_test = (inv.x_star, inv.target) if inv is not None else (None, None)
         metrics = run_evaluation(result.model, dataset, config, inv_test, emit)
         record.update(metrics_record(metrics))
+        record.update(run_flags(config, record["metrics"], result.history))
         rd.append_metrics({"kind": "eval", **record["metrics"], "n": record["metrics_n"]})
         rd.log("evaluation " + " ".join(f"{k}={v:.2f}" for k, v in record["metrics"].items()))
+        for detail in record["flag_details"]:
+            rd.log(f"flag {detail['name']}: " + "; ".join(detail["reasons"]) + f" (rule: {detail['rule']})")
         record.update(status="done", ended=now(), pid=None)
         return save_record(store, rd, record)
     except KeyboardInterrupt as exc:
@@ -286,6 +293,19 @@ def run_evaluation(model: torch.nn.Module, dataset: Dataset, config: RunConfig,
 
     return evaluate(model, dataset.test, config, invariance_x=inv_test[0], invariance_target=inv_test[1],
                     progress=progress)
+
+
+def selection_record(config: RunConfig, result: Any) -> dict[str, Any]:
+    """Which epoch's weights the metrics are of, by which rule, and which split the per-epoch monitor used."""
+    return {"select": config.select, "selected_epoch": result.selected_epoch, "monitor": result.monitor,
+            "n_holdout": result.n_holdout}
+
+
+def run_flags(config: RunConfig, metrics: dict[str, float], history: list[dict[str, Any]]) -> dict[str, Any]:
+    """``flags`` and ``flag_details`` of a run (core/flags.py: gradient masking, and whatever else registers)."""
+    from core.flags import check_run, flags_record
+
+    return flags_record(check_run(config, metrics, history))
 
 
 def metrics_record(scores: dict[str, Any]) -> dict[str, Any]:
@@ -328,6 +348,8 @@ def evaluate_run(store: Store, run_id: str, *, device: str | None = None,
     scores = run_evaluation(model, dataset, config, (inv.x_star, inv.target) if inv else (None, None), emit)
     record = rd.read_record()
     record.update(metrics_record(scores))
+    history = list({m["epoch"]: m for m in rd.read_metrics() if m.get("kind") == "epoch"}.values())
+    record.update(run_flags(config, record["metrics"], history))
     record["evaluated"] = now()
     rd.append_metrics({"kind": "eval", **record["metrics"], "n": record["metrics_n"]})
     return save_record(store, rd, record)
