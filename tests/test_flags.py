@@ -124,3 +124,48 @@ def test_curves_png_has_a_pgd_monitor_panel(tmp_path, monkeypatch):
     assert "PGD acc % (monitor)" in panels
     (line,) = panels["PGD acc % (monitor)"].get_lines()
     assert list(line.get_ydata()) == [30.0, 10.0]
+
+
+def _rec(run_id: str, seed: int, flags: list[str], **extra) -> dict:
+    detail = [{"name": "gradient_masking", "rule": "final A_SA − A_PGD > 30 points",
+               "reasons": [f"A_SA 80.00 − A_PGD 1.00 = 79.00 > 30 ({run_id})"], "numbers": {}}] if flags else []
+    return {"id": run_id, "status": "done", "variant": "baseline", "seed": seed, "dataset": "mnist",
+            "preset": "quick", "fingerprint": "fp", "code_version": "v", "group": "g", "context": "c",
+            "config_diff": {}, "config": {}, "metrics": {"A_orig": 95.0, "A_SA": 80.0, "A_PGD": 1.0},
+            "flags": flags, "flag_details": detail, **extra}
+
+
+def test_tables_mark_flagged_cells_with_a_footnote_in_every_format():
+    from amltui.report import aggregate, render
+
+    rows = aggregate([_rec("r0", 0, ["gradient_masking"]), _rec("r1", 1, [])])
+    md = render(rows, "md")
+    row = next(line for line in md.splitlines() if line.startswith("| baseline"))
+    assert "80.00 ± 0.00 (n=2) ⚠" in row and "95.00 ± 0.00 (n=2) |" in row  # only the A_SA cell
+    assert "1 of 2 runs flagged gradient_masking" in md and "(r0)" in md
+    csv_text = render(rows, "csv")
+    assert csv_text.splitlines()[0].endswith(",flags") and "gradient_masking:1/2" in csv_text
+    tex = render(rows, "latex")
+    assert "$^\\dagger$" in tex and "gradient\\_masking" in tex
+    clean = render(aggregate([_rec("r1", 1, [])]), "md")
+    assert "⚠" not in clean and "flagged" not in clean
+
+
+def test_tables_say_which_rule_selected_the_weights():
+    from amltui.report import aggregate, render
+
+    md = render(aggregate([_rec("r0", 0, [], select="best_pgd", selected_epoch=5, epochs=8)]), "md")
+    assert "select=best_pgd" in md and "r0: epoch 5/8" in md and "never the test split" in md
+    assert "select=best_pgd" not in render(aggregate([_rec("r1", 0, [])]), "md")
+
+
+def test_report_md_has_a_flags_and_selection_section():
+    from amltui.report import aggregate
+    from amltui.reproduce import _flag_section
+
+    runs = [_rec("r0", 0, ["gradient_masking"]), _rec("r1", 1, [], select="best_pgd", selected_epoch=3, epochs=8)]
+    text = "\n".join(_flag_section(aggregate(runs), runs))
+    assert "**Flags**" in text and "1 of 2 runs flagged gradient_masking" in text
+    assert "select=best_pgd" in text and "r1: epoch 3/8" in text
+    plain = "\n".join(_flag_section(aggregate([_rec("r1", 1, [])]), [_rec("r1", 1, [])]))
+    assert "No run is flagged" in plain and "select=last" in plain
