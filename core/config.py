@@ -120,7 +120,7 @@ class RunConfig:
     momentum: float = 0.9
     # objective
     eps_s: float = 0.3
-    # training attack making x_p (docs: README "Training attacks"): fgsm (the paper's) | fgsm_rs (Wong et al.
+    # training attack making x_p (README, "Robust training"): fgsm (the paper's) | fgsm_rs (Wong et al.
     # 2020, random start + one step of train_alpha, default 1.25·eps_s) | pgd (train_steps steps of train_alpha,
     # default 2.5·eps_s/train_steps, random start; Madry et al. 2018)
     train_attack: str = "fgsm"
