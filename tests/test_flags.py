@@ -68,7 +68,7 @@ def test_other_checks_can_register_and_feed_the_same_record():
 
 def test_flag_rule_is_not_part_of_the_group_key():
     assert config(mask_gap=10).group_key() == config().group_key()
-    assert config(train_attack="fgsm_rs").group_key() != config().group_key()
+    assert config(train_attack="pgd").group_key() != config().group_key()
 
 
 def _run(runs: Path, *overrides: str):
