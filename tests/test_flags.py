@@ -169,3 +169,22 @@ def test_report_md_has_a_flags_and_selection_section():
     assert "select=best_pgd" in text and "r1: epoch 3/8" in text
     plain = "\n".join(_flag_section(aggregate([_rec("r1", 1, [])]), [_rec("r1", 1, [])]))
     assert "No run is flagged" in plain and "select=last" in plain
+
+
+def test_eval_recomputes_flags_and_best_pgd_runs_record_their_epoch(tmp_path):
+    result = _run(tmp_path, "mask_gap=0", "mask_rule=gap", "select=best_pgd", "holdout=100")
+    assert result.exit_code == 0, result.output
+    (record,) = Store(tmp_path).all()
+    assert record["select"] == "best_pgd" and record["monitor"] == "holdout" and record["n_holdout"] == 100
+    epochs = [json.loads(line) for line in (tmp_path / record["id"] / "metrics.jsonl").read_text().splitlines()
+              if json.loads(line)["kind"] == "epoch"]
+    pgd = [e["monitor_A_PGD"] for e in epochs]
+    assert record["selected_epoch"] == pgd.index(max(pgd)) + 1
+    assert f"weights of epoch {record['selected_epoch']}" in result.output
+    # re-evaluation from the checkpoint uses the selected weights (same numbers) and recomputes the flags
+    evaluated = runner.invoke(app, ["eval", record["id"], "--runs-dir", str(tmp_path)])
+    assert evaluated.exit_code == 0, evaluated.output
+    again = Store(tmp_path).get(record["id"])
+    assert again["metrics"] == record["metrics"] and again["flags"] == record["flags"]
+    md = runner.invoke(app, ["export", "--runs-dir", str(tmp_path)]).output
+    assert f"{record['id']}: epoch {record['selected_epoch']}/3" in md
