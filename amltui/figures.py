@@ -61,10 +61,13 @@ def pca_figure(natural: torch.Tensor, perturbed: torch.Tensor, labels: torch.Ten
 
 
 def curves_figure(series: dict[str, list[list[dict[str, Any]]]], path: Path) -> Path:
-    """Training curves per variant (one thin line per seed): train loss, clean and FGSM monitor accuracy."""
+    """Training curves per variant (one thin line per seed): train loss, clean, FGSM and PGD monitor accuracy.
+
+    FGSM and PGD side by side: FGSM accuracy holding while PGD accuracy falls is gradient masking.
+    """
     keys = (("train_loss", "train loss"), ("monitor_A_orig", "clean acc % (monitor)"),
-            ("monitor_A_SA", "FGSM acc % (monitor)"))
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+            ("monitor_A_SA", "FGSM acc % (monitor)"), ("monitor_A_PGD", "PGD acc % (monitor)"))
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
     cmap = plt.get_cmap("tab10")
     for k, (variant, runs) in enumerate(series.items()):
         for i, history in enumerate(runs):

@@ -56,8 +56,10 @@ class RunProgress:
             self.progress.console.print(
                 f"epoch {data['epoch']}/{data['epochs']}: loss {data.get('train_loss', float('nan')):.4f}  "
                 f"A_orig {data.get('monitor_A_orig', float('nan')):.2f}  "
-                f"A_SA {data.get('monitor_A_SA', float('nan')):.2f}  (monitor subset)  "
-                f"{data.get('seconds', 0):.1f}s",
+                f"A_SA {data.get('monitor_A_SA', float('nan')):.2f}  "
+                + (f"A_PGD {data['monitor_A_PGD']:.2f}  " if "monitor_A_PGD" in data else "")
+                + "(monitor subset)  "
+                + f"{data.get('seconds', 0):.1f}s",
                 highlight=False,
             )
         elif kind == "invariance":

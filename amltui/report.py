@@ -21,6 +21,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from amltui.flagnotes import MARK, MARKED_METRIC, flagged_runs, selection_note
+from amltui.flagnotes import footnotes as flag_footnotes
 from amltui.report_notes import aa_note, flagged_lines
 from core.config import VARIANT_DEFAULTS, VARIANTS
 from core.domains import TARGET_TABLE_NOTE
@@ -320,10 +322,15 @@ def to_markdown(rows: list[Row], *, with_runs: bool = False) -> str:
     head = ["Variant", "Dataset", "Setting", *(METRIC_LABELS[m] for m in metrics), "Seeds"]
     lines = [_md_row(head), _md_row(["---"] * len(head))]
     for row in rows:
-        cells = [row.cells[m].text() + _ia_mark(row, m) for m in metrics]
+        cells = [row.cells[m].text() + _ia_mark(row, m) + (f" {MARK}" if m == MARKED_METRIC and flagged_runs(row.runs)
+                                                             else "") for m in metrics]
         lines.append(_md_row([row.variant, row.dataset, row.setting, *cells, row.seeds_text()]))
     out = ["Accuracy (%) on the test split: mean ± sample std over seeds (n = seeds, one run per seed).", "",
            *lines, "", *footnotes(rows, metrics)]
+    notes = flag_footnotes(rows)
+    selection = selection_note([r for row in rows for r in row.runs])
+    if notes or selection:
+        out += ["", *[f"{line}  " for line in notes], *([selection] if selection else [])]
     checked = flagged_lines([r for row in rows for r in row.runs])
     out += ["", "Sanity checks (Carlini et al. 2019; `amltui eval RUN --checks`):", "", *checked] if checked else []
     compared = [row for row in rows if row.deltas or row.pairing]
@@ -363,6 +370,7 @@ def to_csv(rows: list[Row], *, with_runs: bool = False) -> str:
         head += [f"{m}_mean", f"{m}_std", f"{m}_n", f"{m}_test_images", f"delta_{m}_mean", f"delta_{m}_std",
                  f"delta_{m}_n"]
     head += ["pairing", "ia_note", "pgd", "repeats_not_counted"]
+    head.append("flags")  # "gradient_masking:2/3" = 2 of the row's 3 runs flagged (core/flags.py)
     if with_runs:
         head.append("runs")
     writer.writerow(head)
@@ -377,6 +385,9 @@ def to_csv(rows: list[Row], *, with_runs: bool = False) -> str:
                 if cell is row.cells[m]:
                     line.append(cell.images_text if cell.values else "")
         line += [row.pairing, row.ia_note or "", pgd_text([row]), " ".join(r["id"] for r in row.repeats)]
+        names = sorted({f for r in row.runs for f in r.get("flags") or []})
+        line.append(" ".join(f"{f}:{sum(f in (r.get('flags') or []) for r in row.runs)}/{len(row.runs)}"
+                             for f in names))
         if with_runs:
             line.append(" ".join(r["id"] for r in row.runs))
         writer.writerow(line)
@@ -403,10 +414,12 @@ def to_latex(rows: list[Row], *, with_runs: bool = False) -> str:
                 cells.append("--")
             else:
                 std = "--" if c.std is None else f"{c.std:.2f}"
-                cells.append(f"${c.mean:.2f} \\pm {std}$ ({c.n})" + ("$^\\dagger$" if _ia_mark(row, m) else ""))
+                flag = "$^\\ddagger$" if m == MARKED_METRIC and flagged_runs(row.runs) else ""
+                cells.append(f"${c.mean:.2f} \\pm {std}$ ({c.n})" + ("$^\\dagger$" if _ia_mark(row, m) else "") + flag)
         out.append(" & ".join([_tex(row.variant), _tex(row.dataset), _tex(row.setting), *cells]) + " \\\\")
     out += ["\\bottomrule", "\\end{tabular}"]
     out += [f"% {_tex(note)}" for note in (footnotes(rows, metrics) if rows else [])]
+    out += [f"\\par{{\\footnotesize $^\\ddagger$ {_tex(line.removeprefix(MARK + ' '))}}}" for line in flag_footnotes(rows)]
     if with_runs:
         out += [f"% {row.variant} {row.dataset}: " + " ".join(r["id"] for r in row.runs)
                 + (" (repeats not counted: " + " ".join(r["id"] for r in row.repeats) + ")" if row.repeats else "")

@@ -112,10 +112,12 @@ def write_report(store: Store, run_ids: list[str], out: Path, command: str) -> P
     lines += ["| Variant | Dataset | Setting | A_orig | A_SA | A_IA | Seeds |", "|---|---|---|---|---|---|---|"]
     for row in rows:
         mark = "†" if row.ia_note else ""
+        flag = " ⚠" if any(r.get("flags") for r in row.runs) else ""
         lines.append(f"| {row.variant} | {row.dataset} | {row.setting} | {row.cells['A_orig'].text()} | "
-                     f"{row.cells['A_SA'].text()} | {row.cells['A_IA'].text()}{mark} | {row.seeds_text()} |")
+                     f"{row.cells['A_SA'].text()}{flag} | {row.cells['A_IA'].text()}{mark} | {row.seeds_text()} |")
     metrics = present_metrics(rows) if rows else []
     lines += ["", *footnotes(rows, metrics)] if rows else []
+    lines += _flag_section(rows, done)
     lines += ["", "### The paper's rows (reference points, another setting)", "",
               "| Variant | paper Table 1 = single run (run 3 of the authors' logs) | mean of the authors' 3 logged "
               "runs |", "|---|---|---|"]
@@ -191,6 +193,21 @@ def _pgd_of(runs: list[dict[str, Any]]) -> str:
     from amltui.report import pgd_text
 
     return pgd_text([Row("", "", "", runs, {})])
+def _flag_section(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
+    """Warnings under Table 1: flagged rows (⚠ on their A_SA) and the rule that chose each model's epoch."""
+    from amltui.flagnotes import footnotes, selection_note
+
+    notes = footnotes(rows)
+    lines = [""]
+    if notes:
+        lines += [f"**Flags** (an A_SA marked {notes[0][0]} is not robustness: see core/flags.py):", "",
+                  *(f"- {line}" for line in notes)]
+    else:
+        lines.append("No run is flagged (gradient masking: final A_SA − A_PGD or a one-epoch collapse of the "
+                     "monitor's PGD accuracy; rule and thresholds in each run's config).")
+    lines += ["", selection_note(done) or "Model selection: every run is evaluated with its last epoch's weights "
+              "(select=last)."]
+    return lines
 
 
 def _figures(store: Store, done: list[dict[str, Any]], out: Path) -> list[str]:

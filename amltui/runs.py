@@ -264,6 +264,10 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
         result = train(config, dataset, device=device, checkpoint_path=rd.checkpoint, resume=resume,
                        invariance_train=inv_train, callback=on_event)
         record["epoch"] = config.epochs
+        record.update(selection_record(config, result))
+        if config.select != "last":
+            rd.log(f"selected epoch {result.selected_epoch} of {config.epochs} ({config.select}, "
+                   f"hold-out of {result.n_holdout} training images)")
         inv = invariance_for(config, dataset, "test", store.runs_dir, device, emit) if config.eval_ia else None
         inv_test = (inv.x_star, inv.target) if inv is not None else (None, None)
         metrics = run_evaluation(result.model, dataset, config, inv_test, emit)
@@ -273,8 +277,11 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
         record.update(evaluation_context(config, dataset, store.runs_dir))
         if config.eval_aa:
             add_autoattack(store, run_id, record, result.model, config, dataset, emit)
+        record.update(run_flags(config, record["metrics"], result.history, record.get("flags")))
         rd.append_metrics({"kind": "eval", **record["metrics"], "n": record["metrics_n"]})
         rd.log("evaluation " + " ".join(f"{k}={v:.2f}" for k, v in record["metrics"].items()))
+        for detail in record["flag_details"]:
+            rd.log(f"flag {detail['name']}: " + "; ".join(detail["reasons"]) + f" (rule: {detail['rule']})")
         record.update(status="done", ended=now(), pid=None)
         return save_record(store, rd, record)
     except KeyboardInterrupt as exc:
@@ -317,6 +324,25 @@ def evaluation_context(config: RunConfig, dataset: Dataset, runs_dir: Path) -> d
         "target_table_note": target_table_note(config.dataset),
         "inv_agreement": {s: a for s, a in agreements.items() if a is not None},
     }
+def selection_record(config: RunConfig, result: Any) -> dict[str, Any]:
+    """Which epoch's weights the metrics are of, by which rule, and which split the per-epoch monitor used."""
+    return {"select": config.select, "selected_epoch": result.selected_epoch, "monitor": result.monitor,
+            "n_holdout": result.n_holdout}
+
+
+def run_flags(config: RunConfig, metrics: dict[str, float], history: list[dict[str, Any]],
+              previous: list[str] | None = None) -> dict[str, Any]:
+    """``flags`` and ``flag_details`` of a run (core/flags.py: gradient masking, and whatever else registers).
+
+    The sanity checks' ``check_*`` flags (core/checks.py, `amltui eval --checks`) are kept: they are owned by
+    their own measurements, not by this rule.
+    """
+    from core.flags import check_run, flags_record
+
+    fields = flags_record(check_run(config, metrics, history))
+    kept = {f for f in previous or [] if isinstance(f, str) and f.startswith("check_")}
+    fields["flags"] = sorted(set(fields["flags"]) | kept)
+    return fields
 
 
 def metrics_record(scores: dict[str, Any]) -> dict[str, Any]:
@@ -377,6 +403,8 @@ def evaluate_run(store: Store, run_id: str, *, device: str | None = None,
         add_autoattack(store, run_id, record, model, config, dataset, emit)
     elif kept:
         record["metrics"]["A_AA"], record["metrics_n"]["A_AA"] = kept["A_AA"]
+    history = list({m["epoch"]: m for m in rd.read_metrics() if m.get("kind") == "epoch"}.values())
+    record.update(run_flags(config, record["metrics"], history, record.get("flags")))
     record["evaluated"] = now()
     rd.append_metrics({"kind": "eval", **record["metrics"], "n": record["metrics_n"]})
     return save_record(store, rd, record)

@@ -12,11 +12,16 @@ proto     (--proto) A prototype of a faster TrainStep computing the same thing: 
           graph and doubles as the clean forward of the objective, so the trunk runs once on x instead of twice.
           Valid only for models whose train and eval modes agree (no dropout / batch norm), as the paper net.
 
+attacks   (--attacks fgsm,fgsm_rs,pgd) the training attack making x_p: for each, amltui's step (core.attacks:
+          input gradient only) against the naive step's attack (a full loss.backward() per attack step, on an
+          input that requires grad), the random starts drawn from the same seeded generator.
+
 Before timing, each variant checks on one batch, from identical weights, that the implementations compute the
 same loss and the same parameter gradients (so the comparison is fair).
 
     .venv/bin/python bench/train_step.py                 # all variants, default sizes (about 3 min on 2 shared cores)
     .venv/bin/python bench/train_step.py --variants ml_sa --batches 10 --repeats 3 --proto
+    .venv/bin/python bench/train_step.py --attacks fgsm,fgsm_rs,pgd --train-steps 7 --variants baseline,ml_sa
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from core.attacks import TRAIN_ATTACKS
 from core.config import VARIANTS, RunConfig
 from core.data import Split, batch_indices, load_dataset, to_float
 from core.losses import ObjectiveWeights, TripletLoss, objective
@@ -80,19 +86,35 @@ class NaiveStep:
     """The reference step: FGSM by a full backward, then one forward per CE term and per embedding."""
 
     def __init__(self, config: RunConfig, model: EmbeddingNet, optimizer: torch.optim.Optimizer,
-                 miner_gen: torch.Generator | None = None) -> None:
+                 miner_gen: torch.Generator | None = None, attack_gen: torch.Generator | None = None) -> None:
         self.model, self.optimizer, self.eps = model, optimizer, config.eps_s
         self.weights: ObjectiveWeights = weights_of(config)
         self.triplet = TripletLoss(margin=config.margin, miner=config.miner, negatives=config.negatives)
         self.miner_gen = miner_gen
+        self.attack, self.attack_gen = config.train_attack, attack_gen
+        self.steps = config.train_steps if config.train_attack == "pgd" else 1
+        default = {"fgsm": self.eps, "fgsm_rs": 1.25 * self.eps, "pgd": 2.5 * self.eps / self.steps}
+        self.alpha = min(1.0, default[self.attack]) if config.train_alpha is None else config.train_alpha
+
+    def adversarial(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training attack by full backward passes: the input requires grad, every parameter's .grad fills."""
+        x_adv = x
+        if self.attack != "fgsm":  # uniform start in the ε-ball
+            noise = torch.rand(x.shape, generator=self.attack_gen, dtype=x.dtype)
+            x_adv = (x + (2 * noise - 1) * self.eps).clamp(0.0, 1.0)
+        for _ in range(self.steps):
+            x_req = x_adv.clone().requires_grad_(True)
+            self.model.zero_grad()
+            F.cross_entropy(self.model(x_req), y).backward()
+            x_adv = x_req + self.alpha * x_req.grad.sign()
+            if self.attack != "fgsm":
+                x_adv = torch.min(torch.max(x_adv, x - self.eps), x + self.eps)
+            x_adv = x_adv.clamp(0.0, 1.0).detach()
+        return x_adv
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, x_inv: torch.Tensor | None = None) -> dict[str, float]:
         w, model = self.weights, self.model
-        # FGSM: the input requires grad, a full backward fills x.grad and every parameter's .grad.
-        x_req = x.clone().requires_grad_(True)
-        model.zero_grad()
-        F.cross_entropy(model(x_req), y).backward()
-        x_adv = (x_req + self.eps * x_req.grad.sign()).clamp(0.0, 1.0).detach()
+        x_adv = self.adversarial(x, y)
         self.optimizer.zero_grad()  # the attack's parameter grads must not leak into the update
 
         # One forward per term; embeddings only where the variant's objective uses them.
@@ -115,8 +137,10 @@ class ProtoStep(TrainStep):
     """
 
     def __init__(self, config: RunConfig, model: EmbeddingNet, optimizer: torch.optim.Optimizer,
-                 miner_gen: torch.Generator | None = None) -> None:
-        super().__init__(config, model, optimizer, miner_gen)
+                 miner_gen: torch.Generator | None = None, attack_gen: torch.Generator | None = None) -> None:
+        super().__init__(config, model, optimizer, miner_gen, attack_gen)
+        if config.train_attack != "fgsm":
+            raise ValueError("ProtoStep is an FGSM prototype")
         mode_dependent = (nn.Dropout, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
         if any(isinstance(m, mode_dependent) for m in model.modules()):
             raise ValueError("ProtoStep needs a model whose train and eval modes agree")
@@ -147,7 +171,8 @@ class ProtoStep(TrainStep):
         return info
 
 
-StepFactory = Callable[[RunConfig, EmbeddingNet, torch.optim.Optimizer, torch.Generator], Callable[..., dict]]
+StepFactory = Callable[[RunConfig, EmbeddingNet, torch.optim.Optimizer, torch.Generator, torch.Generator],
+                       Callable[..., dict]]
 
 
 class Impl:
@@ -160,7 +185,8 @@ class Impl:
         self.model.load_state_dict(init_state)
         self.model.train()
         self.step = step_cls(config, self.model, make_optimizer(config, self.model),
-                             torch.Generator().manual_seed(config.seed + 1))
+                             torch.Generator().manual_seed(config.seed + 1),
+                             torch.Generator().manual_seed(config.seed + 2))
         self.batches = batches
         self.rates: list[float] = []  # img/s of each timed block
         self.step_rates: list[float] = []  # img/s of each timed step (their max: the least disturbed step)
@@ -193,7 +219,8 @@ def check_same(config: RunConfig, init_state: dict[str, torch.Tensor], batch: Ba
     for name, step_cls in steps.items():
         model = build_model(config.arch, embed_dim=config.embed_dim, normalize=config.normalize)
         model.load_state_dict(copy.deepcopy(init_state))
-        step = step_cls(config, model, make_optimizer(config, model), torch.Generator().manual_seed(1))
+        step = step_cls(config, model, make_optimizer(config, model), torch.Generator().manual_seed(1),
+                        torch.Generator().manual_seed(2))
         losses[name] = step(*batch)["loss"]  # computed before the update
         grads[name] = [p.grad.detach().clone() for p in model.parameters()]  # .grad survives optimizer.step()
     ref = grads["amltui"]
@@ -218,6 +245,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--proto", action="store_true", help="also time the prototype step (third column)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--attacks", default="fgsm", help="comma-separated training attacks, from: fgsm, fgsm_rs, pgd")
+    p.add_argument("--train-steps", type=int, default=7, help="k of the pgd training attack")
     return p.parse_args(argv)
 
 
@@ -239,6 +268,12 @@ def main(argv: list[str] | None = None) -> None:
     for v in variants:
         if v not in VARIANTS:
             raise SystemExit(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
+    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    for a in attacks:
+        if a not in TRAIN_ATTACKS:
+            raise SystemExit(f"unknown training attack {a!r}; choose from {', '.join(TRAIN_ATTACKS)}")
+    if args.proto and attacks != ["fgsm"]:
+        raise SystemExit("--proto is an FGSM prototype: use it with --attacks fgsm")
 
     ds = load_dataset("mnist-sample")
     train_split = ds.train
@@ -251,8 +286,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.proto:
         steps["proto"] = ProtoStep
     rows = []
-    for variant in variants:
-        config = RunConfig.resolve(variant, "paper", batch_size=args.batch_size, seed=args.seed)
+    for attack, variant in ((a, v) for a in attacks for v in variants):
+        config = RunConfig.resolve(variant, "paper", batch_size=args.batch_size, seed=args.seed,
+                                   overrides=[f"train_attack={attack}", f"train_steps={args.train_steps}"])
+        label = variant if attacks == ["fgsm"] else f"{variant}/{attack}"
         torch.manual_seed(config.seed)
         init_state = build_model(config.arch, embed_dim=config.embed_dim, normalize=config.normalize).state_dict()
         inv = x_inv_all if config.needs_invariance else None
@@ -261,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
         idx = torch.arange(args.batch_size)
         batch = (to_float(train_split.images[idx]), train_split.labels[idx], inv[idx] if inv is not None else None)
         same = check_same(config, init_state, batch, steps)
-        print(f"[{variant}] same batch, same weights: " + "; ".join(
+        print(f"[{label}] same batch, same weights: " + "; ".join(
             f"{n} loss {loss:.7f} (max rel grad diff vs amltui {g:.1e})" for n, (loss, g) in same.items()))
         ref_loss = same["amltui"][0]
         for name, (loss, g) in same.items():
@@ -279,17 +316,17 @@ def main(argv: list[str] | None = None) -> None:
             order = impls if r % 2 == 0 else impls[::-1]  # alternate who goes first
             for impl in order:
                 impl.run(args.batches)
-        rows.append((variant, {impl.name: impl.rates for impl in impls},
+        rows.append((label, {impl.name: impl.rates for impl in impls},
                      {impl.name: max(impl.step_rates) for impl in impls}))
-        print(f"[{variant}] " + ", ".join(f"{impl.name} {fmt(impl.rates)} img/s" for impl in impls), flush=True)
+        print(f"[{label}] " + ", ".join(f"{impl.name} {fmt(impl.rates)} img/s" for impl in impls), flush=True)
 
     print()
-    head = f"{'variant':<10} {'amltui img/s':>15} {'naive img/s':>15} {'amltui/naive':>13} {'best steps':>10}"
+    head = f"{'variant':<18} {'amltui img/s':>15} {'naive img/s':>15} {'amltui/naive':>13} {'best steps':>10}"
     if args.proto:
         head += f" {'proto img/s':>15} {'proto/amltui':>13} {'best steps':>10}"
     print(head)
     for variant, rates, best in rows:
-        line = (f"{variant:<10} {fmt(rates['amltui']):>15} {fmt(rates['naive']):>15} "
+        line = (f"{variant:<18} {fmt(rates['amltui']):>15} {fmt(rates['naive']):>15} "
                 f"{fmt_ratio(rates['amltui'], rates['naive']):>13} {best['amltui'] / best['naive']:>10.2f}")
         if args.proto:
             line += (f" {fmt(rates['proto']):>15} {fmt_ratio(rates['proto'], rates['amltui']):>13}"

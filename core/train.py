@@ -1,4 +1,8 @@
-"""One training run: config → epochs of FGSM adversarial training with the triplet regularizers.
+"""One training run: config → epochs of adversarial training (FGSM, FGSM-RS or PGD) with the triplet regularizers.
+
+After every epoch a monitor scores clean, FGSM and PGD accuracy on a fixed subset: a hold-out carved from the
+*training* data when ``holdout`` > 0 (the only split model selection, ``select=best_pgd``, may use), otherwise a
+stratified subset of the test split, drawn for the curves only.
 
 The trainer knows nothing of files except its checkpoint; everything else it reports through a callback
 ``callback(kind, data)`` with kind in {"batch", "epoch"}, so the CLI, a worker process or a test can listen.
@@ -17,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.attacks import FGSM
+from core.attacks import FGSM, PGD, make_train_attack
 from core.config import RunConfig
 from core.data import Dataset, Split, batch_indices, to_float
 from core.device import set_deterministic
@@ -28,6 +32,7 @@ from core.models import EmbeddingNet, build_model
 Callback = Callable[[str, dict[str, Any]], None]
 CHECKPOINT_VERSION = 1
 MONITOR_SIZE = 1000  # test images scored after every epoch for the curves (the final evaluation uses all)
+HOLDOUT_SEED = 0  # the hold-out is the same for every seed of a comparison: it must not depend on config.seed
 
 
 @dataclass
@@ -35,6 +40,9 @@ class TrainResult:
     model: EmbeddingNet
     history: list[dict[str, Any]] = field(default_factory=list)
     resumed_from: int = 0
+    selected_epoch: int = 0  # the epoch whose weights ``model`` holds (config.select decides which)
+    monitor: str = "test"  # the split the per-epoch monitor scored: "holdout" (training data) or "test"
+    n_holdout: int = 0
 
 
 def weights_of(config: RunConfig) -> ObjectiveWeights:
@@ -85,13 +93,18 @@ def train(
             f"{len(dataset.train)}: it was made for other data; regenerate it"
         )
     set_deterministic(config.deterministic)
-    train_split = dataset.train.to(device)
+    train_split, held_out, keep = split_holdout(dataset.train, config.holdout)
+    train_split = train_split.to(device)
     x_inv_all = invariance_train.to(device) if invariance_train is not None else None
+    if x_inv_all is not None and keep is not None:
+        x_inv_all = x_inv_all[keep.to(device)]
     model = make_model(config, device)
     optimizer = make_optimizer(config, model)
     batch_gen = torch.Generator().manual_seed(config.seed)
     miner_gen = torch.Generator().manual_seed(config.seed + 1)
+    attack_gen = torch.Generator().manual_seed(config.seed + 2)  # random starts of fgsm_rs / pgd training
     history: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None  # {"epoch", "monitor_A_PGD", "model"} of the best epoch (select=best_pgd)
     start_epoch = 0
     if resume and checkpoint_path is not None and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path, device)
@@ -99,12 +112,15 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         batch_gen.set_state(state["batch_rng"])
         miner_gen.set_state(state["miner_rng"])
+        if "attack_rng" in state:
+            attack_gen.set_state(state["attack_rng"])
         torch.set_rng_state(state["torch_rng"])
         history = list(state["history"])
+        best = state.get("best")
         start_epoch = int(state["epoch"])
 
-    step_fn = TrainStep(config, model, optimizer, miner_gen)
-    monitor = _monitor_split(dataset.test, config.seed).to(device)
+    step_fn = TrainStep(config, model, optimizer, miner_gen, attack_gen)
+    monitor = (held_out if held_out is not None else _monitor_split(dataset.test, config.seed)).to(device)
     n = len(train_split)
     steps = math.ceil(n / config.batch_size)
 
@@ -130,26 +146,57 @@ def train(
         record.update(monitor_accuracy(model, monitor, config))
         record["seconds"] = time.perf_counter() - started
         history.append(record)
+        pgd_acc = record.get("monitor_A_PGD")
+        if config.select == "best_pgd" and pgd_acc is not None and (best is None or pgd_acc > best["monitor_A_PGD"]):
+            best = {"epoch": epoch + 1, "monitor_A_PGD": pgd_acc,
+                    "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
         if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, model, optimizer, epoch + 1, batch_gen, miner_gen, history)
+            save_checkpoint(checkpoint_path, model, optimizer, epoch + 1, batch_gen, miner_gen, history,
+                            attack_gen=attack_gen, best=best)
         emit("epoch", record)
-    return TrainResult(model=model, history=history, resumed_from=start_epoch)
+    selected = len(history)
+    if config.select == "best_pgd" and best is not None:
+        model.load_state_dict(best["model"])
+        selected = int(best["epoch"])
+    return TrainResult(model=model, history=history, resumed_from=start_epoch, selected_epoch=selected,
+                       monitor="holdout" if held_out is not None else "test",
+                       n_holdout=len(held_out) if held_out is not None else 0)
+
+
+def split_holdout(train: Split, holdout: int) -> tuple[Split, Split | None, torch.Tensor | None]:
+    """(training split, hold-out, kept indices): ``holdout`` stratified training images, seeded by HOLDOUT_SEED.
+
+    The hold-out depends on the data and its size only, so every seed (and variant) of a comparison trains on
+    the same images and selects on the same hold-out.
+    """
+    if holdout <= 0:
+        return train, None, None
+    if holdout >= len(train):
+        raise TrainingFailed(f"holdout={holdout} leaves no training data (the split has {len(train)} images); "
+                             "use a smaller holdout")
+    held = train.subset_indices(holdout, seed=HOLDOUT_SEED, stratified=True)
+    mask = torch.ones(len(train), dtype=torch.bool)
+    mask[held] = False
+    keep = torch.nonzero(mask).flatten()
+    return train.select(keep), train.select(held), keep
 
 
 class TrainStep:
-    """One optimisation step of the objective: FGSM examples, one joint forward, loss, update."""
+    """One optimisation step of the objective: training-attack examples x_p, one joint forward, loss, update."""
 
     def __init__(self, config: RunConfig, model: EmbeddingNet, optimizer: torch.optim.Optimizer,
-                 miner_gen: torch.Generator | None = None) -> None:
+                 miner_gen: torch.Generator | None = None, attack_gen: torch.Generator | None = None) -> None:
         self.model = model
         self.optimizer = optimizer
         self.weights = weights_of(config)
         self.triplet = TripletLoss(margin=config.margin, miner=config.miner, negatives=config.negatives)
-        self.fgsm = FGSM(model, eps=config.eps_s)
+        self.attack = make_train_attack(config.train_attack, model, config.eps_s, alpha=config.train_alpha,
+                                        steps=config.train_steps, generator=attack_gen)
+        self.fgsm = self.attack  # the name older callers (bench/) use
         self.miner_gen = miner_gen
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, x_inv: torch.Tensor | None = None) -> dict[str, float]:
-        x_adv = self.fgsm(x, y)
+        x_adv = self.attack(x, y)
         # One forward over clean, adversarial (and invariance) images gives every h and logit needed.
         parts = [x, x_adv] + ([x_inv] if x_inv is not None else [])
         h = self.model.embed(torch.cat(parts))
@@ -179,9 +226,15 @@ def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
 
 
 def monitor_accuracy(model: EmbeddingNet, split: Split, config: RunConfig) -> dict[str, float]:
-    """Clean and FGSM accuracy (%) on the monitor subset, for the per-epoch curves."""
+    """Clean, FGSM and PGD accuracy (%) on the monitor, for the per-epoch curves, selection and the flag.
+
+    PGD-``monitor_pgd_steps`` (step 2.5·ε/k, random start drawn from a fixed seed, so every epoch and every
+    resume sees the same starts) runs on the first ``monitor_pgd`` images of the (stratified) monitor: cheap
+    enough for every epoch, strong enough to expose gradient masking that FGSM accuracy hides.
+    """
     was_training = model.training
     model.eval()
+    eps = config.effective_pgd_eps
     fgsm = FGSM(model, eps=config.eps_s)
     clean = adv = 0
     for start in range(0, len(split), config.eval_batch_size):
@@ -189,8 +242,28 @@ def monitor_accuracy(model: EmbeddingNet, split: Split, config: RunConfig) -> di
         y = split.labels[start:start + config.eval_batch_size]
         clean += _correct(model, x, y)
         adv += _correct(model, fgsm(x, y), y)
+    record = {"monitor_A_orig": 100.0 * clean / len(split), "monitor_A_SA": 100.0 * adv / len(split)}
+    n_pgd = min(config.monitor_pgd, len(split))
+    if n_pgd > 0:
+        steps = config.monitor_pgd_steps
+        pgd = PGD(model, eps=eps, alpha=min(1.0, 2.5 * eps / steps), steps=steps,
+                  generator=torch.Generator().manual_seed(HOLDOUT_SEED))
+        sub = split.select(monitor_pgd_indices(split, n_pgd))
+        robust = 0
+        for start in range(0, n_pgd, config.eval_batch_size):
+            x = to_float(sub.images[start:start + config.eval_batch_size])
+            y = sub.labels[start:start + config.eval_batch_size]
+            robust += _correct(model, pgd(x, y), y)
+        record["monitor_A_PGD"] = 100.0 * robust / n_pgd
     model.train(was_training)
-    return {"monitor_A_orig": 100.0 * clean / len(split), "monitor_A_SA": 100.0 * adv / len(split)}
+    return record
+
+
+def monitor_pgd_indices(split: Split, n: int) -> torch.Tensor:
+    """A stratified n-image subset of the monitor (the same every epoch)."""
+    if n >= len(split):
+        return torch.arange(len(split))
+    return split.subset_indices(n, seed=HOLDOUT_SEED, stratified=True)
 
 
 # ---- checkpoints --------------------------------------------------------------------------------------
@@ -202,9 +275,12 @@ def save_checkpoint(
     batch_gen: torch.Generator,
     miner_gen: torch.Generator,
     history: list[dict[str, Any]],
+    *,
+    attack_gen: torch.Generator | None = None,
+    best: dict[str, Any] | None = None,
 ) -> None:
     """Everything a run needs to continue exactly; written to a temp file then renamed (never half-written)."""
-    state = {
+    state: dict[str, Any] = {
         "version": CHECKPOINT_VERSION,
         "epoch": epoch,
         "model": model.state_dict(),
@@ -214,6 +290,10 @@ def save_checkpoint(
         "torch_rng": torch.get_rng_state(),
         "history": history,
     }
+    if attack_gen is not None:
+        state["attack_rng"] = attack_gen.get_state()
+    if best is not None:
+        state["best"] = best
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -228,15 +308,17 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
                              "delete it to restart the run from scratch") from exc
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
         raise TrainingFailed(f"checkpoint {path} is not an amltui v{CHECKPOINT_VERSION} checkpoint")
-    for key in ("batch_rng", "miner_rng", "torch_rng"):
-        state[key] = state[key].cpu()
+    for key in ("batch_rng", "miner_rng", "torch_rng", "attack_rng"):
+        if key in state:
+            state[key] = state[key].cpu()
     return state
 
 
 def load_model(path: Path, config: RunConfig, device: torch.device) -> EmbeddingNet:
-    """The model of a run from its checkpoint, ready for evaluation."""
+    """The model of a run from its checkpoint, ready for evaluation: the selected epoch's weights."""
     state = load_checkpoint(path, device)
     model = build_model(config.arch, embed_dim=config.embed_dim, normalize=config.normalize).to(device)
-    model.load_state_dict(state["model"])
+    weights = state["best"]["model"] if config.select == "best_pgd" and state.get("best") else state["model"]
+    model.load_state_dict(weights)
     model.eval()
     return model

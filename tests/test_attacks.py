@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from core.attacks import FGSM, PGD, Attack
+from core.attacks import FGSM, FGSMRS, PGD, Attack, make_train_attack
 from core.data import load_dataset, to_float
 from core.models import small_net
 
@@ -17,6 +17,9 @@ AttackFactory = Callable[[nn.Module, float], Attack]
 ATTACKS: dict[str, AttackFactory] = {
     "fgsm": lambda model, eps: FGSM(model, eps=eps),
     "pgd": lambda model, eps: PGD(model, eps=eps, alpha=eps / 4, steps=5, generator=torch.Generator().manual_seed(0)),
+    "fgsm_rs": lambda model, eps: FGSMRS(model, eps=eps, generator=torch.Generator().manual_seed(0)),
+    "train_pgd": lambda model, eps: make_train_attack("pgd", model, eps, steps=3,
+                                                      generator=torch.Generator().manual_seed(0)),
 }
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from amltui.runs import default_runs_dir
@@ -101,6 +102,24 @@ def print_metrics(record: dict[str, Any]) -> None:
             mark = "†" if note and key in ("A_IA", "A_IA_target") else ""
             table.add_row(METRIC_LABELS[key] + mark, f"{metrics[key]:.2f}", str(counts.get(key, "")))
     console.print(table)
+    if record.get("selected_epoch") and record.get("select", "last") != "last":
+        console.print(f"  weights of epoch {record['selected_epoch']} (select={record['select']}: best PGD accuracy "
+                      f"on a hold-out of {record.get('n_holdout', '?')} training images)", highlight=False)
+    print_flags(record)
+
+
+FLAG_MARK = "⚠"
+
+
+def print_flags(record: dict[str, Any]) -> None:
+    """Each flag of a run with the rule that tripped and its numbers (core/flags.py)."""
+    for detail in record.get("flag_details") or []:
+        console.print(f"[bold yellow]{FLAG_MARK} {escape(str(detail.get('name')))}[/]: "
+                      + escape("; ".join(str(r) for r in detail.get("reasons", []))), highlight=False)
+        console.print(f"    rule: {escape(str(detail.get('rule', '')))}", highlight=False)
+    for name in record.get("flags") or []:  # names without details (written by an older amltui)
+        if not any(d.get("name") == name for d in record.get("flag_details") or []):
+            console.print(f"[bold yellow]{FLAG_MARK} {escape(str(name))}[/]", highlight=False)
 
 
 def parse_list(text: str, what: str, convert: type = str) -> list:

@@ -11,6 +11,7 @@ from rich import box
 from rich.table import Table
 
 from amltui.cli.common import (
+    FLAG_MARK,
     RunArg,
     RunsDir,
     all_records,
@@ -59,8 +60,9 @@ def ls(
     if as_json:
         keys = ("id", "variant", "seed", "dataset", "preset", "status", "epoch", "epochs", "metrics", "metrics_n",
                 "pid", "host", "slot", "gpu", "gpu_peak_mib", "device", "executor", "slurm_job_id", "created",
-                "started", "ended", "error", "flags")
-        typer.echo(json.dumps([{k: r.get(k) for k in keys} for r in records], indent=1))
+                "started", "ended", "error", "select", "selected_epoch", "flags", "flag_details")
+        typer.echo(json.dumps([{k: r.get(k) for k in keys} | {"flags": r.get("flags") or []} for r in records],
+                              indent=1))
         return
     if emptied:
         console.print(emptied, highlight=False)
@@ -69,10 +71,14 @@ def ls(
         console.print(f"no runs in {store.runs_dir} (start one with `amltui run`)")
         return
     console.print(runs_table(records, console.width))
+    flagged = sorted({f for r in records for f in r.get("flags") or []})
+    if flagged:
+        console.print(f"{FLAG_MARK} flagged: {', '.join(flagged)} — `amltui show RUN` gives the rule and the numbers",
+                      highlight=False)
 
 
 # Columns of `amltui ls`, most important first: on a narrow terminal the last ones are left out, not squeezed.
-LS_COLUMNS = ("id", "status", "epoch", "gpu", "A_orig", "A_SA", "A_IA", "A_PGD", "variant", "seed", "dataset",
+LS_COLUMNS = ("id", "status", "!", "epoch", "gpu", "A_orig", "A_SA", "A_IA", "A_PGD", "variant", "seed", "dataset",
               "A_IA_target", "A_AA", "slot")
 
 
@@ -86,12 +92,14 @@ def runs_table(records: list[dict], width: int) -> Table:
             return f"{r.get('epoch', 0)}/{r.get('epochs', '?')}"
         if col == "gpu":  # where a running run is, as `amltui gpus` names it (gpu2, gpu0.mig1)
             return str(r.get("gpu") or "") if r.get("status") == "running" else ""
+        if col == "!":  # a flagged run (core/flags.py), e.g. gradient masking
+            return FLAG_MARK if r.get("flags") else ""
         return str(r.get(col) if r.get(col) is not None else "")
 
     def title(col: str) -> str:
         return METRIC_LABELS.get(col, col).replace("A_IA→target", "→tgt")
 
-    present = [c for c in LS_COLUMNS if c not in (*METRIC_ORDER, "gpu") or any(cell(r, c) for r in records)]
+    present = [c for c in LS_COLUMNS if c not in (*METRIC_ORDER, "gpu", "!") or any(cell(r, c) for r in records)]
     widths = {c: max([len(title(c))] + [len(cell(r, c)) for r in records]) for c in present}
     while len(present) > 3 and sum(widths[c] + 3 for c in present) > width:
         present.pop()
@@ -111,7 +119,7 @@ def show(run: RunArg, runs_dir: RunsDir = None) -> None:
     rd = run_dir(store.runs_dir, record["id"])
     console.print(f"[bold]{record['id']}[/]  {status_text(record.get('status', ''))}  folder {rd.path}")
     for key in ("variant", "preset", "seed", "dataset", "fingerprint", "device", "code_version", "created",
-                "started", "ended", "error"):
+                "started", "ended", "error", "select", "selected_epoch", "monitor"):
         if record.get(key) is not None:
             console.print(f"  {key}: {record[key]}", highlight=False)
     if record.get("traceback"):
@@ -123,9 +131,11 @@ def show(run: RunArg, runs_dir: RunsDir = None) -> None:
         console.print(f"  config: unreadable ({exc})")
     epochs = [m for m in rd.read_metrics() if m.get("kind") == "epoch"]
     if epochs:
-        table = Table(title="epochs")
+        where = (f"hold-out of {record.get('n_holdout')} training images" if record.get("monitor") == "holdout"
+                 else "test subset, curves only")
+        table = Table(title=f"epochs (monitor: {where})")
         cols = ["epoch", "train_loss", "train_ce_clean", "train_ce_adv", "train_triplet_sa", "train_triplet_ia",
-                "monitor_A_orig", "monitor_A_SA", "seconds"]
+                "monitor_A_orig", "monitor_A_SA", "monitor_A_PGD", "seconds"]
         cols = [c for c in cols if any(c in m for m in epochs)]
         for c in cols:
             table.add_column(c.replace("train_", "").replace("monitor_", "mon "), justify="right")

@@ -20,6 +20,7 @@ STATUS_RANK = {"running": 0, "queued": 1, "failed": 2, "cancelled": 3, "done": 4
 STATUS_STYLE = {"done": "green", "running": "bold cyan", "queued": "white", "failed": "bold red",
                 "cancelled": "yellow"}
 # (key, label, width or None for automatic)
+FLAG_MARK = "⚠"
 COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("id", "run", None), ("status", "status", 9), ("progress", "progress", 16), ("variant", "variant", 8),
     ("seed", "seed", 4), ("dataset", "dataset", 13), ("slot", "slot", 7), ("loss", "loss", 7),
@@ -90,6 +91,8 @@ def make_row(record: dict[str, Any], progress: dict[str, Any], order: int) -> Ru
     # Final metrics when evaluated, else the per-epoch monitor estimate marked with "~".
     a_orig = _pct(metrics["A_orig"]) if "A_orig" in metrics else _pct(last.get("monitor_A_orig"), "~")
     a_sa = _pct(metrics["A_SA"]) if "A_SA" in metrics else _pct(last.get("monitor_A_SA"), "~")
+    if record.get("flags") and a_sa:
+        a_sa += FLAG_MARK  # flagged (core/flags.py): this A_SA is not robustness; the detail screen says why
     cells = {
         "id": record["id"], "status": status, "progress": f"{progress_bar(fraction)} {count}",
         "variant": str(record.get("variant", "")), "seed": str(record.get("seed", "")),

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 LOSSES = (("train_loss", "total", "bold white"), ("train_ce_clean", "CE clean", "green"),
           ("train_ce_adv", "CE adv", "red"), ("train_triplet_sa", "triplet SA", "magenta"),
           ("train_triplet_ia", "triplet IA", "yellow"))
-ACCURACIES = (("monitor_A_orig", "A_orig", "green"), ("monitor_A_SA", "A_SA", "red"))
+ACCURACIES = (("monitor_A_orig", "A_orig", "green"), ("monitor_A_SA", "A_SA", "red"),
+              ("monitor_A_PGD", "A_PGD", "yellow"))
 FINAL = ("A_orig", "A_SA", "A_IA", "A_IA_target", "A_PGD", "A_AA")
 LABELS = {"A_IA_target": "A_IA→t"}
 
@@ -44,7 +45,7 @@ def _series(epochs: list[dict[str, Any]], keys: tuple[tuple[str, str, str], ...]
     for key, label, style in keys:
         points = [(float(e["epoch"]), float(e[key])) for e in epochs
                   if isinstance(e.get(key), int | float) and isinstance(e.get("epoch"), int | float)]
-        if points and (key == "train_loss" or any(y != 0 for _, y in points)):
+        if points and (key == "train_loss" or key.startswith("monitor_") or any(y != 0 for _, y in points)):
             out.append(Series(label, points, style))
     return out
 
@@ -72,6 +73,12 @@ def head_text(record: dict[str, Any], progress: dict[str, Any]) -> Text:
             text.append("\nflags: " + ", ".join(map(str, record["flags"])), style="yellow")
     elif record.get("error"):
         text.append(f"\n{record['error']}", style="red")
+    if record.get("select", "last") != "last" and record.get("selected_epoch"):
+        text.append(f"\nweights of epoch {record['selected_epoch']} ({record['select']}, training hold-out)",
+                    style="dim")
+    for detail in record.get("flag_details") or []:
+        text.append(f"\n⚠ {detail.get('name')}: ", style="bold yellow")
+        text.append("; ".join(str(r) for r in detail.get("reasons", [])) + f" (rule: {detail.get('rule', '')})")
     return text
 
 

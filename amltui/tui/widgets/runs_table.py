@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from amltui.tui.data import COLUMNS, SORTS, STATUS_STYLE, RunRow, filter_rows, sort_rows
+from amltui.tui.data import COLUMNS, FLAG_MARK, SORTS, STATUS_STYLE, RunRow, filter_rows, sort_rows
 
 
 def _cell(column: str, value: str) -> str | Text:
@@ -14,6 +14,8 @@ def _cell(column: str, value: str) -> str | Text:
     if column == "progress":
         bar, _, count = value.partition(" ")
         return Text.assemble((bar, "cyan"), " ", count)
+    if column == "A_SA" and value.endswith(FLAG_MARK):
+        return Text.assemble(value[:-1], (FLAG_MARK, "bold yellow"), justify="right")
     if column in ("A_orig", "A_SA") and value.startswith("~"):
         return Text(value, style="dim", justify="right")  # a monitor estimate, not the final number
     if column in ("loss", "A_orig", "A_SA", "A_IA", "seed"):
