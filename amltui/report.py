@@ -415,11 +415,13 @@ def to_latex(rows: list[Row], *, with_runs: bool = False) -> str:
             else:
                 std = "--" if c.std is None else f"{c.std:.2f}"
                 flag = "$^\\ddagger$" if m == MARKED_METRIC and flagged_runs(row.runs) else ""
-                cells.append(f"${c.mean:.2f} \\pm {std}$ ({c.n})" + ("$^\\dagger$" if _ia_mark(row, m) else "") + flag)
+                ia = "$^\\dagger$" if _ia_mark(row, m) else ""
+                cells.append(f"${c.mean:.2f} \\pm {std}$ ({c.n}){ia}{flag}")
         out.append(" & ".join([_tex(row.variant), _tex(row.dataset), _tex(row.setting), *cells]) + " \\\\")
     out += ["\\bottomrule", "\\end{tabular}"]
     out += [f"% {_tex(note)}" for note in (footnotes(rows, metrics) if rows else [])]
-    out += [f"\\par{{\\footnotesize $^\\ddagger$ {_tex(line.removeprefix(MARK + ' '))}}}" for line in flag_footnotes(rows)]
+    out += [f"\\par{{\\footnotesize $^\\ddagger$ {_tex(line.removeprefix(MARK + ' '))}}}"
+            for line in flag_footnotes(rows)]
     if with_runs:
         out += [f"% {row.variant} {row.dataset}: " + " ".join(r["id"] for r in row.runs)
                 + (" (repeats not counted: " + " ".join(r["id"] for r in row.repeats) + ")" if row.repeats else "")
