@@ -56,7 +56,7 @@ def test_eval_autoattack_curve_checks_end_to_end(tmp_path):
     shown = invoke("show", run_id, "--runs-dir", str(tmp_path))
     assert "A_AA" in shown.output and "(a) large ε" in shown.output
     exported = invoke("export", "--runs-dir", str(tmp_path))
-    assert "| A_AA |" in exported.output and "A_AA n=16" in exported.output
+    assert "| A_AA |" in exported.output and "A_AA 16." in exported.output
     assert f"- {run_id}: checks:" in exported.output
     plotted = invoke("plot", run_id, "--curve", "--runs-dir", str(tmp_path))
     assert plotted.exit_code == 0 and "FGSM" in plotted.output
