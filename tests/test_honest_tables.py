@@ -34,7 +34,7 @@ def test_the_same_seed_twice_is_reused_and_a_repeat_counts_once(tmp_path):
     agreement = record["inv_agreement"]["test"]
     assert agreement["sample"] == 128 and 0.0 <= agreement["same_neighbour"] <= 1.0
     assert record["target_table_note"] == "digit target table applied to non-digit data"
-    assert record["pgd"] == {"steps": 3, "alpha": 0.01, "eps": 0.3}
+    assert record["pgd"] == {"steps": 3, "alpha": 0.01, "eps": 0.1}
 
     again = run_tiny(tmp_path, eval_ia=True)
     assert again.exit_code == 0, again.output
@@ -61,7 +61,7 @@ def test_the_same_seed_twice_is_reused_and_a_repeat_counts_once(tmp_path):
     assert "(n=1)" in md and "(n=2)" not in md
     assert f"repeats not counted: s0 {record['id']}" in md and f"s0 {latest['id']}" in md
     assert "same neighbour as exact on" in md and "of 128 sampled queries" in md
-    assert "Every column is measured on 128 test images" in md and "PGD-3 (L∞ ε 0.3, step α 0.01" in md
+    assert "Every column is measured on 128 test images" in md and "PGD-3 (L∞ ε 0.1, step α 0.01" in md
     assert "†" in md and "digit target table applied to non-digit data" in md
 
 

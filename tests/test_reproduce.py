@@ -59,7 +59,7 @@ def test_reproduce_writes_the_report_and_a_rerun_reuses_everything(tmp_path):
     assert "CI" not in paper_part and "±" not in paper_part
     # Synthetic data are not digits: A_IA is marked, human agreement is not applicable.
     assert "digit target table applied to non-digit data" in report and "not applicable" in report
-    assert "PGD-2 (L∞ ε 0.3, step α 0.01" in report
+    assert "PGD-2 (L∞ ε 0.1, step α 0.01" in report
     assert "ml_sa_ia − baseline, A_IA" in report and "A_IA→target" in report
     for name in ("pca-baseline.png", "pca-ml_sa_ia.png", "curves.png", "results.md", "results.csv"):
         assert (folder / name).stat().st_size > 0, name

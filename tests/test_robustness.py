@@ -36,7 +36,7 @@ class Quantized(nn.Module):
 @pytest.fixture(scope="module")
 def trained():
     """A small net trained clean for 2 epochs on synthetic digits (seconds on one CPU thread)."""
-    cfg = RunConfig.resolve("baseline", "quick", w_clean=1.0, w_adv=0.0, **TINY)
+    cfg = RunConfig.resolve("baseline", "quick", w_clean=1.0, w_adv=0.0, eps_s=0.3, **TINY)
     data = load_dataset("synthetic", None, seed=0).with_subsets(512, 128, seed=0)
     torch.manual_seed(0)
     model = train(cfg, data, device=torch.device("cpu")).model.eval()

@@ -95,7 +95,7 @@ def test_reproduce_report_has_a_aa_checks_and_the_robustness_figure(tmp_path):
         assert result.exit_code == 0, result.output
     report = write_report(Store(tmp_path), ids, tmp_path / "report", "test")
     text = report.read_text()
-    assert "| A_PGD | A_AA |" in text and "A_AA n=12 (AutoAttack apgd-ce+apgd-t, torchattacks)" in text
+    assert "| A_PGD | A_AA |" in text and "A_AA 12" in text and "AutoAttack apgd-ce+apgd-t (torchattacks)" in text
     assert "## Sanity checks" in text and "No run has been checked." in text
     assert "![robustness.png](robustness.png)" in text
     assert (tmp_path / "report" / "robustness.png").stat().st_size > 1000

@@ -69,16 +69,19 @@ def head_text(record: dict[str, Any], progress: dict[str, Any]) -> Text:
                 text.append(f"{metrics[key]:.2f}", style="bold")
                 if key == "A_AA" and len(sizes) > 1:
                     text.append(f" (n={counts.get(key, '?')})", style="dim")
-        if record.get("flags"):
-            text.append("\nflags: " + ", ".join(map(str, record["flags"])), style="yellow")
     elif record.get("error"):
         text.append(f"\n{record['error']}", style="red")
     if record.get("select", "last") != "last" and record.get("selected_epoch"):
         text.append(f"\nweights of epoch {record['selected_epoch']} ({record['select']}, training hold-out)",
                     style="dim")
-    for detail in record.get("flag_details") or []:
+    details = [d for d in record.get("flag_details") or [] if isinstance(d, dict)]
+    for detail in details:
         text.append(f"\n⚠ {detail.get('name')}: ", style="bold yellow")
         text.append("; ".join(str(r) for r in detail.get("reasons", [])) + f" (rule: {detail.get('rule', '')})")
+    # flags without details here (the sanity checks' check_*: their numbers are on the Robustness tab)
+    others = [str(f) for f in record.get("flags") or [] if f not in {d.get("name") for d in details}]
+    if others:
+        text.append("\n⚠ " + ", ".join(others), style="bold yellow")
     return text
 
 
