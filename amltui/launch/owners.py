@@ -94,7 +94,13 @@ class SchedulerClaim:
     @classmethod
     def adopt(cls, runs_dir: Path, token: str, fd: int) -> SchedulerClaim:
         """The claim of a parent that started this process with the lock's descriptor (pass_fds)."""
-        return cls(runs_dir, token, None, fd)
+        claim = cls(runs_dir, token, None, fd)
+        try:  # name this process as the scheduler (messages about orphans give its pid)
+            data = json.loads(claim.list_file.read_text())
+            atomic_write_json(claim.list_file, {**data, "pid": os.getpid()})
+        except (OSError, ValueError):
+            pass
+        return claim
 
     @property
     def fd(self) -> int | None:
