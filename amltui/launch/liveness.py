@@ -55,18 +55,16 @@ def lost_reason(runs_dir: Path, record: dict[str, Any], stale_after: float = STA
         return None
     pid, host = record.get("pid"), record.get("host")
     age = heartbeat_age(runs_dir, record["id"])
-    if host in (None, socket.gethostname()):
+    if host == socket.gethostname():
         if worker_alive(run_dir(runs_dir, record["id"]).path):
             return None  # the lock is held: alive, perhaps paused (see stall_state)
-        if pid:
-            if pid_alive(int(pid)):
-                return None  # started, not yet holding the lock (importing)
-            return f"lost: worker pid {pid} on {host or 'this host'} ended without reporting (killed?)"
+        if pid and not pid_alive(int(pid)):
+            return f"lost: worker pid {pid} on {host} ended without reporting (killed?)"
         started = parse_time(record.get("started"))
-        if started is not None and time.time() - started > stale_after:
-            # Claimed by a scheduler that died before it could start the worker.
-            return f"lost: no worker took the run within {stale_after:.0f} s of its start (its scheduler died?)"
-        return None
+        if pid and age is not None and age > stale_after and started and time.time() - started > stale_after:
+            # Its pid lives but holds no lock and does not beat: a reused pid, or a worker that never took the run.
+            return f"lost: worker pid {pid} on {host} holds no lock and has not beaten for {age:.0f} s"
+        return None  # not started yet, or started and not yet holding the lock (a second or so)
     if age is not None and age > stale_after:
         return f"lost: no heartbeat from the worker (pid {pid} on {host}) for {age:.0f} s"
     return None
@@ -76,9 +74,7 @@ def stall_state(runs_dir: Path, record: dict[str, Any], stale_after: float = STA
     """"stalled" or "running" for a local run whose worker holds its lock on this host; None otherwise."""
     if record.get("status") not in WORKING or record.get("executor", "local") != "local":
         return None
-    if record.get("host") not in (None, socket.gethostname()):
-        return None
-    if not worker_alive(run_dir(runs_dir, record["id"]).path):
+    if record.get("host") != socket.gethostname() or not worker_alive(run_dir(runs_dir, record["id"]).path):
         return None
     age = heartbeat_age(runs_dir, record["id"])
     return STALLED if age is not None and age > stale_after else "running"

@@ -160,7 +160,7 @@ class LocalScheduler:
                 break  # every slot busy (here or in another scheduler of this runs dir)
             run_id = self.pending.pop(0)
             claimed = set_status(self.store, run_id, "running", expect=("queued",), slot=slot.name,
-                                 executor="local", started=now(), pid=None)
+                                 executor="local", started=now(), pid=None, cancel_requested=None)
             if claimed is None:
                 self._release(slot)
                 continue  # cancelled or removed while queued

@@ -48,7 +48,7 @@ def worker_lock(run_path: Path) -> FileLock:
 def is_locked(path: Path) -> bool:
     """True if some process holds an flock on ``path`` (probing takes it for an instant when it is free)."""
     try:
-        fd = os.open(path, os.O_RDWR)
+        fd = os.open(path, os.O_RDONLY)  # flock needs no write access (a shared, read-only runs folder)
     except FileNotFoundError:
         return False
     try:

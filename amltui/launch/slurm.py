@@ -126,7 +126,7 @@ def _job_main(runs_dir: str, run_id: str, resume: bool) -> int:
     signal.signal(signal.SIGUSR2, on_warning)
     try:
         claimed = set_status(store, run_id, "running", expect=("queued",), slurm_job_id=job_id,
-                             host=socket.gethostname())
+                             host=socket.gethostname(), cancel_requested=None)  # a queued run has none pending
         if claimed is None:
             rd.log(f"Slurm job {job_id} started, but the run is no longer queued (cancelled?); not running it")
             return EXIT_CANCELLED
@@ -206,7 +206,7 @@ class SlurmExecutor:
         queued = set_status(store, run_id, "queued", expect=("queued", "failed", "cancelled"), executor="slurm",
                             slurm_job_id=None, slurm_folder=str(folder), slurm_partition=self.partition,
                             slurm_time_min=self.time_minutes, slurm_gpus_per_node=self.gpus_per_node,
-                            ended=None, error=None, traceback=None, pid=None,
+                            ended=None, error=None, traceback=None, pid=None, cancel_requested=None, stall=None,
                             resumes=previous.get("resumes", 0) + (previous.get("status") in ("failed", "cancelled")))
         if queued is None:
             status = rd.read_record().get("status")
