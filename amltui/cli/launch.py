@@ -161,7 +161,7 @@ def interrupt_flag() -> Iterator[Callable[[], str | None]]:
         return
     old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield lambda: f"cancelled ({hits[0]} in `amltui run`)" if hits else None
+        yield lambda: f"cancelled ({hits[0]} in the foreground)" if hits else None
     finally:
         for sig, previous in old.items():
             signal.signal(sig, previous)

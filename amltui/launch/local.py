@@ -188,7 +188,7 @@ class LocalScheduler:
             requested = run_dir(self.store.runs_dir, run_id).read_record().get("cancel_requested")
         except (OSError, ValueError, AttributeError):
             return  # the folder was removed or damaged: nothing to settle
-        how = f"signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"exit code {code}"
+        how = f"signal {-code} ({_signal_name(-code)})" if code < 0 else f"exit code {code}"
         if code == EXIT_BUSY:
             set_status(self.store, run_id, "failed", error="another worker still owns the run folder (its "
                        "worker.lock); this one refused to start (see worker.out)", **mine)
@@ -196,6 +196,9 @@ class LocalScheduler:
             why = requested or "cancelled"
             set_status(self.store, run_id, "cancelled", error=f"{why} (the worker ended by {how} before it "
                        "could record it)", **mine)
+        elif code > 0:
+            set_status(self.store, run_id, "failed",
+                       error=f"worker exited with code {code} before recording why (see worker.out)", **mine)
         else:
             # Killed before it could record anything (SIGKILL, OOM killer): it must not stay "running".
             set_status(self.store, run_id, "failed",
@@ -267,6 +270,13 @@ class LocalScheduler:
                        error=f"{reason} (the worker did not stop in time and was killed)")
             del self.active[run_id]
         self.claim.release()
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown signal"
 
 
 def _terminate(proc: subprocess.Popen) -> None:
