@@ -23,7 +23,15 @@ def read_progress(store: Store, run_id: str) -> dict[str, Any]:
 
 
 def describe(record: dict[str, Any], progress: dict[str, Any]) -> tuple[str, float, float]:
-    """(text, completed, total) of a run's current phase."""
+    """(text, completed, total) of a run's current phase; a malformed progress.json never raises."""
+    try:
+        return _describe(record, progress if isinstance(progress, dict) else {})
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError):
+        status = str(record.get("status", "?"))
+        return (f"{status} (progress unreadable)", 0, 1)
+
+
+def _describe(record: dict[str, Any], progress: dict[str, Any]) -> tuple[str, float, float]:
     status = record.get("status", "?")
     if status in TERMINAL:
         metrics = record.get("metrics") or {}
@@ -31,8 +39,10 @@ def describe(record: dict[str, Any], progress: dict[str, Any]) -> tuple[str, flo
                          if "A_orig" in metrics else f"  {record.get('error') or ''}"[:80])
         return text, 1, 1
     kind = progress.get("kind")
-    if status == "queued":
-        return "queued", 0, 1
+    if status in ("queued", "orphaned"):
+        return str(status), 0, 1
+    if status == "stalled":
+        return "stalled (worker paused or hung; see `amltui show`)", 0, 1
     if kind == "batch":
         b = progress["batch"]
         total = b["steps"] * b["epochs"]
@@ -88,4 +98,5 @@ class LiveRuns:
         return list(records.values())
 
     def all_ended(self, records: list[dict[str, Any]]) -> bool:
-        return len(records) == len(self.tasks) and all(r.get("status") in TERMINAL for r in records)
+        # orphaned: its scheduler died, nothing will start it (amltui.launch.liveness)
+        return len(records) == len(self.tasks) and all(r.get("status") in (*TERMINAL, "orphaned") for r in records)

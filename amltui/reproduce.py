@@ -49,12 +49,13 @@ def plan(store: Store, configs: list[RunConfig]) -> Plan:
     for config in configs:
         key = (config.group_key(), config.seed)
         match = next((r for r in records if (r.get("group"), r.get("seed")) == key
-                      and r.get("status") in ("done", "failed", "cancelled", "queued", "running")), None)
+                      and r.get("status") in ("done", "failed", "cancelled", "orphaned", "queued", "running",
+                                              "stalled")), None)
         if match is None:
             result.create.append(config)
         elif match["status"] == "done":
             result.reuse.append(match["id"])
-        elif match["status"] in ("failed", "cancelled"):
+        elif match["status"] in ("failed", "cancelled", "orphaned"):
             result.resume.append(match["id"])
         else:
             result.wait.append(match["id"])

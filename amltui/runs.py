@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import amltui
 from amltui.fsutil import FileLock, atomic_write_json, read_json
+from amltui.launch.safepoint import HOLD_ENV, SafePoints
 from amltui.store import Store, validate_run_id
 from core.config import ConfigError, RunConfig
 from core.errors import DataNotFoundError, TrainingFailed
@@ -48,6 +49,14 @@ def default_runs_dir() -> Path:
 
 def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: Any) -> float | None:
+    """A ``now()`` stamp as a Unix time; None for anything else."""
+    try:
+        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC).timestamp()
+    except (TypeError, ValueError):
+        return None
 
 
 @lru_cache(maxsize=1)
@@ -120,8 +129,41 @@ def save_record(store: Store, rd: RunDir, record: dict[str, Any]) -> dict[str, A
     """Write the record to the run folder (ground truth) first, then to the index."""
     record["updated"] = now()
     with FileLock(rd.path / ".lock"):
+        _keep_cancel_request(rd, record)
         atomic_write_json(rd.record_file, record)
         store.put(record)
+    return record
+
+
+def _keep_cancel_request(rd: RunDir, record: dict[str, Any]) -> None:
+    """A cancel requested meanwhile (written by `amltui cancel` under the run's lock) survives a whole-record save."""
+    if record.get("cancel_requested") or not rd.record_file.exists():
+        return
+    try:
+        requested = rd.read_record().get("cancel_requested")
+    except (OSError, ValueError, AttributeError):
+        return
+    if requested:
+        record["cancel_requested"] = requested
+
+
+def request_cancel(store: Store, run_id: str, reason: str) -> dict[str, Any] | None:
+    """Write a cancel request into a running (or stalled) run's record, before any signal is sent.
+
+    The worker honours it at its next safe point even if no signal reaches it (no pid yet, another host), and
+    the liveness check turns a worker that died with a pending request into "cancelled". Returns the record,
+    or None if the run was not running (then there is nothing to stop).
+    """
+    rd = run_dir(store.runs_dir, run_id)
+    with FileLock(rd.path / ".lock"):
+        record = rd.read_record()
+        if record.get("status") not in ("running", "stalled"):
+            return None
+        if not record.get("cancel_requested"):
+            record.update(cancel_requested=reason, updated=now())
+            atomic_write_json(rd.record_file, record)
+            store.put(record)
+    rd.log(f"cancel requested: {reason}")
     return record
 
 
@@ -150,13 +192,16 @@ def set_status(store: Store, run_id: str, status: str, *, expect: tuple[str, ...
 
 
 def requeue(store: Store, run_id: str) -> dict[str, Any] | None:
-    """Queue a failed or cancelled run again, to continue from its checkpoint; None if it was neither."""
+    """Queue a failed, cancelled or orphaned run again, to continue from its checkpoint; None otherwise."""
     rd = run_dir(store.runs_dir, run_id)
     with FileLock(rd.path / ".lock"):
         record = rd.read_record()
-        if record.get("status") not in ("failed", "cancelled"):
+        if record.get("status") not in ("failed", "cancelled", "orphaned"):
             return None
-        record.update(status="queued", error=None, ended=None, updated=now(), resumes=record.get("resumes", 0) + 1)
+        # An orphaned run never started: queueing it again is not a resume.
+        resumes = record.get("resumes", 0) + (record.get("status") != "orphaned")
+        record.update(status="queued", error=None, ended=None, updated=now(), resumes=resumes,
+                      cancel_requested=None, stall=None)
         atomic_write_json(rd.record_file, record)
         store.put(record)
     return record
@@ -210,25 +255,30 @@ def invariance_for(config: RunConfig, dataset: Dataset, split: str, runs_dir: Pa
                               warn=warn)
 
 
-def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listener | None = None) -> dict[str, Any]:
+def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listener | None = None,
+            safe: SafePoints | None = None) -> dict[str, Any]:
     """Run (or resume) one run to the end in this process, keeping its folder and record up to date.
 
-    Returns the final record. Failures are recorded (status failed, error, traceback tail) and re-raised;
-    Ctrl-C marks the run cancelled.
+    Returns the final record. Failures are recorded (status failed, error, traceback tail) and re-raised.
+    ``safe`` (amltui.launch.safepoint) is asked between phases and batches whether to stop; a stop there (or
+    Ctrl-C in-process) marks the run cancelled, keeping the last finished checkpoint.
     """
     emit = listener or (lambda kind, data: None)
+    check = safe.check if safe is not None else (lambda phase=None, **kw: None)
     rd = run_dir(store.runs_dir, run_id)
     record = rd.read_record()
     record.update(status="running", started=record.get("started") or now(), ended=None, error=None,
                   traceback=None, pid=os.getpid(), host=socket.gethostname(),
                   slot=os.environ.get("AMLTUI_SLOT", record.get("slot")), gpu=os.environ.get("AMLTUI_GPU"),
                   gpu_uuid=os.environ.get("AMLTUI_GPU") and os.environ.get("CUDA_VISIBLE_DEVICES"))
-    # Everything from here on is inside the try: a cancel or an error during start-up (the imports alone take
-    # seconds) is recorded like any other.
+    # Everything from here on is inside the try: a cancel or an error during start-up is recorded like any other.
     try:
+        check("import")  # before the imports that take seconds: an immediate cancel costs little
         from core.device import peak_memory_mib, resolve_device, set_deterministic, set_threads
         from core.train import train
 
+        if safe is not None and os.environ.get(HOLD_ENV) == "checkpoint":
+            _hold_in_checkpoint_writes(safe)
         config = rd.read_config()
         # A scheduler slot may split the cores between workers (AMLTUI_THREADS) and names itself (AMLTUI_SLOT).
         threads = set_threads(config.threads or _env_int("AMLTUI_THREADS"))
@@ -243,13 +293,21 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
             how = "from the first epoch (no checkpoint yet)"
         rd.log(f"{'resuming' if how else 'starting'} on {device} ({threads} threads), code {code_version()}"
                + (f"; {how}" if how else ""))
+        check("data")
         dataset = load_run_data(config)
         record["fingerprint"] = dataset.fingerprint
         record["n_train"], record["n_test"] = len(dataset.train), len(dataset.test)
         save_record(store, rd, record)
+
+        def checked(kind: str, data: dict[str, Any]) -> None:
+            emit(kind, data)
+            check(_EVENT_PHASE.get(kind))  # between batches / chunks: a safe point
+
         inv_train = inv_test = None
         if config.needs_invariance:
-            inv_train = invariance_for(config, dataset, "train", store.runs_dir, device, emit).x_star
+            check("invariance")
+            inv_train = invariance_for(config, dataset, "train", store.runs_dir, device, checked).x_star
+
         def on_event(kind: str, data: dict[str, Any]) -> None:
             if kind == "epoch":
                 rd.append_metrics({"kind": "epoch", **data})
@@ -259,8 +317,11 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
                 if peak is not None:
                     record["gpu_peak_mib"] = max(peak, record.get("gpu_peak_mib") or 0.0)
                 save_record(store, rd, record)
-            emit(kind, data)
+                if safe is not None:
+                    safe.hold("epoch")
+            checked(kind, data)
 
+        check("train")
         result = train(config, dataset, device=device, checkpoint_path=rd.checkpoint, resume=resume,
                        invariance_train=inv_train, callback=on_event)
         record["epoch"] = config.epochs
@@ -268,9 +329,13 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
         if config.select != "last":
             rd.log(f"selected epoch {result.selected_epoch} of {config.epochs} ({config.select}, "
                    f"hold-out of {result.n_holdout} training images)")
-        inv = invariance_for(config, dataset, "test", store.runs_dir, device, emit) if config.eval_ia else None
+        if config.eval_ia:
+            check("invariance")
+        inv = invariance_for(config, dataset, "test", store.runs_dir, device, checked) if config.eval_ia else None
         inv_test = (inv.x_star, inv.target) if inv is not None else (None, None)
-        metrics = run_evaluation(result.model, dataset, config, inv_test, emit)
+        check("eval")
+        metrics = run_evaluation(result.model, dataset, config, inv_test, checked)
+        check("finish")
         record.update(metrics_record(metrics))
         if (peak := peak_memory_mib(device)) is not None:
             record["gpu_peak_mib"] = max(peak, record.get("gpu_peak_mib") or 0.0)
@@ -287,8 +352,8 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
     except KeyboardInterrupt as exc:
         reason = str(exc) or "cancelled by the user (Ctrl-C)"
         record.update(status="cancelled", ended=now(), pid=None, error=reason)
-        rd.log(f"cancelled: {reason}")
         save_record(store, rd, record)
+        rd.log(f"cancelled: {reason}")
         raise
     except BaseException as exc:
         record.update(status="failed", ended=now(), pid=None, error=f"{type(exc).__name__}: {exc}",
@@ -296,6 +361,24 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
         rd.log(f"failed: {record['error']}")
         save_record(store, rd, record)
         raise
+
+
+_EVENT_PHASE = {"batch": "train", "epoch": "train", "invariance": "invariance", "eval": "eval"}
+
+
+def _hold_in_checkpoint_writes(safe: SafePoints) -> None:
+    """AMLTUI_TEST_HOLD=checkpoint: hold between writing a checkpoint's temp file and renaming it into place."""
+    import torch
+
+    save = torch.save
+
+    def holding_save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        save(obj, f, *args, **kwargs)
+        if isinstance(f, str | Path) and Path(f).name.startswith("checkpoint.pt.tmp"):
+            safe.phase = "checkpoint"
+            safe.hold("checkpoint")
+
+    torch.save = holding_save
 
 
 def run_evaluation(model: torch.nn.Module, dataset: Dataset, config: RunConfig,

@@ -1,7 +1,7 @@
 """A stand-in worker for scheduler tests: records its slot's environment, then behaves as told.
 
 Usage: python tests/fake_worker.py RUNS_DIR RUN_ID  (behaviour from the run's config "overrides" note:
-the record field "fake" = "done" | "fail" | "kill" | "sleep")
+the record field "fake" = "done" | "fail" | "kill" | "sleep"; "fake_seconds", "fake_barrier" as below)
 """
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ with open(runs_dir / "trace.jsonl", "a") as fh:
     fh.write(json.dumps({"run": run_id, "event": "start", "time": time.time(), "pid": os.getpid(),
                          "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "order": os.environ.get("CUDA_DEVICE_ORDER"),
                          "slot": os.environ.get("AMLTUI_SLOT")}) + "\n")
+# "fake_barrier": N holds this worker until N workers have started, so overlap does not depend on speed.
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline and sum('"start"' in line for line in
+                                          (runs_dir / "trace.jsonl").read_text().splitlines()) < record.get(
+                                              "fake_barrier", 0):
+    time.sleep(0.02)
 time.sleep(float(record.get("fake_seconds", 0.3)))
 with open(runs_dir / "trace.jsonl", "a") as fh:
     fh.write(json.dumps({"run": run_id, "event": "end", "time": time.time()}) + "\n")

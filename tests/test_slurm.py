@@ -142,6 +142,45 @@ def test_cancel_running_job_goes_through_slurm(tmp_path: Path) -> None:
     assert wait_for("the run to be cancelled again", finished(store, "long"), 30)["status"] == "cancelled"
 
 
+@pytest.mark.parametrize("phase, says", [("import", "stopped while importing"), ("train", "stopped while training"),
+                                         ("checkpoint", "stopped while writing a checkpoint")])
+def test_scancel_at_a_held_phase_ends_cancelled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phase: str,
+                                                says: str) -> None:
+    # The job inherits the environment: its worker holds at the phase (amltui.launch.safepoint) until cancelled.
+    monkeypatch.setenv("AMLTUI_TEST_HOLD", phase)
+    store = Store(tmp_path)
+    create_run(store, tiny_config(epochs=200), "held")
+    executor = SlurmExecutor(tmp_path, time_minutes=30)
+    job_id = executor.submit("held")
+    wait_for(f"the job's worker to hold at {phase}", (tmp_path / "held" / f"hold-{phase}").exists, JOB_START_S,
+             every=0.1)
+    executor.cancel("held")
+    record = wait_for("the run to be cancelled", finished(store, "held"), 60)
+    assert record["status"] == "cancelled", f"{record['error']}\n{job_log(record['slurm_folder'])}"
+    assert record["error"].startswith(f"cancelled with scancel {job_id} (stopped by signal SIGTERM (Slurm job")
+    assert says in record["error"] and record["pid"] is None
+    assert [p.name for p in (tmp_path / "held").iterdir() if ".tmp" in p.name] == []
+    if phase == "checkpoint":  # the epoch being written when the cancel came is kept whole
+        import torch
+
+        assert torch.load(tmp_path / "held" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    wait_for("the job to leave the queue", lambda: not in_queue(job_id), 60)
+
+
+def test_scancel_as_soon_as_the_job_claims_the_run(tmp_path: Path) -> None:
+    # Cancelled the moment the record says running (the worker may not even listen for signals yet).
+    store = Store(tmp_path)
+    create_run(store, tiny_config(epochs=200), "quick")
+    executor = SlurmExecutor(tmp_path, time_minutes=30)
+    job_id = executor.submit("quick")
+    wait_for("the job to claim the run", lambda: store.get("quick")["status"] == "running", JOB_START_S, every=0.05)
+    executor.cancel("quick")
+    record = wait_for("the run to end", finished(store, "quick"), 60)
+    assert record["status"] == "cancelled", f"{record['error']}\n{job_log(record['slurm_folder'])}"
+    assert f"scancel {job_id}" in record["error"]
+    wait_for("the job to leave the queue", lambda: not in_queue(job_id), 60)
+
+
 def test_cancel_pending_job_marks_run_cancelled(tmp_path: Path) -> None:
     store = Store(tmp_path)
     create_run(store, tiny_config(), "later")

@@ -75,7 +75,8 @@ def resolve_run(store: Store, text: str) -> dict[str, Any]:
 
 
 def status_text(status: str) -> str:
-    colour = {"done": "green", "running": "cyan", "failed": "red", "cancelled": "yellow"}.get(status, "white")
+    colour = {"done": "green", "running": "cyan", "failed": "red", "cancelled": "yellow", "stalled": "magenta",
+              "orphaned": "magenta"}.get(status, "white")
     return f"[{colour}]{status}[/]"
 
 

@@ -119,7 +119,7 @@ def show(run: RunArg, runs_dir: RunsDir = None) -> None:
     rd = run_dir(store.runs_dir, record["id"])
     console.print(f"[bold]{record['id']}[/]  {status_text(record.get('status', ''))}  folder {rd.path}")
     for key in ("variant", "preset", "seed", "dataset", "fingerprint", "device", "code_version", "created",
-                "started", "ended", "error", "select", "selected_epoch", "monitor"):
+                "started", "ended", "error", "select", "selected_epoch", "monitor", "stall", "cancel_requested"):
         if record.get(key) is not None:
             console.print(f"  {key}: {record[key]}", highlight=False)
     if record.get("traceback"):

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -28,6 +32,7 @@ from amltui.cli.common import (
 )
 from amltui.gpus import MAX_MEM_DEFAULT, MAX_UTIL_DEFAULT
 from amltui.launch.control import cancel_run, local_plan, start_local
+from amltui.launch.liveness import ORPHANED, STALLED, WORKING
 from amltui.launch.local import LocalScheduler
 from amltui.live import TERMINAL, LiveRuns
 from amltui.runs import create_run, requeue, run_dir, set_status
@@ -45,6 +50,7 @@ MAX_UTIL_HELP = (f"--gpus auto: a GPU at or above this utilisation (%) is busy [
                  "or $AMLTUI_GPU_MAX_UTIL].")
 MAX_MEM_HELP = (f"--gpus auto: a GPU with this share of its memory (%) used by others is busy [default: "
                 f"{MAX_MEM_DEFAULT:g}, or $AMLTUI_GPU_MAX_MEM].")
+CANCELLABLE = ("queued", ORPHANED, *WORKING)
 
 
 def register(app: typer.Typer) -> None:
@@ -177,15 +183,36 @@ def dispatch(store: Store, ids: list[str], *, executor: str = "local", gpus: str
     for note in plan.notes:
         err.print(f"note: {escape(note)}", highlight=False)
     scheduler = LocalScheduler(store, ids, plan.slots, admit=plan.gate)
-    with LiveRuns(console, store, ids) as live:
-        try:
-            scheduler.run(on_tick=live.refresh)
-        except KeyboardInterrupt:
-            err.print("Ctrl-C: cancelling the runs (finished epochs are kept; `amltui resume RUN` continues)")
-            scheduler.cancel_all()
-            live.refresh()
-            raise typer.Exit(130) from None
+    with interrupt_flag() as interrupted, LiveRuns(console, store, ids) as live:
+        # Ctrl-C only sets the flag: the scheduler stops at a safe point (never between claiming a run and
+        # starting its worker), records the cancel in each running run, then signals the workers.
+        finished = scheduler.run(on_tick=live.refresh, should_stop=interrupted)
+    if not finished:
+        err.print("Ctrl-C: runs cancelled (finished epochs are kept; `amltui resume RUN` continues)")
+        raise typer.Exit(130)
+    if scheduler.display_error:
+        err.print(f"the progress display failed ({scheduler.display_error}); the runs were not affected",
+                  highlight=False, markup=False)
     _summary(store, ids)
+
+
+@contextlib.contextmanager
+def interrupt_flag() -> Iterator[Callable[[], str | None]]:
+    """Within the block, SIGINT (Ctrl-C) and SIGTERM set a flag instead of raising; yields its reader."""
+    hits: list[str] = []
+
+    def handler(signum: int, frame: object) -> None:
+        hits.append("Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: f"cancelled ({hits[0]} in the foreground)" if hits else None
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
 
 
 def _follow(store: Store, ids: list[str], cancel, reconcile) -> None:
@@ -234,15 +261,25 @@ def resume(
     partition: Annotated[str | None, typer.Option(help="Slurm partition.")] = None,
     runs_dir: RunsDir = None,
 ) -> None:
-    """Continue a failed or cancelled run from its last epoch checkpoint."""
+    """Continue a failed or cancelled run from its last epoch checkpoint, or start an orphaned one.
+
+    A run still owned by a worker (running, or stalled: paused or hung) is refused: one worker per run.
+    """
     store = open_store(runs_dir)
+    reap_lost(store)
     record = resolve_run(store, run)
+    run_id = record["id"]
     if record["status"] == "done":
-        fail(f"run {record['id']} is already done; `amltui eval {record['id']}` re-evaluates it")
+        fail(f"run {run_id} is already done; `amltui eval {run_id}` re-evaluates it")
+    if record["status"] == STALLED:
+        fail(f"run {run_id} is stalled: its worker (pid {record.get('pid')}) still owns it but has stopped "
+             f"beating (paused or hung); resume that process (kill -CONT) or `amltui cancel {run_id}` it first")
     if record["status"] in ("running", "queued"):
-        fail(f"run {record['id']} is {record['status']}; cancel it first (`amltui cancel {record['id']}`)")
-    requeue(store, record["id"])
-    dispatch(store, [record["id"]], executor=executor, gpus=gpus, detach=detach, partition=partition)
+        fail(f"run {run_id} is {record['status']}; cancel it first (`amltui cancel {run_id}`)")
+    if requeue(store, run_id) is None:
+        fail(f"run {run_id} is {(store.get(run_id) or {}).get('status')}; only a failed, cancelled or orphaned "
+             "run can be resumed")
+    dispatch(store, [run_id], executor=executor, gpus=gpus, detach=detach, partition=partition)
 
 
 def cancel(
@@ -250,11 +287,12 @@ def cancel(
     all_: Annotated[bool, typer.Option("--all", help="Cancel every queued or running run.")] = False,
     runs_dir: RunsDir = None,
 ) -> None:
-    """Cancel queued or running runs (a running worker stops at once and keeps its finished epochs)."""
+    """Cancel queued, orphaned, running or stalled runs (a worker stops at its next safe point, within a batch, and
+    keeps its finished epochs; the run always ends "cancelled")."""
     store = open_store(runs_dir)
     reap_lost(store)
     if all_:
-        targets = [r for r in all_records(store) if r.get("status") in ("queued", "running")]
+        targets = [r for r in all_records(store) if r.get("status") in CANCELLABLE]
     elif runs:
         targets = [resolve_run(store, text) for text in runs]
     else:
@@ -274,9 +312,9 @@ def remove(
     store = open_store(runs_dir)
     reap_lost(store)
     records = [resolve_run(store, text) for text in runs]
-    active = [r["id"] for r in records if r.get("status") in ("queued", "running")]
+    active = [r["id"] for r in records if r.get("status") in ("queued", *WORKING)]
     if active:
-        fail(f"{', '.join(active)} still queued or running; `amltui cancel` them first")
+        fail(f"{', '.join(active)} still queued, running or stalled; `amltui cancel` them first")
     if not yes and not typer.confirm(f"delete {len(records)} run(s) and their folders?"):
         raise typer.Exit(1)
     for record in records:

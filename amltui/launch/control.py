@@ -24,10 +24,10 @@ from amltui.gpus import (
     store_footprint,
     visible_gpus,
 )
-from amltui.launch.liveness import reap
+from amltui.launch.liveness import ORPHANED, STALLED, reap
 from amltui.launch.local import Slot, default_cpu_slots, make_slots, start_detached
 from amltui.live import TERMINAL
-from amltui.runs import set_status
+from amltui.runs import request_cancel, set_status
 from amltui.store import Store
 
 
@@ -111,7 +111,11 @@ def _names(slots: list[Slot]) -> str:
 
 
 def cancel_run(store: Store, record: dict[str, Any]) -> str:
-    """Cancel a queued or running run (local worker: SIGTERM; Slurm: scancel); returns what happened."""
+    """Cancel a queued, orphaned, running or stalled run (Slurm: scancel); returns what happened.
+
+    For a running run the request is written into its record first, then the worker gets SIGTERM: a worker
+    that has no pid yet, cannot be signalled from here, or dies before it can answer still ends "cancelled".
+    """
     run_id, status = record["id"], record.get("status")
     if status in TERMINAL:
         return f"already {status}"
@@ -120,17 +124,23 @@ def cancel_run(store: Store, record: dict[str, Any]) -> str:
 
         SlurmExecutor(store.runs_dir).cancel(run_id)
         return f"Slurm job {record['slurm_job_id']} cancelled"
-    if status == "queued" and set_status(store, run_id, "cancelled", expect=("queued",),
-                                         error="cancelled before it started"):
-        return "cancelled (was queued)"
-    pid, host = record.get("pid"), record.get("host")
+    if status in ("queued", ORPHANED) and set_status(store, run_id, "cancelled", expect=("queued", ORPHANED),
+                                                     error="cancelled before it started"):
+        return f"cancelled (was {status})"
+    current = request_cancel(store, run_id, "cancelled with `amltui cancel`")
+    if current is None:
+        now_status = (store.get(run_id) or {}).get("status")
+        return f"already {now_status}" if now_status in TERMINAL else f"is {now_status}; try again"
+    pid, host = current.get("pid"), current.get("host")
     if not pid:
-        return "is starting; try again in a moment"
+        return "cancel recorded; the worker is starting and stops as soon as it looks (before any training)"
     if host != socket.gethostname():
-        return f"runs on host {host}; cancel it there"
+        return f"cancel recorded; the worker on host {host} stops at its next check (within a second or so)"
     try:
         os.kill(int(pid), signal.SIGTERM)
+        if current.get("status") == STALLED:
+            os.kill(int(pid), signal.SIGCONT)  # a paused worker must wake up to stop
     except ProcessLookupError:
         reap(store)
-        return "its worker was already gone; marked failed (lost)"
-    return f"sent SIGTERM to worker pid {pid}; it records itself cancelled"
+        return f"its worker was already gone; marked {(store.get(run_id) or {}).get('status')}"
+    return f"sent SIGTERM to worker pid {pid}; it stops at its next safe point and records itself cancelled"

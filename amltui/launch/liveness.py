@@ -1,7 +1,12 @@
-"""Noticing dead workers: a run that says "running" but whose worker is gone is marked failed (lost).
+"""Noticing dead, paused and stranded runs, so that no record says "running" or "queued" forever.
 
-A local worker is judged by its pid (on this host) and by the heartbeat file it touches every 2 s; a run on
-another host (a shared filesystem) by the heartbeat alone. Slurm runs are reconciled with Slurm itself.
+A local worker owns its run folder through an flock (amltui.launch.owners). On this host:
+- the lock is free and the worker process is gone → the run is lost: ``failed``, or ``cancelled`` when a cancel
+  had been requested (the worker died before it could record it);
+- the lock is held but the heartbeat (touched every 2 s) is older than STALE_SECONDS → ``stalled`` (paused with
+  SIGSTOP, a suspended laptop, an I/O hang): never failed, and it turns ``running`` again once it beats.
+A run on another host (a shared filesystem) is judged by its heartbeat alone. Queued runs whose scheduler died
+become ``orphaned``. Slurm runs are reconciled with Slurm itself (amltui.launch.slurm).
 """
 
 from __future__ import annotations
@@ -12,10 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from amltui.runs import run_dir, set_status
+from amltui.launch.owners import forget_claim, scheduler_claims, worker_alive
+from amltui.runs import parse_time, run_dir, set_status
 from amltui.store import Store
 
-STALE_SECONDS = 20.0  # heartbeat silence after which a worker counts as lost (it beats every 2 s)
+STALE_SECONDS = 20.0  # heartbeat silence after which a worker counts as stalled (it beats every 2 s)
+STALLED, ORPHANED = "stalled", "orphaned"
+WORKING = ("running", STALLED)  # a worker owns the run (or did, until it is found gone)
 
 
 def pid_alive(pid: int) -> bool:
@@ -42,23 +50,81 @@ def heartbeat_age(runs_dir: Path, run_id: str) -> float | None:
 
 
 def lost_reason(runs_dir: Path, record: dict[str, Any], stale_after: float = STALE_SECONDS) -> str | None:
-    """Why a running local run is lost, or None if its worker looks alive."""
-    if record.get("status") != "running" or record.get("executor", "local") != "local":
+    """Why a running local run is lost (its worker is gone), or None if a worker still owns it."""
+    if record.get("status") not in WORKING or record.get("executor", "local") != "local":
         return None
     pid, host = record.get("pid"), record.get("host")
-    if pid and host == socket.gethostname() and not pid_alive(int(pid)):
-        return f"lost: worker pid {pid} on {host} ended without reporting (killed?)"
     age = heartbeat_age(runs_dir, record["id"])
+    if host == socket.gethostname():
+        if worker_alive(run_dir(runs_dir, record["id"]).path):
+            return None  # the lock is held: alive, perhaps paused (see stall_state)
+        if pid and not pid_alive(int(pid)):
+            return f"lost: worker pid {pid} on {host} ended without reporting (killed?)"
+        started = parse_time(record.get("started"))
+        if pid and age is not None and age > stale_after and started and time.time() - started > stale_after:
+            # Its pid lives but holds no lock and does not beat: a reused pid, or a worker that never took the run.
+            return f"lost: worker pid {pid} on {host} holds no lock and has not beaten for {age:.0f} s"
+        return None  # not started yet, or started and not yet holding the lock (a second or so)
     if age is not None and age > stale_after:
         return f"lost: no heartbeat from the worker (pid {pid} on {host}) for {age:.0f} s"
     return None
 
 
+def stall_state(runs_dir: Path, record: dict[str, Any], stale_after: float = STALE_SECONDS) -> str | None:
+    """"stalled" or "running" for a local run whose worker holds its lock on this host; None otherwise."""
+    if record.get("status") not in WORKING or record.get("executor", "local") != "local":
+        return None
+    if record.get("host") != socket.gethostname() or not worker_alive(run_dir(runs_dir, record["id"]).path):
+        return None
+    age = heartbeat_age(runs_dir, record["id"])
+    return STALLED if age is not None and age > stale_after else "running"
+
+
 def reap(store: Store, stale_after: float = STALE_SECONDS) -> list[str]:
-    """Mark every lost local run failed; returns their ids. Cheap enough to call on every listing."""
+    """Settle every run whose worker or scheduler is gone or paused; returns the ids changed.
+
+    Cheap enough to call on every listing.
+    """
     changed = []
-    for record in store.all():
+    records = store.all()
+    for record in records:
+        run_id = record["id"]
         reason = lost_reason(store.runs_dir, record, stale_after)
-        if reason and set_status(store, record["id"], "failed", expect=("running",), error=reason, pid=None):
-            changed.append(record["id"])
+        if reason:
+            requested = record.get("cancel_requested")
+            status, error = ("cancelled", f"{requested} (the worker ended before recording it)") if requested \
+                else ("failed", reason)
+            if set_status(store, run_id, status, expect=WORKING, error=error, pid=None):
+                changed.append(run_id)
+            continue
+        state = stall_state(store.runs_dir, record, stale_after)
+        if state is not None and state != record.get("status"):
+            age = heartbeat_age(store.runs_dir, run_id) or 0.0
+            note = (f"worker pid {record.get('pid')} holds the run but has not beaten for {age:.0f} s "
+                    "(paused or hung); `amltui cancel` stops it") if state == STALLED else None
+            if set_status(store, run_id, state, expect=(record.get("status"),), stall=note):
+                changed.append(run_id)
+    changed += reap_orphans(store, records)
+    return changed
+
+
+def reap_orphans(store: Store, records: list[dict[str, Any]] | None = None) -> list[str]:
+    """Mark ``orphaned`` the queued runs whose scheduler died before starting them."""
+    claims = scheduler_claims(store.runs_dir)
+    if not claims:
+        return []
+    alive = {run_id for _, data, live in claims if live for run_id in data["runs"]}
+    queued = {r["id"] for r in (records if records is not None else store.all())
+              if r.get("status") == "queued" and r.get("executor", "local") == "local"}
+    changed = []
+    for path, data, live in claims:
+        if live:
+            continue
+        for run_id in data["runs"]:
+            if run_id in queued and run_id not in alive and set_status(
+                    store, run_id, ORPHANED, expect=("queued",),
+                    error=f"its scheduler (pid {data.get('pid')} on {data.get('host')}) ended before starting it; "
+                          f"`amltui resume {run_id}` queues and starts it again"):
+                changed.append(run_id)
+        forget_claim(path)
     return changed

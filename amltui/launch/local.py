@@ -23,7 +23,10 @@ from pathlib import Path
 
 from amltui.fsutil import FileLock
 from amltui.gpus import AUTO_SLOTS_CAP, AUTO_THREADS_SHARE, Gpu, parse_gpu_spec, threads_per_slot
-from amltui.runs import now, run_dir, set_status
+from amltui.launch.liveness import WORKING
+from amltui.launch.owners import SchedulerClaim
+from amltui.launch.worker import EXIT_BUSY
+from amltui.runs import now, request_cancel, run_dir, set_status
 from amltui.store import Store
 
 EXIT_CANCELLED = 130
@@ -111,9 +114,13 @@ class LocalScheduler:
     """Hands ``run_ids`` (queued runs) to free slots in order until every one has ended."""
 
     def __init__(self, store: Store, run_ids: Sequence[str], slots: Sequence[Slot], *,
-                 spawn: WorkerFactory = spawn_worker, admit: Admit | None = None) -> None:
+                 spawn: WorkerFactory = spawn_worker, admit: Admit | None = None,
+                 claim: SchedulerClaim | None = None) -> None:
         if not slots:
             raise ValueError("no slots to run on")
+        # Held while this scheduler lives: if it dies, its still-queued runs are found orphaned.
+        self.claim = claim or SchedulerClaim.create(store.runs_dir, run_ids)
+        self.display_error: str | None = None
         self.store = store
         self.pending = list(run_ids)
         self.slots = list(slots)
@@ -136,22 +143,8 @@ class LocalScheduler:
                 continue
             del self.active[run_id]
             self._release(slot)
-            # The worker records its own end; these only catch one that died before it could. They apply while
-            # the record still shows this worker running (not if the run was meanwhile cancelled and resumed).
-            mine = dict(expect=("running",), worker_pid=proc.pid, pid=None)
-            if code == -signal.SIGTERM:
-                # Stopped (cancel) before its handler was installed, e.g. while still importing torch.
-                set_status(self.store, run_id, "cancelled", error="cancelled (SIGTERM) before the worker was ready",
-                           **mine)
-            elif code in (1, EXIT_CANCELLED):
-                status = "cancelled" if code == EXIT_CANCELLED else "failed"
-                set_status(self.store, run_id, status,
-                           error=f"worker exited with code {code} before recording why (see worker.out)", **mine)
-            elif code != 0:
-                # Killed before it could record anything (SIGKILL, OOM killer): it must not stay "running".
-                how = f"signal {-code}" if code < 0 else f"exit code {code}"
-                set_status(self.store, run_id, "failed",
-                           error=f"lost: worker on slot {slot.name} ended by {how} without reporting", **mine)
+            if code != 0:
+                self._settle(run_id, slot, proc.pid, code)
         while self.pending and not self.cancelling:
             admits = self.admit or (lambda slot, run_id, active: True)
             slot = next((s for s in self.free_slots if admits(s, self.pending[0], self.active) and self._take(s)),
@@ -160,7 +153,7 @@ class LocalScheduler:
                 break  # every slot busy (here or in another scheduler of this runs dir) or refused (GPU busy/full)
             run_id = self.pending.pop(0)
             claimed = set_status(self.store, run_id, "running", expect=("queued",), slot=slot.name,
-                                 executor="local", started=now(), pid=None)
+                                 executor="local", started=now(), pid=None, cancel_requested=None)
             if claimed is None:
                 self._release(slot)
                 continue  # cancelled or removed while queued
@@ -176,6 +169,34 @@ class LocalScheduler:
                 set_status(self.store, run_id, "failed", error=f"could not start the worker: {exc}")
         return bool(self.pending or self.active)
 
+    def _settle(self, run_id: str, slot: Slot, pid: int, code: int) -> None:
+        """Record the end of a worker that died before it could (it records its own end otherwise).
+
+        Applies only while the record still shows this worker running (not if the run was meanwhile cancelled
+        and resumed). A worker that dies with a cancel pending, or of SIGTERM before its handler was
+        installed, was cancelled; anything else unexplained is lost.
+        """
+        mine = dict(expect=WORKING, worker_pid=pid, pid=None)
+        try:
+            requested = run_dir(self.store.runs_dir, run_id).read_record().get("cancel_requested")
+        except (OSError, ValueError, AttributeError):
+            return  # the folder was removed or damaged: nothing to settle
+        how = f"signal {-code} ({_signal_name(-code)})" if code < 0 else f"exit code {code}"
+        if code == EXIT_BUSY:
+            set_status(self.store, run_id, "failed", error="another worker still owns the run folder (its "
+                       "worker.lock); this one refused to start (see worker.out)", **mine)
+        elif requested or code in (-signal.SIGTERM, -signal.SIGINT, EXIT_CANCELLED):
+            why = requested or "cancelled"
+            set_status(self.store, run_id, "cancelled", error=f"{why} (the worker ended by {how} before it "
+                       "could record it)", **mine)
+        elif code > 0:
+            set_status(self.store, run_id, "failed",
+                       error=f"worker exited with code {code} before recording why (see worker.out)", **mine)
+        else:
+            # Killed before it could record anything (SIGKILL, OOM killer): it must not stay "running".
+            set_status(self.store, run_id, "failed",
+                       error=f"lost: worker on slot {slot.name} ended by {how} without reporting", **mine)
+
     def _take(self, slot: Slot) -> bool:
         lock = slot_lock(self.store.runs_dir, slot)
         if lock is not None:
@@ -187,21 +208,48 @@ class LocalScheduler:
         if lock is not None:
             lock.release()
 
-    def run(self, poll: float = 0.5, on_tick: Callable[[], None] | None = None) -> None:
-        while self.step():
-            if on_tick:
-                on_tick()
-            time.sleep(poll)
-        if on_tick:
-            on_tick()
+    def run(self, poll: float = 0.5, on_tick: Callable[[], None] | None = None,
+            should_stop: Callable[[], str | None] | None = None) -> bool:
+        """Run until every run has ended; False if ``should_stop()`` gave a reason and everything was cancelled.
 
-    def cancel_all(self, timeout: float = 30.0) -> None:
-        """Stop starting runs, mark the pending ones cancelled, SIGTERM the workers and wait for them."""
+        ``on_tick`` draws progress: an error in it is reported once and never stops the runs.
+        """
+        try:
+            while True:
+                reason = should_stop() if should_stop else None
+                if reason:
+                    self.cancel_all(reason=reason)
+                    self._tick(on_tick)
+                    return False
+                if not self.step():
+                    break
+                self._tick(on_tick)
+                time.sleep(poll)
+            self._tick(on_tick)
+            return True
+        finally:
+            if not self.active:
+                self.claim.release()
+
+    def _tick(self, on_tick: Callable[[], None] | None) -> None:
+        if on_tick is None:
+            return
+        try:
+            on_tick()
+        except Exception as exc:  # a display problem (e.g. a malformed progress.json) must not stop the runs
+            if not self.display_error:
+                self.display_error = f"{type(exc).__name__}: {exc}"
+                print(f"{now()} progress display failed ({self.display_error}); the runs go on", file=sys.stderr,
+                      flush=True)
+
+    def cancel_all(self, timeout: float = 30.0, reason: str = "cancelled (Ctrl-C)") -> None:
+        """Stop starting runs, mark the pending ones cancelled, ask the workers to stop and wait for them."""
         self.cancelling = True
         for run_id in self.pending:
-            set_status(self.store, run_id, "cancelled", expect=("queued",), error="cancelled before it started")
+            set_status(self.store, run_id, "cancelled", expect=("queued",), error=f"{reason} before it started")
         self.pending.clear()
-        for _, proc in self.active.values():
+        for run_id, (_, proc) in self.active.items():
+            request_cancel(self.store, run_id, reason)  # recorded first: a worker not yet listening still sees it
             _terminate(proc)
         deadline = time.monotonic() + timeout
         while self.active and time.monotonic() < deadline:
@@ -211,9 +259,17 @@ class LocalScheduler:
             proc.kill()
             proc.wait()
             self._release(slot)
-            set_status(self.store, run_id, "cancelled", expect=("running", "queued"), pid=None,
-                       error="cancelled (the worker did not stop in time and was killed)")
+            set_status(self.store, run_id, "cancelled", expect=(*WORKING, "queued"), pid=None,
+                       error=f"{reason} (the worker did not stop in time and was killed)")
             del self.active[run_id]
+        self.claim.release()
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown signal"
 
 
 def _terminate(proc: subprocess.Popen) -> None:
@@ -228,16 +284,27 @@ def start_detached(runs_dir: Path, run_ids: Sequence[str], gpus: str | None, slo
                    ) -> subprocess.Popen:
     """Run a scheduler for these runs in the background, in its own session; it outlives the CLI.
 
-    It inherits this environment, so it resolves ``gpus`` against the same CUDA_VISIBLE_DEVICES."""
+    It inherits this environment, so it resolves ``gpus`` against the same CUDA_VISIBLE_DEVICES. The scheduler's
+    claim on the runs is taken here and handed to it, so the runs are never unclaimed (and so never taken for
+    orphans) while it starts up.
+    """
     log = Path(runs_dir) / "scheduler.log"
+    claim = SchedulerClaim.create(runs_dir, run_ids)
     args = [sys.executable, "-m", "amltui.launch.local", "--runs-dir", str(runs_dir),
-            "--gpus", gpus or "", "--slots-per-gpu", str(slots_per_gpu), "--cpu-slots", str(cpu_slots)]
+            "--gpus", gpus or "", "--slots-per-gpu", str(slots_per_gpu), "--cpu-slots", str(cpu_slots),
+            "--claim", f"{claim.token}:{claim.fd}"]
     for flag, value in (("--gpu-max-util", gpu_max_util), ("--gpu-max-mem", gpu_max_mem)):
         if value is not None:
             args += [flag, str(value)]
-    with open(log, "ab") as out:
-        return subprocess.Popen([*args, *run_ids], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+    try:
+        with open(log, "ab") as out:
+            proc = subprocess.Popen([*args, *run_ids], stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True, pass_fds=(claim.fd,))
+    except BaseException:
+        claim.release()
+        raise
+    claim.handed_over()
+    return proc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,7 +318,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-slots", type=int, default=1)
     parser.add_argument("--gpu-max-util", type=float, default=None)
     parser.add_argument("--gpu-max-mem", type=float, default=None)
+    parser.add_argument("--claim", default=None, help="TOKEN:FD of the claim the parent took for these runs.")
     args = parser.parse_args(argv)
+    stop: list[str] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.append(f"cancelled: the scheduler got {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    claim = None
+    if args.claim:
+        token, _, fd = args.claim.rpartition(":")
+        claim = SchedulerClaim.adopt(args.runs_dir, token, int(fd))
     store = Store(args.runs_dir)
 
     def log(text: str) -> None:
@@ -265,20 +344,14 @@ def main(argv: list[str] | None = None) -> int:
         log(f"cannot schedule: {exc}")
         for run_id in args.run_ids:
             set_status(store, run_id, "failed", expect=("queued",), error=f"not scheduled: {exc}")
+        if claim is not None:
+            claim.release()
         return 2
     slots = plan.slots
-    scheduler = LocalScheduler(store, args.run_ids, slots, admit=plan.gate)
-
-    def on_signal(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_signal)
+    scheduler = LocalScheduler(store, args.run_ids, slots, admit=plan.gate, claim=claim)
     print(f"{now()} scheduler pid {os.getpid()}: {len(args.run_ids)} run(s) on {[s.name for s in slots]}",
           flush=True)
-    try:
-        scheduler.run()
-    except KeyboardInterrupt:
-        scheduler.cancel_all()
+    if not scheduler.run(should_stop=lambda: stop[0] if stop else None):
         return EXIT_CANCELLED
     print(f"{now()} scheduler pid {os.getpid()}: all runs ended", flush=True)
     return 0

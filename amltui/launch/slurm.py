@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from amltui.runs import now, run_dir, set_status
+from amltui.runs import now, request_cancel, run_dir, set_status
 from amltui.store import Store
 
 JOB_NAME_PREFIX = "amltui-"
@@ -108,10 +108,8 @@ def _ignore_signals() -> None:
 
 def _job_main(runs_dir: str, run_id: str, resume: bool) -> int:
     """What the Slurm job runs (pickled by submitit; runs on the compute node)."""
-    from amltui.launch.worker import EXIT_CANCELLED, EXIT_FAILED, Cancelled, run_worker
-
-    def on_term(signum: int, frame: object) -> None:
-        raise Cancelled(f"stopped by signal {signal.Signals(signum).name} (Slurm job {job_id})")
+    from amltui.launch import safepoint
+    from amltui.launch.worker import EXIT_CANCELLED, EXIT_FAILED, run_worker
 
     def on_warning(signum: int, frame: object) -> None:
         # sbatch --signal sends this ahead of the time limit (or on preemption); without a handler submitit
@@ -122,20 +120,17 @@ def _job_main(runs_dir: str, run_id: str, resume: bool) -> int:
     job_id = os.environ.get("SLURM_JOB_ID", "?")
     store = Store(Path(runs_dir))
     rd = run_dir(store.runs_dir, run_id)
-    # submitit ignores SIGTERM in the job; from here on a cancel (scancel) must stop the run.
-    signal.signal(signal.SIGTERM, on_term)
+    # submitit ignores SIGTERM in the job; from here on a cancel (scancel) must stop the run, at a safe point of
+    # the worker (a flag, never an exception raised wherever the job happens to be).
+    safepoint.install(f" (Slurm job {job_id})")
     signal.signal(signal.SIGUSR2, on_warning)
     try:
         claimed = set_status(store, run_id, "running", expect=("queued",), slurm_job_id=job_id,
-                             host=socket.gethostname())
+                             host=socket.gethostname(), cancel_requested=None)  # a queued run has none pending
         if claimed is None:
             rd.log(f"Slurm job {job_id} started, but the run is no longer queued (cancelled?); not running it")
             return EXIT_CANCELLED
         code = run_worker(Path(runs_dir), run_id, resume=resume)
-    except KeyboardInterrupt as exc:  # a SIGTERM before the worker took over
-        _ignore_signals()
-        set_status(store, run_id, "cancelled", expect=("queued", "running"), error=str(exc), pid=None)
-        return EXIT_CANCELLED
     finally:
         _ignore_signals()  # the run's record is final: a late signal must not raise inside submitit
     if code == EXIT_FAILED:
@@ -211,7 +206,7 @@ class SlurmExecutor:
         queued = set_status(store, run_id, "queued", expect=("queued", "failed", "cancelled"), executor="slurm",
                             slurm_job_id=None, slurm_folder=str(folder), slurm_partition=self.partition,
                             slurm_time_min=self.time_minutes, slurm_gpus_per_node=self.gpus_per_node,
-                            ended=None, error=None, traceback=None, pid=None,
+                            ended=None, error=None, traceback=None, pid=None, cancel_requested=None, stall=None,
                             resumes=previous.get("resumes", 0) + (previous.get("status") in ("failed", "cancelled")))
         if queued is None:
             status = rd.read_record().get("status")
@@ -262,6 +257,10 @@ class SlurmExecutor:
         # Wins only if the job has not claimed the run; a job that starts afterwards sees this and exits.
         marked = set_status(store, run_id, "cancelled", expect=("queued",), pid=None,
                             error=f"cancelled before it started ({job})")
+        if marked is None:
+            # Running: recorded before the signal, so the run ends "cancelled" even if the job is killed before
+            # its worker can answer (reconcile reads it), and a worker that missed the signal still stops.
+            request_cancel(store, run_id, f"cancelled with scancel {job_id}")
         if job_id:
             proc = _slurm_cmd(["scancel", str(job_id)], check=False)
             if proc.returncode != 0 and "Invalid job id" not in proc.stderr:
@@ -286,10 +285,14 @@ class SlurmExecutor:
             if state is not None and state not in ENDED_STATES:
                 continue  # pending, running, completing, suspended, …: the worker may still report
             label = state or "it left the queue"
-            status = "cancelled" if state == "CANCELLED" else "failed"
+            requested = run_dir(store.runs_dir, record["id"]).read_record().get("cancel_requested")
+            status = "cancelled" if state == "CANCELLED" or requested else "failed"
             error = f"lost: Slurm job {job_id} ended ({label}) without the worker reporting"
+            if requested:
+                error = f"{requested} (Slurm job {job_id} ended, {label}, before the worker recorded it)"
             # Only if the record still says queued/running: a worker reporting meanwhile wins.
-            if set_status(store, record["id"], status, expect=("queued", "running"), error=error, pid=None):
+            if set_status(store, record["id"], status, expect=("queued", "running", "stalled"), error=error,
+                          pid=None):
                 changed.append(record["id"])
         return changed
 

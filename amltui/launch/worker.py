@@ -1,32 +1,42 @@
 """The worker process of one run: ``python -m amltui.launch.worker --runs-dir DIR RUN_ID [--resume]``.
 
-It executes the run (amltui.runs.execute), touches ``<run>/heartbeat`` every few seconds so a dead worker is
-noticed (amltui.launch.liveness), writes throttled progress to ``<run>/progress.json`` for the CLI and the
-dashboard, and turns SIGTERM (cancel, scancel) into a clean "cancelled" record.
+It takes the run folder's lock (one worker per run, amltui.launch.owners), executes the run
+(amltui.runs.execute), touches ``<run>/heartbeat`` every few seconds so a dead or paused worker is noticed
+(amltui.launch.liveness), and writes throttled progress to ``<run>/progress.json`` for the CLI and the
+dashboard. SIGTERM / SIGINT (cancel, scancel, Ctrl-C) only set a flag that the run checks at safe points
+(amltui.launch.safepoint), so a cancel at any moment ends as a clean "cancelled" record.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import signal
 import sys
-import threading
-import time
-from pathlib import Path
-from typing import Any
 
-from amltui.fsutil import atomic_write_json
-from amltui.runs import execute, run_dir
-from amltui.store import Store
+from amltui.launch import safepoint
+
+if __name__ == "__main__":
+    # As early as possible: a cancel that arrives while the modules below load must not kill the worker.
+    if os.environ.get(safepoint.HOLD_ENV) == "spawn":  # tests: a worker that has no handler yet
+        safepoint.hold_here(os.environ["AMLTUI_TEST_HOLD_DIR"], "spawn")
+    safepoint.install()
+
+import argparse  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from amltui.fsutil import atomic_write_json  # noqa: E402
+from amltui.launch.owners import RunBusy, worker_lock  # noqa: E402
+from amltui.launch.safepoint import Cancelled, SafePoints  # noqa: E402
+from amltui.runs import execute, now, run_dir  # noqa: E402
+from amltui.store import Store  # noqa: E402
 
 HEARTBEAT_SECONDS = 2.0
 PROGRESS_SECONDS = 0.5
-EXIT_DONE, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 130
+EXIT_DONE, EXIT_FAILED, EXIT_BUSY, EXIT_CANCELLED = 0, 1, 3, 130
 
-
-class Cancelled(KeyboardInterrupt):
-    """Raised in the main thread when the worker is asked to stop (SIGTERM / SIGINT)."""
+__all__ = ["Cancelled", "EXIT_BUSY", "EXIT_CANCELLED", "EXIT_DONE", "EXIT_FAILED", "run_worker"]
 
 
 def _heartbeat(path: Path, stop: threading.Event) -> None:
@@ -61,21 +71,22 @@ class ProgressWriter:
 
 
 def run_worker(runs_dir: Path, run_id: str, *, resume: bool = False) -> int:
-    """Execute one run in this process; returns the exit code (0 done, 1 failed, 130 cancelled)."""
+    """Execute one run in this process; returns the exit code (0 done, 1 failed, 3 busy, 130 cancelled)."""
+    if threading.current_thread() is threading.main_thread() and not safepoint.installed():
+        safepoint.install()  # the Slurm job installs its own (naming the job) before calling this
     store = Store(Path(runs_dir))
     rd = run_dir(store.runs_dir, run_id)
-
-    def on_signal(signum: int, frame: object) -> None:
-        raise Cancelled(f"stopped by signal {signal.Signals(signum).name}")
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+    try:
+        owner = worker_lock(rd.path)  # held until this process ends
+    except RunBusy as exc:
+        print(f"{now()} worker pid {os.getpid()}: {exc}", file=sys.stderr, flush=True)
+        return EXIT_BUSY
+    safe = SafePoints(rd.path, lambda: rd.read_record().get("cancel_requested"))
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(rd.path / "heartbeat", stop), daemon=True)
     beat.start()
     try:
-        execute(store, run_id, resume=resume, listener=ProgressWriter(rd.path / "progress.json"))
+        execute(store, run_id, resume=resume, listener=ProgressWriter(rd.path / "progress.json"), safe=safe)
         return EXIT_DONE
     except KeyboardInterrupt:
         return EXIT_CANCELLED
@@ -83,6 +94,7 @@ def run_worker(runs_dir: Path, run_id: str, *, resume: bool = False) -> int:
         return EXIT_FAILED
     finally:
         stop.set()
+        owner.release()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -148,8 +148,8 @@ def resume(runs_dir: Path, run_id: str) -> str:
 
     store = Store(runs_dir)
     status = _record(store, run_id).get("status")
-    if status not in ("failed", "cancelled"):
-        raise ActionError(f"{run_id} is {status}; only failed or cancelled runs can be resumed")
+    if status not in ("failed", "cancelled", "orphaned"):
+        raise ActionError(f"{run_id} is {status}; only failed, cancelled or orphaned runs can be resumed")
     if requeue(store, run_id) is None:
         raise ActionError(f"{run_id} changed status meanwhile; try again")
     _dispatch(store, [run_id], LaunchRequest(variants=[], seeds=[]))
@@ -159,7 +159,7 @@ def resume(runs_dir: Path, run_id: str) -> str:
 def delete(runs_dir: Path, run_id: str) -> str:
     store = Store(runs_dir)
     status = _record(store, run_id).get("status")
-    if status in ("queued", "running"):
+    if status in ("queued", "running", "stalled"):
         raise ActionError(f"{run_id} is {status}; cancel it first")
     folder = Path(runs_dir) / run_id
     shutil.rmtree(folder, ignore_errors=True)

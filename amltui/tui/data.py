@@ -15,10 +15,10 @@ from typing import Any
 
 from amltui.store import Store, StoreError
 
-LIVE = ("queued", "running")
-STATUS_RANK = {"running": 0, "queued": 1, "failed": 2, "cancelled": 3, "done": 4}
-STATUS_STYLE = {"done": "green", "running": "bold cyan", "queued": "white", "failed": "bold red",
-                "cancelled": "yellow"}
+LIVE = ("queued", "running", "stalled", "orphaned")  # cancellable: amltui.launch.liveness explains the last two
+STATUS_RANK = {"running": 0, "stalled": 1, "queued": 2, "orphaned": 3, "failed": 4, "cancelled": 5, "done": 6}
+STATUS_STYLE = {"done": "green", "running": "bold cyan", "stalled": "bold magenta", "queued": "white",
+                "orphaned": "magenta", "failed": "bold red", "cancelled": "yellow"}
 # (key, label, width or None for automatic)
 FLAG_MARK = "⚠"
 COLUMNS: tuple[tuple[str, str, int | None], ...] = (

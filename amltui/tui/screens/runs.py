@@ -249,8 +249,8 @@ class RunsScreen(Screen):
         if (selected := self._selected()) is None:
             return
         run_id, status = selected
-        if status not in ("failed", "cancelled"):
-            self.notify(f"{run_id} is {status}; only failed or cancelled runs resume", severity="warning")
+        if status not in ("failed", "cancelled", "orphaned"):
+            self.notify(f"{run_id} is {status}; only failed, cancelled or orphaned runs resume", severity="warning")
             return
         self._confirm(f"Resume run [b]{run_id}[/b] from its last checkpoint?", actions.resume, run_id)
 

@@ -1,0 +1,148 @@
+"""Who owns a run: one worker per run folder, one scheduler per batch of queued runs.
+
+A worker holds an flock on ``<run>/worker.lock`` for its whole life. A second worker on the same folder cannot
+take it and refuses to start, and the kernel drops the lock when the worker dies (even by SIGKILL), so "the
+lock is free" is what "the worker is gone" means (amltui.launch.liveness); a paused or hung worker still holds
+it and is shown ``stalled``, never lost.
+
+A scheduler (foreground ``amltui run`` or a detached one) holds ``<runs>/.schedulers/<token>.lock`` and lists
+its runs in ``<token>.json``. When a scheduler dies, its lock is free: its runs that are still queued will never
+start and are marked ``orphaned`` (``amltui resume RUN`` runs them again).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import socket
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from amltui.fsutil import FileLock, atomic_write_json
+
+WORKER_LOCK = "worker.lock"
+SCHEDULERS = ".schedulers"
+WORKER_LOCK_WAIT = 10.0  # a liveness probe holds the lock for microseconds; a real owner holds it for hours
+
+
+class RunBusy(RuntimeError):
+    """Another live process owns this run folder."""
+
+
+def worker_lock(run_path: Path) -> FileLock:
+    """Take the run folder for this worker (kept until the process ends); RunBusy if another has it."""
+    lock = FileLock(Path(run_path) / WORKER_LOCK, timeout=WORKER_LOCK_WAIT)
+    try:
+        lock.acquire()
+    except TimeoutError:
+        holder = lock.holder_pid()
+        who = f"worker pid {holder}" if holder else "another worker"
+        raise RunBusy(f"{who} still owns {run_path} (it holds {WORKER_LOCK}); not starting a second worker on "
+                      "it — cancel that one first (`amltui cancel`), or wait for it to end") from None
+    return lock
+
+
+def is_locked(path: Path) -> bool:
+    """True if some process holds an flock on ``path`` (probing takes it for an instant when it is free)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)  # flock needs no write access (a shared, read-only runs folder)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock we took
+    return False
+
+
+def worker_alive(run_path: Path) -> bool:
+    """True while a worker owns the run folder (running, paused or hung alike)."""
+    return is_locked(Path(run_path) / WORKER_LOCK)
+
+
+def lock_holder(run_path: Path) -> int | None:
+    """The pid the owning worker wrote into its lock file (informative only)."""
+    return FileLock(Path(run_path) / WORKER_LOCK).holder_pid()
+
+
+class SchedulerClaim:
+    """A scheduler's hold on the queued runs it will start; see the module docstring."""
+
+    def __init__(self, runs_dir: Path, token: str, lock: FileLock | None, fd: int | None) -> None:
+        self.folder = Path(runs_dir) / SCHEDULERS
+        self.token = token
+        self._lock = lock
+        self._fd = fd
+
+    @classmethod
+    def create(cls, runs_dir: Path, run_ids: Iterable[str]) -> SchedulerClaim:
+        folder = Path(runs_dir) / SCHEDULERS
+        folder.mkdir(exist_ok=True)
+        token = f"{os.getpid()}-{secrets.token_hex(4)}"
+        lock = FileLock(folder / f"{token}.lock", timeout=0)
+        lock.acquire()
+        claim = cls(runs_dir, token, lock, lock.fd)
+        # Written only while the lock is held: a reader that sees the list can trust the lock to tell.
+        atomic_write_json(claim.list_file, {"pid": os.getpid(), "host": socket.gethostname(), "runs": list(run_ids)})
+        return claim
+
+    @classmethod
+    def adopt(cls, runs_dir: Path, token: str, fd: int) -> SchedulerClaim:
+        """The claim of a parent that started this process with the lock's descriptor (pass_fds)."""
+        claim = cls(runs_dir, token, None, fd)
+        try:  # name this process as the scheduler (messages about orphans give its pid)
+            data = json.loads(claim.list_file.read_text())
+            atomic_write_json(claim.list_file, {**data, "pid": os.getpid()})
+        except (OSError, ValueError):
+            pass
+        return claim
+
+    @property
+    def fd(self) -> int | None:
+        return self._fd
+
+    @property
+    def list_file(self) -> Path:
+        return self.folder / f"{self.token}.json"
+
+    def handed_over(self) -> None:
+        """The parent's side after a child inherited the descriptor: close ours without unlocking theirs."""
+        if self._lock is not None and self._lock.fd is not None:
+            os.close(self._lock.fd)
+            self._lock._fd = None  # the child's copy of the open file keeps the flock
+        self._fd = None
+
+    def release(self) -> None:
+        """The scheduler ended normally: forget the claim."""
+        self.list_file.unlink(missing_ok=True)
+        (self.folder / f"{self.token}.lock").unlink(missing_ok=True)
+        if self._lock is not None:
+            self._lock.release()
+        elif self._fd is not None:
+            os.close(self._fd)
+        self._fd = None
+
+
+def scheduler_claims(runs_dir: Path) -> list[tuple[Path, dict[str, Any], bool]]:
+    """Every listed claim as (list file, its content, whether its scheduler is alive)."""
+    folder = Path(runs_dir) / SCHEDULERS
+    out = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # being replaced right now, or damaged: the next look decides
+        if isinstance(data, dict) and isinstance(data.get("runs"), list):
+            out.append((path, data, is_locked(path.with_suffix(".lock"))))
+    return out
+
+
+def forget_claim(list_file: Path) -> None:
+    """Remove a dead scheduler's files (after its runs were marked orphaned)."""
+    list_file.unlink(missing_ok=True)
+    list_file.with_suffix(".lock").unlink(missing_ok=True)
