@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import traceback
@@ -160,13 +161,45 @@ def requeue(store: Store, run_id: str) -> dict[str, Any] | None:
 
 def create_run(store: Store, config: RunConfig, run_id: str | None = None) -> dict[str, Any]:
     """Make the run folder and a queued record for ``config``."""
-    run_id = validate_run_id(run_id or new_run_id(config))
-    rd = run_dir(store.runs_dir, run_id)
-    if rd.path.exists():
-        raise FileExistsError(f"run folder {rd.path} already exists; pick another run id")
-    rd.path.mkdir(parents=True)
-    atomic_write_json(rd.config_file, config.to_dict())
-    record = {
+    return create_runs(store, [config], [run_id])[0]
+
+
+def create_runs(store: Store, configs: list[RunConfig],
+                run_ids: list[str | None] | None = None) -> list[dict[str, Any]]:
+    """Make the folders and queued records of several runs; the index is written once for all of them.
+
+    Rewriting the index per run made queueing quadratic (500 runs took 19 s). If anything fails, the folders
+    made so far are removed again, so a refused batch leaves nothing behind.
+    """
+    ids = [validate_run_id(i) if i is not None else new_run_id(c)
+           for c, i in zip(configs, run_ids or [None] * len(configs), strict=True)]
+    if len(set(ids)) != len(ids):
+        raise ValueError("the same run id was given twice")
+    made: list[Path] = []
+    records = []
+    try:
+        for config, run_id in zip(configs, ids, strict=True):
+            rd = run_dir(store.runs_dir, run_id)
+            if rd.path.exists() or rd.path.is_symlink():
+                raise FileExistsError(f"run folder {rd.path} already exists; pick another run id")
+            rd.path.mkdir(parents=True)
+            made.append(rd.path)
+            record = _new_record(config, run_id)
+            record["updated"] = now()
+            # Not fsynced one by one (that cost 10 ms a run); the index write below is durable.
+            atomic_write_json(rd.config_file, config.to_dict(), durable=False)
+            atomic_write_json(rd.record_file, record, durable=False)
+            records.append(record)
+        store.add_many(records)
+    except BaseException:
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    return records
+
+
+def _new_record(config: RunConfig, run_id: str) -> dict[str, Any]:
+    return {
         "id": run_id, "status": "queued", "variant": config.variant, "seed": config.seed,
         "dataset": config.dataset, "preset": config.preset, "arch": config.arch,
         "overrides": list(config.overrides), "group": config.group_key(), "context": config.context_key(),
@@ -175,7 +208,6 @@ def create_run(store: Store, config: RunConfig, run_id: str | None = None) -> di
         "epoch": 0, "epochs": config.epochs, "last": {}, "metrics": {}, "metrics_n": {},
         "fingerprint": None, "device": None, "host": None, "pid": None, "error": None, "traceback": None,
     }
-    return save_record(store, rd, record)
 
 
 def load_run_data(config: RunConfig) -> Dataset:

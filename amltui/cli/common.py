@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from amltui.records import DAMAGED, inspect, inspect_all, unindexed_folders
 from amltui.runs import default_runs_dir
-from amltui.store import Store, StoreError, validate_run_id
+from amltui.store import REBUILD_HINT, Store, StoreError, validate_run_id
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 console = Console()
@@ -24,9 +27,22 @@ RunArg = Annotated[str, typer.Argument(help="Run id (or a unique prefix of it)."
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print an error the user can act on (no traceback) and exit."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print an error the user can act on (no traceback) and exit. The message is shown verbatim (it may quote
+    user input or stored text, so Rich markup in it is escaped, never applied)."""
+    err.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False)
     raise typer.Exit(code)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """A one-line explanation of a file-system failure with the fix (disk full, read-only, permissions)."""
+    where = exc.filename or "the runs folder"
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        return f"no space left on the device holding {where}; free some space there (or use another --runs-dir)"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (f"cannot write {where}: {reason}; the runs folder must be writable by you "
+                "(or use another --runs-dir)")
+    return f"{reason}: {where}"
 
 
 def open_store(runs_dir: Path | None) -> Store:
@@ -47,10 +63,31 @@ def reap_lost(store: Store) -> list[str]:
 
 
 def all_records(store: Store) -> list[dict[str, Any]]:
+    """Every record, checked: a damaged one (bad fields, folder gone) has status "damaged" and the reason."""
     try:
-        return store.all()
+        return inspect_all(store.all(), store.runs_dir)
     except StoreError as exc:
         fail(str(exc))
+
+
+def warn_damaged(records: list[dict[str, Any]], what: str = "") -> None:
+    """One stderr line per damaged run, with the way out."""
+    bad = [r for r in records if r.get("status") == DAMAGED]
+    for r in bad:
+        err.print(f"{r['id']}: damaged{what}: {r.get(DAMAGED)}", highlight=False, markup=False)
+    if bad:
+        err.print("fix: `amltui store rebuild` re-reads the run folders; `amltui rm RUN` deletes a damaged run",
+                  highlight=False, markup=False)
+
+
+def warn_unindexed(store: Store, records: list[dict[str, Any]]) -> list[str]:
+    """Warn about run folders the index does not list (so they are not silently missing); returns them."""
+    missing = unindexed_folders(store.runs_dir, (r["id"] for r in records))
+    if missing:
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        err.print(f"warning: {len(missing)} run folder(s) in {store.runs_dir} are not in the index ({shown}); "
+                  f"{REBUILD_HINT}", highlight=False, markup=False)
+    return missing
 
 
 def resolve_run(store: Store, text: str) -> dict[str, Any]:
@@ -64,7 +101,7 @@ def resolve_run(store: Store, text: str) -> dict[str, Any]:
     except StoreError as exc:
         fail(str(exc))
     if record is not None:
-        return record
+        return inspect(record, store.runs_dir)
     matches = [r for r in all_records(store) if r["id"].startswith(text)]
     if len(matches) == 1:
         return matches[0]
@@ -74,21 +111,22 @@ def resolve_run(store: Store, text: str) -> dict[str, Any]:
 
 
 def status_text(status: str) -> str:
-    colour = {"done": "green", "running": "cyan", "failed": "red", "cancelled": "yellow"}.get(status, "white")
-    return f"[{colour}]{status}[/]"
+    colour = {"done": "green", "running": "cyan", "failed": "red", "cancelled": "yellow",
+              DAMAGED: "bold magenta"}.get(status, "white")
+    return f"[{colour}]{escape(str(status))}[/]"
 
 
 def print_metrics(record: dict[str, Any]) -> None:
     metrics, counts = record.get("metrics") or {}, record.get("metrics_n") or {}
     if not metrics:
         return
-    table = Table(title=f"{record['id']} ({record.get('status')})")
+    table = Table(title=escape(f"{record['id']} ({record.get('status')})"))
     table.add_column("metric")
     table.add_column("accuracy %", justify="right")
     table.add_column("n", justify="right")
     for key in METRIC_ORDER:
         if key in metrics:
-            table.add_row(METRIC_LABELS[key], f"{metrics[key]:.2f}", str(counts.get(key, "")))
+            table.add_row(METRIC_LABELS[key], f"{metrics[key]:.2f}", escape(str(counts.get(key, ""))))
     console.print(table)
 
 
@@ -102,7 +140,7 @@ def parse_list(text: str, what: str, convert: type = str) -> list:
         try:
             value = convert(part)
         except ValueError:
-            fail(f"{what} {text!r}: {part!r} is not a valid {convert.__name__}")
+            fail(f"{what} {text!r}: {part!r} is not a valid {'whole number' if convert is int else convert.__name__}")
         if value not in items:
             items.append(value)
     if not items:

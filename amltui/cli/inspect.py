@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from amltui.cli.common import (
@@ -15,12 +16,16 @@ from amltui.cli.common import (
     RunsDir,
     all_records,
     console,
+    describe_os_error,
+    err,
     fail,
     open_store,
     print_metrics,
     reap_lost,
     resolve_run,
     status_text,
+    warn_damaged,
+    warn_unindexed,
 )
 from amltui.progress import RunProgress
 from amltui.report import FORMATS, aggregate, render
@@ -49,13 +54,18 @@ def ls(
         records = [r for r in records if r.get("status") == status]
     if as_json:
         keys = ("id", "variant", "seed", "dataset", "preset", "status", "epoch", "epochs", "metrics", "metrics_n",
-                "pid", "host", "slot", "device", "executor", "slurm_job_id", "created", "started", "ended", "error")
+                "pid", "host", "slot", "device", "executor", "slurm_job_id", "created", "started", "ended", "error",
+                "damaged")
         typer.echo(json.dumps([{k: r.get(k) for k in keys} for r in records], indent=1))
+        warn_unindexed(store, records)
         return
     if not records:
-        console.print(f"no runs in {store.runs_dir} (start one with `amltui run`)")
+        if not warn_unindexed(store, records):
+            console.print(f"no runs in {store.runs_dir} (start one with `amltui run`)", markup=False)
         return
     console.print(runs_table(records, console.width))
+    warn_damaged(records)
+    warn_unindexed(store, records)
 
 
 # Columns of `amltui ls`, most important first: on a narrow terminal the last ones are left out, not squeezed.
@@ -84,7 +94,7 @@ def runs_table(records: list[dict], width: int) -> Table:
     for col in present:
         table.add_column(title(col), no_wrap=True, justify="right" if col in METRIC_ORDER else "left")
     for r in records:
-        table.add_row(*(status_text(cell(r, c)) if c == "status" else cell(r, c) for c in present))
+        table.add_row(*(status_text(cell(r, c)) if c == "status" else escape(cell(r, c)) for c in present))
     return table
 
 
@@ -94,19 +104,25 @@ def show(run: RunArg, runs_dir: RunsDir = None) -> None:
     reap_lost(store)
     record = resolve_run(store, run)
     rd = run_dir(store.runs_dir, record["id"])
-    console.print(f"[bold]{record['id']}[/]  {status_text(record.get('status', ''))}  folder {rd.path}")
+    console.print(f"[bold]{record['id']}[/]  {status_text(record.get('status', ''))}  folder {escape(str(rd.path))}")
     for key in ("variant", "preset", "seed", "dataset", "fingerprint", "device", "code_version", "created",
                 "started", "ended", "error"):
         if record.get(key) is not None:
-            console.print(f"  {key}: {record[key]}", highlight=False)
+            console.print(f"  {key}: {record[key]}", highlight=False, markup=False)
     if record.get("traceback"):
-        console.print("  traceback (tail):\n" + record["traceback"], highlight=False)
+        console.print("  traceback (tail):\n" + str(record["traceback"]), highlight=False, markup=False)
     try:
         config = rd.read_config().to_dict()
-        console.print("  config: " + ", ".join(f"{k}={v}" for k, v in config.items()), highlight=False)
+        console.print("  config: " + ", ".join(f"{k}={v}" for k, v in config.items()), highlight=False,
+                      markup=False)
     except (OSError, ValueError) as exc:
-        console.print(f"  config: unreadable ({exc})")
-    epochs = [m for m in rd.read_metrics() if m.get("kind") == "epoch"]
+        console.print(f"  config: unreadable ({exc})", highlight=False, markup=False)
+    try:
+        lines = rd.read_metrics()
+    except (OSError, ValueError) as exc:
+        err.print(f"metrics.jsonl unreadable: {exc}", highlight=False, markup=False)
+        lines = []
+    epochs = [m for m in lines if m.get("kind") == "epoch"]
     if epochs:
         table = Table(title="epochs")
         cols = ["epoch", "train_loss", "train_ce_clean", "train_ce_adv", "train_triplet_sa", "train_triplet_ia",
@@ -115,7 +131,7 @@ def show(run: RunArg, runs_dir: RunsDir = None) -> None:
         for c in cols:
             table.add_column(c.replace("train_", "").replace("monitor_", "mon "), justify="right")
         for m in epochs:
-            table.add_row(*(f"{m[c]:.4g}" if isinstance(m.get(c), float) else str(m.get(c, "")) for c in cols))
+            table.add_row(*(f"{m[c]:.4g}" if isinstance(m.get(c), float) else escape(str(m.get(c, ""))) for c in cols))
         console.print(table)
     if record.get("metrics"):
         print_metrics(record)
@@ -191,7 +207,7 @@ def plot(
         path = write_pca(store, record["id"], n=n, device=device, out=out)
     except RunFailure as exc:
         fail(str(exc), code=1)
-    console.print(f"wrote {path}")
+    console.print(f"wrote {path}", highlight=False, markup=False)
 
 
 def export(
@@ -207,8 +223,12 @@ def export(
     """Results table: mean ± std over seeds with n, paired differences against the baseline."""
     if fmt not in FORMATS:
         fail(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if out is not None and out.is_dir():
+        fail(f"--out {out} is a folder; give a file path, e.g. {out / ('results.' + fmt)}")
     store = open_store(runs_dir)
     records = all_records(store)
+    warn_unindexed(store, records)
+    warn_damaged(records, " (left out of the table)")
     for item in where or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -217,9 +237,12 @@ def export(
     keys = [k.strip() for k in group_by.split(",") if k.strip()] if group_by else None
     text = render(aggregate(records, group_by=keys), fmt, with_runs=with_runs)
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-        console.print(f"wrote {out}")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot write --out {out}: {describe_os_error(exc)}")
+        console.print(f"wrote {out}", highlight=False, markup=False)
     else:
         typer.echo(text, nl=False)
 
