@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import errno
 import json
 import os
 import secrets
@@ -353,16 +354,48 @@ def evaluate_run(store: Store, run_id: str, *, device: str | None = None,
                  listener: Listener | None = None) -> dict[str, Any]:
     """Re-evaluate a run from its checkpoint and store the metrics in its record."""
     emit = listener or (lambda kind, data: None)
+    before = _check_evaluable(store, run_id)
     loaded = load_run_model(store, run_id, device)
     rd, config, dev, model = loaded.rd, loaded.config, loaded.device, loaded.model
     dataset = load_run_data(config)
     inv = invariance_for(config, dataset, "test", store.runs_dir, dev, emit) if config.eval_ia else None
     scores = run_evaluation(model, dataset, config, (inv.x_star, inv.target) if inv else (None, None), emit)
-    record = rd.read_record()
-    record.update(metrics_record(scores))
-    record["evaluated"] = now()
+    with FileLock(rd.path / ".lock"):
+        record = rd.read_record()
+        # A run resumed while we evaluated its old checkpoint: its own final metrics must win.
+        if any(record.get(k) != before.get(k) for k in ("status", "started", "resumes", "epoch")):
+            raise ValueError(f"run {run_id} changed while it was being evaluated (now {record.get('status')}, "
+                             f"epoch {record.get('epoch')}); the evaluation was not stored. Run `amltui eval "
+                             f"{run_id}` again once it has ended")
+        record.update(metrics_record(scores))
+        record["evaluated"] = record["updated"] = now()
+        atomic_write_json(rd.record_file, record)
+        store.put(record)
     rd.append_metrics({"kind": "eval", **record["metrics"], "n": record["metrics_n"]})
-    return save_record(store, rd, record)
+    return record
+
+
+EVALUABLE = ("done", "failed", "cancelled")
+
+
+def _check_evaluable(store: Store, run_id: str) -> dict[str, Any]:
+    """The run's record if its checkpoint may be evaluated and the result recorded, else a clear error.
+
+    Refused before the (long) evaluation: a queued or running run (its worker will write its own final
+    metrics, and a result from an older checkpoint must never replace them) and a folder we cannot write.
+    """
+    rd = run_dir(store.runs_dir, run_id)
+    record = rd.read_record()
+    if not isinstance(record, dict):
+        raise ValueError(f"{rd.record_file} does not hold a run record; `amltui store rebuild` lists the damage")
+    status = record.get("status")
+    if status not in EVALUABLE:
+        raise ValueError(f"run {run_id} is {status}: only a finished run (done, failed or cancelled) can be "
+                         f"evaluated; wait for it to end or `amltui cancel {run_id}` it first")
+    if not os.access(rd.path, os.W_OK) or not os.access(rd.record_file, os.W_OK):
+        raise PermissionError(errno.EACCES, f"cannot record the evaluation: {rd.path} is not writable",
+                              str(rd.path))
+    return record
 
 
 def evaluate_human_sets(store: Store, run_id: str, *, from_dir: Path | None = None, mnist_dir: Path | None = None,
@@ -373,6 +406,7 @@ def evaluate_human_sets(store: Store, run_id: str, *, from_dir: Path | None = No
     from core.data import load_dataset
     from core.human_sets import load_human_sets, locate, score_human_set
 
+    _check_evaluable(store, run_id)
     loaded = load_run_model(store, run_id, device)
     rd, config, dev, model = loaded.rd, loaded.config, loaded.device, loaded.model
     sets = load_human_sets(locate(from_dir))

@@ -261,7 +261,7 @@ def cancel(
         # One run that cannot be cancelled (folder gone, disk full) must not stop the others.
         try:
             outcome = _cancel_one(store, record)
-        except (OSError, ValueError, StoreError) as exc:
+        except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: StoreError, SlurmError
             failures += 1
             reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
             err.print(f"{record['id']}: could not cancel: {reason}", highlight=False, markup=False)
@@ -288,7 +288,8 @@ def _cancel_one(store: Store, record: dict) -> str:
         store.update(record["id"], {"status": "cancelled", "pid": None,
                                     "error": f"cancelled: {record[DAMAGED]}"})
         return f"marked cancelled ({record[DAMAGED]}); `amltui rm {record['id']}` deletes the record"
-    return cancel_run(store, {**record, "status": claimed})
+    # The raw record: its own checks (e.g. a Slurm job id that is no job id) give the precise refusal.
+    return cancel_run(store, store.get(record["id"]) or {**record, "status": claimed})
 
 
 def remove(

@@ -58,7 +58,12 @@ def reap(store: Store, stale_after: float = STALE_SECONDS) -> list[str]:
     """Mark every lost local run failed; returns their ids. Cheap enough to call on every listing."""
     changed = []
     for record in store.all():
-        reason = lost_reason(store.runs_dir, record, stale_after)
-        if reason and set_status(store, record["id"], "failed", expect=("running",), error=reason, pid=None):
-            changed.append(record["id"])
+        try:
+            reason = lost_reason(store.runs_dir, record, stale_after)
+            if reason and set_status(store, record["id"], "failed", expect=("running",), error=reason, pid=None):
+                changed.append(record["id"])
+        except (OSError, ValueError, TypeError):
+            # A damaged run (folder gone, run.json garbled, a mistyped pid, a full disk) is left as it is: the
+            # readers show it as damaged, and one bad run must not stop every listing.
+            continue
     return changed
