@@ -70,13 +70,18 @@ def record_problems(record: dict[str, Any]) -> list[str]:
     return problems
 
 
-def folder_problem(runs_dir: Path, run_id: str) -> str | None:
-    """Why the run's folder cannot back its record (gone, a symlink, run.json unreadable), or None."""
+def folder_problem(runs_dir: Path, run_id: str, *, read: bool = True) -> str | None:
+    """Why the run's folder cannot back its record (gone, a symlink, run.json unreadable), or None.
+
+    ``read=False`` only looks at the folder itself (for the dashboard, which polls often).
+    """
     folder = Path(runs_dir) / run_id
     if folder.is_symlink():
         return f"its folder {folder} is a symbolic link (amltui only uses real run folders)"
     if not folder.is_dir():
         return f"its folder {folder} is missing"
+    if not read:
+        return None
     try:
         data = read_json(folder / "run.json")
     except (OSError, ValueError) as exc:
@@ -111,15 +116,16 @@ def _safe_copy(record: dict[str, Any]) -> dict[str, Any]:
     return safe
 
 
-def inspect(record: dict[str, Any], runs_dir: Path | None = None) -> dict[str, Any]:
+def inspect(record: dict[str, Any], runs_dir: Path | None = None, *, read_folder: bool = True) -> dict[str, Any]:
     """A record safe to show and count: a damaged one gets status "damaged", the reason in ``damaged`` and
     ``error``, the status it claimed in ``stored_status``, and no metric that is not a finite number.
 
-    With ``runs_dir`` the run folder is checked too (missing, a symlink, run.json unreadable).
+    With ``runs_dir`` the run folder is checked too (missing, a symlink, run.json unreadable unless
+    ``read_folder`` is false).
     """
     problems = record_problems(record)
     if runs_dir is not None and isinstance(record.get("id"), str):
-        where = folder_problem(runs_dir, record["id"])
+        where = folder_problem(runs_dir, record["id"], read=read_folder)
         if where:
             problems.insert(0, where)
     if record.get(DAMAGED) and not problems:  # marked by `store rebuild`

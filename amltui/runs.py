@@ -94,15 +94,20 @@ class RunDir:
             fh.write(json.dumps(line) + "\n")
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        """Metric lines; a torn last line (a writer killed mid-write) is ignored."""
+        """Metric lines (JSON objects); a torn last line (a writer killed mid-write), a line that is not an
+        object and undecodable bytes are skipped. A metrics.jsonl that is not a file is an OSError naming it."""
         if not self.metrics_file.exists():
             return []
+        if not self.metrics_file.is_file():
+            raise IsADirectoryError(errno.EISDIR, "metrics.jsonl is not a file", str(self.metrics_file))
         lines = []
-        for raw in self.metrics_file.read_text(encoding="utf-8").splitlines():
+        for raw in self.metrics_file.read_bytes().decode("utf-8", errors="replace").splitlines():
             try:
-                lines.append(json.loads(raw))
+                line = json.loads(raw)
             except json.JSONDecodeError:
                 continue
+            if isinstance(line, dict):
+                lines.append(line)
         return lines
 
     def log(self, message: str) -> None:

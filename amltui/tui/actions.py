@@ -136,7 +136,10 @@ def delete(runs_dir: Path, run_id: str) -> str:
     if status in ("queued", "running"):
         raise ActionError(f"{run_id} is {status}; cancel it first")
     folder = Path(runs_dir) / run_id
-    shutil.rmtree(folder, ignore_errors=True)
+    if folder.is_symlink():
+        raise ActionError(f"{folder} is a symbolic link; amltui never deletes through a link (remove it yourself)")
+    if folder.exists():
+        shutil.rmtree(folder)
     store.remove(run_id)
     return f"removed {run_id} ({folder})"
 
@@ -146,7 +149,9 @@ def export_results(runs_dir: Path, when: dt.datetime | None = None) -> Path:
     from amltui.report import aggregate, render
 
     store = Store(runs_dir)
-    text = render(aggregate(store.all()), "md")
+    from amltui.records import inspect_all
+
+    text = render(aggregate(inspect_all(store.all(), runs_dir)), "md")
     stamp = (when or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
     path = Path(runs_dir) / f"results-{stamp}.md"
     n = 1

@@ -65,14 +65,16 @@ def head_text(record: dict[str, Any], progress: dict[str, Any]) -> Text:
             if key in metrics:
                 text.append(f" {LABELS.get(key, key)} ", style="dim")
                 text.append(f"{metrics[key]:.2f}", style="bold")
-    elif record.get("error"):
+    if record.get("damaged"):
+        text.append(f"\ndamaged: {record['damaged']}", style="magenta")
+    elif not metrics and record.get("error"):
         text.append(f"\n{record['error']}", style="red")
     return text
 
 
 def config_table(config: dict[str, Any] | None, changed: dict[str, Any]) -> Table | Text:
-    if config is None:
-        return Text("config.json not found", style="red")
+    if not isinstance(config, dict):
+        return Text("config.json not found" if config is None else "config.json does not hold an object", style="red")
     table = Table.grid(padding=(0, 2))
     table.add_column(style="cyan")
     table.add_column()
@@ -132,8 +134,14 @@ class DetailScreen(Screen):
 
     @work(thread=True, group="detail", exit_on_error=False)
     def _read(self) -> None:
-        detail = self.reader.read()
-        self.post_message(DetailLoaded(detail, head_text(detail.record, detail.progress)))
+        try:
+            detail = self.reader.read()
+            head = head_text(detail.record, detail.progress)
+        except Exception as exc:  # an odd file must not freeze the screen: say so, and poll again later
+            reason = f"cannot read the run folder: {type(exc).__name__}: {exc}"
+            detail = RunDetail({"id": self.run_id, "status": "damaged", "error": reason}, {}, [], [], None, None)
+            head = Text.assemble((self.run_id, "bold"), "  ", ("damaged", "bold magenta"), f"\n{reason}")
+        self.post_message(DetailLoaded(detail, head))
 
     @on(DetailLoaded)
     def _apply(self, message: DetailLoaded) -> None:
