@@ -72,9 +72,8 @@ class ResultsScreen(Screen):
             self.post_message(ResultsLoaded(None))
             return
         try:
-            from amltui.report import aggregate
-
             from amltui.records import inspect_all
+            from amltui.report import aggregate
 
             # Damaged records (a NaN or mistyped metric) are left out, never averaged in.
             rows = aggregate(inspect_all(Store(self.app.runs_dir).all()))
