@@ -197,16 +197,21 @@ def plot(
     runs_dir: RunsDir = None,
 ) -> None:
     """Write a run's figure: the 2-D PCA of h(x) for natural and FGSM-perturbed test images."""
+    from amltui.figures import png_path
     from amltui.plots import write_pca
 
     if not pca:
         fail("nothing to plot: --pca is the only figure so far")
     store = open_store(runs_dir)
     record = resolve_run(store, run)
+    if out is not None:
+        out = png_path(out, f"{record['id']}-pca.png")
     try:
         path = write_pca(store, record["id"], n=n, device=device, out=out)
     except RunFailure as exc:
         fail(str(exc), code=1)
+    except OSError as exc:
+        fail(f"cannot write the figure: {describe_os_error(exc)}")
     console.print(f"wrote {path}", highlight=False, markup=False)
 
 
