@@ -29,7 +29,8 @@ RunArg = Annotated[str, typer.Argument(help="Run id (or a unique prefix of it)."
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print an error the user can act on (no traceback) and exit. The message is shown verbatim (it may quote
     user input or stored text, so Rich markup in it is escaped, never applied)."""
-    err.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False)
+    # soft_wrap: one line however long (paths), so it can be grepped and copied; the terminal wraps it.
+    err.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
