@@ -30,7 +30,7 @@ from amltui.cli.common import (
 from amltui.launch.control import cancel_run, local_slots, start_local
 from amltui.launch.local import LocalScheduler, parse_gpus
 from amltui.live import TERMINAL, LiveRuns
-from amltui.records import DAMAGED
+from amltui.records import DAMAGED, inspect
 from amltui.runs import create_runs, requeue, run_dir, set_status
 from amltui.store import Store, StoreError, validate_run_id
 from core.config import CHOICES, PRESETS, VARIANTS, ConfigError, RunConfig
@@ -191,7 +191,7 @@ def _follow(store: Store, ids: list[str], cancel, reconcile) -> None:
 
 def _summary(store: Store, ids: list[str]) -> None:
     """One row per run with its final metrics; exit 1 if any run did not finish."""
-    records = [store.get(i) or {"id": i, "status": "?"} for i in ids]
+    records = [inspect(store.get(i) or {"id": i, "status": "?"}) for i in ids]
     if len(records) == 1 and records[0].get("status") == "done":
         print_metrics(records[0])
     else:
