@@ -9,6 +9,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -278,3 +279,12 @@ def test_record_checks_accept_what_amltui_writes(tmp_path: Path) -> None:
     for record in store.all():
         assert inspect(record, tmp_path) is record  # nothing to flag: returned as is
     assert run_dir(tmp_path, "b0").record_file.is_file()
+
+
+def test_rm_refuses_a_damaged_run_whose_worker_is_alive(tmp_path: Path) -> None:
+    store = make_runs(tmp_path)
+    edit_record(store, "b0", folder_too=False, status="running", metrics="abc", pid=os.getpid(),
+                host=socket.gethostname(), executor="local")
+    out = assert_clean(invoke("rm", "b0", "--yes", "--runs-dir", tmp_path), 2)
+    assert "still queued or running" in out
+    assert (tmp_path / "b0" / "run.json").is_file()

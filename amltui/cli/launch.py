@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 from typing import Annotated
@@ -271,6 +272,15 @@ def cancel(
         raise typer.Exit(1)
 
 
+def _worker_alive(record: dict) -> bool:
+    """A damaged record that says running and names a live worker on this host (its folder is in use)."""
+    from amltui.launch.liveness import pid_alive
+
+    pid = record.get("pid")
+    return (_claimed_status(record) == "running" and isinstance(pid, int) and pid > 0
+            and record.get("host") == socket.gethostname() and pid_alive(pid))
+
+
 def _claimed_status(record: dict) -> str | None:
     """The status a record claims, even when it is damaged (a damaged running run may still have a worker)."""
     return record.get("stored_status") if record.get("status") == DAMAGED else record.get("status")
@@ -301,7 +311,7 @@ def remove(
     store = open_store(runs_dir)
     reap_lost(store)
     records = [resolve_run(store, text) for text in runs]
-    active = [r["id"] for r in records if r.get("status") in ("queued", "running")]
+    active = [r["id"] for r in records if r.get("status") in ("queued", "running") or _worker_alive(r)]
     if active:
         fail(f"{', '.join(active)} still queued or running; `amltui cancel` them first")
     for record in records:
