@@ -74,7 +74,11 @@ def dashboard(runs_dir: RunsDir = None) -> None:
 
 @store_app.command("rebuild")
 def store_rebuild(runs_dir: RunsDir = None) -> None:
-    """Recreate the index from the run folders (runs/*/run.json), keeping a corrupt index aside."""
+    """Recreate the index from the run folders (runs/*/run.json), keeping a corrupt index aside.
+
+    Records with fields of the wrong type, and index records without a readable run.json, are kept but marked
+    damaged (listed here); symlinked folders are skipped.
+    """
     try:
         store = Store(runs_dir or default_runs_dir())
         report = store.rebuild()

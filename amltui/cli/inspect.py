@@ -46,7 +46,7 @@ def ls(
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
     runs_dir: RunsDir = None,
 ) -> None:
-    """List runs."""
+    """List runs. A run whose record or folder is damaged is listed as "damaged", with the reason on stderr."""
     store = open_store(runs_dir)
     reap_lost(store)
     records = all_records(store)

@@ -65,7 +65,8 @@ def run(
     threads: Annotated[int | None, typer.Option(help="CPU threads per run [default: the slot's cores].")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set lr=3e-4 "
                                                    "(repeatable; `amltui config-keys` lists them).")] = None,
-    run_id: Annotated[str | None, typer.Option("--id", help="Run id (a single run only) [default: generated].")] = None,
+    run_id: Annotated[str | None, typer.Option("--id", help="Run id (a single run only; names "
+                                                   "amltui keeps in the runs folder are refused).")] = None,
     executor: Annotated[str, typer.Option(help="local or slurm.")] = "local",
     gpus: Annotated[str | None, typer.Option(help="GPU indices, e.g. 0,1 [default: detected]; 'none' = CPU.")] = None,
     slots_per_gpu: Annotated[int, typer.Option(help="Concurrent runs per GPU.")] = 1,
