@@ -81,3 +81,27 @@ def test_a_data_dir_with_brackets_is_reported_verbatim(tmp_path: Path) -> None:
     out = assert_clean(invoke("invariance", "show", "--dataset", "mnist", "--data-dir", data_dir,
                               "--runs-dir", tmp_path / "runs"))
     assert "exp[v2]/mnist" in out
+
+
+def test_queueing_many_runs_writes_the_index_once_and_a_refused_batch_leaves_nothing(tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    from amltui.runs import create_runs
+    from core.config import RunConfig
+
+    store = Store(tmp_path)
+    writes = []
+    real_write = type(store).add_many
+
+    def counting(self, records):
+        writes.append(len(records))
+        return real_write(self, records)
+
+    monkeypatch.setattr(type(store), "add_many", counting)
+    configs = [RunConfig.resolve("ml_sa", "quick", seed=s, dataset="synthetic") for s in range(60)]
+    created = create_runs(store, configs)
+    assert writes == [60] and len(store.all()) == 60
+    assert all((tmp_path / r["id"] / "run.json").is_file() for r in created)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(FileExistsError):
+        create_runs(store, configs[:2], ["fresh-one", created[0]["id"]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # "fresh-one" was removed again
