@@ -48,7 +48,7 @@ def test_eval_refuses_a_running_or_queued_run(runs: Path) -> None:
     metrics = store.get("t0")["metrics"]
     for status in ("running", "queued"):
         edit_record(store, "t0", status=status)
-        out = assert_clean(invoke("eval", "t0", "--runs-dir", runs))
+        out = assert_clean(invoke("eval", "t0", "--runs-dir", runs), 2)
         assert f"run t0 is {status}" in out and "only a finished run" in out
         assert store.get("t0")["metrics"] == metrics
 

@@ -29,7 +29,7 @@ from amltui.cli.common import (
 )
 from amltui.progress import RunProgress
 from amltui.report import FORMATS, aggregate, render
-from amltui.runs import RunFailure, evaluate_human_sets, evaluate_run, run_dir
+from amltui.runs import EVALUABLE, RunFailure, evaluate_human_sets, evaluate_run, run_dir
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 
@@ -151,6 +151,12 @@ def eval_(
     """Evaluate a run from its checkpoint (A_orig, A_SA, A_IA, A_IA→target, A_PGD) and record the metrics."""
     store = open_store(runs_dir)
     record = resolve_run(store, run)
+    status = record.get("status")
+    if status == "damaged":
+        fail(f"run {record['id']} cannot be evaluated: it is damaged ({record.get('damaged')})")
+    if status not in EVALUABLE:
+        fail(f"run {record['id']} is {status}: only a finished run (done, failed or cancelled) can be evaluated; "
+             f"wait for it to end or `amltui cancel {record['id']}` it first")
     if human_sets:
         try:
             results = evaluate_human_sets(store, record["id"], from_dir=from_dir, mnist_dir=mnist_dir, device=device)
