@@ -64,12 +64,15 @@ def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None
             if durable:
                 os.fsync(f.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         # Best effort: do not leave a half-written temp file behind on an ordinary error.
         try:
             os.unlink(tmp_name)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(exc.errno, f"no space left on {folder} writing {path.name} (needs ~"
+                          f"{max(len(data) / 1e6, 0.1):.1f} MB); free some space there", str(path)) from None
         raise
     if durable:
         fsync_dir(folder)

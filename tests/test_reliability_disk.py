@@ -137,3 +137,21 @@ def test_a_read_only_runs_folder_gives_clear_errors(read_only_runs: Path, comman
     assert any(word in out for word in ("writable", "Read-only", "read-only")), out
     assert (read_only_runs / "store.json").read_bytes() == before
     assert json.loads(before)["runs"]
+
+
+def test_an_atomic_write_on_a_full_disk_names_the_folder_and_leaves_no_temp_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from amltui import fsutil
+
+    target = tmp_path / "run.json"
+    target.write_text('{"old": true}')
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fsutil.os, "fsync", no_space)
+    with pytest.raises(OSError, match=f"no space left on {tmp_path} writing run.json") as info:
+        fsutil.atomic_write_json(target, {"new": True})
+    assert info.value.errno == errno.ENOSPC
+    assert target.read_text() == '{"old": true}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]

@@ -39,6 +39,8 @@ def describe_os_error(exc: OSError) -> str:
     where = exc.filename or "the runs folder"
     reason = exc.strerror or str(exc)
     if exc.errno == errno.ENOSPC:
+        if reason.startswith("no space left on"):  # already says where and how much (amltui.fsutil)
+            return f"{reason} (or use another --runs-dir)"
         return f"no space left on the device holding {where}; free some space there (or use another --runs-dir)"
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return (f"cannot write {where}: {reason}; the runs folder must be writable by you "
