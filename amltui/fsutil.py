@@ -128,7 +128,7 @@ class FileLock:
     def acquire(self) -> None:
         if self._fd is not None:
             raise RuntimeError(f"FileLock {self.path} is already held by this object (it is not reentrant)")
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides (a group may share it)
         deadline = time.monotonic() + self.timeout
         delay = 0.001
         try:
