@@ -297,3 +297,24 @@ def test_invariance_cache_files_follow_the_umask_too(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "manifest.json")], check=True,
                    env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert stat.S_IMODE((tmp_path / "manifest.json").stat().st_mode) == 0o664
+
+
+@pytest.mark.parametrize("progress", [{"kind": "batch"}, {"kind": "batch", "batch": {"steps": "x"}},
+                                      {"kind": "epoch", "epoch": [1]}, {"kind": "eval", "eval": None}])
+def test_live_progress_lines_survive_a_malformed_progress_file(tmp_path: Path, progress: dict) -> None:
+    import io
+
+    from rich.console import Console
+
+    from amltui.live import LiveRuns, describe
+
+    text, done, total = describe({"status": "running"}, progress)
+    assert text == "running (progress unreadable)" and (done, total) == (0, 1)
+    store = make_runs(tmp_path)
+    edit_record(store, "b0", status="running", pid=os.getpid(), host=socket.gethostname(), metrics={})
+    edit_record(store, "b1", folder_too=False, metrics={"A_orig": "[/x]"}, error="[/x] stored")
+    (tmp_path / "b0" / "progress.json").write_text(json.dumps(progress))
+    console = Console(file=io.StringIO(), width=120)
+    with LiveRuns(console, store, ["b0", "b1"]) as live:
+        records = live.refresh()
+    assert {r["id"]: r["status"] for r in records} == {"b0": "running", "b1": "damaged"}
