@@ -89,13 +89,11 @@ def launch(runs_dir: Path, request: LaunchRequest) -> list[str]:
     """Create queued runs for the request and hand them to a detached scheduler; returns their ids."""
     configs = resolve_configs(request)
     check_devices(request)
-    from amltui.runs import create_run
+    from amltui.runs import create_runs
 
     store = Store(runs_dir)
-    ids = []
-    try:
-        for config in configs:
-            ids.append(create_run(store, config)["id"])
+    try:  # one index write for all; a failure leaves no run behind
+        ids = [r["id"] for r in create_runs(store, configs)]
     except (StoreError, OSError, ValueError) as exc:
         raise ActionError(f"could not create the run: {exc}") from None
     _dispatch(store, ids, request)
