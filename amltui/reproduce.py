@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from amltui.figures import curves_figure
+from amltui.records import inspect_all
 from amltui.report import Row, aggregate, render
 from amltui.runs import code_version, run_dir
 from amltui.store import Store
@@ -47,7 +48,9 @@ class Plan:
 def plan(store: Store, configs: list[RunConfig]) -> Plan:
     """Match each wanted config to an existing run with the same config hash and seed (newest first)."""
     result = Plan()
-    records = sorted(store.all(), key=lambda r: r.get("created") or "", reverse=True)
+    # Damaged runs (amltui.records) are never reused: their config gets a fresh run.
+    records = sorted(inspect_all(store.all(), store.runs_dir), key=lambda r: str(r.get("created") or ""),
+                     reverse=True)
     for config in configs:
         key = (config.group_key(), config.seed)
         match = next((r for r in records if (r.get("group"), r.get("seed")) == key
