@@ -17,7 +17,9 @@ from typing import Any
 from amltui.fsutil import read_json
 
 DAMAGED = "damaged"
-STATUSES = ("queued", "running", "done", "failed", "cancelled")
+# Every status amltui writes; "stalled" and "orphaned" come from the worker-liveness and scheduler checks.
+# A new status must be added here, or its runs are shown as damaged.
+STATUSES = ("queued", "running", "done", "failed", "cancelled", "stalled", "orphaned")
 REPAIR_HINT = "`amltui store rebuild` re-reads the run folders; `amltui rm RUN` deletes the run"
 
 # A Slurm job id: 123, an array task 123_4, a het-job part 123+1, optionally a step (.0, .batch).
