@@ -12,6 +12,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 
+def png_path(path: Path, default_name: str = "figure.png") -> Path:
+    """The file a figure is really written to (and reported as): ``default_name`` inside an existing folder,
+    ``.png`` appended to a name without a suffix (as matplotlib itself would do, silently)."""
+    path = Path(path)
+    if path.is_dir():
+        return path / default_name
+    return path if path.suffix else path.with_name(path.name + ".png")
+
+
 def invariance_grid(x: torch.Tensor, labels: torch.Tensor, inv: Any, pool: torch.Tensor, path: Path) -> Path:
     """Rows of (x, neighbour aligned to x, x*) with the original label, the neighbour's class and the target."""
     from core.attacks.transforms import invert_transforms
@@ -32,9 +41,12 @@ def invariance_grid(x: torch.Tensor, labels: torch.Tensor, inv: Any, pool: torch
             ax.axis("off")
     fig.suptitle(f"invariance examples (L∞ ε={inv.eps}, {inv.mode})", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = png_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -54,9 +66,12 @@ def pca_figure(natural: torch.Tensor, perturbed: torch.Tensor, labels: torch.Ten
     axes[1].legend(markerscale=3, fontsize=7, title="class", loc="best")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    path = png_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -80,9 +95,12 @@ def curves_figure(series: dict[str, list[list[dict[str, Any]]]], path: Path) -> 
         ax.set_title(label, fontsize=9)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = png_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -34,25 +34,48 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that nobody ever sees a partial file, even after a crash."""
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import (single-threaded): os.umask can only be read by setting it, which would race with
+# threads creating files. mkstemp makes 0600 files; atomic writes widen them to what open() would create.
+FILE_MODE = 0o666 & ~_umask()
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` so that nobody ever sees a partial file, even after a crash.
+
+    The file gets the mode a plain ``open`` would give it (0666 less the umask), so a group-shared runs folder
+    stays readable by the group. ``durable=False`` skips the fsyncs: readers still never see a torn file, but
+    after a power loss the file may be missing or empty (for files of brand-new runs, where that is cheaper
+    than an fsync per file and leaves a run the readers show as damaged rather than a wrong one).
+    """
     path = Path(path)
     folder = path.parent
     fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=temp_prefix(path), suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), FILE_MODE)
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         # Best effort: do not leave a half-written temp file behind on an ordinary error.
         try:
             os.unlink(tmp_name)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(exc.errno, f"no space left on {folder} writing {path.name} (needs ~"
+                          f"{max(len(data) / 1e6, 0.1):.1f} MB); free some space there", str(path)) from None
         raise
-    fsync_dir(folder)
+    if durable:
+        fsync_dir(folder)
 
 
 def dumps_json(obj: Any) -> bytes:
@@ -60,9 +83,9 @@ def dumps_json(obj: Any) -> bytes:
     return (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
+def atomic_write_json(path: Path, obj: Any, *, durable: bool = True) -> None:
     """Write ``obj`` as JSON to ``path`` atomically (serialized first, so bad data never reaches the disk)."""
-    atomic_write_bytes(Path(path), dumps_json(obj))
+    atomic_write_bytes(Path(path), dumps_json(obj), durable=durable)
 
 
 def read_json(path: Path) -> Any:
@@ -105,7 +128,7 @@ class FileLock:
     def acquire(self) -> None:
         if self._fd is not None:
             raise RuntimeError(f"FileLock {self.path} is already held by this object (it is not reentrant)")
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides (a group may share it)
         deadline = time.monotonic() + self.timeout
         delay = 0.001
         try:

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from amltui.records import DAMAGED, inspect
 from amltui.runs import run_dir
 from amltui.store import Store
 
@@ -23,11 +24,11 @@ def read_progress(store: Store, run_id: str) -> dict[str, Any]:
 
 
 def describe(record: dict[str, Any], progress: dict[str, Any]) -> tuple[str, float, float]:
-    """(text, completed, total) of a run's current phase; a malformed progress.json never raises."""
+    """(text, completed, total) of a run's current phase; a malformed progress.json or record never raises."""
     try:
         return _describe(record, progress if isinstance(progress, dict) else {})
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError):
-        status = str(record.get("status", "?"))
+        status = str(record.get("status", "?")) if isinstance(record, dict) else "?"
         return (f"{status} (progress unreadable)", 0, 1)
 
 
@@ -65,9 +66,9 @@ class LiveRuns:
         self.store = store
         self.run_ids = list(run_ids)
         self.progress = Progress(
-            TextColumn("{task.fields[run]}", style="bold"),
+            TextColumn("{task.fields[run]}", style="bold", markup=False),
             BarColumn(bar_width=24),
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),  # it quotes stored errors: shown verbatim
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=console,
@@ -86,7 +87,7 @@ class LiveRuns:
         self.progress.__exit__(*exc)
 
     def refresh(self) -> list[dict[str, Any]]:
-        records = {r["id"]: r for r in self.store.all() if r["id"] in self.tasks}
+        records = {r["id"]: inspect(r) for r in self.store.all() if r["id"] in self.tasks}
         for run_id, task in self.tasks.items():
             record = records.get(run_id, {"status": "?"})
             text, done, total = describe(record, read_progress(self.store, run_id))
@@ -99,4 +100,5 @@ class LiveRuns:
 
     def all_ended(self, records: list[dict[str, Any]]) -> bool:
         # orphaned: its scheduler died, nothing will start it (amltui.launch.liveness)
-        return len(records) == len(self.tasks) and all(r.get("status") in (*TERMINAL, "orphaned") for r in records)
+        return len(records) == len(self.tasks) and all(r.get("status") in (*TERMINAL, "orphaned", DAMAGED)
+                                                       for r in records)

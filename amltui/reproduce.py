@@ -17,6 +17,7 @@ from typing import Any
 
 from amltui import paper
 from amltui.figures import curves_figure
+from amltui.records import inspect_all
 from amltui.report import Row, aggregate, footnotes, present_metrics, render
 from amltui.report_notes import flagged_lines
 from amltui.robustness import robustness_figure
@@ -45,7 +46,9 @@ class Plan:
 def plan(store: Store, configs: list[RunConfig]) -> Plan:
     """Match each wanted config to an existing run with the same config hash and seed (newest first)."""
     result = Plan()
-    records = sorted(store.all(), key=lambda r: r.get("created") or "", reverse=True)
+    # Damaged runs (amltui.records) are never reused: their config gets a fresh run.
+    records = sorted(inspect_all(store.all(), store.runs_dir), key=lambda r: str(r.get("created") or ""),
+                     reverse=True)
     for config in configs:
         key = (config.group_key(), config.seed)
         match = next((r for r in records if (r.get("group"), r.get("seed")) == key

@@ -27,6 +27,7 @@ from tinydb.table import Table
 
 from amltui import fsutil
 from amltui.fsutil import FileLock, atomic_write_bytes, dumps_json, read_json
+from amltui.records import DAMAGED, record_problems
 
 SCHEMA_VERSION = 1
 STORE_FILENAME = "store.json"
@@ -39,6 +40,10 @@ REBUILD_HINT = "run `amltui store rebuild` to recreate the index from the run fo
 # Starts with an alphanumeric, so "." / ".." / hidden names are impossible; no "/" can appear.
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _RUN_ID_RULE = "1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"
+# Names amltui itself keeps in the runs folder: a run folder of that name would clobber or swallow them.
+RESERVED_RUN_IDS = frozenset({STORE_FILENAME, STORE_FILENAME + ".lock", "scheduler.log", "cache", "reports",
+                              "slurm", "locks", "slots", "tmp"})
+RESERVED_RUN_ID_PATTERN = re.compile(r"store\.json\..*|results-.*\.md|invariance-.*\.png", re.IGNORECASE)
 
 _READ_ATTEMPTS = 5  # a decode error is retried this many times (with backoff) before declaring corruption
 
@@ -49,6 +54,10 @@ def validate_run_id(run_id: str) -> str:
         raise ValueError(f"run id must be a string ({_RUN_ID_RULE}), got {type(run_id).__name__} {run_id!r}")
     if not RUN_ID_PATTERN.fullmatch(run_id):
         raise ValueError(f"invalid run id {run_id!r}: a run id must be {_RUN_ID_RULE}")
+    if run_id.lower() in RESERVED_RUN_IDS or RESERVED_RUN_ID_PATTERN.fullmatch(run_id):
+        raise ValueError(f"run id {run_id!r} is reserved: amltui keeps a file or folder of that name in the runs "
+                         f"folder ({', '.join(sorted(RESERVED_RUN_IDS))}, store.json.*, results-*.md, "
+                         "invariance-*.png); pick another id")
     return run_id
 
 
@@ -140,6 +149,11 @@ class AtomicJSONStorage(Storage):
     def _read_once(self) -> dict[str, dict[str, Any]] | None:
         try:
             raw = self.path.read_bytes()
+        except IsADirectoryError:
+            raise StoreError(f"{self.path} is a folder, not the run index; move it out of the way "
+                             f"(e.g. mv {self.path} {self.path}.folder), then run `amltui store rebuild`") from None
+        except PermissionError as e:
+            raise StoreError(f"cannot read the run index {self.path}: {e.strerror}; check its permissions") from None
         except FileNotFoundError:
             earlier = _latest_backup(self.path)
             if earlier is not None:
@@ -203,8 +217,9 @@ class RebuildReport:
 
     restored: int
     skipped: list[tuple[Path, str]]
-    kept: list[str] = field(default_factory=list)  # old index records with no usable run.json, kept as is
+    kept: list[str] = field(default_factory=list)  # old index records with no usable run.json, marked damaged
     backup_path: Path | None = None  # where a corrupt old index was moved, if there was one
+    damaged: list[tuple[str, str]] = field(default_factory=list)  # (run id, reason) of records marked damaged
 
 
 class Store:
@@ -331,6 +346,17 @@ class Store:
                 raise StoreError(f"run {run_id!r} is already in {self.path}; use put() to replace it")
             runs.insert(dict(record))
 
+    def add_many(self, records: list[dict]) -> None:
+        """Insert new records in one write (queueing hundreds of runs must not rewrite the file per run)."""
+        ids = [_check_record(r) for r in records]
+        if len(set(ids)) != len(ids):
+            raise ValueError("add_many was given the same run id twice")
+        with self._writing() as runs:
+            present = [i for i in ids if runs.contains(Query().id == i)]
+            if present:
+                raise StoreError(f"run {present[0]!r} is already in {self.path}; use put() to replace it")
+            runs.insert_multiple(dict(r) for r in records)
+
     def put(self, record: dict) -> None:
         """Insert or replace (whole record) the run with this record's id."""
         run_id = _check_record(record)
@@ -390,7 +416,8 @@ class Store:
         """Rewrite the index from ``runs_dir/*/run.json``.
 
         The run folders win over the old index. Records of a readable old index that no usable run.json
-        replaces (e.g. queued runs without a folder yet) are kept and listed in ``kept``. A corrupt old index
+        replaces are kept, marked ``damaged``, and listed in ``kept``; records whose fields have the wrong
+        type are marked ``damaged`` too (amltui.records), so listings show them as such. A corrupt old index
         is moved aside, never deleted. A newer schema raises StoreSchemaError and changes nothing. Folders
         without a run.json are not runs and are ignored; a run.json that cannot be used is listed in
         ``skipped`` with the reason.
@@ -413,6 +440,9 @@ class Store:
                 record_path = folder / RUN_RECORD_FILENAME
                 if not record_path.is_file():
                     continue
+                if folder.is_symlink():
+                    skipped.append((folder, "a symbolic link, not a run folder (amltui never follows one)"))
+                    continue
                 try:
                     record = read_json(record_path)
                     if not isinstance(record, dict):
@@ -427,7 +457,16 @@ class Store:
 
             on_disk = {r["id"] for r in records}
             kept = [r for r in old if r["id"] not in on_disk]
+            # Kept so that nothing vanishes silently, but marked: without a run.json nothing backs them.
+            for r in kept:
+                r[DAMAGED] = f"no readable {RUN_RECORD_FILENAME} in {self.runs_dir / r['id']}"
+            for r in records:
+                r.pop(DAMAGED, None)
+                problems = record_problems(r)
+                if problems:
+                    r[DAMAGED] = "; ".join(problems)
+            damaged = [(r["id"], r[DAMAGED]) for r in records + kept if r.get(DAMAGED)]
             table = {str(i): r for i, r in enumerate(records + kept, start=1)}
             AtomicJSONStorage(self.path).write({RUNS_TABLE: table})
             self._clean_temp_files()
-            return RebuildReport(len(records), skipped, [r["id"] for r in kept], backup)
+            return RebuildReport(len(records), skipped, [r["id"] for r in kept], backup, damaged)

@@ -336,6 +336,8 @@ def _split_from_arrays(images: np.ndarray, labels: np.ndarray, img_path: Path, l
             f"{img_path} holds {images.shape[0]} images but {lbl_path} holds {labels.shape[0]} labels; "
             "the two files must belong to the same split"
         )
+    if images.shape[0] == 0:
+        raise ValueError(f"{img_path}: the idx file holds no images (0 × 28 × 28); use a complete copy of the split")
     if labels.size and labels.max() >= NUM_CLASSES:
         raise ValueError(f"{lbl_path}: labels must lie in 0..9, found {int(labels.max())}")
     return Split(torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))

@@ -124,11 +124,27 @@ def load_human_sets(folder: Path) -> dict[str, HumanSet]:
         if images.shape[1:] != (28, 28) or not (len(images) == len(labels) == len(indices)):
             raise ValueError(f"{folder / spec.images}: expected (N, 28, 28) images with N labels and N indices, "
                              f"got {images.shape}, {labels.shape}, {indices.shape}")
+        _check_labels_and_indices(folder / spec.labels, labels, folder / spec.indices, indices)
         # The files mix uint8 and float32, all on the 0..255 scale.
         pixels = torch.from_numpy(images.astype(np.float32) / 255.0).clamp_(0, 1).unsqueeze(1)
         sets[name] = HumanSet(name, pixels, torch.from_numpy(labels.astype(np.int64)),
                               torch.from_numpy(indices.astype(np.int64)), spec.eps)
     return sets
+
+
+MNIST_TEST_SIZE = 10_000
+
+
+def _check_labels_and_indices(label_path: Path, labels: np.ndarray, index_path: Path, indices: np.ndarray) -> None:
+    """Refuse labels outside 0..9 and indices outside the MNIST test split (a negative one would wrap)."""
+    for path, values, high, what in ((label_path, labels, 9, "labels"),
+                                     (index_path, indices, MNIST_TEST_SIZE - 1, "MNIST test indices")):
+        if not np.issubdtype(values.dtype, np.number) or not np.array_equal(values, np.round(values)):
+            raise ValueError(f"{path}: {what} must be whole numbers, found dtype {values.dtype}")
+        bad = values[(values < 0) | (values > high)]
+        if bad.size:
+            raise ValueError(f"{path}: {what} must lie in 0..{high}, found {int(bad[0])}; the file is damaged, "
+                             "fetch a fresh copy of invariance_examples/")
 
 
 @dataclass(frozen=True)

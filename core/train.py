@@ -10,6 +10,8 @@ The trainer knows nothing of files except its checkpoint; everything else it rep
 
 from __future__ import annotations
 
+import errno
+import io
 import math
 import os
 import time
@@ -25,7 +27,7 @@ from core.attacks import FGSM, PGD, make_train_attack
 from core.config import RunConfig
 from core.data import Dataset, Split, batch_indices, to_float
 from core.device import set_deterministic
-from core.errors import TrainingFailed  # noqa: F401  (re-exported)
+from core.errors import DiskFullError, TrainingFailed, disk_full_message  # noqa: F401  (re-exported)
 from core.losses import ObjectiveWeights, TripletLoss, objective
 from core.models import EmbeddingNet, build_model
 
@@ -294,9 +296,23 @@ def save_checkpoint(
         state["attack_rng"] = attack_gen.get_state()
     if best is not None:
         state["best"] = best
+    # Serialized in memory first: the size is known, and a full disk fails as a plain ENOSPC on our own write
+    # (torch.save to a file turns it into a cryptic "file write failed" RuntimeError).
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getbuffer()
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)  # a half-written temp file would keep the disk full; the old checkpoint stays
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(disk_full_message(path, len(data), f"the checkpoint {path.name}")) from None
+        raise
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -308,9 +324,16 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
                              "delete it to restart the run from scratch") from exc
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
         raise TrainingFailed(f"checkpoint {path} is not an amltui v{CHECKPOINT_VERSION} checkpoint")
+    missing = [k for k in ("epoch", "model", "optimizer", "batch_rng", "miner_rng", "torch_rng") if k not in state]
+    if missing:
+        raise TrainingFailed(f"checkpoint {path} lacks {', '.join(missing)}; it is damaged: delete it to restart "
+                             "the run from scratch")
     for key in ("batch_rng", "miner_rng", "torch_rng", "attack_rng"):
-        if key in state:
-            state[key] = state[key].cpu()
+        if key not in state:
+            continue  # attack_rng: only checkpoints of runs with a random-start training attack
+        if not isinstance(state[key], torch.Tensor):
+            raise TrainingFailed(f"checkpoint {path}: {key} is not a tensor; it is damaged, delete it")
+        state[key] = state[key].cpu()
     return state
 
 
@@ -318,7 +341,16 @@ def load_model(path: Path, config: RunConfig, device: torch.device) -> Embedding
     """The model of a run from its checkpoint, ready for evaluation: the selected epoch's weights."""
     state = load_checkpoint(path, device)
     model = build_model(config.arch, embed_dim=config.embed_dim, normalize=config.normalize).to(device)
-    weights = state["best"]["model"] if config.select == "best_pgd" and state.get("best") else state["model"]
-    model.load_state_dict(weights)
+    weights = state["best"]["model"] if config.select == "best_pgd" and state.get("best") else state.get("model")
+    if not isinstance(weights, dict):
+        raise TrainingFailed(f"checkpoint {path} has no model weights (key 'model'); it is damaged, delete it")
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, KeyError, TypeError) as exc:
+        first = str(exc).strip().splitlines()
+        detail = "; ".join(line.strip() for line in first[1:4]) or (first[0] if first else "")
+        raise TrainingFailed(
+            f"checkpoint {path} does not fit the run's model ({config.arch}, embed_dim={config.embed_dim}): "
+            f"{detail}. Was config.json or checkpoint.pt changed or copied from another run?") from None
     model.eval()
     return model

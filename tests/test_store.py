@@ -390,7 +390,10 @@ def test_rebuild_prefers_run_folders_and_keeps_index_only_records(tmp_path: Path
     assert set(reasons) == {"broken", "r2"} and "does not match its folder name" in reasons["r2"]
     assert ids(store) == {"r0", "r1", "r2", "queued-1"}
     assert store.get("r0")["status"] == "done"  # the run folder is the ground truth
-    assert store.get("r2") == {"id": "r2", "status": "done", "created": 2}
+    # Kept, but marked damaged (issue 12): nothing on disk backs it any more.
+    r2 = store.get("r2")
+    assert r2.pop("damaged").startswith("no readable run.json")
+    assert r2 == {"id": "r2", "status": "done", "created": 2}
 
 
 def test_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> None:

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from amltui import __version__
 from amltui.cli import gpus, inspect, invariance, launch
-from amltui.cli.common import RunsDir, console, err
+from amltui.cli.common import RunsDir, console, describe_os_error, err, fail
 from amltui.runs import default_runs_dir
-from amltui.store import Store
+from amltui.store import Store, StoreError
 from core.config import describe_keys
+
+
+class _Commands(TyperGroup):
+    """The command group; a file-system failure no command foresaw (disk full, read-only folder) becomes a
+    one-line error instead of a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # ctx: Typer's vendored click Context
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            fail(describe_os_error(exc), code=1)
+
 
 app = typer.Typer(
     name="amltui",
+    cls=_Commands,
     help="Adversarial metric learning experiments: FGSM training with angular triplet regularizers over "
     "sensitivity and invariance examples (Ovalle, Czyzycki, Hsieh).",
     no_args_is_help=True,
@@ -61,9 +75,22 @@ def dashboard(runs_dir: RunsDir = None) -> None:
 
 @store_app.command("rebuild")
 def store_rebuild(runs_dir: RunsDir = None) -> None:
-    """Recreate the index from the run folders (runs/*/run.json), keeping a corrupt index aside."""
-    store = Store(runs_dir or default_runs_dir())
-    report = store.rebuild()
-    console.print(f"restored {report.restored} run(s) into {store.path}")
+    """Recreate the index from the run folders (runs/*/run.json), keeping a corrupt index aside.
+
+    Records with fields of the wrong type, and index records without a readable run.json, are kept but marked
+    damaged (listed here); symlinked folders are skipped.
+    """
+    try:
+        store = Store(runs_dir or default_runs_dir())
+        report = store.rebuild()
+    except StoreError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(describe_os_error(exc))
+    console.print(f"restored {report.restored} run(s) into {store.path}", highlight=False, markup=False)
     for path, reason in report.skipped:
-        err.print(f"skipped {path}: {reason}")
+        err.print(f"skipped {path}: {reason}", highlight=False, markup=False)
+    for run_id, reason in report.damaged:
+        err.print(f"marked damaged {run_id}: {reason}", highlight=False, markup=False)
+    if report.damaged:
+        err.print("fix those run folders and rebuild again, or `amltui rm RUN` them", highlight=False, markup=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -10,8 +11,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from amltui.records import DAMAGED, inspect, inspect_all, unindexed_folders
 from amltui.runs import default_runs_dir
-from amltui.store import Store, StoreError, validate_run_id
+from amltui.store import REBUILD_HINT, Store, StoreError, validate_run_id
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 console = Console()
@@ -25,9 +27,25 @@ RunArg = Annotated[str, typer.Argument(help="Run id (or a unique prefix of it)."
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print an error the user can act on (no traceback) and exit."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print an error the user can act on (no traceback) and exit. The message is shown verbatim (it may quote
+    user input or stored text, so Rich markup in it is escaped, never applied)."""
+    # soft_wrap: one line however long (paths), so it can be grepped and copied; the terminal wraps it.
+    err.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """A one-line explanation of a file-system failure with the fix (disk full, read-only, permissions)."""
+    where = exc.filename or "the runs folder"
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        if reason.startswith("no space left on"):  # already says where and how much (amltui.fsutil)
+            return f"{reason} (or use another --runs-dir)"
+        return f"no space left on the device holding {where}; free some space there (or use another --runs-dir)"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (f"cannot write {where}: {reason}; the runs folder must be writable by you "
+                "(or use another --runs-dir)")
+    return f"{reason}: {where}"
 
 
 def open_store(runs_dir: Path | None) -> Store:
@@ -48,10 +66,31 @@ def reap_lost(store: Store) -> list[str]:
 
 
 def all_records(store: Store) -> list[dict[str, Any]]:
+    """Every record, checked: a damaged one (bad fields, folder gone) has status "damaged" and the reason."""
     try:
-        return store.all()
+        return inspect_all(store.all(), store.runs_dir)
     except StoreError as exc:
         fail(str(exc))
+
+
+def warn_damaged(records: list[dict[str, Any]], what: str = "") -> None:
+    """One stderr line per damaged run, with the way out."""
+    bad = [r for r in records if r.get("status") == DAMAGED]
+    for r in bad:
+        err.print(f"{r['id']}: damaged{what}: {r.get(DAMAGED)}", highlight=False, markup=False)
+    if bad:
+        err.print("fix: `amltui store rebuild` re-reads the run folders; `amltui rm RUN` deletes a damaged run",
+                  highlight=False, markup=False)
+
+
+def warn_unindexed(store: Store, records: list[dict[str, Any]]) -> list[str]:
+    """Warn about run folders the index does not list (so they are not silently missing); returns them."""
+    missing = unindexed_folders(store.runs_dir, (r["id"] for r in records))
+    if missing:
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        err.print(f"warning: {len(missing)} run folder(s) in {store.runs_dir} are not in the index ({shown}); "
+                  f"{REBUILD_HINT}", highlight=False, markup=False)
+    return missing
 
 
 def resolve_run(store: Store, text: str) -> dict[str, Any]:
@@ -65,7 +104,7 @@ def resolve_run(store: Store, text: str) -> dict[str, Any]:
     except StoreError as exc:
         fail(str(exc))
     if record is not None:
-        return record
+        return inspect(record, store.runs_dir)
     matches = [r for r in all_records(store) if r["id"].startswith(text)]
     if len(matches) == 1:
         return matches[0]
@@ -76,8 +115,8 @@ def resolve_run(store: Store, text: str) -> dict[str, Any]:
 
 def status_text(status: str) -> str:
     colour = {"done": "green", "running": "cyan", "failed": "red", "cancelled": "yellow", "stalled": "magenta",
-              "orphaned": "magenta"}.get(status, "white")
-    return f"[{colour}]{status}[/]"
+              "orphaned": "magenta", DAMAGED: "bold magenta"}.get(status, "white")
+    return f"[{colour}]{escape(str(status))}[/]"
 
 
 def print_metrics(record: dict[str, Any]) -> None:
@@ -89,19 +128,20 @@ def print_metrics(record: dict[str, Any]) -> None:
     caption = []
     if note and ("A_IA" in metrics or "A_IA_target" in metrics):
         caption.append(f"† A_IA, A_IA→target: {note}")
-    if pgd and "A_PGD" in metrics:
-        caption.append(f"A_PGD: PGD-{pgd['steps']}, L∞ ε {pgd['eps']:g}, step α {pgd['alpha']:g}")
+    if isinstance(pgd, dict) and pgd.get("steps") is not None and "A_PGD" in metrics:
+        caption.append(f"A_PGD: PGD-{pgd['steps']}, L∞ ε {pgd.get('eps')}, step α {pgd.get('alpha')}")
     for split, agreement in (record.get("inv_agreement") or {}).items():
         caption.append(f"fast invariance search ({split}): same neighbour as exact on "
                        f"{100 * agreement['same_neighbour']:.1f}% of {agreement['sample']} sampled queries")
-    table = Table(title=f"{record['id']} ({record.get('status')})", caption="\n".join(caption) or None)
+    table = Table(title=escape(f"{record['id']} ({record.get('status')})"),
+                  caption=escape("\n".join(caption)) or None)
     table.add_column("metric")
     table.add_column("accuracy %", justify="right")
     table.add_column("n", justify="right")
     for key in METRIC_ORDER:
         if key in metrics:
             mark = "†" if note and key in ("A_IA", "A_IA_target") else ""
-            table.add_row(METRIC_LABELS[key] + mark, f"{metrics[key]:.2f}", str(counts.get(key, "")))
+            table.add_row(METRIC_LABELS[key] + mark, f"{metrics[key]:.2f}", escape(str(counts.get(key, ""))))
     console.print(table)
     if record.get("selected_epoch") and record.get("select", "last") != "last":
         console.print(f"  weights of epoch {record['selected_epoch']} (select={record['select']}: best PGD accuracy "
@@ -133,7 +173,7 @@ def parse_list(text: str, what: str, convert: type = str) -> list:
         try:
             value = convert(part)
         except ValueError:
-            fail(f"{what} {text!r}: {part!r} is not a valid {convert.__name__}")
+            fail(f"{what} {text!r}: {part!r} is not a valid {'whole number' if convert is int else convert.__name__}")
         if value not in items:
             items.append(value)
     if not items:

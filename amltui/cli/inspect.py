@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from amltui.cli.common import (
@@ -16,6 +17,7 @@ from amltui.cli.common import (
     RunsDir,
     all_records,
     console,
+    describe_os_error,
     err,
     fail,
     open_store,
@@ -23,10 +25,12 @@ from amltui.cli.common import (
     reap_lost,
     resolve_run,
     status_text,
+    warn_damaged,
+    warn_unindexed,
 )
 from amltui.progress import RunProgress
 from amltui.report import FORMATS, aggregate, render
-from amltui.runs import HumanSetsRefused, RunFailure, evaluate_human_sets, evaluate_run, run_dir
+from amltui.runs import EVALUABLE, HumanSetsRefused, RunFailure, evaluate_human_sets, evaluate_run, run_dir
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 
@@ -44,7 +48,7 @@ def ls(
                                                "cancelled.")] = None,
     runs_dir: RunsDir = None,
 ) -> None:
-    """List runs."""
+    """List runs. A run whose record or folder is damaged is listed as "damaged", with the reason on stderr."""
     from amltui.filters import FilterError, apply_where, check_value
 
     store = open_store(runs_dir)
@@ -60,21 +64,25 @@ def ls(
     if as_json:
         keys = ("id", "variant", "seed", "dataset", "preset", "status", "epoch", "epochs", "metrics", "metrics_n",
                 "pid", "host", "slot", "gpu", "gpu_peak_mib", "device", "executor", "slurm_job_id", "created",
-                "started", "ended", "error", "select", "selected_epoch", "flags", "flag_details")
+                "started", "ended", "error", "select", "selected_epoch", "flags", "flag_details", "damaged")
         typer.echo(json.dumps([{k: r.get(k) for k in keys} | {"flags": r.get("flags") or []} for r in records],
                               indent=1))
+        warn_unindexed(store, records)
         return
     if emptied:
-        console.print(emptied, highlight=False)
+        console.print(emptied, highlight=False, markup=False)
         return
     if not records:
-        console.print(f"no runs in {store.runs_dir} (start one with `amltui run`)")
+        if not warn_unindexed(store, records):
+            console.print(f"no runs in {store.runs_dir} (start one with `amltui run`)", markup=False)
         return
     console.print(runs_table(records, console.width))
-    flagged = sorted({f for r in records for f in r.get("flags") or []})
+    flagged = sorted({str(f) for r in records for f in r.get("flags") or []})
     if flagged:
         console.print(f"{FLAG_MARK} flagged: {', '.join(flagged)} — `amltui show RUN` gives the rule and the numbers",
-                      highlight=False)
+                      highlight=False, markup=False)
+    warn_damaged(records)
+    warn_unindexed(store, records)
 
 
 # Columns of `amltui ls`, most important first: on a narrow terminal the last ones are left out, not squeezed.
@@ -107,7 +115,7 @@ def runs_table(records: list[dict], width: int) -> Table:
     for col in present:
         table.add_column(title(col), no_wrap=True, justify="right" if col in METRIC_ORDER else "left")
     for r in records:
-        table.add_row(*(status_text(cell(r, c)) if c == "status" else cell(r, c) for c in present))
+        table.add_row(*(status_text(cell(r, c)) if c == "status" else escape(cell(r, c)) for c in present))
     return table
 
 
@@ -117,19 +125,25 @@ def show(run: RunArg, runs_dir: RunsDir = None) -> None:
     reap_lost(store)
     record = resolve_run(store, run)
     rd = run_dir(store.runs_dir, record["id"])
-    console.print(f"[bold]{record['id']}[/]  {status_text(record.get('status', ''))}  folder {rd.path}")
+    console.print(f"[bold]{record['id']}[/]  {status_text(record.get('status', ''))}  folder {escape(str(rd.path))}")
     for key in ("variant", "preset", "seed", "dataset", "fingerprint", "device", "code_version", "created",
                 "started", "ended", "error", "select", "selected_epoch", "monitor", "stall", "cancel_requested"):
         if record.get(key) is not None:
-            console.print(f"  {key}: {record[key]}", highlight=False)
+            console.print(f"  {key}: {record[key]}", highlight=False, markup=False)
     if record.get("traceback"):
-        console.print("  traceback (tail):\n" + record["traceback"], highlight=False)
+        console.print("  traceback (tail):\n" + str(record["traceback"]), highlight=False, markup=False)
     try:
         config = rd.read_config().to_dict()
-        console.print("  config: " + ", ".join(f"{k}={v}" for k, v in config.items()), highlight=False)
+        console.print("  config: " + ", ".join(f"{k}={v}" for k, v in config.items()), highlight=False,
+                      markup=False)
     except (OSError, ValueError) as exc:
-        console.print(f"  config: unreadable ({exc})")
-    epochs = [m for m in rd.read_metrics() if m.get("kind") == "epoch"]
+        console.print(f"  config: unreadable ({exc})", highlight=False, markup=False)
+    try:
+        lines = rd.read_metrics()
+    except (OSError, ValueError) as exc:
+        err.print(f"metrics.jsonl unreadable: {exc}", highlight=False, markup=False)
+        lines = []
+    epochs = [m for m in lines if m.get("kind") == "epoch"]
     if epochs:
         where = (f"hold-out of {record.get('n_holdout')} training images" if record.get("monitor") == "holdout"
                  else "test subset, curves only")
@@ -140,7 +154,7 @@ def show(run: RunArg, runs_dir: RunsDir = None) -> None:
         for c in cols:
             table.add_column(c.replace("train_", "").replace("monitor_", "mon "), justify="right")
         for m in epochs:
-            table.add_row(*(f"{m[c]:.4g}" if isinstance(m.get(c), float) else str(m.get(c, "")) for c in cols))
+            table.add_row(*(f"{m[c]:.4g}" if isinstance(m.get(c), float) else escape(str(m.get(c, ""))) for c in cols))
         console.print(table)
     if record.get("metrics"):
         print_metrics(record)
@@ -180,6 +194,12 @@ def eval_(
     """
     store = open_store(runs_dir)
     record = resolve_run(store, run)
+    status = record.get("status")
+    if status == "damaged":
+        fail(f"run {record['id']} cannot be evaluated: it is damaged ({record.get('damaged')})")
+    if status not in EVALUABLE:
+        fail(f"run {record['id']} is {status}: only a finished run (done, failed or cancelled) can be evaluated; "
+             f"wait for it to end or `amltui cancel {record['id']}` it first")
     if human_sets:
         try:
             results = evaluate_human_sets(store, record["id"], from_dir=from_dir, mnist_dir=mnist_dir, device=device)
@@ -317,6 +337,7 @@ def plot(
     runs_dir: RunsDir = None,
 ) -> None:
     """Write a run's figure: the 2-D PCA of h(x) for natural and FGSM-perturbed test images (or --curve)."""
+    from amltui.figures import png_path
     from amltui.plots import write_pca
 
     if curve:
@@ -340,14 +361,18 @@ def plot(
         print_robustness({}, rd, curve=True)
         return
     if not pca:
-        fail("nothing to plot: --pca is the only figure so far")
+        fail("nothing to plot: choose --pca (the default) or --curve")
     store = open_store(runs_dir)
     record = resolve_run(store, run)
+    if out is not None:
+        out = png_path(out, f"{record['id']}-pca.png")
     try:
         path = write_pca(store, record["id"], n=n, device=device, out=out)
     except RunFailure as exc:
         fail(str(exc), code=1)
-    console.print(f"wrote {path}")
+    except OSError as exc:
+        fail(f"cannot write the figure: {describe_os_error(exc)}")
+    console.print(f"wrote {path}", highlight=False, markup=False)
 
 
 def export(
@@ -364,10 +389,14 @@ def export(
     """Results table: mean ± std over seeds with n, paired differences against the baseline."""
     if fmt not in FORMATS:
         fail(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if out is not None and out.is_dir():
+        fail(f"--out {out} is a folder; give a file path, e.g. {out / ('results.' + fmt)}")
     from amltui.filters import FilterError, apply_where, check_group_by, parse_where
 
     store = open_store(runs_dir)
     records = all_records(store)
+    warn_unindexed(store, records)
+    warn_damaged(records, " (left out of the table)")
     try:
         filters = parse_where(where or [], records)
         keys = check_group_by(group_by, records) if group_by is not None else None
@@ -375,12 +404,15 @@ def export(
         fail(str(exc))
     records, emptied = apply_where(records, filters)
     if emptied:
-        err.print(emptied, highlight=False)
+        err.print(emptied, highlight=False, markup=False)
     text = render(aggregate(records, group_by=keys), fmt, with_runs=with_runs)
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-        console.print(f"wrote {out}")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot write --out {out}: {describe_os_error(exc)}")
+        console.print(f"wrote {out}", highlight=False, markup=False)
     else:
         typer.echo(text, nl=False)
 

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
-from amltui.cli.common import RunsDir, console, err, fail, open_store
+from amltui.cli.common import RunsDir, console, describe_os_error, err, fail, open_store
 from amltui.progress import RunProgress
 from core.config import CHOICES, ConfigError, RunConfig
 
@@ -72,14 +73,14 @@ def generate(
     data = _dataset(dataset, data_dir, train_subset, test_subset)
     cache_root = default_cache_root(store.runs_dir)
     console.print(f"{data.name} ({data.fingerprint}): {len(data.train)} train / {len(data.test)} test images, "
-                  f"ε={eps}, mode {mode}, on {dev}; cache {cache_root}", highlight=False)
+                  f"ε={eps}, mode {mode}, on {dev}; cache {cache_root}", highlight=False, markup=False)
     with RunProgress(console) as progress:
         for part in (("train", "test") if split == "all" else (split,)):
             def report(done: int, total: int, part: str = part) -> None:
                 progress.on_event("invariance", {"split": part, "done": done, "total": total})
 
             def warn(message: str) -> None:
-                err.print(f"[yellow]warning:[/] {message}", highlight=False)
+                err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
             try:
                 inv = invariance_set_for(data, part, eps=eps, mode=mode, cache_root=cache_root, device=dev,
@@ -122,7 +123,7 @@ def show(
     """
     import torch
 
-    from amltui.figures import invariance_grid
+    from amltui.figures import invariance_grid, png_path
     from core.attacks.invariance import generate as generate_set
     from core.attacks.invariance import invariance_set_for
     from core.attacks.invariance_cache import default_cache_root
@@ -146,6 +147,11 @@ def show(
         inv = generate_set(queries.images[:n], queries.labels[:n], data.train.images, data.train.labels, eps=eps,
                            mode=mode, exclude_self=exclude)
     inv = inv.select(torch.arange(n))
-    path = out or store.runs_dir / f"invariance-{data.name}-{split}.png"
-    invariance_grid(to_float(queries.images[:n]), queries.labels[:n], inv, to_float(data.train.images), path)
-    console.print(f"wrote {path}")
+    name = f"invariance-{data.name}-{split}.png"
+    path = png_path(out, name) if out is not None else store.runs_dir / name
+    try:
+        path = invariance_grid(to_float(queries.images[:n]), queries.labels[:n], inv, to_float(data.train.images),
+                               path)
+    except OSError as exc:
+        fail(f"cannot write --out {path}: {describe_os_error(exc)}")
+    console.print(f"wrote {path}", markup=False, highlight=False)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +23,7 @@ from amltui.cli.common import (
     RunsDir,
     all_records,
     console,
+    describe_os_error,
     err,
     fail,
     open_store,
@@ -30,13 +33,14 @@ from amltui.cli.common import (
     resolve_run,
     status_text,
 )
-from amltui.gpus import MAX_MEM_DEFAULT, MAX_UTIL_DEFAULT
+from amltui.gpus import MAX_MEM_DEFAULT, MAX_UTIL_DEFAULT, parse_gpu_spec, parse_slots
 from amltui.launch.control import cancel_run, local_plan, start_local
 from amltui.launch.liveness import ORPHANED, STALLED, WORKING
 from amltui.launch.local import LocalScheduler
 from amltui.live import TERMINAL, LiveRuns
-from amltui.runs import create_run, requeue, run_dir, set_status
-from amltui.store import Store
+from amltui.records import DAMAGED, inspect
+from amltui.runs import create_runs, requeue, run_dir, set_status
+from amltui.store import Store, StoreError, validate_run_id
 from core.config import CHOICES, PRESETS, VARIANTS, ConfigError, RunConfig
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
@@ -77,7 +81,8 @@ def run(
     threads: Annotated[int | None, typer.Option(help="CPU threads per run [default: the slot's cores].")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set lr=3e-4 "
                                                    "(repeatable; `amltui config-keys` lists them).")] = None,
-    run_id: Annotated[str | None, typer.Option("--id", help="Run id (a single run only) [default: generated].")] = None,
+    run_id: Annotated[str | None, typer.Option("--id", help="Run id (a single run only; names "
+                                                   "amltui keeps in the runs folder are refused).")] = None,
     executor: Annotated[str, typer.Option(help="local or slurm.")] = "local",
     gpus: Annotated[str | None, typer.Option(help=GPUS_HELP)] = None,
     slots_per_gpu: Annotated[str, typer.Option(help=SLOTS_HELP)] = "1",
@@ -99,8 +104,14 @@ def run(
     """
     variant_list = parse_list(variants, "--variants")
     seed_list = parse_list(seeds, "--seeds", int)
-    if executor not in EXECUTORS:
-        fail(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
+    # Every option is checked before anything is written: a refused command leaves no run behind.
+    check_dispatch_options(executor=executor, gpus=gpus, slots_per_gpu=slots_per_gpu, cpu_slots=cpu_slots,
+                           time_limit=time_limit, gpus_per_node=gpus_per_node)
+    if run_id is not None:
+        try:
+            validate_run_id(run_id)
+        except ValueError as exc:
+            fail(f"--id: {exc}")
     if run_id and len(variant_list) * len(seed_list) > 1:
         fail("--id names a single run; leave it out when queueing several variants or seeds")
     configs = []
@@ -130,22 +141,44 @@ def run(
         except RunFailure as exc:
             fail(str(exc))
         for i, record in reused.items():
-            console.print(reuse_message(configs[i], record), highlight=False)
-    ids = []
-    for i, config in enumerate(configs):
-        if i in reused:
-            continue
-        try:
-            ids.append(create_run(store, config, run_id)["id"])
-        except (ValueError, FileExistsError) as exc:
-            fail(str(exc))
-    if not ids:
+            console.print(reuse_message(configs[i], record), highlight=False, markup=False)
+    fresh = [config for i, config in enumerate(configs) if i not in reused]
+    if not fresh:
         _summary(store, [r["id"] for r in reused.values()])
         return
-    console.print(f"queued {len(ids)} run(s) in {store.runs_dir}: {', '.join(ids)}", highlight=False)
+    ids = queue_runs(store, fresh, [run_id] * len(fresh))
+    console.print(f"queued {len(ids)} run(s) in {store.runs_dir}: {', '.join(ids)}", highlight=False, markup=False)
     dispatch(store, ids, executor=executor, gpus=gpus, slots_per_gpu=slots_per_gpu, cpu_slots=cpu_slots,
              detach=detach, partition=partition, time_limit=time_limit, gpus_per_node=gpus_per_node,
              gpu_max_util=gpu_max_util, gpu_max_mem=gpu_max_mem)
+
+
+def check_dispatch_options(*, executor: str = "local", gpus: str | None = None, slots_per_gpu: str | int = 1,
+                           cpu_slots: int | None = None, time_limit: int = 240, gpus_per_node: int = 0) -> None:
+    """Refuse (exit 2) any executor option that could only fail after runs were queued."""
+    if executor not in EXECUTORS:
+        fail(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
+    if cpu_slots is not None and cpu_slots < 1:
+        fail(f"--cpu-slots {cpu_slots}: must be at least 1 (leave it out for one slot per 8 cores)")
+    if time_limit < 1:
+        fail(f"--time {time_limit}: a Slurm time limit is at least 1 minute")
+    if gpus_per_node < 0:
+        fail(f"--gpus-per-node {gpus_per_node}: must be 0 or more")
+    try:
+        parse_slots(slots_per_gpu)
+        parse_gpu_spec(gpus)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def queue_runs(store: Store, configs: list[RunConfig], run_ids: list[str | None] | None = None) -> list[str]:
+    """Create queued runs (one index write for all); a clear error and nothing left behind on failure."""
+    try:
+        return [r["id"] for r in create_runs(store, configs, run_ids)]
+    except (ValueError, FileExistsError, StoreError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(describe_os_error(exc))
 
 
 def dispatch(store: Store, ids: list[str], *, executor: str = "local", gpus: str | None = None,
@@ -164,14 +197,15 @@ def dispatch(store: Store, ids: list[str], *, executor: str = "local", gpus: str
             except Exception as exc:  # submitit/sbatch errors: say what Slurm said
                 set_status(store, run_id, "failed", expect=("queued",), error=f"Slurm submission failed: {exc}")
                 fail(f"Slurm refused run {run_id}: {exc}", code=1)
-            console.print(f"{run_id}: Slurm job {job}")
+            console.print(f"{run_id}: Slurm job {job}", markup=False)
         if not detach:
             _follow(store, ids, cancel=lambda: [slurm.cancel(i) for i in ids], reconcile=slurm.reconcile)
         return
     try:
         if detach:
             console.print(start_local(store, ids, gpus=gpus, slots_per_gpu=slots_per_gpu, cpu_slots=cpu_slots,
-                                      gpu_max_util=gpu_max_util, gpu_max_mem=gpu_max_mem), highlight=False)
+                                      gpu_max_util=gpu_max_util, gpu_max_mem=gpu_max_mem),
+                          markup=False, highlight=False)
             return
         plan = local_plan(gpus, slots_per_gpu, cpu_slots, store=store, gpu_max_util=gpu_max_util,
                           gpu_max_mem=gpu_max_mem)
@@ -232,7 +266,7 @@ def _follow(store: Store, ids: list[str], cancel, reconcile) -> None:
 
 def _summary(store: Store, ids: list[str]) -> None:
     """One row per run with its final metrics; exit 1 if any run did not finish."""
-    records = [store.get(i) or {"id": i, "status": "?"} for i in ids]
+    records = [inspect(store.get(i) or {"id": i, "status": "?"}) for i in ids]
     if len(records) == 1 and records[0].get("status") == "done":
         print_metrics(records[0])
     else:
@@ -248,7 +282,7 @@ def _summary(store: Store, ids: list[str]) -> None:
         console.print(table)
     for r in records:
         if r.get("status") != "done":
-            err.print(f"{r['id']}: {r.get('status')}: {r.get('error') or ''}", highlight=False)
+            err.print(f"{r['id']}: {r.get('status')}: {r.get('error') or ''}", highlight=False, markup=False)
     if any(r.get("status") != "done" for r in records):
         raise typer.Exit(1)
 
@@ -265,9 +299,13 @@ def resume(
 
     A run still owned by a worker (running, or stalled: paused or hung) is refused: one worker per run.
     """
+    check_dispatch_options(executor=executor, gpus=gpus)
     store = open_store(runs_dir)
     reap_lost(store)
     record = resolve_run(store, run)
+    if record["status"] == DAMAGED:
+        fail(f"run {record['id']} cannot be resumed: it is damaged ({record[DAMAGED]}); "
+             f"`amltui store rebuild` re-reads the run folders, `amltui rm {record['id']}` deletes it")
     run_id = record["id"]
     if record["status"] == "done":
         fail(f"run {run_id} is already done; `amltui eval {run_id}` re-evaluates it")
@@ -276,7 +314,13 @@ def resume(
              f"beating (paused or hung); resume that process (kill -CONT) or `amltui cancel {run_id}` it first")
     if record["status"] in ("running", "queued"):
         fail(f"run {run_id} is {record['status']}; cancel it first (`amltui cancel {run_id}`)")
-    if requeue(store, run_id) is None:
+    try:
+        requeued = requeue(store, run_id)
+    except (ValueError, StoreError) as exc:
+        fail(f"run {run_id} cannot be resumed: {exc}")
+    except OSError as exc:
+        fail(describe_os_error(exc))
+    if requeued is None:
         fail(f"run {run_id} is {(store.get(run_id) or {}).get('status')}; only a failed, cancelled or orphaned "
              "run can be resumed")
     dispatch(store, [run_id], executor=executor, gpus=gpus, detach=detach, partition=partition)
@@ -292,15 +336,56 @@ def cancel(
     store = open_store(runs_dir)
     reap_lost(store)
     if all_:
-        targets = [r for r in all_records(store) if r.get("status") in CANCELLABLE]
+        targets = [r for r in all_records(store) if _claimed_status(r) in CANCELLABLE]
     elif runs:
         targets = [resolve_run(store, text) for text in runs]
     else:
         fail("name the runs to cancel, or use --all")
     if not targets:
         console.print("nothing to cancel")
+    failures = 0
     for record in targets:
-        console.print(f"{record['id']}: {cancel_run(store, record)}", highlight=False)
+        # One run that cannot be cancelled (folder gone, disk full) must not stop the others.
+        try:
+            outcome = _cancel_one(store, record)
+        except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: StoreError, SlurmError
+            failures += 1
+            reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+            err.print(f"{record['id']}: could not cancel: {reason}", highlight=False, markup=False)
+            continue
+        console.print(f"{record['id']}: {outcome}", highlight=False, markup=False)
+    if failures:
+        raise typer.Exit(1)
+
+
+def _worker_alive(record: dict) -> bool:
+    """A damaged record that says running and names a live worker on this host (its folder is in use)."""
+    from amltui.launch.liveness import pid_alive
+
+    pid = record.get("pid")
+    return (_claimed_status(record) == "running" and isinstance(pid, int) and pid > 0
+            and record.get("host") == socket.gethostname() and pid_alive(pid))
+
+
+def _claimed_status(record: dict) -> str | None:
+    """The status a record claims, even when it is damaged (a damaged running run may still have a worker)."""
+    return record.get("stored_status") if record.get("status") == DAMAGED else record.get("status")
+
+
+def _cancel_one(store: Store, record: dict) -> str:
+    if record.get("status") != DAMAGED:
+        return cancel_run(store, record)
+    folder = run_dir(store.runs_dir, record["id"]).path
+    claimed = _claimed_status(record)
+    if claimed not in ("queued", "running"):
+        return f"damaged ({record[DAMAGED]}); nothing to cancel"
+    if not folder.is_dir() or folder.is_symlink():
+        # No folder: no worker can use it. The index record is all that is left; mark it so it stops counting.
+        store.update(record["id"], {"status": "cancelled", "pid": None,
+                                    "error": f"cancelled: {record[DAMAGED]}"})
+        return f"marked cancelled ({record[DAMAGED]}); `amltui rm {record['id']}` deletes the record"
+    # The raw record: its own checks (e.g. a Slurm job id that is no job id) give the precise refusal.
+    return cancel_run(store, store.get(record["id"]) or {**record, "status": claimed})
 
 
 def remove(
@@ -312,16 +397,27 @@ def remove(
     store = open_store(runs_dir)
     reap_lost(store)
     records = [resolve_run(store, text) for text in runs]
-    active = [r["id"] for r in records if r.get("status") in ("queued", *WORKING)]
+    active = [r["id"] for r in records if r.get("status") in ("queued", *WORKING) or _worker_alive(r)]
     if active:
         fail(f"{', '.join(active)} still queued, running or stalled; `amltui cancel` them first")
+    for record in records:
+        folder = run_dir(store.runs_dir, record["id"]).path
+        if folder.is_symlink():
+            fail(f"{folder} is a symbolic link to {os.readlink(folder)}; amltui never deletes through a link. "
+                 f"Remove the link yourself (rm {folder}) and then `amltui rm {record['id']}`")
+    if not os.access(store.runs_dir, os.W_OK):
+        fail(f"cannot delete runs: the runs folder {store.runs_dir} is not writable by you")
     if not yes and not typer.confirm(f"delete {len(records)} run(s) and their folders?"):
         raise typer.Exit(1)
     for record in records:
         folder = run_dir(store.runs_dir, record["id"]).path
-        shutil.rmtree(folder, ignore_errors=True)
-        store.remove(record["id"])
-        console.print(f"removed {record['id']} ({folder})", highlight=False)
+        try:
+            if folder.exists():
+                shutil.rmtree(folder)
+            store.remove(record["id"])
+        except OSError as exc:
+            fail(f"could not remove {record['id']}: {describe_os_error(exc)}", code=1)
+        console.print(f"removed {record['id']} ({folder})", highlight=False, markup=False)
 
 
 def logs(
@@ -404,6 +500,10 @@ def reproduce(
 
     variant_list = parse_list(variants, "--variants")
     seed_list = parse_list(seeds, "--seeds", int)
+    check_dispatch_options(executor=executor, gpus=gpus, slots_per_gpu=slots_per_gpu, cpu_slots=cpu_slots,
+                           time_limit=time_limit)
+    if out is not None and out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file; give a folder for the report")
     try:
         configs = [RunConfig.resolve(v, preset, overrides=set_, seed=s, dataset=dataset,
                                      data_dir=str(data_dir) if data_dir else None, epochs=epochs,
@@ -437,7 +537,7 @@ def reproduce(
                 invariance_for(first, data, split, store.runs_dir, resolve_device(first.device), progress.on_event)
     for run_id in todo.resume:
         requeue(store, run_id)
-    new_ids = [create_run(store, config)["id"] for config in todo.create]
+    new_ids = queue_runs(store, todo.create) if todo.create else []
     to_run = todo.resume + new_ids
     all_ids = todo.reuse + todo.wait + to_run
     code = 0
@@ -462,7 +562,7 @@ def reproduce(
                 try:
                     evaluate_human_sets(store, run_id, from_dir=human_sets_dir)
                 except FileNotFoundError as exc:
-                    err.print(f"human-labelled sets skipped: {exc}")
+                    err.print(f"human-labelled sets skipped: {exc}", markup=False)
                     break
     if curves or autoattack:
         from amltui.robustness import CurveSpec, compute_curve, open_evaluator, record_autoattack
@@ -481,6 +581,6 @@ def reproduce(
                                                 autoattack=autoattack or ev.config.eval_aa))
     folder = out or store.runs_dir / "reports" / f"reproduce-{dataset}-{preset}"
     report = write_report(store, all_ids, folder, "amltui " + " ".join(sys.argv[1:]))
-    console.print(f"report: {report}")
+    console.print(f"report: {report}", markup=False)
     if code:
         raise typer.Exit(code)

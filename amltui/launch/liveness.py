@@ -88,24 +88,35 @@ def reap(store: Store, stale_after: float = STALE_SECONDS) -> list[str]:
     changed = []
     records = store.all()
     for record in records:
-        run_id = record["id"]
-        reason = lost_reason(store.runs_dir, record, stale_after)
-        if reason:
-            requested = record.get("cancel_requested")
-            status, error = ("cancelled", f"{requested} (the worker ended before recording it)") if requested \
-                else ("failed", reason)
-            if set_status(store, run_id, status, expect=WORKING, error=error, pid=None):
-                changed.append(run_id)
+        try:
+            changed += _reap_one(store, record, stale_after)
+        except (OSError, ValueError, TypeError):
+            # A damaged run (folder gone, run.json garbled, a mistyped pid, a full disk) is left as it is: the
+            # readers show it as damaged, and one bad run must not stop every listing.
             continue
-        state = stall_state(store.runs_dir, record, stale_after)
-        if state is not None and state != record.get("status"):
-            age = heartbeat_age(store.runs_dir, run_id) or 0.0
-            note = (f"worker pid {record.get('pid')} holds the run but has not beaten for {age:.0f} s "
-                    "(paused or hung); `amltui cancel` stops it") if state == STALLED else None
-            if set_status(store, run_id, state, expect=(record.get("status"),), stall=note):
-                changed.append(run_id)
-    changed += reap_orphans(store, records)
+    try:
+        changed += reap_orphans(store, records)
+    except (OSError, ValueError, TypeError):
+        pass  # an unreadable scheduler claim: the orphans are found on a later listing
     return changed
+
+
+def _reap_one(store: Store, record: dict[str, Any], stale_after: float) -> list[str]:
+    run_id = record["id"]
+    reason = lost_reason(store.runs_dir, record, stale_after)
+    if reason:
+        requested = record.get("cancel_requested")
+        status, error = ("cancelled", f"{requested} (the worker ended before recording it)") if requested \
+            else ("failed", reason)
+        return [run_id] if set_status(store, run_id, status, expect=WORKING, error=error, pid=None) else []
+    state = stall_state(store.runs_dir, record, stale_after)
+    if state is not None and state != record.get("status"):
+        age = heartbeat_age(store.runs_dir, run_id) or 0.0
+        note = (f"worker pid {record.get('pid')} holds the run but has not beaten for {age:.0f} s "
+                "(paused or hung); `amltui cancel` stops it") if state == STALLED else None
+        if set_status(store, run_id, state, expect=(record.get("status"),), stall=note):
+            return [run_id]
+    return []
 
 
 def reap_orphans(store: Store, records: list[dict[str, Any]] | None = None) -> list[str]:

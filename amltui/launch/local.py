@@ -20,14 +20,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from amltui.fsutil import FileLock
 from amltui.gpus import AUTO_SLOTS_CAP, AUTO_THREADS_SHARE, Gpu, parse_gpu_spec, threads_per_slot
 from amltui.launch.liveness import WORKING
 from amltui.launch.owners import SchedulerClaim
 from amltui.launch.worker import EXIT_BUSY
-from amltui.runs import now, request_cancel, run_dir, set_status
-from amltui.store import Store
+from amltui.runs import now, request_cancel, run_dir
+from amltui.runs import set_status as _set_status
+from amltui.store import Store, StoreError
 
 EXIT_CANCELLED = 130
 
@@ -108,6 +110,17 @@ def slot_lock(runs_dir: Path, slot: Slot) -> FileLock | None:
     except TimeoutError:
         return None
     return lock
+
+
+def set_status(store: Store, run_id: str, status: str, **kwargs: Any) -> dict | None:
+    """amltui.runs.set_status for the scheduler: a run whose folder or record is gone or unwritable is reported
+    in the scheduler's log and skipped (None, as if its status had changed), so one damaged run never stops
+    the others."""
+    try:
+        return _set_status(store, run_id, status, **kwargs)
+    except (OSError, ValueError, StoreError) as exc:
+        print(f"{now()} run {run_id}: could not record {status!r}: {exc}", flush=True)
+        return None
 
 
 class LocalScheduler:

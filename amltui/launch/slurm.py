@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from amltui.records import SLURM_JOB_ID
 from amltui.runs import now, request_cancel, run_dir, set_status
 from amltui.store import Store
 
@@ -77,7 +78,8 @@ def job_states(job_ids: Iterable[str]) -> dict[str, str]:
     up in ``sacct`` when accounting is enabled. Raises SlurmError when slurmctld does not answer, so a
     controller outage is never mistaken for "every job is gone".
     """
-    wanted = {str(j) for j in job_ids}
+    # A record is a file anyone with write access to the runs folder can edit: only job ids reach Slurm's tools.
+    wanted = {str(j) for j in job_ids if SLURM_JOB_ID.fullmatch(str(j))}
     if not wanted:
         return {}
     proc = _slurm_cmd(["scontrol", "-o", "show", "job"])
@@ -253,6 +255,10 @@ class SlurmExecutor:
             return
         rd = run_dir(self.runs_dir, run_id)
         job_id = record.get("slurm_job_id")
+        if job_id is not None and not SLURM_JOB_ID.fullmatch(str(job_id)):
+            # Never hand a record's text to scancel unchecked: "--user=root" would cancel someone's every job.
+            raise SlurmError(f"run {run_id}: its slurm_job_id {job_id!r} is not a Slurm job id; refusing to call "
+                             "scancel with it (was run.json edited?); cancel the job yourself with scancel JOBID")
         job = f"Slurm job {job_id}" if job_id else "its Slurm job"
         # Wins only if the job has not claimed the run; a job that starts afterwards sees this and exits.
         marked = set_status(store, run_id, "cancelled", expect=("queued",), pid=None,
@@ -274,7 +280,7 @@ class SlurmExecutor:
         """
         store = store or self.store()
         live = [r for r in store.all() if r.get("executor") == "slurm" and r.get("status") in ("queued", "running")
-                and r.get("slurm_job_id")]
+                and r.get("slurm_job_id") and SLURM_JOB_ID.fullmatch(str(r["slurm_job_id"]))]
         if not live:
             return []
         states = job_states(str(r["slurm_job_id"]) for r in live)

@@ -108,7 +108,7 @@ def launch(runs_dir: Path, request: LaunchRequest) -> LaunchResult:
     configs = resolve_configs(request)
     check_devices(request)
     from amltui.reuse import find_identical, reuse_message
-    from amltui.runs import RunFailure, create_run
+    from amltui.runs import RunFailure, create_runs
 
     store = Store(runs_dir)
     result = LaunchResult()
@@ -117,10 +117,9 @@ def launch(runs_dir: Path, request: LaunchRequest) -> LaunchResult:
     except RunFailure as exc:
         raise ActionError(str(exc)) from None
     result.reused = [reuse_message(configs[i], record) for i, record in reused.items()]
-    try:
-        for i, config in enumerate(configs):
-            if i not in reused:
-                result.queued.append(create_run(store, config)["id"])
+    try:  # one index write for all; a failure leaves no run behind
+        fresh = [config for i, config in enumerate(configs) if i not in reused]
+        result.queued = [r["id"] for r in create_runs(store, fresh)] if fresh else []
     except (StoreError, OSError, ValueError) as exc:
         raise ActionError(f"could not create the run: {exc}") from None
     if result.queued:
@@ -162,7 +161,10 @@ def delete(runs_dir: Path, run_id: str) -> str:
     if status in ("queued", "running", "stalled"):
         raise ActionError(f"{run_id} is {status}; cancel it first")
     folder = Path(runs_dir) / run_id
-    shutil.rmtree(folder, ignore_errors=True)
+    if folder.is_symlink():
+        raise ActionError(f"{folder} is a symbolic link; amltui never deletes through a link (remove it yourself)")
+    if folder.exists():
+        shutil.rmtree(folder)
     store.remove(run_id)
     return f"removed {run_id} ({folder})"
 
@@ -172,7 +174,9 @@ def export_results(runs_dir: Path, when: dt.datetime | None = None) -> Path:
     from amltui.report import aggregate, render
 
     store = Store(runs_dir)
-    text = render(aggregate(store.all()), "md")
+    from amltui.records import inspect_all
+
+    text = render(aggregate(inspect_all(store.all(), runs_dir)), "md")
     stamp = (when or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
     path = Path(runs_dir) / f"results-{stamp}.md"
     n = 1

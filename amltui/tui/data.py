@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from amltui.records import DAMAGED, inspect
 from amltui.store import Store, StoreError
 
 LIVE = ("queued", "running", "stalled", "orphaned")  # cancellable: amltui.launch.liveness explains the last two
-STATUS_RANK = {"running": 0, "stalled": 1, "queued": 2, "orphaned": 3, "failed": 4, "cancelled": 5, "done": 6}
+STATUS_RANK = {"running": 0, "stalled": 1, "queued": 2, "orphaned": 3, "failed": 4, "damaged": 5, "cancelled": 6,
+               "done": 7}
 STATUS_STYLE = {"done": "green", "running": "bold cyan", "stalled": "bold magenta", "queued": "white",
-                "orphaned": "magenta", "failed": "bold red", "cancelled": "yellow"}
+                "orphaned": "magenta", "failed": "bold red", "cancelled": "yellow", "damaged": "bold magenta"}
 # (key, label, width or None for automatic)
 FLAG_MARK = "⚠"
 COLUMNS: tuple[tuple[str, str, int | None], ...] = (
@@ -110,6 +112,18 @@ def make_row(record: dict[str, Any], progress: dict[str, Any], order: int) -> Ru
     return RunRow(record["id"], cells, sort, search, record)
 
 
+def safe_row(record: dict[str, Any], progress: dict[str, Any], order: int) -> RunRow:
+    """make_row, falling back to a bare "damaged" row (with the reason) when the record or the progress file
+    holds something unexpected."""
+    try:
+        return make_row(record, progress if isinstance(progress, dict) else {}, order)
+    except Exception as exc:  # any odd content: this row only
+        reason = f"cannot show this run ({type(exc).__name__}: {exc})"
+    bare = {"id": record["id"], "status": DAMAGED, DAMAGED: reason, "error": reason,
+            "stored_status": record.get("status")}
+    return make_row(bare, {}, order)
+
+
 def sort_rows(rows: list[RunRow], column: str, reverse: bool = False) -> list[RunRow]:
     """Rows ordered by a SORTS column; missing values always last."""
     present = [r for r in rows if r.sort.get(column) is not None]
@@ -184,8 +198,10 @@ class RunsReader:
         except (StoreError, OSError, ValueError) as exc:
             self._signature = None
             return RunsSnapshot([], error=str(exc))
+        # One damaged record or progress.json marks its own row, never the table.
+        records = [inspect(r, self.runs_dir, read_folder=False) for r in records]
         self.records = {r["id"]: r for r in records}
-        rows = [make_row(r, self.progress(r["id"]) if r.get("status") == "running" else {}, i)
+        rows = [safe_row(r, self.progress(r["id"]) if r.get("status") == "running" else {}, i)
                 for i, r in enumerate(records)]
         # Taken before the read: a write racing with it changes the signature and is read next time.
         self._signature = signature if len(signature) == 1 + len(self._live_ids()) else None
@@ -251,8 +267,13 @@ class DetailReader:
         self._config: dict[str, Any] | None = None
 
     def read(self) -> RunDetail:
-        record = read_json_file(self.path / "run.json") or {"id": self.run_id, "status": "?"}
-        progress = read_json_file(self.path / "progress.json") or {}
+        record = read_json_file(self.path / "run.json")
+        if not isinstance(record, dict):
+            reason = "run.json is missing or unreadable" if record is None else "run.json does not hold an object"
+            record = {"id": self.run_id, "status": DAMAGED, DAMAGED: reason, "error": reason}
+        record = inspect(record)
+        progress = read_json_file(self.path / "progress.json")
+        progress = progress if isinstance(progress, dict) else {}
         stat = _stat(self.path / "metrics.jsonl")
         if stat != self._metrics_stat:
             self._metrics_stat = stat
@@ -264,8 +285,8 @@ class DetailReader:
 
     def _metric_lines(self) -> list[dict[str, Any]]:
         lines = []
-        try:
-            raw = (self.path / "metrics.jsonl").read_text(encoding="utf-8")
+        try:  # a bad byte is replaced, not fatal: the screen must recover once the file is repaired
+            raw = (self.path / "metrics.jsonl").read_bytes().decode("utf-8", errors="replace")
         except OSError:
             return []
         for text in raw.splitlines():

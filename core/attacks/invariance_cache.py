@@ -69,11 +69,22 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _file_mode() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: done once, at import (single-threaded)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+# mkstemp makes 0600 files; a cache shared by a group must get the mode a plain open() would give.
+_FILE_MODE = _file_mode()
+
+
 def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     """Write through a temp file in the same folder, fsync, then os.replace onto ``path``."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), _FILE_MODE)
             write(f)
             f.flush()
             os.fsync(f.fileno())

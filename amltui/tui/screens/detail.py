@@ -69,7 +69,9 @@ def head_text(record: dict[str, Any], progress: dict[str, Any]) -> Text:
                 text.append(f"{metrics[key]:.2f}", style="bold")
                 if key == "A_AA" and len(sizes) > 1:
                     text.append(f" (n={counts.get(key, '?')})", style="dim")
-    elif record.get("error"):
+    if record.get("damaged"):
+        text.append(f"\ndamaged: {record['damaged']}", style="magenta")
+    elif not metrics and record.get("error"):
         text.append(f"\n{record['error']}", style="red")
     if record.get("select", "last") != "last" and record.get("selected_epoch"):
         text.append(f"\nweights of epoch {record['selected_epoch']} ({record['select']}, training hold-out)",
@@ -86,8 +88,8 @@ def head_text(record: dict[str, Any], progress: dict[str, Any]) -> Text:
 
 
 def config_table(config: dict[str, Any] | None, changed: dict[str, Any]) -> Table | Text:
-    if config is None:
-        return Text("config.json not found", style="red")
+    if not isinstance(config, dict):
+        return Text("config.json not found" if config is None else "config.json does not hold an object", style="red")
     table = Table.grid(padding=(0, 2))
     table.add_column(style="cyan")
     table.add_column()
@@ -152,9 +154,15 @@ class DetailScreen(Screen):
 
     @work(thread=True, group="detail", exit_on_error=False)
     def _read(self) -> None:
-        detail = self.reader.read()
+        try:
+            detail = self.reader.read()
+            head = head_text(detail.record, detail.progress)
+        except Exception as exc:  # an odd file must not freeze the screen: say so, and poll again later
+            reason = f"cannot read the run folder: {type(exc).__name__}: {exc}"
+            detail = RunDetail({"id": self.run_id, "status": "damaged", "error": reason}, {}, [], [], None, None)
+            head = Text.assemble((self.run_id, "bold"), "  ", ("damaged", "bold magenta"), f"\n{reason}")
         curve = read_json_file(self.reader.path / "curve.json")
-        self.post_message(DetailLoaded(detail, head_text(detail.record, detail.progress), curve))
+        self.post_message(DetailLoaded(detail, head, curve))
 
     @on(DetailLoaded)
     def _apply(self, message: DetailLoaded) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -72,9 +73,11 @@ class ResultsScreen(Screen):
             self.post_message(ResultsLoaded(None))
             return
         try:
+            from amltui.records import inspect_all
             from amltui.report import aggregate
 
-            rows = aggregate(Store(self.app.runs_dir).all())
+            # Damaged records (a NaN or mistyped metric) are left out, never averaged in.
+            rows = aggregate(inspect_all(Store(self.app.runs_dir).all()))
         except (StoreError, OSError, ValueError) as exc:
             self.post_message(ResultsLoaded(None, str(exc)))
             return
@@ -85,7 +88,8 @@ class ResultsScreen(Screen):
     def _apply(self, message: ResultsLoaded) -> None:
         self._polling = False
         if message.error:
-            self.query_one("#results-title", Static).update(f"[b red]Cannot read the run index[/]: {message.error}")
+            title = f"[b red]Cannot read the run index[/]: {escape(message.error)}"
+            self.query_one("#results-title", Static).update(title)
         if message.rows is None:
             return
         self.loaded = True
@@ -141,9 +145,11 @@ class ResultsScreen(Screen):
         try:
             path = export_results(self.app.runs_dir)
         except (StoreError, OSError, ValueError) as exc:
-            self.app.call_from_thread(self.notify, f"export failed: {exc}", severity="error")
+            self.app.call_from_thread(self.notify, f"export failed: {exc}", severity="error",
+                                  markup=False)
             return
-        self.app.call_from_thread(self.notify, str(path), title="Results exported")
+        self.app.call_from_thread(self.notify, str(path), title="Results exported",
+                              markup=False)
 
 
 def _delta(cell: Any, suffix: str = "") -> Text:

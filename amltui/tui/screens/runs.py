@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -132,20 +133,23 @@ class RunsScreen(Screen):
         rows = list(table.rows_by_id.values())
         count = {s: sum(r.cells["status"] == s for r in rows) for s in ("running", "queued", "failed")}
         arrow = "↓" if table.sort_reverse else "↑"
-        parts = [str(self.app.runs_dir), f"{len(rows)} runs", f"{count['running']} running",
+        parts = [escape(str(self.app.runs_dir)), f"{len(rows)} runs", f"{count['running']} running",
                  f"{count['queued']} queued", f"sort {table.sort_column}{arrow}"]
         if count["failed"]:
             parts.insert(4, f"[red]{count['failed']} failed[/]")
+        damaged = sum(r.cells["status"] == "damaged" for r in rows)
+        if damaged:
+            parts.insert(4, f"[magenta]{damaged} damaged[/] (`amltui store rebuild`)")
         if table.filter_text:
-            parts.append(f"filter “{table.filter_text}” ({table.row_count} shown)")
+            parts.append(f"filter “{escape(table.filter_text)}” ({table.row_count} shown)")
         line = " · ".join(parts)
         if line != self._shown_status:  # an unchanged Static update would still cost a layout pass
             self._shown_status = line
             self.query_one("#status-line", Static).update(line)
         if self.error:
-            banner = (f"[b]Cannot read the run index[/b]: {self.error}", True)
+            banner = (f"[b]Cannot read the run index[/b]: {escape(self.error)}", True)
         elif self.loaded and not rows:
-            banner = (f"No runs in {self.app.runs_dir} yet. Press [b]n[/b] to launch one.", False)
+            banner = (f"No runs in {escape(str(self.app.runs_dir))} yet. Press [b]n[/b] to launch one.", False)
         else:
             banner = None
         if banner != self._shown_banner:
@@ -282,5 +286,5 @@ class RunsScreen(Screen):
         self.app.call_from_thread(self._acted, text, severity)
 
     def _acted(self, text: str, severity: str) -> None:
-        self.notify(text, severity=severity)  # type: ignore[arg-type]
+        self.notify(text, severity=severity, markup=False)  # type: ignore[arg-type]
         self.poll(force=True)

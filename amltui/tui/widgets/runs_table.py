@@ -20,7 +20,9 @@ def _cell(column: str, value: str) -> str | Text:
         return Text(value, style="dim", justify="right")  # a monitor estimate, not the final number
     if column in ("loss", "A_orig", "A_SA", "A_IA", "seed"):
         return Text(value, justify="right")
-    return value
+    if column == "id":
+        return value  # a valid run id holds no markup; the table sorts by this plain string
+    return Text(value)  # a str cell would be parsed as markup; run data is shown verbatim
 
 
 class RunsTable(DataTable):
