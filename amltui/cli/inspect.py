@@ -44,8 +44,8 @@ def register(app: typer.Typer) -> None:
 
 def ls(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    status: Annotated[str | None, typer.Option(help="Only runs with this status: queued, running, done, failed, "
-                                               "cancelled.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status: queued, running, stalled, "
+                                               "orphaned, done, failed, cancelled, damaged.")] = None,
     runs_dir: RunsDir = None,
 ) -> None:
     """List runs. A run whose record or folder is damaged is listed as "damaged", with the reason on stderr."""
