@@ -406,17 +406,13 @@ _EVENT_PHASE = {"batch": "train", "epoch": "train", "invariance": "invariance", 
 
 def _hold_in_checkpoint_writes(safe: SafePoints) -> None:
     """AMLTUI_TEST_HOLD=checkpoint: hold between writing a checkpoint's temp file and renaming it into place."""
-    import torch
+    import core.train
 
-    save = torch.save
+    def hold(tmp: Path) -> None:
+        safe.phase = "checkpoint"
+        safe.hold("checkpoint")
 
-    def holding_save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
-        save(obj, f, *args, **kwargs)
-        if isinstance(f, str | Path) and Path(f).name.startswith("checkpoint.pt.tmp"):
-            safe.phase = "checkpoint"
-            safe.hold("checkpoint")
-
-    torch.save = holding_save
+    core.train.before_checkpoint_rename = hold
 
 
 def run_evaluation(model: torch.nn.Module, dataset: Dataset, config: RunConfig,

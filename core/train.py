@@ -269,6 +269,11 @@ def monitor_pgd_indices(split: Split, n: int) -> torch.Tensor:
 
 
 # ---- checkpoints --------------------------------------------------------------------------------------
+# Called with the temp file's path between writing a checkpoint and renaming it into place; the lifecycle tests
+# use it to cancel a run at exactly that moment (amltui/runs.py, AMLTUI_TEST_HOLD=checkpoint).
+before_checkpoint_rename: Callable[[Path], None] | None = None
+
+
 def save_checkpoint(
     path: Path,
     model: nn.Module,
@@ -307,6 +312,8 @@ def save_checkpoint(
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        if before_checkpoint_rename is not None:
+            before_checkpoint_rename(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)  # a half-written temp file would keep the disk full; the old checkpoint stays

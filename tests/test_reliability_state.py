@@ -286,7 +286,7 @@ def test_rm_refuses_a_damaged_run_whose_worker_is_alive(tmp_path: Path) -> None:
     edit_record(store, "b0", folder_too=False, status="running", metrics="abc", pid=os.getpid(),
                 host=socket.gethostname(), executor="local")
     out = assert_clean(invoke("rm", "b0", "--yes", "--runs-dir", tmp_path), 2)
-    assert "still queued or running" in out
+    assert "still queued, running or stalled" in out
     assert (tmp_path / "b0" / "run.json").is_file()
 
 

@@ -217,9 +217,10 @@ def test_corrupt_store_shows_a_message_and_the_app_keeps_running(demo: Path) -> 
         await ready(app, pilot)
         (demo / "store.json").write_text("{ this is not json")
         screen = app.screen
-        await wait_for(pilot, lambda: screen.error is not None, what="the error banner")
-        text = screen_text(app)
-        assert "Cannot read the run index" in text and "corrupt" in text
+        await wait_for(pilot, lambda: screen.error is not None, what="the error")
+        # the banner is drawn on a later refresh than the one that set the error: wait for the text itself
+        await wait_for(pilot, lambda: "Cannot read the run index" in screen_text(app), what="the error banner")
+        assert "corrupt" in screen_text(app)
         assert len(table_ids(app)) == 7  # the last good view stays
         Store(demo).rebuild()  # the fix the message suggests
         await wait_for(pilot, lambda: screen.error is None, what="recovery")
