@@ -86,11 +86,13 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "holdout": (0, None),
     "mask_gap": (0.0, 100.0),
     "mask_collapse": (0.0, 100.0),
+    "log_every": (1, None),
 }
 
 # Not part of what a result depends on: where it ran, and the seed (aggregated over).
 # The gradient-masking rule only labels a finished run (core/flags.py); it changes no number.
-NON_SCIENTIFIC = ("seed", "device", "threads", "data_dir", "eval_batch_size", "mask_rule", "mask_gap", "mask_collapse")
+NON_SCIENTIFIC = ("seed", "device", "threads", "data_dir", "eval_batch_size", "mask_rule", "mask_gap", "mask_collapse",
+                  "compile", "cudnn_benchmark", "channels_last", "log_every")
 
 
 class ConfigError(ValueError):
@@ -156,6 +158,12 @@ class RunConfig:
     # runtime
     device: str = "auto"
     threads: int | None = None
+    # speed (core/step.py; README "Speed and GPUs"). amp changes float rounding, so it is part of the group key.
+    amp: bool = False  # bf16 autocast for the objective's forward; attacks and loss stay float32
+    compile: bool = False  # torch.compile the model's embedding (trunk) for the training step
+    cudnn_benchmark: bool = False  # cuDNN autotuning on CUDA (faster convs; resume is then not bit-exact)
+    channels_last: bool = True  # conv models in channels_last memory format (same values, faster convs)
+    log_every: int | None = None  # batches between host syncs (loss check, progress); None: 1 on CPU, 50 on GPU
     overrides: list[str] = field(default_factory=list)
 
     # ---- construction -------------------------------------------------------------------------------

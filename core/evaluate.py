@@ -19,6 +19,7 @@ from core.config import RunConfig
 from core.data import Split, to_float
 from core.metrics import METRIC_LABELS, METRIC_ORDER  # noqa: F401  (re-exported)
 from core.models import EmbeddingNet
+from core.scoring import clean_and_fgsm_correct, count_correct
 
 Progress = Callable[[str, int, int], None]  # (metric, done, total)
 
@@ -48,20 +49,53 @@ def score(
     metric: str = "",
     progress: Progress | None = None,
 ) -> Score:
-    """Count predictions equal to ``labels`` on images (uint8 or float), optionally attacked first."""
+    """Count predictions equal to ``labels`` on images (uint8 or float), optionally attacked first.
+
+    The count stays on the device until the end (no host sync per batch).
+    """
     model.eval()
-    correct = 0
+    correct = torch.zeros((), dtype=torch.int64, device=labels.device)
     for sl in _batches(len(labels), batch_size):
         x = images[sl]
         x = to_float(x) if x.dtype == torch.uint8 else x
         y = labels[sl]
         if attack is not None:
             x = attack(x, y)
-        with torch.no_grad():
-            correct += int((model(x).argmax(1) == y).sum())
+        correct = correct + count_correct(model, x, y)[0]
         if progress:
             progress(metric, sl.stop, len(labels))
-    return Score(correct, len(labels))
+    return Score(int(correct), len(labels))
+
+
+def score_clean_and_fgsm(model: EmbeddingNet, images: torch.Tensor, labels: torch.Tensor, *, eps: float,
+                         batch_size: int, progress: Progress | None = None) -> tuple[Score, Score]:
+    """(A_orig, A_SA) in one pass: FGSM's forward on the clean images gives their predictions too."""
+    model.eval()
+    clean = adv = torch.zeros((), dtype=torch.int64, device=labels.device)
+    for sl in _batches(len(labels), batch_size):
+        x = images[sl]
+        c, a = clean_and_fgsm_correct(model, to_float(x) if x.dtype == torch.uint8 else x, labels[sl], eps)
+        clean, adv = clean + c, adv + a
+        if progress:
+            progress("A_orig", sl.stop, len(labels))
+            progress("A_SA", sl.stop, len(labels))
+    return Score(int(clean), len(labels)), Score(int(adv), len(labels))
+
+
+def score_two_labelings(model: EmbeddingNet, images: torch.Tensor, labels: torch.Tensor, other: torch.Tensor,
+                        *, batch_size: int, metrics: tuple[str, str] = ("", ""),
+                        progress: Progress | None = None) -> tuple[Score, Score]:
+    """Accuracy of one forward per batch against two label sets (A_IA and A_IA→target share their images)."""
+    model.eval()
+    hits = [torch.zeros((), dtype=torch.int64, device=labels.device) for _ in range(2)]
+    for sl in _batches(len(labels), batch_size):
+        x = images[sl]
+        found = count_correct(model, to_float(x) if x.dtype == torch.uint8 else x, labels[sl], other[sl])
+        hits = [h + f for h, f in zip(hits, found, strict=True)]
+        if progress:
+            for metric in metrics:
+                progress(metric, sl.stop, len(labels))
+    return Score(int(hits[0]), len(labels)), Score(int(hits[1]), len(labels))
 
 
 def evaluate(
@@ -77,16 +111,13 @@ def evaluate(
     device = next(model.parameters()).device
     test = test.to(device)
     bs = config.eval_batch_size
-    scores = {
-        "A_orig": score(model, test.images, test.labels, batch_size=bs, metric="A_orig", progress=progress),
-        "A_SA": score(model, test.images, test.labels, batch_size=bs, attack=FGSM(model, config.eps_s),
-                      metric="A_SA", progress=progress),
-    }
+    scores: dict[str, Score] = {}
+    scores["A_orig"], scores["A_SA"] = score_clean_and_fgsm(model, test.images, test.labels, eps=config.eps_s,
+                                                            batch_size=bs, progress=progress)
     if invariance_x is not None and invariance_target is not None:
-        x_inv = invariance_x.to(device)
-        scores["A_IA"] = score(model, x_inv, test.labels, batch_size=bs, metric="A_IA", progress=progress)
-        scores["A_IA_target"] = score(model, x_inv, invariance_target.to(device), batch_size=bs,
-                                      metric="A_IA_target", progress=progress)
+        scores["A_IA"], scores["A_IA_target"] = score_two_labelings(
+            model, invariance_x.to(device), test.labels, invariance_target.to(device), batch_size=bs,
+            metrics=("A_IA", "A_IA_target"), progress=progress)
     pgd_split = test
     if config.pgd_subset is not None and config.pgd_subset < len(test):
         pgd_split = test.subset(config.pgd_subset, seed=0, stratified=True)
