@@ -63,6 +63,22 @@ def test_fast_paths_give_the_plain_steps_loss_and_gradients(variant, path):
     assert not close([g * 1.01 for g in grads], ref, tol=1e-4)
 
 
+@pytest.mark.parametrize("variant", ["baseline", "ml_sa"])
+def test_fast_paths_use_fgsm_examples_as_x_p(variant, monkeypatch):
+    torch.manual_seed(0)
+    config = RunConfig.resolve(variant, "paper", batch_size=16)
+    model = build_model("paper")
+    step = TrainStep(config, model, make_optimizer(config, model))
+    assert step.path in ("fused", "reuse")
+    seen = []
+    real = TrainStep._fgsm
+    monkeypatch.setattr(TrainStep, "_fgsm", lambda self, x, g: seen.append(real(self, x, g)) or seen[-1])
+    x, y = torch.rand(16, 1, 28, 28), torch.arange(16) % 10
+    expected = FGSM(model, config.eps_s)(x, y)
+    step(x, y)
+    assert len(seen) == 1 and torch.equal(seen[0], expected)
+
+
 def test_pool_first_only_while_slopes_are_positive():
     torch.manual_seed(0)
     model = build_model("paper")
