@@ -198,3 +198,17 @@ def test_gpu_bench_logic_on_cpu():
     assert gpu.project(rates, 1) == pytest.approx(3 * per_job * (1 / 1000 + 1 / 500 + 1 / 250))
     assert gpu.project(rates, 3) == pytest.approx(per_job * (1 / 1000 + 1 / 500 + 1 / 250))
     assert gpu.project(rates, 4) == pytest.approx(per_job * (1 / 500 + 1 / 250 + 1 / 250))
+
+
+def test_evaluate_in_channels_last_hands_the_model_back_unchanged():
+    from core.evaluate import evaluate
+
+    torch.manual_seed(0)
+    model = build_model("paper").eval()
+    ds = load_dataset("synthetic", seed=0).with_subsets(64, 200, seed=0)
+    config = RunConfig.resolve("ml_sa", "quick", **{**TINY, "arch": "paper", "test_subset": 200})
+    fast = evaluate(model, ds.test, config)
+    assert model.trunk[0].weight.is_contiguous()
+    plain = evaluate(model, ds.test, config.replace(channels_last=False))
+    # Same weights, another memory layout: the counts agree up to a rare rounding-level argmax flip.
+    assert all(abs(fast[k].correct - plain[k].correct) <= 2 for k in plain) and fast.keys() == plain.keys()
