@@ -1,15 +1,16 @@
 """Evaluation and monitor throughput (images/s): A_SA, A_PGD and A_IA scoring, before and after issue 15.
 
 after   core.evaluate as it is: A_orig and A_SA from one pass (FGSM's forward gives the clean predictions),
-        A_IA and A_IA→target from one forward, counts kept on the device (one host read per metric); with
-        --channels-last the model in channels_last for the whole evaluation.
+        A_IA and A_IA→target from one forward, counts kept on the device (one host read per metric).
+        "after + cl + pool-first" adds what core.evaluate.evaluate and the per-epoch monitor really use: the
+        model in channels_last, each PReLU → MaxPool pair pooled first (core.scoring.FastForward).
 before  one pass per metric (clean forward; FGSM = forward + input backward, then a forward; A_IA and
         A_IA→target each a forward), a host read per batch — core/evaluate.py before issue 15.
 
-A_PGD is the same code on both sides (PGD-k: k forwards + input backwards and a final forward per batch); it is
-timed once, with and without channels_last. The monitor line is core.train.monitor_accuracy for one epoch
-(1,000 images clean + FGSM, 200 of them PGD-10). Paper architecture (random weights: speed does not depend on
-them), mnist-sample's test split, eval batch 1000, CPU, blocks interleaved.
+A_PGD is the same attack code on both sides (PGD-k: k forwards + input backwards and a final forward per batch),
+on the plain model (before) and on channels_last + pool-first (after). The monitor line is
+core.train.monitor_accuracy for one epoch (1,000 images clean + FGSM, 200 of them PGD-10). Paper architecture
+(random weights: speed does not depend on them), mnist-sample's test split, eval batch 1000, CPU, interleaved.
 
     .venv/bin/python bench/eval.py                      # about 3 min on 2 shared cores
     .venv/bin/python bench/eval.py --pgd-steps 40 --repeats 5
@@ -30,6 +31,7 @@ from core.config import RunConfig
 from core.data import Split, load_dataset, to_float
 from core.evaluate import score, score_clean_and_fgsm, score_two_labelings
 from core.models import build_model
+from core.scoring import FastForward
 from core.step import use_channels_last
 from core.train import monitor_accuracy, monitor_pgd_indices
 
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     fast = build_model("paper").eval()
     fast.load_state_dict(plain.state_dict())
     use_channels_last(fast)
+    fast = FastForward(fast)  # as core.evaluate and the monitor score: channels_last + pool-first
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {n} mnist-sample test images, batch {bs}; "
           f"PGD-{args.pgd_steps}; load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
@@ -85,18 +88,18 @@ def main(argv: list[str] | None = None) -> None:
             "before": lambda: (old_score(plain, test.images, test.labels, bs),
                                old_score(plain, test.images, test.labels, bs, FGSM(plain, 0.3))),
             "after": lambda: score_clean_and_fgsm(plain, test.images, test.labels, eps=0.3, batch_size=bs),
-            "after + channels_last": lambda: score_clean_and_fgsm(fast, test.images, test.labels, eps=0.3,
+            "after + cl + pool-first": lambda: score_clean_and_fgsm(fast, test.images, test.labels, eps=0.3,
                                                                   batch_size=bs),
         },
         "A_IA + A_IA_target": {
             "before": lambda: _old_two(plain, x_inv, test.labels, target, bs),
             "after": lambda: score_two_labelings(plain, x_inv, test.labels, target, batch_size=bs),
-            "after + channels_last": lambda: score_two_labelings(fast, x_inv, test.labels, target, batch_size=bs),
+            "after + cl + pool-first": lambda: score_two_labelings(fast, x_inv, test.labels, target, batch_size=bs),
         },
-        f"A_PGD (PGD-{args.pgd_steps})": {"before": pgd(plain), "after + channels_last": pgd(fast)},
+        f"A_PGD (PGD-{args.pgd_steps})": {"before": pgd(plain), "after + cl + pool-first": pgd(fast)},
         "monitor (1 epoch)": {
             "before": lambda: _old_monitor(plain, monitor, config),
-            "after + channels_last": lambda: monitor_accuracy(fast, monitor, config),
+            "after + cl + pool-first": lambda: monitor_accuracy(fast.model, monitor, config),
         },
     }
     print(f"{'scoring':<22} {'implementation':<22} {'images/s median [min–max]':>28} {'vs before':>10}")

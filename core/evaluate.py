@@ -19,7 +19,7 @@ from core.config import RunConfig
 from core.data import Split, to_float
 from core.metrics import METRIC_LABELS, METRIC_ORDER  # noqa: F401  (re-exported)
 from core.models import EmbeddingNet
-from core.scoring import clean_and_fgsm_correct, count_correct
+from core.scoring import FastForward, clean_and_fgsm_correct, count_correct
 from core.step import use_channels_last
 
 Progress = Callable[[str, int, int], None]  # (metric, done, total)
@@ -125,6 +125,7 @@ def evaluate(
 def _evaluate(model: EmbeddingNet, test: Split, config: RunConfig, *, invariance_x: torch.Tensor | None,
               invariance_target: torch.Tensor | None, progress: Progress | None) -> dict[str, Score]:
     device = next(model.parameters()).device
+    model = FastForward(model)  # type: ignore[assignment]  # same logits; PReLU after pooling on CPU
     test = test.to(device)
     bs = config.eval_batch_size
     scores: dict[str, Score] = {}

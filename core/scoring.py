@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.attacks.base import check_eps, eval_mode
+from core.step import pool_first_embed
 
 
 @torch.no_grad()
@@ -31,3 +32,18 @@ def clean_and_fgsm_correct(model: nn.Module, x: Tensor, y: Tensor, eps: float) -
         x_adv = (x + eps * grad.sign()).clamp_(0.0, 1.0)
         (adv,) = count_correct(model, x_adv, y)
     return clean, adv
+
+
+class FastForward(nn.Module):
+    """``model``'s logits through core.step.pool_first_embed where it applies (same outputs, cheaper on CPU).
+
+    Attacks and counters take it in place of the model; the model is its submodule, so eval_mode reaches it.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self._embed = pool_first_embed(model) or model.embed
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model.classify(self._embed(x))

@@ -27,7 +27,7 @@ from core.data import Dataset, Split, batch_indices, to_float
 from core.errors import TrainingFailed  # noqa: F401  (re-exported)
 from core.losses import TERM_NAMES
 from core.models import EmbeddingNet, build_model
-from core.scoring import clean_and_fgsm_correct, count_correct
+from core.scoring import FastForward, clean_and_fgsm_correct, count_correct
 from core.step import TrainStep, use_channels_last, weights_of  # noqa: F401  (TrainStep, weights_of re-exported)
 
 Callback = Callable[[str, dict[str, Any]], None]
@@ -202,25 +202,26 @@ def monitor_accuracy(model: EmbeddingNet, split: Split, config: RunConfig) -> di
     """
     was_training = model.training
     model.eval()
+    net = FastForward(model)  # the same logits; on CPU the PReLUs run after pooling
     eps = config.effective_pgd_eps
     clean = adv = torch.zeros((), dtype=torch.int64, device=split.labels.device)
     for start in range(0, len(split), config.eval_batch_size):
         x = to_float(split.images[start:start + config.eval_batch_size])
         y = split.labels[start:start + config.eval_batch_size]
-        c, a = clean_and_fgsm_correct(model, x, y, config.eps_s)  # one forward serves both
+        c, a = clean_and_fgsm_correct(net, x, y, config.eps_s)  # one forward serves both
         clean, adv = clean + c, adv + a
     record = {"monitor_A_orig": 100.0 * int(clean) / len(split), "monitor_A_SA": 100.0 * int(adv) / len(split)}
     n_pgd = min(config.monitor_pgd, len(split))
     if n_pgd > 0:
         steps = config.monitor_pgd_steps
-        pgd = PGD(model, eps=eps, alpha=min(1.0, 2.5 * eps / steps), steps=steps,
+        pgd = PGD(net, eps=eps, alpha=min(1.0, 2.5 * eps / steps), steps=steps,
                   generator=torch.Generator().manual_seed(HOLDOUT_SEED))
         sub = split.select(monitor_pgd_indices(split, n_pgd))
         robust = torch.zeros((), dtype=torch.int64, device=split.labels.device)
         for start in range(0, n_pgd, config.eval_batch_size):
             x = to_float(sub.images[start:start + config.eval_batch_size])
             y = sub.labels[start:start + config.eval_batch_size]
-            robust = robust + count_correct(model, pgd(x, y), y)[0]
+            robust = robust + count_correct(net, pgd(x, y), y)[0]
         record["monitor_A_PGD"] = 100.0 * int(robust) / n_pgd
     model.train(was_training)
     return record
