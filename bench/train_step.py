@@ -1,16 +1,17 @@
 """Training throughput (images/s) of amltui's training step against a naive reference, per variant, on CPU.
 
-amltui    core.train.TrainStep fed as core.train.train feeds it: the whole split as one uint8 tensor, batches by
-          randperm slicing (core.data.batch_indices) and core.data.to_float per batch. FGSM takes the gradient
-          w.r.t. the input only; one joint forward over [x, x_adv(, x_inv)] gives every logit and embedding.
+amltui    core.step.TrainStep fed as core.train.train feeds it: the whole split as one uint8 tensor, batches by
+          randperm slicing (core.data.batch_indices) and core.data.to_float per batch, the model in
+          channels_last. With FGSM and a model whose train and eval modes agree, FGSM's clean forward doubles
+          as the objective's ("reuse"), and for the baseline one backward gives FGSM's input gradient and the
+          clean term's parameter gradients ("fused"); otherwise x_p first, then one joint forward.
 naive     The obvious way, structured like the authors' trainer (eczy/sensitivity-invariance-tradeoff,
           pt-metric-invariance/): a DataLoader over a TensorDataset of float images (shuffle, no workers); FGSM
           by a full loss.backward() on an input that requires grad (parameter grads computed, then zeroed);
           separate forwards for the clean CE, the adversarial CE and each embedding the objective needs
           (model.embed on clean, adversarial, invariance images). Same objective (core.losses), backward, Adam.
-proto     (--proto) A prototype of a faster TrainStep computing the same thing: the FGSM forward on x keeps its
-          graph and doubles as the clean forward of the objective, so the trunk runs once on x instead of twice.
-          Valid only for models whose train and eval modes agree (no dropout / batch norm), as the paper net.
+before    (--before) amltui's step as it was before issue 15: FGSM with an input-only gradient, then one joint
+          forward over [x, x_adv(, x_inv)]; no graph reuse, no channels_last.
 
 attacks   (--attacks fgsm,fgsm_rs,pgd) the training attack making x_p: for each, amltui's step (core.attacks:
           input gradient only) against the naive step's attack (a full loss.backward() per attack step, on an
@@ -20,7 +21,7 @@ Before timing, each variant checks on one batch, from identical weights, that th
 same loss and the same parameter gradients (so the comparison is fair).
 
     .venv/bin/python bench/train_step.py                 # all variants, default sizes (about 3 min on 2 shared cores)
-    .venv/bin/python bench/train_step.py --variants ml_sa --batches 10 --repeats 3 --proto
+    .venv/bin/python bench/train_step.py --before --repeats 8 --batches 3   # the before/after table
     .venv/bin/python bench/train_step.py --attacks fgsm,fgsm_rs,pgd --train-steps 7 --variants baseline,ml_sa
 """
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import os
 import platform
 import statistics
 import time
@@ -36,7 +38,6 @@ from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from core.attacks import TRAIN_ATTACKS
@@ -44,8 +45,10 @@ from core.config import VARIANTS, RunConfig
 from core.data import Split, batch_indices, load_dataset, to_float
 from core.losses import ObjectiveWeights, TripletLoss, objective
 from core.models import EmbeddingNet, build_model
-from core.train import TrainStep, make_optimizer, weights_of
+from core.step import TrainStep, use_channels_last
+from core.train import make_optimizer, weights_of
 
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "process": time.process_time}
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
@@ -130,45 +133,20 @@ class NaiveStep:
         return info
 
 
-class ProtoStep(TrainStep):
-    """Prototype: TrainStep with the FGSM forward on x reused as the objective's clean forward.
+class BeforeStep(TrainStep):
+    """amltui's step before issue 15 (for the before/after column): always the plain path, no channels_last."""
 
-    Same x_adv, same loss, same gradients as TrainStep for models without train/eval-dependent layers.
-    """
+    channels_last = False
 
     def __init__(self, config: RunConfig, model: EmbeddingNet, optimizer: torch.optim.Optimizer,
                  miner_gen: torch.Generator | None = None, attack_gen: torch.Generator | None = None) -> None:
         super().__init__(config, model, optimizer, miner_gen, attack_gen)
-        if config.train_attack != "fgsm":
-            raise ValueError("ProtoStep is an FGSM prototype")
-        mode_dependent = (nn.Dropout, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
-        if any(isinstance(m, mode_dependent) for m in model.modules()):
-            raise ValueError("ProtoStep needs a model whose train and eval modes agree")
+        self.path = "plain"
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, x_inv: torch.Tensor | None = None) -> dict[str, float]:
-        xr = x.detach().requires_grad_(True)
-        h_clean = self.model.embed(xr)
-        logits_clean = self.model.classify(h_clean)
-        # Input gradient only (parameter .grad untouched); keep the graph for the final backward.
-        (gx,) = torch.autograd.grad(F.cross_entropy(logits_clean, y), xr, retain_graph=True)
-        x_adv = (x + self.fgsm.eps * gx.sign()).clamp_(0.0, 1.0)
-        h_rest = self.model.embed(torch.cat([x_adv, x_inv]) if x_inv is not None else x_adv)
-        logits_rest = self.model.classify(h_rest)
-        b = x.shape[0]
-        loss, info = objective(
-            logits_clean=logits_clean, logits_adv=logits_rest[:b], labels=y, h_clean=h_clean, h_adv=h_rest[:b],
-            h_inv=h_rest[b:] if x_inv is not None else None, weights=self.weights, triplet=self.triplet,
-            generator=self.miner_gen,
-        )
-        if math.isfinite(info["loss"]):
-            self.optimizer.zero_grad(set_to_none=True)
-            # The graph through xr would also give ∂L/∂x; asking for parameter grads only skips that work.
-            params = [p for p in self.model.parameters() if p.requires_grad]
-            grads = torch.autograd.grad(loss, params)
-            for p, g in zip(params, grads, strict=True):
-                p.grad = g
-            self.optimizer.step()
-        return info
+
+def wants_channels_last(step_cls: object) -> bool:
+    """amltui's steps run on a channels_last model, as core.train.train makes it; the naive one does not."""
+    return isinstance(step_cls, type) and issubclass(step_cls, TrainStep) and getattr(step_cls, "channels_last", True)
 
 
 StepFactory = Callable[[RunConfig, EmbeddingNet, torch.optim.Optimizer, torch.Generator, torch.Generator],
@@ -184,6 +162,8 @@ class Impl:
         self.model = build_model(config.arch, embed_dim=config.embed_dim, normalize=config.normalize)
         self.model.load_state_dict(init_state)
         self.model.train()
+        if wants_channels_last(step_cls) and config.channels_last:
+            use_channels_last(self.model)  # as core.train.train does
         self.step = step_cls(config, self.model, make_optimizer(config, self.model),
                              torch.Generator().manual_seed(config.seed + 1),
                              torch.Generator().manual_seed(config.seed + 2))
@@ -191,14 +171,14 @@ class Impl:
         self.rates: list[float] = []  # img/s of each timed block
         self.step_rates: list[float] = []  # img/s of each timed step (their max: the least disturbed step)
 
-    def run(self, n: int, record: bool = True) -> None:
+    def run(self, n: int, record: bool = True, clock: Callable[[], float] = time.perf_counter) -> None:
         """n steps, data preparation included; records the block's and each step's img/s."""
         images, seconds, rates = 0, 0.0, []
         for _ in range(n):
-            start = time.perf_counter()
+            start = clock()
             x, y, x_inv = next(self.batches)
             info = self.step(x, y, x_inv)
-            took = time.perf_counter() - start
+            took = clock() - start
             images, seconds = images + x.shape[0], seconds + took
             rates.append(x.shape[0] / took)
             if not math.isfinite(info["loss"]):
@@ -219,6 +199,8 @@ def check_same(config: RunConfig, init_state: dict[str, torch.Tensor], batch: Ba
     for name, step_cls in steps.items():
         model = build_model(config.arch, embed_dim=config.embed_dim, normalize=config.normalize)
         model.load_state_dict(copy.deepcopy(init_state))
+        if wants_channels_last(step_cls) and config.channels_last:
+            use_channels_last(model)
         step = step_cls(config, model, make_optimizer(config, model), torch.Generator().manual_seed(1),
                         torch.Generator().manual_seed(2))
         losses[name] = step(*batch)["loss"]  # computed before the update
@@ -243,22 +225,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="untimed batches per implementation and variant")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--proto", action="store_true", help="also time the prototype step (third column)")
+    p.add_argument("--before", action="store_true", help="also time amltui's step before issue 15 (third column)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                   help="wall: elapsed time (what a user waits); process: this process's CPU time, all threads "
+                        "(far less sensitive to other jobs on shared cores)")
     p.add_argument("--attacks", default="fgsm", help="comma-separated training attacks, from: fgsm, fgsm_rs, pgd")
     p.add_argument("--train-steps", type=int, default=7, help="k of the pgd training attack")
     return p.parse_args(argv)
 
 
 def fmt(rates: list[float]) -> str:
-    sd = statistics.stdev(rates) if len(rates) > 1 else 0.0
-    return f"{statistics.mean(rates):6.1f} ± {sd:5.1f}"
+    return f"{statistics.median(rates):.0f} [{min(rates):.0f}–{max(rates):.0f}]"
 
 
 def fmt_ratio(num: list[float], den: list[float]) -> str:
     ratios = [a / b for a, b in zip(num, den, strict=True)]
-    sd = statistics.stdev(ratios) if len(ratios) > 1 else 0.0
-    return f"{statistics.mean(ratios):.2f} ± {sd:.2f}"
+    return f"{statistics.median(ratios):.2f} [{min(ratios):.2f}–{max(ratios):.2f}]"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -272,19 +255,18 @@ def main(argv: list[str] | None = None) -> None:
     for a in attacks:
         if a not in TRAIN_ATTACKS:
             raise SystemExit(f"unknown training attack {a!r}; choose from {', '.join(TRAIN_ATTACKS)}")
-    if args.proto and attacks != ["fgsm"]:
-        raise SystemExit("--proto is an FGSM prototype: use it with --attacks fgsm")
 
     ds = load_dataset("mnist-sample")
     train_split = ds.train
     x_inv_all = shifted(train_split.images)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
           f"; data: {ds.name} train n={len(train_split)}; arch paper (embed_dim 4); batch {args.batch_size}; "
-          f"{args.warmup} warm-up + {args.repeats}×{args.batches} timed batches per implementation")
+          f"{args.warmup} warm-up + {args.repeats}×{args.batches} timed batches per implementation; "
+          f"clock {args.clock}; load average {load_average()}")
 
     steps: dict[str, StepFactory] = {"amltui": TrainStep, "naive": NaiveStep}
-    if args.proto:
-        steps["proto"] = ProtoStep
+    if args.before:
+        steps["before"] = BeforeStep
     rows = []
     for attack, variant in ((a, v) for a in attacks for v in variants):
         config = RunConfig.resolve(variant, "paper", batch_size=args.batch_size, seed=args.seed,
@@ -315,26 +297,33 @@ def main(argv: list[str] | None = None) -> None:
         for r in range(args.repeats):
             order = impls if r % 2 == 0 else impls[::-1]  # alternate who goes first
             for impl in order:
-                impl.run(args.batches)
+                impl.run(args.batches, clock=CLOCKS[args.clock])
         rows.append((label, {impl.name: impl.rates for impl in impls},
                      {impl.name: max(impl.step_rates) for impl in impls}))
-        print(f"[{label}] " + ", ".join(f"{impl.name} {fmt(impl.rates)} img/s" for impl in impls), flush=True)
+        print(f"[{label}] amltui path {impls[0].step.path!r}; " + ", ".join(
+            f"{impl.name} {fmt(impl.rates)} img/s" for impl in impls), flush=True)
 
-    print()
-    head = f"{'variant':<18} {'amltui img/s':>15} {'naive img/s':>15} {'amltui/naive':>13} {'best steps':>10}"
-    if args.proto:
-        head += f" {'proto img/s':>15} {'proto/amltui':>13} {'best steps':>10}"
+    print(f"\nload average at the end: {load_average()}")
+    head = f"{'variant':<18} {'amltui img/s':>16} {'naive img/s':>16} {'amltui/naive':>20} {'best steps':>10}"
+    if args.before:
+        head += f" {'before img/s':>16} {'amltui/before':>20}"
     print(head)
     for variant, rates, best in rows:
-        line = (f"{variant:<18} {fmt(rates['amltui']):>15} {fmt(rates['naive']):>15} "
-                f"{fmt_ratio(rates['amltui'], rates['naive']):>13} {best['amltui'] / best['naive']:>10.2f}")
-        if args.proto:
-            line += (f" {fmt(rates['proto']):>15} {fmt_ratio(rates['proto'], rates['amltui']):>13}"
-                     f" {best['proto'] / best['amltui']:>10.2f}")
+        line = (f"{variant:<18} {fmt(rates['amltui']):>16} {fmt(rates['naive']):>16} "
+                f"{fmt_ratio(rates['amltui'], rates['naive']):>20} {best['amltui'] / best['naive']:>10.2f}")
+        if args.before:
+            line += f" {fmt(rates['before']):>16} {fmt_ratio(rates['amltui'], rates['before']):>20}"
         print(line)
-    print("img/s: mean ± std over the timed blocks. Ratios: mean ± std of the per-repeat ratios of adjacent blocks\n"
-          "(cancels slow drifts of the machine's load); best steps: ratio of the fastest single steps (the least\n"
-          "disturbed by other work). Target: amltui/naive ≥ 1.5 for ml_sa.")
+    print("img/s: median [min–max] over the timed blocks. Ratios: median [min–max] of the per-repeat ratios of\n"
+          "adjacent blocks (interleaved, order alternating: load affects both sides alike); best steps: ratio of\n"
+          "the fastest single steps (the least disturbed by other work). Target: amltui/naive ≥ 2 per variant.")
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 if __name__ == "__main__":

@@ -92,12 +92,15 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "holdout": (0, None),
     "mask_gap": (0.0, 100.0),
     "mask_collapse": (0.0, 100.0),
+    "log_every": (1, None),
 }
 
 # Not part of what a result depends on: where it ran, and the seed (aggregated over).
 NON_SCIENTIFIC = ("seed", "device", "threads", "data_dir", "eval_batch_size", "deterministic",
                   # the gradient-masking rule only labels a finished run (core/flags.py); it changes no number
-                  "mask_rule", "mask_gap", "mask_collapse")
+                  "mask_rule", "mask_gap", "mask_collapse",
+                  # speed only (core/step.py): same values up to float rounding
+                  "compile", "cudnn_benchmark", "channels_last", "log_every")
 # What to evaluate after training, not what is trained: outside the hashes, so runs made before these keys existed
 # (or with A_AA off) still pool and are reused by `reproduce`. A_AA's own record says its version and n.
 EVAL_ONLY = ("eval_aa", "aa_version", "aa_subset")
@@ -170,6 +173,12 @@ class RunConfig:
     device: str = "auto"
     threads: int | None = None
     deterministic: bool = False  # deterministic CUDA kernels (cuDNN, cuBLAS): slower; see core/device.py
+    # speed (core/step.py; README "Speed and GPUs"). amp changes float rounding, so it is part of the group key.
+    amp: bool = False  # bf16 autocast for the objective's forward; attacks and loss stay float32
+    compile: bool = False  # torch.compile the model's embedding (trunk) for the training step
+    cudnn_benchmark: bool = False  # cuDNN autotuning on CUDA (faster convs; resume is then not bit-exact)
+    channels_last: bool = True  # conv models in channels_last memory format (same values, faster convs)
+    log_every: int | None = None  # batches between host syncs (loss check, progress); None: 1 on CPU, 50 on GPU
     overrides: list[str] = field(default_factory=list)
 
     # ---- construction -------------------------------------------------------------------------------

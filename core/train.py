@@ -23,13 +23,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.attacks import FGSM, PGD, make_train_attack
+from core.attacks import PGD
 from core.config import RunConfig
 from core.data import Dataset, Split, batch_indices, to_float
 from core.device import set_deterministic
 from core.errors import DiskFullError, TrainingFailed, disk_full_message  # noqa: F401  (re-exported)
-from core.losses import ObjectiveWeights, TripletLoss, objective
+from core.losses import TERM_NAMES
 from core.models import EmbeddingNet, build_model
+from core.scoring import FastForward, clean_and_fgsm_correct, count_correct
+from core.step import TrainStep, use_channels_last, weights_of  # noqa: F401  (TrainStep, weights_of re-exported)
 
 Callback = Callable[[str, dict[str, Any]], None]
 CHECKPOINT_VERSION = 1
@@ -45,13 +47,6 @@ class TrainResult:
     selected_epoch: int = 0  # the epoch whose weights ``model`` holds (config.select decides which)
     monitor: str = "test"  # the split the per-epoch monitor scored: "holdout" (training data) or "test"
     n_holdout: int = 0
-
-
-def weights_of(config: RunConfig) -> ObjectiveWeights:
-    return ObjectiveWeights(
-        w_clean=config.w_clean, w_adv=config.w_adv, lambda_sa=config.lambda_sa,
-        lambda_ia=config.lambda_ia, lambda_norm=config.lambda_norm,
-    )
 
 
 def make_model(config: RunConfig, device: torch.device) -> EmbeddingNet:
@@ -101,6 +96,10 @@ def train(
     if x_inv_all is not None and keep is not None:
         x_inv_all = x_inv_all[keep.to(device)]
     model = make_model(config, device)
+    if config.channels_last:
+        use_channels_last(model)  # before the optimizer: its state follows the parameters' layout
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = config.cudnn_benchmark
     optimizer = make_optimizer(config, model)
     batch_gen = torch.Generator().manual_seed(config.seed)
     miner_gen = torch.Generator().manual_seed(config.seed + 1)
@@ -126,23 +125,32 @@ def train(
     n = len(train_split)
     steps = math.ceil(n / config.batch_size)
 
+    # Host syncs (reading a loss) stall an accelerator's queue: losses are read every `sync_every` batches.
+    sync_every = config.log_every or (1 if device.type == "cpu" else 50)
+    acc_dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
     for epoch in range(start_epoch, config.epochs):
         model.train()
         started = time.perf_counter()
-        totals: dict[str, float] = {}
+        sums = torch.zeros(len(TERM_NAMES), dtype=acc_dtype, device=device)  # Σ term·batch size, on device
+        window: list[torch.Tensor] = []  # losses since the last sync
         for step, idx in enumerate(batch_indices(n, config.batch_size, batch_gen, device=device)):
             x_inv = x_inv_all[idx] if (x_inv_all is not None and step_fn.weights.lambda_ia > 0) else None
-            info = step_fn(to_float(train_split.images[idx]), train_split.labels[idx], x_inv)
-            if not math.isfinite(info["loss"]):
-                raise TrainingFailed(
-                    f"loss became {info['loss']} at epoch {epoch + 1}, batch {step + 1}; "
-                    f"try a smaller learning rate (lr={config.lr}) — the last good checkpoint is kept"
-                )
-            b = len(idx)
-            for key, value in info.items():
-                totals[key] = totals.get(key, 0.0) + value * b
+            terms = step_fn.step(to_float(train_split.images[idx]), train_split.labels[idx], x_inv)
+            sums += torch.stack([terms[k] for k in TERM_NAMES]).to(acc_dtype) * len(idx)
+            window.append(terms["loss"])
+            if len(window) < sync_every and step + 1 < steps:
+                continue
+            losses = torch.stack(window).tolist()
+            window.clear()
+            for i, loss in enumerate(losses):
+                if not math.isfinite(loss):
+                    raise TrainingFailed(
+                        f"loss became {loss} at epoch {epoch + 1}, batch {step + 2 - len(losses) + i}; "
+                        f"try a smaller learning rate (lr={config.lr}) — the last good checkpoint is kept"
+                    )
             emit("batch", {"epoch": epoch + 1, "epochs": config.epochs, "step": step + 1, "steps": steps,
-                           "loss": info["loss"]})
+                           "loss": losses[-1]})
+        totals = dict(zip(TERM_NAMES, sums.tolist(), strict=True))
         record: dict[str, Any] = {"epoch": epoch + 1, "epochs": config.epochs}
         record.update({f"train_{k}": v / n for k, v in totals.items()})
         record.update(monitor_accuracy(model, monitor, config))
@@ -160,6 +168,7 @@ def train(
     if config.select == "best_pgd" and best is not None:
         model.load_state_dict(best["model"])
         selected = int(best["epoch"])
+    model.to(memory_format=torch.contiguous_format)  # the same layout (and outputs) as load_model's
     return TrainResult(model=model, history=history, resumed_from=start_epoch, selected_epoch=selected,
                        monitor="holdout" if held_out is not None else "test",
                        n_holdout=len(held_out) if held_out is not None else 0)
@@ -183,48 +192,10 @@ def split_holdout(train: Split, holdout: int) -> tuple[Split, Split | None, torc
     return train.select(keep), train.select(held), keep
 
 
-class TrainStep:
-    """One optimisation step of the objective: training-attack examples x_p, one joint forward, loss, update."""
-
-    def __init__(self, config: RunConfig, model: EmbeddingNet, optimizer: torch.optim.Optimizer,
-                 miner_gen: torch.Generator | None = None, attack_gen: torch.Generator | None = None) -> None:
-        self.model = model
-        self.optimizer = optimizer
-        self.weights = weights_of(config)
-        self.triplet = TripletLoss(margin=config.margin, miner=config.miner, negatives=config.negatives)
-        self.attack = make_train_attack(config.train_attack, model, config.eps_s, alpha=config.train_alpha,
-                                        steps=config.train_steps, generator=attack_gen)
-        self.fgsm = self.attack  # the name older callers (bench/) use
-        self.miner_gen = miner_gen
-
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, x_inv: torch.Tensor | None = None) -> dict[str, float]:
-        x_adv = self.attack(x, y)
-        # One forward over clean, adversarial (and invariance) images gives every h and logit needed.
-        parts = [x, x_adv] + ([x_inv] if x_inv is not None else [])
-        h = self.model.embed(torch.cat(parts))
-        logits = self.model.classify(h)
-        b = x.shape[0]
-        loss, info = objective(
-            logits_clean=logits[:b], logits_adv=logits[b:2 * b], labels=y,
-            h_clean=h[:b], h_adv=h[b:2 * b], h_inv=h[2 * b:] if x_inv is not None else None,
-            weights=self.weights, triplet=self.triplet, generator=self.miner_gen,
-        )
-        if math.isfinite(info["loss"]):
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-        return info
-
-
 def _monitor_split(test: Split, seed: int) -> Split:
     if len(test) <= MONITOR_SIZE:
         return test
     return test.subset(MONITOR_SIZE, seed=seed, stratified=True)
-
-
-@torch.no_grad()
-def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
-    return int((model(x).argmax(1) == y).sum())
 
 
 def monitor_accuracy(model: EmbeddingNet, split: Split, config: RunConfig) -> dict[str, float]:
@@ -236,27 +207,27 @@ def monitor_accuracy(model: EmbeddingNet, split: Split, config: RunConfig) -> di
     """
     was_training = model.training
     model.eval()
+    net = FastForward(model)  # the same logits; on CPU the PReLUs run after pooling
     eps = config.effective_pgd_eps
-    fgsm = FGSM(model, eps=config.eps_s)
-    clean = adv = 0
+    clean = adv = torch.zeros((), dtype=torch.int64, device=split.labels.device)
     for start in range(0, len(split), config.eval_batch_size):
         x = to_float(split.images[start:start + config.eval_batch_size])
         y = split.labels[start:start + config.eval_batch_size]
-        clean += _correct(model, x, y)
-        adv += _correct(model, fgsm(x, y), y)
-    record = {"monitor_A_orig": 100.0 * clean / len(split), "monitor_A_SA": 100.0 * adv / len(split)}
+        c, a = clean_and_fgsm_correct(net, x, y, config.eps_s)  # one forward serves both
+        clean, adv = clean + c, adv + a
+    record = {"monitor_A_orig": 100.0 * int(clean) / len(split), "monitor_A_SA": 100.0 * int(adv) / len(split)}
     n_pgd = min(config.monitor_pgd, len(split))
     if n_pgd > 0:
         steps = config.monitor_pgd_steps
-        pgd = PGD(model, eps=eps, alpha=min(1.0, 2.5 * eps / steps), steps=steps,
+        pgd = PGD(net, eps=eps, alpha=min(1.0, 2.5 * eps / steps), steps=steps,
                   generator=torch.Generator().manual_seed(HOLDOUT_SEED))
         sub = split.select(monitor_pgd_indices(split, n_pgd))
-        robust = 0
+        robust = torch.zeros((), dtype=torch.int64, device=split.labels.device)
         for start in range(0, n_pgd, config.eval_batch_size):
             x = to_float(sub.images[start:start + config.eval_batch_size])
             y = sub.labels[start:start + config.eval_batch_size]
-            robust += _correct(model, pgd(x, y), y)
-        record["monitor_A_PGD"] = 100.0 * robust / n_pgd
+            robust = robust + count_correct(net, pgd(x, y), y)[0]
+        record["monitor_A_PGD"] = 100.0 * int(robust) / n_pgd
     model.train(was_training)
     return record
 

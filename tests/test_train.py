@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-import core.train as train_mod
+import core.step as step_mod
 from core.config import RunConfig
 from core.data import load_dataset
 from core.evaluate import evaluate
@@ -84,13 +84,13 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_non_finite_loss_fails_the_run_with_a_reason(data, monkeypatch):
-    real = train_mod.objective
+    real = step_mod.objective_terms
 
     def poisoned(**kwargs):
-        loss, info = real(**kwargs)
-        return loss * math.nan, {**info, "loss": math.nan}
+        loss, terms = real(**kwargs)
+        return loss * math.nan, {**terms, "loss": terms["loss"] * math.nan}
 
-    monkeypatch.setattr(train_mod, "objective", poisoned)
+    monkeypatch.setattr(step_mod, "objective_terms", poisoned)
     with pytest.raises(TrainingFailed, match="loss became nan.*learning rate"):
         train(tiny_config("ml_sa"), data, device=DEVICE)
 
