@@ -6,8 +6,8 @@ one-by-one  create_run per run (one index rewrite per run, as before issue 12): 
 cli       the whole `amltui run --detach`-free path up to the queue: `run` is given a fake dispatch, so the
           figure includes config resolution and the CLI, not any training.
 
-    PYTHONPATH=. .venv/bin/python bench/queue.py            # 40 and 500 runs (target: >= 100 runs/s queued)
-    PYTHONPATH=. .venv/bin/python bench/queue.py --runs 200
+    PYTHONPATH=. .venv/bin/python bench/queueing.py            # 40 and 500 runs (target: >= 100 runs/s queued)
+    PYTHONPATH=. .venv/bin/python bench/queueing.py --runs 200
 """
 
 from __future__ import annotations
