@@ -133,8 +133,7 @@ def print_metrics(record: dict[str, Any]) -> None:
     for split, agreement in (record.get("inv_agreement") or {}).items():
         caption.append(f"fast invariance search ({split}): same neighbour as exact on "
                        f"{100 * agreement['same_neighbour']:.1f}% of {agreement['sample']} sampled queries")
-    table = Table(title=escape(f"{record['id']} ({record.get('status')})"),
-                  caption=escape("\n".join(caption)) or None)
+    table = Table(title=escape(f"{record['id']} ({record.get('status')})"))
     table.add_column("metric")
     table.add_column("accuracy %", justify="right")
     table.add_column("n", justify="right")
@@ -143,6 +142,8 @@ def print_metrics(record: dict[str, Any]) -> None:
             mark = "†" if note and key in ("A_IA", "A_IA_target") else ""
             table.add_row(METRIC_LABELS[key] + mark, f"{metrics[key]:.2f}", escape(str(counts.get(key, ""))))
     console.print(table)
+    for line in caption:  # under the table, not as its caption: a caption wraps to the table's narrow width
+        console.print(f"  {line}", highlight=False, markup=False)
     if record.get("selected_epoch") and record.get("select", "last") != "last":
         console.print(f"  weights of epoch {record['selected_epoch']} (select={record['select']}: best PGD accuracy "
                       f"on a hold-out of {record.get('n_holdout', '?')} training images)", highlight=False)
