@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from amltui.fsutil import atomic_write_json
-from amltui.store import Store
-from amltui.tui.app import DashboardApp
+from amltui.app.fsutil import atomic_write_json
+from amltui.app.store import Store
+from amltui.tui.dashboard import DashboardApp
 from amltui.tui.demo import seed_demo
 from amltui.tui.screens.runs import RunsScreen
 from amltui.tui.widgets.runs_table import RunsTable

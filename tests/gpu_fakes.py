@@ -30,7 +30,7 @@ class _NVMLError(Exception):
 
 
 def fake_nvml(machine: list[dict[str, Any]]) -> types.ModuleType:
-    """A module with the pynvml functions amltui.gpus calls, answering from ``machine`` (read at each call,
+    """A module with the pynvml functions amltui.app.gpus calls, answering from ``machine`` (read at each call,
     so a test can change the machine while a scheduler runs)."""
     mod = types.ModuleType("pynvml")
     ns = types.SimpleNamespace

@@ -11,9 +11,9 @@ from typing import Any
 
 from typer.testing import CliRunner
 
+from amltui.app.runs import create_run, now, run_dir, save_record
+from amltui.app.store import Store
 from amltui.cli import app
-from amltui.runs import create_run, now, run_dir, save_record
-from amltui.store import Store
 from core.config import RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent

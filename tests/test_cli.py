@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from amltui.app.store import Store
 from amltui.cli import app
-from amltui.store import Store
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,7 +181,7 @@ def test_corrupt_store_gives_a_clear_message_and_rebuild_restores_the_runs(tmp_p
 def test_ls_fits_the_terminal_by_leaving_columns_out():
     from rich.console import Console
 
-    from amltui.cli.inspect import runs_table
+    from amltui.cli.results import runs_table
 
     records = [{"id": f"ml_sa_ia-s{i}-1124-005245-7a42", "status": "done", "epoch": 8, "epochs": 8,
                 "variant": "ml_sa_ia", "seed": i, "dataset": "fashion-mnist", "slot": "gpu0#1",

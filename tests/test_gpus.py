@@ -13,9 +13,10 @@ import pytest
 from gpu_fakes import GIB, fake_nvml, gpu, install_fake_smi, use_fake_smi
 from typer.testing import CliRunner
 
-from amltui import gpus
-from amltui.cli import app
-from amltui.gpus import (
+from amltui.app import gpus
+from amltui.app.executors.control import local_plan
+from amltui.app.executors.local import LocalScheduler
+from amltui.app.gpus import (
     CONTEXT_MIB,
     GpuError,
     GpuGate,
@@ -27,10 +28,9 @@ from amltui.gpus import (
     store_footprint,
     visible_gpus,
 )
-from amltui.launch.control import local_plan
-from amltui.launch.local import LocalScheduler
-from amltui.runs import create_run, run_dir, save_record
-from amltui.store import Store
+from amltui.app.runs import create_run, run_dir, save_record
+from amltui.app.store import Store
+from amltui.cli import app
 from core.config import RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -388,7 +388,7 @@ def test_dashboard_gpu_strip_at_80x24(machine, monkeypatch, tmp_path):
 
     from test_tui import SIZE, ready, screen_text, wait_for
 
-    from amltui.tui.app import DashboardApp
+    from amltui.tui.dashboard import DashboardApp
     from amltui.tui.demo import seed_demo
     from amltui.tui.widgets.gpu_strip import GpuStrip
 
@@ -463,7 +463,7 @@ def test_deterministic_config_sets_torch_cudnn_and_cublas(monkeypatch):
 
 
 def test_detached_scheduler_that_cannot_plan_fails_its_runs_with_the_reason(machine, tmp_path, capsys):
-    from amltui.launch import local
+    from amltui.app.executors import local
 
     store = Store(tmp_path)
     ids = queue(store, 1)

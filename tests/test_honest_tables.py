@@ -6,9 +6,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from amltui.app.report import aggregate
+from amltui.app.store import Store
 from amltui.cli import app
-from amltui.report import aggregate
-from amltui.store import Store
 from core.config import RunConfig
 
 runner = CliRunner()

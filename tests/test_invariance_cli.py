@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from amltui.app.store import Store
 from amltui.cli import app
-from amltui.store import Store
 
 runner = CliRunner()
 FASHION = "/usr/share/datasets/fashion-mnist"

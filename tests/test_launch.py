@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from amltui.app.executors.liveness import lost_reason, reap
+from amltui.app.executors.local import LocalScheduler, make_slots, parse_gpus
+from amltui.app.runs import create_run, run_dir, save_record, set_status
+from amltui.app.store import Store
 from amltui.cli import app
-from amltui.launch.liveness import lost_reason, reap
-from amltui.launch.local import LocalScheduler, make_slots, parse_gpus
-from amltui.runs import create_run, run_dir, save_record, set_status
-from amltui.store import Store
 from core.config import RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,7 +185,7 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 def held_run(runs: Path, phase: str, timeout: float = 240) -> str:
-    """The id of a run whose worker holds at ``phase`` (AMLTUI_TEST_HOLD; amltui.launch.safepoint)."""
+    """The id of a run whose worker holds at ``phase`` (AMLTUI_TEST_HOLD; amltui.app.executors.safepoint)."""
     found = wait_for(lambda: sorted(runs.glob(f"*/hold-{phase}")), timeout, f"a worker holding at {phase}")
     return found[0].parent.name
 

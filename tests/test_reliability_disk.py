@@ -19,7 +19,7 @@ import pytest
 import torch
 from reliability_helpers import ROOT, assert_clean, edit_record, invoke, make_runs
 
-from amltui.store import Store
+from amltui.app.store import Store
 from core.errors import DiskFullError
 from core.models import build_model
 from core.train import save_checkpoint
@@ -141,7 +141,7 @@ def test_a_read_only_runs_folder_gives_clear_errors(read_only_runs: Path, comman
 
 def test_an_atomic_write_on_a_full_disk_names_the_folder_and_leaves_no_temp_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from amltui import fsutil
+    from amltui.app import fsutil
 
     target = tmp_path / "run.json"
     target.write_text('{"old": true}')

@@ -14,9 +14,9 @@ import pytest
 import torch
 from reliability_helpers import assert_clean, edit_record, invoke
 
-from amltui import runs as runs_module
-from amltui.runs import evaluate_run
-from amltui.store import Store
+from amltui.app import runs as runs_module
+from amltui.app.runs import evaluate_run
+from amltui.app.store import Store
 from core.data import load_idx_folder, write_idx
 from core.human_sets import HUMAN_SETS, load_human_sets
 

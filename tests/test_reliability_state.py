@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from reliability_helpers import ROOT, assert_clean, dead_pid, edit_record, invoke, make_runs
 
-from amltui.fsutil import atomic_write_bytes
-from amltui.launch.local import LocalScheduler, Slot
-from amltui.records import inspect
-from amltui.runs import run_dir
-from amltui.store import SCHEMA_VERSION, Store, validate_run_id
+from amltui.app.executors.local import LocalScheduler, Slot
+from amltui.app.fsutil import atomic_write_bytes
+from amltui.app.records import inspect
+from amltui.app.runs import run_dir
+from amltui.app.store import SCHEMA_VERSION, Store, validate_run_id
 
 
 def ls_json(runs: Path) -> dict[str, dict]:
@@ -250,7 +250,7 @@ def test_a_forged_slurm_job_id_never_reaches_scancel(tmp_path: Path) -> None:
     out = assert_clean(invoke("cancel", "b0", "--runs-dir", runs, env=env), 1)
     assert "not a Slurm job id" in out and "refusing" in out
     assert_clean(invoke("cancel", "--all", "--runs-dir", runs, env=env))
-    from amltui.launch.slurm import SlurmExecutor
+    from amltui.app.executors.slurm import SlurmExecutor
 
     old_path = os.environ["PATH"]
     os.environ["PATH"] = env["PATH"]
@@ -262,7 +262,7 @@ def test_a_forged_slurm_job_id_never_reaches_scancel(tmp_path: Path) -> None:
 
 
 def test_atomic_writes_follow_the_umask(tmp_path: Path) -> None:
-    code = ("import os, sys; os.umask(0o007); from pathlib import Path; from amltui.fsutil import "
+    code = ("import os, sys; os.umask(0o007); from pathlib import Path; from amltui.app.fsutil import "
             "atomic_write_bytes; atomic_write_bytes(Path(sys.argv[1]), b'x')")
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "group.json")], check=True,
                    env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -306,7 +306,7 @@ def test_live_progress_lines_survive_a_malformed_progress_file(tmp_path: Path, p
 
     from rich.console import Console
 
-    from amltui.live import LiveRuns, describe
+    from amltui.app.run_progress import LiveRuns, describe
 
     text, done, total = describe({"status": "running"}, progress)
     assert text == "running (progress unreadable)" and (done, total) == (0, 1)

@@ -10,8 +10,8 @@ import pytest
 from test_tui import cell, ready, run_app, screen_text, table_ids, wait_for
 from textual.pilot import Pilot
 
-from amltui.store import Store
-from amltui.tui.app import DashboardApp
+from amltui.app.store import Store
+from amltui.tui.dashboard import DashboardApp
 from amltui.tui.demo import seed_demo
 from amltui.tui.screens.detail import DetailScreen
 from amltui.tui.screens.runs import RunsScreen

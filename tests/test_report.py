@@ -6,7 +6,7 @@ import csv
 import io
 import statistics
 
-from amltui.report import NO_BASELINE, aggregate, render
+from amltui.app.report import NO_BASELINE, aggregate, render
 from core.config import VARIANT_DEFAULTS
 
 

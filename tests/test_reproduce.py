@@ -6,11 +6,11 @@ import json
 
 from typer.testing import CliRunner
 
+from amltui.app.report import Cell, Row
+from amltui.app.reproduce import plan, reading
+from amltui.app.runs import create_run, set_status
+from amltui.app.store import Store
 from amltui.cli import app
-from amltui.report import Cell, Row
-from amltui.reproduce import plan, reading
-from amltui.runs import create_run, set_status
-from amltui.store import Store
 from core.config import RunConfig
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from amltui.robustness import CurveSpec, Evaluator, checkpoint_hash, compute_curve, measure_checks
+from amltui.app.robustness import CurveSpec, Evaluator, checkpoint_hash, compute_curve, measure_checks
 from core import robustness as rob
 from core.aa_spec import parse_aa_version
 from core.checks import Measurements, merge_flags, run_checks, summary_line
@@ -176,7 +176,7 @@ def test_more_restarts_never_help_on_the_same_starts(trained):
 # ---- the run-folder cache and the checks' record entry -----------------------------------------------
 def test_cache_per_checkpoint_and_subset(trained, tmp_path: Path):
     cfg, data, model = trained
-    from amltui.runs import RunDir
+    from amltui.app.runs import RunDir
 
     rd = RunDir(tmp_path / "r1")
     rd.path.mkdir()
@@ -204,13 +204,13 @@ def test_cache_per_checkpoint_and_subset(trained, tmp_path: Path):
 
 def test_measure_checks_on_a_real_model(trained, tmp_path: Path):
     cfg, data, model = trained
-    from amltui.runs import RunDir
+    from amltui.app.runs import RunDir
 
     rd = RunDir(tmp_path / "r2")
     rd.path.mkdir()
     torch.save({"w": torch.zeros(1)}, rd.checkpoint)
     ev = Evaluator(rd, cfg.replace(aa_subset=20, pgd_steps=2), Quantized(model).eval(), data.test)
-    import amltui.robustness as ar
+    import amltui.app.robustness as ar
 
     old = ar.SQUARE_QUERIES
     ar.SQUARE_QUERIES = 200

@@ -6,8 +6,8 @@ import json
 
 from typer.testing import CliRunner
 
+from amltui.app.store import Store
 from amltui.cli import app
-from amltui.store import Store
 
 runner = CliRunner()
 TINY = ["arch=small", "train_subset=256", "test_subset=128", "batch_size=64", "eval_batch_size=128",
@@ -83,7 +83,7 @@ def test_bad_eps_grid_is_a_clear_user_error(tmp_path):
 
 
 def test_reproduce_report_has_a_aa_checks_and_the_robustness_figure(tmp_path):
-    from amltui.reproduce import write_report
+    from amltui.app.reproduce import write_report
 
     ids = []
     for variant, seed in (("baseline", 0), ("baseline", 1), ("ml_sa", 0)):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from test_tui import demo, ready, run_app, screen_text, wait_for  # noqa: F401  (demo is a fixture)
 
-from amltui.tui.app import DashboardApp
+from amltui.tui.dashboard import DashboardApp
 from amltui.tui.screens.detail import DetailScreen
 
 

@@ -1,4 +1,4 @@
-"""Tests of amltui.store and amltui.fsutil: a real TinyDB file, real processes (no threads faking it)."""
+"""Tests of amltui.app.store and amltui.app.fsutil: a real TinyDB file, real processes (no threads faking it)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from amltui.fsutil import FileLock, atomic_write_bytes, atomic_write_json, read_json
-from amltui.store import (
+from amltui.app.fsutil import FileLock, atomic_write_bytes, atomic_write_json, read_json
+from amltui.app.store import (
     SCHEMA_VERSION,
     STORE_FILENAME,
     Store,

@@ -19,14 +19,14 @@ import pytest
 from rich.console import Console
 from textual.pilot import Pilot
 
-from amltui.report import aggregate, render
-from amltui.store import Store
-from amltui.tui.app import DashboardApp
+from amltui.app.report import aggregate, render
+from amltui.app.store import Store
+from amltui.tui.dashboard import DashboardApp
 from amltui.tui.data import LogTail, progress_bar
 from amltui.tui.demo import seed_demo
 from amltui.tui.screens.confirm import ConfirmScreen
 from amltui.tui.screens.detail import DetailScreen
-from amltui.tui.screens.launch import LaunchScreen
+from amltui.tui.screens.new_runs import LaunchScreen
 from amltui.tui.screens.results import ResultsScreen
 from amltui.tui.screens.runs import RunsScreen
 from amltui.tui.widgets.chart import Series, render_chart

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 
-from amltui.store import Store
-from amltui.tui.app import DashboardApp
+from amltui.app.store import Store
+from amltui.tui.dashboard import DashboardApp
 from amltui.tui.screens.detail import DetailScreen
 from tests.test_tui import cell, demo, ready, run_app, screen_text, wait_for  # noqa: F401  (demo: a fixture)
 

@@ -8,10 +8,10 @@ import typer
 from typer.core import TyperGroup
 
 from amltui import __version__
-from amltui.cli import gpus, inspect, invariance, launch
+from amltui.app.runs import default_runs_dir
+from amltui.app.store import Store, StoreError
+from amltui.cli import gpus, invariance, lifecycle, results
 from amltui.cli.common import RunsDir, console, describe_os_error, err, fail
-from amltui.runs import default_runs_dir
-from amltui.store import Store, StoreError
 from core.config import describe_keys
 
 
@@ -54,8 +54,8 @@ def main(
     """amltui: run, watch and report adversarial metric learning experiments."""
 
 
-launch.register(app)
-inspect.register(app)
+lifecycle.register(app)
+results.register(app)
 gpus.register(app)
 
 

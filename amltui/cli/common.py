@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from amltui.records import DAMAGED, inspect, inspect_all, unindexed_folders
-from amltui.runs import default_runs_dir
-from amltui.store import REBUILD_HINT, Store, StoreError, validate_run_id
+from amltui.app.records import DAMAGED, inspect, inspect_all, unindexed_folders
+from amltui.app.runs import default_runs_dir
+from amltui.app.store import REBUILD_HINT, Store, StoreError, validate_run_id
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 console = Console()
@@ -39,7 +39,7 @@ def describe_os_error(exc: OSError) -> str:
     where = exc.filename or "the runs folder"
     reason = exc.strerror or str(exc)
     if exc.errno == errno.ENOSPC:
-        if reason.startswith("no space left on"):  # already says where and how much (amltui.fsutil)
+        if reason.startswith("no space left on"):  # already says where and how much (amltui.app.fsutil)
             return f"{reason} (or use another --runs-dir)"
         return f"no space left on the device holding {where}; free some space there (or use another --runs-dir)"
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
@@ -57,7 +57,7 @@ def open_store(runs_dir: Path | None) -> Store:
 
 def reap_lost(store: Store) -> list[str]:
     """Mark dead workers' runs failed (lost) before showing anything; a corrupt store is a clear error."""
-    from amltui.launch.liveness import reap
+    from amltui.app.executors.liveness import reap
 
     try:
         return reap(store)

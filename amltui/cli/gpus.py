@@ -12,8 +12,8 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from amltui.app.gpus import GpuError, Thresholds, Visible, busy_reason, describe_use, inventory, visible_gpus
 from amltui.cli.common import console, err, fail
-from amltui.gpus import GpuError, Thresholds, Visible, busy_reason, describe_use, inventory, visible_gpus
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from amltui.cli.common import RunsDir, console, describe_os_error, err, fail, open_store
-from amltui.progress import RunProgress
+from amltui.cli.progress_bars import RunProgress
 from core.config import CHOICES, ConfigError, RunConfig
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ SPLITS = ("train", "test", "all")
 
 
 def _dataset(dataset: str, data_dir: Path | None, train_subset: int | None, test_subset: int | None) -> Dataset:
-    from amltui.runs import load_run_data
+    from amltui.app.runs import load_run_data
     from core.data import DataNotFoundError
 
     try:
@@ -123,7 +123,7 @@ def show(
     """
     import torch
 
-    from amltui.figures import invariance_grid, png_path
+    from amltui.app.invariance_figure import invariance_grid, png_path
     from core.attacks.invariance import generate as generate_set
     from core.attacks.invariance import invariance_set_for
     from core.attacks.invariance_cache import default_cache_root

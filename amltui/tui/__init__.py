@@ -7,6 +7,6 @@ from pathlib import Path
 
 def run_dashboard(runs_dir: Path) -> None:
     """Run the dashboard on ``runs_dir`` until the user quits; runs keep going (their workers are separate)."""
-    from amltui.tui.app import DashboardApp
+    from amltui.tui.dashboard import DashboardApp
 
     DashboardApp(Path(runs_dir)).run()

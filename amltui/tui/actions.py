@@ -1,6 +1,6 @@
 """What the dashboard does to runs: launch, cancel, resume, delete, export. Blocking; call from workers.
 
-Launching goes through the CLI's own launcher (``amltui.cli.launch.dispatch`` with ``detach=True``): a
+Launching goes through the CLI's own launcher (``amltui.cli.lifecycle.dispatch`` with ``detach=True``): a
 background scheduler process that outlives the dashboard.
 """
 
@@ -11,7 +11,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from amltui.store import Store, StoreError
+from amltui.app.store import Store, StoreError
 
 
 class ActionError(RuntimeError):
@@ -79,8 +79,8 @@ def resolve_configs(request: LaunchRequest) -> list:
 
 
 def check_devices(request: LaunchRequest) -> None:
-    from amltui.gpus import parse_gpu_spec, parse_slots
-    from amltui.launch.local import make_slots
+    from amltui.app.executors.local import make_slots
+    from amltui.app.gpus import parse_gpu_spec, parse_slots
 
     try:
         parse_gpu_spec(request.gpus)
@@ -91,7 +91,7 @@ def check_devices(request: LaunchRequest) -> None:
 
 
 def _dispatch(store: Store, ids: list[str], request: LaunchRequest) -> None:
-    from amltui.launch.control import start_local
+    from amltui.app.executors.control import start_local
 
     try:
         start_local(store, ids, gpus=request.gpus, slots_per_gpu=request.slots_per_gpu, cpu_slots=request.cpu_slots)
@@ -107,8 +107,8 @@ def launch(runs_dir: Path, request: LaunchRequest) -> LaunchResult:
     """
     configs = resolve_configs(request)
     check_devices(request)
-    from amltui.reuse import find_identical, reuse_message
-    from amltui.runs import RunFailure, create_runs
+    from amltui.app.reuse import find_identical, reuse_message
+    from amltui.app.runs import RunFailure, create_runs
 
     store = Store(runs_dir)
     result = LaunchResult()
@@ -135,7 +135,7 @@ def _record(store: Store, run_id: str) -> dict:
 
 
 def cancel(runs_dir: Path, run_id: str) -> str:
-    from amltui.launch.control import cancel_run
+    from amltui.app.executors.control import cancel_run
 
     store = Store(runs_dir)
     return f"{run_id}: {cancel_run(store, _record(store, run_id))}"
@@ -143,7 +143,7 @@ def cancel(runs_dir: Path, run_id: str) -> str:
 
 def resume(runs_dir: Path, run_id: str) -> str:
     """Queue a failed or cancelled run again and start a detached scheduler for it (as `amltui resume`)."""
-    from amltui.runs import requeue
+    from amltui.app.runs import requeue
 
     store = Store(runs_dir)
     status = _record(store, run_id).get("status")
@@ -171,10 +171,10 @@ def delete(runs_dir: Path, run_id: str) -> str:
 
 def export_results(runs_dir: Path, when: dt.datetime | None = None) -> Path:
     """Write the seed-aggregated table (as `amltui export`, Markdown) to <runs_dir>/results-<time>.md."""
-    from amltui.report import aggregate, render
+    from amltui.app.report import aggregate, render
 
     store = Store(runs_dir)
-    from amltui.records import inspect_all
+    from amltui.app.records import inspect_all
 
     text = render(aggregate(inspect_all(store.all(), runs_dir)), "md")
     stamp = (when or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")

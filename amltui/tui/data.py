@@ -1,6 +1,6 @@
 """Reading the store and the run folders for the dashboard (called from worker threads, never the UI thread).
 
-amltui.runs / live / liveness import torch, so they are imported lazily here: the dashboard draws at once and
+amltui.app.runs / live / liveness import torch, so they are imported lazily here: the dashboard draws at once and
 the first worker pays the import.
 """
 
@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from amltui.records import DAMAGED, inspect
-from amltui.store import Store, StoreError
+from amltui.app.records import DAMAGED, inspect
+from amltui.app.store import Store, StoreError
 
-LIVE = ("queued", "running", "stalled", "orphaned")  # cancellable: amltui.launch.liveness explains the last two
+LIVE = ("queued", "running", "stalled", "orphaned")  # cancellable: amltui.app.executors.liveness explains the last two
 STATUS_RANK = {"running": 0, "stalled": 1, "queued": 2, "orphaned": 3, "failed": 4, "damaged": 5, "cancelled": 6,
                "done": 7}
 STATUS_STYLE = {"done": "green", "running": "bold cyan", "stalled": "bold magenta", "queued": "white",
@@ -62,16 +62,16 @@ class RunRow:
 
 
 def heavy_modules_loaded() -> bool:
-    """amltui.live / liveness import torch (seconds): until a worker has imported them, rows are drawn
+    """amltui.app.run_progress / liveness import torch (seconds): until a worker has imported them, rows are drawn
     from the records alone and dead workers are not reaped yet."""
-    return "amltui.live" in sys.modules and "amltui.launch.liveness" in sys.modules
+    return "amltui.app.run_progress" in sys.modules and "amltui.app.executors.liveness" in sys.modules
 
 
 def make_row(record: dict[str, Any], progress: dict[str, Any], order: int) -> RunRow:
     status = str(record.get("status", "?"))
     epoch, epochs = int(record.get("epoch") or 0), int(record.get("epochs") or 0)
     if heavy_modules_loaded():
-        from amltui.live import describe
+        from amltui.app.run_progress import describe
 
         text, done, total = describe(record, progress)
     else:  # first paint: the epoch count only
@@ -175,7 +175,7 @@ class RunsReader:
         return tuple(_stat(p) for p in files)
 
     def progress(self, run_id: str) -> dict[str, Any]:
-        """The worker's progress.json (as amltui.live.read_progress, without importing torch)."""
+        """The worker's progress.json (as amltui.app.run_progress.read_progress, without importing torch)."""
         data = read_json_file(self.runs_dir / run_id / "progress.json")
         return data if isinstance(data, dict) else {}
 
@@ -189,7 +189,7 @@ class RunsReader:
             if self.store is None:
                 self.store = Store(self.runs_dir)
             if full and heavy_modules_loaded():
-                from amltui.launch.liveness import reap
+                from amltui.app.executors.liveness import reap
 
                 reap(self.store)
                 self._last_full = now

@@ -10,8 +10,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from amltui.fsutil import atomic_write_json
-from amltui.store import RUNS_TABLE, AtomicJSONStorage, Store
+from amltui.app.fsutil import atomic_write_json
+from amltui.app.store import RUNS_TABLE, AtomicJSONStorage, Store
 from core.config import RunConfig
 
 CODE_VERSION = "0.1.0+demo"

@@ -21,7 +21,7 @@ from amltui.tui.widgets.chart import LineChart, Series
 from amltui.tui.widgets.pca_plot import render_pca
 
 if TYPE_CHECKING:
-    from amltui.tui.app import DashboardApp
+    from amltui.tui.dashboard import DashboardApp
 
 LOSSES = (("train_loss", "total", "bold white"), ("train_ce_clean", "CE clean", "green"),
           ("train_ce_adv", "CE adv", "red"), ("train_triplet_sa", "triplet SA", "magenta"),
@@ -51,7 +51,7 @@ def _series(epochs: list[dict[str, Any]], keys: tuple[tuple[str, str, str], ...]
 
 
 def head_text(record: dict[str, Any], progress: dict[str, Any]) -> Text:
-    from amltui.live import describe
+    from amltui.app.run_progress import describe
 
     status = str(record.get("status", "?"))
     text = Text.assemble((str(record.get("id", "?")), "bold"), "  ", (status, STATUS_STYLE.get(status, "")))

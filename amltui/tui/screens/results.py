@@ -14,10 +14,10 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from amltui.store import Store, StoreError
+from amltui.app.store import Store, StoreError
 
 if TYPE_CHECKING:
-    from amltui.tui.app import DashboardApp
+    from amltui.tui.dashboard import DashboardApp
 
 
 class ResultsLoaded(Message):
@@ -73,8 +73,8 @@ class ResultsScreen(Screen):
             self.post_message(ResultsLoaded(None))
             return
         try:
-            from amltui.records import inspect_all
-            from amltui.report import aggregate
+            from amltui.app.records import inspect_all
+            from amltui.app.report import aggregate
 
             # Damaged records (a NaN or mistyped metric) are left out, never averaged in.
             rows = aggregate(inspect_all(Store(self.app.runs_dir).all()))
@@ -99,7 +99,7 @@ class ResultsScreen(Screen):
     def _fill(self) -> None:
         from rich.markup import escape
 
-        from amltui.report import IA_METRICS, footnotes, present_metrics
+        from amltui.app.report import IA_METRICS, footnotes, present_metrics
         from core.evaluate import METRIC_LABELS
 
         def mark(row: Any, m: str) -> str:

@@ -13,13 +13,13 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from amltui.store import StoreError
+from amltui.app.store import StoreError
 from amltui.tui import actions
 from amltui.tui.actions import LaunchResult
 from amltui.tui.data import LIVE, RunsSnapshot
 from amltui.tui.screens.confirm import ConfirmScreen
 from amltui.tui.screens.detail import DetailScreen
-from amltui.tui.screens.launch import LaunchScreen
+from amltui.tui.screens.new_runs import LaunchScreen
 from amltui.tui.screens.results import ResultsScreen
 from amltui.tui.widgets.gpu_strip import GpuStrip, runs_by_gpu, shown_gpus
 from amltui.tui.widgets.runs_table import RunsTable
@@ -27,7 +27,7 @@ from amltui.tui.widgets.runs_table import RunsTable
 GPU_INTERVAL = 2.0  # seconds between GPU reads (NVML: about a millisecond)
 
 if TYPE_CHECKING:
-    from amltui.tui.app import DashboardApp
+    from amltui.tui.dashboard import DashboardApp
 
 
 class RunsLoaded(Message):
@@ -164,7 +164,7 @@ class RunsScreen(Screen):
 
     @work(thread=True, group="gpus", exclusive=True, exit_on_error=False)
     def _read_gpus(self) -> None:
-        from amltui import gpus
+        from amltui.app import gpus
 
         try:
             found = gpus.inventory()

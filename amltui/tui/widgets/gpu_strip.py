@@ -1,7 +1,7 @@
 """The GPU strip of the runs screen: per visible GPU its utilisation, memory and the runs on it (nvtop in brief).
 
 Two GPUs to a line at 80 columns, at most MAX_LINES lines; hidden when there is no GPU. The inventory is read
-in a thread worker of the screen (amltui.gpus.inventory), never on the UI thread.
+in a thread worker of the screen (amltui.app.gpus.inventory), never on the UI thread.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 from rich.markup import escape
 from textual.widgets import Static
 
-from amltui.gpus import Gpu, GpuError, Inventory, visible_gpus
+from amltui.app.gpus import Gpu, GpuError, Inventory, visible_gpus
 
 MAX_LINES = 3
 CELL = 38  # columns per GPU: two fit in 80

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from amltui.runs import code_version, load_run_data
+from amltui.app.runs import code_version, load_run_data
 from core.config import RunConfig
 
 Fingerprint = Callable[[RunConfig], str]

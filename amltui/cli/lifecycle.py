@@ -18,6 +18,14 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from amltui.app.executors.control import cancel_run, local_plan, start_local
+from amltui.app.executors.liveness import ORPHANED, STALLED, WORKING
+from amltui.app.executors.local import LocalScheduler
+from amltui.app.gpus import MAX_MEM_DEFAULT, MAX_UTIL_DEFAULT, parse_gpu_spec, parse_slots
+from amltui.app.records import DAMAGED, TERMINAL, inspect
+from amltui.app.run_progress import LiveRuns
+from amltui.app.runs import create_runs, requeue, run_dir, set_status
+from amltui.app.store import Store, StoreError, validate_run_id
 from amltui.cli.common import (
     RunArg,
     RunsDir,
@@ -33,14 +41,6 @@ from amltui.cli.common import (
     resolve_run,
     status_text,
 )
-from amltui.gpus import MAX_MEM_DEFAULT, MAX_UTIL_DEFAULT, parse_gpu_spec, parse_slots
-from amltui.launch.control import cancel_run, local_plan, start_local
-from amltui.launch.liveness import ORPHANED, STALLED, WORKING
-from amltui.launch.local import LocalScheduler
-from amltui.live import TERMINAL, LiveRuns
-from amltui.records import DAMAGED, inspect
-from amltui.runs import create_runs, requeue, run_dir, set_status
-from amltui.store import Store, StoreError, validate_run_id
 from core.config import CHOICES, PRESETS, VARIANTS, ConfigError, RunConfig
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
@@ -133,8 +133,8 @@ def run(
             fail(escape(str(exc)))
     reused: dict[int, dict] = {}
     if not repeat:
-        from amltui.reuse import find_identical, reuse_message
-        from amltui.runs import RunFailure
+        from amltui.app.reuse import find_identical, reuse_message
+        from amltui.app.runs import RunFailure
 
         try:
             reused = find_identical(all_records(store), configs)
@@ -187,7 +187,7 @@ def dispatch(store: Store, ids: list[str], *, executor: str = "local", gpus: str
              gpu_max_util: float | None = None, gpu_max_mem: float | None = None) -> None:
     """Hand queued runs to an executor; in the foreground, draw their progress until all have ended."""
     if executor == "slurm":
-        from amltui.launch.slurm import SlurmExecutor
+        from amltui.app.executors.slurm import SlurmExecutor
 
         slurm = SlurmExecutor(store.runs_dir, partition=partition, time_minutes=time_limit,
                               gpus_per_node=gpus_per_node)
@@ -360,7 +360,7 @@ def cancel(
 
 def _worker_alive(record: dict) -> bool:
     """A damaged record that says running and names a live worker on this host (its folder is in use)."""
-    from amltui.launch.liveness import pid_alive
+    from amltui.app.executors.liveness import pid_alive
 
     pid = record.get("pid")
     return (_claimed_status(record) == "running" and isinstance(pid, int) and pid > 0
@@ -493,9 +493,9 @@ def reproduce(
     """
     import sys
 
-    from amltui.progress import RunProgress
-    from amltui.reproduce import plan, write_report
-    from amltui.runs import evaluate_human_sets, invariance_for, load_run_data
+    from amltui.app.reproduce import plan, write_report
+    from amltui.app.runs import evaluate_human_sets, invariance_for, load_run_data
+    from amltui.cli.progress_bars import RunProgress
     from core.device import resolve_device, set_threads
 
     variant_list = parse_list(variants, "--variants")
@@ -565,7 +565,7 @@ def reproduce(
                     err.print(f"human-labelled sets skipped: {exc}", markup=False)
                     break
     if curves or autoattack:
-        from amltui.robustness import CurveSpec, compute_curve, open_evaluator, record_autoattack
+        from amltui.app.robustness import CurveSpec, compute_curve, open_evaluator, record_autoattack
         from core.robustness import default_grid
 
         with RunProgress(console) as progress:

@@ -11,15 +11,33 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from amltui.fsutil import read_json
+from amltui.app.fsutil import read_json
 
-DAMAGED = "damaged"
-# Every status amltui writes; "stalled" and "orphaned" come from the worker-liveness and scheduler checks.
-# A new status must be added here, or its runs are shown as damaged.
-STATUSES = ("queued", "running", "done", "failed", "cancelled", "stalled", "orphaned")
+
+class Status(StrEnum):
+    """The status of a run. ``stalled`` and ``orphaned`` come from the liveness and scheduler checks
+    (amltui/app/executors/liveness.py); ``damaged`` is never written: it marks a record that cannot be read."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    STALLED = "stalled"
+    ORPHANED = "orphaned"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    DAMAGED = "damaged"
+
+
+DAMAGED = Status.DAMAGED
+# Every status amltui writes. A new status must be added here, or its runs are shown as damaged.
+STATUSES = tuple(s for s in Status if s is not Status.DAMAGED)
+TERMINAL = frozenset({Status.DONE, Status.FAILED, Status.CANCELLED})
+WORKING = frozenset({Status.RUNNING, Status.STALLED})  # a worker owns the run (or did, until it is found gone)
+LIVE = frozenset({Status.QUEUED, *WORKING, Status.ORPHANED})  # not finished: can be cancelled
 REPAIR_HINT = "`amltui store rebuild` re-reads the run folders; `amltui rm RUN` deletes the run"
 
 # A Slurm job id: 123, an array task 123_4, a het-job part 123+1, optionally a step (.0, .batch).

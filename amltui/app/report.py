@@ -21,9 +21,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from amltui.flagnotes import MARK, MARKED_METRIC, flagged_runs, selection_note
-from amltui.flagnotes import footnotes as flag_footnotes
-from amltui.report_notes import aa_note, flagged_lines
+from amltui.app.flagnotes import MARK, MARKED_METRIC, flagged_runs, selection_note
+from amltui.app.flagnotes import footnotes as flag_footnotes
+from amltui.app.report_notes import aa_note, flagged_lines
 from core.config import VARIANT_DEFAULTS, VARIANTS
 from core.domains import TARGET_TABLE_NOTE
 from core.metrics import METRIC_LABELS, METRIC_ORDER

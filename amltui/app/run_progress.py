@@ -9,11 +9,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from amltui.records import DAMAGED, inspect
-from amltui.runs import run_dir
-from amltui.store import Store
-
-TERMINAL = ("done", "failed", "cancelled")
+from amltui.app.records import DAMAGED, TERMINAL, inspect
+from amltui.app.runs import run_dir
+from amltui.app.store import Store
 
 
 def read_progress(store: Store, run_id: str) -> dict[str, Any]:
@@ -99,6 +97,6 @@ class LiveRuns:
         return list(records.values())
 
     def all_ended(self, records: list[dict[str, Any]]) -> bool:
-        # orphaned: its scheduler died, nothing will start it (amltui.launch.liveness)
+        # orphaned: its scheduler died, nothing will start it (amltui.app.executors.liveness)
         return len(records) == len(self.tasks) and all(r.get("status") in (*TERMINAL, "orphaned", DAMAGED)
                                                        for r in records)

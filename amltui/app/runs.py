@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import amltui
-from amltui.fsutil import FileLock, atomic_write_json, read_json
-from amltui.launch.safepoint import HOLD_ENV, SafePoints
-from amltui.store import Store, validate_run_id
+from amltui.app.executors.safepoint import HOLD_ENV, SafePoints
+from amltui.app.fsutil import FileLock, atomic_write_json, read_json
+from amltui.app.store import Store, validate_run_id
 from core.config import ConfigError, RunConfig
 from core.errors import DataNotFoundError, TrainingFailed
 
@@ -298,7 +298,7 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
     """Run (or resume) one run to the end in this process, keeping its folder and record up to date.
 
     Returns the final record. Failures are recorded (status failed, error, traceback tail) and re-raised.
-    ``safe`` (amltui.launch.safepoint) is asked between phases and batches whether to stop; a stop there (or
+    ``safe`` (amltui.app.executors.safepoint) is asked between phases and batches whether to stop; a stop there (or
     Ctrl-C in-process) marks the run cancelled, keeping the last finished checkpoint.
     """
     emit = listener or (lambda kind, data: None)
@@ -472,7 +472,7 @@ def metrics_record(scores: dict[str, Any]) -> dict[str, Any]:
 def add_autoattack(store: Store, run_id: str, record: dict[str, Any], model: torch.nn.Module, config: RunConfig,
                    dataset: Dataset, emit: Listener) -> None:
     """A_AA (config ``eval_aa``) into ``record``: cached per checkpoint, breakdown in <run>/autoattack.json."""
-    from amltui.robustness import autoattack_after_training
+    from amltui.app.robustness import autoattack_after_training
 
     info = autoattack_after_training(store, run_id, model, config, dataset.test, emit)
     record["metrics"]["A_AA"], record["metrics_n"]["A_AA"] = info["percent"], info["n"]
@@ -511,7 +511,7 @@ def evaluate_run(store: Store, run_id: str, *, device: str | None = None,
     dataset = load_run_data(config)
     inv = invariance_for(config, dataset, "test", store.runs_dir, dev, emit) if config.eval_ia else None
     scores = run_evaluation(model, dataset, config, (inv.x_star, inv.target) if inv else (None, None), emit)
-    from amltui.robustness import carried_over_aa
+    from amltui.app.robustness import carried_over_aa
 
     # A_AA and the flags' history are computed before taking the lock (AutoAttack takes minutes).
     fresh_aa: dict[str, Any] = {"metrics": {}, "metrics_n": {}}

@@ -2,7 +2,7 @@
 
 A worker holds an flock on ``<run>/worker.lock`` for its whole life. A second worker on the same folder cannot
 take it and refuses to start, and the kernel drops the lock when the worker dies (even by SIGKILL), so "the
-lock is free" is what "the worker is gone" means (amltui.launch.liveness); a paused or hung worker still holds
+lock is free" is what "the worker is gone" means (amltui.app.executors.liveness); a paused or hung worker still holds
 it and is shown ``stalled``, never lost.
 
 A scheduler (foreground ``amltui run`` or a detached one) holds ``<runs>/.schedulers/<token>.lock`` and lists
@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from amltui.fsutil import FileLock, atomic_write_json
+from amltui.app.fsutil import FileLock, atomic_write_json
 
 WORKER_LOCK = "worker.lock"
 SCHEDULERS = ".schedulers"

@@ -11,6 +11,8 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from amltui.app.report import FORMATS, aggregate, render
+from amltui.app.runs import EVALUABLE, HumanSetsRefused, RunFailure, evaluate_human_sets, evaluate_run, run_dir
 from amltui.cli.common import (
     FLAG_MARK,
     RunArg,
@@ -28,9 +30,7 @@ from amltui.cli.common import (
     warn_damaged,
     warn_unindexed,
 )
-from amltui.progress import RunProgress
-from amltui.report import FORMATS, aggregate, render
-from amltui.runs import EVALUABLE, HumanSetsRefused, RunFailure, evaluate_human_sets, evaluate_run, run_dir
+from amltui.cli.progress_bars import RunProgress
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 
@@ -49,7 +49,7 @@ def ls(
     runs_dir: RunsDir = None,
 ) -> None:
     """List runs. A run whose record or folder is damaged is listed as "damaged", with the reason on stderr."""
-    from amltui.filters import FilterError, apply_where, check_value
+    from amltui.app.filters import FilterError, apply_where, check_value
 
     store = open_store(runs_dir)
     reap_lost(store)
@@ -238,7 +238,7 @@ def _parse_grid(text: str) -> list[float]:
 def _robustness(store, run_id: str, *, autoattack: bool, curve: bool, checks: bool, subset: int | None,
                 grid: list[float] | None, pgd_steps: int | None, restarts: int, device: str | None,
                 listener) -> dict:
-    from amltui.robustness import (
+    from amltui.app.robustness import (
         CurveSpec,
         compute_curve,
         open_evaluator,
@@ -269,7 +269,7 @@ def print_robustness(record: dict, rd, *, curve: bool = False) -> None:
     """A_AA's breakdown, the curve (table and terminal plot) and the checks' summary with what tripped them."""
     from rich.markup import escape
 
-    from amltui.robustness import checkpoint_hash
+    from amltui.app.robustness import checkpoint_hash
 
     current = checkpoint_hash(rd.checkpoint) if (record.get("autoattack") or record.get("checks")) and \
         rd.checkpoint.exists() else None
@@ -285,7 +285,7 @@ def print_robustness(record: dict, rd, *, curve: bool = False) -> None:
                       f"ε={aa['eps']:g}): {aa['robust']} robust; clean-wrong {aa.get('clean_wrong')}; broken by "
                       f"{broken or '–'}", highlight=False)
     if curve:
-        from amltui.robustness import curve_chart, curve_table, read_curve
+        from amltui.app.robustness import curve_chart, curve_table, read_curve
 
         data = read_curve(rd)
         if data:
@@ -337,14 +337,14 @@ def plot(
     runs_dir: RunsDir = None,
 ) -> None:
     """Write a run's figure: the 2-D PCA of h(x) for natural and FGSM-perturbed test images (or --curve)."""
-    from amltui.figures import png_path
-    from amltui.plots import write_pca
+    from amltui.app.invariance_figure import png_path
+    from amltui.app.pca_figure import write_pca
 
     if curve:
         store = open_store(runs_dir)
         record = resolve_run(store, run)
         rd = run_dir(store.runs_dir, record["id"])
-        from amltui.robustness import read_curve, write_curve_png
+        from amltui.app.robustness import read_curve, write_curve_png
 
         data = read_curve(rd)
         if data is None:
@@ -391,7 +391,7 @@ def export(
         fail(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     if out is not None and out.is_dir():
         fail(f"--out {out} is a folder; give a file path, e.g. {out / ('results.' + fmt)}")
-    from amltui.filters import FilterError, apply_where, check_group_by, parse_where
+    from amltui.app.filters import FilterError, apply_where, check_group_by, parse_where
 
     store = open_store(runs_dir)
     records = all_records(store)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from amltui.fsutil import FileLock, atomic_write_json, read_json
-from amltui.runs import Listener, RunDir, load_run_data, load_run_model, now, run_dir
-from amltui.store import Store
+from amltui.app.fsutil import FileLock, atomic_write_json, read_json
+from amltui.app.runs import Listener, RunDir, load_run_data, load_run_model, now, run_dir
+from amltui.app.store import Store
 from core.checks import LARGE_EPS, Measurements, Thresholds, merge_flags, run_checks, summary_line
 
 if TYPE_CHECKING:
@@ -202,7 +202,7 @@ def compute_curve(ev: Evaluator, spec: CurveSpec) -> dict[str, Any]:
 
 
 def write_curve_png(data: dict[str, Any], path: Path, title: str) -> Path:
-    from amltui.figures import robustness_curve_figure
+    from amltui.app.invariance_figure import robustness_curve_figure
 
     lines = {data["labels"].get(a, a): [list(zip(data["grid"], accs, strict=True))]
              for a, accs in data["curves"].items()}
@@ -299,7 +299,7 @@ def read_curve(rd: RunDir) -> dict[str, Any] | None:
 def robustness_figure(store: Store, records: list[dict[str, Any]], path: Path) -> Path | None:
     """Every variant's accuracy-vs-ε curve (mean over its seeds, ±1 std band), one panel per attack, from the
     runs' curve.json files; None when no run has a curve (`amltui eval RUN --curve` makes them)."""
-    from amltui.figures import robustness_curve_figure
+    from amltui.app.invariance_figure import robustness_curve_figure
 
     panels: dict[str, dict[str, list[list[tuple[float, float]]]]] = {}
     eps_s = set()

@@ -25,9 +25,9 @@ from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 from tinydb.table import Table
 
-from amltui import fsutil
-from amltui.fsutil import FileLock, atomic_write_bytes, dumps_json, read_json
-from amltui.records import DAMAGED, record_problems
+from amltui.app import fsutil
+from amltui.app.fsutil import FileLock, atomic_write_bytes, dumps_json, read_json
+from amltui.app.records import DAMAGED, record_problems
 
 SCHEMA_VERSION = 1
 STORE_FILENAME = "store.json"
@@ -417,7 +417,7 @@ class Store:
 
         The run folders win over the old index. Records of a readable old index that no usable run.json
         replaces are kept, marked ``damaged``, and listed in ``kept``; records whose fields have the wrong
-        type are marked ``damaged`` too (amltui.records), so listings show them as such. A corrupt old index
+        type are marked ``damaged`` too (amltui.app.records), so listings show them as such. A corrupt old index
         is moved aside, never deleted. A newer schema raises StoreSchemaError and changes nothing. Folders
         without a run.json are not runs and are ignored; a run.json that cannot be used is listed in
         ``skipped`` with the reason.

@@ -1,10 +1,10 @@
 """The local executor: one worker process per slot, runs handed out one at a time as slots free up.
 
-Slots are GPUs × slots-per-GPU (each worker sees one GPU through CUDA_VISIBLE_DEVICES, by UUID; amltui/gpus.py
+Slots are GPUs × slots-per-GPU (each worker sees one GPU through CUDA_VISIBLE_DEVICES, by UUID; amltui/app/gpus.py
 resolves the user's visible GPUs and may refuse a busy or full GPU before each dispatch) or, with no GPU, CPU
 slots. Either kind splits the cores between its workers. A failing run never stops the queue.
 
-``python -m amltui.launch.local --runs-dir DIR [slot options] RUN_ID...`` runs a scheduler in the background
+``python -m amltui.app.executors.local --runs-dir DIR [slot options] RUN_ID...`` runs a scheduler in the background
 (``amltui run --detach``); the CLI's foreground mode drives the same class and draws live progress.
 """
 
@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from amltui.fsutil import FileLock
-from amltui.gpus import AUTO_SLOTS_CAP, AUTO_THREADS_SHARE, Gpu, parse_gpu_spec, threads_per_slot
-from amltui.launch.liveness import WORKING
-from amltui.launch.owners import SchedulerClaim
-from amltui.launch.worker import EXIT_BUSY
-from amltui.runs import now, request_cancel, run_dir
-from amltui.runs import set_status as _set_status
-from amltui.store import Store, StoreError
+from amltui.app.executors.liveness import WORKING
+from amltui.app.executors.owners import SchedulerClaim
+from amltui.app.executors.worker import EXIT_BUSY
+from amltui.app.fsutil import FileLock
+from amltui.app.gpus import AUTO_SLOTS_CAP, AUTO_THREADS_SHARE, Gpu, parse_gpu_spec, threads_per_slot
+from amltui.app.runs import now, request_cancel, run_dir
+from amltui.app.runs import set_status as _set_status
+from amltui.app.store import Store, StoreError
 
 EXIT_CANCELLED = 130
 
@@ -80,12 +80,12 @@ def default_cpu_slots() -> int:
 
 
 WorkerFactory = Callable[..., subprocess.Popen]
-# admit(slot, run_id, active) → may this free slot take this run now? (amltui.gpus.GpuGate)
+# admit(slot, run_id, active) → may this free slot take this run now? (amltui.app.gpus.GpuGate)
 Admit = Callable[[Slot, str, dict[str, tuple[Slot, subprocess.Popen]]], bool]
 
 
 def spawn_worker(run_id: str, slot: Slot, runs_dir: Path, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
-    """Start ``python -m amltui.launch.worker`` in its own session, output appended to <run>/worker.out.
+    """Start ``python -m amltui.app.executors.worker`` in its own session, output appended to <run>/worker.out.
 
     ``pass_fds`` hands the slot's lock to the worker, so the slot stays taken while the worker lives even if
     its scheduler dies.
@@ -94,7 +94,7 @@ def spawn_worker(run_id: str, slot: Slot, runs_dir: Path, pass_fds: tuple[int, .
     env = {**os.environ, **slot.env, "AMLTUI_SLOT": slot.name, "PYTHONUNBUFFERED": "1"}
     with open(rd.path / "worker.out", "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "amltui.launch.worker", "--runs-dir", str(runs_dir), "--resume", run_id],
+            [sys.executable, "-m", "amltui.app.executors.worker", "--runs-dir", str(runs_dir), "--resume", run_id],
             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             pass_fds=pass_fds,
         )
@@ -113,7 +113,7 @@ def slot_lock(runs_dir: Path, slot: Slot) -> FileLock | None:
 
 
 def set_status(store: Store, run_id: str, status: str, **kwargs: Any) -> dict | None:
-    """amltui.runs.set_status for the scheduler: a run whose folder or record is gone or unwritable is reported
+    """amltui.app.runs.set_status for the scheduler: a run whose folder or record is gone or unwritable is reported
     in the scheduler's log and skipped (None, as if its status had changed), so one damaged run never stops
     the others."""
     try:
@@ -303,7 +303,7 @@ def start_detached(runs_dir: Path, run_ids: Sequence[str], gpus: str | None, slo
     """
     log = Path(runs_dir) / "scheduler.log"
     claim = SchedulerClaim.create(runs_dir, run_ids)
-    args = [sys.executable, "-m", "amltui.launch.local", "--runs-dir", str(runs_dir),
+    args = [sys.executable, "-m", "amltui.app.executors.local", "--runs-dir", str(runs_dir),
             "--gpus", gpus or "", "--slots-per-gpu", str(slots_per_gpu), "--cpu-slots", str(cpu_slots),
             "--claim", f"{claim.token}:{claim.fd}"]
     for flag, value in (("--gpu-max-util", gpu_max_util), ("--gpu-max-mem", gpu_max_mem)):
@@ -321,9 +321,9 @@ def start_detached(runs_dir: Path, run_ids: Sequence[str], gpus: str | None, slo
 
 
 def main(argv: list[str] | None = None) -> int:
-    from amltui.launch.control import local_plan
+    from amltui.app.executors.control import local_plan
 
-    parser = argparse.ArgumentParser(prog="python -m amltui.launch.local", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m amltui.app.executors.local", description=__doc__)
     parser.add_argument("run_ids", nargs="+")
     parser.add_argument("--runs-dir", required=True, type=Path)
     parser.add_argument("--gpus", default=None)

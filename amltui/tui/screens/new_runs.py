@@ -11,7 +11,7 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from amltui.store import StoreError
+from amltui.app.store import StoreError
 from amltui.tui.actions import (
     ActionError,
     LaunchRequest,

@@ -33,10 +33,10 @@ class DashboardApp(App[None]):
     @work(thread=True, exit_on_error=False)
     def _warm_up(self) -> None:
         """Import the modules actions need (torch via core.data, for launching) off the UI thread, ahead of time."""
-        import amltui.cli.launch  # noqa: F401
-        import amltui.launch.liveness  # noqa: F401
-        import amltui.live  # noqa: F401
-        import amltui.report  # noqa: F401
+        import amltui.app.executors.liveness  # noqa: F401
+        import amltui.app.report  # noqa: F401
+        import amltui.app.run_progress  # noqa: F401
+        import amltui.cli.lifecycle  # noqa: F401
         import core.data  # noqa: F401
 
         self.call_from_thread(self._warmed)

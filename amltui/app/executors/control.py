@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from amltui.gpus import (
+from amltui.app.executors.liveness import ORPHANED, STALLED, reap
+from amltui.app.executors.local import Slot, default_cpu_slots, make_slots, start_detached
+from amltui.app.gpus import (
     GpuError,
     GpuGate,
     Thresholds,
@@ -24,11 +26,9 @@ from amltui.gpus import (
     store_footprint,
     visible_gpus,
 )
-from amltui.launch.liveness import ORPHANED, STALLED, reap
-from amltui.launch.local import Slot, default_cpu_slots, make_slots, start_detached
-from amltui.live import TERMINAL
-from amltui.runs import request_cancel, set_status
-from amltui.store import Store
+from amltui.app.records import TERMINAL
+from amltui.app.runs import request_cancel, set_status
+from amltui.app.store import Store
 
 
 @dataclass
@@ -120,7 +120,7 @@ def cancel_run(store: Store, record: dict[str, Any]) -> str:
     if status in TERMINAL:
         return f"already {status}"
     if record.get("executor") == "slurm" and record.get("slurm_job_id"):
-        from amltui.launch.slurm import SlurmExecutor
+        from amltui.app.executors.slurm import SlurmExecutor
 
         SlurmExecutor(store.runs_dir).cancel(run_id)
         return f"Slurm job {record['slurm_job_id']} cancelled"

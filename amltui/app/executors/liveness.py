@@ -1,12 +1,12 @@
 """Noticing dead, paused and stranded runs, so that no record says "running" or "queued" forever.
 
-A local worker owns its run folder through an flock (amltui.launch.owners). On this host:
+A local worker owns its run folder through an flock (amltui.app.executors.owners). On this host:
 - the lock is free and the worker process is gone → the run is lost: ``failed``, or ``cancelled`` when a cancel
   had been requested (the worker died before it could record it);
 - the lock is held but the heartbeat (touched every 2 s) is older than STALE_SECONDS → ``stalled`` (paused with
   SIGSTOP, a suspended laptop, an I/O hang): never failed, and it turns ``running`` again once it beats.
 A run on another host (a shared filesystem) is judged by its heartbeat alone. Queued runs whose scheduler died
-become ``orphaned``. Slurm runs are reconciled with Slurm itself (amltui.launch.slurm).
+become ``orphaned``. Slurm runs are reconciled with Slurm itself (amltui.app.executors.slurm).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from amltui.launch.owners import forget_claim, scheduler_claims, worker_alive
-from amltui.runs import parse_time, run_dir, set_status
-from amltui.store import Store
+from amltui.app.executors.owners import forget_claim, scheduler_claims, worker_alive
+from amltui.app.runs import parse_time, run_dir, set_status
+from amltui.app.store import Store
 
 STALE_SECONDS = 20.0  # heartbeat silence after which a worker counts as stalled (it beats every 2 s)
 STALLED, ORPHANED = "stalled", "orphaned"

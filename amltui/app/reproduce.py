@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from amltui import paper
-from amltui.figures import curves_figure
-from amltui.records import inspect_all
-from amltui.report import Row, aggregate, footnotes, present_metrics, render
-from amltui.report_notes import flagged_lines
-from amltui.robustness import robustness_figure
-from amltui.runs import code_version, run_dir
-from amltui.store import Store
+from amltui.app import paper
+from amltui.app.invariance_figure import curves_figure
+from amltui.app.records import inspect_all
+from amltui.app.report import Row, aggregate, footnotes, present_metrics, render
+from amltui.app.report_notes import flagged_lines
+from amltui.app.robustness import robustness_figure
+from amltui.app.runs import code_version, run_dir
+from amltui.app.store import Store
 from core.config import VARIANTS, RunConfig
 from core.domains import is_digit_dataset
 
@@ -46,7 +46,7 @@ class Plan:
 def plan(store: Store, configs: list[RunConfig]) -> Plan:
     """Match each wanted config to an existing run with the same config hash and seed (newest first)."""
     result = Plan()
-    # Damaged runs (amltui.records) are never reused: their config gets a fresh run.
+    # Damaged runs (amltui.app.records) are never reused: their config gets a fresh run.
     records = sorted(inspect_all(store.all(), store.runs_dir), key=lambda r: str(r.get("created") or ""),
                      reverse=True)
     for config in configs:
@@ -194,12 +194,12 @@ def write_report(store: Store, run_ids: list[str], out: Path, command: str) -> P
 
 
 def _pgd_of(runs: list[dict[str, Any]]) -> str:
-    from amltui.report import pgd_text
+    from amltui.app.report import pgd_text
 
     return pgd_text([Row("", "", "", runs, {})])
 def _flag_section(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
     """Warnings under Table 1: flagged rows (⚠ on their A_SA) and the rule that chose each model's epoch."""
-    from amltui.flagnotes import footnotes, selection_note
+    from amltui.app.flagnotes import footnotes, selection_note
 
     notes = footnotes(rows)
     lines = [""]
@@ -215,7 +215,7 @@ def _flag_section(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
 
 
 def _figures(store: Store, done: list[dict[str, Any]], out: Path) -> list[str]:
-    from amltui.plots import write_pca
+    from amltui.app.pca_figure import write_pca
 
     names = []
     series: dict[str, list[list[dict[str, Any]]]] = {}

@@ -1,6 +1,6 @@
 """The Slurm executor: one sbatch job per run, submitted through submitit.
 
-The job runs the same worker as a local launch (amltui.launch.worker.run_worker), so a run's lifecycle and
+The job runs the same worker as a local launch (amltui.app.executors.worker.run_worker), so a run's lifecycle and
 record are the same: queued → running → done | failed | cancelled, kept up to date by the worker. What Slurm
 adds is recorded in the run: ``executor="slurm"``, ``slurm_job_id``, ``slurm_folder`` (submitit's folder with
 the sbatch script and the job's stdout/stderr) and the resources asked for.
@@ -25,9 +25,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from amltui.records import SLURM_JOB_ID
-from amltui.runs import now, request_cancel, run_dir, set_status
-from amltui.store import Store
+from amltui.app.records import SLURM_JOB_ID
+from amltui.app.runs import now, request_cancel, run_dir, set_status
+from amltui.app.store import Store
 
 JOB_NAME_PREFIX = "amltui-"
 START_HINT = "start the cluster with: bash .ci/slurm.sh"
@@ -110,8 +110,8 @@ def _ignore_signals() -> None:
 
 def _job_main(runs_dir: str, run_id: str, resume: bool) -> int:
     """What the Slurm job runs (pickled by submitit; runs on the compute node)."""
-    from amltui.launch import safepoint
-    from amltui.launch.worker import EXIT_CANCELLED, EXIT_FAILED, run_worker
+    from amltui.app.executors import safepoint
+    from amltui.app.executors.worker import EXIT_CANCELLED, EXIT_FAILED, run_worker
 
     def on_warning(signum: int, frame: object) -> None:
         # sbatch --signal sends this ahead of the time limit (or on preemption); without a handler submitit

@@ -10,13 +10,13 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from amltui.records import DAMAGED
-from amltui.records import STATUSES as WRITTEN_STATUSES
+from amltui.app.records import DAMAGED
+from amltui.app.records import STATUSES as WRITTEN_STATUSES
 from core.config import CHOICES, ConfigError, coerce, field_names
 
-STATUSES = (*WRITTEN_STATUSES, DAMAGED)  # damaged: a record or folder that cannot be read (amltui/records.py)
+STATUSES = (*WRITTEN_STATUSES, DAMAGED)  # damaged: a record or folder that cannot be read (amltui/app/records.py)
 
-# Fields of a run record (amltui/runs.py create_run, execute and the executors) that a filter may name.
+# Fields of a run record (amltui/app/runs.py create_run, execute and the executors) that a filter may name.
 RECORD_KEYS = ("id", "status", "variant", "seed", "dataset", "preset", "arch", "group", "context", "fingerprint",
                "code_version", "created", "started", "ended", "epoch", "epochs", "device", "host", "pid", "slot",
                "executor", "slurm_job_id", "error", "n_train", "n_test", "resumes", "evaluated", "gpu", "select",

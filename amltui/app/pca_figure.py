@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from amltui.figures import pca_figure
-from amltui.fsutil import atomic_write_json
-from amltui.runs import load_run_data, load_run_model
-from amltui.store import Store
+from amltui.app.fsutil import atomic_write_json
+from amltui.app.invariance_figure import pca_figure
+from amltui.app.runs import load_run_data, load_run_model
+from amltui.app.store import Store
 from core.evaluate import embeddings, pca_2d
 
 
