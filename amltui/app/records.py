@@ -24,11 +24,11 @@ class Status(StrEnum):
 
     QUEUED = "queued"
     RUNNING = "running"
-    STALLED = "stalled"
-    ORPHANED = "orphaned"
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    STALLED = "stalled"
+    ORPHANED = "orphaned"
     DAMAGED = "damaged"
 
 
