@@ -122,9 +122,20 @@ def read_idx_header(path: Path) -> tuple[int, ...]:
         raise ValueError(f"{path}: not a uint8 idx file (header starts 0x{head[:4].hex()}, expected 0x000008 then "
                          "the number of dimensions); replace it with an intact copy")
     if len(head) < 4 + 4 * ndim:
-        raise ValueError(f"{path}: truncated idx header ({len(head)} bytes, {4 + 4 * ndim} needed for {ndim} dims)")
+        raise ValueError(f"{path}: truncated idx header ({len(head)} bytes, {4 + 4 * ndim} needed for {ndim} dims); "
+                         "replace it with an intact copy")
     dims = tuple(int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    if not gzipped and (size := path.stat().st_size) != len(head) + math.prod(dims):
-        raise ValueError(f"{path}: {size} bytes, but its header declares dims {dims} "
-                         f"({len(head) + math.prod(dims)} bytes): truncated or corrupt; replace it with an intact copy")
+    expected = len(head) + math.prod(dims)
+    # A plain file's size, or a gzip file's trailer (ISIZE: the uncompressed size mod 2**32), must match the header:
+    # a cheap check that catches a truncated download without decompressing it.
+    with open(path, "rb") as fh:
+        if gzipped:
+            fh.seek(-4, os.SEEK_END)
+            actual = int.from_bytes(fh.read(4), "little")
+        else:
+            actual = os.fstat(fh.fileno()).st_size
+    if actual != (expected % 2**32 if gzipped else expected):
+        raise ValueError(f"{path}: its header declares dims {dims} ({expected} bytes), but the file "
+                         f"{'ends early or is corrupt (gzip size field)' if gzipped else f'has {actual} bytes'}: "
+                         "truncated or corrupt; replace it with an intact copy")
     return dims
