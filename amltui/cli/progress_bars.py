@@ -76,7 +76,7 @@ class PlainRuns(LiveRuns):
             if run_id in records:
                 try:
                     lines = self._news(run_id, records[run_id])
-                except (KeyError, TypeError, ValueError, OSError):  # a half-written file: said on the next tick
+                except (KeyError, TypeError, ValueError, AttributeError, OSError):  # half-written: next tick
                     continue
                 for line in lines:
                     self.console.print(f"{run_id}: {line}", markup=False, highlight=False, soft_wrap=True)
