@@ -137,6 +137,7 @@ def test_gpu_ids_must_be_visible() -> None:
     with pytest.raises(PreflightError, match="no visible GPU 0"):  # CUDA_VISIBLE_DEVICES hides it
         check_config(config(device="cuda:0"), inventory=ONE_GPU, env={"CUDA_VISIBLE_DEVICES": ""})
     check_config(config(device="cpu"), gpus="none", inventory=ONE_GPU, env={})
+    check_config(config(device="cuda:3"), local=False, inventory=ONE_GPU, env={})  # Slurm: another machine
 
 
 def test_preflight_imports_no_torch() -> None:

@@ -37,16 +37,18 @@ def reachable(host: str, port: int, timeout: float = 3.0) -> bool:
         return False
 
 
-def check_config(cfg: Any, *, gpus: str | None = None, inventory: Any = None, env: Mapping[str, str] | None = None,
-                 probe: Callable[[str, int], bool] = reachable) -> None:
+def check_config(cfg: Any, *, gpus: str | None = None, local: bool = True, inventory: Any = None,
+                 env: Mapping[str, str] | None = None, probe: Callable[[str, int], bool] = reachable) -> None:
     """Raise PreflightError when ``cfg`` (a core.config.RunConfig) cannot start; ``gpus`` is `run --gpus`.
 
+    ``local=False`` (runs that start on other machines, e.g. Slurm's) skips the GPU check, which sees this one.
     ``inventory`` (amltui.app.gpus.Inventory), ``env`` and ``probe`` replace the machine's for tests.
     """
     sizes = split_sizes(cfg.dataset, cfg.data_dir, probe)
     if sizes is not None:
         _check_subsets(cfg, sizes)
-    _check_gpus(cfg.device, gpus, inventory, env)
+    if local:
+        _check_gpus(cfg.device, gpus, inventory, env)
 
 
 def split_sizes(dataset: str, data_dir: str | None, probe: Callable[[str, int], bool] = reachable
