@@ -10,7 +10,6 @@ import gzip
 import hashlib
 import math
 import numbers
-import os
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,42 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core import idx_files
 from core.errors import DataNotFoundError  # noqa: F401  (re-exported: part of this module's API)
 
 DATASETS = ("mnist", "fashion-mnist", "mnist-sample", "synthetic")
 NUM_CLASSES = 10
 IMAGE_SIZE = 28
 
-# Standard idx file stems; each may also be gzipped (".gz") or use the "name.idx3-ubyte" spelling.
-IDX_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
-# torchvision keeps the raw idx files in ROOT/<ClassName>/raw.
-_TORCHVISION_DIRS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
-SAMPLE_DIR = Path(__file__).resolve().parent / "datasets" / "mnist_sample"
-DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-
-
-def _expected_names() -> str:
-    return ", ".join(f"{stem}[.gz]" for stem in IDX_FILES.values())
-
-
-def _not_found_message(what: str, searched: Sequence[Path], missing: Sequence[str], cause: str = "") -> str:
-    where = ", ".join(str(p) for p in searched)
-    lines = [f"{what}: no complete set of idx files in {where}."]
-    if missing:
-        lines.append("Missing: " + ", ".join(f"{m}[.gz]" for m in missing) + ".")
-    lines.append(f"Expected the four files {_expected_names()}.")
-    if cause:
-        lines.append("Cause: " + " ".join(cause.split()))
-    lines.append(
-        "Fix: pass --data-dir DIR holding them, or allow the download (network needed), or for Fashion-MNIST "
-        f"on Debian `apt-get install dataset-fashion-mnist` and pass --data-dir {DEBIAN_FASHION_DIR}."
-    )
-    return "\n".join(lines)
+IDX_FILES, SAMPLE_DIR, DEBIAN_FASHION_DIR = idx_files.IDX_FILES, idx_files.SAMPLE_DIR, idx_files.DEBIAN_FASHION_DIR
+_TORCHVISION_DIRS = idx_files.TORCHVISION_DIRS
+find_idx_files, default_cache_dir = idx_files.find_idx_files, idx_files.default_cache_dir  # re-exported API
 
 
 # ----------------------------------------------------------------------------------------------- idx files
@@ -124,53 +97,6 @@ def write_idx(path: Path, array: np.ndarray) -> Path:
         payload = gzip.compress(payload, compresslevel=9, mtime=0)
     path.write_bytes(payload)
     return path
-
-
-def _candidate_names(stem: str) -> list[str]:
-    dotted = stem.replace("-idx", ".idx")  # e.g. train-images.idx3-ubyte, a common alternative spelling
-    return [stem, stem + ".gz", dotted, dotted + ".gz"]
-
-
-def _find_in(folder: Path) -> tuple[dict[str, Path], list[str]]:
-    found: dict[str, Path] = {}
-    missing: list[str] = []
-    for key, stem in IDX_FILES.items():
-        hit = next((folder / n for n in _candidate_names(stem) if (folder / n).is_file()), None)
-        if hit is None:
-            missing.append(stem)
-        else:
-            found[key] = hit
-    return found, missing
-
-
-def find_idx_files(folder: Path, dataset: str | None = None) -> dict[str, Path]:
-    """Locate the four idx files in `folder`, or in its torchvision-style `raw/` or `<Class>/raw/` subfolder.
-
-    Returns a dict with keys train_images, train_labels, test_images, test_labels. `dataset` ("mnist" or
-    "fashion-mnist") also enables torchvision's DIR/MNIST/raw or DIR/FashionMNIST/raw layout.
-    Raises DataNotFoundError naming the folder and the missing files.
-    """
-    folder = Path(folder).expanduser()
-    candidates = [folder, folder / "raw"]
-    if dataset in _TORCHVISION_DIRS:
-        candidates.append(folder / _TORCHVISION_DIRS[dataset] / "raw")
-    label = dataset or "idx dataset"
-    if not folder.is_dir():
-        every = list(IDX_FILES.values())
-        raise DataNotFoundError(
-            _not_found_message(f"{label}: folder {folder} does not exist", [folder], every), folder, every
-        )
-    best_missing: list[str] | None = None
-    for cand in candidates:
-        if not cand.is_dir():
-            continue
-        found, missing = _find_in(cand)
-        if not missing:
-            return found
-        if best_missing is None or len(missing) < len(best_missing):
-            best_missing = missing
-    missing = best_missing if best_missing is not None else list(IDX_FILES.values())
-    raise DataNotFoundError(_not_found_message(label, candidates, missing), folder, missing)
 
 
 # ------------------------------------------------------------------------------------------------- splits
@@ -354,12 +280,6 @@ def load_idx_folder(folder: Path, name: str = "idx dataset") -> Dataset:
     return Dataset(name, train, test, str(files["train_images"].parent))
 
 
-def default_cache_dir() -> Path:
-    """$AMLTUI_DATA_DIR, else ~/.cache/amltui/data."""
-    env = os.environ.get("AMLTUI_DATA_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "amltui" / "data"
-
-
 def _download(name: str, cache_dir: Path) -> None:
     import torchvision.datasets as tvd  # imported lazily: slow, and only needed for a download
 
@@ -377,17 +297,14 @@ def _load_torchvision_name(name: str, data_dir: str | Path | None, download: boo
         return load_idx_folder(cache, name)
     except DataNotFoundError as err:
         if download is False:
-            searched = [cache, cache / _TORCHVISION_DIRS[name] / "raw"]
-            raise DataNotFoundError(
-                _not_found_message(f"{name} (download disabled)", searched, err.missing), cache, err.missing
-            ) from err
+            message = idx_files.not_found_message(f"{name} (download disabled)", cache, err.missing, name,
+                                                  idx_files.cache_fix(name))
+            raise DataNotFoundError(message, cache, err.missing) from err
     try:
         _download(name, cache)
     except Exception as err:  # no network, mirror down, disk full...: all end in the same advice
-        target = cache / _TORCHVISION_DIRS[name] / "raw"
-        message = _not_found_message(
-            f"{name} download into {cache} failed", [target], [], cause=f"{type(err).__name__}: {err}"
-        )
+        cause = " ".join(f"{type(err).__name__}: {err}".split())
+        message = f"{name}: download into {cache} failed.\nCause: {cause}\nFix: {idx_files.cache_fix(name)}"
         raise DataNotFoundError(message, cache) from err
     return load_idx_folder(cache, name)
 

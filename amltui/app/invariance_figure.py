@@ -1,4 +1,4 @@
-"""PNG figures (matplotlib, headless): invariance example grids."""
+"""PNG figures (matplotlib, headless): invariance example grids, the PCA of embeddings, training curves."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def png_path(path: Path, default_name: str = "figure.png") -> Path:
@@ -21,13 +22,35 @@ def png_path(path: Path, default_name: str = "figure.png") -> Path:
     return path if path.suffix else path.with_name(path.name + ".png")
 
 
-def invariance_grid(x: torch.Tensor, labels: torch.Tensor, inv: Any, pool: torch.Tensor, path: Path) -> Path:
-    """Rows of (x, neighbour aligned to x, x*) with the original label, the neighbour's class and the target."""
+def save_png(fig: Any, path: Path, dpi: int) -> Path:
+    """Write ``fig`` to ``png_path(path)`` (its folder made) and close it, even when the write fails."""
+    path = png_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def grid_shape(n: int, max_groups: int = 4) -> tuple[int, int]:
+    """(rows, groups per row) for n examples of three panels each: up to ``max_groups`` side by side."""
+    groups = max(1, min(n, max_groups))
+    return -(-n // groups), groups
+
+
+def invariance_figure(x: torch.Tensor, labels: torch.Tensor, inv: Any, pool: torch.Tensor) -> Any:
+    """The grid as a matplotlib Figure: per example (x, neighbour aligned to x, x*) side by side, with the
+    original label, the neighbour's transform and the target; a title above every row, clear of the images."""
     from core.attacks.transforms import invert_transforms
 
     n = x.shape[0]
     neighbours = invert_transforms(pool[inv.neighbour_index.cpu()], inv.transform.cpu()).clamp(0, 1)
-    fig, axes = plt.subplots(n, 3, figsize=(4.2, 1.45 * n), squeeze=False)
+    rows, groups = grid_shape(n)
+    fig, axes = plt.subplots(rows, 3 * groups, figsize=(1.45 * 3 * groups, 1.65 * rows + 0.5), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat:
+        ax.axis("off")
     for i in range(n):
         tx, ty, deg = (float(v) for v in inv.transform[i])
         panels = [
@@ -35,47 +58,53 @@ def invariance_grid(x: torch.Tensor, labels: torch.Tensor, inv: Any, pool: torch
             (neighbours[i], f"n (aligned)\nt=({tx:+.1f},{ty:+.1f}) r={deg:+.0f}°"),
             (inv.x_star[i].cpu(), f"x*: target {int(inv.target[i])}"),
         ]
-        for ax, (img, title) in zip(axes[i], panels, strict=True):
+        row, group = divmod(i, groups)
+        for ax, (img, title) in zip(axes[row, 3 * group: 3 * group + 3], panels, strict=True):
             ax.imshow(img.squeeze(0).numpy(), cmap="gray", vmin=0, vmax=1)
             ax.set_title(title, fontsize=7)
-            ax.axis("off")
-    fig.suptitle(f"invariance examples (L∞ ε={inv.eps}, {inv.mode})", fontsize=8)
-    fig.tight_layout()
-    path = png_path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    fig.suptitle(f"invariance examples (L∞ ε={inv.eps}, {inv.mode}): x | neighbour n aligned to x | x*", fontsize=9)
+    return fig
+
+
+def invariance_grid(x: torch.Tensor, labels: torch.Tensor, inv: Any, pool: torch.Tensor, path: Path) -> Path:
+    """Write the invariance grid (see invariance_figure) as a PNG; returns the file written."""
+    return save_png(invariance_figure(x, labels, inv, pool), path, dpi=110)
+
+
+CLASS_COLOURS = plt.get_cmap("tab10").colors  # ten qualitative colours, one per class
+MARKERS = {"natural": "o", "FGSM-perturbed": "x"}
+
+
+def pca_plot(natural: torch.Tensor, perturbed: torch.Tensor, labels: torch.Tensor, explained: torch.Tensor,
+             title: str) -> Any:
+    """Figure 1 as a matplotlib Figure: natural (dots) and perturbed (crosses) panels; the legend below them."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.8), sharex=True, sharey=True, layout="constrained")
+    for ax, points, name in ((axes[0], natural, "natural"), (axes[1], perturbed, "FGSM-perturbed")):
+        for c in range(10):
+            mask = labels == c
+            ax.scatter(points[mask, 0], points[mask, 1], s=4, color=CLASS_COLOURS[c], label=f"class {c}",
+                       alpha=0.7, marker=MARKERS[name], linewidths=0.6)
+        ax.set_title(f"{name} test images ({MARKERS[name]})", fontsize=9)
+        ax.set_xlabel(f"PC1 ({100 * float(explained[0]):.0f}% of natural variance)", fontsize=8)
+    axes[0].set_ylabel(f"PC2 ({100 * float(explained[1]):.0f}%)", fontsize=8)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=10, markerscale=3,
+               fontsize=7, handletextpad=0.2, columnspacing=0.9)
+    fig.suptitle(title, fontsize=9)
+    return fig
 
 
 def pca_figure(natural: torch.Tensor, perturbed: torch.Tensor, labels: torch.Tensor, explained: torch.Tensor,
                title: str, path: Path) -> Path:
     """The paper's Figure 1 for one model: 2-D PCA of natural (dots) and FGSM-perturbed (crosses) embeddings."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharex=True, sharey=True)
-    cmap = plt.get_cmap("tab10")
-    for ax, points, name in ((axes[0], natural, "natural"), (axes[1], perturbed, "FGSM-perturbed")):
-        for c in range(10):
-            mask = labels == c
-            ax.scatter(points[mask, 0], points[mask, 1], s=3, color=cmap(c), label=str(c), alpha=0.6,
-                       marker="o" if name == "natural" else "x", linewidths=0.5)
-        ax.set_title(f"{name} test images", fontsize=9)
-        ax.set_xlabel(f"PC1 ({100 * float(explained[0]):.0f}% of natural variance)", fontsize=8)
-    axes[0].set_ylabel(f"PC2 ({100 * float(explained[1]):.0f}%)", fontsize=8)
-    axes[1].legend(markerscale=3, fontsize=7, title="class", loc="best")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = png_path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_png(pca_plot(natural, perturbed, labels, explained, title), path, dpi=120)
 
 
 def curves_figure(series: dict[str, list[list[dict[str, Any]]]], path: Path) -> Path:
+    """curves.png: see curves_plot."""
+    return save_png(curves_plot(series), path, dpi=110)
+
+
+def curves_plot(series: dict[str, list[list[dict[str, Any]]]]) -> Any:
     """Training curves per variant (one thin line per seed): train loss, clean, FGSM and PGD monitor accuracy.
 
     FGSM and PGD side by side: FGSM accuracy holding while PGD accuracy falls is gradient masking.
@@ -93,15 +122,10 @@ def curves_figure(series: dict[str, list[list[dict[str, Any]]]], path: Path) -> 
     for ax, (_, label) in zip(axes, keys, strict=True):
         ax.set_xlabel("epoch", fontsize=8)
         ax.set_title(label, fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    path = png_path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return fig
 
 
 def robustness_curve_figure(panels: dict[str, dict[str, list[list[tuple[float, float]]]]], path: Path, *,
@@ -133,7 +157,4 @@ def robustness_curve_figure(panels: dict[str, dict[str, list[list[tuple[float, f
     axes[0][0].set_ylabel("accuracy %", fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=120)

@@ -394,34 +394,69 @@ def to_csv(rows: list[Row], *, with_runs: bool = False) -> str:
     return buf.getvalue()
 
 
+LATEX_NOTE = "% Needs \\usepackage{booktabs} in the preamble (\\toprule, \\midrule, \\bottomrule)."
+LATEX_SINGLE = "a value without $\\pm$ is a single run (n=1): no spread measured"
+LATEX_EQUAL = "a value without $\\pm$ has no spread measured (n=1, or the same difference on every seed)"
+
+
+def _tex_cell(cell: Cell, signed: bool = False) -> str:
+    """'$98.00 \\pm 1.00$ (3)'; a single run (or equal paired differences) is its value alone: '$91.00$ (1)'."""
+    if not cell.values:
+        return "--"
+    mean = f"{cell.mean:+.2f}" if signed else f"{cell.mean:.2f}"
+    spread = cell.std if cell.std or (cell.std is not None and not signed) else None
+    return f"${mean}$ ({cell.n})" if spread is None else f"${mean} \\pm {spread:.2f}$ ({cell.n})"
+
+
+def _latex_table(caption: str, label: str, head: list[str], body: list[list[str]], after: list[str]) -> list[str]:
+    """A booktabs table environment: three text columns then centred value columns."""
+    return ["\\begin{table}[t]", "\\centering", f"\\caption{{{caption}}}", f"\\label{{tab:{label}}}",
+            f"\\begin{{tabular}}{{lll{'c' * (len(head) - 3)}}}", "\\toprule", " & ".join(head) + " \\\\",
+            "\\midrule", *(" & ".join(cells) + " \\\\" for cells in body), "\\bottomrule", "\\end{tabular}",
+            *after, "\\end{table}"]
+
+
+def _latex_cells(row: Row, metrics: list[str]) -> list[str]:
+    cells = []
+    for m in metrics:
+        flag = "$^\\ddagger$" if row.cells[m].values and m == MARKED_METRIC and flagged_runs(row.runs) else ""
+        ia = "$^\\dagger$" if row.cells[m].values and _ia_mark(row, m) else ""
+        cells.append(_tex_cell(row.cells[m]) + ia + flag)
+    return [_tex(row.variant), _tex(row.dataset), _tex(row.setting), *cells]
+
+
+def _latex_paired(rows: list[Row], metrics: list[str]) -> list[str]:
+    """The paired-differences table (as in the md report), or nothing when no row is compared."""
+    compared = [row for row in rows if row.deltas or row.pairing]
+    if not compared:
+        return []
+    body = [[_tex(row.variant), _tex(row.dataset), _tex(row.setting),
+             *([_tex_cell(row.deltas[m], signed=True) + ("$^\\dagger$" if _ia_mark(row, m) else "")
+                for m in metrics] if row.deltas else [_tex(row.pairing)] + [""] * (len(metrics) - 1))]
+            for row in compared]
+    single = any(not row.deltas[m].std for row in compared if row.deltas for m in metrics if row.deltas[m].values)
+    caption = ("Paired differences against the reference baseline (variant baseline with its own loss weights) of "
+               "the same setting, seed by seed: percentage points, mean $\\pm$ sample std (seeds)"
+               + (f"; {LATEX_EQUAL}" if single else "") + ".")
+    head = ["Variant", "Dataset", "Setting", *(f"$\\Delta${_tex(METRIC_LABELS[m])}" for m in metrics)]
+    return ["", *_latex_table(caption, "amltui-paired", head, body, [])]
+
+
 def to_latex(rows: list[Row], *, with_runs: bool = False) -> str:
+    """The results table (and the paired differences, when any) as booktabs LaTeX tables, caption and label."""
     metrics = present_metrics(rows) if rows else []
     images = images_per_metric(rows, metrics)
     differ = len(set(images.values())) > 1
-
-    def label(m: str) -> str:
-        return _tex(METRIC_LABELS[m]) + (f" ($n_{{img}}={images[m]}$)" if differ else "")
-
-    cols = "lll" + "c" * len(metrics)
-    out = [f"\\begin{{tabular}}{{{cols}}}", "\\toprule",
-           " & ".join(["Variant", "Dataset", "Setting", *(label(m) for m in metrics)]) + " \\\\",
-           "\\midrule"]
-    for row in rows:
-        cells = []
-        for m in metrics:
-            c = row.cells[m]
-            if not c.values:
-                cells.append("--")
-            else:
-                std = "--" if c.std is None else f"{c.std:.2f}"
-                flag = "$^\\ddagger$" if m == MARKED_METRIC and flagged_runs(row.runs) else ""
-                ia = "$^\\dagger$" if _ia_mark(row, m) else ""
-                cells.append(f"${c.mean:.2f} \\pm {std}$ ({c.n}){ia}{flag}")
-        out.append(" & ".join([_tex(row.variant), _tex(row.dataset), _tex(row.setting), *cells]) + " \\\\")
-    out += ["\\bottomrule", "\\end{tabular}"]
+    head = ["Variant", "Dataset", "Setting",
+            *(_tex(METRIC_LABELS[m]) + (f" ($n_{{img}}={images[m]}$)" if differ else "") for m in metrics)]
+    single = any(row.cells[m].n == 1 for row in rows for m in metrics)
+    caption = ("Accuracy (\\%) on the test split: mean $\\pm$ sample std over seeds (seeds in parentheses, one run "
+               "per seed)" + (f"; {LATEX_SINGLE}" if single else "") + ".")
+    flags = [f"\\par{{\\footnotesize $^\\ddagger$ {_tex(line.removeprefix(MARK + ' '))}}}"
+             for line in flag_footnotes(rows)]
+    out = [LATEX_NOTE, *_latex_table(caption, "amltui-results", head, [_latex_cells(r, metrics) for r in rows], flags)]
     out += [f"% {_tex(note)}" for note in (footnotes(rows, metrics) if rows else [])]
-    out += [f"\\par{{\\footnotesize $^\\ddagger$ {_tex(line.removeprefix(MARK + ' '))}}}"
-            for line in flag_footnotes(rows)]
+    out += _latex_paired(rows, metrics)
     if with_runs:
         out += [f"% {row.variant} {row.dataset}: " + " ".join(r["id"] for r in row.runs)
                 + (" (repeats not counted: " + " ".join(r["id"] for r in row.repeats) + ")" if row.repeats else "")

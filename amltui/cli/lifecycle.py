@@ -23,7 +23,6 @@ from amltui.app.executors.liveness import ORPHANED, STALLED, WORKING
 from amltui.app.executors.local import LocalScheduler
 from amltui.app.gpus import MAX_MEM_DEFAULT, MAX_UTIL_DEFAULT, parse_gpu_spec, parse_slots
 from amltui.app.records import DAMAGED, TERMINAL, inspect
-from amltui.app.run_progress import LiveRuns
 from amltui.app.runs import create_runs, requeue, run_dir, set_status
 from amltui.app.store import Store, StoreError, validate_run_id
 from amltui.cli.common import (
@@ -41,6 +40,7 @@ from amltui.cli.common import (
     resolve_run,
     status_text,
 )
+from amltui.cli.progress_bars import run_lines
 from core.config import CHOICES, PRESETS, VARIANTS, ConfigError, RunConfig
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
@@ -217,7 +217,7 @@ def dispatch(store: Store, ids: list[str], *, executor: str = "local", gpus: str
     for note in plan.notes:
         err.print(f"note: {escape(note)}", highlight=False)
     scheduler = LocalScheduler(store, ids, plan.slots, admit=plan.gate)
-    with interrupt_flag() as interrupted, LiveRuns(console, store, ids) as live:
+    with interrupt_flag() as interrupted, run_lines(console, store, ids) as live:
         # Ctrl-C only sets the flag: the scheduler stops at a safe point (never between claiming a run and
         # starting its worker), records the cancel in each running run, then signals the workers.
         finished = scheduler.run(on_tick=live.refresh, should_stop=interrupted)
@@ -250,7 +250,7 @@ def interrupt_flag() -> Iterator[Callable[[], str | None]]:
 
 
 def _follow(store: Store, ids: list[str], cancel, reconcile) -> None:
-    with LiveRuns(console, store, ids) as live:
+    with run_lines(console, store, ids) as live:
         try:
             while True:
                 reconcile(store)

@@ -1,7 +1,12 @@
-"""Rich progress display for a foreground run: training, invariance generation and evaluation bars."""
+"""Progress of a foreground run: Rich bars on a terminal, plain flushed lines when the output is piped.
+
+A pipe or a file gets no bars (Rich draws nothing there until the end), so ``PlainRuns`` and ``RunProgress``
+print one line per phase start and end (data, invariance sets, training, each epoch, evaluation, PGD).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
@@ -14,6 +19,90 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+from amltui.app.records import TERMINAL, inspect
+from amltui.app.run_progress import LiveRuns, describe, read_progress
+from amltui.app.runs import run_dir
+from amltui.app.store import Store
+
+
+def epoch_line(data: dict[str, Any]) -> str:
+    """'epoch 2/8: loss 0.1234  A_orig 97.10  A_SA 80.00  (monitor subset)  12.3s' from an epoch event."""
+    nan = float("nan")
+    return (f"epoch {data['epoch']}/{data['epochs']}: loss {data.get('train_loss', nan):.4f}  "
+            f"A_orig {data.get('monitor_A_orig', nan):.2f}  A_SA {data.get('monitor_A_SA', nan):.2f}  "
+            + (f"A_PGD {data['monitor_A_PGD']:.2f}  " if "monitor_A_PGD" in data else "")
+            + f"(monitor subset)  {data.get('seconds', 0):.1f}s")
+
+
+def run_lines(console: Console, store: Store, run_ids: Sequence[str]) -> LiveRuns:
+    """The foreground display of queued runs: live bars on a terminal, plain lines otherwise."""
+    return LiveRuns(console, store, run_ids) if console.is_terminal else PlainRuns(console, store, run_ids)
+
+
+def phase_lines(kind: str, data: dict[str, Any], seen: set[str]) -> list[str]:
+    """'invariance train: 0/256' when a phase is first seen, '… done (256)' when its last step is; ``seen`` keeps
+    what was already said."""
+    what = f"invariance {data['split']}" if kind == "invariance" else f"eval {data['metric']}"
+    lines = []
+    if what not in seen:
+        seen.add(what)
+        lines.append(f"{what}: {data['done']}/{data['total']}")
+    if data["done"] >= data["total"] and f"{what} done" not in seen:
+        seen.add(f"{what} done")
+        lines.append(f"{what} done ({data['total']})")
+    return lines
+
+
+class PlainRuns(LiveRuns):
+    """LiveRuns for a pipe: on each refresh, prints (flushed) what changed since the last one, one line each."""
+
+    def __init__(self, console: Console, store: Store, run_ids: Sequence[str]) -> None:
+        super().__init__(console, store, run_ids)
+        self.console = console
+        self.tasks = dict.fromkeys(self.run_ids)  # all_ended counts them
+        self.seen: dict[str, set[str]] = {run_id: set() for run_id in self.run_ids}
+        self.epochs: dict[str, int] = dict.fromkeys(self.run_ids, 0)
+
+    def __enter__(self) -> PlainRuns:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.refresh()
+
+    def refresh(self) -> list[dict[str, Any]]:
+        records = {r["id"]: inspect(r) for r in self.store.all() if r["id"] in self.tasks}
+        for run_id in self.run_ids:
+            if run_id in records:
+                try:
+                    lines = self._news(run_id, records[run_id])
+                except (KeyError, TypeError, ValueError, AttributeError, OSError):  # half-written: next tick
+                    continue
+                for line in lines:
+                    self.console.print(f"{run_id}: {line}", markup=False, highlight=False, soft_wrap=True)
+                self.console.file.flush()
+        return list(records.values())
+
+    def _news(self, run_id: str, record: dict[str, Any]) -> list[str]:
+        seen, status = self.seen[run_id], str(record.get("status", "?"))
+        lines = [] if f"status {status}" in seen or status in TERMINAL else [status]
+        seen.add(f"status {status}")
+        if "n_train" in record and "data" not in seen:
+            seen.add("data")
+            lines.append(f"data loaded: {record['n_train']} train / {record['n_test']} test images")
+        progress = read_progress(self.store, run_id)
+        phases = [phase_lines(kind, progress[kind], seen) if isinstance(progress.get(kind), dict) else []
+                  for kind in ("invariance", "eval")]
+        before = progress.get("invariance", {}).get("split") == "train"  # the train set comes before the epochs
+        lines += phases[0] if before else []
+        epochs = [m for m in run_dir(self.store.runs_dir, run_id).read_metrics() if m.get("kind") == "epoch"]
+        lines += [epoch_line(m) for m in epochs[self.epochs[run_id]:]]
+        self.epochs[run_id] = max(self.epochs[run_id], len(epochs))
+        lines += ([] if before else phases[0]) + phases[1]
+        if status in TERMINAL and "end" not in seen:
+            seen.add("end")
+            lines.append(describe(record, {})[0])
+        return lines
 
 
 class RunProgress:
@@ -32,6 +121,7 @@ class RunProgress:
             transient=False,
         )
         self.tasks: dict[str, TaskID] = {}
+        self.seen: set[str] = set()
 
     def __enter__(self) -> RunProgress:
         self.progress.__enter__()
@@ -53,18 +143,12 @@ class RunProgress:
             self.progress.update(task, completed=done, description=f"epoch {data['epoch']}/{data['epochs']}",
                                  info=f"loss {data['loss']:.4f}")
         elif kind == "epoch":
-            self.progress.console.print(
-                f"epoch {data['epoch']}/{data['epochs']}: loss {data.get('train_loss', float('nan')):.4f}  "
-                f"A_orig {data.get('monitor_A_orig', float('nan')):.2f}  "
-                f"A_SA {data.get('monitor_A_SA', float('nan')):.2f}  "
-                + (f"A_PGD {data['monitor_A_PGD']:.2f}  " if "monitor_A_PGD" in data else "")
-                + "(monitor subset)  "
-                + f"{data.get('seconds', 0):.1f}s",
-                highlight=False,
-            )
-        elif kind == "invariance":
-            task = self._task(f"inv-{data['split']}", f"invariance {data['split']}", data["total"])
+            self.progress.console.print(epoch_line(data), highlight=False, markup=False)
+        elif kind in ("invariance", "eval"):
+            what = f"invariance {data['split']}" if kind == "invariance" else f"eval {data['metric']}"
+            task = self._task(what, what, data["total"])
             self.progress.update(task, completed=data["done"], total=data["total"])
-        elif kind == "eval":
-            task = self._task(f"eval-{data['metric']}", f"eval {data['metric']}", data["total"])
-            self.progress.update(task, completed=data["done"], total=data["total"])
+            if not self.progress.console.is_terminal:  # no bars in a pipe: a line per phase start and end
+                for line in phase_lines(kind, data, self.seen):
+                    self.progress.console.print(line, highlight=False, markup=False)
+                self.progress.console.file.flush()

@@ -1,0 +1,52 @@
+"""A foreground run whose stdout is a pipe prints plain progress lines (amltui/cli/progress_bars.py)."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from amltui.cli.progress_bars import RunProgress
+from tests.conftest import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_piped_foreground_run_prints_phase_and_epoch_lines(tmp_path: Path) -> None:
+    sets = [f"--set={k}={v}" for k, v in TINY.items()
+            if k not in ("dataset", "epochs", "train_subset", "test_subset")]
+    cmd = [sys.executable, "-m", "amltui", "run", "--runs-dir", str(tmp_path), "--variant", "ml_sa_ia",
+           "--dataset", TINY["dataset"], "--epochs", str(TINY["epochs"]), "--train-subset", str(TINY["train_subset"]),
+           "--test-subset", str(TINY["test_subset"]), "--device", "cpu", "--cpu-slots", "1", *sets]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"})
+    assert out.returncode == 0, out.stdout + out.stderr
+    run_id = re.search(r"queued 1 run\(s\) in .*: (\S+)", out.stdout).group(1)
+    lines = [line.removeprefix(f"{run_id}: ") for line in out.stdout.splitlines() if line.startswith(run_id + ": ")]
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert [e.split(":")[0] for e in epochs] == ["epoch 1/2", "epoch 2/2"]
+    assert all(re.fullmatch(r"epoch \d/2: loss \d+\.\d{4}  A_orig .* \(monitor subset\)  \d+\.\ds", e) for e in epochs)
+    assert "running" in lines
+    assert f"data loaded: {TINY['train_subset']} train / {TINY['test_subset']} test images" in lines
+    train_done = lines.index(f"invariance train done ({TINY['train_subset']})")
+    assert train_done < lines.index(epochs[0])  # in the order they happened
+    assert any(line.startswith("eval ") and line.endswith(f"done ({TINY['test_subset']})") for line in lines)
+    assert lines[-1].startswith("done  A_orig ")
+
+
+def test_run_progress_in_a_pipe_prints_each_phase_start_and_end_once() -> None:
+    buffer = io.StringIO()
+    with RunProgress(Console(file=buffer, width=120)) as progress:
+        for done in (10, 20, 30, 30):
+            progress.on_event("invariance", {"split": "test", "done": done, "total": 30})
+        progress.on_event("eval", {"metric": "A_PGD", "done": 5, "total": 5})
+    lines = buffer.getvalue().splitlines()
+    # the lines as they happened; then Rich's final render of the bars, once, when the display closes
+    assert lines[:4] == ["invariance test: 10/30", "invariance test done (30)", "eval A_PGD: 5/5",
+                         "eval A_PGD done (5)"]
+    assert len(lines) == 6 and lines[4].startswith("invariance test ━") and lines[5].startswith("eval A_PGD ")
