@@ -10,10 +10,8 @@ The trainer knows nothing of files except its checkpoint; everything else it rep
 
 from __future__ import annotations
 
-import errno
 import io
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ from core.config import RunConfig
 from core.data import Dataset, Split, batch_indices, to_float
 from core.device import set_deterministic
 from core.errors import DiskFullError, TrainingFailed, disk_full_message  # noqa: F401  (re-exported)
+from core.fsio import NO_SPACE, atomic_write
 from core.losses import TERM_NAMES
 from core.models import EmbeddingNet, build_model
 from core.scoring import FastForward, clean_and_fgsm_correct, count_correct
@@ -277,18 +276,10 @@ def save_checkpoint(
     buffer = io.BytesIO()
     torch.save(state, buffer)
     data = buffer.getbuffer()
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if before_checkpoint_rename is not None:
-            before_checkpoint_rename(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)  # a half-written temp file would keep the disk full; the old checkpoint stays
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        atomic_write(path, lambda fh: fh.write(data), before_rename=before_checkpoint_rename)
+    except OSError as exc:
+        if exc.errno in NO_SPACE:  # the old checkpoint stays, and atomic_write removed its temp file
             raise DiskFullError(disk_full_message(path, len(data), f"the checkpoint {path.name}")) from None
         raise
 
