@@ -31,6 +31,7 @@ from core.attacks.transforms import (
     make_grid,
     transform_all,
 )
+from core.registry import INVARIANCE_EPS
 
 if TYPE_CHECKING:
     from core.data import Dataset
@@ -87,8 +88,8 @@ Progress = Callable[[int, int], None]
 
 def _check_eps(eps: float) -> float:
     eps = float(eps)
-    if not 0.0 < eps <= 1.0:
-        raise ValueError(f"eps={eps} must be in (0, 1]: the L∞ budget is in pixel units of [0, 1] images "
+    if not INVARIANCE_EPS.contains(eps):
+        raise ValueError(f"eps={eps} must be in {INVARIANCE_EPS}: the L∞ budget is in pixel units of [0, 1] images "
                          "(e.g. 0.3, not 76.5).")
     return eps
 
