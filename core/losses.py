@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -111,6 +111,7 @@ def _other_class(labels: Tensor) -> Tensor:
     return labels[:, None] != labels[None, :]
 
 
+@runtime_checkable
 class Miner(Protocol):
     """What TripletLoss needs from a miner: indices of each anchor's positive and negative, and which are valid.
 
