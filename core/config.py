@@ -1,6 +1,10 @@
 """RunConfig: one flat, typed record of everything a run depends on, saved with every result.
 
 Resolution order: preset → variant weights → explicit fields → ``key=value`` overrides; then validation.
+
+Each key is declared once, below, with ``key(default, help, choices, bound=...)``: its type is the annotation, its
+choices and ε bounds come from core/registry.py. CHOICES, RANGES, validation, ``key_specs()`` (for the
+dashboard's form) and ``key_reference()`` (`amltui config-keys`) are all derived from those declarations.
 """
 
 from __future__ import annotations
