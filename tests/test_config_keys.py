@@ -72,3 +72,18 @@ def test_config_keys_prints_descriptions_and_per_preset_defaults() -> None:
     assert block[2].split() == ["default:", *(f"{p}={e}" for p, e in zip(PRESETS, ("200", "8", "200"), strict=True))]
     bad = CliRunner().invoke(app, ["config-keys", "--variant", "nope"])
     assert bad.exit_code == 2 and "nope" in bad.output
+
+
+def test_the_key_table_and_the_write_helper_load_no_torch() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+
+    code = ("import sys, core.config, core.registry, core.fsio, core.metrics, amltui.app.fsutil; "
+            "core.config.key_specs(); core.config.preset_defaults('paper'); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.stdout.strip() == "False"
