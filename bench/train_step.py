@@ -45,6 +45,7 @@ from core.config import VARIANTS, RunConfig
 from core.data import Split, batch_indices, load_dataset, to_float
 from core.losses import ObjectiveWeights, TripletLoss, objective
 from core.models import EmbeddingNet, build_model
+from core.registry import make_miner
 from core.step import TrainStep, use_channels_last
 from core.train import make_optimizer, weights_of
 
@@ -92,7 +93,7 @@ class NaiveStep:
                  miner_gen: torch.Generator | None = None, attack_gen: torch.Generator | None = None) -> None:
         self.model, self.optimizer, self.eps = model, optimizer, config.eps_s
         self.weights: ObjectiveWeights = weights_of(config)
-        self.triplet = TripletLoss(margin=config.margin, miner=config.miner, negatives=config.negatives)
+        self.triplet = TripletLoss(margin=config.margin, miner=make_miner(config.miner), negatives=config.negatives)
         self.miner_gen = miner_gen
         self.attack, self.attack_gen = config.train_attack, attack_gen
         self.steps = config.train_steps if config.train_attack == "pgd" else 1

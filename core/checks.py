@@ -69,69 +69,77 @@ def _r(x: float) -> float:
 def run_checks(m: Measurements, th: Thresholds = Thresholds()) -> list[CheckResult]:
     """All five checks, in order (a)–(e); ``passed`` is None for a check whose inputs were not measured."""
     tol = max(th.tolerance, 100.0 * th.min_images / m.n) if m.n else th.tolerance
-    out: list[CheckResult] = []
+    return [_check_large_eps(m, th), _check_more_iterations(m, tol), _check_black_box(m, tol),
+            _check_fgsm_gt_pgd(m, th), _check_non_monotone(m, tol)]
 
-    # (a)
+
+def _check_large_eps(m: Measurements, th: Thresholds) -> CheckResult:
+    """(a) at a large ε PGD must reach (near) zero accuracy."""
     if m.large_eps is None:
-        out.append(CheckResult("check_large_eps", "(a) large ε", None, {}, "not measured"))
-    else:
-        ok = m.large_eps <= th.large_eps_max
-        out.append(CheckResult("check_large_eps", "(a) large ε", ok,
-                               {"eps": LARGE_EPS, "pgd": _r(m.large_eps), "max": th.large_eps_max},
-                               f"PGD accuracy at ε={LARGE_EPS} is {m.large_eps:.2f}% "
-                               f"({'≤' if ok else '>'} {th.large_eps_max:g}%)"))
-    # (b)
+        return CheckResult("check_large_eps", "(a) large ε", None, {}, "not measured")
+    ok = m.large_eps <= th.large_eps_max
+    return CheckResult("check_large_eps", "(a) large ε", ok,
+                       {"eps": LARGE_EPS, "pgd": _r(m.large_eps), "max": th.large_eps_max},
+                       f"PGD accuracy at ε={LARGE_EPS} is {m.large_eps:.2f}% "
+                       f"({'≤' if ok else '>'} {th.large_eps_max:g}%)")
+
+
+def _check_more_iterations(m: Measurements, tol: float) -> CheckResult:
+    """(b) more PGD steps or restarts must not raise the accuracy."""
     if m.pgd is None or (m.pgd_more_steps is None and m.pgd_restarts is None):
-        out.append(CheckResult("check_more_iterations", "(b) more steps/restarts", None, {}, "not measured"))
-    else:
-        more = {k: v for k, v in (("pgd_10x_steps", m.pgd_more_steps), ("pgd_5_restarts", m.pgd_restarts))
-                if v is not None}
-        worst_key = max(more, key=lambda k: more[k])
-        ok = more[worst_key] <= m.pgd + tol
-        out.append(CheckResult("check_more_iterations", "(b) more steps/restarts", ok,
-                               {"pgd": _r(m.pgd), **{k: _r(v) for k, v in more.items()}, "tolerance": _r(tol)},
-                               f"{worst_key} {more[worst_key]:.2f}% vs PGD {m.pgd:.2f}%"
-                               + ("" if ok else f": more effort raised accuracy by more than {tol:.2f} points")))
-    # (c)
+        return CheckResult("check_more_iterations", "(b) more steps/restarts", None, {}, "not measured")
+    more = {k: v for k, v in (("pgd_10x_steps", m.pgd_more_steps), ("pgd_5_restarts", m.pgd_restarts))
+            if v is not None}
+    worst_key = max(more, key=lambda k: more[k])
+    ok = more[worst_key] <= m.pgd + tol
+    return CheckResult("check_more_iterations", "(b) more steps/restarts", ok,
+                       {"pgd": _r(m.pgd), **{k: _r(v) for k, v in more.items()}, "tolerance": _r(tol)},
+                       f"{worst_key} {more[worst_key]:.2f}% vs PGD {m.pgd:.2f}%"
+                       + ("" if ok else f": more effort raised accuracy by more than {tol:.2f} points"))
+
+
+def _check_black_box(m: Measurements, tol: float) -> CheckResult:
+    """(c) the black-box Square attack must not beat the best white-box attack."""
     white = {k: v for k, v in (("pgd", m.pgd), ("fgsm", m.fgsm)) if v is not None}
     if m.square is None or not white:
-        out.append(CheckResult("check_black_box", "(c) black-box ≤ white-box", None, {}, "not measured"))
-    else:
-        best_key = min(white, key=lambda k: white[k])
-        ok = m.square >= white[best_key] - tol
-        out.append(CheckResult("check_black_box", "(c) black-box ≤ white-box", ok,
-                               {"square": _r(m.square), **{k: _r(v) for k, v in white.items()},
-                                "tolerance": _r(tol)},
-                               f"Square {m.square:.2f}% vs best white-box ({best_key}) {white[best_key]:.2f}%"
-                               + ("" if ok else ": the black-box attack is stronger")))
-    # (d)
+        return CheckResult("check_black_box", "(c) black-box ≤ white-box", None, {}, "not measured")
+    best_key = min(white, key=lambda k: white[k])
+    ok = m.square >= white[best_key] - tol
+    return CheckResult("check_black_box", "(c) black-box ≤ white-box", ok,
+                       {"square": _r(m.square), **{k: _r(v) for k, v in white.items()}, "tolerance": _r(tol)},
+                       f"Square {m.square:.2f}% vs best white-box ({best_key}) {white[best_key]:.2f}%"
+                       + ("" if ok else ": the black-box attack is stronger"))
+
+
+def _check_fgsm_gt_pgd(m: Measurements, th: Thresholds) -> CheckResult:
+    """(d) FGSM accuracy must not exceed PGD accuracy by more than the allowed gap."""
     if m.fgsm is None or m.pgd is None:
-        out.append(CheckResult("check_fgsm_gt_pgd", "(d) FGSM ≈ PGD", None, {}, "not measured"))
-    else:
-        gap = m.fgsm - m.pgd
-        ok = gap <= th.fgsm_gap
-        out.append(CheckResult("check_fgsm_gt_pgd", "(d) FGSM ≈ PGD", ok,
-                               {"fgsm": _r(m.fgsm), "pgd": _r(m.pgd), "gap": _r(gap), "max_gap": th.fgsm_gap},
-                               f"FGSM {m.fgsm:.2f}% − PGD {m.pgd:.2f}% = {gap:.2f} points "
-                               f"({'≤' if ok else '>'} {th.fgsm_gap:g})"))
-    # (e)
+        return CheckResult("check_fgsm_gt_pgd", "(d) FGSM ≈ PGD", None, {}, "not measured")
+    gap = m.fgsm - m.pgd
+    ok = gap <= th.fgsm_gap
+    return CheckResult("check_fgsm_gt_pgd", "(d) FGSM ≈ PGD", ok,
+                       {"fgsm": _r(m.fgsm), "pgd": _r(m.pgd), "gap": _r(gap), "max_gap": th.fgsm_gap},
+                       f"FGSM {m.fgsm:.2f}% − PGD {m.pgd:.2f}% = {gap:.2f} points "
+                       f"({'≤' if ok else '>'} {th.fgsm_gap:g})")
+
+
+def _check_non_monotone(m: Measurements, tol: float) -> CheckResult:
+    """(e) accuracy must never rise (beyond the tolerance) as ε grows, on any curve."""
     if not m.curves:
-        out.append(CheckResult("check_non_monotone", "(e) monotone in ε", None, {}, "not measured"))
-    else:
-        rises = []
-        for attack, points in sorted(m.curves.items()):
-            pts = sorted(points)
-            for (e0, a0), (e1, a1) in zip(pts, pts[1:], strict=False):
-                if a1 > a0 + tol:
-                    rises.append({"attack": attack, "from_eps": e0, "to_eps": e1, "from": _r(a0), "to": _r(a1)})
-        ok = not rises
-        worst = max(rises, key=lambda r: r["to"] - r["from"]) if rises else None
-        out.append(CheckResult("check_non_monotone", "(e) monotone in ε", ok,
-                               {"rises": rises, "tolerance": _r(tol), "attacks": sorted(m.curves)},
-                               "accuracy never rises with ε" if ok else
-                               f"{worst['attack']}: {worst['from']:.2f}% at ε={worst['from_eps']:g} → "
-                               f"{worst['to']:.2f}% at ε={worst['to_eps']:g}"))
-    return out
+        return CheckResult("check_non_monotone", "(e) monotone in ε", None, {}, "not measured")
+    rises = []
+    for attack, points in sorted(m.curves.items()):
+        pts = sorted(points)
+        for (e0, a0), (e1, a1) in zip(pts, pts[1:], strict=False):
+            if a1 > a0 + tol:
+                rises.append({"attack": attack, "from_eps": e0, "to_eps": e1, "from": _r(a0), "to": _r(a1)})
+    ok = not rises
+    worst = max(rises, key=lambda r: r["to"] - r["from"]) if rises else None
+    return CheckResult("check_non_monotone", "(e) monotone in ε", ok,
+                       {"rises": rises, "tolerance": _r(tol), "attacks": sorted(m.curves)},
+                       "accuracy never rises with ε" if ok else
+                       f"{worst['attack']}: {worst['from']:.2f}% at ε={worst['from_eps']:g} → "
+                       f"{worst['to']:.2f}% at ε={worst['to_eps']:g}")
 
 
 def failed_flags(results: list[CheckResult]) -> list[str]:

@@ -1,6 +1,10 @@
 """RunConfig: one flat, typed record of everything a run depends on, saved with every result.
 
 Resolution order: preset → variant weights → explicit fields → ``key=value`` overrides; then validation.
+
+Each key is declared once, below, with ``key(default, help, choices, bound=...)``: its type is the annotation, its
+choices and ε bounds come from core/registry.py. CHOICES, RANGES, validation, ``key_specs()`` (for the
+dashboard's form) and ``key_reference()`` (`amltui config-keys`) are all derived from those declarations.
 """
 
 from __future__ import annotations
@@ -15,15 +19,12 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-VARIANTS = ("baseline", "ml_sa", "ml_sa_ia")
-PRESETS = ("paper", "quick", "authors")
+from core import registry
+from core.registry import ATTACK_EPS, INVARIANCE_EPS, Bound
 
-# (w_clean, w_adv, lambda_sa, lambda_ia, lambda_norm): the objective of each variant (DESIGN §1).
-VARIANT_DEFAULTS: dict[str, dict[str, float]] = {
-    "baseline": dict(w_clean=0.5, w_adv=0.5, lambda_sa=0.0, lambda_ia=0.0, lambda_norm=0.0),
-    "ml_sa": dict(w_clean=0.5, w_adv=0.5, lambda_sa=0.5, lambda_ia=0.0, lambda_norm=1e-3),
-    "ml_sa_ia": dict(w_clean=0.5, w_adv=0.5, lambda_sa=0.5, lambda_ia=0.5, lambda_norm=1e-3),
-}
+VARIANTS = registry.VARIANTS
+PRESETS = registry.PRESETS
+VARIANT_DEFAULTS: dict[str, dict[str, float]] = registry.VARIANT_WEIGHTS  # the objective of each variant
 
 PRESET_VALUES: dict[str, dict[str, Any]] = {
     # The paper's hyperparameters (docs/results.md), on the full MNIST (offline: --data-dir with the four idx
@@ -45,56 +46,6 @@ PRESET_VALUES: dict[str, dict[str, Any]] = {
                     miner="batch_hard", negatives="perturbed", train_attack="fgsm"),
 }
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "variant": VARIANTS,
-    "preset": PRESETS,
-    "arch": ("paper", "small"),
-    "optimizer": ("adam", "sgd"),
-    "miner": ("hardest", "random", "batch_hard"),
-    "negatives": ("natural", "perturbed"),
-    "inv_mode": ("exact", "fast"),
-    "dataset": ("mnist", "fashion-mnist", "mnist-sample", "synthetic"),
-    "train_attack": ("fgsm", "fgsm_rs", "pgd"),
-    "select": ("last", "best_pgd"),
-    "mask_rule": ("gap_or_collapse", "gap", "collapse", "off"),
-}
-
-# Inclusive numeric ranges; None = unbounded on that side.
-RANGES: dict[str, tuple[float | None, float | None]] = {
-    "seed": (0, 2**31 - 1),
-    "epochs": (1, None),
-    "batch_size": (1, None),
-    "eval_batch_size": (1, None),
-    "lr": (0.0, None),
-    "weight_decay": (0.0, None),
-    "momentum": (0.0, 1.0),
-    "embed_dim": (1, None),
-    "eps_s": (0.0, 1.0),
-    "inv_eps": (0.0, 1.0),
-    "pgd_eps": (0.0, 1.0),
-    "pgd_alpha": (0.0, 1.0),
-    "pgd_steps": (1, None),
-    "pgd_subset": (1, None),
-    "aa_subset": (1, None),
-    "margin": (0.0, 2.0),
-    "w_clean": (0.0, None),
-    "w_adv": (0.0, None),
-    "lambda_sa": (0.0, None),
-    "lambda_ia": (0.0, None),
-    "lambda_norm": (0.0, None),
-    "train_subset": (1, None),
-    "test_subset": (1, None),
-    "threads": (1, None),
-    "train_alpha": (0.0, 1.0),
-    "train_steps": (1, None),
-    "monitor_pgd": (0, None),
-    "monitor_pgd_steps": (1, None),
-    "holdout": (0, None),
-    "mask_gap": (0.0, 100.0),
-    "mask_collapse": (0.0, 100.0),
-    "log_every": (1, None),
-}
-
 # Not part of what a result depends on: where it ran, and the seed (aggregated over).
 NON_SCIENTIFIC = ("seed", "device", "threads", "data_dir", "eval_batch_size", "deterministic",
                   # the gradient-masking rule only labels a finished run (core/flags.py); it changes no number
@@ -106,80 +57,114 @@ NON_SCIENTIFIC = ("seed", "device", "threads", "data_dir", "eval_batch_size", "d
 EVAL_ONLY = ("eval_aa", "aa_version", "aa_subset")
 
 
+def _B(low: float | None, high: float | None = None) -> Bound:  # noqa: N802  (reads like the type it builds)
+    return Bound(low, high)
+
+
+def key(default: Any, help: str, choices: tuple[str, ...] | None = None, *, bound: Bound | None = None) -> Any:
+    """Declare a config key once: its default, one-line description, choices or bound (validation, `amltui
+    config-keys` and the dashboard's form are generated from this)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "bound": bound})
+
+
 class ConfigError(ValueError):
     """A configuration value is unknown, of the wrong type or out of range."""
 
 
 @dataclass
 class RunConfig:
-    variant: str = "ml_sa"
-    preset: str = "quick"
-    seed: int = 0
+    variant: str = key("ml_sa", "the objective: baseline (CE on clean + adversarial), ml_sa (+ sensitivity "
+                       "triplet), ml_sa_ia (+ invariance triplet); sets the five weights below", VARIANTS)
+    preset: str = key("quick", "the hyperparameter preset the other defaults come from (README, Presets)", PRESETS)
+    seed: int = key(0, "seed of the initial weights, batch order, mining and attack random starts",
+                    bound=_B(0, 2**31 - 1))
     # data
-    dataset: str = "mnist-sample"
-    data_dir: str | None = None
-    train_subset: int | None = None
-    test_subset: int | None = None
+    dataset: str = key("mnist-sample", "the images: mnist, fashion-mnist (idx files, --data-dir), mnist-sample "
+                       "(bundled 2,000/1,000 subset) or synthetic (generated, for tests)", registry.DATASETS)
+    data_dir: str | None = key(None, "folder holding the four idx files of mnist/fashion-mnist; none = the "
+                               "usual places (the error names them)")
+    train_subset: int | None = key(None, "train on a stratified subset of this many images; none = all", bound=_B(1))
+    test_subset: int | None = key(None, "evaluate on a stratified subset of this many test images; none = all",
+                                  bound=_B(1))
     # model
-    arch: str = "small"
-    embed_dim: int = 4
-    normalize: bool = False
+    arch: str = key("small", "architecture: paper (2 convs + 3 FC, PReLU) or small (Wong et al.'s fast MNIST net)",
+                    registry.ARCHITECTURES)
+    embed_dim: int = key(4, "size of the penultimate embedding h(x) the triplets act on", bound=_B(1))
+    normalize: bool = key(False, "standardize inputs with the MNIST mean/std inside the model (attacks still see "
+                          "[0, 1] pixels)")
     # optimisation
-    epochs: int = 8
-    batch_size: int = 64
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    momentum: float = 0.9
+    epochs: int = key(8, "training epochs", bound=_B(1))
+    batch_size: int = key(64, "training images per batch", bound=_B(1))
+    lr: float = key(1e-3, "learning rate of the optimizer", bound=_B(0.0))
+    optimizer: str = key("adam", "optimizer: adam or sgd (with momentum)", registry.OPTIMIZERS)
+    weight_decay: float = key(0.0, "L2 weight decay of the optimizer", bound=_B(0.0))
+    momentum: float = key(0.9, "SGD momentum (unused by adam)", bound=_B(0.0, 1.0))
     # objective
-    eps_s: float = 0.3
-    # training attack making x_p (README, "Robust training"): fgsm (the paper's) | fgsm_rs (Wong et al.
-    # 2020, random start + one step of train_alpha, default 1.25·eps_s) | pgd (train_steps steps of train_alpha,
-    # default 2.5·eps_s/train_steps, random start; Madry et al. 2018)
-    train_attack: str = "fgsm"
-    train_alpha: float | None = None
-    train_steps: int = 7
-    w_clean: float = 0.5
-    w_adv: float = 0.5
-    lambda_sa: float = 0.5
-    lambda_ia: float = 0.0
-    lambda_norm: float = 1e-3
-    margin: float = 0.05
-    miner: str = "hardest"
-    negatives: str = "natural"
+    eps_s: float = key(0.3, "ε_s, the L∞ budget (pixels of [0, 1] images) of the training attack and of A_SA",
+                       bound=ATTACK_EPS)
+    # README "Robust training": fgsm_rs is Wong et al. 2020, pgd Madry et al. 2018
+    train_attack: str = key("fgsm", "attack making x_p: fgsm (the paper's), fgsm_rs (random start + one step) or "
+                            "pgd (train_steps steps from a random start)", registry.TRAIN_ATTACKS)
+    train_alpha: float | None = key(None, "step of fgsm_rs/pgd training; none = 1.25·eps_s (fgsm_rs) or "
+                                    "2.5·eps_s/train_steps (pgd)", bound=ATTACK_EPS)
+    train_steps: int = key(7, "steps of pgd training", bound=_B(1))
+    w_clean: float = key(0.5, "weight of the cross-entropy on clean images (set by the variant)", bound=_B(0.0))
+    w_adv: float = key(0.5, "weight of the cross-entropy on x_p (set by the variant)", bound=_B(0.0))
+    lambda_sa: float = key(0.5, "weight of the sensitivity triplet (anchor x, positive x_p; set by the variant)",
+                           bound=_B(0.0))
+    lambda_ia: float = key(0.0, "weight of the invariance triplet (negative x_q; set by the variant; > 0 builds "
+                           "invariance sets)", bound=_B(0.0))
+    lambda_norm: float = key(1e-3, "weight of the feature-norm term of the triplets' embeddings (set by the "
+                             "variant)", bound=_B(0.0))
+    margin: float = key(0.05, "margin of the angular triplet loss", bound=_B(0.0, 2.0))
+    miner: str = key("hardest", "triplet miner: hardest negative, random negative or batch_hard (the authors')",
+                     tuple(registry.MINERS))
+    negatives: str = key("natural", "triplet negative candidates: natural h(x) or perturbed h(x_p) embeddings",
+                         registry.NEGATIVES)
     # invariance examples (Tramèr et al.)
-    inv_eps: float = 0.3
-    inv_mode: str = "fast"
+    inv_eps: float = key(0.3, "L∞ budget (pixels) of the invariance examples x_q; must be > 0", bound=INVARIANCE_EPS)
+    inv_mode: str = key("fast", "invariance neighbour search: exact (all pairs) or fast (indexed, agreement "
+                        "measured)", registry.INVARIANCE_MODES)
     # evaluation
-    eval_ia: bool = True  # A_IA and A_IA→target on the test split's invariance set (generated once, cached)
-    eval_batch_size: int = 1000
-    pgd_eps: float | None = None  # None = eps_s
-    pgd_steps: int = 40
-    pgd_alpha: float = 0.01
-    pgd_subset: int | None = None  # None = the whole test set
-    eval_aa: bool = False  # A_AA (AutoAttack at eps_s, torchattacks) in the run's final evaluation; slow on CPU
-    aa_version: str = "standard"  # standard | plus | rand | a comma-separated list, e.g. apgd-ce,square
-    aa_subset: int | None = 1000  # stratified test images for A_AA, curves and checks; None = the whole test set
+    eval_ia: bool = key(True, "score A_IA and A_IA→target on the test split's invariance set (generated once, "
+                        "cached)")
+    eval_batch_size: int = key(1000, "images per batch in evaluation (speed only)", bound=_B(1))
+    pgd_eps: float | None = key(None, "L∞ budget of the A_PGD evaluation; none = eps_s", bound=ATTACK_EPS)
+    pgd_steps: int = key(40, "steps of the A_PGD evaluation", bound=_B(1))
+    pgd_alpha: float = key(0.01, "step size of the A_PGD evaluation", bound=ATTACK_EPS)
+    pgd_subset: int | None = key(None, "test images scored by A_PGD (stratified); none = the whole test set",
+                                 bound=_B(1))
+    eval_aa: bool = key(False, "score A_AA (AutoAttack at eps_s, torchattacks) in the final evaluation; slow on CPU")
+    aa_version: str = key("standard", "AutoAttack version: standard, plus, rand or a comma-separated list of "
+                          "attacks, e.g. apgd-ce,square")
+    aa_subset: int | None = key(1000, "stratified test images for A_AA, curves and checks; none = the whole test "
+                                "set", bound=_B(1))
     # per-epoch robustness monitor and model selection (core/train.py)
-    monitor_pgd: int = 200  # images of the monitor scored by PGD each epoch (0 = no PGD monitor)
-    monitor_pgd_steps: int = 10
-    holdout: int = 0  # training images held out (stratified, fixed seed) as the monitor; needed by best_pgd
-    select: str = "last"  # last | best_pgd: the epoch with the best hold-out PGD accuracy (Wong et al.)
+    monitor_pgd: int = key(200, "monitor images scored by PGD after each epoch (0 = no PGD monitor)", bound=_B(0))
+    monitor_pgd_steps: int = key(10, "PGD steps of the per-epoch monitor", bound=_B(1))
+    holdout: int = key(0, "training images held out (stratified, fixed seed) as the monitor; needed by best_pgd",
+                       bound=_B(0))
+    select: str = key("last", "the weights kept: last epoch, or best_pgd (best hold-out PGD accuracy, Wong et al.)",
+                      registry.SELECTIONS)
     # gradient-masking flag (core/flags.py)
-    mask_rule: str = "gap_or_collapse"
-    mask_gap: float = 30.0  # A_SA − A_PGD (points) above which the final model is flagged
-    mask_collapse: float = 30.0  # one-epoch drop of the monitor's PGD accuracy (points) with FGSM holding
+    mask_rule: str = key("gap_or_collapse", "when a finished run is flagged as gradient-masked: gap, collapse, "
+                         "either, or off", registry.MASK_RULES)
+    mask_gap: float = key(30.0, "A_SA − A_PGD (points) above which the final model is flagged", bound=_B(0.0, 100.0))
+    mask_collapse: float = key(30.0, "one-epoch drop of the monitor's PGD accuracy (points), FGSM holding, that "
+                               "flags the run", bound=_B(0.0, 100.0))
     # runtime
-    device: str = "auto"
-    threads: int | None = None
-    deterministic: bool = False  # deterministic CUDA kernels (cuDNN, cuBLAS): slower; see core/device.py
+    device: str = key("auto", "where to train: auto, cpu, cuda or cuda:N")
+    threads: int | None = key(None, "torch CPU threads; none = torch's default", bound=_B(1))
+    deterministic: bool = key(False, "deterministic CUDA kernels (cuDNN, cuBLAS): slower, bit-exact resume on GPU "
+                              "(core/device.py)")
     # speed (core/step.py; README "Speed and GPUs"). amp changes float rounding, so it is part of the group key.
-    amp: bool = False  # bf16 autocast for the objective's forward; attacks and loss stay float32
-    compile: bool = False  # torch.compile the model's embedding (trunk) for the training step
-    cudnn_benchmark: bool = False  # cuDNN autotuning on CUDA (faster convs; resume is then not bit-exact)
-    channels_last: bool = True  # conv models in channels_last memory format (same values, faster convs)
-    log_every: int | None = None  # batches between host syncs (loss check, progress); None: 1 on CPU, 50 on GPU
-    overrides: list[str] = field(default_factory=list)
+    amp: bool = key(False, "bf16 autocast for the objective's forward; attacks and loss stay float32")
+    compile: bool = key(False, "torch.compile the model's embedding for the training step")
+    cudnn_benchmark: bool = key(False, "cuDNN autotuning on CUDA (faster convs; resume is then not bit-exact)")
+    channels_last: bool = key(True, "conv models in channels_last memory format (same values, faster convs)")
+    log_every: int | None = key(None, "batches between host syncs (loss check, progress); none = 1 on CPU, 50 on "
+                                "GPU", bound=_B(1))
+    overrides: list[str] = field(default_factory=list, metadata={"help": "the --set key=value items applied last"})
 
     # ---- construction -------------------------------------------------------------------------------
     @classmethod
@@ -275,26 +260,94 @@ class RunConfig:
         }
 
 
-# ---- helpers ------------------------------------------------------------------------------------------
+# ---- the key table, derived from the declarations above ---------------------------------------------------
+CHOICES: dict[str, tuple[str, ...]] = {
+    f.name: f.metadata["choices"] for f in fields(RunConfig) if f.metadata.get("choices")
+}
+# Numeric ranges (core/registry.py Bound); None = unbounded on that side.
+RANGES: dict[str, Bound] = {f.name: f.metadata["bound"] for f in fields(RunConfig) if f.metadata.get("bound")}
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One config key as the CLI's `config-keys`, validation messages and the dashboard's form see it."""
+
+    name: str
+    type: str  # "int", "float", "str", "bool", with " or none" when it may be empty
+    default: Any
+    choices: tuple[str, ...] | None
+    low: float | None
+    high: float | None
+    low_open: bool  # the low end itself is refused, e.g. inv_eps > 0
+    help: str
+
+    @property
+    def optional(self) -> bool:
+        return self.type.endswith(" or none")
+
+    def valid_values(self) -> str:
+        """'a|b|c', '[0.0, 1.0]', '(0.0, 1.0]' or '' (any value of the type)."""
+        if self.choices:
+            return "|".join(self.choices)
+        if self.low is not None or self.high is not None:
+            return str(Bound(self.low, self.high, self.low_open))
+        return ""
+
+
 def field_names() -> list[str]:
     return [f.name for f in fields(RunConfig)]
 
 
+def key_specs() -> list[KeySpec]:
+    """Every settable key (all RunConfig fields but ``overrides``), in declaration order."""
+    hints = _type_hints()
+    specs = []
+    for f in fields(RunConfig):
+        if f.name == "overrides":
+            continue
+        bound = f.metadata.get("bound")
+        specs.append(KeySpec(f.name, _type_name(hints[f.name]), f.default, f.metadata.get("choices"),
+                             bound.low if bound else None, bound.high if bound else None,
+                             bound.low_open if bound else False, f.metadata["help"]))
+    return specs
+
+
+def preset_defaults(preset: str, variant: str = "ml_sa") -> dict[str, Any]:
+    """The value of every key under ``preset`` (and ``variant``, which sets the loss weights), before --set."""
+    values = RunConfig.resolve(variant, preset).to_dict()
+    values.pop("overrides")
+    return values
+
+
 def describe_keys() -> str:
     """One line per key: type, choices or range. Used in error messages and `amltui run --help`."""
-    hints = typing.get_type_hints(RunConfig)
     lines = []
-    for name in field_names():
-        if name == "overrides":
-            continue
-        text = f"{name} ({_type_name(hints[name])})"
-        if name in CHOICES:
-            text += ": " + "|".join(CHOICES[name])
-        elif name in RANGES:
-            lo, hi = RANGES[name]
-            text += f": [{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
-        lines.append(text)
+    for spec in key_specs():
+        valid = spec.valid_values()
+        lines.append(f"{spec.name} ({spec.type})" + (f": {valid}" if valid else ""))
     return "\n".join(lines)
+
+
+def key_reference(variant: str = "ml_sa") -> str:
+    """Every key with its type, valid values, description and default under each preset (`amltui config-keys`)."""
+    defaults = {preset: preset_defaults(preset, variant) for preset in PRESETS}
+    blocks = [f"Defaults per preset for variant {variant} (the variant sets w_clean, w_adv, lambda_sa, lambda_ia, "
+              "lambda_norm); override any key with --set key=value."]
+    for spec in key_specs():
+        valid = spec.valid_values()
+        per_preset = "  ".join(f"{p}={format_value(defaults[p][spec.name])}" for p in PRESETS)
+        blocks.append(f"{spec.name} ({spec.type}){': ' + valid if valid else ''}\n    {spec.help}\n"
+                      f"    default: {per_preset}")
+    return "\n".join(blocks)
+
+
+def format_value(value: Any) -> str:
+    """A key's value as `--set` would take it: none, true/false, or the plain number or string."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -335,12 +388,8 @@ def coerce(key: str, value: Any) -> Any:
     if key == "device" and not _DEVICE.fullmatch(converted.strip().lower()):
         # Checked here, not when the run starts: a bad device must not leave a queued run behind.
         raise ConfigError(f"device={converted!r} is not a device: use auto, cpu, cuda or cuda:N")
-    if key in RANGES:
-        lo, hi = RANGES[key]
-        if (lo is not None and converted < lo) or (hi is not None and converted > hi):
-            raise ConfigError(
-                f"{key}={converted} is out of range: expected a value in [{lo}, {'inf' if hi is None else hi}]"
-            )
+    if key in RANGES and not RANGES[key].contains(converted):
+        raise ConfigError(f"{key}={converted} is out of range: expected a value in {RANGES[key]}")
     return converted
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core import idx_files
+from core import idx_files, registry
 from core.errors import DataNotFoundError  # noqa: F401  (re-exported: part of this module's API)
 
-DATASETS = ("mnist", "fashion-mnist", "mnist-sample", "synthetic")
+DATASETS = registry.DATASETS  # their loaders: load_dataset below
 NUM_CLASSES = 10
 IMAGE_SIZE = 28
 

@@ -1,4 +1,4 @@
-"""Angular distance, triplet loss with miners, feature-norm term and the training objective (DESIGN.md §1).
+"""Angular distance, triplet loss with miners, feature-norm term and the training objective (docs/architecture.md).
 
 Structure follows pytorch-metric-learning's split (written from scratch here): a distance object, miners that
 run without gradient and return indices, and a loss that takes both. Everything stays on the input's device
@@ -10,10 +10,14 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from core.registry import NEGATIVES
+from core.registry import VARIANT_WEIGHTS as _WEIGHTS
 
 __all__ = [
     "VARIANT_WEIGHTS",
@@ -21,6 +25,7 @@ __all__ = [
     "BatchHardMiner",
     "HardestNegativeMiner",
     "MinedTriplets",
+    "Miner",
     "ObjectiveWeights",
     "RandomNegativeMiner",
     "TripletLoss",
@@ -32,8 +37,6 @@ __all__ = [
     "terms_to_floats",
 ]
 
-MINERS = ("hardest", "random", "batch_hard")
-NEGATIVES = ("natural", "perturbed")
 
 
 # --------------------------------------------------------------------------------------------- distance
@@ -108,23 +111,40 @@ def _other_class(labels: Tensor) -> Tensor:
     return labels[:, None] != labels[None, :]
 
 
-class HardestNegativeMiner:
-    """Negative of anchor i = the other-class candidate with the smallest D to anchor i; positive = own pair.
+@runtime_checkable
+class Miner(Protocol):
+    """What TripletLoss needs from a miner: indices of each anchor's positive and negative, and which are valid.
 
-    `candidates` row j belongs to batch example j (natural h(x_j) or its perturbed embedding), so it has
-    label labels[j].
+    ``candidates`` row j belongs to batch example j (natural h(x_j) or its perturbed embedding), so it has label
+    labels[j]. A new miner implements this and registers its name in core/registry.py MINERS.
     """
+
+    def __call__(self, anchor: Tensor, positive: Tensor, candidates: Tensor, labels: Tensor,
+                 generator: torch.Generator | None = None) -> MinedTriplets: ...
+
+
+class _DistanceMiner:
+    """A miner that takes, for anchor i, the other-class candidate nearest to it; subclasses pick the positive."""
 
     def __init__(self, distance: AngularDistance | None = None) -> None:
         self.distance = distance if distance is not None else AngularDistance()
+
+    def _positive_idx(self, anchor: Tensor, positive: Tensor, other: Tensor) -> Tensor:
+        raise NotImplementedError
 
     @torch.no_grad()
     def __call__(self, anchor: Tensor, positive: Tensor, candidates: Tensor, labels: Tensor,
                  generator: torch.Generator | None = None) -> MinedTriplets:
         other = _other_class(labels)
-        dist = self.distance.pairwise(anchor, candidates).masked_fill(~other, math.inf)
-        return MinedTriplets(torch.arange(len(labels), device=labels.device), dist.argmin(dim=1),
-                             other.any(dim=1))
+        neg_dist = self.distance.pairwise(anchor, candidates).masked_fill(~other, math.inf)
+        return MinedTriplets(self._positive_idx(anchor, positive, other), neg_dist.argmin(dim=1), other.any(dim=1))
+
+
+class HardestNegativeMiner(_DistanceMiner):
+    """Negative of anchor i = the other-class candidate with the smallest D to anchor i; positive = own pair."""
+
+    def _positive_idx(self, anchor: Tensor, positive: Tensor, other: Tensor) -> Tensor:
+        return torch.arange(len(other), device=other.device)
 
 
 class RandomNegativeMiner:
@@ -132,9 +152,10 @@ class RandomNegativeMiner:
 
     Uniform choice without a host sync: i.i.d. uniform scores, other-class entries only, argmax. The
     generator (constructor or call) makes it reproducible; its device may differ from the embeddings'.
+    ``distance`` is accepted (and unused) so that every registered miner is built as ``cls(distance=...)``.
     """
 
-    def __init__(self, generator: torch.Generator | None = None) -> None:
+    def __init__(self, generator: torch.Generator | None = None, *, distance: AngularDistance | None = None) -> None:
         self.generator = generator
 
     @torch.no_grad()
@@ -152,21 +173,13 @@ class RandomNegativeMiner:
                              other.any(dim=1))
 
 
-class BatchHardMiner:
+class BatchHardMiner(_DistanceMiner):
     """The authors' variant: positive = the same-class perturbed embedding farthest from the anchor (own pair
     included), negative = the other-class candidate nearest to it (use negatives="perturbed" for their setup).
     """
 
-    def __init__(self, distance: AngularDistance | None = None) -> None:
-        self.distance = distance if distance is not None else AngularDistance()
-
-    @torch.no_grad()
-    def __call__(self, anchor: Tensor, positive: Tensor, candidates: Tensor, labels: Tensor,
-                 generator: torch.Generator | None = None) -> MinedTriplets:
-        other = _other_class(labels)
-        pos_dist = self.distance.pairwise(anchor, positive).masked_fill(other, -math.inf)
-        neg_dist = self.distance.pairwise(anchor, candidates).masked_fill(~other, math.inf)
-        return MinedTriplets(pos_dist.argmax(dim=1), neg_dist.argmin(dim=1), other.any(dim=1))
+    def _positive_idx(self, anchor: Tensor, positive: Tensor, other: Tensor) -> Tensor:
+        return self.distance.pairwise(anchor, positive).masked_fill(other, -math.inf).argmax(dim=1)
 
 
 # --------------------------------------------------------------------------------------------- triplet loss
@@ -206,29 +219,27 @@ def _choose(name: str, valid: tuple[str, ...], what: str) -> str:
 class TripletLoss:
     """Angular triplet loss (Mao et al. 2019 as used by the paper's Eq. 2) with a pluggable miner.
 
-    miner: "hardest" | "random" (positive of anchor i is positive[i]) | "batch_hard" (authors' variant).
+    miner: a Miner object (default HardestNegativeMiner on ``distance``); core/registry.py make_miner builds the
+    registered ones by name: "hardest", "random" (positive of anchor i is positive[i]), "batch_hard" (authors').
     negatives: "natural" (candidates = the anchors h(x)) | "perturbed" (candidates = the positives).
     distance: any object with `__call__(u, v)` row-wise and `pairwise(a, b)`; default AngularDistance().
     """
 
-    def __init__(self, margin: float = 0.05, miner: str = "hardest", negatives: str = "natural",
+    def __init__(self, margin: float = 0.05, miner: Miner | None = None, negatives: str = "natural",
                  distance: AngularDistance | None = None) -> None:
         if not (math.isfinite(margin) and margin >= 0):
             raise ValueError(f"triplet margin must be a finite number >= 0, got {margin}")
+        if miner is not None and (isinstance(miner, str) or not callable(miner)):
+            raise TypeError(f"TripletLoss(miner=...) takes a Miner object, got {miner!r}; build one by name with "
+                            "core.registry.make_miner")
         self.margin = float(margin)
-        self.miner_name = _choose(miner, MINERS, "triplet miner")
         self.negatives = _choose(negatives, NEGATIVES, "triplet negatives")
         self.distance = distance if distance is not None else AngularDistance()
-        if miner == "hardest":
-            self.miner = HardestNegativeMiner(self.distance)
-        elif miner == "random":
-            self.miner = RandomNegativeMiner()
-        else:
-            self.miner = BatchHardMiner(self.distance)
+        self.miner: Miner = miner if miner is not None else HardestNegativeMiner(self.distance)
 
     def __repr__(self) -> str:
-        return (f"TripletLoss(margin={self.margin}, miner={self.miner_name!r}, negatives={self.negatives!r}, "
-                f"distance={self.distance!r})")
+        return (f"TripletLoss(margin={self.margin}, miner={type(self.miner).__name__}, "
+                f"negatives={self.negatives!r}, distance={self.distance!r})")
 
     def __call__(self, anchor: Tensor, positive: Tensor, labels: Tensor,
                  generator: torch.Generator | None = None) -> TripletResult:
@@ -311,11 +322,8 @@ class ObjectiveWeights:
                 raise ValueError(f"objective weight {name} must be a finite number >= 0, got {value!r}")
 
 
-VARIANT_WEIGHTS: dict[str, ObjectiveWeights] = {
-    "baseline": ObjectiveWeights(0.5, 0.5, 0.0, 0.0, 0.0),
-    "ml_sa": ObjectiveWeights(0.5, 0.5, 0.5, 0.0, 1e-3),
-    "ml_sa_ia": ObjectiveWeights(0.5, 0.5, 0.5, 0.5, 1e-3),
-}
+# The weights themselves live in core/registry.py (the config resolves a variant from there too).
+VARIANT_WEIGHTS: dict[str, ObjectiveWeights] = {name: ObjectiveWeights(**w) for name, w in _WEIGHTS.items()}
 
 TERM_NAMES = ("loss", "ce_clean", "ce_adv", "triplet_sa", "triplet_ia", "norm", "active_sa", "active_ia")
 

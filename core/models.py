@@ -10,6 +10,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from core import registry
+
 # MNIST statistics; only used when a model is built with normalize=True.
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
@@ -66,6 +68,7 @@ def small_net(embed_dim: int = 4, n_classes: int = 10, normalize: bool = False) 
 
 
 ARCHITECTURES: dict[str, Callable[..., EmbeddingNet]] = {"paper": paper_net, "small": small_net}
+registry.must_match("architectures", ARCHITECTURES, registry.ARCHITECTURES)
 
 
 def build_model(arch: str, embed_dim: int = 4, n_classes: int = 10, normalize: bool = False) -> EmbeddingNet:

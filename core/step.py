@@ -37,6 +37,7 @@ from core.attacks import FGSM, make_train_attack
 from core.config import RunConfig
 from core.losses import ObjectiveWeights, TripletLoss, objective_terms, terms_to_floats
 from core.models import MNIST_MEAN, MNIST_STD, EmbeddingNet
+from core.registry import make_miner
 
 # Modules whose forward does not depend on module.training; anything else (dropout, batch norm, a custom layer)
 # disables the graph reuse, because FGSM attacks the eval-mode model and the objective uses the train-mode one.
@@ -116,7 +117,7 @@ class TrainStep:
         self.model = model
         self.optimizer = optimizer
         self.weights = weights_of(config)
-        self.triplet = TripletLoss(margin=config.margin, miner=config.miner, negatives=config.negatives)
+        self.triplet = TripletLoss(margin=config.margin, miner=make_miner(config.miner), negatives=config.negatives)
         self.attack = make_train_attack(config.train_attack, model, config.eps_s, alpha=config.train_alpha,
                                         steps=config.train_steps, generator=attack_gen)
         self.fgsm = self.attack  # the name older callers (bench/) use

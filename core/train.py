@@ -10,10 +10,8 @@ The trainer knows nothing of files except its checkpoint; everything else it rep
 
 from __future__ import annotations
 
-import errno
 import io
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ from core.config import RunConfig
 from core.data import Dataset, Split, batch_indices, to_float
 from core.device import set_deterministic
 from core.errors import DiskFullError, TrainingFailed, disk_full_message  # noqa: F401  (re-exported)
+from core.fsio import NO_SPACE, atomic_write
 from core.losses import TERM_NAMES
 from core.models import EmbeddingNet, build_model
 from core.scoring import FastForward, clean_and_fgsm_correct, count_correct
@@ -62,6 +61,20 @@ def make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer
     )
 
 
+@dataclass
+class _Run:
+    """What a training run carries from epoch to epoch (and what its checkpoint saves)."""
+
+    model: EmbeddingNet
+    optimizer: torch.optim.Optimizer
+    batch_gen: torch.Generator
+    miner_gen: torch.Generator
+    attack_gen: torch.Generator  # random starts of fgsm_rs / pgd training
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None  # {"epoch", "monitor_A_PGD", "model"} of the best epoch (select=best_pgd)
+    start_epoch: int = 0
+
+
 def train(
     config: RunConfig,
     dataset: Dataset,
@@ -79,6 +92,31 @@ def train(
     with ``deterministic`` set, see README "GPUs on shared servers").
     """
     emit = callback or (lambda kind, data: None)
+    _check_invariance_input(config, dataset, invariance_train)
+    set_deterministic(config.deterministic)
+    train_split, held_out, keep = split_holdout(dataset.train, config.holdout)
+    train_split = train_split.to(device)
+    x_inv_all = invariance_train.to(device) if invariance_train is not None else None
+    if x_inv_all is not None and keep is not None:
+        x_inv_all = x_inv_all[keep.to(device)]
+    run = _new_run(config, device)
+    if resume and checkpoint_path is not None and checkpoint_path.exists():
+        _restore(run, load_checkpoint(checkpoint_path, device))
+    step_fn = TrainStep(config, run.model, run.optimizer, run.miner_gen, run.attack_gen)
+    monitor = (held_out if held_out is not None else _monitor_split(dataset.test, config.seed)).to(device)
+    for epoch in range(run.start_epoch, config.epochs):
+        started = time.perf_counter()
+        totals = _train_epoch(config, step_fn, run, train_split, x_inv_all, epoch, emit)
+        record: dict[str, Any] = {"epoch": epoch + 1, "epochs": config.epochs}
+        record.update({f"train_{k}": v / len(train_split) for k, v in totals.items()})
+        record.update(monitor_accuracy(run.model, monitor, config))
+        record["seconds"] = time.perf_counter() - started
+        _end_epoch(config, run, record, checkpoint_path)
+        emit("epoch", record)
+    return _result(config, run, held_out)
+
+
+def _check_invariance_input(config: RunConfig, dataset: Dataset, invariance_train: torch.Tensor | None) -> None:
     if config.needs_invariance and invariance_train is None:
         raise TrainingFailed(
             f"variant {config.variant} needs the invariance examples (x_q) of the training split; "
@@ -89,87 +127,94 @@ def train(
             f"invariance set has {invariance_train.shape[0]} examples but the training split has "
             f"{len(dataset.train)}: it was made for other data; regenerate it"
         )
-    set_deterministic(config.deterministic)
-    train_split, held_out, keep = split_holdout(dataset.train, config.holdout)
-    train_split = train_split.to(device)
-    x_inv_all = invariance_train.to(device) if invariance_train is not None else None
-    if x_inv_all is not None and keep is not None:
-        x_inv_all = x_inv_all[keep.to(device)]
+
+
+def _new_run(config: RunConfig, device: torch.device) -> _Run:
+    """The seeded model, optimizer and generators of epoch 0 (in this order: it fixes the random streams)."""
     model = make_model(config, device)
     if config.channels_last:
         use_channels_last(model)  # before the optimizer: its state follows the parameters' layout
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = config.cudnn_benchmark
     optimizer = make_optimizer(config, model)
-    batch_gen = torch.Generator().manual_seed(config.seed)
-    miner_gen = torch.Generator().manual_seed(config.seed + 1)
-    attack_gen = torch.Generator().manual_seed(config.seed + 2)  # random starts of fgsm_rs / pgd training
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] | None = None  # {"epoch", "monitor_A_PGD", "model"} of the best epoch (select=best_pgd)
-    start_epoch = 0
-    if resume and checkpoint_path is not None and checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path, device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        batch_gen.set_state(state["batch_rng"])
-        miner_gen.set_state(state["miner_rng"])
-        if "attack_rng" in state:
-            attack_gen.set_state(state["attack_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        history = list(state["history"])
-        best = state.get("best")
-        start_epoch = int(state["epoch"])
+    return _Run(model, optimizer, batch_gen=torch.Generator().manual_seed(config.seed),
+                miner_gen=torch.Generator().manual_seed(config.seed + 1),
+                attack_gen=torch.Generator().manual_seed(config.seed + 2))
 
-    step_fn = TrainStep(config, model, optimizer, miner_gen, attack_gen)
-    monitor = (held_out if held_out is not None else _monitor_split(dataset.test, config.seed)).to(device)
+
+def _restore(run: _Run, state: dict[str, Any]) -> None:
+    """Continue from a checkpoint: weights, optimizer, every random stream, the history and the best epoch."""
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.batch_gen.set_state(state["batch_rng"])
+    run.miner_gen.set_state(state["miner_rng"])
+    if "attack_rng" in state:
+        run.attack_gen.set_state(state["attack_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    run.history = list(state["history"])
+    run.best = state.get("best")
+    run.start_epoch = int(state["epoch"])
+
+
+def _train_epoch(config: RunConfig, step_fn: TrainStep, run: _Run, train_split: Split,
+                 x_inv_all: torch.Tensor | None, epoch: int, emit: Callback) -> dict[str, float]:
+    """One pass over the training split; returns Σ term·batch size per objective term."""
+    device = train_split.labels.device
     n = len(train_split)
     steps = math.ceil(n / config.batch_size)
-
     # Host syncs (reading a loss) stall an accelerator's queue: losses are read every `sync_every` batches.
     sync_every = config.log_every or (1 if device.type == "cpu" else 50)
     acc_dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
-    for epoch in range(start_epoch, config.epochs):
-        model.train()
-        started = time.perf_counter()
-        sums = torch.zeros(len(TERM_NAMES), dtype=acc_dtype, device=device)  # Σ term·batch size, on device
-        window: list[torch.Tensor] = []  # losses since the last sync
-        for step, idx in enumerate(batch_indices(n, config.batch_size, batch_gen, device=device)):
-            x_inv = x_inv_all[idx] if (x_inv_all is not None and step_fn.weights.lambda_ia > 0) else None
-            terms = step_fn.step(to_float(train_split.images[idx]), train_split.labels[idx], x_inv)
-            sums += torch.stack([terms[k] for k in TERM_NAMES]).to(acc_dtype) * len(idx)
-            window.append(terms["loss"])
-            if len(window) < sync_every and step + 1 < steps:
-                continue
-            losses = torch.stack(window).tolist()
-            window.clear()
-            for i, loss in enumerate(losses):
-                if not math.isfinite(loss):
-                    raise TrainingFailed(
-                        f"loss became {loss} at epoch {epoch + 1}, batch {step + 2 - len(losses) + i}; "
-                        f"try a smaller learning rate (lr={config.lr}) — the last good checkpoint is kept"
-                    )
-            emit("batch", {"epoch": epoch + 1, "epochs": config.epochs, "step": step + 1, "steps": steps,
-                           "loss": losses[-1]})
-        totals = dict(zip(TERM_NAMES, sums.tolist(), strict=True))
-        record: dict[str, Any] = {"epoch": epoch + 1, "epochs": config.epochs}
-        record.update({f"train_{k}": v / n for k, v in totals.items()})
-        record.update(monitor_accuracy(model, monitor, config))
-        record["seconds"] = time.perf_counter() - started
-        history.append(record)
-        pgd_acc = record.get("monitor_A_PGD")
-        if config.select == "best_pgd" and pgd_acc is not None and (best is None or pgd_acc > best["monitor_A_PGD"]):
-            best = {"epoch": epoch + 1, "monitor_A_PGD": pgd_acc,
-                    "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-        if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, model, optimizer, epoch + 1, batch_gen, miner_gen, history,
-                            attack_gen=attack_gen, best=best)
-        emit("epoch", record)
-    selected = len(history)
-    if config.select == "best_pgd" and best is not None:
-        model.load_state_dict(best["model"])
-        selected = int(best["epoch"])
-    model.to(memory_format=torch.contiguous_format)  # the same layout (and outputs) as load_model's
-    return TrainResult(model=model, history=history, resumed_from=start_epoch, selected_epoch=selected,
+    run.model.train()
+    sums = torch.zeros(len(TERM_NAMES), dtype=acc_dtype, device=device)  # Σ term·batch size, on device
+    window: list[torch.Tensor] = []  # losses since the last sync
+    for step, idx in enumerate(batch_indices(n, config.batch_size, run.batch_gen, device=device)):
+        x_inv = x_inv_all[idx] if (x_inv_all is not None and step_fn.weights.lambda_ia > 0) else None
+        terms = step_fn.step(to_float(train_split.images[idx]), train_split.labels[idx], x_inv)
+        sums += torch.stack([terms[k] for k in TERM_NAMES]).to(acc_dtype) * len(idx)
+        window.append(terms["loss"])
+        if len(window) < sync_every and step + 1 < steps:
+            continue
+        losses = torch.stack(window).tolist()
+        window.clear()
+        _check_losses(losses, config, epoch, first_batch=step + 2 - len(losses))
+        emit("batch", {"epoch": epoch + 1, "epochs": config.epochs, "step": step + 1, "steps": steps,
+                       "loss": losses[-1]})
+    return dict(zip(TERM_NAMES, sums.tolist(), strict=True))
+
+
+def _check_losses(losses: list[float], config: RunConfig, epoch: int, first_batch: int) -> None:
+    """Fail on the first non-finite loss, naming its (1-based) batch; ``first_batch`` is that of losses[0]."""
+    for i, loss in enumerate(losses):
+        if not math.isfinite(loss):
+            raise TrainingFailed(
+                f"loss became {loss} at epoch {epoch + 1}, batch {first_batch + i}; "
+                f"try a smaller learning rate (lr={config.lr}) — the last good checkpoint is kept"
+            )
+
+
+def _end_epoch(config: RunConfig, run: _Run, record: dict[str, Any], checkpoint_path: Path | None) -> None:
+    """Record the epoch, keep the best weights for select=best_pgd, and checkpoint."""
+    run.history.append(record)
+    epoch = record["epoch"]
+    pgd_acc = record.get("monitor_A_PGD")
+    better = pgd_acc is not None and (run.best is None or pgd_acc > run.best["monitor_A_PGD"])
+    if config.select == "best_pgd" and better:
+        run.best = {"epoch": epoch, "monitor_A_PGD": pgd_acc,
+                    "model": {k: v.detach().clone() for k, v in run.model.state_dict().items()}}
+    if checkpoint_path is not None:
+        save_checkpoint(checkpoint_path, run.model, run.optimizer, epoch, run.batch_gen, run.miner_gen, run.history,
+                        attack_gen=run.attack_gen, best=run.best)
+
+
+def _result(config: RunConfig, run: _Run, held_out: Split | None) -> TrainResult:
+    """The selected epoch's model (last, or best hold-out PGD) in the layout load_model gives."""
+    selected = len(run.history)
+    if config.select == "best_pgd" and run.best is not None:
+        run.model.load_state_dict(run.best["model"])
+        selected = int(run.best["epoch"])
+    run.model.to(memory_format=torch.contiguous_format)  # the same layout (and outputs) as load_model's
+    return TrainResult(model=run.model, history=run.history, resumed_from=run.start_epoch, selected_epoch=selected,
                        monitor="holdout" if held_out is not None else "test",
                        n_holdout=len(held_out) if held_out is not None else 0)
 
@@ -277,18 +322,10 @@ def save_checkpoint(
     buffer = io.BytesIO()
     torch.save(state, buffer)
     data = buffer.getbuffer()
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if before_checkpoint_rename is not None:
-            before_checkpoint_rename(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)  # a half-written temp file would keep the disk full; the old checkpoint stays
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        atomic_write(path, lambda fh: fh.write(data), before_rename=before_checkpoint_rename)
+    except OSError as exc:
+        if exc.errno in NO_SPACE:  # the old checkpoint stays, and atomic_write removed its temp file
             raise DiskFullError(disk_full_message(path, len(data), f"the checkpoint {path.name}")) from None
         raise
 

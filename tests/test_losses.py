@@ -24,6 +24,7 @@ from core.losses import (
     set_feature_norm,
     terms_to_floats,
 )
+from core.registry import make_miner
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 SEEDS = [0, 1, 2, 3, 4]
@@ -168,7 +169,7 @@ def test_distance_shape_errors():
 @pytest.mark.parametrize("margin", [0.05, 0.3])
 def test_deterministic_miners_match_brute_force(seed, negatives, miner, margin):
     anchor, positive, labels = batch(seed)
-    result = TripletLoss(margin=margin, miner=miner, negatives=negatives)(anchor, positive, labels)
+    result = TripletLoss(margin=margin, miner=make_miner(miner), negatives=negatives)(anchor, positive, labels)
     loss, n_valid, norm, active = brute_force(anchor, positive, labels, margin, negatives,
                                               batch_hard=miner == "batch_hard")
     assert result.loss.item() == pytest.approx(loss, abs=1e-12)
@@ -200,7 +201,7 @@ def test_hardest_negative_is_the_argmin_over_other_classes(seed):
 @pytest.mark.parametrize("negatives", ["natural", "perturbed"])
 def test_random_miner_value_matches_explicit_triplet(seed, negatives):
     anchor, positive, labels = batch(seed)
-    loss_fn = TripletLoss(margin=0.2, miner="random", negatives=negatives)
+    loss_fn = TripletLoss(margin=0.2, miner=RandomNegativeMiner(), negatives=negatives)
     result = loss_fn(anchor, positive, labels, generator=torch.Generator().manual_seed(seed))
     mined = RandomNegativeMiner(torch.Generator().manual_seed(seed))(
         anchor, positive, anchor if negatives == "natural" else positive, labels)
@@ -210,7 +211,7 @@ def test_random_miner_value_matches_explicit_triplet(seed, negatives):
               for i, j in enumerate(mined.negative_idx.tolist())]
     assert result.loss.item() == pytest.approx(sum(hinges) / len(hinges), abs=1e-12)
     # A random negative can never give a larger hinge than the hardest one.
-    hardest = TripletLoss(margin=0.2, miner="hardest", negatives=negatives)(anchor, positive, labels)
+    hardest = TripletLoss(margin=0.2, miner=HardestNegativeMiner(), negatives=negatives)(anchor, positive, labels)
     assert result.loss.item() <= hardest.loss.item() + 1e-12
 
 
@@ -247,7 +248,7 @@ def test_single_class_batch_has_no_valid_triplet(miner, negatives):
     anchor = torch.randn(8, 4, requires_grad=True)
     positive = torch.randn(8, 4, requires_grad=True)
     labels = torch.full((8,), 3)
-    result = TripletLoss(miner=miner, negatives=negatives)(anchor, positive, labels,
+    result = TripletLoss(miner=make_miner(miner), negatives=negatives)(anchor, positive, labels,
                                                            generator=torch.Generator().manual_seed(0))
     assert result.n_valid == 0 and result.active_fraction == 0.0
     assert result.loss.item() == 0.0 and result.norm.item() == 0.0
@@ -262,7 +263,7 @@ def test_gradients_flow_to_triplet_members_not_through_mining(miner, negatives):
     anchor0, positive0, labels = batch(11)
     anchor = anchor0.clone().requires_grad_(True)
     positive = positive0.clone().requires_grad_(True)
-    loss_fn = TripletLoss(margin=2.0, miner=miner, negatives=negatives)  # margin > 1: every hinge active
+    loss_fn = TripletLoss(margin=2.0, miner=make_miner(miner), negatives=negatives)  # margin > 1: every hinge active
     result = loss_fn(anchor, positive, labels, generator=torch.Generator().manual_seed(5))
     assert result.active_fraction == 1.0
     (result.loss + result.norm).backward()
@@ -293,7 +294,7 @@ def test_gradients_flow_to_triplet_members_not_through_mining(miner, negatives):
 def test_triplet_runs_on_device(device):
     anchor, positive, labels = batch(2)
     cpu = TripletLoss()(anchor, positive, labels)
-    on = TripletLoss(miner="random")(anchor.to(device), positive.to(device), labels.to(device),
+    on = TripletLoss(miner=RandomNegativeMiner())(anchor.to(device), positive.to(device), labels.to(device),
                                      generator=torch.Generator(device=device).manual_seed(0))
     assert on.loss.device.type == device
     assert TripletLoss()(anchor.to(device), positive.to(device), labels.to(device)).loss.item() == \
@@ -302,7 +303,9 @@ def test_triplet_runs_on_device(device):
 
 def test_triplet_errors_are_explicit():
     with pytest.raises(ValueError, match="hardest, random, batch_hard"):
-        TripletLoss(miner="semihard")
+        make_miner("semihard")
+    with pytest.raises(TypeError, match="Miner object"):
+        TripletLoss(miner="hardest")
     with pytest.raises(ValueError, match="natural, perturbed"):
         TripletLoss(negatives="clean")
     with pytest.raises(ValueError, match="margin"):
@@ -398,7 +401,7 @@ def test_ml_sa_and_ml_sa_ia_weigh_the_anchor_norm_the_same():
 
 def test_distinct_random_negatives_both_count():
     t, labels = objective_inputs(5)
-    trip = TripletLoss(miner="random")
+    trip = TripletLoss(miner=RandomNegativeMiner())
     sa = trip(t["h_clean"], t["h_adv"], labels, torch.Generator().manual_seed(1))
     ia = trip(t["h_clean"], t["h_inv"], labels, torch.Generator().manual_seed(2))
     an = t["h_clean"].norm(dim=1)
@@ -473,7 +476,7 @@ def test_objective_skips_zero_weight_inputs():
 
 def test_objective_terms_stay_tensors_and_random_miner_is_seeded():
     t, labels = objective_inputs(2)
-    kwargs = dict(labels=labels, weights=VARIANT_WEIGHTS["ml_sa_ia"], triplet=TripletLoss(miner="random"),
+    kwargs = dict(labels=labels, weights=VARIANT_WEIGHTS["ml_sa_ia"], triplet=TripletLoss(miner=RandomNegativeMiner()),
                   **t)
     loss1, terms = objective_terms(generator=torch.Generator().manual_seed(9), **kwargs)
     loss2, _ = objective_terms(generator=torch.Generator().manual_seed(9), **kwargs)

@@ -73,7 +73,7 @@ def test_injected_enospc_at_the_checkpoint_write(tmp_path: Path, monkeypatch: py
     def no_space(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("core.train.os.fsync", no_space)
+    monkeypatch.setattr("core.fsio.os.fsync", no_space)  # checkpoints write through core/fsio.py
     with pytest.raises(DiskFullError) as info:
         save_checkpoint(**checkpoint_args(target))
     assert_disk_full_error(info.value, tmp_path)

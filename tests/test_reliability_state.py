@@ -292,8 +292,8 @@ def test_rm_refuses_a_damaged_run_whose_worker_is_alive(tmp_path: Path) -> None:
 
 def test_invariance_cache_files_follow_the_umask_too(tmp_path: Path) -> None:
     code = ("import os, sys; os.umask(0o002); from pathlib import Path; "
-            "from core.attacks.invariance_cache import _atomic_write; "
-            "_atomic_write(Path(sys.argv[1]), lambda f: f.write(b'x'))")
+            "from core.fsio import atomic_write; "  # the invariance cache writes through core/fsio.py
+            "atomic_write(Path(sys.argv[1]), lambda f: f.write(b'x'))")
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "manifest.json")], check=True,
                    env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert stat.S_IMODE((tmp_path / "manifest.json").stat().st_mode) == 0o664

@@ -1,7 +1,7 @@
 """Crash-safe file helpers: atomic replace writes, JSON reads with clear errors, an flock-based lock.
 
 A file written with ``atomic_write_*`` is either the old complete file or the new complete file for any reader
-and after any crash (temp file in the same folder + fsync + ``os.replace`` + fsync of the folder).
+and after any crash (core/fsio.py: temp file in the same folder + fsync + ``os.replace`` + fsync of the folder).
 """
 
 from __future__ import annotations
@@ -11,72 +11,17 @@ import fcntl
 import json
 import os
 import random
-import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-TMP_SUFFIX = ".tmp"
+# The atomic write itself has one home, core/fsio.py (torch-free): core may not import amltui, so the helper
+# lives on the side both can import, and this module re-exports it for the application layer.
+from core.fsio import FILE_MODE, TMP_SUFFIX, atomic_write, atomic_write_bytes, fsync_dir, temp_prefix
 
-
-def temp_prefix(path: Path) -> str:
-    """Prefix of the temp files ``atomic_write_bytes`` creates beside ``path`` (to find leftovers)."""
-    return f".{path.name}."
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename inside ``folder`` durable (the directory entry lives in the folder, not in the file)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-# Read once, at import (single-threaded): os.umask can only be read by setting it, which would race with
-# threads creating files. mkstemp makes 0600 files; atomic writes widen them to what open() would create.
-FILE_MODE = 0o666 & ~_umask()
-
-
-def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Replace ``path`` with ``data`` so that nobody ever sees a partial file, even after a crash.
-
-    The file gets the mode a plain ``open`` would give it (0666 less the umask), so a group-shared runs folder
-    stays readable by the group. ``durable=False`` skips the fsyncs: readers still never see a torn file, but
-    after a power loss the file may be missing or empty (for files of brand-new runs, where that is cheaper
-    than an fsync per file and leaves a run the readers show as damaged rather than a wrong one).
-    """
-    path = Path(path)
-    folder = path.parent
-    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=temp_prefix(path), suffix=TMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), FILE_MODE)
-            f.write(data)
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException as exc:
-        # Best effort: do not leave a half-written temp file behind on an ordinary error.
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise OSError(exc.errno, f"no space left on {folder} writing {path.name} (needs ~"
-                          f"{max(len(data) / 1e6, 0.1):.1f} MB); free some space there", str(path)) from None
-        raise
-    if durable:
-        fsync_dir(folder)
-
+__all__ = ["FILE_MODE", "TMP_SUFFIX", "FileLock", "atomic_write", "atomic_write_bytes", "atomic_write_json",
+           "dumps_json", "fsync_dir", "read_json", "temp_prefix"]
 
 def dumps_json(obj: Any) -> bytes:
     """Serialize like ``atomic_write_json`` does; raises TypeError/ValueError before any file is touched."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from amltui import __version__
@@ -12,7 +14,10 @@ from amltui.app.runs import default_runs_dir
 from amltui.app.store import Store, StoreError
 from amltui.cli import gpus, invariance, lifecycle, results
 from amltui.cli.common import RunsDir, console, describe_os_error, err, fail
-from core.config import describe_keys
+from core.config import VARIANTS, key_reference
+
+# Typer shows an Enum's values as [a|b|c] in --help and refuses any other value with exit code 2.
+Variant = enum.StrEnum("Variant", {v: v for v in VARIANTS})
 
 
 class _Commands(TyperGroup):
@@ -60,9 +65,12 @@ gpus.register(app)
 
 
 @app.command("config-keys")
-def config_keys() -> None:
-    """List every config key with its type and valid values (for --set)."""
-    console.print(describe_keys(), highlight=False)
+def config_keys(
+    variant: Annotated[Variant, typer.Option(help="Variant whose loss weights the per-preset defaults show.")]
+    = Variant.ml_sa,
+) -> None:
+    """List every config key (for --set): type, valid values, description and its default under each preset."""
+    console.print(escape(key_reference(variant.value)), highlight=False, soft_wrap=True)
 
 
 @app.command()

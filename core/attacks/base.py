@@ -8,11 +8,14 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from core.registry import ATTACK_EPS
+
 
 def check_eps(name: str, value: float) -> float:
     """Budgets are in pixel units of [0, 1] images; anything else is a unit mistake."""
-    if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{name}={value} is outside [0, 1]; attack budgets are in pixel units of [0, 1] images")
+    if not ATTACK_EPS.contains(float(value)):
+        raise ValueError(f"{name}={value} is outside {ATTACK_EPS}; attack budgets are in pixel units of [0, 1] "
+                         "images")
     return float(value)
 
 

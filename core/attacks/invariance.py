@@ -9,6 +9,7 @@ the transforms in ``transforms`` and the on-disk cache in ``invariance_cache``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -31,6 +32,8 @@ from core.attacks.transforms import (
     make_grid,
     transform_all,
 )
+from core.fsio import atomic_write_bytes
+from core.registry import INVARIANCE_EPS
 
 if TYPE_CHECKING:
     from core.data import Dataset
@@ -87,8 +90,8 @@ Progress = Callable[[int, int], None]
 
 def _check_eps(eps: float) -> float:
     eps = float(eps)
-    if not 0.0 < eps <= 1.0:
-        raise ValueError(f"eps={eps} must be in (0, 1]: the L∞ budget is in pixel units of [0, 1] images "
+    if not INVARIANCE_EPS.contains(eps):
+        raise ValueError(f"eps={eps} must be in {INVARIANCE_EPS}: the L∞ budget is in pixel units of [0, 1] images "
                          "(e.g. 0.3, not 76.5).")
     return eps
 
@@ -370,10 +373,7 @@ def invariance_set_for(
     A cached ``fast`` set also gets its measured agreement with ``exact`` on ``agreement_sample`` of its queries
     (``<key>/agreement.json``, see :func:`cached_agreement`); 0 skips the measurement.
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; use 'exact' or 'fast'.")
+    _check_split_and_mode(split, mode)
     eps = _check_eps(eps)
     queries = dataset.train if split == "train" else dataset.test
     pool = dataset.train
@@ -381,30 +381,48 @@ def invariance_set_for(
     if n == 0:
         raise ValueError(f"the {split} split of {dataset!r} is empty; nothing to attack.")
     dev = torch.device(device) if device is not None else queries.images.device
+    make_gen = functools.partial(InvarianceGenerator, pool.images, pool.labels, eps=eps, mode=mode, grid=grid,
+                                 chunk_size=chunk_size, device=dev, fast=fast)
+    build = _chunk_builder(queries, split, dev, progress, make_gen)
+    if cache_root is None:
+        return InvarianceSet(**build(0, n), eps=eps, mode=mode).to(dev)
+    cache = ChunkedCache(cache_root, cache_fields(dataset, split, eps, mode, grid, fast), n, cache_chunk, warn=warn)
+    if cached_only and not cache.is_complete():
+        raise FileNotFoundError(f"no complete cached invariance set for the {split} split in {cache.dir}")
+    result = InvarianceSet(**cache.load_or_build(build, progress), eps=eps, mode=mode)
+    path = cache.dir / AGREEMENT_FILE
+    if mode == "fast" and agreement_sample > 0 and not path.exists():
+        measured = _fast_vs_exact(result, queries, pool, split, eps, grid, chunk_size, dev, agreement_sample)
+        atomic_write_bytes(path, json.dumps(measured, indent=1).encode("utf-8"))
+    return result.to(dev)
+
+
+def _check_split_and_mode(split: str, mode: str) -> None:
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; use 'exact' or 'fast'.")
+
+
+def _chunk_builder(queries: Any, split: str, dev: torch.device, progress: Progress | None,
+                   make_gen: Callable[[], InvarianceGenerator]) -> Callable[[int, int], dict[str, Tensor]]:
+    """``build(start, end)``: the invariance examples of queries[start:end] (what ChunkedCache fills itself with).
+
+    The generator is made on the first call only: a cache hit never pays for the pool index. For "train" each
+    query's own image is excluded from the pool.
+    """
     state: dict[str, InvarianceGenerator] = {}
+    n = len(queries)
 
     def build(start: int, end: int) -> dict[str, Tensor]:
-        if "gen" not in state:  # prepared lazily: a cache hit never pays for the pool index
-            state["gen"] = InvarianceGenerator(pool.images, pool.labels, eps=eps, mode=mode, grid=grid,
-                                               chunk_size=chunk_size, device=dev, fast=fast)
+        if "gen" not in state:
+            state["gen"] = make_gen()
         excl = torch.arange(start, end, device=dev) if split == "train" else None
         inner = None if progress is None else (lambda d, _t: progress(start + d, n))
         part = state["gen"].run(queries.images[start:end], queries.labels[start:end], excl, inner)
         return part.tensors()
 
-    if cache_root is None:
-        result = InvarianceSet(**build(0, n), eps=eps, mode=mode)
-    else:
-        cache = ChunkedCache(cache_root, cache_fields(dataset, split, eps, mode, grid, fast), n, cache_chunk,
-                             warn=warn)
-        if cached_only and not cache.is_complete():
-            raise FileNotFoundError(f"no complete cached invariance set for the {split} split in {cache.dir}")
-        result = InvarianceSet(**cache.load_or_build(build, progress), eps=eps, mode=mode)
-        path = cache.dir / AGREEMENT_FILE
-        if mode == "fast" and agreement_sample > 0 and not path.exists():
-            measured = _fast_vs_exact(result, queries, pool, split, eps, grid, chunk_size, dev, agreement_sample)
-            path.write_text(json.dumps(measured, indent=1), encoding="utf-8")
-    return result.to(dev)
+    return build
 
 
 def _fast_vs_exact(fast_set: InvarianceSet, queries: Any, pool: Any, split: str, eps: float,

@@ -18,14 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from core.fsio import atomic_write
 
 __all__ = [
     "CACHE_FORMAT",
@@ -67,31 +67,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _file_mode() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it: done once, at import (single-threaded)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-# mkstemp makes 0600 files; a cache shared by a group must get the mode a plain open() would give.
-_FILE_MODE = _file_mode()
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through a temp file in the same folder, fsync, then os.replace onto ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), _FILE_MODE)
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ChunkedCache:
@@ -159,7 +134,7 @@ class ChunkedCache:
 
     def _write_manifest(self, manifest: dict[str, Any]) -> None:
         data = json.dumps(manifest, indent=1, sort_keys=True).encode()
-        _atomic_write(self.manifest_path, lambda f: f.write(data))
+        atomic_write(self.manifest_path, lambda f: f.write(data))
 
     # ---- chunks ---------------------------------------------------------------------------------------------
     def _load_chunk(self, i: int, record: Any) -> dict[str, Tensor] | None:
@@ -201,7 +176,7 @@ class ChunkedCache:
                                  f"(rows [{start}, {end})), got {getattr(value, 'shape', type(value))}.")
             clean[name] = value.detach().cpu().contiguous()
         path = self.chunk_path(i)
-        _atomic_write(path, lambda f: torch.save(clean, f))
+        atomic_write(path, lambda f: torch.save(clean, f))
         return _sha256(path)
 
     def load_or_build(
@@ -236,7 +211,7 @@ class ChunkedCache:
         if dirty or not self.manifest_path.exists():
             self._write_manifest(manifest)
         if not self.is_complete():
-            _atomic_write(self.dir / COMPLETE, lambda f: f.write(b"complete\n"))
+            atomic_write(self.dir / COMPLETE, lambda f: f.write(b"complete\n"))
         return self._concat(chunks)
 
     @staticmethod

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from core import registry
 from core.attacks.transforms import (
     as_transform_tensor,
     inverse_matrices,
@@ -34,7 +35,7 @@ from core.attacks.transforms import (
 
 __all__ = ["MODES", "FastParams", "PoolIndex", "SearchResult"]
 
-MODES = ("exact", "fast")
+MODES = registry.INVARIANCE_MODES
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core import registry
 from core.attacks.base import Attack
 from core.attacks.fgsm import FGSM
 from core.attacks.fgsm_rs import FGSMRS
 from core.attacks.pgd import PGD
 
-TRAIN_ATTACKS = ("fgsm", "fgsm_rs", "pgd")
+TRAIN_ATTACKS = registry.TRAIN_ATTACKS
 
 
 def default_alpha(name: str, eps: float, steps: int) -> float | None:

@@ -13,7 +13,7 @@ the composed map is inverted exactly instead of undoing rotation and shift separ
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -143,20 +143,22 @@ def _check_images(images: Tensor) -> None:
 
 def apply_transforms(images: Tensor, transforms: Tensor | Sequence[Sequence[float]]) -> Tensor:
     """Transform image i by transform i: (N, 1, H, W) float -> same shape, clipped to [0, 1]."""
-    _check_images(images)
-    t = as_transform_tensor(transforms)
-    if t.shape[0] != images.shape[0]:
-        raise ValueError(f"need one transform per image: got {t.shape[0]} for {images.shape[0]} images.")
-    return warp(images, inverse_matrices(t, images.shape[-1])).clamp_(0.0, 1.0)
+    return _warp_each(images, transforms, inverse_matrices)
 
 
 def invert_transforms(images: Tensor, transforms: Tensor | Sequence[Sequence[float]]) -> Tensor:
     """Undo transform i on image i exactly (one resampling through the composed map), clipped to [0, 1]."""
+    return _warp_each(images, transforms, forward_matrices)
+
+
+def _warp_each(images: Tensor, transforms: Tensor | Sequence[Sequence[float]],
+               matrices: Callable[[Tensor, int], Tensor]) -> Tensor:
+    """Image i resampled through ``matrices(transforms, size)[i]`` (inverse: apply; forward: undo)."""
     _check_images(images)
     t = as_transform_tensor(transforms)
     if t.shape[0] != images.shape[0]:
         raise ValueError(f"need one transform per image: got {t.shape[0]} for {images.shape[0]} images.")
-    return warp(images, forward_matrices(t, images.shape[-1])).clamp_(0.0, 1.0)
+    return warp(images, matrices(t, images.shape[-1])).clamp_(0.0, 1.0)
 
 
 def transform_all(images: Tensor, transforms: Tensor | Sequence[Sequence[float]]) -> Tensor:
