@@ -86,7 +86,7 @@ async def pilot_bench(root: Path, live: list[str], seconds: float) -> None:
     shown: dict[str, float] = {}
 
     async with app.run_test(size=(80, 24)) as pilot:
-        while not app.warm or not isinstance(app.screen, RunsScreen) or not app.screen.loaded:
+        while not isinstance(app.screen, RunsScreen) or not app.screen.loaded:
             await pilot.pause(0.05)
         screen = app.screen
         table = screen.query_one(RunsTable)
