@@ -203,7 +203,7 @@ def vm_status(pid: int) -> dict[str, int]:
 def idle_rss(source: Path, runs: Path, settle: float) -> dict[str, int]:
     """Start ``python -m amltui.tui`` from ``source`` in tmux 80×24 on ``runs``; once it has drawn the runs and
     sat idle for ``settle`` seconds (every start-up worker done), its VmRSS/VmHWM in KiB."""
-    socket = f"amltui-rss-{os.getpid()}"
+    socket = f"amltui-rss-{os.getpid()}-{time.monotonic_ns()}"  # a fresh server: the last one may still be ending
 
     def tmux(*args: str) -> str:
         return subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True, check=True).stdout
