@@ -15,6 +15,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Log, Static, TabbedContent, TabPane
+from textual.worker import get_current_worker
 
 from amltui.app.records import DAMAGED, Status
 from amltui.app.run_progress import describe
@@ -142,6 +143,8 @@ class DetailScreen(Screen):
     def poll(self) -> None:
         """Read the run folder in a thread; a newer poll replaces one still under way."""
         with self.reader.lock:  # one read at a time (the log tail moves on each), delivered in order
+            if get_current_worker().is_cancelled:
+                return  # a newer poll waits behind this one: it reads instead (the log tail has not moved)
             try:
                 detail = self.reader.read()
                 head = head_text(detail.record, detail.progress)

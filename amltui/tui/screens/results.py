@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
+from textual.worker import get_current_worker
 
 from amltui.app.records import inspect_all
 from amltui.app.report import IA_METRICS, Cell, Row, aggregate, footnotes, present_metrics
@@ -39,6 +41,7 @@ class ResultsScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self._stat: tuple[int, int] | None = None
+        self._reading = threading.Lock()
         self.loaded = False
 
     def compose(self) -> ComposeResult:
@@ -58,6 +61,11 @@ class ResultsScreen(Screen):
     @work(thread=True, group="results", exclusive=True, exit_on_error=False)
     def poll(self) -> None:
         """Aggregate the store in a thread when store.json changed; a newer poll replaces one under way."""
+        with self._reading:  # one read at a time, delivered in order
+            if not get_current_worker().is_cancelled:  # else a newer poll waits behind this one
+                self._read()
+
+    def _read(self) -> None:
         path = Path(self.app.runs_dir) / "store.json"
         try:
             st = path.stat()
