@@ -142,6 +142,8 @@ class DetailScreen(Screen):
     @work(thread=True, group="detail", exclusive=True, exit_on_error=False)
     def poll(self) -> None:
         """Read the run folder in a thread; a newer poll replaces one still under way."""
+        if self.reader.lock.locked():
+            return  # a read is under way: the next tick reads (no threads pile up behind a slow read)
         with self.reader.lock:  # one read at a time (the log tail moves on each), delivered in order
             if get_current_worker().is_cancelled:
                 return  # a newer poll waits behind this one: it reads instead (the log tail has not moved)

@@ -61,6 +61,8 @@ class ResultsScreen(Screen):
     @work(thread=True, group="results", exclusive=True, exit_on_error=False)
     def poll(self) -> None:
         """Aggregate the store in a thread when store.json changed; a newer poll replaces one under way."""
+        if self._reading.locked():
+            return  # a read is under way: the next tick reads (no threads pile up behind a slow read)
         with self._reading:  # one read at a time, delivered in order
             if not get_current_worker().is_cancelled:  # else a newer poll waits behind this one
                 self._read()

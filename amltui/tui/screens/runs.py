@@ -92,6 +92,8 @@ class RunsScreen(Screen):
     @work(thread=True, group="poll", exclusive=True, exit_on_error=False)
     def poll(self, force: bool = False) -> None:
         """Read the store in a thread; a newer poll replaces this one unless this one is forced."""
+        if not force and self.app.reader.lock.locked():
+            return  # a read is under way: the next tick reads (no threads pile up behind a slow read)
         with self.app.reader.lock:  # one read at a time, its snapshot posted before the next read starts
             if get_current_worker().is_cancelled and not force:
                 return  # a newer poll waits behind this one and reads instead
