@@ -6,9 +6,13 @@ Figures:
   * refresh cycle: time of one background read (store + progress files → rows) and of applying it to the table;
   * CPU of the dashboard process, idle (nothing changes) and live, in % of one core:
     in-process with Pilot (headless, time.process_time) and, with --tmux, the real app in tmux 80×24
-    (utime+stime from /proc/<pid>/stat).
+    (utime+stime from /proc/<pid>/stat);
+  * with --rss: the resident memory (VmRSS, VmHWM from /proc/<pid>/status) of the real app in tmux 80×24, idle
+    on the demo runs folder (amltui/tui/demo.py), and with --against REV the same for the tree of git revision
+    REV (exported with git archive), measured in the same run: the before/after of a change.
 
     .venv/bin/python bench/dashboard.py [--seconds 20] [--tmux]
+    .venv/bin/python bench/dashboard.py --rss [--against REV] [--settle 10]
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ async def pilot_bench(root: Path, live: list[str], seconds: float) -> None:
     shown: dict[str, float] = {}
 
     async with app.run_test(size=(80, 24)) as pilot:
-        while not app.warm or not isinstance(app.screen, RunsScreen) or not app.screen.loaded:
+        while not isinstance(app.screen, RunsScreen) or not app.screen.loaded:
             await pilot.pause(0.05)
         screen = app.screen
         table = screen.query_one(RunsTable)
@@ -186,13 +190,78 @@ def tmux_bench(root: Path, live: list[str], seconds: float) -> None:
         subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
 
 
+def vm_status(pid: int) -> dict[str, int]:
+    """VmRSS / VmHWM of a process, in KiB."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = int(value.split()[0])
+    return found
+
+
+def idle_rss(source: Path, runs: Path, settle: float) -> dict[str, int]:
+    """Start ``python -m amltui.tui`` from ``source`` in tmux 80×24 on ``runs``; once it has drawn the runs and
+    sat idle for ``settle`` seconds (every start-up worker done), its VmRSS/VmHWM in KiB."""
+    socket = f"amltui-rss-{os.getpid()}-{time.monotonic_ns()}"  # a fresh server: the last one may still be ending
+
+    def tmux(*args: str) -> str:
+        return subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True, check=True).stdout
+
+    tmux("new-session", "-d", "-s", "b", "-x", "80", "-y", "24", "-c", str(source),
+         f"exec env PYTHONPATH={source} {sys.executable} -m amltui.tui --runs-dir {runs}")
+    try:
+        pid = int(tmux("display-message", "-p", "-t", "b", "#{pane_pid}").strip())
+        deadline = time.monotonic() + 120
+        while "7 runs" not in tmux("capture-pane", "-p", "-t", "b"):
+            if time.monotonic() > deadline:
+                raise SystemExit("the dashboard did not draw the demo runs within 120 s:\n"
+                                 + tmux("capture-pane", "-p", "-t", "b"))
+            time.sleep(0.2)
+        time.sleep(settle)
+        return vm_status(pid)
+    finally:
+        subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+
+
+def rss_bench(against: str | None, settle: float) -> None:
+    here = Path(__file__).resolve().parent.parent
+    root = Path(tempfile.mkdtemp(prefix="amltui-rss-"))
+    try:
+        seed_demo(root / "runs")
+        trees = [("this tree", here)]
+        if against:
+            old = root / "against"
+            old.mkdir()
+            archive = subprocess.run(["git", "-C", str(here), "archive", against], capture_output=True, check=True)
+            subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+            trees.insert(0, (f"{against}", old))
+        print(f"dashboard idle RSS, tmux 80×24, demo runs folder (7 runs), read {settle:.0f} s after the first "
+              "draw:")
+        figures = {}
+        for name, source in trees:
+            vm = figures[name] = idle_rss(source, root / "runs", settle)
+            print(f"  {name:>12}: VmRSS {vm['VmRSS'] / 1024:.0f} MiB, peak (VmHWM) {vm['VmHWM'] / 1024:.0f} MiB")
+        if against:
+            before, after = figures[against]["VmRSS"], figures["this tree"]["VmRSS"]
+            print(f"  ratio {against} / this tree: {before / after:.2f}×")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the live window")
     parser.add_argument("--tmux", action="store_true", help="also measure the real app in tmux")
+    parser.add_argument("--rss", action="store_true", help="only the idle memory of the real app (tmux)")
+    parser.add_argument("--against", metavar="REV", help="with --rss: also measure git revision REV's tree")
+    parser.add_argument("--settle", type=float, default=10.0, help="with --rss: idle seconds before reading")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable), Python "
           f"{sys.version.split()[0]}")
+    if args.rss:
+        rss_bench(args.against, args.settle)
+        return
     root = Path(tempfile.mkdtemp(prefix="amltui-bench-"))
     try:
         live = make_store(root / "runs")

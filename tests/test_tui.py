@@ -76,13 +76,13 @@ def run_app(runs_dir: Path, body: Callable[[DashboardApp, Pilot], Coroutine[Any,
 
 
 async def ready(app: DashboardApp, pilot: Pilot) -> RunsScreen:
-    """Wait until the heavy imports are done and a full snapshot (with describe and reap) is on screen."""
-    await wait_for(pilot, lambda: app.warm, 30, "the warm-up imports")
+    """Wait until a full snapshot (with describe and reap) is on screen and no read is under way."""
+    await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), what="the runs screen")
     screen = app.screen
     assert isinstance(screen, RunsScreen)
     polls = screen.polls
     screen.poll(force=True)
-    await wait_for(pilot, lambda: screen.polls > polls and not screen._polling, what="a fresh snapshot")
+    await wait_for(pilot, lambda: screen.polls > polls and not screen.reading, what="a fresh snapshot")
     await pilot.pause(0.1)
     return screen
 

@@ -1,10 +1,13 @@
-"""The dashboard application: the runs screen first; the others are pushed from it."""
+"""The dashboard application: the runs screen first; the others are pushed from it.
+
+Everything it imports at start is torch-free (tests/test_torch_boundary.py): a run's science loads in its worker
+process, never here.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from textual import work
 from textual.app import App
 from textual.binding import Binding
 
@@ -24,25 +27,6 @@ class DashboardApp(App[None]):
         self.poll_interval = poll_interval
         self.detail_interval = detail_interval
         self.reader = RunsReader(self.runs_dir)
-        self.warm = False  # the heavy modules are imported
 
     def on_mount(self) -> None:
         self.push_screen(RunsScreen())
-        self._warm_up()
-
-    @work(thread=True, exit_on_error=False)
-    def _warm_up(self) -> None:
-        """Import the modules actions need (torch via core.data, for launching) off the UI thread, ahead of time."""
-        import amltui.app.executors.liveness  # noqa: F401
-        import amltui.app.report  # noqa: F401
-        import amltui.app.run_progress  # noqa: F401
-        import amltui.cli.lifecycle  # noqa: F401
-        import core.data  # noqa: F401
-
-        self.call_from_thread(self._warmed)
-
-    def _warmed(self) -> None:
-        self.warm = True
-        for screen in self.screen_stack:
-            if isinstance(screen, RunsScreen):
-                screen.poll(force=True)  # now with describe() and reap()

@@ -1,28 +1,35 @@
 """Reading the store and the run folders for the dashboard (called from worker threads, never the UI thread).
 
-amltui.app.runs / live / liveness import torch, so they are imported lazily here: the dashboard draws at once and
-the first worker pays the import.
+Every reader here is the application core's (amltui.app.run_progress, amltui.app.runs, amltui.app.executors.liveness);
+none of them imports torch, so the dashboard imports them at start (tests/test_torch_boundary.py checks it).
 """
 
 from __future__ import annotations
 
-import json
-import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from amltui.app.records import DAMAGED, inspect
+from amltui.app.executors.liveness import reap
+from amltui.app.fsutil import read_json
+from amltui.app.records import DAMAGED, LIVE, Status, inspect
+from amltui.app.run_progress import describe, read_progress
+from amltui.app.runs import RunDir
 from amltui.app.store import Store, StoreError
 
-LIVE = ("queued", "running", "stalled", "orphaned")  # cancellable: amltui.app.executors.liveness explains the last two
-STATUS_RANK = {"running": 0, "stalled": 1, "queued": 2, "orphaned": 3, "failed": 4, "damaged": 5, "cancelled": 6,
-               "done": 7}
-STATUS_STYLE = {"done": "green", "running": "bold cyan", "stalled": "bold magenta", "queued": "white",
-                "orphaned": "magenta", "failed": "bold red", "cancelled": "yellow", "damaged": "bold magenta"}
-# (key, label, width or None for automatic)
+RESUMABLE = frozenset({Status.FAILED, Status.CANCELLED, Status.ORPHANED})  # what amltui.app.runs.requeue takes
+# The table's order for the status column: what needs attention first, finished runs last.
+STATUS_RANK: dict[str, int] = {status: rank for rank, status in enumerate((
+    Status.RUNNING, Status.STALLED, Status.QUEUED, Status.ORPHANED, Status.FAILED, Status.DAMAGED, Status.CANCELLED,
+    Status.DONE))}
+STATUS_STYLE: dict[str, str] = {
+    Status.DONE: "green", Status.RUNNING: "bold cyan", Status.STALLED: "bold magenta", Status.QUEUED: "white",
+    Status.ORPHANED: "magenta", Status.FAILED: "bold red", Status.CANCELLED: "yellow", Status.DAMAGED: "bold magenta",
+}
 FLAG_MARK = "⚠"
+# (key, label, width or None for automatic)
 COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("id", "run", None), ("status", "status", 9), ("progress", "progress", 16), ("variant", "variant", 8),
     ("seed", "seed", 4), ("dataset", "dataset", 13), ("slot", "slot", 7), ("loss", "loss", 7),
@@ -61,33 +68,22 @@ class RunRow:
     record: dict[str, Any] = field(compare=False, repr=False)
 
 
-def heavy_modules_loaded() -> bool:
-    """amltui.app.run_progress / liveness import torch (seconds): until a worker has imported them, rows are drawn
-    from the records alone and dead workers are not reaped yet."""
-    return "amltui.app.run_progress" in sys.modules and "amltui.app.executors.liveness" in sys.modules
-
-
 def make_row(record: dict[str, Any], progress: dict[str, Any], order: int) -> RunRow:
     status = str(record.get("status", "?"))
     epoch, epochs = int(record.get("epoch") or 0), int(record.get("epochs") or 0)
-    if heavy_modules_loaded():
-        from amltui.app.run_progress import describe
-
-        text, done, total = describe(record, progress)
-    else:  # first paint: the epoch count only
-        text, done, total = status, epoch, epochs
-    if status == "done":
+    text, done, total = describe(record, progress)
+    if status == Status.DONE:
         fraction = 1.0
-    elif status == "running":
+    elif status == Status.RUNNING:
         fraction = done / total if total else 0.0
     else:
         fraction = epoch / epochs if epochs else 0.0
-    phase = text.split()[0] if status == "running" and text.split()[0] in ("eval", "invariance") else ""
+    phase = text.split()[0] if status == Status.RUNNING and text.split()[0] in ("eval", "invariance") else ""
     count = {"eval": "eval", "invariance": "inv"}.get(phase, f"{epoch}/{epochs}")
     last = record.get("last") or {}
     metrics = record.get("metrics") or {}
     loss = last.get("train_loss")
-    batch = progress.get("batch") if status == "running" and progress.get("kind") == "batch" else None
+    batch = progress.get("batch") if status == Status.RUNNING and progress.get("kind") == "batch" else None
     if isinstance(batch, dict) and _num(batch.get("loss")) is not None:
         loss = batch["loss"]
     # Final metrics when evaluated, else the per-epoch monitor estimate marked with "~".
@@ -154,8 +150,8 @@ def _stat(path: Path) -> tuple[int, int] | None:
 class RunsReader:
     """Reads the store and the live runs' progress files; skips the work when none of them changed.
 
-    ``poll`` is called by one worker at a time. A full read (with ``reap``, which notices dead workers) is
-    forced every ``full_every`` seconds even when nothing changed on disk.
+    Callers in several threads hold ``lock`` around ``poll`` (one read at a time). A full read (with ``reap``,
+    which notices dead workers) is forced every ``full_every`` seconds even when nothing changed on disk.
     """
 
     def __init__(self, runs_dir: Path, full_every: float = 5.0) -> None:
@@ -163,6 +159,7 @@ class RunsReader:
         self.full_every = full_every
         self.store: Store | None = None
         self.records: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
         self._signature: tuple | None = None
         self._last_full = 0.0
 
@@ -174,11 +171,6 @@ class RunsReader:
         files += [self.runs_dir / run_id / "progress.json" for run_id in self._live_ids()]
         return tuple(_stat(p) for p in files)
 
-    def progress(self, run_id: str) -> dict[str, Any]:
-        """The worker's progress.json (as amltui.app.run_progress.read_progress, without importing torch)."""
-        data = read_json_file(self.runs_dir / run_id / "progress.json")
-        return data if isinstance(data, dict) else {}
-
     def poll(self, force: bool = False) -> RunsSnapshot | None:
         """A new snapshot, or None when nothing changed since the last one."""
         now = time.monotonic()
@@ -188,9 +180,7 @@ class RunsReader:
         try:
             if self.store is None:
                 self.store = Store(self.runs_dir)
-            if full and heavy_modules_loaded():
-                from amltui.app.executors.liveness import reap
-
+            if full:
                 reap(self.store)
                 self._last_full = now
             signature = self.signature()
@@ -201,7 +191,8 @@ class RunsReader:
         # One damaged record or progress.json marks its own row, never the table.
         records = [inspect(r, self.runs_dir, read_folder=False) for r in records]
         self.records = {r["id"]: r for r in records}
-        rows = [safe_row(r, self.progress(r["id"]) if r.get("status") == "running" else {}, i)
+        store = self.store
+        rows = [safe_row(r, read_progress(store, r["id"]) if r.get("status") == Status.RUNNING else {}, i)
                 for i, r in enumerate(records)]
         # Taken before the read: a write racing with it changes the signature and is read next time.
         self._signature = signature if len(signature) == 1 + len(self._live_ids()) else None
@@ -211,9 +202,10 @@ class RunsReader:
 # ---- one run ------------------------------------------------------------------------------------------
 
 
-def read_json_file(path: Path) -> Any:
+def read_json_or_none(path: Path) -> Any:
+    """amltui.app.fsutil.read_json, None when the file is missing or not JSON (the screens say so themselves)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json(path)
     except (OSError, ValueError):
         return None
 
@@ -250,50 +242,48 @@ class RunDetail:
     record: dict[str, Any]
     progress: dict[str, Any]
     epochs: list[dict[str, Any]]
-    new_log: list[str]
+    new_log: list[str]  # the log lines new since the previous read
     config: dict[str, Any] | None
     pca: Path | None
+    curve: dict[str, Any] | None = None
+
+
+def damaged_record(run_id: str, reason: str) -> dict[str, Any]:
+    return {"id": run_id, "status": DAMAGED, DAMAGED: reason, "error": reason}
 
 
 class DetailReader:
     """Everything the detail screen shows about one run, read from its folder (run.json is the truth)."""
 
     def __init__(self, runs_dir: Path, run_id: str) -> None:
-        self.path = Path(runs_dir) / run_id
+        self.store = Store(runs_dir)
+        self.folder = RunDir(Path(runs_dir) / run_id)
+        self.path = self.folder.path
         self.run_id = run_id
-        self.log = LogTail(self.path / "log.txt")
+        self.lock = threading.Lock()  # for callers in several threads: read() moves the log tail on
+        self.log = LogTail(self.folder.log_file)
         self._metrics_stat: tuple[int, int] | None = None
         self._epochs: list[dict[str, Any]] = []
         self._config: dict[str, Any] | None = None
 
     def read(self) -> RunDetail:
-        record = read_json_file(self.path / "run.json")
+        record = read_json_or_none(self.folder.record_file)
         if not isinstance(record, dict):
             reason = "run.json is missing or unreadable" if record is None else "run.json does not hold an object"
-            record = {"id": self.run_id, "status": DAMAGED, DAMAGED: reason, "error": reason}
-        record = inspect(record)
-        progress = read_json_file(self.path / "progress.json")
-        progress = progress if isinstance(progress, dict) else {}
-        stat = _stat(self.path / "metrics.jsonl")
+            record = damaged_record(self.run_id, reason)
+        progress = read_progress(self.store, self.run_id)
+        stat = _stat(self.folder.metrics_file)
         if stat != self._metrics_stat:
             self._metrics_stat = stat
             self._epochs = [m for m in self._metric_lines() if m.get("kind") == "epoch"]
         if self._config is None:
-            self._config = read_json_file(self.path / "config.json")
+            self._config = read_json_or_none(self.folder.config_file)
         pca = next((p for p in (self.path / "pca.json", self.path / "pca.png") if p.exists()), None)
-        return RunDetail(record, progress, list(self._epochs), self.log.read(), self._config, pca)
+        return RunDetail(inspect(record), progress if isinstance(progress, dict) else {}, list(self._epochs),
+                         self.log.read(), self._config, pca, read_json_or_none(self.path / "curve.json"))
 
     def _metric_lines(self) -> list[dict[str, Any]]:
-        lines = []
         try:  # a bad byte is replaced, not fatal: the screen must recover once the file is repaired
-            raw = (self.path / "metrics.jsonl").read_bytes().decode("utf-8", errors="replace")
+            return self.folder.read_metrics()
         except OSError:
             return []
-        for text in raw.splitlines():
-            try:
-                line = json.loads(text)
-            except ValueError:
-                continue  # a torn last line
-            if isinstance(line, dict):
-                lines.append(line)
-        return lines

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from amltui.app.fsutil import atomic_write_json
+from amltui.app.records import TERMINAL, Status
 from amltui.app.store import RUNS_TABLE, AtomicJSONStorage, Store
 from core.config import RunConfig
 
@@ -45,7 +46,7 @@ def final_metrics(variant: str, seed: int) -> dict[str, float]:
 def make_record(run_id: str, variant: str, seed: int, status: str, minute: int, epoch: int | None = None,
                 epochs: int = EPOCHS) -> tuple[dict[str, Any], RunConfig]:
     config = RunConfig.resolve(variant, "quick", seed=seed, dataset="synthetic", epochs=epochs)
-    epoch = epochs if epoch is None and status == "done" else (epoch or 0)
+    epoch = epochs if epoch is None and status == Status.DONE else (epoch or 0)
     record: dict[str, Any] = {
         "id": run_id, "status": status, "variant": variant, "seed": seed, "dataset": "synthetic",
         "preset": "quick", "arch": config.arch, "overrides": [], "group": config.group_key(),
@@ -55,32 +56,32 @@ def make_record(run_id: str, variant: str, seed: int, status: str, minute: int, 
         "last": epoch_line(variant, seed, epoch, epochs) if epoch else {}, "metrics": {}, "metrics_n": {},
         "fingerprint": FINGERPRINT, "device": None, "host": None, "pid": None, "error": None, "traceback": None,
     }
-    if status != "queued":
+    if status != Status.QUEUED:
         # host "demo-host" with no heartbeat file: the liveness check leaves "running" demo runs alone.
         record.update(started=_time(minute + 1), device="cpu", slot="cpu0", host="demo-host", executor="local")
-    if status == "running":
+    if status == Status.RUNNING:
         record["pid"] = 4242
-    if status in ("done", "failed", "cancelled"):
+    if status in TERMINAL:
         record["ended"] = _time(minute + 9)
-    if status == "done":
+    if status == Status.DONE:
         record["metrics"] = final_metrics(variant, seed)
         record["metrics_n"] = {k: 1000 for k in record["metrics"]}
-    if status == "failed":
+    if status == Status.FAILED:
         record["error"] = "RuntimeError: demo failure (out of memory)"
-    if status == "cancelled":
+    if status == Status.CANCELLED:
         record["error"] = "cancelled by the user"
     return record, config
 
 
 # id, variant, seed, status, epoch (None = as the status implies)
 DEMO_RUNS: tuple[tuple[str, str, int, str, int | None], ...] = (
-    ("baseline-s0-demo", "baseline", 0, "done", None),
-    ("baseline-s1-demo", "baseline", 1, "done", None),
-    ("ml_sa-s0-demo", "ml_sa", 0, "done", None),
-    ("ml_sa-s1-demo", "ml_sa", 1, "done", None),
-    ("ml_sa_ia-s0-demo", "ml_sa_ia", 0, "running", 3),
-    ("ml_sa_ia-s1-demo", "ml_sa_ia", 1, "queued", None),
-    ("baseline-s2-demo", "baseline", 2, "failed", 2),
+    ("baseline-s0-demo", "baseline", 0, Status.DONE, None),
+    ("baseline-s1-demo", "baseline", 1, Status.DONE, None),
+    ("ml_sa-s0-demo", "ml_sa", 0, Status.DONE, None),
+    ("ml_sa-s1-demo", "ml_sa", 1, Status.DONE, None),
+    ("ml_sa_ia-s0-demo", "ml_sa_ia", 0, Status.RUNNING, 3),
+    ("ml_sa_ia-s1-demo", "ml_sa_ia", 1, Status.QUEUED, None),
+    ("baseline-s2-demo", "baseline", 2, Status.FAILED, 2),
 )
 
 
@@ -99,7 +100,7 @@ def write_run(runs_dir: Path, record: dict[str, Any], config: RunConfig) -> None
     if record["error"]:
         log.append(f"{record['ended']} {record['status']}: {record['error']}")
     (folder / "log.txt").write_text("\n".join(log) + "\n", encoding="utf-8")
-    if record["status"] == "running":
+    if record["status"] == Status.RUNNING:
         atomic_write_json(folder / "progress.json", {"kind": "batch", "batch": {
             "epoch": record["epoch"] + 1, "epochs": record["epochs"], "step": 5, "steps": 10, "loss": 0.8123}})
 
@@ -116,7 +117,7 @@ def seed_demo(runs_dir: Path, extra: int = 0) -> list[dict[str, Any]]:
     records = []
     specs = list(DEMO_RUNS)
     variants = ("baseline", "ml_sa", "ml_sa_ia")
-    specs += [(f"{variants[i % 3]}-s{10 + i // 3}-x{i:04d}", variants[i % 3], 10 + i // 3, "done", None)
+    specs += [(f"{variants[i % 3]}-s{10 + i // 3}-x{i:04d}", variants[i % 3], 10 + i // 3, Status.DONE, None)
               for i in range(extra)]
     for minute, (run_id, variant, seed, status, epoch) in enumerate(specs):
         record, config = make_record(run_id, variant, seed, status, minute * 10, epoch)

@@ -6,11 +6,23 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from amltui.tui.screens.dialog import Dialog
 
-class ConfirmScreen(ModalScreen[bool]):
+
+class ConfirmScreen(Dialog[bool]):
+    DEFAULT_CSS = """
+    ConfirmScreen {
+        #dialog {
+            width: 60;
+        }
+
+        #question {
+            padding: 1 0;
+        }
+    }
+    """
     BINDINGS = [
         Binding("y", "answer(True)", "Yes"),
         Binding("n,escape", "answer(False)", "No"),
@@ -22,7 +34,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.danger = danger
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog", classes="confirm"):
+        with Vertical(id="dialog"):
             yield Static(self.question, id="question")
             with Horizontal(classes="buttons"):
                 yield Button("Yes (y)", id="yes", variant="error" if self.danger else "primary", compact=True)

@@ -12,11 +12,15 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.message import Message
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Log, Static, TabbedContent, TabPane
+from textual.worker import get_current_worker
 
-from amltui.tui.data import STATUS_STYLE, DetailReader, RunDetail, read_json_file
+from amltui.app.records import DAMAGED, Status
+from amltui.app.run_progress import describe
+from amltui.tui.data import STATUS_STYLE, DetailReader, RunDetail, damaged_record
+from amltui.tui.messages import DetailLoaded
 from amltui.tui.widgets.chart import LineChart, Series
 from amltui.tui.widgets.pca_plot import render_pca
 
@@ -32,14 +36,6 @@ FINAL = ("A_orig", "A_SA", "A_IA", "A_IA_target", "A_PGD", "A_AA")
 LABELS = {"A_IA_target": "A_IA→t"}
 
 
-class DetailLoaded(Message):
-    def __init__(self, detail: RunDetail, head: Text, curve: dict[str, Any] | None = None) -> None:
-        super().__init__()
-        self.detail = detail
-        self.head = head
-        self.curve = curve
-
-
 def _series(epochs: list[dict[str, Any]], keys: tuple[tuple[str, str, str], ...]) -> list[Series]:
     out = []
     for key, label, style in keys:
@@ -51,11 +47,9 @@ def _series(epochs: list[dict[str, Any]], keys: tuple[tuple[str, str, str], ...]
 
 
 def head_text(record: dict[str, Any], progress: dict[str, Any]) -> Text:
-    from amltui.app.run_progress import describe
-
     status = str(record.get("status", "?"))
     text = Text.assemble((str(record.get("id", "?")), "bold"), "  ", (status, STATUS_STYLE.get(status, "")))
-    text.append(f"  {describe(record, progress)[0] if status in ('queued', 'running') else ''}".rstrip())
+    text.append(f"  {describe(record, progress)[0] if status in (Status.QUEUED, Status.RUNNING) else ''}".rstrip())
     where = record.get("slot") or record.get("device")
     text.append(f"\n{record.get('variant')} · seed {record.get('seed')} · {record.get('dataset')} · "
                 f"preset {record.get('preset')}" + (f" · {where}" if where else ""), style="dim")
@@ -69,8 +63,8 @@ def head_text(record: dict[str, Any], progress: dict[str, Any]) -> Text:
                 text.append(f"{metrics[key]:.2f}", style="bold")
                 if key == "A_AA" and len(sizes) > 1:
                     text.append(f" (n={counts.get(key, '?')})", style="dim")
-    if record.get("damaged"):
-        text.append(f"\ndamaged: {record['damaged']}", style="magenta")
+    if record.get(DAMAGED):
+        text.append(f"\ndamaged: {record[DAMAGED]}", style="magenta")
     elif not metrics and record.get("error"):
         text.append(f"\n{record['error']}", style="red")
     if record.get("select", "last") != "last" and record.get("selected_epoch"):
@@ -110,14 +104,12 @@ class DetailScreen(Screen):
         Binding("5", "tab('robustness')", "Robustness"),
     ]
     app: DashboardApp
+    # The last read of the run folder; watch_detail draws it (always: even a repeat brings new log lines).
+    detail: reactive[RunDetail | None] = reactive(None, always_update=True, init=False, repaint=False)
 
     def __init__(self, run_id: str) -> None:
         super().__init__()
         self.run_id = run_id
-        self._polling = False
-        self._config_shown = False
-        self._pca_shown: Path | None | bool = False  # False: nothing drawn yet
-        self.detail: RunDetail | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(Text(self.run_id, style="bold"), id="detail-head")
@@ -147,42 +139,41 @@ class DetailScreen(Screen):
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
 
+    @work(thread=True, group="detail", exclusive=True, exit_on_error=False)
     def poll(self) -> None:
-        if not self._polling:
-            self._polling = True
-            self._read()
-
-    @work(thread=True, group="detail", exit_on_error=False)
-    def _read(self) -> None:
-        try:
-            detail = self.reader.read()
-            head = head_text(detail.record, detail.progress)
-        except Exception as exc:  # an odd file must not freeze the screen: say so, and poll again later
-            reason = f"cannot read the run folder: {type(exc).__name__}: {exc}"
-            detail = RunDetail({"id": self.run_id, "status": "damaged", "error": reason}, {}, [], [], None, None)
-            head = Text.assemble((self.run_id, "bold"), "  ", ("damaged", "bold magenta"), f"\n{reason}")
-        curve = read_json_file(self.reader.path / "curve.json")
-        self.post_message(DetailLoaded(detail, head, curve))
+        """Read the run folder in a thread; a newer poll replaces one still under way."""
+        if self.reader.lock.locked():
+            return  # a read is under way: the next tick reads (no threads pile up behind a slow read)
+        with self.reader.lock:  # one read at a time (the log tail moves on each), delivered in order
+            if get_current_worker().is_cancelled:
+                return  # a newer poll waits behind this one: it reads instead (the log tail has not moved)
+            try:
+                detail = self.reader.read()
+                head = head_text(detail.record, detail.progress)
+            except Exception as exc:  # an odd file must not freeze the screen: say so, and poll again later
+                reason = f"cannot read the run folder: {type(exc).__name__}: {exc}"
+                detail = RunDetail(damaged_record(self.run_id, reason), {}, [], [], None, None)
+                head = Text.assemble((self.run_id, "bold"), "  ", (DAMAGED, "bold magenta"), f"\n{reason}")
+            self.post_message(DetailLoaded(detail, head))
 
     @on(DetailLoaded)
-    def _apply(self, message: DetailLoaded) -> None:
-        self._polling = False
-        detail = self.detail = message.detail
-        record = detail.record
+    def _loaded(self, message: DetailLoaded) -> None:
         self.query_one("#detail-head", Static).update(message.head)
+        self.detail = message.detail
+
+    def watch_detail(self, old: RunDetail | None, detail: RunDetail) -> None:
+        record = detail.record
         epochs_total = record.get("epochs") if isinstance(record.get("epochs"), int) else None
         self.query_one("#loss-chart", LineChart).plot(_series(detail.epochs, LOSSES), epochs_total)
         self.query_one("#acc-chart", LineChart).plot(_series(detail.epochs, ACCURACIES), epochs_total)
         if detail.new_log:
             self.query_one("#log-view", Log).write_lines(detail.new_log)
-        if not self._config_shown:
-            self._config_shown = True
+        if old is None:  # the config does not change while the run exists: drawn once
             self.query_one("#config-view", Static).update(
                 config_table(detail.config, record.get("config_diff") or {}))
-        self.query_one("#curve-chart", LineChart).plot(curve_series(message.curve))
-        self.query_one("#robustness-view", Static).update(robustness_text(record, message.curve, self.run_id))
-        if detail.pca != self._pca_shown:
-            self._pca_shown = detail.pca
+        self.query_one("#curve-chart", LineChart).plot(curve_series(detail.curve))
+        self.query_one("#robustness-view", Static).update(robustness_text(record, detail.curve, self.run_id))
+        if old is None or detail.pca != old.pca:
             self.query_one("#pca-view", Static).update(pca_view(detail.pca, self.run_id))
 
 

@@ -8,7 +8,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
-from textual.screen import ModalScreen
+from textual.reactive import reactive
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from amltui.app.store import StoreError
@@ -21,24 +21,48 @@ from amltui.tui.actions import (
     parse_seeds,
     resolve_configs,
 )
+from amltui.tui.screens.dialog import Dialog
+from core.config import CHOICES, PRESET_VALUES, PRESETS, VARIANTS
 
 
-class LaunchScreen(ModalScreen[LaunchResult | None]):
+class LaunchScreen(Dialog[LaunchResult | None]):
+    DEFAULT_CSS = """
+    LaunchScreen {
+        #form {
+            grid-size: 2;
+            grid-columns: 11 1fr;
+            grid-rows: 1;
+            grid-gutter: 0 1;
+            height: auto;
+            margin: 1 0 0 0;
+        }
+
+        #variants {
+            height: 1;
+        }
+
+        #variants Checkbox {
+            margin-right: 2;
+        }
+
+        #form-error {
+            height: auto;
+            color: $text-error;
+        }
+    }
+    """
     BINDINGS = [
         Binding("escape", "dismiss_form", "Close"),
         Binding("ctrl+s", "launch", "Launch"),
     ]
+    busy: reactive[bool] = reactive(False, init=False, repaint=False)  # queueing: the form waits (watch_busy)
 
     def __init__(self, runs_dir: Path) -> None:
         super().__init__()
         self.runs_dir = runs_dir
-        self.busy = False
 
     def compose(self) -> ComposeResult:
-        from core.config import PRESETS, VARIANTS
-        from core.data import DATASETS
-
-        with Vertical(id="dialog", classes="launch"):
+        with Vertical(id="dialog"):
             yield Static("[b]Launch runs[/b]  (variants × seeds; Ctrl+S launches, Esc closes)")
             with Grid(id="form"):
                 yield Label("variants")
@@ -50,8 +74,8 @@ class LaunchScreen(ModalScreen[LaunchResult | None]):
                 yield Label("preset")
                 yield Select([(p, p) for p in PRESETS], value="quick", allow_blank=False, id="preset", compact=True)
                 yield Label("dataset")
-                yield Select([(d, d) for d in DATASETS], value="mnist-sample", allow_blank=False, id="dataset",
-                             compact=True)
+                yield Select([(d, d) for d in CHOICES["dataset"]], value="mnist-sample", allow_blank=False,
+                             id="dataset", compact=True)
                 yield Label("overrides")
                 yield Input(placeholder="key=value … e.g. epochs=4 lr=3e-4", id="overrides", compact=True)
                 yield Label("gpus")
@@ -71,8 +95,6 @@ class LaunchScreen(ModalScreen[LaunchResult | None]):
 
     def request(self) -> LaunchRequest:
         """The form's values; raises ActionError on the first invalid one."""
-        from core.config import VARIANTS
-
         variants = [v for v in VARIANTS if self.query_one(f"#v-{v}", Checkbox).value]
         slots_text = self.query_one("#cpu-slots", Input).value.strip()
         if slots_text and (not slots_text.isdigit() or int(slots_text) < 1):
@@ -90,8 +112,6 @@ class LaunchScreen(ModalScreen[LaunchResult | None]):
 
     @on(Select.Changed, "#preset")
     def _preset_changed(self, event: Select.Changed) -> None:
-        from core.config import PRESET_VALUES
-
         # A preset may name its data (paper: the full MNIST); the form follows, and the user may still change it.
         dataset = PRESET_VALUES.get(str(event.value), {}).get("dataset", "mnist-sample")
         self.query_one("#dataset", Select).value = dataset
@@ -110,12 +130,13 @@ class LaunchScreen(ModalScreen[LaunchResult | None]):
             self.show_error(str(exc))
             return
         self.busy = True
-        self.query_one("#launch", Button).disabled = True
-        self.show_error("")
         self.query_one("#form-error", Static).update(f"queueing {n} run(s)…")
         self._launch(request)
 
-    @work(thread=True, exit_on_error=False)
+    def watch_busy(self, busy: bool) -> None:
+        self.query_one("#launch", Button).disabled = busy
+
+    @work(thread=True, group="launch", exclusive=True, exit_on_error=False)
     def _launch(self, request: LaunchRequest) -> None:
         try:
             result = launch(self.runs_dir, request)
@@ -129,7 +150,6 @@ class LaunchScreen(ModalScreen[LaunchResult | None]):
 
     def _failed(self, text: str) -> None:
         self.busy = False
-        self.query_one("#launch", Button).disabled = False
         self.show_error(text)
 
     def action_dismiss_form(self) -> None:

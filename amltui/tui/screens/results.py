@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
+from textual.worker import get_current_worker
 
+from amltui.app.records import inspect_all
+from amltui.app.report import IA_METRICS, Cell, Row, aggregate, footnotes, present_metrics
 from amltui.app.store import Store, StoreError
+from amltui.tui import actions
+from amltui.tui.messages import ResultsLoaded
+from core.metrics import METRIC_LABELS
 
 if TYPE_CHECKING:
     from amltui.tui.dashboard import DashboardApp
-
-
-class ResultsLoaded(Message):
-    def __init__(self, rows: list[Any] | None, error: str | None = None) -> None:
-        super().__init__()
-        self.rows = rows
-        self.error = error
 
 
 class ResultsScreen(Screen):
@@ -35,11 +35,13 @@ class ResultsScreen(Screen):
     ]
     app: DashboardApp
 
+    # The seed-aggregated rows; watch_rows fills both tables (only when a read brought different rows).
+    rows: reactive[list[Row]] = reactive(list, init=False, repaint=False)
+
     def __init__(self) -> None:
         super().__init__()
-        self._polling = False
         self._stat: tuple[int, int] | None = None
-        self.rows: list[Any] = []
+        self._reading = threading.Lock()
         self.loaded = False
 
     def compose(self) -> ComposeResult:
@@ -56,12 +58,15 @@ class ResultsScreen(Screen):
         self.poll()
         self.set_interval(2.0, self.poll)
 
+    @work(thread=True, group="results", exclusive=True, exit_on_error=False)
     def poll(self) -> None:
-        if not self._polling:
-            self._polling = True
-            self._read()
+        """Aggregate the store in a thread when store.json changed; a newer poll replaces one under way."""
+        if self._reading.locked():
+            return  # a read is under way: the next tick reads (no threads pile up behind a slow read)
+        with self._reading:  # one read at a time, delivered in order
+            if not get_current_worker().is_cancelled:  # else a newer poll waits behind this one
+                self._read()
 
-    @work(thread=True, group="results", exit_on_error=False)
     def _read(self) -> None:
         path = Path(self.app.runs_dir) / "store.json"
         try:
@@ -70,12 +75,8 @@ class ResultsScreen(Screen):
         except OSError:
             stat = None
         if self.loaded and stat == self._stat:
-            self.post_message(ResultsLoaded(None))
             return
         try:
-            from amltui.app.records import inspect_all
-            from amltui.app.report import aggregate
-
             # Damaged records (a NaN or mistyped metric) are left out, never averaged in.
             rows = aggregate(inspect_all(Store(self.app.runs_dir).all()))
         except (StoreError, OSError, ValueError) as exc:
@@ -85,28 +86,23 @@ class ResultsScreen(Screen):
         self.post_message(ResultsLoaded(rows))
 
     @on(ResultsLoaded)
-    def _apply(self, message: ResultsLoaded) -> None:
-        self._polling = False
+    def _loaded(self, message: ResultsLoaded) -> None:
         if message.error:
             title = f"[b red]Cannot read the run index[/]: {escape(message.error)}"
             self.query_one("#results-title", Static).update(title)
-        if message.rows is None:
-            return
-        self.loaded = True
-        self.rows = message.rows
-        self._fill()
+        if message.rows is not None:
+            self.loaded = True
+            self.rows = message.rows
 
-    def _fill(self) -> None:
-        from rich.markup import escape
-
-        from amltui.app.report import IA_METRICS, footnotes, present_metrics
-        from core.evaluate import METRIC_LABELS
-
-        def mark(row: Any, m: str) -> str:
-            return "†" if row.ia_note and m in IA_METRICS else ""
-
-        rows = sorted(self.rows, key=lambda r: r.variant != "baseline")  # stable: baselines first
+    def watch_rows(self, rows: list[Row]) -> None:
+        rows = sorted(rows, key=lambda r: r.variant != "baseline")  # stable: baselines first
         metrics = present_metrics(rows) if rows else []
+        self._fill_results(rows, metrics)
+        self._fill_deltas(rows, metrics)
+        notes = footnotes(rows, metrics) if rows else []
+        self.query_one("#results-notes", Static).update(escape("\n".join(notes)))
+
+    def _fill_results(self, rows: list[Row], metrics: list[str]) -> None:
         table = self.query_one("#results", DataTable)
         table.clear(columns=True)
         for label in ("variant", "dataset", *(METRIC_LABELS[m] for m in metrics), "seeds", "setting"):
@@ -114,11 +110,13 @@ class ResultsScreen(Screen):
         for row in rows:
             style = "bold" if row.variant == "baseline" else ""
             table.add_row(Text(row.variant, style=style), row.dataset,
-                          *(row.cells[m].text() + mark(row, m) for m in metrics), row.seeds_text(), row.setting)
+                          *(row.cells[m].text() + _mark(row, m) for m in metrics), row.seeds_text(), row.setting)
         table.fixed_rows = sum(r.variant == "baseline" for r in rows)
         if not rows:
             table.add_column("")
             table.add_row("No finished runs yet: results appear as runs end (status done).")
+
+    def _fill_deltas(self, rows: list[Row], metrics: list[str]) -> None:
         deltas = self.query_one("#deltas", DataTable)
         deltas.clear(columns=True)
         paired = [r for r in rows if r.deltas or r.pairing]
@@ -126,33 +124,32 @@ class ResultsScreen(Screen):
             deltas.add_column(label)
         for row in paired:
             if row.deltas:
-                cells = [_delta(row.deltas[m], mark(row, m)) for m in metrics]
+                cells = [_delta(row.deltas[m], _mark(row, m)) for m in metrics]
             else:  # no reference baseline in this setting: say so rather than pair with another row
                 cells = [Text(row.pairing, style="yellow")] + [Text("")] * (len(metrics) - 1)
             deltas.add_row(row.variant, row.dataset, *cells, row.setting)
         self.query_one("#deltas-title").display = bool(paired)
         deltas.display = bool(paired)
-        notes = footnotes(rows, metrics) if rows else []
-        self.query_one("#results-notes", Static).update(escape("\n".join(notes)))
 
     def action_export(self) -> None:
         self._export()
 
-    @work(thread=True, group="export", exit_on_error=False)
+    @work(thread=True, group="export", exclusive=True, exit_on_error=False)
     def _export(self) -> None:
-        from amltui.tui.actions import export_results
-
         try:
-            path = export_results(self.app.runs_dir)
+            path = actions.export_results(self.app.runs_dir)
         except (StoreError, OSError, ValueError) as exc:
-            self.app.call_from_thread(self.notify, f"export failed: {exc}", severity="error",
-                                  markup=False)
+            self.app.call_from_thread(self.notify, f"export failed: {exc}", severity="error", markup=False)
             return
-        self.app.call_from_thread(self.notify, str(path), title="Results exported",
-                              markup=False)
+        self.app.call_from_thread(self.notify, str(path), title="Results exported", markup=False)
 
 
-def _delta(cell: Any, suffix: str = "") -> Text:
+def _mark(row: Row, metric: str) -> str:
+    """† on the A_IA metrics of a row whose target table does not fit its data (the notes say why)."""
+    return "†" if row.ia_note and metric in IA_METRICS else ""
+
+
+def _delta(cell: Cell, suffix: str = "") -> Text:
     text = cell.text(signed=True) + suffix
     if not cell.values:
         return Text(text)

@@ -9,14 +9,18 @@ from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
+from textual.worker import get_current_worker
 
+from amltui.app import gpus
+from amltui.app.records import LIVE, Status
 from amltui.app.store import StoreError
 from amltui.tui import actions
 from amltui.tui.actions import LaunchResult
-from amltui.tui.data import LIVE, RunsSnapshot
+from amltui.tui.data import RESUMABLE, RunsSnapshot
+from amltui.tui.messages import GpusLoaded, RunsLoaded
 from amltui.tui.screens.confirm import ConfirmScreen
 from amltui.tui.screens.detail import DetailScreen
 from amltui.tui.screens.new_runs import LaunchScreen
@@ -28,22 +32,6 @@ GPU_INTERVAL = 2.0  # seconds between GPU reads (NVML: about a millisecond)
 
 if TYPE_CHECKING:
     from amltui.tui.dashboard import DashboardApp
-
-
-class RunsLoaded(Message):
-    """A poll finished; ``snapshot`` is None when nothing had changed."""
-
-    def __init__(self, snapshot: RunsSnapshot | None) -> None:
-        super().__init__()
-        self.snapshot = snapshot
-
-
-class GpusLoaded(Message):
-    """A GPU inventory read finished (the GPUs amltui would schedule on)."""
-
-    def __init__(self, gpus: list) -> None:
-        super().__init__()
-        self.gpus = gpus
 
 
 class RunsScreen(Screen):
@@ -62,15 +50,16 @@ class RunsScreen(Screen):
     AUTO_FOCUS = "#runs"
     app: DashboardApp
 
+    # The line above the table and the banner (text, is-an-error) under it; their watch_ methods redraw them only
+    # when they change (an unchanged Static update would still cost a layout pass).
+    status_line: reactive[str] = reactive("", init=False, repaint=False)
+    banner: reactive[tuple[str, bool] | None] = reactive(None, init=False, repaint=False)
+
     def __init__(self) -> None:
         super().__init__()
-        self._polling = False
-        self._force_next = False
         self.error: str | None = None
         self.loaded = False  # at least one snapshot arrived
         self.polls = 0  # snapshots applied (the bench reads these)
-        self._shown_status = ""
-        self._shown_banner: tuple[str, bool] | None = None
         self.gpus_loaded = 0  # GPU inventory reads applied
 
     def compose(self) -> ComposeResult:
@@ -94,78 +83,76 @@ class RunsScreen(Screen):
 
     # ---- polling ---------------------------------------------------------------------------------------
 
-    def poll(self, force: bool = False) -> None:
-        """Start a background read unless one is under way (then it is redone once it ends)."""
-        if self._polling:
-            self._force_next = self._force_next or force
-            return
-        self._polling = True
-        self._read(force)
+    @property
+    def reading(self) -> bool:
+        """A poll is under way or waiting for the one before it."""
+        return self.app.reader.lock.locked() or any(
+            w.node is self and w.group == "poll" and not w.is_finished for w in self.workers)
 
-    @work(thread=True, group="poll", exit_on_error=False)
-    def _read(self, force: bool) -> None:
-        try:
-            snapshot = self.app.reader.poll(force)
-        except Exception as exc:  # a bug or an odd file must not take the dashboard down
-            snapshot = RunsSnapshot([], error=f"{type(exc).__name__}: {exc}")
-        self.post_message(RunsLoaded(snapshot))
+    @work(thread=True, group="poll", exclusive=True, exit_on_error=False)
+    def poll(self, force: bool = False) -> None:
+        """Read the store in a thread; a newer poll replaces this one unless this one is forced."""
+        if not force and self.app.reader.lock.locked():
+            return  # a read is under way: the next tick reads (no threads pile up behind a slow read)
+        with self.app.reader.lock:  # one read at a time, its snapshot posted before the next read starts
+            if get_current_worker().is_cancelled and not force:
+                return  # a newer poll waits behind this one and reads instead
+            try:
+                snapshot = self.app.reader.poll(force)
+            except Exception as exc:  # a bug or an odd file must not take the dashboard down
+                snapshot = RunsSnapshot([], error=f"{type(exc).__name__}: {exc}")
+            self.post_message(RunsLoaded(snapshot))
 
     @on(RunsLoaded)
     def _apply(self, message: RunsLoaded) -> None:
-        self._polling = False
         snapshot = message.snapshot
-        if snapshot is not None:
-            self.polls += 1
-            self.loaded = True
-            self.error = snapshot.error
-            if snapshot.error is None:
-                self.table.show(snapshot.rows)
-                strip = self.query_one(GpuStrip)
-                if strip.gpus:  # which runs are on which GPU changes with the runs, not with the GPU reads
-                    strip.show(strip.gpus, runs_by_gpu(row.record for row in self.table.rows_by_id.values()))
-            self._update_status_line()
-        if self._force_next:
-            self._force_next = False
-            self.poll(force=True)
+        if snapshot is None:
+            return
+        self.polls += 1
+        self.loaded = True
+        self.error = snapshot.error
+        if snapshot.error is None:
+            self.table.show(snapshot.rows)
+            strip = self.query_one(GpuStrip)
+            if strip.gpus:  # which runs are on which GPU changes with the runs, not with the GPU reads
+                strip.show(strip.gpus, runs_by_gpu(row.record for row in self.table.rows_by_id.values()))
+        self._update_status_line()
 
     def _update_status_line(self) -> None:
         table = self.query_one(RunsTable)
         rows = list(table.rows_by_id.values())
-        count = {s: sum(r.cells["status"] == s for r in rows) for s in ("running", "queued", "failed")}
+        count = {s: sum(r.cells["status"] == s for r in rows) for s in Status}
         arrow = "↓" if table.sort_reverse else "↑"
-        parts = [escape(str(self.app.runs_dir)), f"{len(rows)} runs", f"{count['running']} running",
-                 f"{count['queued']} queued", f"sort {table.sort_column}{arrow}"]
-        if count["failed"]:
-            parts.insert(4, f"[red]{count['failed']} failed[/]")
-        damaged = sum(r.cells["status"] == "damaged" for r in rows)
-        if damaged:
-            parts.insert(4, f"[magenta]{damaged} damaged[/] (`amltui store rebuild`)")
+        parts = [escape(str(self.app.runs_dir)), f"{len(rows)} runs", f"{count[Status.RUNNING]} running",
+                 f"{count[Status.QUEUED]} queued", f"sort {table.sort_column}{arrow}"]
+        if count[Status.FAILED]:
+            parts.insert(4, f"[red]{count[Status.FAILED]} failed[/]")
+        if count[Status.DAMAGED]:
+            parts.insert(4, f"[magenta]{count[Status.DAMAGED]} damaged[/] (`amltui store rebuild`)")
         if table.filter_text:
             parts.append(f"filter “{escape(table.filter_text)}” ({table.row_count} shown)")
-        line = " · ".join(parts)
-        if line != self._shown_status:  # an unchanged Static update would still cost a layout pass
-            self._shown_status = line
-            self.query_one("#status-line", Static).update(line)
+        self.status_line = " · ".join(parts)
         if self.error:
-            banner = (f"[b]Cannot read the run index[/b]: {escape(self.error)}", True)
+            self.banner = (f"[b]Cannot read the run index[/b]: {escape(self.error)}", True)
         elif self.loaded and not rows:
-            banner = (f"No runs in {escape(str(self.app.runs_dir))} yet. Press [b]n[/b] to launch one.", False)
+            self.banner = (f"No runs in {escape(str(self.app.runs_dir))} yet. Press [b]n[/b] to launch one.", False)
         else:
-            banner = None
-        if banner != self._shown_banner:
-            self._shown_banner = banner
-            widget = self.query_one("#banner", Static)
-            widget.display = banner is not None
-            if banner is not None:
-                widget.update(banner[0])
-                widget.set_class(banner[1], "error")
+            self.banner = None
+
+    def watch_status_line(self, line: str) -> None:
+        self.query_one("#status-line", Static).update(line)
+
+    def watch_banner(self, banner: tuple[str, bool] | None) -> None:
+        widget = self.query_one("#banner", Static)
+        widget.display = banner is not None
+        if banner is not None:
+            widget.update(banner[0])
+            widget.set_class(banner[1], "error")
 
     # ---- GPU strip -------------------------------------------------------------------------------------
 
     @work(thread=True, group="gpus", exclusive=True, exit_on_error=False)
     def _read_gpus(self) -> None:
-        from amltui.app import gpus
-
         try:
             found = gpus.inventory()
         except Exception:  # a broken driver must not take the dashboard down: no strip
@@ -240,42 +227,36 @@ class RunsScreen(Screen):
         self.app.push_screen(LaunchScreen(self.app.runs_dir), launched)
 
     def action_cancel(self) -> None:
-        if (selected := self._selected()) is None:
-            return
-        run_id, status = selected
-        if status not in LIVE:
-            self.notify(f"{run_id} is already {status}", severity="warning")
-            return
-        self._confirm(f"Cancel run [b]{run_id}[/b] ({status})?\nFinished epochs are kept; it can be resumed.",
-                      actions.cancel, run_id)
+        self._ask(LIVE.__contains__, "{run_id} is already {status}",
+                  "Cancel run [b]{run_id}[/b] ({status})?\nFinished epochs are kept; it can be resumed.",
+                  actions.cancel)
 
     def action_resume(self) -> None:
-        if (selected := self._selected()) is None:
-            return
-        run_id, status = selected
-        if status not in ("failed", "cancelled", "orphaned"):
-            self.notify(f"{run_id} is {status}; only failed, cancelled or orphaned runs resume", severity="warning")
-            return
-        self._confirm(f"Resume run [b]{run_id}[/b] from its last checkpoint?", actions.resume, run_id)
+        self._ask(RESUMABLE.__contains__, "{run_id} is {status}; only failed, cancelled or orphaned runs resume",
+                  "Resume run [b]{run_id}[/b] from its last checkpoint?", actions.resume)
 
     def action_delete(self) -> None:
+        self._ask(lambda status: status not in LIVE, "{run_id} is {status}; cancel it first",
+                  "Delete run [b]{run_id}[/b] and its folder?\nThis cannot be undone.", actions.delete, danger=True)
+
+    def _ask(self, allowed: Callable[[str], bool], refusal: str, question: str, fn: Callable[..., str],
+             danger: bool = False) -> None:
+        """Act on the selected run after a yes in the confirmation modal; a warning instead where ``allowed``
+        says no to its status. ``refusal`` and ``question`` are formatted with run_id and status."""
         if (selected := self._selected()) is None:
             return
         run_id, status = selected
-        if status in LIVE:
-            self.notify(f"{run_id} is {status}; cancel it first", severity="warning")
+        if not allowed(status):
+            self.notify(refusal.format(run_id=run_id, status=status), severity="warning")
             return
-        self._confirm(f"Delete run [b]{run_id}[/b] and its folder?\nThis cannot be undone.", actions.delete,
-                      run_id, danger=True)
 
-    def _confirm(self, question: str, fn: Callable[..., str], run_id: str, danger: bool = False) -> None:
         def answered(yes: bool | None) -> None:
             if yes:
                 self._act(fn, run_id)
 
-        self.app.push_screen(ConfirmScreen(question, danger=danger), answered)
+        self.app.push_screen(ConfirmScreen(question.format(run_id=run_id, status=status), danger=danger), answered)
 
-    @work(thread=True, group="actions", exit_on_error=False)
+    @work(thread=True, group="actions", exit_on_error=False)  # not exclusive: every confirmed action runs
     def _act(self, fn: Callable[..., str], run_id: str) -> None:
         try:
             text, severity = fn(self.app.runs_dir, run_id), "information"

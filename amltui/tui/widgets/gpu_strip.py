@@ -10,9 +10,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rich.markup import escape
+from textual.reactive import reactive
 from textual.widgets import Static
 
 from amltui.app.gpus import Gpu, GpuError, Inventory, visible_gpus
+from amltui.app.records import Status
 
 MAX_LINES = 3
 CELL = 38  # columns per GPU: two fit in 80
@@ -23,7 +25,7 @@ def runs_by_gpu(records: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
     """Running runs per GPU label (the record's ``gpu``, else its slot name 'gpu2#1' → 'gpu2')."""
     found: dict[str, list[str]] = {}
     for r in records:
-        if r.get("status") != "running":
+        if r.get("status") != Status.RUNNING:
             continue
         label = r.get("gpu") or (str(r.get("slot") or "").split("#")[0] if str(r.get("slot") or "").startswith(
             "gpu") else "")
@@ -75,17 +77,18 @@ class GpuStrip(Static):
         display: none;
     }
     """
+    # What the strip shows; watch_text redraws only when it changes (an unchanged update costs a layout pass).
+    text: reactive[str] = reactive("", init=False, repaint=False)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gpus: list[Gpu] = []
         self.runs: dict[str, list[str]] = {}
-        self.text = ""
 
     def show(self, gpus: list[Gpu], runs: Mapping[str, list[str]]) -> None:
         self.gpus, self.runs = list(gpus), dict(runs)
         self.display = bool(self.gpus)
-        text = render_strip(self.gpus, self.runs, self.app.size.width - 2) if self.gpus else ""
-        if text != self.text:  # an unchanged update would still cost a layout pass
-            self.text = text
-            self.update(text)
+        self.text = render_strip(self.gpus, self.runs, self.app.size.width - 2) if self.gpus else ""
+
+    def watch_text(self, text: str) -> None:
+        self.update(text)
