@@ -112,7 +112,7 @@ def test_a_flagged_run_is_marked_in_ls_json_show_and_export(tmp_path):
 
 
 def test_curves_png_has_a_pgd_monitor_panel(tmp_path, monkeypatch):
-    import amltui.app.invariance_figure as figures
+    import amltui.app.png_figures as figures
 
     captured = []
     real_close = figures.plt.close

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from amltui.app import paper
-from amltui.app.invariance_figure import curves_figure
+from amltui.app.png_figures import curves_figure
 from amltui.app.records import inspect_all
 from amltui.app.report import Row, aggregate, footnotes, present_metrics, render
 from amltui.app.report_notes import flagged_lines
@@ -215,7 +215,7 @@ def _flag_section(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
 
 
 def _figures(store: Store, done: list[dict[str, Any]], out: Path) -> list[str]:
-    from amltui.app.pca_figure import write_pca
+    from amltui.app.run_pca import write_pca
 
     names = []
     series: dict[str, list[list[dict[str, Any]]]] = {}

@@ -202,7 +202,7 @@ def compute_curve(ev: Evaluator, spec: CurveSpec) -> dict[str, Any]:
 
 
 def write_curve_png(data: dict[str, Any], path: Path, title: str) -> Path:
-    from amltui.app.invariance_figure import robustness_curve_figure
+    from amltui.app.png_figures import robustness_curve_figure
 
     lines = {data["labels"].get(a, a): [list(zip(data["grid"], accs, strict=True))]
              for a, accs in data["curves"].items()}
@@ -299,7 +299,7 @@ def read_curve(rd: RunDir) -> dict[str, Any] | None:
 def robustness_figure(store: Store, records: list[dict[str, Any]], path: Path) -> Path | None:
     """Every variant's accuracy-vs-ε curve (mean over its seeds, ±1 std band), one panel per attack, from the
     runs' curve.json files; None when no run has a curve (`amltui eval RUN --curve` makes them)."""
-    from amltui.app.invariance_figure import robustness_curve_figure
+    from amltui.app.png_figures import robustness_curve_figure
 
     panels: dict[str, dict[str, list[list[tuple[float, float]]]]] = {}
     eps_s = set()

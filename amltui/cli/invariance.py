@@ -123,7 +123,7 @@ def show(
     """
     import torch
 
-    from amltui.app.invariance_figure import invariance_grid, png_path
+    from amltui.app.png_figures import invariance_grid, png_path
     from core.attacks.invariance import generate as generate_set
     from core.attacks.invariance import invariance_set_for
     from core.attacks.invariance_cache import default_cache_root

@@ -337,8 +337,8 @@ def plot(
     runs_dir: RunsDir = None,
 ) -> None:
     """Write a run's figure: the 2-D PCA of h(x) for natural and FGSM-perturbed test images (or --curve)."""
-    from amltui.app.invariance_figure import png_path
-    from amltui.app.pca_figure import write_pca
+    from amltui.app.png_figures import png_path
+    from amltui.app.run_pca import write_pca
 
     if curve:
         store = open_store(runs_dir)

@@ -1,11 +1,11 @@
-"""Per-run figures: the PCA of penultimate embeddings (the paper's Figure 1), written next to the run."""
+"""A run's PCA of penultimate embeddings (the paper's Figure 1): pca.png and pca.json next to the run (torch)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from amltui.app.fsutil import atomic_write_json
-from amltui.app.invariance_figure import pca_figure
+from amltui.app.png_figures import pca_figure
 from amltui.app.runs import load_run_data, load_run_model
 from amltui.app.store import Store
 from core.evaluate import embeddings, pca_2d
