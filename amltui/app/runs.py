@@ -127,11 +127,13 @@ def save_record(store: Store, rd: RunDir, record: dict[str, Any]) -> dict[str, A
     The run's own code changes records field by field with update_record instead.
     """
     def replace(current: dict[str, Any]) -> dict[str, Any]:
-        return {**record, "cancel_requested": record.get("cancel_requested") or current.get("cancel_requested")}
+        if current.get("cancel_requested") and not record.get("cancel_requested"):
+            record["cancel_requested"] = current["cancel_requested"]
+        return dict(record)
 
     saved = update_record(store, rd.id, replace)
     assert saved is not None
-    record.update(updated=saved["updated"], cancel_requested=saved["cancel_requested"])
+    record["updated"] = saved["updated"]
     return record
 
 
