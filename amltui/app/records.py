@@ -1,4 +1,5 @@
-"""Checking run records before anything shows, counts or acts on them.
+"""The run record: its fields (``RunRecord``), its statuses (``Status``), and checking a record before anything
+shows, counts or acts on it. Records are changed only through amltui.app.store.update_record.
 
 A record comes from a JSON file that a crash, a full disk, another tool or a person may have damaged: a field
 of the wrong type, a NaN metric, a run folder deleted or a run.json garbled under a live index. ``inspect``
