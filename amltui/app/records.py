@@ -1,4 +1,5 @@
-"""Checking run records before anything shows, counts or acts on them.
+"""The run record: its fields (``RunRecord``), its statuses (``Status``), and checking a record before anything
+shows, counts or acts on it. Records are changed only through amltui.app.store.update_record.
 
 A record comes from a JSON file that a crash, a full disk, another tool or a person may have damaged: a field
 of the wrong type, a NaN metric, a run folder deleted or a run.json garbled under a live index. ``inspect``
@@ -8,12 +9,15 @@ listing, an export or the dashboard down with it, and its numbers are never repo
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, TypedDict, Union, get_args, get_origin, get_type_hints
 
 from amltui.app.fsutil import read_json
 
@@ -42,12 +46,225 @@ REPAIR_HINT = "`amltui store rebuild` re-reads the run folders; `amltui rm RUN` 
 
 # A Slurm job id: 123, an array task 123_4, a het-job part 123+1, optionally a step (.0, .batch).
 SLURM_JOB_ID = re.compile(r"[0-9]{1,20}(_[0-9]{1,10}|\+[0-9]{1,4})?(\.[0-9A-Za-z]{1,16})?")
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
-_INT_FIELDS = ("epoch", "epochs", "seed")
-_OPTIONAL_INT_FIELDS = ("pid", "resumes", "n_train", "n_test")
-_TEXT_FIELDS = ("variant", "dataset", "preset", "arch", "error", "traceback", "host", "slot", "device",
-                "executor", "started", "ended", "updated", "fingerprint", "code_version")
-_DICT_FIELDS = ("last", "metrics_n", "config", "config_diff")
+
+def now() -> str:
+    """The time stamp of every record field that holds a time (``created``, ``started``, ``updated``, …)."""
+    return dt.datetime.now(dt.UTC).strftime(TIME_FORMAT)
+
+
+def parse_time(text: Any) -> float | None:
+    """A ``now()`` stamp as a Unix time; None for anything else."""
+    try:
+        return dt.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=dt.UTC).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+SIGNED = "may be negative"  # Annotated mark of a whole number that may be below 0 (the seed)
+
+
+@dataclass(frozen=True)
+class Matches:
+    """Annotated mark of a text field whose value must match ``pattern`` (``what`` names it in messages)."""
+
+    pattern: re.Pattern[str]
+    what: str
+
+
+@dataclass(frozen=True)
+class Items:
+    """Annotated mark naming one entry of a mapping field in messages (``metric A_orig is nan``)."""
+
+    name: str
+
+
+Stamp = str  # a now() stamp
+
+
+class RunRecord(TypedDict, total=False):
+    """Every field of a run record (run.json, and the same dict in the index runs/store.json).
+
+    Records travel as plain JSON dicts, so this is a TypedDict: code reads and writes them as dicts, a type
+    checker sees the fields, and ``record_problems`` validates a record against these declarations. A field
+    of a mistyped value marks the record damaged (``inspect``). Fields not declared here are allowed and left
+    alone (tests and tools add their own). Change a record only through amltui.app.store.update_record.
+    """
+
+    # What ran: written once, by amltui.app.runs.create_runs.
+    id: str
+    status: Status
+    variant: str | None
+    seed: Annotated[int, SIGNED]
+    dataset: str | None
+    preset: str | None
+    arch: str | None
+    overrides: list[str]  # the user's key=value overrides, as given
+    group: str | None  # runs with equal groups differ only in the seed (pooled into one table row)
+    context: str | None  # like group but blind to the variant (which baseline a run is compared with)
+    config: dict[str, Any] | None  # the resolved config; see amltui.app.runs._new_record for why it is here too
+    config_diff: dict[str, Any] | None
+    code_version: str | None
+    created: Stamp | float  # the store also sorts numeric times (written by older tools)
+    sweep: str | None  # the sweep the run belongs to, if any
+    tags: list[str]
+    note: str | None  # the user's note on the run
+
+    # Progress and outcome: written by the worker (amltui.app.runs.execute).
+    started: Stamp | None
+    ended: Stamp | None
+    updated: Stamp | None  # stamped by every update_record
+    epoch: int
+    epochs: int
+    last: dict[str, Any] | None  # the last epoch's metrics line
+    metrics: Annotated[dict[str, float] | None, Items("metric")]
+    metrics_n: dict[str, Any] | None  # how many test images each metric was measured on
+    fingerprint: str | None  # of the data the run saw
+    n_train: int | None
+    n_test: int | None
+    device: str | None
+    host: str | None
+    pid: int | None
+    slot: str | None
+    gpu: str | None
+    gpu_uuid: str | None
+    gpu_peak_mib: float | None
+    error: str | None
+    traceback: str | None
+    resumes: int | None
+    select: str | None
+    selected_epoch: int | None
+    monitor: str | None
+    n_holdout: int | None
+    pgd: dict[str, Any] | None
+    target_table_note: str | None
+    inv_agreement: dict[str, Any] | None
+    autoattack: dict[str, Any] | None
+    flags: list[str]
+    flag_details: list[dict[str, Any]]
+
+    # Written by others: cancel, liveness, the executors, later evaluations.
+    cancel_requested: str | None  # the reason; the worker stops at its next safe point
+    stall: str | None  # why the run shows stalled
+    executor: str | None  # "local" or "slurm"
+    slurm_job_id: Annotated[str | int | None, Matches(SLURM_JOB_ID, "a Slurm job id")]
+    slurm_folder: str | None
+    slurm_partition: str | None
+    slurm_time_min: int | None
+    slurm_gpus_per_node: int | None
+    submitted: Stamp | None
+    evaluated: Stamp | None
+    checks: dict[str, Any] | None
+    human_sets: dict[str, Any] | None
+
+    # Never in run.json: the index's mark (`store rebuild`) and what inspect adds to a damaged record.
+    damaged: str | None
+    stored_status: str | None
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """How one declared field is checked, described and, when mistyped, made safe."""
+
+    kinds: tuple[Any, ...]  # the types allowed besides None
+    optional: bool
+    marks: tuple[Any, ...]
+
+    def ok(self, value: Any) -> bool:
+        if value is None:
+            return self.optional
+        if not any(_is_a(value, kind) for kind in self.kinds):
+            return False
+        return all(m.pattern.fullmatch(str(value)) for m in self.marks if isinstance(m, Matches))
+
+    def min_ok(self, value: Any) -> bool:
+        return SIGNED in self.marks or not _is_int(value) or value >= 0
+
+    @property
+    def expected(self) -> str:
+        text = " or ".join(_describe(k) for k in self.kinds)
+        return text + (" or null" if self.optional and not self._item_kind else "")
+
+    @property
+    def _item_kind(self) -> Any:
+        """The value type of a mapping field whose entries are checked one by one (metrics), else None."""
+        kind = self.kinds[0]
+        return get_args(kind)[1] if len(self.kinds) == 1 and get_origin(kind) is dict and get_args(kind)[1] in (
+            float, int) else None
+
+    def problems(self, key: str, value: Any) -> list[str]:
+        for mark in self.marks:
+            if isinstance(mark, Matches) and value is not None and not self.ok(value):
+                return [f"{key} is {value!r}, which is not {mark.what}"]
+        if not self.ok(value) or not self.min_ok(value):
+            return [f"{key} is {value!r}, expected {self.expected}"]
+        item = self._item_kind
+        if item is None or value is None:
+            return []
+        name = next((m.name for m in self.marks if isinstance(m, Items)), key)
+        return [f"{name} {k} is {v!r}, expected a finite number" for k, v in value.items() if not _is_a(v, item)]
+
+    def safe(self, value: Any) -> Any:
+        """A value of the right type in place of a mistyped (or partly mistyped) one."""
+        item = self._item_kind
+        if item is not None:
+            return {k: v for k, v in value.items() if _is_a(v, item)} if isinstance(value, dict) else {}
+        if self.ok(value) and self.min_ok(value):
+            return value
+        if str in self.kinds and not self.marks:
+            return str(value)  # keep what it says
+        base = get_origin(self.kinds[0]) or self.kinds[0]
+        if base in (dict, list):
+            return base()
+        if self.optional or SIGNED in self.marks:
+            return None  # a made-up seed would pool the run with that seed's runs
+        return 0 if base is int else None
+
+
+
+def _is_a(value: Any, kind: Any) -> bool:
+    base = get_origin(kind) or kind
+    if base is int:
+        return _is_int(value)
+    if base is float:
+        return _finite(value)
+    if base is Status:
+        return value in STATUSES
+    if base is Any:
+        return True
+    if not isinstance(value, base):
+        return False
+    if base is list and get_args(kind) and get_args(kind)[0] is str:
+        return all(isinstance(v, str) for v in value)
+    return True
+
+
+def _describe(kind: Any) -> str:
+    base = get_origin(kind) or kind
+    if base is Status:
+        return f"one of {', '.join(STATUSES)}"
+    if base is dict and get_args(kind) and get_args(kind)[1] in (float, int):
+        return "an object of numbers"
+    if base is list and get_args(kind) == (str,):
+        return "a list of text"
+    return {int: "a whole number", float: "a finite number", str: "text", list: "a list",
+            dict: "an object", bool: "true or false"}.get(base, getattr(base, "__name__", str(base)))
+
+
+def _rule_of(hint: Any) -> _Rule:
+    marks: tuple[Any, ...] = ()
+    if get_origin(hint) is Annotated:
+        hint, *rest = get_args(hint)
+        marks = tuple(rest)
+    kinds = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
+    return _Rule(tuple(k for k in kinds if k is not type(None)), type(None) in kinds, marks)
+
+
+# One rule per declared field, derived from RunRecord's annotations (id is the store's to check).
+RULES: dict[str, _Rule] = {key: _rule_of(hint) for key, hint in
+                           get_type_hints(RunRecord, include_extras=True).items() if key != "id"}
+FIELDS = ("id", *RULES)
 
 
 def _is_int(value: Any) -> bool:
@@ -59,34 +276,11 @@ def _finite(value: Any) -> bool:
 
 
 def record_problems(record: dict[str, Any]) -> list[str]:
-    """What is wrong with the fields of a record (empty when nothing is)."""
+    """What is wrong with the fields of a record (empty when nothing is); a missing status is wrong too."""
     problems: list[str] = []
-    status = record.get("status")
-    if status not in STATUSES:
-        problems.append(f"status is {status!r}, expected one of {', '.join(STATUSES)}")
-    for key in _INT_FIELDS:
-        if key in record and not (_is_int(record[key]) and record[key] >= (0 if key != "seed" else -2**63)):
-            problems.append(f"{key} is {record[key]!r}, expected a whole number")
-    for key in _OPTIONAL_INT_FIELDS:
-        if record.get(key) is not None and not (_is_int(record[key]) and record[key] >= 0):
-            problems.append(f"{key} is {record[key]!r}, expected a whole number or null")
-    for key in _TEXT_FIELDS:
-        if record.get(key) is not None and not isinstance(record[key], str):
-            problems.append(f"{key} is {record[key]!r}, expected text or null")
-    for key in _DICT_FIELDS:
-        if record.get(key) is not None and not isinstance(record[key], dict):
-            problems.append(f"{key} is {record[key]!r}, expected an object")
-    metrics = record.get("metrics")
-    if metrics is not None:
-        if not isinstance(metrics, dict):
-            problems.append(f"metrics is {metrics!r}, expected an object of numbers")
-        else:
-            problems += [f"metric {k} is {v!r}, expected a finite number" for k, v in metrics.items()
-                         if not _finite(v)]
-    job = record.get("slurm_job_id")
-    if job is not None and not (isinstance(job, str | int) and not isinstance(job, bool)
-                                and SLURM_JOB_ID.fullmatch(str(job))):
-        problems.append(f"slurm_job_id is {job!r}, which is not a Slurm job id")
+    for key, rule in RULES.items():
+        if key in record or key == "status":
+            problems += rule.problems(key, record.get(key))
     return problems
 
 
@@ -114,25 +308,9 @@ def folder_problem(runs_dir: Path, run_id: str, *, read: bool = True) -> str | N
 
 
 def _safe_copy(record: dict[str, Any]) -> dict[str, Any]:
-    """The record with every mistyped field replaced by an empty value of the right type."""
-    safe = dict(record)
-    for key in _INT_FIELDS:
-        if key in safe and not _is_int(safe[key]):
-            safe[key] = None if key == "seed" else 0
-    for key in _OPTIONAL_INT_FIELDS:
-        if safe.get(key) is not None and not _is_int(safe[key]):
-            safe[key] = None
-    for key in _TEXT_FIELDS:
-        if safe.get(key) is not None and not isinstance(safe[key], str):
-            safe[key] = str(safe[key])
-    for key in _DICT_FIELDS:
-        if safe.get(key) is not None and not isinstance(safe[key], dict):
-            safe[key] = {}
-    metrics = safe.get("metrics")
-    safe["metrics"] = {k: v for k, v in metrics.items() if _finite(v)} if isinstance(metrics, dict) else {}
-    job = safe.get("slurm_job_id")
-    if job is not None and not SLURM_JOB_ID.fullmatch(str(job)):
-        safe["slurm_job_id"] = None
+    """The record with every mistyped field replaced by a value of the right type (empty, or its text)."""
+    safe = {key: RULES[key].safe(value) if key in RULES else value for key, value in record.items()}
+    safe["metrics"] = RULES["metrics"].safe(record.get("metrics"))
     return safe
 
 

@@ -17,7 +17,7 @@ import shutil
 import socket
 import subprocess
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import amltui
 from amltui.app.executors.safepoint import HOLD_ENV, SafePoints
-from amltui.app.fsutil import FileLock, atomic_write_json, read_json
-from amltui.app.store import Store, validate_run_id
+from amltui.app.fsutil import atomic_write_json, read_json
+from amltui.app.records import TERMINAL, WORKING, RunRecord, Status, now
+from amltui.app.store import SKIP, Store, Unchanged, update_record, validate_run_id
 from core.config import ConfigError, RunConfig
 from core.errors import DataNotFoundError, TrainingFailed
 
@@ -47,18 +48,6 @@ class HumanSetsRefused(ValueError):
 
 def default_runs_dir() -> Path:
     return Path(os.environ.get("AMLTUI_RUNS_DIR") or "runs")
-
-
-def now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(text: Any) -> float | None:
-    """A ``now()`` stamp as a Unix time; None for anything else."""
-    try:
-        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC).timestamp()
-    except (TypeError, ValueError):
-        return None
 
 
 @lru_cache(maxsize=1)
@@ -133,25 +122,26 @@ def run_dir(runs_dir: Path, run_id: str) -> RunDir:
 
 
 def save_record(store: Store, rd: RunDir, record: dict[str, Any]) -> dict[str, Any]:
-    """Write the record to the run folder (ground truth) first, then to the index."""
-    record["updated"] = now()
-    with FileLock(rd.path / ".lock"):
-        _keep_cancel_request(rd, record)
-        atomic_write_json(rd.record_file, record)
-        store.put(record)
+    """Replace a run's whole record (tests and tools that build one); a cancel requested meanwhile is kept.
+
+    The run's own code changes records field by field with update_record instead.
+    """
+    def replace(current: dict[str, Any]) -> dict[str, Any]:
+        if current.get("cancel_requested") and not record.get("cancel_requested"):
+            record["cancel_requested"] = current["cancel_requested"]
+        return dict(record)
+
+    saved = update_record(store, rd.id, replace)
+    assert saved is not None
+    record["updated"] = saved["updated"]
     return record
 
 
-def _keep_cancel_request(rd: RunDir, record: dict[str, Any]) -> None:
-    """A cancel requested meanwhile (written by `amltui cancel` under the run's lock) survives a whole-record save."""
-    if record.get("cancel_requested") or not rd.record_file.exists():
-        return
-    try:
-        requested = rd.read_record().get("cancel_requested")
-    except (OSError, ValueError, AttributeError):
-        return
-    if requested:
-        record["cancel_requested"] = requested
+def change_record(store: Store, run_id: str, **fields: Any) -> dict[str, Any]:
+    """Set these fields of a run's record, whatever else it holds (update_record with a plain dict)."""
+    saved = update_record(store, run_id, lambda record: record.update(fields))
+    assert saved is not None
+    return saved
 
 
 def request_cancel(store: Store, run_id: str, reason: str) -> dict[str, Any] | None:
@@ -161,57 +151,56 @@ def request_cancel(store: Store, run_id: str, reason: str) -> dict[str, Any] | N
     the liveness check turns a worker that died with a pending request into "cancelled". Returns the record,
     or None if the run was not running (then there is nothing to stop).
     """
-    rd = run_dir(store.runs_dir, run_id)
-    with FileLock(rd.path / ".lock"):
-        record = rd.read_record()
-        if record.get("status") not in ("running", "stalled"):
-            return None
-        if not record.get("cancel_requested"):
-            record.update(cancel_requested=reason, updated=now())
-            atomic_write_json(rd.record_file, record)
-            store.put(record)
-    rd.log(f"cancel requested: {reason}")
+    def request(record: dict[str, Any]) -> Unchanged | None:
+        if record.get("status") not in WORKING:
+            return SKIP
+        record["cancel_requested"] = record.get("cancel_requested") or reason  # the first reason stands
+        return None
+
+    record = update_record(store, run_id, request)
+    if record is not None:
+        run_dir(store.runs_dir, run_id).log(f"cancel requested: {reason}")
     return record
 
 
-def set_status(store: Store, run_id: str, status: str, *, expect: tuple[str, ...] | None = None,
+def set_status(store: Store, run_id: str, status: str, *, expect: Collection[str] | None = None,
                worker_pid: int | None = None, **fields: Any) -> dict[str, Any] | None:
     """Change a run's status (and fields) if it currently has one of ``expect``; None if it had not.
 
-    Read-modify-write of run.json under the run's lock, so a scheduler claiming a queued run and a user
-    cancelling it cannot both win. With ``worker_pid`` the change applies only while that worker owns the run.
+    A locked read-modify-write (update_record), so a scheduler claiming a queued run and a user cancelling it
+    cannot both win. With ``worker_pid`` the change applies only while that worker owns the run.
     """
-    rd = run_dir(store.runs_dir, run_id)
-    with FileLock(rd.path / ".lock"):
-        record = rd.read_record()
+    def change(record: dict[str, Any]) -> Unchanged | None:
         if expect is not None and record.get("status") not in expect:
-            return None
+            return SKIP
         if worker_pid is not None and record.get("pid") not in (None, worker_pid):
-            return None  # the run has moved on to another worker (e.g. it was resumed)
-        record.update(status=status, updated=now(), **fields)
-        if status in ("done", "failed", "cancelled") and not record.get("ended"):
+            return SKIP  # the run has moved on to another worker (e.g. it was resumed)
+        record.update(status=status, **fields)
+        if status in TERMINAL and not record.get("ended"):
             record["ended"] = now()
-        atomic_write_json(rd.record_file, record)
-        store.put(record)
-    if fields.get("error"):
-        rd.log(f"{status}: {fields['error']}")
+        return None
+
+    record = update_record(store, run_id, change)
+    if record is not None and fields.get("error"):
+        run_dir(store.runs_dir, run_id).log(f"{status}: {fields['error']}")
     return record
 
 
 def requeue(store: Store, run_id: str) -> dict[str, Any] | None:
     """Queue a failed, cancelled or orphaned run again, to continue from its checkpoint; None otherwise."""
-    rd = run_dir(store.runs_dir, run_id)
-    with FileLock(rd.path / ".lock"):
-        record = rd.read_record()
-        if record.get("status") not in ("failed", "cancelled", "orphaned"):
-            return None
+    def again(record: dict[str, Any]) -> Unchanged | None:
+        if record.get("status") not in REQUEUABLE:
+            return SKIP
         # An orphaned run never started: queueing it again is not a resume.
-        resumes = record.get("resumes", 0) + (record.get("status") != "orphaned")
-        record.update(status="queued", error=None, ended=None, updated=now(), resumes=resumes,
-                      cancel_requested=None, stall=None)
-        atomic_write_json(rd.record_file, record)
-        store.put(record)
-    return record
+        resumes = record.get("resumes", 0) + (record.get("status") != Status.ORPHANED)
+        record.update(status=Status.QUEUED, error=None, ended=None, resumes=resumes, cancel_requested=None,
+                      stall=None)
+        return None
+
+    return update_record(store, run_id, again)
+
+
+REQUEUABLE = frozenset({Status.FAILED, Status.CANCELLED, Status.ORPHANED})
 
 
 def create_run(store: Store, config: RunConfig, run_id: str | None = None) -> dict[str, Any]:
@@ -253,12 +242,18 @@ def create_runs(store: Store, configs: list[RunConfig],
     return records
 
 
-def _new_record(config: RunConfig, run_id: str) -> dict[str, Any]:
+def _new_record(config: RunConfig, run_id: str) -> RunRecord:
+    """The record of a new queued run (its fields: amltui.app.records.RunRecord)."""
     return {
-        "id": run_id, "status": "queued", "variant": config.variant, "seed": config.seed,
+        "id": run_id, "status": Status.QUEUED, "variant": config.variant, "seed": config.seed,
         "dataset": config.dataset, "preset": config.preset, "arch": config.arch,
         "overrides": list(config.overrides), "group": config.group_key(), "context": config.context_key(),
-        "config_diff": config.diff_from_preset(), "config": config.to_dict(),
+        "config_diff": config.diff_from_preset(),
+        # config.json is the run's config (the worker, resume and reproduce read it). This copy is on purpose:
+        # `ls --where`, `export`, the reports and the dashboard filter and group every run by its config
+        # values from the index alone (amltui/app/filters.py, report.py); without it they would open one
+        # config.json per run on every listing. It is written once, here, and never changed.
+        "config": config.to_dict(),
         "code_version": code_version(), "created": now(), "started": None, "ended": None,
         "epoch": 0, "epochs": config.epochs, "last": {}, "metrics": {}, "metrics_n": {},
         "fingerprint": None, "device": None, "host": None, "pid": None, "error": None, "traceback": None,
@@ -299,106 +294,153 @@ def execute(store: Store, run_id: str, *, resume: bool = False, listener: Listen
 
     Returns the final record. Failures are recorded (status failed, error, traceback tail) and re-raised.
     ``safe`` (amltui.app.executors.safepoint) is asked between phases and batches whether to stop; a stop there (or
-    Ctrl-C in-process) marks the run cancelled, keeping the last finished checkpoint.
+    Ctrl-C in-process) marks the run cancelled, keeping the last finished checkpoint. Every write is an
+    update_record of the fields this worker knows, so fields others write meanwhile (a cancel request, Slurm's
+    job id) are never overwritten.
     """
-    emit = listener or (lambda kind, data: None)
-    check = safe.check if safe is not None else (lambda phase=None, **kw: None)
-    rd = run_dir(store.runs_dir, run_id)
-    record = rd.read_record()
-    record.update(status="running", started=record.get("started") or now(), ended=None, error=None,
-                  traceback=None, pid=os.getpid(), host=socket.gethostname(),
-                  slot=os.environ.get("AMLTUI_SLOT", record.get("slot")), gpu=os.environ.get("AMLTUI_GPU"),
-                  gpu_uuid=os.environ.get("AMLTUI_GPU") and os.environ.get("CUDA_VISIBLE_DEVICES"))
+    run = _Execution(store, run_dir(store.runs_dir, run_id), resume, listener or (lambda kind, data: None), safe)
+    update_record(store, run_id, _running)
     # Everything from here on is inside the try: a cancel or an error during start-up is recorded like any other.
     try:
-        check("import")  # before the imports that take seconds: an immediate cancel costs little
-        from core.device import peak_memory_mib, resolve_device, set_deterministic, set_threads
+        return run.run()
+    except KeyboardInterrupt as exc:
+        run.cancelled(str(exc) or "cancelled by the user (Ctrl-C)")
+        raise
+    except BaseException as exc:
+        run.failed(f"{type(exc).__name__}: {exc}", "".join(traceback.format_exc().splitlines(keepends=True)[-25:]))
+        raise
+
+
+def _running(record: dict[str, Any]) -> None:
+    """The worker takes its run: who and where it runs."""
+    gpu = os.environ.get("AMLTUI_GPU")
+    record.update(status=Status.RUNNING, started=record.get("started") or now(), ended=None, error=None,
+                  traceback=None, pid=os.getpid(), host=socket.gethostname(),
+                  slot=os.environ.get("AMLTUI_SLOT", record.get("slot")), gpu=gpu,
+                  gpu_uuid=gpu and os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+def _peak(record: dict[str, Any], peak: float | None) -> dict[str, Any]:
+    """The ``gpu_peak_mib`` field after measuring ``peak`` (the footprint `--slots-per-gpu auto` plans with)."""
+    return {} if peak is None else {"gpu_peak_mib": max(peak, record.get("gpu_peak_mib") or 0.0)}
+
+
+@dataclass
+class _Execution:
+    """The steps of ``execute``: each writes what it has learnt into the record, and nothing else."""
+
+    store: Store
+    rd: RunDir
+    resume: bool
+    emit: Listener
+    safe: SafePoints | None
+
+    def check(self, phase: str | None = None) -> None:
+        if self.safe is not None:
+            self.safe.check(phase)
+
+    def checked(self, kind: str, data: dict[str, Any]) -> None:
+        self.emit(kind, data)
+        self.check(_EVENT_PHASE.get(kind))  # between batches / chunks: a safe point
+
+    def run(self) -> dict[str, Any]:
+        self.check("import")  # before the imports that take seconds: an immediate cancel costs little
         from core.train import train
 
-        if safe is not None and os.environ.get(HOLD_ENV) == "checkpoint":
-            _hold_in_checkpoint_writes(safe)
-        config = rd.read_config()
+        if self.safe is not None and os.environ.get(HOLD_ENV) == "checkpoint":
+            _hold_in_checkpoint_writes(self.safe)
+        config = self.rd.read_config()
+        device = self.start(config)
+        self.check("data")
+        dataset = load_run_data(config)
+        change_record(self.store, self.rd.id, fingerprint=dataset.fingerprint, n_train=len(dataset.train),
+                      n_test=len(dataset.test))
+        inv_train = None
+        if config.needs_invariance:
+            self.check("invariance")
+            inv_train = invariance_for(config, dataset, "train", self.store.runs_dir, device, self.checked).x_star
+        self.check("train")
+        result = train(config, dataset, device=device, checkpoint_path=self.rd.checkpoint, resume=self.resume,
+                       invariance_train=inv_train, callback=lambda kind, data: self.on_event(device, kind, data))
+        if config.select != "last":
+            self.rd.log(f"selected epoch {result.selected_epoch} of {config.epochs} ({config.select}, "
+                        f"hold-out of {result.n_holdout} training images)")
+        fields, peak = self.evaluate(config, dataset, device, result)
+        return self.finish(config, fields, peak, result.history)
+
+    def start(self, config: RunConfig) -> torch.device:
+        """Threads, device and determinism; records the device and logs how the run starts."""
+        from core.device import resolve_device, set_deterministic, set_threads
+
         # A scheduler slot may split the cores between workers (AMLTUI_THREADS) and names itself (AMLTUI_SLOT).
         threads = set_threads(config.threads or _env_int("AMLTUI_THREADS"))
         device = resolve_device(config.device)
         set_deterministic(config.deterministic)
-        record["device"] = str(device)
-        save_record(store, rd, record)
+        record = change_record(self.store, self.rd.id, device=str(device))
         how = ""
-        if resume and rd.checkpoint.exists():
+        if self.resume and self.rd.checkpoint.exists():
             how = f"after epoch {record.get('epoch', '?')}"
         elif record.get("resumes"):
             how = "from the first epoch (no checkpoint yet)"
-        rd.log(f"{'resuming' if how else 'starting'} on {device} ({threads} threads), code {code_version()}"
-               + (f"; {how}" if how else ""))
-        check("data")
-        dataset = load_run_data(config)
-        record["fingerprint"] = dataset.fingerprint
-        record["n_train"], record["n_test"] = len(dataset.train), len(dataset.test)
-        save_record(store, rd, record)
+        self.rd.log(f"{'resuming' if how else 'starting'} on {device} ({threads} threads), code {code_version()}"
+                    + (f"; {how}" if how else ""))
+        return device
 
-        def checked(kind: str, data: dict[str, Any]) -> None:
-            emit(kind, data)
-            check(_EVENT_PHASE.get(kind))  # between batches / chunks: a safe point
+    def on_event(self, device: torch.device, kind: str, data: dict[str, Any]) -> None:
+        if kind == "epoch":
+            from core.device import peak_memory_mib
 
-        inv_train = inv_test = None
-        if config.needs_invariance:
-            check("invariance")
-            inv_train = invariance_for(config, dataset, "train", store.runs_dir, device, checked).x_star
+            self.rd.append_metrics({"kind": "epoch", **data})
+            self.rd.log(" ".join(f"{k}={_fmt(v)}" for k, v in data.items()))
+            peak = peak_memory_mib(device)
+            update_record(self.store, self.rd.id, lambda r: r.update(epoch=data["epoch"], last=data, **_peak(r, peak)))
+            if self.safe is not None:
+                self.safe.hold("epoch")
+        self.checked(kind, data)
 
-        def on_event(kind: str, data: dict[str, Any]) -> None:
-            if kind == "epoch":
-                rd.append_metrics({"kind": "epoch", **data})
-                rd.log(" ".join(f"{k}={_fmt(v)}" for k, v in data.items()))
-                record.update(epoch=data["epoch"], last=data)
-                peak = peak_memory_mib(device)  # the footprint `--slots-per-gpu auto` plans with
-                if peak is not None:
-                    record["gpu_peak_mib"] = max(peak, record.get("gpu_peak_mib") or 0.0)
-                save_record(store, rd, record)
-                if safe is not None:
-                    safe.hold("epoch")
-            checked(kind, data)
+    def evaluate(self, config: RunConfig, dataset: Dataset, device: torch.device,
+                 result: Any) -> tuple[dict[str, Any], float | None]:
+        """The final record fields of the trained model (not written yet) and the peak GPU memory."""
+        from core.device import peak_memory_mib
 
-        check("train")
-        result = train(config, dataset, device=device, checkpoint_path=rd.checkpoint, resume=resume,
-                       invariance_train=inv_train, callback=on_event)
-        record["epoch"] = config.epochs
-        record.update(selection_record(config, result))
-        if config.select != "last":
-            rd.log(f"selected epoch {result.selected_epoch} of {config.epochs} ({config.select}, "
-                   f"hold-out of {result.n_holdout} training images)")
+        fields: dict[str, Any] = {"epoch": config.epochs, **selection_record(config, result)}
         if config.eval_ia:
-            check("invariance")
-        inv = invariance_for(config, dataset, "test", store.runs_dir, device, checked) if config.eval_ia else None
+            self.check("invariance")
+        inv = invariance_for(config, dataset, "test", self.store.runs_dir, device, self.checked) \
+            if config.eval_ia else None
         inv_test = (inv.x_star, inv.target) if inv is not None else (None, None)
-        check("eval")
-        metrics = run_evaluation(result.model, dataset, config, inv_test, checked)
-        check("finish")
-        record.update(metrics_record(metrics))
-        if (peak := peak_memory_mib(device)) is not None:
-            record["gpu_peak_mib"] = max(peak, record.get("gpu_peak_mib") or 0.0)
-        record.update(evaluation_context(config, dataset, store.runs_dir))
+        self.check("eval")
+        metrics = run_evaluation(result.model, dataset, config, inv_test, self.checked)
+        self.check("finish")
+        fields.update(metrics_record(metrics))
+        peak = peak_memory_mib(device)
+        fields.update(evaluation_context(config, dataset, self.store.runs_dir))
         if config.eval_aa:
-            add_autoattack(store, run_id, record, result.model, config, dataset, emit)
-        record.update(run_flags(config, record["metrics"], result.history, record.get("flags")))
-        rd.append_metrics({"kind": "eval", **record["metrics"], "n": record["metrics_n"]})
-        rd.log("evaluation " + " ".join(f"{k}={v:.2f}" for k, v in record["metrics"].items()))
-        for detail in record["flag_details"]:
-            rd.log(f"flag {detail['name']}: " + "; ".join(detail["reasons"]) + f" (rule: {detail['rule']})")
-        record.update(status="done", ended=now(), pid=None)
-        return save_record(store, rd, record)
-    except KeyboardInterrupt as exc:
-        reason = str(exc) or "cancelled by the user (Ctrl-C)"
-        record.update(status="cancelled", ended=now(), pid=None, error=reason)
-        save_record(store, rd, record)
-        rd.log(f"cancelled: {reason}")
-        raise
-    except BaseException as exc:
-        record.update(status="failed", ended=now(), pid=None, error=f"{type(exc).__name__}: {exc}",
-                      traceback="".join(traceback.format_exc().splitlines(keepends=True)[-25:]))
-        rd.log(f"failed: {record['error']}")
-        save_record(store, rd, record)
-        raise
+            add_autoattack(self.store, self.rd.id, fields, result.model, config, dataset, self.emit)
+        return fields, peak
+
+    def finish(self, config: RunConfig, fields: dict[str, Any], peak: float | None,
+               history: list[dict[str, Any]]) -> dict[str, Any]:
+        # Flags set by later checks (`amltui eval --checks`) are only ever written for finished runs: this
+        # read cannot miss one.
+        fields.update(run_flags(config, fields["metrics"], history, self.rd.read_record().get("flags")))
+        self.rd.append_metrics({"kind": "eval", **fields["metrics"], "n": fields["metrics_n"]})
+        self.rd.log("evaluation " + " ".join(f"{k}={v:.2f}" for k, v in fields["metrics"].items()))
+        for detail in fields["flag_details"]:
+            self.rd.log(f"flag {detail['name']}: " + "; ".join(detail["reasons"]) + f" (rule: {detail['rule']})")
+        done = update_record(self.store, self.rd.id, lambda r: r.update(
+            fields, **_peak(r, peak), status=Status.DONE, ended=now(), pid=None))
+        assert done is not None
+        return done
+
+    def cancelled(self, reason: str) -> None:
+        change_record(self.store, self.rd.id, status=Status.CANCELLED, ended=now(), pid=None, error=reason)
+        self.rd.log(f"cancelled: {reason}")
+
+    def failed(self, error: str, trace: str) -> None:
+        self.rd.log(f"failed: {error}")
+        change_record(self.store, self.rd.id, status=Status.FAILED, ended=now(), pid=None, error=error,
+                      traceback=trace)
 
 
 _EVENT_PHASE = {"batch": "train", "epoch": "train", "invariance": "invariance", "eval": "eval"}
@@ -518,31 +560,31 @@ def evaluate_run(store: Store, run_id: str, *, device: str | None = None,
     if config.eval_aa:
         add_autoattack(store, run_id, fresh_aa, model, config, dataset, emit)
     history = list({m["epoch"]: m for m in rd.read_metrics() if m.get("kind") == "epoch"}.values())
-    with FileLock(rd.path / ".lock"):
-        record = rd.read_record()
+    context = evaluation_context(config, dataset, store.runs_dir)
+
+    def store_scores(record: dict[str, Any]) -> None:
         # A run resumed while we evaluated its old checkpoint: its own final metrics must win.
         if any(record.get(k) != before.get(k) for k in ("status", "started", "resumes", "epoch")):
             raise ValueError(f"run {run_id} changed while it was being evaluated (now {record.get('status')}, "
                              f"epoch {record.get('epoch')}); the evaluation was not stored. Run `amltui eval "
                              f"{run_id}` again once it has ended")
         kept = carried_over_aa(rd, record)  # A_AA of this very checkpoint stays; a stale one goes
-        record.update(metrics_record(scores))
-        record.update(evaluation_context(config, dataset, store.runs_dir))
+        record.update(metrics_record(scores), **context)
         if config.eval_aa:
             record["metrics"]["A_AA"], record["metrics_n"]["A_AA"] = fresh_aa["metrics"]["A_AA"], \
                 fresh_aa["metrics_n"]["A_AA"]
             record["autoattack"] = fresh_aa["autoattack"]
         elif kept:
             record["metrics"]["A_AA"], record["metrics_n"]["A_AA"] = kept["A_AA"]
-        record.update(run_flags(config, record["metrics"], history, record.get("flags")))
-        record["evaluated"] = record["updated"] = now()
-        atomic_write_json(rd.record_file, record)
-        store.put(record)
+        record.update(run_flags(config, record["metrics"], history, record.get("flags")), evaluated=now())
+
+    record = update_record(store, run_id, store_scores)
+    assert record is not None
     rd.append_metrics({"kind": "eval", **record["metrics"], "n": record["metrics_n"]})
     return record
 
 
-EVALUABLE = ("done", "failed", "cancelled")
+EVALUABLE = TERMINAL
 
 
 def _check_evaluable(store: Store, run_id: str) -> dict[str, Any]:
@@ -602,11 +644,7 @@ def evaluate_human_sets(store: Store, run_id: str, *, from_dir: Path | None = No
         if orig_x is None:
             results[name]["max_excess"] = None
     out = {"sets": results, "have_originals": originals is not None, "evaluated": now()}
-    with FileLock(rd.path / ".lock"):
-        record = rd.read_record()
-        record["human_sets"] = out
-        atomic_write_json(rd.record_file, record)
-        store.put(record)
+    change_record(store, run_id, human_sets=out)
     rd.append_metrics({"kind": "human_sets", **{k: v["acc_human"] for k, v in results.items()}})
     return out
 

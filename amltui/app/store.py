@@ -26,12 +26,13 @@ from tinydb.storages import Storage
 from tinydb.table import Table
 
 from amltui.app import fsutil
-from amltui.app.fsutil import FileLock, atomic_write_bytes, dumps_json, read_json
-from amltui.app.records import DAMAGED, record_problems
+from amltui.app.fsutil import FileLock, atomic_write_bytes, atomic_write_json, dumps_json, read_json
+from amltui.app.records import DAMAGED, RunRecord, now, record_problems
 
 SCHEMA_VERSION = 1
 STORE_FILENAME = "store.json"
 RUN_RECORD_FILENAME = "run.json"
+RUN_LOCK_FILENAME = ".lock"  # in a run folder: serializes every change of its run.json (update_record)
 RUNS_TABLE = "runs"
 META_TABLE = "meta"
 CORRUPT_MARK = ".corrupt-"
@@ -423,50 +424,104 @@ class Store:
         ``skipped`` with the reason.
         """
         with self.lock():
-            backup: Path | None = None
-            old: list[dict] = []
-            try:
-                tables = AtomicJSONStorage(self.path, attempts=1).read() or {}
-                old = list(tables.get(RUNS_TABLE, {}).values())
-            except _Undecodable:
-                err = self._quarantine_locked()
-                backup = err.backup_path if err else None
-            except StoreCorruptError as e:  # moved aside earlier
-                backup = e.backup_path
-
-            records: list[dict] = []
-            skipped: list[tuple[Path, str]] = []
-            for folder in sorted(p for p in self.runs_dir.iterdir() if p.is_dir()):
-                record_path = folder / RUN_RECORD_FILENAME
-                if not record_path.is_file():
-                    continue
-                if folder.is_symlink():
-                    skipped.append((folder, "a symbolic link, not a run folder (amltui never follows one)"))
-                    continue
-                try:
-                    record = read_json(record_path)
-                    if not isinstance(record, dict):
-                        raise ValueError(f"holds a JSON {type(record).__name__}, expected an object")
-                    validate_run_id(record.get("id"))
-                    if record["id"] != folder.name:
-                        raise ValueError(f"its id {record['id']!r} does not match its folder name")
-                except (OSError, ValueError) as e:
-                    skipped.append((record_path, str(e)))
-                    continue
-                records.append(record)
-
-            on_disk = {r["id"] for r in records}
-            kept = [r for r in old if r["id"] not in on_disk]
-            # Kept so that nothing vanishes silently, but marked: without a run.json nothing backs them.
-            for r in kept:
-                r[DAMAGED] = f"no readable {RUN_RECORD_FILENAME} in {self.runs_dir / r['id']}"
-            for r in records:
-                r.pop(DAMAGED, None)
-                problems = record_problems(r)
-                if problems:
-                    r[DAMAGED] = "; ".join(problems)
+            old, backup = self._old_records_locked()
+            records, skipped = self._folder_records()
+            kept = _mark_damaged(records, old, self.runs_dir)
             damaged = [(r["id"], r[DAMAGED]) for r in records + kept if r.get(DAMAGED)]
             table = {str(i): r for i, r in enumerate(records + kept, start=1)}
             AtomicJSONStorage(self.path).write({RUNS_TABLE: table})
             self._clean_temp_files()
             return RebuildReport(len(records), skipped, [r["id"] for r in kept], backup, damaged)
+
+    def _old_records_locked(self) -> tuple[list[dict], Path | None]:
+        """Holding the lock: the records of the current index and, if it was corrupt, where it was moved."""
+        try:
+            tables = AtomicJSONStorage(self.path, attempts=1).read() or {}
+            return list(tables.get(RUNS_TABLE, {}).values()), None
+        except _Undecodable:
+            err = self._quarantine_locked()
+            return [], err.backup_path if err else None
+        except StoreCorruptError as e:  # moved aside earlier
+            return [], e.backup_path
+
+    def _folder_records(self) -> tuple[list[dict], list[tuple[Path, str]]]:
+        """The records of the run folders, and the run.json files that cannot be used (with the reason)."""
+        records: list[dict] = []
+        skipped: list[tuple[Path, str]] = []
+        for folder in sorted(p for p in self.runs_dir.iterdir() if p.is_dir()):
+            record_path = folder / RUN_RECORD_FILENAME
+            if not record_path.is_file():
+                continue
+            if folder.is_symlink():
+                skipped.append((folder, "a symbolic link, not a run folder (amltui never follows one)"))
+                continue
+            try:
+                records.append(_read_run_json(record_path, folder.name))
+            except (OSError, ValueError) as e:
+                skipped.append((record_path, str(e)))
+        return records, skipped
+
+
+def _read_run_json(path: Path, run_id: str) -> dict:
+    """The record in a run folder's run.json; ValueError/OSError when it is not that run's record."""
+    record = read_json(path)
+    if not isinstance(record, dict):
+        raise ValueError(f"holds a JSON {type(record).__name__}, expected an object")
+    validate_run_id(record.get("id"))
+    if record["id"] != run_id:
+        raise ValueError(f"its id {record['id']!r} does not match its folder name")
+    return record
+
+
+def _mark_damaged(records: list[dict], old: list[dict], runs_dir: Path) -> list[dict]:
+    """Mark the folder records with mistyped fields, and return the old index's records no folder backs
+    (kept so that nothing vanishes silently, but marked: without a run.json nothing backs them)."""
+    on_disk = {r["id"] for r in records}
+    kept = [r for r in old if r["id"] not in on_disk]
+    for r in kept:
+        r[DAMAGED] = f"no readable {RUN_RECORD_FILENAME} in {runs_dir / r['id']}"
+    for r in records:
+        r.pop(DAMAGED, None)
+        problems = record_problems(r)
+        if problems:
+            r[DAMAGED] = "; ".join(problems)
+    return kept
+
+
+class Unchanged:
+    """What an update function returns to leave the record as it is (``update_record`` then returns None)."""
+
+
+SKIP = Unchanged()
+Updater = Callable[[RunRecord], Any]  # returns None (changed in place), the new record, or SKIP
+
+
+def update_record(where: Store | Path, run_id: str, fn: Updater) -> dict[str, Any] | None:
+    """THE way to change a run record: a locked read-modify-write of its run.json and its index entry.
+
+    Under the run folder's lock (``<run>/.lock``), ``fn`` gets the current record (a fresh dict from run.json,
+    the ground truth) and either changes it in place and returns None, returns the new record, or returns
+    ``SKIP`` to change nothing (a condition did not hold). The result is stamped ``updated``, written to
+    run.json atomically and then put into the index, so the two agree and no field another process wrote
+    meanwhile (a cancel request, Slurm's job id, progress) is ever lost. Returns the new record, or None
+    after ``SKIP``. Keep ``fn`` quick: every other writer of this run waits for it. A missing or unreadable
+    run.json raises OSError / ValueError naming the file.
+    """
+    store = where if isinstance(where, Store) else Store(where)
+    folder = store.runs_dir / validate_run_id(run_id)
+    with FileLock(folder / RUN_LOCK_FILENAME):
+        record = read_json(folder / RUN_RECORD_FILENAME)
+        if not isinstance(record, dict):
+            raise ValueError(f"{folder / RUN_RECORD_FILENAME} holds a JSON {type(record).__name__}, not a run "
+                             f"record; {REBUILD_HINT}")
+        result = fn(record)
+        if isinstance(result, Unchanged):
+            return None
+        new = dict(record if result is None else result)
+        if new.get("id") != run_id:
+            raise ValueError(f"an update may not change a run's id ({run_id!r} -> {new.get('id')!r})")
+        new["updated"] = now()
+        _check_record(new)  # plain JSON, before anything is written
+        atomic_write_json(folder / RUN_RECORD_FILENAME, new)
+        store.put(new)
+    return new

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from amltui.app.executors.liveness import ORPHANED, STALLED, reap
+from amltui.app.executors.liveness import reap
 from amltui.app.executors.local import Slot, default_cpu_slots, make_slots, start_detached
 from amltui.app.gpus import (
     GpuError,
@@ -26,7 +26,7 @@ from amltui.app.gpus import (
     store_footprint,
     visible_gpus,
 )
-from amltui.app.records import TERMINAL
+from amltui.app.records import TERMINAL, Status
 from amltui.app.runs import request_cancel, set_status
 from amltui.app.store import Store
 
@@ -110,6 +110,9 @@ def _names(slots: list[Slot]) -> str:
     return ", ".join(name + (f" ×{n}" if n > 1 else "") for name, n in counts.items())
 
 
+UNSTARTED = frozenset({Status.QUEUED, Status.ORPHANED})  # no worker yet: cancelling is a status change
+
+
 def cancel_run(store: Store, record: dict[str, Any]) -> str:
     """Cancel a queued, orphaned, running or stalled run (Slurm: scancel); returns what happened.
 
@@ -124,8 +127,8 @@ def cancel_run(store: Store, record: dict[str, Any]) -> str:
 
         SlurmExecutor(store.runs_dir).cancel(run_id)
         return f"Slurm job {record['slurm_job_id']} cancelled"
-    if status in ("queued", ORPHANED) and set_status(store, run_id, "cancelled", expect=("queued", ORPHANED),
-                                                     error="cancelled before it started"):
+    if status in UNSTARTED and set_status(store, run_id, Status.CANCELLED, expect=UNSTARTED,
+                                          error="cancelled before it started"):
         return f"cancelled (was {status})"
     current = request_cancel(store, run_id, "cancelled with `amltui cancel`")
     if current is None:
@@ -138,7 +141,7 @@ def cancel_run(store: Store, record: dict[str, Any]) -> str:
         return f"cancel recorded; the worker on host {host} stops at its next check (within a second or so)"
     try:
         os.kill(int(pid), signal.SIGTERM)
-        if current.get("status") == STALLED:
+        if current.get("status") == Status.STALLED:
             os.kill(int(pid), signal.SIGCONT)  # a paused worker must wake up to stop
     except ProcessLookupError:
         reap(store)

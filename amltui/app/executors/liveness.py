@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from amltui.app.executors.owners import forget_claim, scheduler_claims, worker_alive
-from amltui.app.runs import parse_time, run_dir, set_status
+from amltui.app.records import WORKING, Status, parse_time
+from amltui.app.runs import run_dir, set_status
 from amltui.app.store import Store
 
 STALE_SECONDS = 20.0  # heartbeat silence after which a worker counts as stalled (it beats every 2 s)
-STALLED, ORPHANED = "stalled", "orphaned"
-WORKING = ("running", STALLED)  # a worker owns the run (or did, until it is found gone)
+STALLED, ORPHANED = Status.STALLED, Status.ORPHANED  # the names the CLI imported before records.Status
 
 
 def pid_alive(pid: int) -> bool:
@@ -77,7 +77,7 @@ def stall_state(runs_dir: Path, record: dict[str, Any], stale_after: float = STA
     if record.get("host") != socket.gethostname() or not worker_alive(run_dir(runs_dir, record["id"]).path):
         return None
     age = heartbeat_age(runs_dir, record["id"])
-    return STALLED if age is not None and age > stale_after else "running"
+    return STALLED if age is not None and age > stale_after else Status.RUNNING
 
 
 def reap(store: Store, stale_after: float = STALE_SECONDS) -> list[str]:
@@ -106,8 +106,8 @@ def _reap_one(store: Store, record: dict[str, Any], stale_after: float) -> list[
     reason = lost_reason(store.runs_dir, record, stale_after)
     if reason:
         requested = record.get("cancel_requested")
-        status, error = ("cancelled", f"{requested} (the worker ended before recording it)") if requested \
-            else ("failed", reason)
+        status, error = (Status.CANCELLED, f"{requested} (the worker ended before recording it)") if requested \
+            else (Status.FAILED, reason)
         return [run_id] if set_status(store, run_id, status, expect=WORKING, error=error, pid=None) else []
     state = stall_state(store.runs_dir, record, stale_after)
     if state is not None and state != record.get("status"):
@@ -126,14 +126,14 @@ def reap_orphans(store: Store, records: list[dict[str, Any]] | None = None) -> l
         return []
     alive = {run_id for _, data, live in claims if live for run_id in data["runs"]}
     queued = {r["id"] for r in (records if records is not None else store.all())
-              if r.get("status") == "queued" and r.get("executor", "local") == "local"}
+              if r.get("status") == Status.QUEUED and r.get("executor", "local") == "local"}
     changed = []
     for path, data, live in claims:
         if live:
             continue
         for run_id in data["runs"]:
             if run_id in queued and run_id not in alive and set_status(
-                    store, run_id, ORPHANED, expect=("queued",),
+                    store, run_id, ORPHANED, expect=(Status.QUEUED,),
                     error=f"its scheduler (pid {data.get('pid')} on {data.get('host')}) ended before starting it; "
                           f"`amltui resume {run_id}` queues and starts it again"):
                 changed.append(run_id)

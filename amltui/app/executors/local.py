@@ -22,16 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from amltui.app.executors.liveness import WORKING
 from amltui.app.executors.owners import SchedulerClaim
-from amltui.app.executors.worker import EXIT_BUSY
+from amltui.app.executors.worker import EXIT_BUSY, EXIT_CANCELLED
 from amltui.app.fsutil import FileLock
 from amltui.app.gpus import AUTO_SLOTS_CAP, AUTO_THREADS_SHARE, Gpu, parse_gpu_spec, threads_per_slot
+from amltui.app.records import WORKING, Status
 from amltui.app.runs import now, request_cancel, run_dir
 from amltui.app.runs import set_status as _set_status
 from amltui.app.store import Store, StoreError
-
-EXIT_CANCELLED = 130
 
 
 @dataclass(frozen=True)
@@ -112,7 +110,7 @@ def slot_lock(runs_dir: Path, slot: Slot) -> FileLock | None:
     return lock
 
 
-def set_status(store: Store, run_id: str, status: str, **kwargs: Any) -> dict | None:
+def set_status(store: Store, run_id: str, status: Status, **kwargs: Any) -> dict | None:
     """amltui.app.runs.set_status for the scheduler: a run whose folder or record is gone or unwritable is reported
     in the scheduler's log and skipped (None, as if its status had changed), so one damaged run never stops
     the others."""
@@ -165,7 +163,7 @@ class LocalScheduler:
             if slot is None:
                 break  # every slot busy (here or in another scheduler of this runs dir) or refused (GPU busy/full)
             run_id = self.pending.pop(0)
-            claimed = set_status(self.store, run_id, "running", expect=("queued",), slot=slot.name,
+            claimed = set_status(self.store, run_id, Status.RUNNING, expect=(Status.QUEUED,), slot=slot.name,
                                  executor="local", started=now(), pid=None, cancel_requested=None)
             if claimed is None:
                 self._release(slot)
@@ -175,11 +173,11 @@ class LocalScheduler:
                 proc = self.spawn(run_id, slot, self.store.runs_dir, pass_fds=(fd,))
                 self.active[run_id] = (slot, proc)
                 # Known at once, so a cancel while the worker is still importing torch can reach it.
-                set_status(self.store, run_id, "running", expect=("running",), pid=proc.pid,
+                set_status(self.store, run_id, Status.RUNNING, expect=(Status.RUNNING,), pid=proc.pid,
                            host=socket.gethostname())
             except OSError as exc:
                 self._release(slot)
-                set_status(self.store, run_id, "failed", error=f"could not start the worker: {exc}")
+                set_status(self.store, run_id, Status.FAILED, error=f"could not start the worker: {exc}")
         return bool(self.pending or self.active)
 
     def _settle(self, run_id: str, slot: Slot, pid: int, code: int) -> None:
@@ -196,18 +194,18 @@ class LocalScheduler:
             return  # the folder was removed or damaged: nothing to settle
         how = f"signal {-code} ({_signal_name(-code)})" if code < 0 else f"exit code {code}"
         if code == EXIT_BUSY:
-            set_status(self.store, run_id, "failed", error="another worker still owns the run folder (its "
+            set_status(self.store, run_id, Status.FAILED, error="another worker still owns the run folder (its "
                        "worker.lock); this one refused to start (see worker.out)", **mine)
         elif requested or code in (-signal.SIGTERM, -signal.SIGINT, EXIT_CANCELLED):
             why = requested or "cancelled"
-            set_status(self.store, run_id, "cancelled", error=f"{why} (the worker ended by {how} before it "
+            set_status(self.store, run_id, Status.CANCELLED, error=f"{why} (the worker ended by {how} before it "
                        "could record it)", **mine)
         elif code > 0:
-            set_status(self.store, run_id, "failed",
+            set_status(self.store, run_id, Status.FAILED,
                        error=f"worker exited with code {code} before recording why (see worker.out)", **mine)
         else:
             # Killed before it could record anything (SIGKILL, OOM killer): it must not stay "running".
-            set_status(self.store, run_id, "failed",
+            set_status(self.store, run_id, Status.FAILED,
                        error=f"lost: worker on slot {slot.name} ended by {how} without reporting", **mine)
 
     def _take(self, slot: Slot) -> bool:
@@ -259,7 +257,8 @@ class LocalScheduler:
         """Stop starting runs, mark the pending ones cancelled, ask the workers to stop and wait for them."""
         self.cancelling = True
         for run_id in self.pending:
-            set_status(self.store, run_id, "cancelled", expect=("queued",), error=f"{reason} before it started")
+            set_status(self.store, run_id, Status.CANCELLED, expect=(Status.QUEUED,),
+                       error=f"{reason} before it started")
         self.pending.clear()
         for run_id, (_, proc) in self.active.items():
             request_cancel(self.store, run_id, reason)  # recorded first: a worker not yet listening still sees it
@@ -272,7 +271,7 @@ class LocalScheduler:
             proc.kill()
             proc.wait()
             self._release(slot)
-            set_status(self.store, run_id, "cancelled", expect=(*WORKING, "queued"), pid=None,
+            set_status(self.store, run_id, Status.CANCELLED, expect=(*WORKING, Status.QUEUED), pid=None,
                        error=f"{reason} (the worker did not stop in time and was killed)")
             del self.active[run_id]
         self.claim.release()
@@ -356,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         log(f"cannot schedule: {exc}")
         for run_id in args.run_ids:
-            set_status(store, run_id, "failed", expect=("queued",), error=f"not scheduled: {exc}")
+            set_status(store, run_id, Status.FAILED, expect=(Status.QUEUED,), error=f"not scheduled: {exc}")
         if claim is not None:
             claim.release()
         return 2

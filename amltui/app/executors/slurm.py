@@ -22,11 +22,12 @@ import signal
 import socket
 import subprocess
 from collections.abc import Iterable
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from amltui.app.records import SLURM_JOB_ID
-from amltui.app.runs import now, request_cancel, run_dir, set_status
+from amltui.app.records import SLURM_JOB_ID, Status
+from amltui.app.runs import change_record, now, request_cancel, run_dir, set_status
 from amltui.app.store import Store
 
 JOB_NAME_PREFIX = "amltui-"
@@ -35,6 +36,8 @@ START_HINT = "start the cluster with: bash .ci/slurm.sh"
 ENDED_STATES = frozenset({"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
                           "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "TIMEOUT"})
 USABLE_NODE_STATES = ("idle", "mixed", "allocated", "completing")
+SUBMITTABLE = (Status.QUEUED, Status.FAILED, Status.CANCELLED)
+SLURM_LIVE = (Status.QUEUED, Status.RUNNING)  # what a Slurm run's record says while its job may still run
 _TIMEOUT_S = 30  # for a Slurm client command: slurmctld answers in milliseconds when it is up
 
 
@@ -127,7 +130,7 @@ def _job_main(runs_dir: str, run_id: str, resume: bool) -> int:
     safepoint.install(f" (Slurm job {job_id})")
     signal.signal(signal.SIGUSR2, on_warning)
     try:
-        claimed = set_status(store, run_id, "running", expect=("queued",), slurm_job_id=job_id,
+        claimed = set_status(store, run_id, Status.RUNNING, expect=(Status.QUEUED,), slurm_job_id=job_id,
                              host=socket.gethostname(), cancel_requested=None)  # a queued run has none pending
         if claimed is None:
             rd.log(f"Slurm job {job_id} started, but the run is no longer queued (cancelled?); not running it")
@@ -142,27 +145,30 @@ def _job_main(runs_dir: str, run_id: str, resume: bool) -> int:
     return code
 
 
+@dataclass(repr=False, eq=False)
 class SlurmExecutor:
     """Runs runs of ``runs_dir`` as Slurm jobs (one job per run), through submitit."""
 
-    def __init__(self, runs_dir: Path, *, partition: str | None = None, time_minutes: int = 60,
-                 gpus_per_node: int = 0, cpus_per_task: int = 1, mem_gb: float | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
-        if time_minutes < 1:
-            raise ValueError(f"time_minutes must be at least 1, got {time_minutes}")
-        if gpus_per_node < 0:
-            raise ValueError(f"gpus_per_node must be 0 or more, got {gpus_per_node}")
-        if cpus_per_task < 1:
-            raise ValueError(f"cpus_per_task must be at least 1, got {cpus_per_task}")
-        if mem_gb is not None and mem_gb <= 0:
-            raise ValueError(f"mem_gb must be positive, got {mem_gb}")
-        self.runs_dir = Path(runs_dir)
-        self.partition = partition
-        self.time_minutes = time_minutes
-        self.gpus_per_node = gpus_per_node
-        self.cpus_per_task = cpus_per_task
-        self.mem_gb = mem_gb
-        self.extra = dict(extra or {})  # raw sbatch options, e.g. {"qos": "high", "account": "lab"}
+    runs_dir: Path
+    _: KW_ONLY
+    partition: str | None = None
+    time_minutes: int = 60
+    gpus_per_node: int = 0
+    cpus_per_task: int = 1
+    mem_gb: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # raw sbatch options, e.g. {"qos": "high", "account": "lab"}
+
+    def __post_init__(self) -> None:
+        if self.time_minutes < 1:
+            raise ValueError(f"time_minutes must be at least 1, got {self.time_minutes}")
+        if self.gpus_per_node < 0:
+            raise ValueError(f"gpus_per_node must be 0 or more, got {self.gpus_per_node}")
+        if self.cpus_per_task < 1:
+            raise ValueError(f"cpus_per_task must be at least 1, got {self.cpus_per_task}")
+        if self.mem_gb is not None and self.mem_gb <= 0:
+            raise ValueError(f"mem_gb must be positive, got {self.mem_gb}")
+        self.runs_dir = Path(self.runs_dir)
+        self.extra = dict(self.extra or {})
 
     def __repr__(self) -> str:
         return (f"SlurmExecutor({str(self.runs_dir)!r}, partition={self.partition!r}, "
@@ -205,11 +211,12 @@ class SlurmExecutor:
         if old_job and job_states([str(old_job)]).get(str(old_job), "GONE") not in ENDED_STATES | {"GONE"}:
             raise SlurmError(f"run {run_id} is already submitted as Slurm job {old_job}; cancel it first")
         folder = self.folder(run_id)
-        queued = set_status(store, run_id, "queued", expect=("queued", "failed", "cancelled"), executor="slurm",
+        resumed = previous.get("status") in (Status.FAILED, Status.CANCELLED)
+        queued = set_status(store, run_id, Status.QUEUED, expect=SUBMITTABLE, executor="slurm",
                             slurm_job_id=None, slurm_folder=str(folder), slurm_partition=self.partition,
                             slurm_time_min=self.time_minutes, slurm_gpus_per_node=self.gpus_per_node,
                             ended=None, error=None, traceback=None, pid=None, cancel_requested=None, stall=None,
-                            resumes=previous.get("resumes", 0) + (previous.get("status") in ("failed", "cancelled")))
+                            resumes=previous.get("resumes", 0) + resumed)
         if queued is None:
             status = rd.read_record().get("status")
             raise SlurmError(f"run {run_id} is {status}; only a queued, failed or cancelled run can be submitted")
@@ -222,25 +229,15 @@ class SlurmExecutor:
             said = str(e).strip() or type(e).__name__
             where = f"partition {self.partition!r}" if self.partition else "the default partition"
             error = f"Slurm refused the job ({where}): {said}"
-            set_status(store, run_id, "failed", expect=("queued",), error=error)
+            set_status(store, run_id, Status.FAILED, expect=(Status.QUEUED,), error=error)
             raise SlurmError(f"run {run_id}: {error}") from e
         job_id = str(job.job_id)
-        self._patch(store, run_id, slurm_job_id=job_id, submitted=now())
+        # Whatever the status is by now (the job may have started and claimed the run already).
+        change_record(store, run_id, slurm_job_id=job_id, submitted=now())
         rd.log(f"submitted to Slurm: job {job_id}, partition {self.partition or '(default)'}, "
                f"time {self.time_minutes} min, {self.cpus_per_task} CPU(s), {self.gpus_per_node} GPU(s); "
                f"{'resuming; ' if resume else ''}job output in {folder}")
         return job_id
-
-    @staticmethod
-    def _patch(store: Store, run_id: str, **fields: Any) -> None:
-        """Add fields to a record whatever its status (the job may have started and claimed it meanwhile)."""
-        rd = run_dir(store.runs_dir, run_id)
-        # Keep the status it has, under the run's lock: if it changes between the read and the write, retry.
-        for _ in range(20):
-            status = str(rd.read_record().get("status"))
-            if set_status(store, run_id, status, expect=(status,), **fields) is not None:
-                return
-        raise SlurmError(f"run {run_id} keeps changing status; could not record {sorted(fields)}")
 
     def cancel(self, run_id: str) -> None:
         """Cancel a run's Slurm job. A job still pending is cancelled here; a running one gets SIGTERM from
@@ -251,7 +248,7 @@ class SlurmExecutor:
             raise SlurmError(f"no run {run_id!r} in {store.path}")
         if record.get("executor") != "slurm":
             raise SlurmError(f"run {run_id} was not submitted to Slurm (executor {record.get('executor')!r})")
-        if record.get("status") not in ("queued", "running"):
+        if record.get("status") not in SLURM_LIVE:
             return
         rd = run_dir(self.runs_dir, run_id)
         job_id = record.get("slurm_job_id")
@@ -261,7 +258,7 @@ class SlurmExecutor:
                              "scancel with it (was run.json edited?); cancel the job yourself with scancel JOBID")
         job = f"Slurm job {job_id}" if job_id else "its Slurm job"
         # Wins only if the job has not claimed the run; a job that starts afterwards sees this and exits.
-        marked = set_status(store, run_id, "cancelled", expect=("queued",), pid=None,
+        marked = set_status(store, run_id, Status.CANCELLED, expect=(Status.QUEUED,), pid=None,
                             error=f"cancelled before it started ({job})")
         if marked is None:
             # Running: recorded before the signal, so the run ends "cancelled" even if the job is killed before
@@ -279,7 +276,7 @@ class SlurmExecutor:
         Looks at records with executor "slurm" that say queued/running; returns the ids it changed.
         """
         store = store or self.store()
-        live = [r for r in store.all() if r.get("executor") == "slurm" and r.get("status") in ("queued", "running")
+        live = [r for r in store.all() if r.get("executor") == "slurm" and r.get("status") in SLURM_LIVE
                 and r.get("slurm_job_id") and SLURM_JOB_ID.fullmatch(str(r["slurm_job_id"]))]
         if not live:
             return []
@@ -292,12 +289,12 @@ class SlurmExecutor:
                 continue  # pending, running, completing, suspended, …: the worker may still report
             label = state or "it left the queue"
             requested = run_dir(store.runs_dir, record["id"]).read_record().get("cancel_requested")
-            status = "cancelled" if state == "CANCELLED" or requested else "failed"
+            status = Status.CANCELLED if state == "CANCELLED" or requested else Status.FAILED
             error = f"lost: Slurm job {job_id} ended ({label}) without the worker reporting"
             if requested:
                 error = f"{requested} (Slurm job {job_id} ended, {label}, before the worker recorded it)"
             # Only if the record still says queued/running: a worker reporting meanwhile wins.
-            if set_status(store, record["id"], status, expect=("queued", "running", "stalled"), error=error,
+            if set_status(store, record["id"], status, expect=(*SLURM_LIVE, Status.STALLED), error=error,
                           pid=None):
                 changed.append(record["id"])
         return changed
