@@ -83,7 +83,7 @@ def _count(text: str) -> int:
 def expand_range(text: str) -> list[float]:
     """``START:STOP[:lin|log|step]:N`` → the values, exactly rounded (see the module docstring)."""
     parts = text.split(":")
-    if len(parts) == 3:
+    if len(parts) == 3 and parts[2] not in ("lin", "log", "step"):
         parts.insert(2, "lin")
     if len(parts) != 4 or parts[2] not in ("lin", "log", "step"):
         raise GridError(f"range {text!r} is not one of {RANGE_HELP}")
