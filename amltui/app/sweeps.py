@@ -204,15 +204,23 @@ def describe(grid: Grid, variants: list[str], seeds: list[int]) -> str:
             f"{len(seeds)} seed(s)")
 
 
+def resolve_sweep(variants: list[str], seeds: list[int], grid_items: list[str] | None, overrides: list[str] | None,
+                  name: str | None, resolve: Callable[[str, int, list[str]], RunConfig]
+                  ) -> tuple[list[RunConfig], str | None]:
+    """The configs of variants × grid points × seeds and the sweep's name (None without --grid or a name)."""
+    grid = parse_grid(grid_items)
+    check_no_clash(grid, overrides)
+    name = check_name(name) if name else (default_name(grid) if grid else None)
+    return sweep_configs(variants, seeds, grid, resolve), name
+
+
 def plan(variants: list[str], seeds: list[int], grid_items: list[str] | None, overrides: list[str] | None,
          name: str | None, resolve: Callable[[str, int, list[str]], RunConfig], say: Callable[[str], Any],
          yes: bool = False) -> tuple[list[RunConfig], str | None]:
     """`run`'s configs and sweep name: the grid parsed and every point resolved, the count said, confirmation
     asked above CONFIRM_ABOVE runs. GridError/ConfigError before anything is queued."""
+    configs, name = resolve_sweep(variants, seeds, grid_items, overrides, name, resolve)
     grid = parse_grid(grid_items)
-    check_no_clash(grid, overrides)
-    name = check_name(name) if name else (default_name(grid) if grid else None)
-    configs = sweep_configs(variants, seeds, grid, resolve)
     if grid:
         say(f"sweep {name}: {describe(grid, variants, seeds)}")
     if needs_confirmation(len(configs)) and not yes:
@@ -267,7 +275,7 @@ def sweep_records(records: list[dict[str, Any]], runs_dir: Path, name: str) -> t
     ids = set(manifest.get("runs", []))
     chosen = [r for r in records if r.get("id") in ids or r.get("sweep") == name]
     if not chosen:
-        known = sorted({str(r["sweep"]) for r in records if r.get("sweep")} | _manifest_names(runs_dir))
+        known = sweep_names(records, runs_dir)
         raise GridError(f"no run belongs to sweep {name!r}; {_suggest(name, known)}"
                         f"known sweeps: {', '.join(known) or 'none yet (run … --grid KEY=V1,V2 --sweep NAME)'}")
     return chosen, list(manifest.get("keys", [])) or swept_keys(chosen)
@@ -286,3 +294,17 @@ def swept_keys(records: list[dict[str, Any]]) -> list[str]:
     configs = [r.get("config") or {} for r in records]
     keys = sorted({k for c in configs for k in c} - skip)
     return [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+
+
+def sweep_names(records: list[dict[str, Any]], runs_dir: Path) -> list[str]:
+    """Every sweep named by a run record or a manifest, sorted."""
+    return sorted({str(r["sweep"]) for r in records if r.get("sweep")} | _manifest_names(runs_dir))
+
+
+def next_sweep(records: list[dict[str, Any]], runs_dir: Path, current: str | None) -> str | None:
+    """The dashboard's `s` key: all results → the first sweep → the next → … → all results again."""
+    names = sweep_names(records, runs_dir)
+    if current not in names:
+        return names[0] if names else None
+    i = names.index(current) + 1
+    return names[i] if i < len(names) else None

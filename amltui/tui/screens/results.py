@@ -31,9 +31,11 @@ class ResultsScreen(Screen):
     BINDINGS = [
         Binding("escape,backspace", "app.pop_screen", "Back"),
         Binding("e", "export", "Export .md"),
+        Binding("s", "next_sweep", "Sweep"),  # one sweep's rows and frontier (amltui/tui/widgets/frontier_plot.py)
         Binding("tab", "focus_next", "Switch table", show=False),
     ]
     app: DashboardApp
+    TITLE = "[b]Results[/b]: test accuracy %, mean ± std over seeds (n); baselines pinned"
 
     def __init__(self) -> None:
         super().__init__()
@@ -41,15 +43,17 @@ class ResultsScreen(Screen):
         self._stat: tuple[int, int] | None = None
         self.rows: list[Any] = []
         self.loaded = False
+        self.sweep: str | None = None
+        self.frontier: Any = None
 
     def compose(self) -> ComposeResult:
-        yield Static("[b]Results[/b]: test accuracy %, mean ± std over seeds (n); baselines pinned",
-                     id="results-title")
+        yield Static(self.TITLE, id="results-title")
         yield DataTable(id="results", cursor_type="row", zebra_stripes=True)
         yield Static("[b]Δ vs the reference baseline[/b] of the same setting, seed by seed (points)",
                      id="deltas-title")
         yield DataTable(id="deltas", cursor_type="row", zebra_stripes=True)
         yield Static(id="results-notes")
+        yield Static(id="frontier")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -77,11 +81,17 @@ class ResultsScreen(Screen):
             from amltui.app.report import aggregate
 
             # Damaged records (a NaN or mistyped metric) are left out, never averaged in.
-            rows = aggregate(inspect_all(Store(self.app.runs_dir).all()))
+            records = inspect_all(Store(self.app.runs_dir).all())
+            if sweep := self.sweep:
+                from amltui.tui.widgets.frontier_plot import sweep_view
+
+                rows, self.frontier = sweep_view(records, self.app.runs_dir, sweep)
+            else:
+                rows = aggregate(records)
         except (StoreError, OSError, ValueError) as exc:
             self.post_message(ResultsLoaded(None, str(exc)))
             return
-        self._stat = stat
+        self._stat = stat if sweep == self.sweep else None  # the view changed meanwhile: read again
         self.post_message(ResultsLoaded(rows))
 
     @on(ResultsLoaded)
@@ -105,7 +115,13 @@ class ResultsScreen(Screen):
         def mark(row: Any, m: str) -> str:
             return "†" if row.ia_note and m in IA_METRICS else ""
 
-        rows = sorted(self.rows, key=lambda r: r.variant != "baseline")  # stable: baselines first
+        # stable: baselines first; a sweep keeps its order (by the swept keys)
+        rows = self.rows if self.sweep else sorted(self.rows, key=lambda r: r.variant != "baseline")
+        self.query_one("#frontier", Static).display = bool(self.sweep)
+        if self.sweep:
+            self.query_one("#frontier", Static).update(self.frontier)
+            self.query_one("#results-title", Static).update(f"[b]Sweep {escape(self.sweep)}[/b]: a row per grid "
+                                                            "point, sorted by the swept keys (s: next sweep)")
         metrics = present_metrics(rows) if rows else []
         table = self.query_one("#results", DataTable)
         table.clear(columns=True)
@@ -134,6 +150,15 @@ class ResultsScreen(Screen):
         deltas.display = bool(paired)
         notes = footnotes(rows, metrics) if rows else []
         self.query_one("#results-notes", Static).update(escape("\n".join(notes)))
+
+    def action_next_sweep(self) -> None:
+        from amltui.app.sweeps import next_sweep
+
+        self.sweep = next_sweep(Store(self.app.runs_dir).all(), self.app.runs_dir, self.sweep)
+        self.loaded = False  # re-read at once, whatever the index's mtime
+        if not self.sweep:
+            self.query_one("#results-title", Static).update(self.TITLE)
+        self.poll()
 
     def action_export(self) -> None:
         self._export()

@@ -6,10 +6,15 @@ braille line; the legend under the plot gives each number's setting, mean ± hal
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Group
 from rich.text import Text
 
-from amltui.app.frontier import INTERVAL_TEXT, Point, pareto_front
+from amltui.app.frontier import DEFAULT_X, DEFAULT_Y, INTERVAL_TEXT, Point, pareto_front, points_of
+from amltui.app.report import Row
+from amltui.app.sweep_table import sweep_rows
+from amltui.app.sweeps import sweep_records
 from amltui.tui.widgets.braille import BrailleCanvas
 from core.metrics import METRIC_LABELS
 
@@ -81,3 +86,14 @@ def render_frontier(points: list[Point], x: str, y: str, interval: str = "std", 
 def frontier_renderable(points: list[Point], x: str, y: str, interval: str = "std", width: int = 78,
                         height: int = 16) -> Group:
     return Group(*render_frontier(points, x, y, interval, width, height))
+
+
+def sweep_view(records: list[dict], runs_dir: Path, name: str, x: str = DEFAULT_X, y: str = DEFAULT_Y,
+               width: int = 78) -> tuple[list[Row], Group]:
+    """The dashboard's results screen for one sweep: its table rows and its frontier (or why there is none)."""
+    chosen, keys = sweep_records(records, runs_dir, name)
+    rows = sweep_rows(chosen, keys)
+    points = points_of(rows, x, y)
+    if not points and y == DEFAULT_Y:  # runs without invariance sets (eval_ia off): show A_SA instead
+        y, points = "A_SA", points_of(rows, x, "A_SA")
+    return rows, frontier_renderable(points, x, y, width=width)
