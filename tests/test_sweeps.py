@@ -175,3 +175,15 @@ def test_terminal_frontier_numbers_each_point_and_marks_the_front(records):
     legend = lines[-5:]
     assert legend[4].startswith("5 ml_sa_ia lambda_ia=1: A_PGD 52.00 ± 2.65, A_IA 71.00 ± 1.00 (n=3)")
     assert legend[4].endswith("◆") and "★" in legend[0] and "◆" not in legend[2]
+
+
+def test_frontier_png_for_reproduces_three_variants(records, tmp_path):
+    from amltui.app.frontier import frontier_png
+
+    plain = [r for r in records if r["variant"] != "ml_sa_ia" or r["config"]["lambda_ia"] == 0.5]
+    path = frontier_png(plain, tmp_path / "frontier.png", keys=[])
+    assert path == tmp_path / "frontier.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    points = points_of(sweep_rows(plain, []))
+    assert [p.label for p in points] == ["baseline", "ml_sa", "ml_sa_ia"] and all(p.paper for p in points)
+    no_ia = [{**r, "metrics": {"A_PGD": r["metrics"]["A_PGD"]}} for r in plain]
+    assert frontier_png(no_ia, tmp_path / "none.png", keys=[]) is None and not (tmp_path / "none.png").exists()

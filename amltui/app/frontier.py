@@ -21,9 +21,6 @@ INTERVALS = ("std", "ci95")
 INTERVAL_TEXT = {"std": "error bars: ±1 sample std over seeds",
                  "ci95": "error bars: 95% t-interval of the seed mean"}
 DEFAULT_X, DEFAULT_Y = "A_PGD", "A_IA"
-# Two-sided 95% quantiles of Student's t by degrees of freedom (1-30); above, the normal 1.96 is within 2%.
-_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
 
 class FrontierError(ValueError):
@@ -47,8 +44,9 @@ def half_width(cell: Cell, interval: str = "std") -> float | None:
         return None
     if interval == "std":
         return cell.std
-    df = cell.n - 1
-    return (_T95[df - 1] if df <= len(_T95) else 1.96) * cell.std / math.sqrt(cell.n)
+    from amltui.app.reproduce import t_quantile  # the one t table (reproduce's report intervals)
+
+    return t_quantile(cell.n - 1) * cell.std / math.sqrt(cell.n)
 
 
 def check_metrics(x: str, y: str, interval: str = "std") -> None:
@@ -69,7 +67,7 @@ def points_of(rows: list[Row], x: str = DEFAULT_X, y: str = DEFAULT_Y, interval:
         cx, cy = row.cells[x], row.cells[y]
         if not cx.values or not cy.values:
             continue
-        setting = row.setting.replace(f" (paper's {row.variant})", "")
+        setting = row.setting.replace(f"(paper's {row.variant})", "").strip(" -")
         out.append(Point(f"{row.variant} {setting}".strip(), row.variant, cx.mean, cy.mean, half_width(cx, interval),
                          half_width(cy, interval), min(cx.n, cy.n), "(paper's " in row.setting))
     return out
@@ -139,7 +137,9 @@ def write_png(fig: Any, path: Path) -> Path:
 def frontier_png(records: list[dict[str, Any]], path: Path, x: str = DEFAULT_X, y: str = DEFAULT_Y,
                  keys: list[str] | None = None, interval: str = "std",
                  title: str = "Sensitivity–invariance frontier") -> Path | None:
-    """The frontier of any finished runs (a sweep's, or `reproduce`'s variants) as a PNG; None without points."""
+    """The frontier of any finished runs as a PNG; None without a point. ``keys``: the settings that label the
+    points [default: every config key that differs between the runs]; `reproduce` passes [] (its three variants
+    are told apart by name)."""
     from amltui.app.sweeps import swept_keys
 
     rows = sweep_rows(records, keys if keys is not None else swept_keys(records))

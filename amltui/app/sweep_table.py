@@ -20,7 +20,7 @@ def point_of(record: dict[str, Any], keys: list[str]) -> dict[str, Any]:
 
 
 def point_label(point: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={format_value(v)}" for k, v in point.items()) or "-"
+    return ", ".join(f"{k}={format_value(v)}" for k, v in point.items())
 
 
 def is_paper_variant(record: dict[str, Any], keys: list[str]) -> bool:
@@ -44,7 +44,7 @@ def sweep_rows(records: list[dict[str, Any]], keys: list[str],
     for row in rows:
         first = row.runs[0]
         label = point_label(point_of(first, keys))
-        row.setting = label + (f" (paper's {row.variant})" if is_paper_variant(first, keys) else "")
+        row.setting = (label + (f" (paper's {row.variant})" if is_paper_variant(first, keys) else "")).strip() or "-"
 
     def order(row: Row) -> tuple:
         point = point_of(row.runs[0], keys)
