@@ -21,6 +21,8 @@ INTERVALS = ("std", "ci95")
 INTERVAL_TEXT = {"std": "error bars: ±1 sample std over seeds",
                  "ci95": "error bars: 95% t-interval of the seed mean"}
 DEFAULT_X, DEFAULT_Y = "A_PGD", "A_IA"
+# Label positions (typographic points from the marker), cycled; a thin leader line ties each label to its point.
+LABEL_OFFSETS = ((14, 16), (14, -18), (-14, 16), (-14, -18), (0, 24), (0, -26))
 
 
 class FrontierError(ValueError):
@@ -85,7 +87,7 @@ def caption(points: list[Point], interval: str) -> str:
     ns = sorted({p.n for p in points})
     n_text = str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
     return (f"Each point: the mean over seeds (n = {n_text} per point); {INTERVAL_TEXT[interval]}; "
-            "★ the paper's variants; line: the Pareto front (higher is better on both axes).")
+            "★ the paper's variants; ringed and joined: the Pareto front (higher is better on both axes).")
 
 
 def frontier_figure(points: list[Point], x: str = DEFAULT_X, y: str = DEFAULT_Y, interval: str = "std",
@@ -102,11 +104,10 @@ def frontier_figure(points: list[Point], x: str = DEFAULT_X, y: str = DEFAULT_Y,
         ax.errorbar([p.x], [p.y], xerr=None if p.x_err is None else [p.x_err],
                     yerr=None if p.y_err is None else [p.y_err], fmt="o", capsize=3,
                     color=colors.get(p.variant, "#2ca02c"), label=label, gid=f"point:{p.label}")
-        ax.annotate(p.label.removeprefix(p.variant).strip() or p.variant, (p.x, p.y), textcoords="offset points",
-                    xytext=(5, 5), fontsize=8)
+    _label_points(ax, points)
     front = pareto_front(points)
-    ax.plot([p.x for p in front], [p.y for p in front], "-", color="black", alpha=0.5, lw=1.2,
-            label="Pareto front", gid="pareto-front")
+    ax.plot([p.x for p in front], [p.y for p in front], "-o", color="black", alpha=0.5, lw=1.2, ms=15,
+            markerfacecolor="none", label="Pareto front", gid="pareto-front")
     paper = [p for p in points if p.paper]
     if paper:
         ax.scatter([p.x for p in paper], [p.y for p in paper], marker="*", s=260, facecolors="none",
@@ -120,6 +121,23 @@ def frontier_figure(points: list[Point], x: str = DEFAULT_X, y: str = DEFAULT_Y,
         fig.text(0.01, 0.01, caption(points, interval), fontsize=7, wrap=True)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
+
+
+def _label_points(ax: Any, points: list[Point]) -> None:
+    """Each point's setting, placed at the candidate offset farthest from the other points and labels."""
+    scale = ax.figure.dpi / 72  # offsets are in typographic points
+    taken = [tuple(ax.transData.transform((p.x, p.y))) for p in points]
+    for p, (px, py) in zip(points, list(taken), strict=True):
+        def clearance(offset: tuple[int, int], px: float = px, py: float = py) -> float:
+            lx, ly = px + offset[0] * scale * 2.5, py + offset[1] * scale  # a label reaches right/left of its end
+            return min((math.hypot(lx - tx, ly - ty) for tx, ty in taken if (tx, ty) != (px, py)), default=1e9)
+
+        offset = max(LABEL_OFFSETS, key=clearance)
+        taken.append((px + offset[0] * scale * 2.5, py + offset[1] * scale))
+        ax.annotate(p.label.removeprefix(p.variant).strip() or p.variant, (p.x, p.y), textcoords="offset points",
+                    xytext=offset, fontsize=8, ha="left" if offset[0] > 0 else "right" if offset[0] < 0 else "center",
+                    va="center",
+                    arrowprops={"arrowstyle": "-", "lw": 0.6, "color": "0.45"})
 
 
 def write_png(fig: Any, path: Path) -> Path:
