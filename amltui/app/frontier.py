@@ -179,7 +179,7 @@ def plot_sweep(records: list[dict[str, Any]], runs_dir: Path, name: str | None, 
     points = points_of(sweep_rows(chosen, keys), x, y, interval)
     if not points:
         raise FrontierError(f"sweep {name!r} has no finished run with both {x} and {y} yet "
-                            f"({len(chosen)} run(s); `amltui ls --where sweep={name}` lists them)")
+                            f"({len(chosen)} run(s); `amltui export --where sweep={name} --with-runs` lists them)")
     path = Path(out) if out else manifest_path(runs_dir, name).with_name(f"{name}-{x}-{y}.png")
     title = f"Sweep {name}: {METRIC_LABELS[y]} vs {METRIC_LABELS[x]}"
     return points, write_png(frontier_figure(points, x, y, interval, title), path)
