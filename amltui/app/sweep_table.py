@@ -55,9 +55,10 @@ def sweep_rows(records: list[dict[str, Any]], keys: list[str],
     return rows
 
 
-def sweep_table(records: list[dict[str, Any]], keys: list[str], fmt: str, name: str) -> str:
+def sweep_table(records: list[dict[str, Any]], keys: list[str], fmt: str, name: str, *,
+                with_runs: bool = False) -> str:
     """The sweep's table in md/csv/latex (report.py's renderers), headed by its name and axes in md."""
-    text = render(sweep_rows(records, keys), fmt)
+    text = render(sweep_rows(records, keys), fmt, with_runs=with_runs)
     if fmt == "md":
         axes = ", ".join(keys) or "none (one setting)"
         text = f"Sweep `{name}`: one row per variant and grid point, sorted by {axes}.\n\n" + text

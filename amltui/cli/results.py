@@ -428,7 +428,7 @@ def export(
         from amltui.app.sweep_table import sweep_table
         from amltui.app.sweeps import GridError, sweep_records
         try:
-            text = sweep_table(*sweep_records(records, store.runs_dir, sweep), fmt, sweep)
+            text = sweep_table(*sweep_records(records, store.runs_dir, sweep), fmt, sweep, with_runs=with_runs)
         except GridError as exc:
             fail(escape(str(exc)))
     else:
