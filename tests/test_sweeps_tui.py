@@ -34,6 +34,14 @@ def run_app(runs_dir: Path, body) -> None:
     asyncio.run(main())
 
 
+async def screen_after(app: DashboardApp, pilot: Pilot, key: str, kind: type):
+    """The screen a key opens from the runs screen, once the dashboard is ready."""
+    await ready(app, pilot)
+    await pilot.press(key)
+    assert isinstance(app.screen, kind)
+    return app.screen
+
+
 def test_launch_request_with_a_grid_resolves_every_point_and_names_the_sweep():
     request = LaunchRequest(variants=["ml_sa_ia"], seeds=[0, 1], preset="quick", dataset="synthetic",
                             overrides=["epochs=1"], grid=["lambda_ia=0.25,1", "lr=1e-4:1e-3:log:2"])
@@ -47,10 +55,7 @@ def test_launch_request_with_a_grid_resolves_every_point_and_names_the_sweep():
 
 def test_launch_form_refuses_a_bad_grid_and_asks_before_a_large_sweep(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
-        await ready(app, pilot)
-        await pilot.press("n")
-        form = app.screen
-        assert isinstance(form, LaunchScreen)
+        form = await screen_after(app, pilot, "n", LaunchScreen)
         form.query_one("#grid").value = "lamda_ia=0.5"
         await pilot.press("ctrl+s")
         assert "did you mean 'lambda_ia'" in screen_text(app)
@@ -69,10 +74,7 @@ def test_results_screen_shows_one_sweep_with_its_frontier(demo: Path) -> None:
     save_manifest(demo, "demo-sweep", {}, ids)
 
     async def body(app: DashboardApp, pilot: Pilot) -> None:
-        await ready(app, pilot)
-        await pilot.press("r")
-        screen = app.screen
-        assert isinstance(screen, ResultsScreen)
+        screen = await screen_after(app, pilot, "r", ResultsScreen)
         await wait_for(pilot, lambda: screen.loaded)
         await pilot.press("s")
         await wait_for(pilot, lambda: "Sweep demo-sweep" in screen_text(app), what="the sweep view")
