@@ -127,7 +127,7 @@ def run(
     try:  # the whole grid is validated before anything is queued (amltui/app/sweeps.py)
         configs, sweep = sweeps.plan(variant_list, seed_list, grid, set_, sweep, resolve, console.print, yes)
     except (sweeps.GridError, ConfigError) as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     if run_id and len(configs) > 1:
         fail("--id names a single run; leave it out when queueing several variants, seeds or grid points")
     store = open_store(runs_dir)

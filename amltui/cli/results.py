@@ -351,7 +351,7 @@ def plot(
         try:
             points, path = plot_sweep(all_records(store), store.runs_dir, sweep, x, y, interval, out)
         except ValueError as exc:  # GridError, FrontierError: unknown sweep or metric, no point yet
-            fail(escape(str(exc)))
+            fail(str(exc))
         console.print(frontier_renderable(points, x, y, interval, width=min(console.width, 100)))
         return console.print(f"wrote {path}", highlight=False, markup=False)
     from amltui.app.invariance_figure import png_path
@@ -430,7 +430,7 @@ def export(
         try:
             text = sweep_table(*sweep_records(records, store.runs_dir, sweep), fmt, sweep, with_runs=with_runs)
         except GridError as exc:
-            fail(escape(str(exc)))
+            fail(str(exc))
     else:
         text = render(aggregate(records, group_by=keys), fmt, with_runs=with_runs)
     if out:
