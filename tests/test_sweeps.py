@@ -187,3 +187,18 @@ def test_frontier_png_for_reproduces_three_variants(records, tmp_path):
     assert [p.label for p in points] == ["baseline", "ml_sa", "ml_sa_ia"] and all(p.paper for p in points)
     no_ia = [{**r, "metrics": {"A_PGD": r["metrics"]["A_PGD"]}} for r in plain]
     assert frontier_png(no_ia, tmp_path / "none.png", keys=[]) is None and not (tmp_path / "none.png").exists()
+
+
+def test_plan_asks_only_above_the_threshold_and_yes_skips_the_question():
+    def resolve(variant, seed, point):
+        return RunConfig.resolve(variant, "quick", overrides=point, seed=seed, dataset="synthetic")
+
+    asked, said = [], []
+    big = ["lr=1e-4:1e-2:log:17"]  # 17 points × 3 seeds = 51 runs
+    with pytest.raises(sweeps.GridError, match="nothing queued"):
+        sweeps.plan(["ml_sa"], [0, 1, 2], big, None, "big", resolve, said.append, lambda q: asked.append(q) or False)
+    assert asked == ["queue 51 runs?"] and "51 runs" in said[0]
+    configs, name = sweeps.plan(["ml_sa"], [0, 1, 2], big, None, "big", resolve, said.append, asked.append, yes=True)
+    assert len(configs) == 51 and name == "big" and len(asked) == 1  # --yes: not asked again
+    configs, name = sweeps.plan(["ml_sa"], list(range(50)), None, None, None, resolve, said.append, asked.append)
+    assert len(configs) == 50 and name is None and len(asked) == 1  # 50 runs, no grid: no question, no sweep

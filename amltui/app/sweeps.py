@@ -216,18 +216,15 @@ def resolve_sweep(variants: list[str], seeds: list[int], grid_items: list[str] |
 
 def plan(variants: list[str], seeds: list[int], grid_items: list[str] | None, overrides: list[str] | None,
          name: str | None, resolve: Callable[[str, int, list[str]], RunConfig], say: Callable[[str], Any],
-         yes: bool = False) -> tuple[list[RunConfig], str | None]:
+         confirm: Callable[[str], bool], yes: bool = False) -> tuple[list[RunConfig], str | None]:
     """`run`'s configs and sweep name: the grid parsed and every point resolved, the count said, confirmation
     asked above CONFIRM_ABOVE runs. GridError/ConfigError before anything is queued."""
     configs, name = resolve_sweep(variants, seeds, grid_items, overrides, name, resolve)
     grid = parse_grid(grid_items)
     if grid:
         say(f"sweep {name}: {describe(grid, variants, seeds)}")
-    if needs_confirmation(len(configs)) and not yes:
-        import typer  # only here: the rest of this module serves the dashboard too
-
-        if not typer.confirm(f"queue {len(configs)} runs?"):
-            raise GridError(f"nothing queued ({len(configs)} runs refused; --yes skips this question)")
+    if needs_confirmation(len(configs)) and not yes and not confirm(f"queue {len(configs)} runs?"):
+        raise GridError(f"nothing queued ({len(configs)} runs refused; --yes skips this question)")
     return configs, name
 
 

@@ -125,7 +125,8 @@ def run(
             test_subset=test_subset, device=device, threads=threads)
 
     try:  # the whole grid is validated before anything is queued (amltui/app/sweeps.py)
-        configs, sweep = sweeps.plan(variant_list, seed_list, grid, set_, sweep, resolve, console.print, yes)
+        configs, sweep = sweeps.plan(variant_list, seed_list, grid, set_, sweep, resolve, console.print,
+                                     typer.confirm, yes)
     except (sweeps.GridError, ConfigError) as exc:
         fail(str(exc))
     if run_id and len(configs) > 1:
