@@ -20,7 +20,7 @@ STATUSES = (*WRITTEN_STATUSES, DAMAGED)  # damaged: a record or folder that cann
 RECORD_KEYS = ("id", "status", "variant", "seed", "dataset", "preset", "arch", "group", "context", "fingerprint",
                "code_version", "created", "started", "ended", "epoch", "epochs", "device", "host", "pid", "slot",
                "executor", "slurm_job_id", "error", "n_train", "n_test", "resumes", "evaluated", "gpu", "select",
-               "selected_epoch", "damaged")
+               "selected_epoch", "damaged", "sweep")
 
 
 class FilterError(ValueError):

@@ -18,6 +18,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from amltui.app import sweeps
 from amltui.app.executors.control import cancel_run, local_plan, start_local
 from amltui.app.executors.liveness import ORPHANED, STALLED, WORKING
 from amltui.app.executors.local import LocalScheduler
@@ -96,9 +97,14 @@ def run(
     repeat: Annotated[bool, typer.Option("--repeat", help="Start a fresh run even when an identical finished run "
                                          "(same config, seed, data and code) exists; tables count the latest.")]
     = False,
+    grid: Annotated[list[str] | None, typer.Option("--grid", help=sweeps.GRID_HELP)] = None,
+    sweep: Annotated[str | None, typer.Option(help="Sweep name recorded in each run [default: generated with "
+                                              "--grid]; `export --sweep NAME`, `plot --sweep NAME`.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help=f"Queue more than {sweeps.CONFIRM_ABOVE} runs "
+                                      "without asking.")] = False,
     runs_dir: RunsDir = None,
 ) -> None:
-    """Queue runs (the cross product of --variants and --seeds) and run them on the available devices.
+    """Queue runs (the cross product of --variants, --grid points and --seeds) and run them on the available devices.
 
     A (variant, seed) whose identical finished run exists is reused, not run again, unless --repeat.
     """
@@ -112,19 +118,19 @@ def run(
             validate_run_id(run_id)
         except ValueError as exc:
             fail(f"--id: {exc}")
-    if run_id and len(variant_list) * len(seed_list) > 1:
-        fail("--id names a single run; leave it out when queueing several variants or seeds")
-    configs = []
-    for variant in variant_list:
-        for seed in seed_list:
-            try:
-                configs.append(RunConfig.resolve(
-                    variant, preset, overrides=set_, seed=seed, dataset=dataset,
-                    data_dir=str(data_dir) if data_dir else None, epochs=epochs, train_subset=train_subset,
-                    test_subset=test_subset, device=device, threads=threads,
-                ))
-            except ConfigError as exc:
-                fail(str(exc))
+    def resolve(variant: str, seed: int, point: list[str]) -> RunConfig:
+        return RunConfig.resolve(
+            variant, preset, overrides=[*(set_ or []), *point], seed=seed, dataset=dataset,
+            data_dir=str(data_dir) if data_dir else None, epochs=epochs, train_subset=train_subset,
+            test_subset=test_subset, device=device, threads=threads)
+
+    try:  # the whole grid is validated before anything is queued (amltui/app/sweeps.py)
+        configs, sweep = sweeps.plan(variant_list, seed_list, grid, set_, sweep, resolve, console.print,
+                                     typer.confirm, yes)
+    except (sweeps.GridError, ConfigError) as exc:
+        fail(str(exc))
+    if run_id and len(configs) > 1:
+        fail("--id names a single run; leave it out when queueing several variants, seeds or grid points")
     store = open_store(runs_dir)
     if executor == "local":
         try:  # GPU settings (and busy GPUs for --gpus auto) are checked before anything is queued
@@ -144,9 +150,11 @@ def run(
             console.print(reuse_message(configs[i], record), highlight=False, markup=False)
     fresh = [config for i, config in enumerate(configs) if i not in reused]
     if not fresh:
+        sweeps.record(store.runs_dir, sweep, grid, [r["id"] for r in reused.values()])
         _summary(store, [r["id"] for r in reused.values()])
         return
-    ids = queue_runs(store, fresh, [run_id] * len(fresh))
+    ids = queue_runs(store, fresh, [run_id] * len(fresh), sweep=sweep)
+    sweeps.record(store.runs_dir, sweep, grid, [r["id"] for r in reused.values()] + ids)
     console.print(f"queued {len(ids)} run(s) in {store.runs_dir}: {', '.join(ids)}", highlight=False, markup=False)
     dispatch(store, ids, executor=executor, gpus=gpus, slots_per_gpu=slots_per_gpu, cpu_slots=cpu_slots,
              detach=detach, partition=partition, time_limit=time_limit, gpus_per_node=gpus_per_node,
@@ -171,10 +179,11 @@ def check_dispatch_options(*, executor: str = "local", gpus: str | None = None, 
         fail(str(exc))
 
 
-def queue_runs(store: Store, configs: list[RunConfig], run_ids: list[str | None] | None = None) -> list[str]:
+def queue_runs(store: Store, configs: list[RunConfig], run_ids: list[str | None] | None = None,
+               sweep: str | None = None) -> list[str]:
     """Create queued runs (one index write for all); a clear error and nothing left behind on failure."""
     try:
-        return [r["id"] for r in create_runs(store, configs, run_ids)]
+        return [r["id"] for r in create_runs(store, configs, run_ids, sweep=sweep)]
     except (ValueError, FileExistsError, StoreError) as exc:
         fail(str(exc))
     except OSError as exc:

@@ -327,16 +327,33 @@ def _print_human_sets(run_id: str, results: dict) -> None:
 
 
 def plot(
-    run: RunArg,
+    run: Annotated[str | None, typer.Argument(help="Run id (or a unique prefix of it); not with --sweep.")] = None,
     pca: Annotated[bool, typer.Option("--pca", help="PCA of h(x), natural vs FGSM (Figure 1).")] = True,
     n: Annotated[int, typer.Option("-n", help="Test images to embed (stratified).")] = 2000,
     out: Annotated[Path | None, typer.Option(help="PNG path [default: <run>/pca.png].")] = None,
     device: Annotated[str | None, typer.Option(help="Device [default: the run's].")] = None,
     curve: Annotated[bool, typer.Option("--curve", help="Instead: the accuracy-vs-ε curve (curve.png and a terminal "
                                         "plot; computed as by `eval --curve` if missing).")] = False,
+    sweep: Annotated[str | None, typer.Option(help="Instead: a sweep's frontier (--x vs --y, each grid point at "
+                                              "its seed mean with error bars, the Pareto front).")] = None,
+    x: Annotated[str, typer.Option("--x", help="--sweep: metric on the x axis.")] = "A_PGD",
+    y: Annotated[str, typer.Option("--y", help="--sweep: metric on the y axis.")] = "A_IA",
+    interval: Annotated[str, typer.Option(help="--sweep: error bars: std (±1 sample std) or ci95 (95% t-interval "
+                                          "of the mean).")] = "std",
     runs_dir: RunsDir = None,
 ) -> None:
-    """Write a run's figure: the 2-D PCA of h(x) for natural and FGSM-perturbed test images (or --curve)."""
+    """Write a run's figure: the 2-D PCA of h(x) for natural and FGSM-perturbed test images (or --curve, --sweep)."""
+    if sweep or run is None:  # amltui/app/frontier.py
+        from amltui.app.frontier import plot_sweep
+        from amltui.tui.widgets.frontier_plot import frontier_renderable
+
+        store = open_store(runs_dir)
+        try:
+            points, path = plot_sweep(all_records(store), store.runs_dir, sweep, x, y, interval, out)
+        except ValueError as exc:  # GridError, FrontierError: unknown sweep or metric, no point yet
+            fail(str(exc))
+        console.print(frontier_renderable(points, x, y, interval, width=min(console.width, 100)))
+        return console.print(f"wrote {path}", highlight=False, markup=False)
     from amltui.app.png_figures import png_path
     from amltui.app.run_pca import write_pca
 
@@ -384,6 +401,8 @@ def export(
     with_runs: Annotated[bool, typer.Option("--with-runs", help="List the run ids behind each row.")] = False,
     group_by: Annotated[str | None, typer.Option(help="Pool by these record/config keys, e.g. variant,dataset "
                                                  "[default: pool only runs equal in all but the seed].")] = None,
+    sweep: Annotated[str | None, typer.Option(help="One sweep's table: a row per variant and grid point, sorted by "
+                                              "the swept keys (`run --grid … --sweep NAME`).")] = None,
     runs_dir: RunsDir = None,
 ) -> None:
     """Results table: mean ± std over seeds with n, paired differences against the baseline."""
@@ -405,7 +424,15 @@ def export(
     records, emptied = apply_where(records, filters)
     if emptied:
         err.print(emptied, highlight=False, markup=False)
-    text = render(aggregate(records, group_by=keys), fmt, with_runs=with_runs)
+    if sweep:  # amltui/app/sweep_table.py
+        from amltui.app.sweep_table import sweep_table
+        from amltui.app.sweeps import GridError, sweep_records
+        try:
+            text = sweep_table(*sweep_records(records, store.runs_dir, sweep), fmt, sweep, with_runs=with_runs)
+        except GridError as exc:
+            fail(str(exc))
+    else:
+        text = render(aggregate(records, group_by=keys), fmt, with_runs=with_runs)
     if out:
         try:
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,8 @@ class LaunchRequest:
     cpu_slots: int | None = None
     slots_per_gpu: int = 1
     repeat: bool = False  # start fresh runs even where an identical finished run exists
+    grid: list[str] = field(default_factory=list)  # KEY=V1,V2 / ranges (amltui/app/sweeps.py)
+    sweep: str | None = None  # the sweep's name [default: generated when there is a grid]
 
 
 @dataclass
@@ -63,18 +65,21 @@ def parse_seeds(text: str) -> list[int]:
 
 def resolve_configs(request: LaunchRequest) -> list:
     """The RunConfigs of the request (cross product of variants × seeds); ConfigError → ActionError."""
+    from amltui.app.sweeps import GridError, resolve_sweep
     from core.config import ConfigError, RunConfig
 
     if not request.variants:
         raise ActionError("variants: pick at least one")
-    configs = []
-    for variant in request.variants:
-        for seed in request.seeds:
-            try:
-                configs.append(RunConfig.resolve(variant, request.preset, overrides=request.overrides, seed=seed,
-                                                 dataset=request.dataset))
-            except ConfigError as exc:
-                raise ActionError(str(exc)) from None
+
+    def resolve(variant: str, seed: int, point: list[str]) -> RunConfig:
+        return RunConfig.resolve(variant, request.preset, overrides=[*request.overrides, *point], seed=seed,
+                                 dataset=request.dataset)
+
+    try:  # variants × grid points × seeds; the sweep's name is fixed here, once
+        configs, request.sweep = resolve_sweep(request.variants, request.seeds, request.grid, request.overrides,
+                                               request.sweep, resolve)
+    except (GridError, ConfigError) as exc:
+        raise ActionError(str(exc)) from None
     return configs
 
 
@@ -109,6 +114,7 @@ def launch(runs_dir: Path, request: LaunchRequest) -> LaunchResult:
     check_devices(request)
     from amltui.app.reuse import find_identical, reuse_message
     from amltui.app.runs import RunFailure, create_runs
+    from amltui.app.sweeps import record as record_sweep
 
     store = Store(runs_dir)
     result = LaunchResult()
@@ -119,7 +125,8 @@ def launch(runs_dir: Path, request: LaunchRequest) -> LaunchResult:
     result.reused = [reuse_message(configs[i], record) for i, record in reused.items()]
     try:  # one index write for all; a failure leaves no run behind
         fresh = [config for i, config in enumerate(configs) if i not in reused]
-        result.queued = [r["id"] for r in create_runs(store, fresh)] if fresh else []
+        result.queued = [r["id"] for r in create_runs(store, fresh, sweep=request.sweep)] if fresh else []
+        record_sweep(runs_dir, request.sweep, request.grid, [r["id"] for r in reused.values()] + result.queued)
     except (StoreError, OSError, ValueError) as exc:
         raise ActionError(f"could not create the run: {exc}") from None
     if result.queued:

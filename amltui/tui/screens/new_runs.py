@@ -12,6 +12,7 @@ from textual.reactive import reactive
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from amltui.app.store import StoreError
+from amltui.app.sweeps import needs_confirmation
 from amltui.tui.actions import (
     ActionError,
     LaunchRequest,
@@ -60,10 +61,11 @@ class LaunchScreen(Dialog[LaunchResult | None]):
     def __init__(self, runs_dir: Path) -> None:
         super().__init__()
         self.runs_dir = runs_dir
+        self.confirmed = 0  # the run count a second Launch has confirmed (amltui/app/sweeps.py CONFIRM_ABOVE)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static("[b]Launch runs[/b]  (variants × seeds; Ctrl+S launches, Esc closes)")
+            yield Static("[b]Launch runs[/b]  (variants × grid × seeds; Ctrl+S launches, Esc closes)")
             with Grid(id="form"):
                 yield Label("variants")
                 with Horizontal(id="variants"):
@@ -78,6 +80,11 @@ class LaunchScreen(Dialog[LaunchResult | None]):
                              id="dataset", compact=True)
                 yield Label("overrides")
                 yield Input(placeholder="key=value … e.g. epochs=4 lr=3e-4", id="overrides", compact=True)
+                yield Label("grid")
+                yield Input(placeholder="KEY=V1,V2 … e.g. lambda_ia=0.25,0.5,1 lr=1e-4:1e-2:log:3", id="grid",
+                            compact=True)
+                yield Label("sweep")
+                yield Input(placeholder="sweep name [default: generated with a grid]", id="sweep", compact=True)
                 yield Label("gpus")
                 yield Input(placeholder="all visible; auto; 'none' = CPU; 0,1", id="gpus", compact=True)
                 yield Label("cpu slots")
@@ -108,6 +115,8 @@ class LaunchScreen(Dialog[LaunchResult | None]):
             gpus=self.query_one("#gpus", Input).value.strip() or None,
             cpu_slots=int(slots_text) if slots_text else None,
             repeat=self.query_one("#repeat", Checkbox).value,
+            grid=self.query_one("#grid", Input).value.split(),
+            sweep=self.query_one("#sweep", Input).value.strip() or None,
         )
 
     @on(Select.Changed, "#preset")
@@ -128,6 +137,10 @@ class LaunchScreen(Dialog[LaunchResult | None]):
             check_devices(request)
         except ActionError as exc:
             self.show_error(str(exc))
+            return
+        if needs_confirmation(n) and self.confirmed != n:  # a large sweep: the second Ctrl+S confirms
+            self.confirmed = n
+            self.show_error(f"{n} runs (sweep {request.sweep}): press Launch / Ctrl+S again to queue them all")
             return
         self.busy = True
         self.query_one("#form-error", Static).update(f"queueing {n} run(s)…")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.text import Text
@@ -31,9 +31,11 @@ class ResultsScreen(Screen):
     BINDINGS = [
         Binding("escape,backspace", "app.pop_screen", "Back"),
         Binding("e", "export", "Export .md"),
+        Binding("s", "next_sweep", "Sweep"),  # one sweep's rows and frontier (amltui/tui/widgets/frontier_plot.py)
         Binding("tab", "focus_next", "Switch table", show=False),
     ]
     app: DashboardApp
+    TITLE = "[b]Results[/b]: test accuracy %, mean ± std over seeds (n); baselines pinned"
 
     # The seed-aggregated rows; watch_rows fills both tables (only when a read brought different rows).
     rows: reactive[list[Row]] = reactive(list, init=False, repaint=False)
@@ -43,15 +45,17 @@ class ResultsScreen(Screen):
         self._stat: tuple[int, int] | None = None
         self._reading = threading.Lock()
         self.loaded = False
+        self.sweep: str | None = None
+        self.frontier: Any = None
 
     def compose(self) -> ComposeResult:
-        yield Static("[b]Results[/b]: test accuracy %, mean ± std over seeds (n); baselines pinned",
-                     id="results-title")
+        yield Static(self.TITLE, id="results-title")
         yield DataTable(id="results", cursor_type="row", zebra_stripes=True)
         yield Static("[b]Δ vs the reference baseline[/b] of the same setting, seed by seed (points)",
                      id="deltas-title")
         yield DataTable(id="deltas", cursor_type="row", zebra_stripes=True)
         yield Static(id="results-notes")
+        yield Static(id="frontier")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -78,11 +82,17 @@ class ResultsScreen(Screen):
             return
         try:
             # Damaged records (a NaN or mistyped metric) are left out, never averaged in.
-            rows = aggregate(inspect_all(Store(self.app.runs_dir).all()))
+            records = inspect_all(Store(self.app.runs_dir).all())
+            if sweep := self.sweep:
+                from amltui.tui.widgets.frontier_plot import sweep_view
+
+                rows, self.frontier = sweep_view(records, self.app.runs_dir, sweep)
+            else:
+                rows = aggregate(records)
         except (StoreError, OSError, ValueError) as exc:
             self.post_message(ResultsLoaded(None, str(exc)))
             return
-        self._stat = stat
+        self._stat = stat if sweep == self.sweep else None  # the view changed meanwhile: read again
         self.post_message(ResultsLoaded(rows))
 
     @on(ResultsLoaded)
@@ -95,7 +105,13 @@ class ResultsScreen(Screen):
             self.rows = message.rows
 
     def watch_rows(self, rows: list[Row]) -> None:
-        rows = sorted(rows, key=lambda r: r.variant != "baseline")  # stable: baselines first
+        # stable: baselines first; a sweep keeps its order (by the swept keys)
+        rows = rows if self.sweep else sorted(rows, key=lambda r: r.variant != "baseline")
+        self.query_one("#frontier", Static).display = bool(self.sweep)
+        if self.sweep:
+            self.query_one("#frontier", Static).update(self.frontier)
+            self.query_one("#results-title", Static).update(f"[b]Sweep {escape(self.sweep)}[/b]: a row per grid "
+                                                            "point, sorted by the swept keys (s: next sweep)")
         metrics = present_metrics(rows) if rows else []
         self._fill_results(rows, metrics)
         self._fill_deltas(rows, metrics)
@@ -130,6 +146,15 @@ class ResultsScreen(Screen):
             deltas.add_row(row.variant, row.dataset, *cells, row.setting)
         self.query_one("#deltas-title").display = bool(paired)
         deltas.display = bool(paired)
+
+    def action_next_sweep(self) -> None:
+        from amltui.app.sweeps import next_sweep
+
+        self.sweep = next_sweep(Store(self.app.runs_dir).all(), self.app.runs_dir, self.sweep)
+        self.loaded = False  # re-read at once, whatever the index's mtime
+        if not self.sweep:
+            self.query_one("#results-title", Static).update(self.TITLE)
+        self.poll()
 
     def action_export(self) -> None:
         self._export()
