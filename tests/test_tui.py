@@ -238,20 +238,22 @@ def test_detail_screen_curves_log_config_and_pca(demo: Path) -> None:
         screen = app.screen
         assert isinstance(screen, DetailScreen) and screen.run_id == "ml_sa-s0-demo"
         await wait_for(pilot, lambda: screen.detail is not None)
+        # wait for what is drawn, not for a time: the curves are drawn after the read arrives
+        await wait_for(pilot, lambda: "━ A_SA" in screen_text(app) and "━ CE adv" in screen_text(app),
+                       what="the curves")
         await pilot.pause(0.2)
         text = screen_text(app)
         assert "final (n=1000): A_orig 99.25" in text
-        assert "━ CE adv" in text and "━ A_SA" in text
         assert_snapshot("detail", text)
         await pilot.press("2")
-        assert "epoch=6 train_loss=0.5577" in screen_text(app)
+        await wait_for(pilot, lambda: "epoch=6 train_loss=0.5577" in screen_text(app), what="the log tab")
         with open(demo / "ml_sa-s0-demo" / "log.txt", "a") as fh:
             fh.write("a new line from the worker\n")
         await wait_for(pilot, lambda: "a new line from the worker" in screen_text(app), what="the log tail")
         await pilot.press("3")
-        assert "epochs *" in screen_text(app)  # changed from the preset: marked
+        await wait_for(pilot, lambda: "epochs *" in screen_text(app), what="the config tab")  # changed: marked
         await pilot.press("4")
-        assert "No PCA embedding" in screen_text(app)
+        await wait_for(pilot, lambda: "No PCA embedding" in screen_text(app), what="the PCA tab")
         assert "amltui plot ml_sa-s0-demo --pca" in screen_text(app)
         points = [[float(c) + 0.1 * i, float(-c)] for i in range(3) for c in range(10)]
         pca = {"explained": [0.6, 0.3], "labels": list(range(10)) * 3, "natural": points,
