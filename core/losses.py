@@ -281,7 +281,7 @@ def set_feature_norm(results: dict[str, TripletResult]) -> Tensor:
     once, each type's positive (the types' positives are different perturbed embeddings) and each distinct
     negative: natural negatives are rows of the shared anchors, so two types that mined the same row count it
     once; perturbed negatives are rows of each type's own positives and never coincide across types. Anchors
-    enter the mean when at least one type has a triplet for them (DESIGN: λ3 weighs the anchor equally in
+    enter the mean when at least one type has a triplet for them (docs/architecture.md: λ3 weighs the anchor equally in
     ml_sa and ml_sa_ia).
     """
     parts = list(results.values())

@@ -43,7 +43,7 @@ class EmbeddingNet(nn.Module):
 
 
 def paper_net(embed_dim: int = 4, n_classes: int = 10, normalize: bool = False) -> EmbeddingNet:
-    """The architecture behind the paper's Table 1 (DESIGN §1): two 5×5 convs, three FC layers, PReLU."""
+    """The architecture behind the paper's Table 1 (docs/architecture.md): two 5×5 convs, three FC layers, PReLU."""
     trunk = nn.Sequential(
         nn.Conv2d(1, 32, 5), nn.PReLU(), nn.MaxPool2d(2),  # 28 → 24 → 12
         nn.Conv2d(32, 64, 5), nn.PReLU(), nn.MaxPool2d(2),  # 12 → 8 → 4

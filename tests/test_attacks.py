@@ -1,4 +1,4 @@
-"""Tests for core.attacks (FGSM, PGD): the formula, the invariants of DESIGN §1, and PGD's strength."""
+"""Tests for core.attacks (FGSM, PGD): the formula, the invariants of docs/architecture.md, and PGD's strength."""
 
 from __future__ import annotations
 

@@ -21,8 +21,8 @@ from core.config import (
 )
 from core.device import resolve_device, set_threads
 
-# DESIGN §1 objective table: (w_clean, w_adv, lambda_sa, lambda_ia, lambda_norm)
-DESIGN_WEIGHTS = {
+# The objective table of docs/architecture.md: (w_clean, w_adv, lambda_sa, lambda_ia, lambda_norm)
+OBJECTIVE_WEIGHTS = {
     "baseline": (0.5, 0.5, 0.0, 0.0, 0.0),
     "ml_sa": (0.5, 0.5, 0.5, 0.0, 1e-3),
     "ml_sa_ia": (0.5, 0.5, 0.5, 0.5, 1e-3),
@@ -69,7 +69,7 @@ def test_authors_preset_values() -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_variant_weights_follow_design_table(variant: str, preset: str) -> None:
     cfg = RunConfig.resolve(variant, preset)
-    assert _weights(cfg) == pytest.approx(DESIGN_WEIGHTS[variant])
+    assert _weights(cfg) == pytest.approx(OBJECTIVE_WEIGHTS[variant])
     assert cfg.needs_invariance is (variant == "ml_sa_ia")
 
 

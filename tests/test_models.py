@@ -1,4 +1,4 @@
-"""Tests for core.models: the paper architecture (DESIGN §1), the small net and the registry."""
+"""Tests for core.models: the paper architecture (docs/architecture.md), the small net and the registry."""
 
 from __future__ import annotations
 

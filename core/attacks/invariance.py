@@ -3,7 +3,7 @@
 For a query x of class y and a pool of training images (never x itself): for each allowed target class c, find
 the (grid transform T, pool image n of class c) minimising ‖T(x) − n‖₂, align n back to x's frame with the exact
 inverse of T, and combine x with it under the L∞ budget ε (:func:`linf_combine`). Among the allowed targets keep
-the one whose x* removes the least ink. See DESIGN.md §1; the search itself lives in ``invariance_search``,
+the one whose x* removes the least ink. See docs/architecture.md; the search itself lives in ``invariance_search``,
 the transforms in ``transforms`` and the on-disk cache in ``invariance_cache``.
 """
 
