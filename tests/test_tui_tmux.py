@@ -89,8 +89,11 @@ def test_dashboard_in_tmux_at_80x24(dashboard: Tmux) -> None:
     screen = tmux.wait_for("Results", "98.94 ± 0.05 (n=2)", "+0.35 (no spread measured, n=2)", "e Export")
     assert screen.index("baseline  synthetic") < screen.index("ml_sa     synthetic")  # baseline pinned first
 
-    tmux.keys("Escape", "q")
-    deadline = time.monotonic() + 10
+    # Back on the runs screen before `q`: an Escape followed closely by a key reads as Alt+key in a terminal.
+    tmux.keys("Escape")
+    tmux.wait_for("sort created")
+    tmux.keys("q")
+    deadline = time.monotonic() + 30
     while tmux.alive() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not tmux.alive(), "q did not quit the dashboard"
