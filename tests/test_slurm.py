@@ -157,7 +157,9 @@ def test_scancel_at_a_held_phase_ends_cancelled(tmp_path: Path, monkeypatch: pyt
     executor.cancel("held")
     record = wait_for("the run to be cancelled", finished(store, "held"), 60)
     assert record["status"] == "cancelled", f"{record['error']}\n{job_log(record['slurm_folder'])}"
-    assert record["error"].startswith(f"cancelled with scancel {job_id} (stopped by signal SIGTERM (Slurm job")
+    # Whether the worker read the request in the record or got SIGTERM first depends on timing; either way the
+    # reason names the scancel and the job.
+    assert record["error"].startswith(f"cancelled with scancel {job_id}"), record["error"]
     assert says in record["error"] and record["pid"] is None
     assert [p.name for p in (tmp_path / "held").iterdir() if ".tmp" in p.name] == []
     if phase == "checkpoint":  # the epoch being written when the cancel came is kept whole
