@@ -29,6 +29,7 @@ from amltui.app.service.launch import (
     plan_launch,
     queue_runs,
     resolve_configs,
+    slurm_executor,
     start_detached,
     submit_slurm,
 )
@@ -54,5 +55,5 @@ __all__ = [
     "cancellable", "check_deletable", "check_request", "claimed_status", "delete_run", "export_results",
     "find_run", "launch", "local_slots", "measure_robustness", "open_store", "parse_grid", "parse_names",
     "parse_seeds", "plan_launch", "queue_runs", "reap_lost", "records", "reproduce", "resolve_configs",
-    "resume_run", "start_detached", "submit_slurm",
+    "results_table", "resume_run", "slurm_executor", "start_detached", "submit_slurm",
 ]

@@ -6,6 +6,7 @@ each made before anything is written (a refused request leaves no run behind).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,12 +28,12 @@ def parse_seeds(text: str) -> list[int]:
         if "-" in part[1:]:  # a range like 0-2
             lo, hi = part.split("-", 1)
             if not (lo.isdigit() and hi.isdigit()) or int(hi) < int(lo):
-                raise UserError(f"seeds {text!r}: {part!r} is not a range like 0-2", SEEDS_HINT)
+                raise UserError(f"seeds: {part!r} is not a range like 0-2", SEEDS_HINT)
             new = list(range(int(lo), int(hi) + 1))
         elif part.isdigit():
             new = [int(part)]
         else:
-            raise UserError(f"seeds {text!r}: {part!r} is not a whole number ≥ 0", SEEDS_HINT)
+            raise UserError(f"seeds: {part!r} is not a whole number ≥ 0", SEEDS_HINT)
         seeds += [s for s in new if s not in seeds]
     if not seeds:
         raise UserError("seeds: none given", SEEDS_HINT)
@@ -222,13 +223,17 @@ def _not_started(store: Store, ids: list[str], exc: Exception) -> None:
         set_status(store, run_id, Status.CANCELLED, expect=(Status.QUEUED,), error=f"not started: {exc}")
 
 
-def submit_slurm(store: Store, ids: list[str], options: DispatchOptions) -> Any:
-    """Submit each run as a Slurm job; yields (run id, job id); a refusal marks the run failed (exit code 1)."""
+def slurm_executor(store: Store, options: DispatchOptions) -> Any:
     from amltui.app.executors.slurm import SlurmExecutor
+
+    return SlurmExecutor(store.runs_dir, partition=options.partition, time_minutes=options.time_limit,
+                         gpus_per_node=options.gpus_per_node)
+
+
+def submit_slurm(store: Store, ids: list[str], slurm: Any) -> Iterator[tuple[str, str]]:
+    """Submit each run as a Slurm job; yields (run id, job id); a refusal marks the run failed (exit code 1)."""
     from amltui.app.runs import set_status
 
-    slurm = SlurmExecutor(store.runs_dir, partition=options.partition, time_minutes=options.time_limit,
-                          gpus_per_node=options.gpus_per_node)
     for run_id in ids:
         try:
             job = slurm.submit(run_id, resume=True)
