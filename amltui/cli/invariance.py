@@ -26,9 +26,12 @@ def register(parent: typer.Typer) -> None:
     parent.add_typer(app, name="invariance")
 
 
-# The options both commands share.
+# The options both commands share (a set is per dataset, subset, ε and search mode).
 DataOf = Annotated[o.Dataset, typer.Option("--dataset", help="The data the examples are made from.")]
 SubsetOf = Annotated[int | None, typer.Option(help="As for `amltui run`: sets are per data subset.")]
+SET_OPTIONS: o.Group = (("dataset", DataOf, "mnist-sample"), ("data_dir", o.DataDir, None), ("eps", o.Eps, 0.3),
+                        ("mode", o.InvModeOpt, "fast"), ("train_subset", SubsetOf, None),
+                        ("test_subset", SubsetOf, None))
 
 
 def _dataset(dataset: str, data_dir: Path | None, train_subset: int | None, test_subset: int | None) -> Dataset:
@@ -43,14 +46,16 @@ def _dataset(dataset: str, data_dir: Path | None, train_subset: int | None, test
         fail(str(exc))
 
 
+@o.with_options(SET_OPTIONS)
 def generate(
-    dataset: DataOf = "mnist-sample",
-    data_dir: o.DataDir = None,
+    *,
+    dataset: str,
+    data_dir: Path | None,
+    eps: float,
+    mode: str,
+    train_subset: int | None,
+    test_subset: int | None,
     split: Annotated[o.SplitOrAll, typer.Option(help="Which split's set.")] = "all",
-    eps: o.Eps = 0.3,
-    mode: o.InvModeOpt = "fast",
-    train_subset: SubsetOf = None,
-    test_subset: SubsetOf = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threads: Annotated[int | None, typer.Option(help="CPU threads [default: all available].")] = None,
     runs_dir: o.RunsDir = None,
@@ -109,15 +114,17 @@ def _generate_split(data: Dataset, part: str, eps: float, mode: str, cache_root:
         console.print(f"note: {target_table_note(data.name)}", highlight=False)
 
 
+@o.with_options(SET_OPTIONS)
 def show(
-    dataset: DataOf = "mnist-sample",
-    data_dir: o.DataDir = None,
+    *,
+    dataset: str,
+    data_dir: Path | None,
+    eps: float,
+    mode: str,
+    train_subset: int | None,
+    test_subset: int | None,
     split: Annotated[o.Split, typer.Option(help="Which split's examples.")] = "test",
-    eps: o.Eps = 0.3,
-    mode: o.InvModeOpt = "fast",
     n: Annotated[int, typer.Option("-n", help="How many examples to show.", min=1)] = 12,
-    train_subset: SubsetOf = None,
-    test_subset: SubsetOf = None,
     out: Annotated[Path | None, typer.Option(help="PNG to write [default: <runs-dir>/invariance-<split>.png].")] = None,
     runs_dir: o.RunsDir = None,
 ) -> None:

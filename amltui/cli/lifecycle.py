@@ -47,32 +47,22 @@ def register(app: typer.Typer) -> None:
         app.command(name)(command)
 
 
+@o.with_options(o.CONFIG_OPTIONS, o.DISPATCH_OPTIONS)
 def run(
     variants: o.Variants = "ml_sa",
     seeds: o.Seeds = "0",
     preset: o.PresetOpt = "quick",
-    dataset: o.DatasetOpt = None,
-    data_dir: o.DataDir = None,
-    epochs: o.Epochs = None,
-    train_subset: o.TrainSubset = None,
-    test_subset: o.TestSubset = None,
     device: o.Device = "auto",
     threads: o.Threads = None,
-    set_: o.SetOverrides = None,
     run_id: Annotated[str | None, typer.Option("--id", help="Run id (a single run only; names "
                                                "amltui keeps in the runs folder are refused).")] = None,
-    executor: o.ExecutorOpt = "local",
-    gpus: o.Gpus = None,
-    slots_per_gpu: o.SlotsPerGpu = "1",
     gpu_max_util: o.GpuMaxUtil = None,
     gpu_max_mem: o.GpuMaxMem = None,
-    cpu_slots: o.CpuSlots = None,
     detach: o.Detach = False,
-    partition: o.Partition = None,
-    time_limit: o.TimeLimit = 240,
     gpus_per_node: o.GpusPerNode = 0,
     repeat: o.Repeat = False,
     runs_dir: o.RunsDir = None,
+    **options: object,
 ) -> None:
     """Queue runs (the cross product of --variants and --seeds) and run them on the available devices.
 
@@ -80,11 +70,8 @@ def run(
     """
     request = LaunchRequest(
         variants=parse_list(variants, "--variants"), seeds=parse_list(seeds, "--seeds", int), preset=str(preset),
-        dataset=o.text(dataset), data_dir=str(data_dir) if data_dir else None, epochs=epochs,
-        train_subset=train_subset, test_subset=test_subset, device=device, threads=threads, overrides=set_ or [],
-        run_id=run_id, repeat=repeat, executor=str(executor), gpus=gpus, slots_per_gpu=slots_per_gpu,
-        cpu_slots=cpu_slots, gpu_max_util=gpu_max_util, gpu_max_mem=gpu_max_mem, partition=partition,
-        time_limit=time_limit, gpus_per_node=gpus_per_node)
+        device=device, threads=threads, run_id=run_id, repeat=repeat, gpu_max_util=gpu_max_util,
+        gpu_max_mem=gpu_max_mem, gpus_per_node=gpus_per_node, **o.request_fields(options))
     with user_errors():
         request.check()  # every option is checked before anything is written: a refused command leaves no run
         service.resolve_configs(request)

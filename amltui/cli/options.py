@@ -3,9 +3,11 @@ shows ``[a|b|c]`` and Typer refuses anything else). The choices come from core/c
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -13,6 +15,8 @@ from amltui.app.gpus import MAX_MEM_DEFAULT, MAX_UTIL_DEFAULT
 from amltui.app.report import FORMATS
 from amltui.app.service import EXECUTORS
 from core.config import CHOICES
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _choices(name: str, values: tuple[str, ...]) -> type[StrEnum]:
@@ -84,3 +88,45 @@ GpusPerNode = Annotated[int, typer.Option(help="Slurm GPUs per job.")]
 InvModeOpt = Annotated[InvMode, typer.Option("--mode", help="exact (full search) or fast (shortlist + exact "
                                              "re-ranking).")]
 Eps = Annotated[float, typer.Option(help="L∞ budget in pixel units.")]
+
+
+# Option groups several commands share: declared once here, added to a command by ``with_options`` and handed
+# to it in ``**options`` (so `run` and `reproduce` do not repeat a dozen parameters each).
+Group = tuple[tuple[str, Any, Any], ...]  # (parameter name, Annotated type, default)
+CONFIG_OPTIONS: Group = (
+    ("dataset", DatasetOpt, None), ("data_dir", DataDir, None), ("epochs", Epochs, None),
+    ("train_subset", TrainSubset, None), ("test_subset", TestSubset, None), ("set_", SetOverrides, None),
+)
+DISPATCH_OPTIONS: Group = (
+    ("executor", ExecutorOpt, "local"), ("gpus", Gpus, None), ("slots_per_gpu", SlotsPerGpu, "1"),
+    ("cpu_slots", CpuSlots, None), ("partition", Partition, None), ("time_limit", TimeLimit, 240),
+)
+
+
+def with_options(*groups: Group) -> Callable[[F], F]:
+    """Give a command the options of these groups: a parameter it names takes the group's declaration, the others
+    are added before its last parameter (--runs-dir) and reach it in ``**options``."""
+    def decorate(command: F) -> F:
+        shared = {name: (annotation, default) for group in groups for name, annotation, default in group}
+        own = [p for p in inspect.signature(command, eval_str=True).parameters.values()
+               if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=shared.get(p.name, (p.annotation,))[0],
+                            default=shared.get(p.name, (None, p.default))[1]) for p in own]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+                 for name, (annotation, default) in shared.items() if name not in {p.name for p in own}]
+        command.__signature__ = inspect.Signature(params[:-1] + added + params[-1:])  # type: ignore[attr-defined]
+        return command
+    return decorate
+
+
+def request_fields(options: dict[str, Any]) -> dict[str, Any]:
+    """Group option values as fields of the service's requests (ConfigRequest, DispatchOptions)."""
+    fields: dict[str, Any] = {}
+    for name, value in options.items():
+        if name == "set_":
+            fields["overrides"] = value or []
+        elif name == "data_dir":
+            fields[name] = str(value) if value else None
+        else:
+            fields[name] = text(value) if isinstance(value, StrEnum) else value
+    return fields

@@ -61,22 +61,11 @@ def _exit_code(step) -> int:
     return 0
 
 
+@o.with_options(o.CONFIG_OPTIONS, o.DISPATCH_OPTIONS)
 def reproduce(
     preset: o.PresetOpt = "quick",
-    dataset: o.DatasetOpt = None,
-    data_dir: o.DataDir = None,
     seeds: o.Seeds = "0,1,2",
     variants: o.Variants = ALL_VARIANTS,
-    epochs: o.Epochs = None,
-    train_subset: o.TrainSubset = None,
-    test_subset: o.TestSubset = None,
-    set_: o.SetOverrides = None,
-    executor: o.ExecutorOpt = "local",
-    gpus: o.Gpus = None,
-    slots_per_gpu: o.SlotsPerGpu = "1",
-    cpu_slots: o.CpuSlots = None,
-    partition: o.Partition = None,
-    time_limit: o.TimeLimit = 240,
     detach: Annotated[bool, typer.Option("--detach", help="Queue and return; rerun to write the report.")] = False,
     human_sets: Annotated[bool, typer.Option("--human-sets", help="Score Tramèr et al.'s human-labelled sets "
                                              "(download, or --human-sets-dir); MNIST-digit datasets only.")] = False,
@@ -87,6 +76,7 @@ def reproduce(
                                              "for each finished run that lacks it.")] = False,
     out: Annotated[Path | None, typer.Option(help="Report folder [default: <runs-dir>/reports/…].")] = None,
     runs_dir: o.RunsDir = None,
+    **options: object,
 ) -> None:
     """Reproduce Table 1 and Figure 1: invariance sets, variants × seeds, then a report folder.
 
@@ -94,11 +84,8 @@ def reproduce(
     """
     request = ReproduceRequest(
         variants=parse_list(variants, "--variants"), seeds=parse_list(seeds, "--seeds", int), preset=str(preset),
-        dataset=o.text(dataset), data_dir=str(data_dir) if data_dir else None, epochs=epochs,
-        train_subset=train_subset, test_subset=test_subset, overrides=set_ or [], executor=str(executor),
-        gpus=gpus, slots_per_gpu=slots_per_gpu, cpu_slots=cpu_slots, partition=partition, time_limit=time_limit,
         detach=detach, human_sets=human_sets, human_sets_dir=human_sets_dir, curves=curves, autoattack=autoattack,
-        out=out, command="amltui " + " ".join(sys.argv[1:]))
+        out=out, command="amltui " + " ".join(sys.argv[1:]), **o.request_fields(options))
     with user_errors():
         configs = service.check_request(request)  # before the store: a refused command writes nothing
     store = open_store(runs_dir)
