@@ -6,7 +6,7 @@ import contextlib
 import errno
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -22,12 +22,6 @@ from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 console = Console()
 err = Console(stderr=True)
-
-RunsDir = Annotated[
-    Path | None,
-    typer.Option("--runs-dir", help="Folder of runs and the store [default: $AMLTUI_RUNS_DIR or ./runs]."),
-]
-RunArg = Annotated[str, typer.Argument(help="Run id (or a unique prefix of it).")]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

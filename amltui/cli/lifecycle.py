@@ -39,8 +39,6 @@ from amltui.cli.common import (
 )
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
-CANCELLABLE = tuple(service.CANCELLABLE)
-
 
 def register(app: typer.Typer) -> None:
     for command, name in ((run, None), (resume, None), (cancel, None), (remove, "rm"), (logs, None)):
