@@ -15,7 +15,8 @@ from rich.table import Table
 
 from amltui.app import service
 from amltui.app.errors import UserError
-from amltui.app.records import DAMAGED, Status, unindexed_folders
+from amltui.app.records import DAMAGED, unindexed_folders
+from amltui.app.status_style import status_style
 from amltui.app.store import REBUILD_HINT, Store, StoreError
 from core.config import ConfigError
 from core.metrics import METRIC_LABELS, METRIC_ORDER
@@ -103,15 +104,8 @@ def resolve_run(store: Store, text: str) -> dict[str, Any]:
         return service.find_run(store, text)
 
 
-# The colour of each status, for the command line and the dashboard alike (amltui/tui uses the same names).
-STATUS_COLOUR: dict[str, str] = {Status.DONE: "green", Status.RUNNING: "cyan", Status.FAILED: "red",
-                                 Status.CANCELLED: "yellow", Status.STALLED: "magenta", Status.ORPHANED: "magenta",
-                                 Status.QUEUED: "white", Status.DAMAGED: "bold magenta"}
-
-
 def status_text(status: str) -> str:
-    colour = STATUS_COLOUR.get(status, "white")
-    return f"[{colour}]{escape(str(status))}[/]"
+    return f"[{status_style(status)}]{escape(str(status))}[/]"
 
 
 def print_metrics(record: dict[str, Any]) -> None:
