@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -34,13 +34,15 @@ SET_OPTIONS: o.Group = (("dataset", DataOf, "mnist-sample"), ("data_dir", o.Data
                         ("test_subset", SubsetOf, None))
 
 
-def _dataset(dataset: str, data_dir: Path | None, train_subset: int | None, test_subset: int | None) -> Dataset:
+def _dataset(options: dict[str, Any]) -> Dataset:
+    """The data of the set options (dataset, data dir, subsets)."""
     from amltui.app.runs import load_run_data
     from core.data import DataNotFoundError
 
+    fields = o.request_fields(options)
     try:
-        config = RunConfig.resolve("baseline", "quick", dataset=dataset, data_dir=str(data_dir) if data_dir else None,
-                                   train_subset=train_subset, test_subset=test_subset)
+        config = RunConfig.resolve("baseline", "quick", dataset=fields["dataset"], data_dir=fields["data_dir"],
+                                   train_subset=fields["train_subset"], test_subset=fields["test_subset"])
         return load_run_data(config)
     except (ConfigError, DataNotFoundError, ValueError) as exc:
         fail(str(exc))
@@ -48,17 +50,11 @@ def _dataset(dataset: str, data_dir: Path | None, train_subset: int | None, test
 
 @o.with_options(SET_OPTIONS)
 def generate(
-    *,
-    dataset: str,
-    data_dir: Path | None,
-    eps: float,
-    mode: str,
-    train_subset: int | None,
-    test_subset: int | None,
     split: Annotated[o.SplitOrAll, typer.Option(help="Which split's set.")] = "all",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threads: Annotated[int | None, typer.Option(help="CPU threads [default: all available].")] = None,
     runs_dir: o.RunsDir = None,
+    **options: Any,
 ) -> None:
     """Make the invariance set of a split (one example per image) and cache it under <runs-dir>/cache/.
 
@@ -67,19 +63,20 @@ def generate(
     from core.attacks.invariance_cache import default_cache_root
     from core.device import resolve_device, set_threads
 
+    eps, mode = options["eps"], str(options["mode"])
     if not 0 < eps <= 1:
         fail(f"--eps {eps}: the L∞ budget is in pixel units of [0, 1] images (e.g. 0.3)")
     set_threads(threads)
     with user_errors():
         dev = resolve_device(device)
     store = open_store(runs_dir)
-    data = _dataset(str(dataset), data_dir, train_subset, test_subset)
+    data = _dataset(options)
     cache_root = default_cache_root(store.runs_dir)
     console.print(f"{data.name} ({data.fingerprint}): {len(data.train)} train / {len(data.test)} test images, "
                   f"ε={eps}, mode {mode}, on {dev}; cache {cache_root}", highlight=False, markup=False)
     with RunProgress(console) as progress:
         for part in (("train", "test") if split == "all" else (str(split),)):
-            _generate_split(data, part, eps, str(mode), cache_root, dev, progress)
+            _generate_split(data, part, eps, mode, cache_root, dev, progress)
 
 
 def _generate_split(data: Dataset, part: str, eps: float, mode: str, cache_root: Path, dev: object,
@@ -116,17 +113,11 @@ def _generate_split(data: Dataset, part: str, eps: float, mode: str, cache_root:
 
 @o.with_options(SET_OPTIONS)
 def show(
-    *,
-    dataset: str,
-    data_dir: Path | None,
-    eps: float,
-    mode: str,
-    train_subset: int | None,
-    test_subset: int | None,
     split: Annotated[o.Split, typer.Option(help="Which split's examples.")] = "test",
     n: Annotated[int, typer.Option("-n", help="How many examples to show.", min=1)] = 12,
     out: Annotated[Path | None, typer.Option(help="PNG to write [default: <runs-dir>/invariance-<split>.png].")] = None,
     runs_dir: o.RunsDir = None,
+    **options: Any,
 ) -> None:
     """Preview examples as a PNG grid: the image x, its aligned neighbour n and x*, with labels and targets.
 
@@ -136,10 +127,10 @@ def show(
     from core.data import to_float
 
     store = open_store(runs_dir)
-    data = _dataset(str(dataset), data_dir, train_subset, test_subset)
+    data = _dataset(options)
     queries = data.train if split == "train" else data.test
     n = min(n, len(queries))
-    inv = _first_examples(data, str(split), n, eps, str(mode), store.runs_dir)
+    inv = _first_examples(data, str(split), n, options["eps"], str(options["mode"]), store.runs_dir)
     name = f"invariance-{data.name}-{split}.png"
     path = png_path(out, name) if out is not None else store.runs_dir / name
     with user_errors(f"cannot write --out {path}: "):
