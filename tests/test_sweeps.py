@@ -189,16 +189,20 @@ def test_frontier_png_for_reproduces_three_variants(records, tmp_path):
     assert frontier_png(no_ia, tmp_path / "none.png", keys=[]) is None and not (tmp_path / "none.png").exists()
 
 
-def test_plan_asks_only_above_the_threshold_and_yes_skips_the_question():
-    def resolve(variant, seed, point):
-        return RunConfig.resolve(variant, "quick", overrides=point, seed=seed, dataset="synthetic")
+def test_a_large_grid_asks_first_and_a_no_queues_nothing(tmp_path):
+    from typer.testing import CliRunner
 
-    asked, said = [], []
+    from amltui.app import service
+    from amltui.app.store import Store
+    from amltui.cli import app
+
     big = ["lr=1e-4:1e-2:log:17"]  # 17 points × 3 seeds = 51 runs
-    with pytest.raises(sweeps.GridError, match="nothing queued"):
-        sweeps.plan(["ml_sa"], [0, 1, 2], big, None, "big", resolve, said.append, lambda q: asked.append(q) or False)
-    assert asked == ["queue 51 runs?"] and "51 runs" in said[0]
-    configs, name = sweeps.plan(["ml_sa"], [0, 1, 2], big, None, "big", resolve, said.append, asked.append, yes=True)
-    assert len(configs) == 51 and name == "big" and len(asked) == 1  # --yes: not asked again
-    configs, name = sweeps.plan(["ml_sa"], list(range(50)), None, None, None, resolve, said.append, asked.append)
-    assert len(configs) == 50 and name is None and len(asked) == 1  # 50 runs, no grid: no question, no sweep
+    request = service.LaunchRequest(variants=["ml_sa"], seeds=[0, 1, 2], dataset="synthetic", grid=big, sweep="big")
+    plan = service.plan_launch(Store(tmp_path), request)
+    assert len(plan.configs) == 51 and plan.sweep == "big" and "51 runs" in plan.sweep_line
+    assert sweeps.needs_confirmation(51) and not sweeps.needs_confirmation(50)
+    result = CliRunner().invoke(app, ["run", "--seeds", "0-2", "--dataset", "synthetic", "--grid", big[0], "--sweep",
+                                      "big", "--detach", "--runs-dir", str(tmp_path)], input="n\n")
+    assert result.exit_code == 2 and "queue 51 runs?" in result.output and "nothing queued" in result.output
+    assert Store(tmp_path).all() == []  # refused: no run, no manifest
+    assert not (tmp_path / "reports" / "sweeps" / "big.json").exists()

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from typing import Any
 
 MIB = 1024 * 1024
@@ -407,6 +407,7 @@ def no_gpu_qualifies(gpus: Sequence[Gpu], limits: Thresholds) -> str:
 Footprint = Callable[[str], float | None]
 
 
+@dataclass
 class GpuGate:
     """Decides, just before a run is handed to a free GPU slot, whether that GPU may take it now.
 
@@ -415,19 +416,20 @@ class GpuGate:
     memory left, counting what amltui's runs already there will still take. An unmeasured run gets a GPU to itself.
     """
 
-    def __init__(self, slot_gpus: Mapping[str, Gpu], *, limits: Thresholds, busy_check: bool, fit_memory: bool,
-                 footprint: Footprint, read: Callable[[], Inventory] = inventory, max_age: float = 1.0,
-                 log: Callable[[str], None] | None = None) -> None:
-        self.slot_gpus = dict(slot_gpus)
-        self.limits = limits
-        self.busy_check = busy_check
-        self.fit_memory = fit_memory
-        self.footprint = footprint
-        self.read = read
-        self.max_age = max_age
-        self.log = log
-        self._cache: tuple[float, dict[str, Gpu]] | None = None
-        self.last_refusal: dict[str, str] = {}
+    slot_gpus: Mapping[str, Gpu]
+    _: KW_ONLY
+    limits: Thresholds
+    busy_check: bool
+    fit_memory: bool
+    footprint: Footprint
+    read: Callable[[], Inventory] = inventory
+    max_age: float = 1.0
+    log: Callable[[str], None] | None = None
+    _cache: tuple[float, dict[str, Gpu]] | None = field(default=None, init=False)
+    last_refusal: dict[str, str] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.slot_gpus = dict(self.slot_gpus)
 
     def _current(self) -> dict[str, Gpu]:
         if self._cache is None or time.monotonic() - self._cache[0] > self.max_age:

@@ -16,15 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from amltui.app import paper
-from amltui.app.png_figures import curves_figure
-from amltui.app.records import inspect_all
+from amltui.app.records import TERMINAL, WORKING, Status, inspect_all
 from amltui.app.report import Row, aggregate, footnotes, present_metrics, render
 from amltui.app.report_notes import flagged_lines
 from amltui.app.robustness import robustness_figure
 from amltui.app.runs import code_version, run_dir
+from amltui.app.service.manage import RESUMABLE
 from amltui.app.store import Store
 from core.config import VARIANTS, RunConfig
 from core.domains import is_digit_dataset
+
+USABLE = TERMINAL | WORKING | {Status.QUEUED, Status.ORPHANED}  # every status but damaged
 
 # Two-sided 95% Student-t quantiles by degrees of freedom (for paired differences over few seeds).
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
@@ -52,13 +54,12 @@ def plan(store: Store, configs: list[RunConfig]) -> Plan:
     for config in configs:
         key = (config.group_key(), config.seed)
         match = next((r for r in records if (r.get("group"), r.get("seed")) == key
-                      and r.get("status") in ("done", "failed", "cancelled", "orphaned", "queued", "running",
-                                              "stalled")), None)
+                      and r.get("status") in USABLE), None)
         if match is None:
             result.create.append(config)
-        elif match["status"] == "done":
+        elif match["status"] == Status.DONE:
             result.reuse.append(match["id"])
-        elif match["status"] in ("failed", "cancelled", "orphaned"):
+        elif match["status"] in RESUMABLE:
             result.resume.append(match["id"])
         else:
             result.wait.append(match["id"])
@@ -103,16 +104,31 @@ def write_report(store: Store, run_ids: list[str], out: Path, command: str) -> P
     """report.md, figures, configs and provenance for the given runs, in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     records = [r for r in (store.get(i) for i in run_ids) if r is not None]
-    done = [r for r in records if r.get("status") == "done"]
+    done = [r for r in records if r.get("status") == Status.DONE]
     rows = aggregate(done)
+    lines = [*_header(records, done, command), *_table1(rows, done), *_paper_rows(), *_further_metrics(rows, done),
+             *_sanity(done), *_paired(rows), "", "## Figures", ""]
+    lines += [f"![{name}]({name})" for name in _figures(store, done, out)] or ["No figures (no finished runs)."]
+    lines += _provenance(records)
+    _write_files(store, records, rows, out)
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _header(records: list[dict[str, Any]], done: list[dict[str, Any]], command: str) -> list[str]:
     lines = [f"# Reproduction of Table 1 and Figure 1 — {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", "",
              f"Command: `{command}`", "",
              f"Runs: {len(done)} finished of {len(records)} ({', '.join(r['id'] for r in records)}).", ""]
-    unfinished = [r for r in records if r.get("status") != "done"]
+    unfinished = [r for r in records if r.get("status") != Status.DONE]
     if unfinished:
         lines += ["**Unfinished runs (not in the tables):** "
                   + "; ".join(f"{r['id']} {r['status']} {r.get('error') or ''}".strip() for r in unfinished), ""]
-    lines += ["## Table 1", "", "Test accuracy (%), mean ± sample std over seeds (n = seeds, one run per seed).", ""]
+    return lines
+
+
+def _table1(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Table 1", "", "Test accuracy (%), mean ± sample std over seeds (n = seeds, one run per seed).", ""]
     lines += ["| Variant | Dataset | Setting | A_orig | A_SA | A_IA | Seeds |", "|---|---|---|---|---|---|---|"]
     for row in rows:
         mark = "†" if row.ia_note else ""
@@ -121,43 +137,56 @@ def write_report(store: Store, run_ids: list[str], out: Path, command: str) -> P
                      f"{row.cells['A_SA'].text()}{flag} | {row.cells['A_IA'].text()}{mark} | {row.seeds_text()} |")
     metrics = present_metrics(rows) if rows else []
     lines += ["", *footnotes(rows, metrics)] if rows else []
-    lines += _flag_section(rows, done)
-    lines += ["", "### The paper's rows (reference points, another setting)", "",
-              "| Variant | paper Table 1 = single run (run 3 of the authors' logs) | mean of the authors' 3 logged "
-              "runs |", "|---|---|---|"]
+    return lines + _flag_section(rows, done)
+
+
+def _paper_rows() -> list[str]:
+    lines = ["", "### The paper's rows (reference points, another setting)", "",
+             "| Variant | paper Table 1 = single run (run 3 of the authors' logs) | mean of the authors' 3 logged "
+             "runs |", "|---|---|---|"]
     for variant in VARIANTS:
         lines.append(f"| {variant} | {paper.triple_text(paper.PAPER_SINGLE_RUN.get(variant))} | "
                      f"{paper.triple_text(paper.AUTHORS_THREE_RUN_MEAN.get(variant))} |")
-    lines += ["", f"A_orig / A_SA / A_IA. {paper.NOTE} Source: {paper.SOURCE}.", ""]
-    pgd = _pgd_of(done)
-    lines += ["## Further metrics", "", f"A_PGD: {pgd or 'PGD'} (a check against gradient masking: an FGSM-trained "
-              "model far weaker under PGD than under FGSM is masking gradients). A_IA→target: the share of invariance "
-              "examples classified as the attack's target (Tramèr et al.'s reading: a good invariance example changes "
-              "the true label, so following it is not an error). Human agreement is scored only for models trained "
-              "on MNIST digits (the human-labelled sets are MNIST digits).", ""]
+    return lines + ["", f"A_orig / A_SA / A_IA. {paper.NOTE} Source: {paper.SOURCE}.", ""]
+
+
+def _further_metrics(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Further metrics", "", f"A_PGD: {_pgd_of(done) or 'PGD'} (a check against gradient masking: an "
+             "FGSM-trained model far weaker under PGD than under FGSM is masking gradients). A_IA→target: the share "
+             "of invariance examples classified as the attack's target (Tramèr et al.'s reading: a good invariance "
+             "example changes the true label, so following it is not an error). Human agreement is scored only for "
+             "models trained on MNIST digits (the human-labelled sets are MNIST digits).", ""]
     lines += ["A_AA: AutoAttack (Croce & Hein 2020, via torchattacks) at ε_s on a stratified test subset, where "
               "evaluated (`amltui eval RUN --autoattack`, or config eval_aa=true); its image count is in the notes "
               "under Table 1.", ""]
     lines += ["| Variant | Dataset | A_PGD | A_AA | A_IA→target | human agreement (L∞ ε=0.3 set) |",
               "|---|---|---|---|---|---|"]
     for row in rows:
-        human = [r.get("human_sets", {}).get("sets", {}).get("linf-eps0.3-automated", {}).get("acc_human")
-                 for r in row.runs]
-        human = [h for h in human if h is not None]
-        if not is_digit_dataset(row.dataset):
-            human_text = "not applicable (not MNIST digits)"
-        else:
-            human_text = f"{sum(human) / len(human):.1f} (n={len(human)} runs)" if human else "not evaluated"
         mark = "†" if row.ia_note else ""
         lines.append(f"| {row.variant} | {row.dataset} | {row.cells['A_PGD'].text()} | "
                      f"{row.cells['A_AA'].text() if 'A_AA' in row.cells else '–'} | "
-                     f"{row.cells['A_IA_target'].text()}{mark} | {human_text} |")
-    checked = flagged_lines(done)
-    lines += ["", "## Sanity checks", "", "Carlini et al. 2019 (`amltui eval RUN --checks`): (a) accuracy at ε=0.5 "
-              "near 0, (b) more PGD steps / restarts do not raise accuracy, (c) black-box Square not stronger than "
-              "white-box, (d) FGSM not far above PGD, (e) accuracy monotone in ε. A failed check flags the run.", ""]
-    lines += checked or ["No run has been checked."]
-    lines += ["", "## Paired differences against the baseline", ""]
+                     f"{row.cells['A_IA_target'].text()}{mark} | {_human_text(row)} |")
+    return lines
+
+
+def _human_text(row: Row) -> str:
+    if not is_digit_dataset(row.dataset):
+        return "not applicable (not MNIST digits)"
+    human = [r.get("human_sets", {}).get("sets", {}).get("linf-eps0.3-automated", {}).get("acc_human")
+             for r in row.runs]
+    human = [h for h in human if h is not None]
+    return f"{sum(human) / len(human):.1f} (n={len(human)} runs)" if human else "not evaluated"
+
+
+def _sanity(done: list[dict[str, Any]]) -> list[str]:
+    lines = ["", "## Sanity checks", "", "Carlini et al. 2019 (`amltui eval RUN --checks`): (a) accuracy at ε=0.5 "
+             "near 0, (b) more PGD steps / restarts do not raise accuracy, (c) black-box Square not stronger than "
+             "white-box, (d) FGSM not far above PGD, (e) accuracy monotone in ε. A failed check flags the run.", ""]
+    return lines + (flagged_lines(done) or ["No run has been checked."])
+
+
+def _paired(rows: list[Row]) -> list[str]:
+    lines = ["", "## Paired differences against the baseline", ""]
     lines += ["Each variant run minus the reference baseline run (variant `baseline`, its own loss weights) of the "
               "same setting and seed; intervals are over amltui's own paired seeds only.", ""]
     paired = [row for row in rows if row.deltas]
@@ -168,17 +197,19 @@ def write_report(store: Store, run_ids: list[str], out: Path, command: str) -> P
             if row.deltas.get(metric) is not None and row.deltas[metric].n:
                 mark = " (†)" if row.ia_note and metric == "A_IA" else ""
                 lines.append(f"- {row.variant} − baseline, {metric}{mark}: {reading(row, metric)}.")
-    for row in rows:
-        if row.pairing:
-            lines.append(f"- {row.variant} ({row.setting}): {row.pairing}.")
-    lines += ["", "## Figures", ""]
-    figures = _figures(store, done, out)
-    lines += [f"![{name}]({name})" for name in figures] or ["No figures (no finished runs)."]
-    lines += ["", "## Provenance", ""]
+    lines += [f"- {row.variant} ({row.setting}): {row.pairing}." for row in rows if row.pairing]
+    return lines
+
+
+def _provenance(records: list[dict[str, Any]]) -> list[str]:
     fingerprints = sorted({f"{r['dataset']}: {r.get('fingerprint')}" for r in records})
-    lines += [f"- dataset fingerprints: {', '.join(fingerprints)}",
-              *(f"- {k}: {v}" for k, v in _versions().items()),
-              "- resolved configs: `configs/<run-id>.json`; full tables: `results.md`, `results.csv`", ""]
+    return ["", "## Provenance", "", f"- dataset fingerprints: {', '.join(fingerprints)}",
+            *(f"- {k}: {v}" for k, v in _versions().items()),
+            "- resolved configs: `configs/<run-id>.json`; full tables: `results.md`, `results.csv`", ""]
+
+
+def _write_files(store: Store, records: list[dict[str, Any]], rows: list[Row], out: Path) -> None:
+    """The report's companions: each run's resolved config, the full tables and the raw records."""
     configs = out / "configs"
     configs.mkdir(exist_ok=True)
     for r in records:
@@ -188,15 +219,14 @@ def write_report(store: Store, run_ids: list[str], out: Path, command: str) -> P
     (out / "results.md").write_text(render(rows, "md", with_runs=True), encoding="utf-8")
     (out / "results.csv").write_text(render(rows, "csv", with_runs=True), encoding="utf-8")
     (out / "runs.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
-    path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 def _pgd_of(runs: list[dict[str, Any]]) -> str:
     from amltui.app.report import pgd_text
 
     return pgd_text([Row("", "", "", runs, {})])
+
+
 def _flag_section(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
     """Warnings under Table 1: flagged rows (⚠ on their A_SA) and the rule that chose each model's epoch."""
     from amltui.app.flagnotes import footnotes, selection_note
@@ -215,6 +245,7 @@ def _flag_section(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
 
 
 def _figures(store: Store, done: list[dict[str, Any]], out: Path) -> list[str]:
+    from amltui.app.png_figures import curves_figure  # imports matplotlib: only when a report is written
     from amltui.app.run_pca import write_pca
 
     names = []
@@ -237,4 +268,8 @@ def _figures(store: Store, done: list[dict[str, Any]], out: Path) -> list[str]:
         names.append("curves.png")
     if robustness_figure(store, done, out / "robustness.png"):
         names.append("robustness.png")
+    from amltui.app.frontier import frontier_png
+
+    if frontier_png(done, out / "frontier.png", keys=[], title="Sensitivity–invariance frontier"):
+        names.append("frontier.png")
     return names

@@ -214,19 +214,6 @@ def resolve_sweep(variants: list[str], seeds: list[int], grid_items: list[str] |
     return sweep_configs(variants, seeds, grid, resolve), name
 
 
-def plan(variants: list[str], seeds: list[int], grid_items: list[str] | None, overrides: list[str] | None,
-         name: str | None, resolve: Callable[[str, int, list[str]], RunConfig], say: Callable[[str], Any],
-         confirm: Callable[[str], bool], yes: bool = False) -> tuple[list[RunConfig], str | None]:
-    """`run`'s configs and sweep name: the grid parsed and every point resolved, the count said, confirmation
-    asked above CONFIRM_ABOVE runs. GridError/ConfigError before anything is queued."""
-    configs, name = resolve_sweep(variants, seeds, grid_items, overrides, name, resolve)
-    grid = parse_grid(grid_items)
-    if grid:
-        say(f"sweep {name}: {describe(grid, variants, seeds)}")
-    if needs_confirmation(len(configs)) and not yes and not confirm(f"queue {len(configs)} runs?"):
-        raise GridError(f"nothing queued ({len(configs)} runs refused; --yes skips this question)")
-    return configs, name
-
 
 def record(runs_dir: Path, name: str | None, grid_items: list[str] | None, run_ids: list[str]) -> None:
     """Write the sweep's manifest (no-op for a plain `run` without --sweep/--grid)."""

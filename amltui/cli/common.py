@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from amltui.app.records import DAMAGED, inspect, inspect_all, unindexed_folders
-from amltui.app.runs import default_runs_dir
-from amltui.app.store import REBUILD_HINT, Store, StoreError, validate_run_id
+from amltui.app import service
+from amltui.app.errors import UserError
+from amltui.app.records import DAMAGED, unindexed_folders
+from amltui.app.status_style import status_style
+from amltui.app.store import REBUILD_HINT, Store, StoreError
+from core.config import ConfigError
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 console = Console()
 err = Console(stderr=True)
-
-RunsDir = Annotated[
-    Path | None,
-    typer.Option("--runs-dir", help="Folder of runs and the store [default: $AMLTUI_RUNS_DIR or ./runs]."),
-]
-RunArg = Annotated[str, typer.Argument(help="Run id (or a unique prefix of it).")]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -48,29 +47,35 @@ def describe_os_error(exc: OSError) -> str:
     return f"{reason}: {where}"
 
 
-def open_store(runs_dir: Path | None) -> Store:
+@contextlib.contextmanager
+def user_errors(prefix: str = "") -> Iterator[None]:
+    """Within the block, a request the user must change (UserError and the domain errors it stands for) or a
+    file-system failure becomes ``error: …`` on stderr and exit code 2 (UserError.code where it says otherwise)."""
     try:
-        return Store(runs_dir or default_runs_dir())
-    except (StoreError, OSError) as exc:
-        fail(str(exc))
+        yield
+    except UserError as exc:
+        fail(prefix + str(exc), code=exc.code)
+    except (StoreError, ConfigError, ValueError) as exc:  # FilterError, GpuError, ConfigError are ValueErrors
+        fail(prefix + str(exc))
+    except OSError as exc:
+        fail(prefix + describe_os_error(exc))
+
+
+def open_store(runs_dir: Path | None) -> Store:
+    with user_errors():
+        return service.open_store(runs_dir)
 
 
 def reap_lost(store: Store) -> list[str]:
     """Mark dead workers' runs failed (lost) before showing anything; a corrupt store is a clear error."""
-    from amltui.app.executors.liveness import reap
-
-    try:
-        return reap(store)
-    except StoreError as exc:
-        fail(str(exc))
+    with user_errors():
+        return service.reap_lost(store)
 
 
 def all_records(store: Store) -> list[dict[str, Any]]:
     """Every record, checked: a damaged one (bad fields, folder gone) has status "damaged" and the reason."""
-    try:
-        return inspect_all(store.all(), store.runs_dir)
-    except StoreError as exc:
-        fail(str(exc))
+    with user_errors():
+        return service.records(store)
 
 
 def warn_damaged(records: list[dict[str, Any]], what: str = "") -> None:
@@ -95,28 +100,12 @@ def warn_unindexed(store: Store, records: list[dict[str, Any]]) -> list[str]:
 
 def resolve_run(store: Store, text: str) -> dict[str, Any]:
     """A run by its id or a unique prefix of it."""
-    try:
-        validate_run_id(text)
-    except ValueError as exc:
-        fail(str(exc))
-    try:
-        record = store.get(text)
-    except StoreError as exc:
-        fail(str(exc))
-    if record is not None:
-        return inspect(record, store.runs_dir)
-    matches = [r for r in all_records(store) if r["id"].startswith(text)]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        fail(f"no run {text!r} in {store.path}; `amltui ls` lists the runs")
-    fail(f"{text!r} matches {len(matches)} runs: {', '.join(r['id'] for r in matches[:8])}; be more specific")
+    with user_errors():
+        return service.find_run(store, text)
 
 
 def status_text(status: str) -> str:
-    colour = {"done": "green", "running": "cyan", "failed": "red", "cancelled": "yellow", "stalled": "magenta",
-              "orphaned": "magenta", DAMAGED: "bold magenta"}.get(status, "white")
-    return f"[{colour}]{escape(str(status))}[/]"
+    return f"[{status_style(status)}]{escape(str(status))}[/]"
 
 
 def print_metrics(record: dict[str, Any]) -> None:
@@ -165,18 +154,6 @@ def print_flags(record: dict[str, Any]) -> None:
 
 
 def parse_list(text: str, what: str, convert: type = str) -> list:
-    """'a,b' → ['a', 'b'] (ints with convert=int), duplicates removed, order kept."""
-    items = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            value = convert(part)
-        except ValueError:
-            fail(f"{what} {text!r}: {part!r} is not a valid {'whole number' if convert is int else convert.__name__}")
-        if value not in items:
-            items.append(value)
-    if not items:
-        fail(f"{what} is empty")
-    return items
+    """'a,b' → ['a', 'b'] for names; seeds (convert=int) also take ranges: '0-2,5' (as the dashboard)."""
+    with user_errors():
+        return service.parse_seeds(text) if convert is int else service.parse_names(text, what)

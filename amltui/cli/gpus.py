@@ -13,7 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from amltui.app.gpus import GpuError, Thresholds, Visible, busy_reason, describe_use, inventory, visible_gpus
-from amltui.cli.common import console, err, fail
+from amltui.cli.common import console, err, user_errors
+from amltui.cli.options import AsJson
 
 
 def register(app: typer.Typer) -> None:
@@ -25,16 +26,14 @@ def _gib(mib: float | None) -> str:
 
 
 def gpus(
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: AsJson = False,
     gpu_max_util: Annotated[float | None, typer.Option(help="Utilisation (%) from which a GPU is busy.")] = None,
     gpu_max_mem: Annotated[float | None, typer.Option(help="Memory used by others (%) from which a GPU is busy.")]
     = None,
 ) -> None:
     """List the visible GPUs: --gpus position, name, UUID, memory, utilisation, other people's processes."""
-    try:
+    with user_errors():
         limits = Thresholds.from_env(gpu_max_util, gpu_max_mem)
-    except GpuError as exc:
-        fail(escape(str(exc)))
     inv = inventory()
     try:
         visible = visible_gpus(inv)
@@ -53,24 +52,29 @@ def gpus(
         why = visible.note or inv.problem or "none found"
         console.print(f"no GPU visible ({escape(why)}); runs use CPU slots. {escape(settings)}", highlight=False)
         return
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
     if problem:
         err.print(f"[bold red]error:[/] {escape(problem)}", highlight=False)
         console.print("[dim]all GPUs of this machine:[/]")
+    console.print(_table(visible, limits, numbered=not problem))
+    if problem:
+        raise typer.Exit(2)
+    console.print(f"[dim]source {inv.source}; {escape(settings)}; --gpus auto skips GPUs at ≥ {limits.max_util:g}% "
+                  f"utilisation or ≥ {limits.max_mem:g}% memory used by others[/]", highlight=False)
+    if visible.note:
+        console.print(f"[yellow]note:[/] {escape(visible.note)}", highlight=False)
+
+
+def _table(visible: Visible, limits: Thresholds, numbered: bool) -> Table:
+    """One row per GPU; without ``numbered`` (visibility unresolved) no --gpus position is claimed."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
     for title in ("--gpus", "gpu", "name", "uuid", "mem GiB", "util", "state", "used by (others)"):
         table.add_column(title, no_wrap=title not in ("used by (others)", "state"),
                          justify="right" if title in ("--gpus", "mem GiB", "util") else "left")
     for k, g in enumerate(visible.gpus):
         reason = busy_reason(g, limits)
-        table.add_row("-" if problem else str(k), g.label, escape(g.name), g.uuid,
+        table.add_row(str(k) if numbered else "-", g.label, escape(g.name), g.uuid,
                       f"{_gib(g.memory_used)}/{_gib(g.memory_total)}",
                       "?" if g.utilization is None else f"{g.utilization:.0f}%",
                       f"[yellow]busy: {escape(reason)}[/]" if reason else "[green]free[/]",
                       escape(describe_use(g)))
-    console.print(table)
-    if problem:
-        raise typer.Exit(2)
-    console.print(f"[dim]source {inv.source}; {escape(settings)}; --gpus auto skips GPUs at ≥ {limits.max_util:g}% "
-                  f"utilisation or ≥ {limits.max_mem:g}% memory used by others[/]", highlight=False)
-    if visible.note and not problem:
-        console.print(f"[yellow]note:[/] {escape(visible.note)}", highlight=False)
+    return table

@@ -3,155 +3,158 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from amltui.cli.common import RunsDir, console, describe_os_error, err, fail, open_store
+from amltui.cli import options as o
+from amltui.cli.common import console, err, fail, open_store, user_errors
 from amltui.cli.progress_bars import RunProgress
-from core.config import CHOICES, ConfigError, RunConfig
+from core.config import ConfigError, RunConfig
 
 if TYPE_CHECKING:
     from core.data import Dataset
 
-DATASETS = CHOICES["dataset"]
-
 app = typer.Typer(help="Invariance examples (Tramèr et al. 2020, L∞): generate, cache, preview.",
                   no_args_is_help=True)
 
-SPLITS = ("train", "test", "all")
+
+def register(parent: typer.Typer) -> None:
+    app.command()(generate)
+    app.command()(show)
+    parent.add_typer(app, name="invariance")
 
 
-def _dataset(dataset: str, data_dir: Path | None, train_subset: int | None, test_subset: int | None) -> Dataset:
+# The options both commands share (a set is per dataset, subset, ε and search mode).
+DataOf = Annotated[o.Dataset, typer.Option("--dataset", help="The data the examples are made from.")]
+SubsetOf = Annotated[int | None, typer.Option(help="As for `amltui run`: sets are per data subset.")]
+SET_OPTIONS: o.Group = (("dataset", DataOf, "mnist-sample"), ("data_dir", o.DataDir, None), ("eps", o.Eps, 0.3),
+                        ("mode", o.InvModeOpt, "fast"), ("train_subset", SubsetOf, None),
+                        ("test_subset", SubsetOf, None))
+
+
+def _dataset(options: dict[str, Any]) -> Dataset:
+    """The data of the set options (dataset, data dir, subsets)."""
     from amltui.app.runs import load_run_data
     from core.data import DataNotFoundError
 
+    fields = o.request_fields(options)
     try:
-        config = RunConfig.resolve("baseline", "quick", dataset=dataset, data_dir=str(data_dir) if data_dir else None,
-                                   train_subset=train_subset, test_subset=test_subset)
+        config = RunConfig.resolve("baseline", "quick", dataset=fields["dataset"], data_dir=fields["data_dir"],
+                                   train_subset=fields["train_subset"], test_subset=fields["test_subset"])
         return load_run_data(config)
     except (ConfigError, DataNotFoundError, ValueError) as exc:
         fail(str(exc))
 
 
-@app.command()
+@o.with_options(SET_OPTIONS)
 def generate(
-    dataset: Annotated[str, typer.Option(help=f"One of: {', '.join(DATASETS)}.")] = "mnist-sample",
-    data_dir: Annotated[Path | None, typer.Option(help="Folder with the four idx files.")] = None,
-    split: Annotated[str, typer.Option(help="train, test or all.")] = "all",
-    eps: Annotated[float, typer.Option(help="L∞ budget in pixel units.")] = 0.3,
-    mode: Annotated[str, typer.Option(help="exact (full search) or fast (shortlist + exact re-ranking).")] = "fast",
-    train_subset: Annotated[int | None, typer.Option(help="As for `amltui run`: sets are per data subset.")] = None,
-    test_subset: Annotated[int | None, typer.Option(help="As for `amltui run`.")] = None,
+    split: Annotated[o.SplitOrAll, typer.Option(help="Which split's set.")] = "all",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threads: Annotated[int | None, typer.Option(help="CPU threads [default: all available].")] = None,
-    runs_dir: RunsDir = None,
+    runs_dir: o.RunsDir = None,
+    **options: Any,
 ) -> None:
     """Make the invariance set of a split (one example per image) and cache it under <runs-dir>/cache/.
 
     Interrupted generation keeps its finished chunks and resumes; a second call reuses the cache.
     """
-    import torch
-
-    from core.attacks.invariance import invariance_set_for
     from core.attacks.invariance_cache import default_cache_root
     from core.device import resolve_device, set_threads
 
-    if split not in SPLITS:
-        fail(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
-    if mode not in ("exact", "fast"):
-        fail(f"--mode {mode!r}: choose exact or fast")
+    eps, mode = options["eps"], str(options["mode"])
     if not 0 < eps <= 1:
         fail(f"--eps {eps}: the L∞ budget is in pixel units of [0, 1] images (e.g. 0.3)")
     set_threads(threads)
-    try:
+    with user_errors():
         dev = resolve_device(device)
-    except ValueError as exc:
-        fail(str(exc))
     store = open_store(runs_dir)
-    data = _dataset(dataset, data_dir, train_subset, test_subset)
+    data = _dataset(options)
     cache_root = default_cache_root(store.runs_dir)
     console.print(f"{data.name} ({data.fingerprint}): {len(data.train)} train / {len(data.test)} test images, "
                   f"ε={eps}, mode {mode}, on {dev}; cache {cache_root}", highlight=False, markup=False)
     with RunProgress(console) as progress:
-        for part in (("train", "test") if split == "all" else (split,)):
-            def report(done: int, total: int, part: str = part) -> None:
-                progress.on_event("invariance", {"split": part, "done": done, "total": total})
-
-            def warn(message: str) -> None:
-                err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
-
-            try:
-                inv = invariance_set_for(data, part, eps=eps, mode=mode, cache_root=cache_root, device=dev,
-                                         progress=report, warn=warn)
-            except KeyboardInterrupt:
-                err.print("interrupted: finished chunks are kept; rerun the same command to resume")
-                raise typer.Exit(130) from None
-            counts = torch.bincount(inv.target.cpu(), minlength=10).tolist()
-            console.print(f"{part}: {len(inv)} examples; targets per class {counts}; "
-                          f"mean ‖T(x) − n‖₂ {float(inv.distance.mean()):.3f}", highlight=False)
-            from core.attacks.invariance import cached_agreement
-
-            measured = cached_agreement(data, part, eps, mode, cache_root)
-            if measured:
-                console.print(f"{part}: fast search agrees with exact on {100 * measured['same_neighbour']:.1f}% of "
-                              f"{measured['sample']} sampled queries (same neighbour; same target "
-                              f"{100 * measured['same_target']:.1f}%)", highlight=False)
-            from core.domains import target_table_note
-
-            if target_table_note(dataset):
-                console.print(f"note: {target_table_note(dataset)}", highlight=False)
+        for part in (("train", "test") if split == "all" else (str(split),)):
+            _generate_split(data, part, eps, mode, cache_root, dev, progress)
 
 
-@app.command()
+def _generate_split(data: Dataset, part: str, eps: float, mode: str, cache_root: Path, dev: object,
+                    progress: RunProgress) -> None:
+    """One split's set, with its summary: targets per class, distance, agreement of the fast search."""
+    import torch
+
+    from core.attacks.invariance import cached_agreement, invariance_set_for
+    from core.domains import target_table_note
+
+    def report(done: int, total: int) -> None:
+        progress.on_event("invariance", {"split": part, "done": done, "total": total})
+
+    def warn(message: str) -> None:
+        err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
+    try:
+        inv = invariance_set_for(data, part, eps=eps, mode=mode, cache_root=cache_root, device=dev,
+                                 progress=report, warn=warn)
+    except KeyboardInterrupt:
+        err.print("interrupted: finished chunks are kept; rerun the same command to resume")
+        raise typer.Exit(130) from None
+    counts = torch.bincount(inv.target.cpu(), minlength=10).tolist()
+    console.print(f"{part}: {len(inv)} examples; targets per class {counts}; "
+                  f"mean ‖T(x) − n‖₂ {float(inv.distance.mean()):.3f}", highlight=False)
+    measured = cached_agreement(data, part, eps, mode, cache_root)
+    if measured:
+        console.print(f"{part}: fast search agrees with exact on {100 * measured['same_neighbour']:.1f}% of "
+                      f"{measured['sample']} sampled queries (same neighbour; same target "
+                      f"{100 * measured['same_target']:.1f}%)", highlight=False)
+    if target_table_note(data.name):
+        console.print(f"note: {target_table_note(data.name)}", highlight=False)
+
+
+@o.with_options(SET_OPTIONS)
 def show(
-    dataset: Annotated[str, typer.Option(help=f"One of: {', '.join(DATASETS)}.")] = "mnist-sample",
-    data_dir: Annotated[Path | None, typer.Option(help="Folder with the four idx files.")] = None,
-    split: Annotated[str, typer.Option(help="train or test.")] = "test",
-    eps: Annotated[float, typer.Option(help="L∞ budget in pixel units.")] = 0.3,
-    mode: Annotated[str, typer.Option(help="exact or fast.")] = "fast",
-    n: Annotated[int, typer.Option("-n", help="How many examples to show.")] = 12,
-    train_subset: Annotated[int | None, typer.Option(help="As for `amltui run`.")] = None,
-    test_subset: Annotated[int | None, typer.Option(help="As for `amltui run`.")] = None,
+    split: Annotated[o.Split, typer.Option(help="Which split's examples.")] = "test",
+    n: Annotated[int, typer.Option("-n", help="How many examples to show.", min=1)] = 12,
     out: Annotated[Path | None, typer.Option(help="PNG to write [default: <runs-dir>/invariance-<split>.png].")] = None,
-    runs_dir: RunsDir = None,
+    runs_dir: o.RunsDir = None,
+    **options: Any,
 ) -> None:
     """Preview examples as a PNG grid: the image x, its aligned neighbour n and x*, with labels and targets.
 
     Uses the cached set when there is one; otherwise generates just the first N examples (not cached).
     """
+    from amltui.app.png_figures import invariance_grid, png_path
+    from core.data import to_float
+
+    store = open_store(runs_dir)
+    data = _dataset(options)
+    queries = data.train if split == "train" else data.test
+    n = min(n, len(queries))
+    inv = _first_examples(data, str(split), n, options["eps"], str(options["mode"]), store.runs_dir)
+    name = f"invariance-{data.name}-{split}.png"
+    path = png_path(out, name) if out is not None else store.runs_dir / name
+    with user_errors(f"cannot write --out {path}: "):
+        path = invariance_grid(to_float(queries.images[:n]), queries.labels[:n], inv, to_float(data.train.images),
+                               path)
+    console.print(f"wrote {path}", markup=False, highlight=False)
+
+
+def _first_examples(data: Dataset, split: str, n: int, eps: float, mode: str, runs_dir: Path) -> object:
+    """The first n examples of the split: from the cached set, or generated (not cached) when there is none."""
     import torch
 
-    from amltui.app.png_figures import invariance_grid, png_path
     from core.attacks.invariance import generate as generate_set
     from core.attacks.invariance import invariance_set_for
     from core.attacks.invariance_cache import default_cache_root
-    from core.data import to_float
 
-    if split not in ("train", "test"):
-        fail(f"--split {split!r}: choose train or test")
-    if n < 1:
-        fail("-n must be at least 1")
-    store = open_store(runs_dir)
-    data = _dataset(dataset, data_dir, train_subset, test_subset)
     queries = data.train if split == "train" else data.test
-    n = min(n, len(queries))
-    cache_root = default_cache_root(store.runs_dir)
     try:
-        inv = invariance_set_for(data, split, eps=eps, mode=mode, cache_root=cache_root, cached_only=True)
+        inv = invariance_set_for(data, split, eps=eps, mode=mode, cache_root=default_cache_root(runs_dir),
+                                 cached_only=True)
     except FileNotFoundError:
         console.print("no cached set yet: generating the first examples only "
                       f"(`amltui invariance generate --split {split}` caches the whole split)")
         exclude = torch.arange(n) if split == "train" else None
         inv = generate_set(queries.images[:n], queries.labels[:n], data.train.images, data.train.labels, eps=eps,
                            mode=mode, exclude_self=exclude)
-    inv = inv.select(torch.arange(n))
-    name = f"invariance-{data.name}-{split}.png"
-    path = png_path(out, name) if out is not None else store.runs_dir / name
-    try:
-        path = invariance_grid(to_float(queries.images[:n]), queries.labels[:n], inv, to_float(data.train.images),
-                               path)
-    except OSError as exc:
-        fail(f"cannot write --out {path}: {describe_os_error(exc)}")
-    console.print(f"wrote {path}", markup=False, highlight=False)
+    return inv.select(torch.arange(n))

@@ -11,12 +11,13 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from amltui.app.report import FORMATS, aggregate, render
+from amltui.app import service
+from amltui.app.records import DAMAGED, STATUSES, Status
 from amltui.app.runs import EVALUABLE, HumanSetsRefused, RunFailure, evaluate_human_sets, evaluate_run, run_dir
+from amltui.app.service import RobustnessRequest
+from amltui.cli import options as o
 from amltui.cli.common import (
     FLAG_MARK,
-    RunArg,
-    RunsDir,
     all_records,
     console,
     describe_os_error,
@@ -27,6 +28,7 @@ from amltui.cli.common import (
     reap_lost,
     resolve_run,
     status_text,
+    user_errors,
     warn_damaged,
     warn_unindexed,
 )
@@ -35,32 +37,27 @@ from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(plot)
-    app.command("ls")(ls)
-    app.command()(show)
-    app.command("eval")(eval_)
-    app.command()(export)
+    for command, name in ((plot, None), (ls, "ls"), (show, None), (eval_, "eval"), (export, None)):
+        app.command(name)(command)
 
 
 def ls(
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    status: Annotated[str | None, typer.Option(help="Only runs with this status: queued, running, stalled, "
-                                               "orphaned, done, failed, cancelled, damaged.")] = None,
-    runs_dir: RunsDir = None,
+    as_json: o.AsJson = False,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status: "
+                                               f"{', '.join((*STATUSES, DAMAGED))}.")] = None,
+    runs_dir: o.RunsDir = None,
 ) -> None:
     """List runs. A run whose record or folder is damaged is listed as "damaged", with the reason on stderr."""
-    from amltui.app.filters import FilterError, apply_where, check_value
+    from amltui.app.filters import apply_where, check_value
 
     store = open_store(runs_dir)
     reap_lost(store)
     records = all_records(store)
     emptied = None
     if status:
-        try:
+        with user_errors():
             records, emptied = apply_where(records, [("status", status, check_value("status", status, "--status"))],
                                            "--status")
-        except FilterError as exc:
-            fail(str(exc))
     if as_json:
         keys = ("id", "variant", "seed", "dataset", "preset", "status", "epoch", "epochs", "metrics", "metrics_n",
                 "pid", "host", "slot", "gpu", "gpu_peak_mib", "device", "executor", "slurm_job_id", "created",
@@ -99,7 +96,7 @@ def runs_table(records: list[dict], width: int) -> Table:
         if col == "epoch":
             return f"{r.get('epoch', 0)}/{r.get('epochs', '?')}"
         if col == "gpu":  # where a running run is, as `amltui gpus` names it (gpu2, gpu0.mig1)
-            return str(r.get("gpu") or "") if r.get("status") == "running" else ""
+            return str(r.get("gpu") or "") if r.get("status") == Status.RUNNING else ""
         if col == "!":  # a flagged run (core/flags.py), e.g. gradient masking
             return FLAG_MARK if r.get("flags") else ""
         return str(r.get(col) if r.get(col) is not None else "")
@@ -119,7 +116,7 @@ def runs_table(records: list[dict], width: int) -> Table:
     return table
 
 
-def show(run: RunArg, runs_dir: RunsDir = None) -> None:
+def show(run: o.RunArg, runs_dir: o.RunsDir = None) -> None:
     """Show one run: its record, resolved config and per-epoch metrics."""
     store = open_store(runs_dir)
     reap_lost(store)
@@ -162,7 +159,7 @@ def show(run: RunArg, runs_dir: RunsDir = None) -> None:
 
 
 def eval_(
-    run: RunArg,
+    run: o.RunArg,
     device: Annotated[str | None, typer.Option(help="Device for the evaluation [default: the run's].")] = None,
     human_sets: Annotated[bool, typer.Option("--human-sets", help="Score Tramèr et al.'s human-labelled "
                                              "invariance sets instead of re-running the test metrics (MNIST-digit "
@@ -185,7 +182,7 @@ def eval_(
     pgd_steps: Annotated[int | None, typer.Option(help="PGD steps for the curve and checks "
                                                   "[default: the run's pgd_steps].", min=1)] = None,
     restarts: Annotated[int, typer.Option(help="PGD random restarts per point of the curve.", min=1)] = 1,
-    runs_dir: RunsDir = None,
+    runs_dir: o.RunsDir = None,
 ) -> None:
     """Evaluate a run from its checkpoint (A_orig, A_SA, A_IA, A_IA→target, A_PGD) and record the metrics.
 
@@ -193,13 +190,7 @@ def eval_(
     every measurement is cached in the run folder per (checkpoint, attack, ε, subset).
     """
     store = open_store(runs_dir)
-    record = resolve_run(store, run)
-    status = record.get("status")
-    if status == "damaged":
-        fail(f"run {record['id']} cannot be evaluated: it is damaged ({record.get('damaged')})")
-    if status not in EVALUABLE:
-        fail(f"run {record['id']} is {status}: only a finished run (done, failed or cancelled) can be evaluated; "
-             f"wait for it to end or `amltui cancel {record['id']}` it first")
+    record = _evaluable(resolve_run(store, run))
     if human_sets:
         try:
             results = evaluate_human_sets(store, record["id"], from_dir=from_dir, mnist_dir=mnist_dir, device=device)
@@ -209,59 +200,37 @@ def eval_(
             fail(str(exc), code=1)
         _print_human_sets(record["id"], results)
         return
-    grid = _parse_grid(eps_grid) if eps_grid else None
-    robust = autoattack or curve or checks
-    with RunProgress(console) as progress:
-        try:
-            if not robust or not record.get("metrics"):
-                record = evaluate_run(store, record["id"], device=device, listener=progress.on_event)
-            if robust:
-                record = _robustness(store, record["id"], autoattack=autoattack, curve=curve, checks=checks,
-                                     subset=subset, grid=grid, pgd_steps=pgd_steps, restarts=restarts,
-                                     device=device, listener=progress.on_event)
-        except RunFailure as exc:
-            fail(str(exc), code=1)
+    with user_errors():
+        grid = service.parse_grid(eps_grid) if eps_grid else None
+    robust = RobustnessRequest(autoattack, curve, checks, subset, grid, pgd_steps, restarts, device)
+    record = _evaluate(store, record, robust)
     print_metrics(record)
     print_robustness(record, run_dir(store.runs_dir, record["id"]), curve=curve)
 
 
-def _parse_grid(text: str) -> list[float]:
-    try:
-        grid = sorted({round(float(p), 6) for p in text.split(",") if p.strip()})
-    except ValueError:
-        fail(f"--eps-grid {text!r}: give comma-separated numbers in [0, 1], e.g. 0,0.1,0.2,0.3")
-    if not grid or grid[0] < 0 or grid[-1] > 1:
-        fail(f"--eps-grid {text!r}: ε values are in pixel units of [0, 1] images, e.g. 0,0.1,0.2,0.3")
-    return grid
+def _evaluable(record: dict) -> dict:
+    """The run, if it has ended in a way that leaves a model to evaluate."""
+    status = record.get("status")
+    if status == DAMAGED:
+        fail(f"run {record['id']} cannot be evaluated: it is damaged ({record.get(DAMAGED)})")
+    if status not in EVALUABLE:
+        fail(f"run {record['id']} is {status}: only a finished run (done, failed or cancelled) can be evaluated; "
+             f"wait for it to end or `amltui cancel {record['id']}` it first")
+    return record
 
 
-def _robustness(store, run_id: str, *, autoattack: bool, curve: bool, checks: bool, subset: int | None,
-                grid: list[float] | None, pgd_steps: int | None, restarts: int, device: str | None,
-                listener) -> dict:
-    from amltui.app.robustness import (
-        CurveSpec,
-        compute_curve,
-        open_evaluator,
-        record_autoattack,
-        record_checks,
-        write_curve_png,
-    )
-    from core.robustness import default_grid
-
-    ev = open_evaluator(store, run_id, device=device, subset=subset, listener=listener)
-    cfg = ev.config
-    record = ev.rd.read_record()
-    if autoattack:
-        record = record_autoattack(store, ev)
-    spec = CurveSpec(grid or default_grid(cfg.eps_s), pgd_steps or cfg.pgd_steps, restarts,
-                     autoattack=autoattack or cfg.eval_aa)
-    if curve or checks:
-        data = compute_curve(ev, spec)
-        write_curve_png(data, ev.rd.path / "curve.png",
-                        f"{run_id}: {cfg.variant}, seed {cfg.seed}, {cfg.dataset} (ε_s={cfg.eps_s:g})")
-    if checks:
-        record = record_checks(store, ev, CurveSpec(spec.grid, spec.pgd_steps, spec.pgd_restarts,
-                                                    spec.autoattack))
+def _evaluate(store, record: dict, robust: RobustnessRequest, base: bool = True) -> dict:
+    """The base metrics (unless only robustness was asked and they exist, or not ``base``), then what ``robust``
+    asks for."""
+    asked = robust.autoattack or robust.curve or robust.checks
+    with RunProgress(console) as progress:
+        try:
+            if base and (not asked or not record.get("metrics")):
+                record = evaluate_run(store, record["id"], device=robust.device, listener=progress.on_event)
+            if asked:
+                record = service.measure_robustness(store, record["id"], robust, progress.on_event)
+        except RunFailure as exc:
+            fail(str(exc), code=1)
     return record
 
 
@@ -340,18 +309,15 @@ def plot(
     y: Annotated[str, typer.Option("--y", help="--sweep: metric on the y axis.")] = "A_IA",
     interval: Annotated[str, typer.Option(help="--sweep: error bars: std (±1 sample std) or ci95 (95% t-interval "
                                           "of the mean).")] = "std",
-    runs_dir: RunsDir = None,
+    runs_dir: o.RunsDir = None,
 ) -> None:
     """Write a run's figure: the 2-D PCA of h(x) for natural and FGSM-perturbed test images (or --curve, --sweep)."""
     if sweep or run is None:  # amltui/app/frontier.py
-        from amltui.app.frontier import plot_sweep
         from amltui.tui.widgets.frontier_plot import frontier_renderable
 
         store = open_store(runs_dir)
-        try:
-            points, path = plot_sweep(all_records(store), store.runs_dir, sweep, x, y, interval, out)
-        except ValueError as exc:  # GridError, FrontierError: unknown sweep or metric, no point yet
-            fail(str(exc))
+        with user_errors():
+            points, path = service.sweep_frontier(all_records(store), store.runs_dir, sweep, x, y, interval, out)
         console.print(frontier_renderable(points, x, y, interval, width=min(console.width, 100)))
         return console.print(f"wrote {path}", highlight=False, markup=False)
     from amltui.app.png_figures import png_path
@@ -365,12 +331,7 @@ def plot(
 
         data = read_curve(rd)
         if data is None:
-            with RunProgress(console) as progress:
-                try:
-                    _robustness(store, record["id"], autoattack=False, curve=True, checks=False, subset=None,
-                                grid=None, pgd_steps=None, restarts=1, device=device, listener=progress.on_event)
-                except RunFailure as exc:
-                    fail(str(exc), code=1)
+            _evaluate(store, record, RobustnessRequest(curve=True, device=device), base=False)
             data = read_curve(rd)
         else:
             write_curve_png(data, out or rd.path / "curve.png", f"{record['id']}: {record.get('variant')}, seed "
@@ -393,7 +354,7 @@ def plot(
 
 
 def export(
-    fmt: Annotated[str, typer.Option("--format", "-f", help=f"One of: {', '.join(FORMATS)}.")] = "md",
+    fmt: Annotated[o.Format, typer.Option("--format", "-f", help="Table format.")] = "md",
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of printing.")] = None,
     where: Annotated[list[str] | None, typer.Option(help="Only runs with key=value in their record or config "
                                                     "(e.g. dataset=mnist); repeatable. Unknown keys and values "
@@ -403,44 +364,24 @@ def export(
                                                  "[default: pool only runs equal in all but the seed].")] = None,
     sweep: Annotated[str | None, typer.Option(help="One sweep's table: a row per variant and grid point, sorted by "
                                               "the swept keys (`run --grid … --sweep NAME`).")] = None,
-    runs_dir: RunsDir = None,
+    runs_dir: o.RunsDir = None,
 ) -> None:
     """Results table: mean ± std over seeds with n, paired differences against the baseline."""
-    if fmt not in FORMATS:
-        fail(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     if out is not None and out.is_dir():
-        fail(f"--out {out} is a folder; give a file path, e.g. {out / ('results.' + fmt)}")
-    from amltui.app.filters import FilterError, apply_where, check_group_by, parse_where
-
+        fail(f"--out {out} is a folder; give a file path, e.g. {out / ('results.' + str(fmt))}")
     store = open_store(runs_dir)
     records = all_records(store)
     warn_unindexed(store, records)
     warn_damaged(records, " (left out of the table)")
-    try:
-        filters = parse_where(where or [], records)
-        keys = check_group_by(group_by, records) if group_by is not None else None
-    except FilterError as exc:
-        fail(str(exc))
-    records, emptied = apply_where(records, filters)
+    with user_errors():
+        text, emptied = service.results_table(records, str(fmt), where=where, group_by=group_by,
+                                              with_runs=with_runs, sweep=sweep, runs_dir=store.runs_dir)
     if emptied:
         err.print(emptied, highlight=False, markup=False)
-    if sweep:  # amltui/app/sweep_table.py
-        from amltui.app.sweep_table import sweep_table
-        from amltui.app.sweeps import GridError, sweep_records
-        try:
-            text = sweep_table(*sweep_records(records, store.runs_dir, sweep), fmt, sweep, with_runs=with_runs)
-        except GridError as exc:
-            fail(str(exc))
-    else:
-        text = render(aggregate(records, group_by=keys), fmt, with_runs=with_runs)
-    if out:
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            fail(f"cannot write --out {out}: {describe_os_error(exc)}")
-        console.print(f"wrote {out}", highlight=False, markup=False)
-    else:
+    if not out:
         typer.echo(text, nl=False)
-
-
+        return
+    with user_errors(f"cannot write --out {out}: "):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    console.print(f"wrote {out}", highlight=False, markup=False)

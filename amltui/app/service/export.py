@@ -1,0 +1,123 @@
+"""Results tables (`amltui export`, the dashboard's export key) and the robustness measurements of `amltui eval`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from amltui.app.errors import UserError
+from amltui.app.service.manage import records
+from amltui.app.store import Store
+
+
+def results_table(rows_of: list[dict[str, Any]], fmt: str = "md", *, where: list[str] | None = None,
+                  group_by: str | None = None, with_runs: bool = False, sweep: str | None = None,
+                  runs_dir: Path | None = None) -> tuple[str, str | None]:
+    """The seed-aggregated table of the records that match ``where`` (key=value) — or, with ``sweep``, that
+    sweep's table, a row per grid point (amltui/app/sweep_table.py); (its text, a note when the filters left no
+    run)."""
+    from amltui.app.filters import FilterError, apply_where, check_group_by, parse_where
+    from amltui.app.report import FORMATS, aggregate, render
+
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format {fmt!r}", f"choose one of: {', '.join(FORMATS)}")
+    try:
+        filters = parse_where(where or [], rows_of)
+        keys = check_group_by(group_by, rows_of) if group_by is not None else None
+    except FilterError as exc:
+        raise UserError(str(exc)) from None
+    kept, emptied = apply_where(rows_of, filters)
+    if sweep:
+        return _sweep_table(kept, fmt, sweep, runs_dir, with_runs), emptied
+    return render(aggregate(kept, group_by=keys), fmt, with_runs=with_runs), emptied
+
+
+def _sweep_table(records: list[dict[str, Any]], fmt: str, sweep: str, runs_dir: Path | None,
+                 with_runs: bool) -> str:
+    from amltui.app.sweep_table import sweep_table
+    from amltui.app.sweeps import GridError, sweep_records
+
+    try:
+        return sweep_table(*sweep_records(records, Path(runs_dir or "."), sweep), fmt, sweep, with_runs=with_runs)
+    except GridError as exc:
+        raise UserError(str(exc)) from None
+
+
+def sweep_frontier(records: list[dict[str, Any]], runs_dir: Path, sweep: str | None, x: str, y: str,
+                   interval: str, out: Path | None) -> tuple[Any, Path]:
+    """A sweep's frontier (amltui/app/frontier.py): its points and the PNG written."""
+    from amltui.app.frontier import plot_sweep
+
+    try:
+        return plot_sweep(records, runs_dir, sweep, x, y, interval, out)
+    except ValueError as exc:  # GridError, FrontierError: unknown sweep or metric, no point yet
+        raise UserError(str(exc)) from None
+
+
+def export_results(store: Store, when: dt.datetime | None = None) -> Path:
+    """Write the seed-aggregated table (as `amltui export`, Markdown) to <runs_dir>/results-<time>.md."""
+    text, _ = results_table(records(store))
+    stamp = (when or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    path = store.runs_dir / f"results-{stamp}.md"
+    n = 1
+    while path.exists():
+        path = store.runs_dir / f"results-{stamp}-{n}.md"
+        n += 1
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@dataclass
+class RobustnessRequest:
+    """`amltui eval --autoattack / --curve / --checks`: what to measure and how."""
+
+    autoattack: bool = False
+    curve: bool = False
+    checks: bool = False
+    subset: int | None = None
+    grid: list[float] | None = None
+    pgd_steps: int | None = None
+    restarts: int = 1
+    device: str | None = None
+
+
+def parse_grid(text: str) -> list[float]:
+    """'0,0.1,0.3' → sorted distinct ε values in [0, 1]."""
+    fix = "give comma-separated numbers in [0, 1] (pixel units), e.g. 0,0.1,0.2,0.3"
+    try:
+        grid = sorted({round(float(p), 6) for p in text.split(",") if p.strip()})
+    except ValueError:
+        raise UserError(f"--eps-grid {text!r}: not a list of numbers", fix) from None
+    if not grid or grid[0] < 0 or grid[-1] > 1:
+        raise UserError(f"--eps-grid {text!r}: ε values are in pixel units of [0, 1] images", fix)
+    return grid
+
+
+def measure_robustness(store: Store, run_id: str, request: RobustnessRequest, listener: Any = None) -> dict:
+    """A_AA, the accuracy-vs-ε curve (curve.json, curve.png) and the sanity checks, as asked; the record."""
+    from amltui.app.robustness import (
+        CurveSpec,
+        compute_curve,
+        open_evaluator,
+        record_autoattack,
+        record_checks,
+        write_curve_png,
+    )
+    from core.robustness import default_grid
+
+    ev = open_evaluator(store, run_id, device=request.device, subset=request.subset, listener=listener)
+    cfg = ev.config
+    record = ev.rd.read_record()
+    if request.autoattack:
+        record = record_autoattack(store, ev)
+    spec = CurveSpec(request.grid or default_grid(cfg.eps_s), request.pgd_steps or cfg.pgd_steps, request.restarts,
+                     autoattack=request.autoattack or cfg.eval_aa)
+    if request.curve or request.checks:
+        data = compute_curve(ev, spec)
+        write_curve_png(data, ev.rd.path / "curve.png",
+                        f"{run_id}: {cfg.variant}, seed {cfg.seed}, {cfg.dataset} (ε_s={cfg.eps_s:g})")
+    if request.checks:
+        record = record_checks(store, ev, CurveSpec(spec.grid, spec.pgd_steps, spec.pgd_restarts, spec.autoattack))
+    return record

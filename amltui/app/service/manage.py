@@ -1,0 +1,156 @@
+"""Acting on existing runs: find, resume, cancel, delete (the command line and the dashboard alike)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+from amltui.app.errors import UserError
+from amltui.app.records import DAMAGED, LIVE, WORKING, Status, inspect, inspect_all
+from amltui.app.store import Store, StoreError, validate_run_id
+
+Record = dict[str, Any]
+CANCELLABLE = LIVE  # queued, running, stalled, orphaned
+RESUMABLE = frozenset({Status.FAILED, Status.CANCELLED, Status.ORPHANED})
+
+
+def records(store: Store) -> list[Record]:
+    """Every record, checked: a damaged one (bad fields, folder gone) has status "damaged" and the reason."""
+    try:
+        return inspect_all(store.all(), store.runs_dir)
+    except StoreError as exc:
+        raise UserError(str(exc)) from None
+
+
+def reap_lost(store: Store) -> list[str]:
+    """Mark dead workers' runs failed (lost) before showing or changing anything."""
+    from amltui.app.executors.liveness import reap
+
+    try:
+        return reap(store)
+    except StoreError as exc:
+        raise UserError(str(exc)) from None
+
+
+def find_run(store: Store, text: str) -> Record:
+    """A run by its id or a unique prefix of it (checked: a damaged record says so)."""
+    try:
+        validate_run_id(text)
+        record = store.get(text)
+    except (ValueError, StoreError) as exc:
+        raise UserError(str(exc)) from None
+    if record is not None:
+        return inspect(record, store.runs_dir)
+    matches = [r for r in records(store) if r["id"].startswith(text)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise UserError(f"no run {text!r} in {store.path}", "`amltui ls` lists the runs")
+    raise UserError(f"{text!r} matches {len(matches)} runs: {', '.join(r['id'] for r in matches[:8])}",
+                    "be more specific")
+
+
+def claimed_status(record: Record) -> str | None:
+    """The status a record claims, even when it is damaged (a damaged running run may still have a worker)."""
+    return record.get("stored_status") if record.get("status") == DAMAGED else record.get("status")
+
+
+def resume_run(store: Store, record: Record) -> str:
+    """Queue a failed, cancelled or orphaned run again (it continues from its last checkpoint); its id.
+    Dispatching it is the caller's (launch.start_detached, or the command line's foreground scheduler)."""
+    from amltui.app.runs import requeue
+
+    run_id, status = record["id"], record.get("status")
+    if status == DAMAGED:
+        raise UserError(f"run {run_id} cannot be resumed: it is damaged ({record[DAMAGED]})",
+                        f"`amltui store rebuild` re-reads the run folders, `amltui rm {run_id}` deletes it")
+    if status == Status.DONE:
+        raise UserError(f"run {run_id} is already done", f"`amltui eval {run_id}` re-evaluates it")
+    if status == Status.STALLED:
+        raise UserError(f"run {run_id} is stalled: its worker (pid {record.get('pid')}) still owns it but has "
+                        "stopped beating (paused or hung)",
+                        f"resume that process (kill -CONT) or `amltui cancel {run_id}` it first")
+    if status in (Status.RUNNING, Status.QUEUED):
+        raise UserError(f"run {run_id} is {status}", f"cancel it first (`amltui cancel {run_id}`)")
+    try:
+        requeued = requeue(store, run_id)
+    except (ValueError, StoreError) as exc:
+        raise UserError(f"run {run_id} cannot be resumed: {exc}") from None
+    if requeued is None:
+        raise UserError(f"run {run_id} is {(store.get(run_id) or {}).get('status')}; only a failed, cancelled "
+                        "or orphaned run can be resumed")
+    return run_id
+
+
+def cancellable(store: Store) -> list[Record]:
+    """The runs `cancel --all` stops: queued, orphaned, running or stalled (damaged ones by what they claim)."""
+    return [r for r in records(store) if claimed_status(r) in CANCELLABLE]
+
+
+def cancel_one(store: Store, record: Record) -> str:
+    """Cancel one run; what happened. Raises OSError, ValueError or RuntimeError (StoreError, SlurmError)."""
+    from amltui.app.executors.control import cancel_run
+    from amltui.app.runs import run_dir
+
+    if record.get("status") != DAMAGED:
+        return cancel_run(store, record)
+    folder = run_dir(store.runs_dir, record["id"]).path
+    claimed = claimed_status(record)
+    if claimed not in (Status.QUEUED, Status.RUNNING):
+        return f"damaged ({record[DAMAGED]}); nothing to cancel"
+    if not folder.is_dir() or folder.is_symlink():
+        # No folder: no worker can use it. The index record is all that is left; mark it so it stops counting.
+        store.update(record["id"], {"status": Status.CANCELLED, "pid": None,
+                                    "error": f"cancelled: {record[DAMAGED]}"})
+        return f"marked cancelled ({record[DAMAGED]}); `amltui rm {record['id']}` deletes the record"
+    # The raw record: its own checks (e.g. a Slurm job id that is no job id) give the precise refusal.
+    return cancel_run(store, store.get(record["id"]) or {**record, "status": claimed})
+
+
+def _worker_alive(record: Record) -> bool:
+    """A damaged record that says running and names a live worker on this host (its folder is in use)."""
+    from amltui.app.executors.liveness import pid_alive
+
+    pid = record.get("pid")
+    return (claimed_status(record) == Status.RUNNING and isinstance(pid, int) and pid > 0
+            and record.get("host") == socket.gethostname() and pid_alive(pid))
+
+
+def check_deletable(store: Store, targets: list[Record]) -> None:
+    """Refuse deleting live runs, folders that are symbolic links, or from a folder that is not writable."""
+    from amltui.app.runs import run_dir
+
+    active = [r["id"] for r in targets if r.get("status") in (Status.QUEUED, *WORKING) or _worker_alive(r)]
+    if active:
+        raise UserError(f"{', '.join(active)} still queued, running or stalled", "`amltui cancel` them first")
+    for record in targets:
+        folder = run_dir(store.runs_dir, record["id"]).path
+        if folder.is_symlink():
+            raise UserError(f"{folder} is a symbolic link to {os.readlink(folder)}; amltui never deletes through a "
+                            f"link", f"remove the link yourself (rm {folder}) and then `amltui rm {record['id']}`")
+    if not os.access(store.runs_dir, os.W_OK):
+        raise UserError(f"cannot delete runs: the runs folder {store.runs_dir} is not writable by you")
+
+
+def delete_run(store: Store, record: Record) -> Path:
+    """Delete a run's folder and record (after check_deletable); the folder it removed. Raises OSError."""
+    from amltui.app.runs import run_dir
+
+    folder = run_dir(store.runs_dir, record["id"]).path
+    if folder.exists():
+        shutil.rmtree(folder)
+    store.remove(record["id"])
+    return folder
+
+
+def open_store(runs_dir: Path | None) -> Store:
+    """The store of ``runs_dir`` (default: $AMLTUI_RUNS_DIR or ./runs); a corrupt index is a UserError."""
+    from amltui.app.runs import default_runs_dir
+
+    try:
+        return Store(runs_dir or default_runs_dir())
+    except (StoreError, OSError) as exc:
+        raise UserError(str(exc)) from None

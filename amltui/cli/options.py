@@ -1,0 +1,133 @@
+"""The command line's shared options: one ``Annotated`` alias per option, and Enums for choices (so `--help`
+shows ``[a|b|c]`` and Typer refuses anything else). The choices come from core/config.py CHOICES."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from amltui.app.gpus import MAX_MEM_DEFAULT, MAX_UTIL_DEFAULT
+from amltui.app.report import FORMATS
+from amltui.app.service import EXECUTORS
+from core.config import CHOICES
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _choices(name: str, values: tuple[str, ...]) -> type[StrEnum]:
+    return StrEnum(name, {v: v for v in values})  # type: ignore[return-value]
+
+
+Variant = _choices("Variant", CHOICES["variant"])
+Preset = _choices("Preset", CHOICES["preset"])
+Dataset = _choices("Dataset", CHOICES["dataset"])
+InvMode = _choices("InvMode", CHOICES["inv_mode"])
+Executor = _choices("Executor", EXECUTORS)
+Format = _choices("Format", FORMATS)
+Split = _choices("Split", ("train", "test"))
+SplitOrAll = _choices("SplitOrAll", ("train", "test", "all"))
+
+
+def text(value: StrEnum | str | None) -> str | None:
+    """An option's plain value (Typer hands Enum members)."""
+    return None if value is None else str(value)
+
+
+RunsDir = Annotated[
+    Path | None,
+    typer.Option("--runs-dir", help="Folder of runs and the store [default: $AMLTUI_RUNS_DIR or ./runs]."),
+]
+RunArg = Annotated[str, typer.Argument(help="Run id (or a unique prefix of it).")]
+RunArgs = Annotated[list[str], typer.Argument(help="Run ids (or unique prefixes).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+# What a run is
+Variants = Annotated[str, typer.Option("--variants", "--variant",
+                                       help=f"Comma-separated: {', '.join(CHOICES['variant'])}.")]
+Seeds = Annotated[str, typer.Option("--seeds", "--seed", help="Seeds: a list, a range or both, e.g. 0,1,2 or 0-2 "
+                                    "or 0-2,7.")]
+PresetOpt = Annotated[Preset, typer.Option("--preset", help="Hyperparameter preset.")]
+DatasetOpt = Annotated[Dataset | None, typer.Option("--dataset", help="The data [default: the preset's: mnist for "
+                                                    "paper, mnist-sample otherwise].")]
+DataDir = Annotated[Path | None, typer.Option(help="Folder with the four idx files (gz or not).")]
+Epochs = Annotated[int | None, typer.Option(help="Override the preset's epochs.")]
+TrainSubset = Annotated[int | None, typer.Option(help="Train on N images (stratified, seed 0).")]
+TestSubset = Annotated[int | None, typer.Option(help="Evaluate on N test images (stratified).")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (scheduled runs: the slot decides).")]
+EvalDevice = Annotated[str | None, typer.Option("--device", help="Device [default: the run's].")]
+Threads = Annotated[int | None, typer.Option(help="CPU threads per run [default: the slot's cores].")]
+SetOverrides = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set lr=3e-4 "
+                                                        "(repeatable; `amltui config-keys` lists them).")]
+Repeat = Annotated[bool, typer.Option("--repeat", help="Start a fresh run even when an identical finished run "
+                                      "(same config, seed, data and code) exists; tables count the latest.")]
+
+# Where runs go
+ExecutorOpt = Annotated[Executor, typer.Option("--executor", help="Where the runs go: this machine or Slurm.")]
+Gpus = Annotated[str | None, typer.Option(
+    help="GPUs by position among the visible ones (CUDA_VISIBLE_DEVICES order), e.g. 0,1 [default: all visible]; "
+    "'auto' = those not busy (re-checked before each run); 'none' = CPU. See `amltui gpus`.")]
+SlotsPerGpu = Annotated[str, typer.Option(
+    help="Concurrent runs per GPU, or 'auto': as many as fit in its free memory (measured per config).")]
+GpuMaxUtil = Annotated[float | None, typer.Option(
+    help=f"--gpus auto: a GPU at or above this utilisation (%) is busy [default: {MAX_UTIL_DEFAULT:g}, or "
+    "$AMLTUI_GPU_MAX_UTIL].")]
+GpuMaxMem = Annotated[float | None, typer.Option(
+    help=f"--gpus auto: a GPU with this share of its memory (%) used by others is busy [default: "
+    f"{MAX_MEM_DEFAULT:g}, or $AMLTUI_GPU_MAX_MEM].")]
+CpuSlots = Annotated[int | None, typer.Option(help="Concurrent runs without a GPU [default: 1/8 cores].")]
+Detach = Annotated[bool, typer.Option("--detach", help="Return at once; runs go on (see `amltui ls`).")]
+Partition = Annotated[str | None, typer.Option(help="Slurm partition.")]
+TimeLimit = Annotated[int, typer.Option("--time", help="Slurm time limit per run, minutes.")]
+GpusPerNode = Annotated[int, typer.Option(help="Slurm GPUs per job.")]
+
+# Invariance examples
+InvModeOpt = Annotated[InvMode, typer.Option("--mode", help="exact (full search) or fast (shortlist + exact "
+                                             "re-ranking).")]
+Eps = Annotated[float, typer.Option(help="L∞ budget in pixel units.")]
+
+
+# Option groups several commands share: declared once here, added to a command by ``with_options`` and handed
+# to it in ``**options`` (so `run` and `reproduce` do not repeat a dozen parameters each).
+Group = tuple[tuple[str, Any, Any], ...]  # (parameter name, Annotated type, default)
+CONFIG_OPTIONS: Group = (
+    ("dataset", DatasetOpt, None), ("data_dir", DataDir, None), ("epochs", Epochs, None),
+    ("train_subset", TrainSubset, None), ("test_subset", TestSubset, None), ("set_", SetOverrides, None),
+)
+DISPATCH_OPTIONS: Group = (
+    ("executor", ExecutorOpt, "local"), ("gpus", Gpus, None), ("slots_per_gpu", SlotsPerGpu, "1"),
+    ("cpu_slots", CpuSlots, None), ("partition", Partition, None), ("time_limit", TimeLimit, 240),
+)
+
+
+def with_options(*groups: Group) -> Callable[[F], F]:
+    """Give a command the options of these groups: a parameter it names takes the group's declaration, the others
+    are added before its last parameter (--runs-dir) and reach it in ``**options``."""
+    def decorate(command: F) -> F:
+        shared = {name: (annotation, default) for group in groups for name, annotation, default in group}
+        own = [p for p in inspect.signature(command, eval_str=True).parameters.values()
+               if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=shared.get(p.name, (p.annotation,))[0],
+                            default=shared.get(p.name, (None, p.default))[1]) for p in own]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+                 for name, (annotation, default) in shared.items() if name not in {p.name for p in own}]
+        command.__signature__ = inspect.Signature(params[:-1] + added + params[-1:])  # type: ignore[attr-defined]
+        return command
+    return decorate
+
+
+def request_fields(options: dict[str, Any]) -> dict[str, Any]:
+    """Group option values as fields of the service's requests (ConfigRequest, DispatchOptions)."""
+    fields: dict[str, Any] = {}
+    for name, value in options.items():
+        if name == "set_":
+            fields["overrides"] = value or []
+        elif name == "data_dir":
+            fields[name] = str(value) if value else None
+        else:
+            fields[name] = text(value) if isinstance(value, StrEnum) else value
+    return fields

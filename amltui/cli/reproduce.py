@@ -1,0 +1,97 @@
+"""`amltui reproduce`: Table 1 and Figure 1 in one command. The sequence is the service layer's
+(amltui/app/service/reproduce.py); this module translates the options and draws the progress."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from amltui.app import service
+from amltui.app.service import ReproduceRequest
+from amltui.app.service.reproduce import Listener
+from amltui.app.store import Store
+from amltui.cli import options as o
+from amltui.cli.common import console, err, open_store, parse_list, reap_lost, user_errors
+from amltui.cli.lifecycle import _follow, dispatch
+from core.config import VARIANTS
+
+ALL_VARIANTS = ",".join(VARIANTS)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(reproduce)
+
+
+class CliFront:
+    """The terminal side of the sequence: plain lines, Rich progress bars, foreground runs."""
+
+    def say(self, text: str) -> None:
+        console.print(text, highlight=False, markup=False)
+
+    def warn(self, text: str) -> None:
+        err.print(text, highlight=False, markup=False)
+
+    @contextlib.contextmanager
+    def progress(self) -> Iterator[Listener]:
+        from amltui.cli.progress_bars import RunProgress
+
+        with RunProgress(console) as bars:
+            yield bars.on_event
+
+    def run(self, store: Store, ids: list[str], request: ReproduceRequest) -> int:
+        return _exit_code(lambda: dispatch(store, ids, request, detach=request.detach))
+
+    def wait(self, store: Store, ids: list[str]) -> int:
+        return _exit_code(lambda: _follow(store, ids, cancel=lambda: None, reconcile=reap_lost))
+
+
+def _exit_code(step) -> int:
+    """A step's exit code (1: some run did not finish); Ctrl-C (130) still ends the command."""
+    try:
+        step()
+    except typer.Exit as exc:
+        if exc.exit_code == 130:
+            raise
+        return exc.exit_code
+    return 0
+
+
+@o.with_options(o.CONFIG_OPTIONS, o.DISPATCH_OPTIONS)
+def reproduce(
+    preset: o.PresetOpt = "quick",
+    seeds: o.Seeds = "0,1,2",
+    variants: o.Variants = ALL_VARIANTS,
+    detach: Annotated[bool, typer.Option("--detach", help="Queue and return; rerun to write the report.")] = False,
+    human_sets: Annotated[bool, typer.Option("--human-sets", help="Score Tramèr et al.'s human-labelled sets "
+                                             "(download, or --human-sets-dir); MNIST-digit datasets only.")] = False,
+    human_sets_dir: Annotated[Path | None, typer.Option(help="Local copy of invariance_examples/.")] = None,
+    curves: Annotated[bool, typer.Option("--curves", help="Compute each finished run's accuracy-vs-ε curve "
+                                         "(as `eval --curve`; cached) for the report's robustness.png.")] = False,
+    autoattack: Annotated[bool, typer.Option("--autoattack", help="Compute A_AA (as `eval --autoattack`; cached) "
+                                             "for each finished run that lacks it.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Report folder [default: <runs-dir>/reports/…].")] = None,
+    runs_dir: o.RunsDir = None,
+    **options: object,
+) -> None:
+    """Reproduce Table 1 and Figure 1: invariance sets, variants × seeds, then a report folder.
+
+    Idempotent: finished runs and cached invariance sets are reused, interrupted runs resume.
+    """
+    request = ReproduceRequest(
+        variants=parse_list(variants, "--variants"), seeds=parse_list(seeds, "--seeds", int), preset=str(preset),
+        detach=detach, human_sets=human_sets, human_sets_dir=human_sets_dir, curves=curves, autoattack=autoattack,
+        out=out, command="amltui " + " ".join(sys.argv[1:]), **o.request_fields(options))
+    with user_errors():
+        configs = service.check_request(request)  # before the store: a refused command writes nothing
+    store = open_store(runs_dir)
+    with user_errors():
+        report, code = service.reproduce(store, request, CliFront(), configs)
+    if report is not None:
+        console.print(f"report: {report}", markup=False)
+    if code:
+        raise typer.Exit(code)
