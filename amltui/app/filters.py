@@ -29,7 +29,7 @@ class FilterError(ValueError):
 
 def _suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
     close = difflib.get_close_matches(word, list(options), n=3, cutoff=0.6)
-    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    return f"did you mean {' or '.join(repr(str(c)) for c in close)}? " if close else ""  # str: a Status shows as text
 
 
 def known_keys(records: list[dict[str, Any]] = ()) -> list[str]:

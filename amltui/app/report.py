@@ -23,6 +23,7 @@ from typing import Any
 
 from amltui.app.flagnotes import MARK, MARKED_METRIC, flagged_runs, selection_note
 from amltui.app.flagnotes import footnotes as flag_footnotes
+from amltui.app.records import Status
 from amltui.app.report_notes import aa_note, flagged_lines
 from core.config import VARIANT_DEFAULTS, VARIANTS
 from core.domains import TARGET_TABLE_NOTE
@@ -138,7 +139,7 @@ def aggregate(records: list[dict[str, Any]], metrics: tuple[str, ...] = METRIC_O
     record/config keys instead; a row that then mixes runs differing in anything else says so.
     """
     pools: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    finished = [r for r in records if r.get("status") == "done" and r.get("metrics")]
+    finished = [r for r in records if r.get("status") == Status.DONE and r.get("metrics")]
     latest, repeats = latest_per_seed(finished)
     for record in latest:
         key = pool_key(record) if not group_by else tuple(str(field_of(record, k)) for k in group_by)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from amltui.app.records import Status
 from amltui.app.runs import code_version, load_run_data
 from core.config import RunConfig
 
@@ -27,7 +28,7 @@ def find_identical(records: list[dict[str, Any]], configs: list[RunConfig],
     cache: dict[tuple, str] = {}
     found: dict[int, dict[str, Any]] = {}
     for i, config in enumerate(configs):
-        candidates = [r for r in records if r.get("status") == "done" and r.get("group") == config.group_key()
+        candidates = [r for r in records if r.get("status") == Status.DONE and r.get("group") == config.group_key()
                       and r.get("seed") == config.seed and r.get("code_version") == version]
         if not candidates:
             continue

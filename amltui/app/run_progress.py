@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from amltui.app.records import DAMAGED, TERMINAL, inspect
+from amltui.app.records import DAMAGED, TERMINAL, Status, inspect
 from amltui.app.runs import run_dir
 from amltui.app.store import Store
 
@@ -38,9 +38,9 @@ def _describe(record: dict[str, Any], progress: dict[str, Any]) -> tuple[str, fl
                          if "A_orig" in metrics else f"  {record.get('error') or ''}"[:80])
         return text, 1, 1
     kind = progress.get("kind")
-    if status in ("queued", "orphaned"):
+    if status in (Status.QUEUED, Status.ORPHANED):
         return str(status), 0, 1
-    if status == "stalled":
+    if status == Status.STALLED:
         return "stalled (worker paused or hung; see `amltui show`)", 0, 1
     if kind == "batch":
         b = progress["batch"]
@@ -77,7 +77,7 @@ class LiveRuns:
     def __enter__(self) -> LiveRuns:
         self.progress.__enter__()
         for run_id in self.run_ids:
-            self.tasks[run_id] = self.progress.add_task("queued", total=1, run=run_id)
+            self.tasks[run_id] = self.progress.add_task(Status.QUEUED.value, total=1, run=run_id)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -98,5 +98,5 @@ class LiveRuns:
 
     def all_ended(self, records: list[dict[str, Any]]) -> bool:
         # orphaned: its scheduler died, nothing will start it (amltui.app.executors.liveness)
-        return len(records) == len(self.tasks) and all(r.get("status") in (*TERMINAL, "orphaned", DAMAGED)
+        return len(records) == len(self.tasks) and all(r.get("status") in (*TERMINAL, Status.ORPHANED, DAMAGED)
                                                        for r in records)
