@@ -117,7 +117,7 @@ def set_status(store: Store, run_id: str, status: Status, **kwargs: Any) -> dict
     try:
         return _set_status(store, run_id, status, **kwargs)
     except (OSError, ValueError, StoreError) as exc:
-        print(f"{now()} run {run_id}: could not record {status!r}: {exc}", flush=True)
+        print(f"{now()} run {run_id}: could not record {str(status)!r}: {exc}", flush=True)
         return None
 
 
