@@ -44,7 +44,7 @@ class RunsScreen(Screen):
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
         Binding("S", "reverse", "Reverse sort", show=False),
-        Binding("space", "mark", "Mark"),
+        Binding("space", "mark", "Mark", show=False),  # the footer is full at 80 columns; ? lists it
         Binding("o", "compare", "Compare marked runs", show=False),
         Binding("n", "launch", "Launch"),
         Binding("c", "cancel", "Cancel"),
