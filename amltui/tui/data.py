@@ -44,7 +44,7 @@ FROZEN = 2  # the marker and the id stay put when the table scrolls sideways
 NUMERIC = ("loss", "seed", "A_orig", "A_PGD", "A_SA", "A_IA", "A_IA_target", "A_AA")
 # Sort keys in the order the sort picker lists them, with what each means.
 SORT_LABELS: dict[str, str] = {
-    "created": "creation time", "id": "run id", "status": "status (running first, done last)",
+    "created": "creation time", "id": "run id", "status": "status (running first)",
     "progress": "progress", "variant": "variant", "seed": "seed", "dataset": "dataset", "loss": "training loss",
     "A_orig": "clean accuracy", "A_PGD": "PGD accuracy", "A_SA": "FGSM accuracy (A_SA)",
     "A_IA": "invariance accuracy (A_IA)", "A_IA_target": "invariance target rate (A_IA→t)",

@@ -33,8 +33,9 @@ def binding_rows(*owners: type) -> list[tuple[list[str], str, str]]:
     for owner in owners:
         for binding in owner.__dict__.get("BINDINGS", []):
             binding = _as_binding(binding)
-            rows.append(([key_label(k) for k in binding.key.split(",")], binding.description or binding.action,
-                         binding.action))
+            # the tooltip is the longer text where the footer's description is one word
+            text = binding.tooltip or binding.description or binding.action
+            rows.append(([key_label(k) for k in binding.key.split(",")], text, binding.action))
     return rows
 
 
@@ -70,7 +71,9 @@ def help_table() -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
-    for title, rows in help_sections():
+    for n, (title, rows) in enumerate(help_sections()):
+        if n:
+            table.add_row("", "")
         table.add_row(Text(title, style="bold underline"), "")
         for keys, description, _ in rows:
             table.add_row(Text(" / ".join(keys), style="bold cyan"), Text(description))

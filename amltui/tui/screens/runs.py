@@ -39,19 +39,22 @@ if TYPE_CHECKING:
 
 class RunsScreen(Screen):
     BINDINGS = [
-        Binding("enter", "open", "Detail"),
-        Binding("question_mark", "help", "Help"),
-        Binding("slash", "filter", "Filter"),
-        Binding("s", "sort", "Sort"),
+        Binding("enter", "open", "Detail", tooltip="Open the run's detail: curves, log, config, PCA, robustness"),
+        Binding("question_mark", "help", "Help", tooltip="This list of every key"),
+        Binding("slash", "filter", "Filter", tooltip="Filter: words and key=value (variant seed status dataset tag "
+                "sweep), all must match"),
+        Binding("s", "sort", "Sort", tooltip="Pick the sort key"),
         Binding("S", "reverse", "Reverse sort", show=False),
-        Binding("space", "mark", "Mark", show=False),  # the footer is full at 80 columns; ? lists it
-        Binding("o", "compare", "Compare marked runs", show=False),
-        Binding("n", "launch", "Launch"),
-        Binding("c", "cancel", "Cancel"),
-        Binding("R", "resume", "Resume", show=False),
-        Binding("d", "delete", "Delete"),
-        Binding("r", "results", "Results"),
-        Binding("b", "rebuild", "Rebuild a corrupt index", show=False),
+        # the footer is full at 80 columns: the keys with show=False are listed by ? (amltui/tui/screens/help.py)
+        Binding("space", "mark", "Mark", show=False, tooltip="Mark or unmark the run (for c, d, R and o)"),
+        Binding("o", "compare", "Compare marked runs", show=False, tooltip="Overlay the marked runs' curves"),
+        Binding("n", "launch", "Launch", tooltip="Launch runs (a form)"),
+        Binding("c", "cancel", "Cancel", tooltip="Cancel the run, or all marked runs (asks first)"),
+        Binding("R", "resume", "Resume", show=False, tooltip="Resume the run, or all marked runs (asks first)"),
+        Binding("d", "delete", "Delete", tooltip="Delete the run and its folder, or all marked runs (asks first)"),
+        Binding("r", "results", "Results", tooltip="The seed-aggregated results table"),
+        Binding("b", "rebuild", "Rebuild a corrupt index", show=False,
+                tooltip="Rebuild a corrupt run index from the run folders (asks first)"),
         Binding("escape", "clear_filter", "Clear the filter, then the marks", show=False),
     ]
     AUTO_FOCUS = "#runs"

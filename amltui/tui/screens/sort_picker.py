@@ -20,7 +20,7 @@ class SortPicker(Dialog[str | None]):
     DEFAULT_CSS = """
     SortPicker {
         #dialog {
-            width: 48;
+            width: 50;
         }
 
         #sort-keys {
@@ -41,9 +41,9 @@ class SortPicker(Dialog[str | None]):
         self.reverse = reverse
 
     def compose(self) -> ComposeResult:
-        arrow = "↓ descending" if self.reverse else "↑ ascending"
+        arrow = "↓" if self.reverse else "↑"
         with Vertical(id="dialog"):
-            yield Static(f"[b]Sort runs by[/b] (now {self.current}, {arrow}; S reverses)", id="sort-title")
+            yield Static(f"[b]Sort runs by[/b] (now {self.current}{arrow}; S reverses)", id="sort-title")
             options = [Option(Text.assemble((f"{key:<12}", "bold"), label), id=key)
                        for key, label in SORT_LABELS.items()]
             yield OptionList(*options, id="sort-keys", compact=True)
