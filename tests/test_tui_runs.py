@@ -201,6 +201,7 @@ def test_marks_then_one_confirmation_cancels_all_marked_live_runs(demo: Path) ->
         text = screen_text(app)
         assert "Cancel 2 runs?" in text and "ml_sa_ia-s0-demo" in text and "ml_sa_ia-s1-demo" in text
         assert "Left out (2)" in text and "baseline-s2-demo is already failed" in text  # not live: left out, named
+        assert_snapshot("bulk_cancel", text)
         await pilot.press("y")
         await wait_for(pilot, lambda: store.get("ml_sa_ia-s1-demo")["status"] == "cancelled", what="the cancel")
         # one notice for both: the queued run is cancelled, the running one is asked to stop
