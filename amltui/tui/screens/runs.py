@@ -134,7 +134,9 @@ class RunsScreen(Screen):
         rows = list(table.rows_by_id.values())
         count = {s: sum(r.cells["status"] == s for r in rows) for s in Status}
         arrow = "↓" if table.sort_reverse else "↑"
-        parts = [escape(str(self.app.runs_dir)), f"{len(rows)} runs", f"{count[Status.RUNNING]} running",
+        # with a filter, how many it shows comes first: the end of the line is cut at 80 columns
+        shown = f" ({table.row_count} shown)" if table.filter_text else ""
+        parts = [escape(str(self.app.runs_dir)), f"{len(rows)} runs{shown}", f"{count[Status.RUNNING]} running",
                  f"{count[Status.QUEUED]} queued"]
         for status, style in ((Status.FAILED, "red"), (Status.CANCELLED, "yellow"), (Status.DAMAGED, "magenta")):
             if count[status]:
@@ -142,8 +144,6 @@ class RunsScreen(Screen):
         if table.marked:
             parts.append(f"[b yellow]{len(table.marked)} marked[/]")
         parts.append(f"sort {table.sort_column}{arrow}")
-        if table.filter_text:
-            parts.append(f"filter “{escape(table.filter_text)}” ({table.row_count} shown)")
         self.status_line = " · ".join(parts)
         self.banner = self._banner(bool(rows))
 
