@@ -294,3 +294,18 @@ def test_question_mark_lists_the_keys_of_every_screen(demo: Path) -> None:  # no
         assert isinstance(app.screen, RunsScreen)
 
     run_at(demo, (80, 24), body)
+
+
+def test_o_without_a_compare_view_opens_the_first_marked_run(demo: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+                                                             ) -> None:
+    from amltui.tui.screens.detail import DetailScreen
+
+    monkeypatch.setitem(sys.modules, "amltui.tui.screens.compare", None)  # importing it raises ImportError
+
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        await ready(app, pilot)
+        await pilot.press("down", "down", "space", "down", "space", "o")
+        assert isinstance(app.screen, DetailScreen) and app.screen.run_id == "ml_sa-s0-demo"
+        assert any("No compare view" in str(n.message) for n in app._notifications)
+
+    run_at(demo, (80, 24), body)

@@ -22,9 +22,10 @@ def test_runs_keys_in_tmux_at_80x24(dashboard: Tmux) -> None:  # noqa: F811
     tmux.wait_for("sort created")
     assert "marked" not in tmux.screen()
 
-    tmux.keys("/", *"seed=1", "Enter")
-    screen = tmux.wait_for("(3 shown)")
-    assert "baseline-s1-demo" in screen and "baseline-s0-demo" not in screen
+    tmux.keys("/", *"seed=1", "Space", *"ml", "Enter")  # Space types into the filter box, it marks nothing
+    screen = tmux.wait_for("(2 shown)")
+    assert "ml_sa-s1-demo" in screen and "ml_sa_ia-s1-demo" in screen and "baseline-s1-demo" not in screen
+    assert "marked" not in screen
     tmux.keys("Escape", "s")
     tmux.wait_for("Sort runs by", "A_PGD", "PGD accuracy")
     tmux.keys("Down", "Enter")  # created → id
