@@ -123,6 +123,14 @@ def test_parse_filter_refuses_an_unknown_key_naming_the_valid_ones() -> None:
     assert parse_filter("seed=") == []  # still being typed: no term, no error
 
 
+def test_a_run_without_a_sweep_does_not_match_sweep_none() -> None:
+    from amltui.tui.data import make_row
+
+    row = make_row({"id": "a-s0", "status": "done", "seed": 0, "sweep": None}, {}, 0)
+    assert [t(row) for t in parse_filter("sweep=none")] == [False]
+    assert [t(row) for t in parse_filter("seed=0 status=DONE")] == [True, True]  # seed 0 is a value; any case
+
+
 def test_key_value_filters_and_free_text_are_anded(demo: Path) -> None:  # noqa: F811
     _tag(demo, "ml_sa-s0-demo", ["paper", "fig2"], sweep="eps-sweep")
     _tag(demo, "baseline-s0-demo", ["paper"])

@@ -185,7 +185,7 @@ def _term(word: str) -> Callable[[RunRow], bool] | None:
         raise FilterSyntaxError(f"status={value!r} is not a status; valid: {', '.join(STATUS_RANK)}")
     if key == "tag":
         return lambda row: value in (t.lower() for t in _names(row.record.get("tags")))
-    return lambda row: str(row.record.get(key, "")).lower() == value
+    return lambda row: row.record.get(key) is not None and str(row.record[key]).lower() == value
 
 
 def parse_filter(text: str) -> list[Callable[[RunRow], bool]]:
