@@ -29,6 +29,7 @@ from amltui.tui.screens.detail import DetailScreen
 from amltui.tui.screens.new_runs import LaunchScreen
 from amltui.tui.screens.results import ResultsScreen
 from amltui.tui.screens.runs import RunsScreen
+from amltui.tui.screens.sort_picker import SortPicker
 from amltui.tui.widgets.chart import Series, render_chart
 from amltui.tui.widgets.runs_table import RunsTable
 
@@ -193,9 +194,12 @@ def test_filter_and_sort(demo: Path) -> None:
         assert len(table_ids(app)) == 7
         await pilot.press("slash", *"fail", "enter")
         assert table_ids(app) == ["baseline-s2-demo"]
-        await pilot.press("escape", "s")  # sort by id
+        await pilot.press("escape", "s")  # the sort picker, on the current key (created)
+        assert isinstance(app.screen, SortPicker)
+        await pilot.press("down", "enter")  # the next key: by id
+        assert isinstance(app.screen, RunsScreen)
         assert table_ids(app) == sorted(table_ids(app))
-        await pilot.press("s")  # by status: running, queued, failed, cancelled, done
+        await pilot.press("s", "down", "enter")  # by status: running, queued, failed, cancelled, done
         assert table_ids(app)[:3] == ["ml_sa_ia-s0-demo", "ml_sa_ia-s1-demo", "baseline-s2-demo"]
         assert "sort status↑" in screen_text(app)
         await pilot.press("S")

@@ -72,7 +72,7 @@ def test_dashboard_in_tmux_at_80x24(dashboard: Tmux) -> None:
     assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
     assert lines[0].startswith(" runs · 7 runs · 1 running · 1 queued")
     assert "r Results" in lines[-1] and "q Quit" in lines[-1]
-    row = next(line for line in lines if line.startswith(" ml_sa-s0-demo"))
+    row = next(line for line in lines if " ml_sa-s0-demo " in line)
     assert "done" in row and "6/6" in row and "ml_sa" in row
 
     tmux.keys("Down", "Down", "Enter")  # the third run: ml_sa-s0-demo

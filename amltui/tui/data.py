@@ -6,8 +6,10 @@ none of them imports torch, so the dashboard imports them at start (tests/test_t
 
 from __future__ import annotations
 
+import difflib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,13 +31,27 @@ STATUS_STYLE: dict[str, str] = {
     Status.ORPHANED: "magenta", Status.FAILED: "bold red", Status.CANCELLED: "yellow", Status.DAMAGED: "bold magenta",
 }
 FLAG_MARK = "⚠"
-# (key, label, width or None for automatic)
+MARK = "●"  # the marker column of a run selected with space (amltui/tui/widgets/runs_table.py)
+# (key, label, width or None for the id's). The id is frozen at the left; then what matters most, so that at 80
+# columns a run's status and its accuracies (clean, PGD, invariance) show without scrolling; more to the right.
 COLUMNS: tuple[tuple[str, str, int | None], ...] = (
-    ("id", "run", None), ("status", "status", 9), ("progress", "progress", 16), ("variant", "variant", 8),
-    ("seed", "seed", 4), ("dataset", "dataset", 13), ("slot", "slot", 7), ("loss", "loss", 7),
-    ("A_orig", "A_orig", 6), ("A_SA", "A_SA", 6), ("A_IA", "A_IA", 6),
+    ("mark", " ", 1), ("id", "run", None), ("status", "status", 9), ("A_orig", "A_orig", 6), ("A_PGD", "A_PGD", 6),
+    ("A_IA", "A_IA", 6), ("progress", "progress", 14), ("variant", "variant", 8), ("seed", "seed", 4),
+    ("dataset", "dataset", 13), ("loss", "loss", 7), ("A_SA", "A_SA", 6), ("A_IA_target", "A_IA→t", 6),
+    ("A_AA", "A_AA", 6), ("flags", "flags", 16), ("tags", "tags", 14), ("sweep", "sweep", 14), ("slot", "slot", 7),
 )
-SORTS = ("created", "id", "status", "progress", "variant", "dataset", "loss", "A_orig", "A_SA", "A_IA")
+FROZEN = 2  # the marker and the id stay put when the table scrolls sideways
+NUMERIC = ("loss", "seed", "A_orig", "A_PGD", "A_SA", "A_IA", "A_IA_target", "A_AA")
+# Sort keys in the order the sort picker lists them, with what each means.
+SORT_LABELS: dict[str, str] = {
+    "created": "creation time", "id": "run id", "status": "status (running first)",
+    "progress": "progress", "variant": "variant", "seed": "seed", "dataset": "dataset", "loss": "training loss",
+    "A_orig": "clean accuracy", "A_PGD": "PGD accuracy", "A_SA": "FGSM accuracy (A_SA)",
+    "A_IA": "invariance accuracy (A_IA)", "A_IA_target": "invariance target rate (A_IA→t)",
+    "A_AA": "AutoAttack accuracy", "sweep": "sweep",
+}
+SORTS = tuple(SORT_LABELS)
+FILTER_KEYS = ("variant", "seed", "status", "dataset", "tag", "sweep")
 BLOCKS = " ▏▎▍▌▋▊▉█"
 
 
@@ -68,6 +84,31 @@ class RunRow:
     record: dict[str, Any] = field(compare=False, repr=False)
 
 
+def _final_or_monitor(metrics: dict[str, Any], last: dict[str, Any], key: str) -> tuple[str, float | None]:
+    """The final metric when evaluated, else the per-epoch monitor estimate marked with "~" (cell, sort value)."""
+    if key in metrics:
+        return _pct(metrics[key]), _num(metrics[key])
+    return _pct(last.get(f"monitor_{key}"), "~"), _num(last.get(f"monitor_{key}"))
+
+
+def _metric_cells(record: dict[str, Any]) -> tuple[dict[str, str], dict[str, float | None]]:
+    """The accuracy columns (cells and sort values) of a record."""
+    last, metrics = record.get("last") or {}, record.get("metrics") or {}
+    cells: dict[str, str] = {}
+    sort: dict[str, float | None] = {}
+    for key in ("A_orig", "A_PGD", "A_SA"):
+        cells[key], sort[key] = _final_or_monitor(metrics, last, key)
+    for key in ("A_IA", "A_IA_target", "A_AA"):
+        cells[key], sort[key] = _pct(metrics.get(key)), _num(metrics.get(key))
+    if record.get("flags") and cells["A_SA"]:
+        cells["A_SA"] += FLAG_MARK  # flagged (core/flags.py): this A_SA is not robustness; the detail screen says why
+    return cells, sort
+
+
+def _names(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
 def make_row(record: dict[str, Any], progress: dict[str, Any], order: int) -> RunRow:
     status = str(record.get("status", "?"))
     epoch, epochs = int(record.get("epoch") or 0), int(record.get("epochs") or 0)
@@ -80,31 +121,25 @@ def make_row(record: dict[str, Any], progress: dict[str, Any], order: int) -> Ru
         fraction = epoch / epochs if epochs else 0.0
     phase = text.split()[0] if status == Status.RUNNING and text.split()[0] in ("eval", "invariance") else ""
     count = {"eval": "eval", "invariance": "inv"}.get(phase, f"{epoch}/{epochs}")
-    last = record.get("last") or {}
-    metrics = record.get("metrics") or {}
-    loss = last.get("train_loss")
+    loss = (record.get("last") or {}).get("train_loss")
     batch = progress.get("batch") if status == Status.RUNNING and progress.get("kind") == "batch" else None
     if isinstance(batch, dict) and _num(batch.get("loss")) is not None:
         loss = batch["loss"]
-    # Final metrics when evaluated, else the per-epoch monitor estimate marked with "~".
-    a_orig = _pct(metrics["A_orig"]) if "A_orig" in metrics else _pct(last.get("monitor_A_orig"), "~")
-    a_sa = _pct(metrics["A_SA"]) if "A_SA" in metrics else _pct(last.get("monitor_A_SA"), "~")
-    if record.get("flags") and a_sa:
-        a_sa += FLAG_MARK  # flagged (core/flags.py): this A_SA is not robustness; the detail screen says why
+    metric_cells, metric_sort = _metric_cells(record)
+    tags, sweep = _names(record.get("tags")), str(record.get("sweep") or "")
     cells = {
         "id": record["id"], "status": status, "progress": f"{progress_bar(fraction)} {count}",
         "variant": str(record.get("variant", "")), "seed": str(record.get("seed", "")),
         "dataset": str(record.get("dataset", "")), "slot": str(record.get("slot") or record.get("device") or ""),
-        "loss": f"{loss:.4f}" if _num(loss) is not None else "", "A_orig": a_orig, "A_SA": a_sa,
-        "A_IA": _pct(metrics.get("A_IA")),
+        "loss": f"{loss:.4f}" if _num(loss) is not None else "", **metric_cells,
+        "flags": ",".join(_names(record.get("flags"))), "tags": ",".join(tags), "sweep": sweep,
     }
     sort = {
         "created": order, "id": record["id"], "status": STATUS_RANK.get(status, 9), "progress": fraction,
-        "variant": cells["variant"], "dataset": cells["dataset"], "loss": _num(loss),
-        "A_orig": _num(metrics.get("A_orig", last.get("monitor_A_orig"))),
-        "A_SA": _num(metrics.get("A_SA", last.get("monitor_A_SA"))), "A_IA": _num(metrics.get("A_IA")),
+        "variant": cells["variant"], "seed": _num(record.get("seed")), "dataset": cells["dataset"],
+        "loss": _num(loss), "sweep": sweep or None, **metric_sort,
     }
-    search = " ".join((record["id"], cells["variant"], cells["dataset"], status)).lower()
+    search = " ".join((record["id"], cells["variant"], cells["dataset"], status, sweep, *tags)).lower()
     return RunRow(record["id"], cells, sort, search, record)
 
 
@@ -128,9 +163,46 @@ def sort_rows(rows: list[RunRow], column: str, reverse: bool = False) -> list[Ru
     return present + missing
 
 
+class FilterSyntaxError(ValueError):
+    """A ``key=value`` term of the runs filter names a key (or a status) that does not exist."""
+
+
+def _term(word: str) -> Callable[[RunRow], bool] | None:
+    """One filter term as a test of a row: ``key=value`` (FILTER_KEYS), else a substring of the row's text.
+    None for a term still being typed (``key=`` with no value)."""
+    key, eq, value = word.partition("=")
+    if not eq:
+        return lambda row: word in row.search
+    key = key.strip()
+    if key not in FILTER_KEYS:
+        close = difflib.get_close_matches(key, FILTER_KEYS, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise FilterSyntaxError(f"unknown filter key {key!r}; {hint}valid keys: {', '.join(FILTER_KEYS)} "
+                                "(or plain text)")
+    if not value:
+        return None
+    if key == "status" and value not in STATUS_RANK:
+        raise FilterSyntaxError(f"status={value!r} is not a status; valid: {', '.join(STATUS_RANK)}")
+    if key == "tag":
+        return lambda row: value in (t.lower() for t in _names(row.record.get("tags")))
+    return lambda row: row.record.get(key) is not None and str(row.record[key]).lower() == value
+
+
+def parse_filter(text: str) -> list[Callable[[RunRow], bool]]:
+    """The runs filter: whitespace-separated terms, all of which a row must pass (case-insensitive).
+
+    ``variant=ml_sa``, ``seed=1``, ``status=failed``, ``dataset=mnist``, ``tag=paper``, ``sweep=NAME`` match that
+    field exactly; any other word is a substring of the id, variant, dataset, status, sweep or tags. An unknown key
+    raises FilterSyntaxError naming the valid ones.
+    """
+    terms = [_term(word) for word in text.lower().split()]
+    return [t for t in terms if t is not None]
+
+
 def filter_rows(rows: list[RunRow], text: str) -> list[RunRow]:
-    needle = text.strip().lower()
-    return [r for r in rows if needle in r.search] if needle else rows
+    """The rows that pass every term of ``text`` (parse_filter; FilterSyntaxError on a bad key)."""
+    terms = parse_filter(text)
+    return [r for r in rows if all(term(r) for term in terms)] if terms else rows
 
 
 @dataclass

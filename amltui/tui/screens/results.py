@@ -32,7 +32,7 @@ class ResultsScreen(Screen):
         Binding("escape,backspace", "app.pop_screen", "Back"),
         Binding("e", "export", "Export .md"),
         Binding("s", "next_sweep", "Sweep"),  # one sweep's rows and frontier (amltui/tui/widgets/frontier_plot.py)
-        Binding("tab", "focus_next", "Switch table", show=False),
+        Binding("tab", "app.focus_next", "Switch table", show=False),
     ]
     app: DashboardApp
     TITLE = "[b]Results[/b]: test accuracy %, mean ± std over seeds (n); baselines pinned"

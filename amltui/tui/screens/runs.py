@@ -1,4 +1,4 @@
-"""The main screen: every run, live, with filter, sort and the run actions."""
+"""The main screen: every run, live, with filter, sort, marks (space) and the run actions on one or many runs."""
 
 from __future__ import annotations
 
@@ -16,19 +16,22 @@ from textual.worker import get_current_worker
 
 from amltui.app import gpus
 from amltui.app.records import LIVE, Status
-from amltui.app.store import StoreError
+from amltui.app.store import Store, StoreError
 from amltui.tui import actions
 from amltui.tui.actions import LaunchResult
 from amltui.tui.data import RESUMABLE, RunsSnapshot
 from amltui.tui.messages import GpusLoaded, RunsLoaded
 from amltui.tui.screens.confirm import ConfirmScreen
 from amltui.tui.screens.detail import DetailScreen
+from amltui.tui.screens.help import HelpScreen
 from amltui.tui.screens.new_runs import LaunchScreen
 from amltui.tui.screens.results import ResultsScreen
+from amltui.tui.screens.sort_picker import SortPicker
 from amltui.tui.widgets.gpu_strip import GpuStrip, runs_by_gpu, shown_gpus
 from amltui.tui.widgets.runs_table import RunsTable
 
 GPU_INTERVAL = 2.0  # seconds between GPU reads (NVML: about a millisecond)
+LISTED = 12  # run ids a bulk confirmation lists before "… and N more"
 
 if TYPE_CHECKING:
     from amltui.tui.dashboard import DashboardApp
@@ -36,16 +39,23 @@ if TYPE_CHECKING:
 
 class RunsScreen(Screen):
     BINDINGS = [
-        Binding("enter", "open", "Detail"),
-        Binding("slash", "filter", "Filter"),
-        Binding("s", "sort", "Sort"),
+        Binding("enter", "open", "Detail", tooltip="Open the run's detail: curves, log, config, PCA, robustness"),
+        Binding("question_mark", "help", "Help", tooltip="This list of every key"),
+        Binding("slash", "filter", "Filter", tooltip="Filter: words and key=value (variant seed status dataset tag "
+                "sweep), all must match"),
+        Binding("s", "sort", "Sort", tooltip="Pick the sort key"),
         Binding("S", "reverse", "Reverse sort", show=False),
-        Binding("n", "launch", "Launch"),
-        Binding("c", "cancel", "Cancel"),
-        Binding("R", "resume", "Resume"),
-        Binding("d", "delete", "Delete"),
-        Binding("r", "results", "Results"),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
+        # the footer is full at 80 columns: the keys with show=False are listed by ? (amltui/tui/screens/help.py)
+        Binding("space", "mark", "Mark", show=False, tooltip="Mark or unmark the run (for c, d, R and o)"),
+        Binding("o", "compare", "Compare marked runs", show=False, tooltip="Overlay the marked runs' curves"),
+        Binding("n", "launch", "Launch", tooltip="Launch runs (a form)"),
+        Binding("c", "cancel", "Cancel", tooltip="Cancel the run, or all marked runs (asks first)"),
+        Binding("R", "resume", "Resume", show=False, tooltip="Resume the run, or all marked runs (asks first)"),
+        Binding("d", "delete", "Delete", tooltip="Delete the run and its folder, or all marked runs (asks first)"),
+        Binding("r", "results", "Results", tooltip="The seed-aggregated results table"),
+        Binding("b", "rebuild", "Rebuild a corrupt index", show=False,
+                tooltip="Rebuild a corrupt run index from the run folders (asks first)"),
+        Binding("escape", "clear_filter", "Clear the filter, then the marks", show=False),
     ]
     AUTO_FOCUS = "#runs"
     app: DashboardApp
@@ -65,7 +75,8 @@ class RunsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(id="status-line")
         yield GpuStrip(id="gpu-strip")
-        yield Input(placeholder="filter: substring of id / variant / dataset / status", id="filter", compact=True)
+        yield Input(placeholder="filter: words and key=value (variant seed status dataset tag sweep)", id="filter",
+                    compact=True)
         yield Static(id="banner")
         yield RunsTable(id="runs")
         yield Footer(show_command_palette=False)
@@ -123,21 +134,29 @@ class RunsScreen(Screen):
         rows = list(table.rows_by_id.values())
         count = {s: sum(r.cells["status"] == s for r in rows) for s in Status}
         arrow = "↓" if table.sort_reverse else "↑"
-        parts = [escape(str(self.app.runs_dir)), f"{len(rows)} runs", f"{count[Status.RUNNING]} running",
-                 f"{count[Status.QUEUED]} queued", f"sort {table.sort_column}{arrow}"]
-        if count[Status.FAILED]:
-            parts.insert(4, f"[red]{count[Status.FAILED]} failed[/]")
-        if count[Status.DAMAGED]:
-            parts.insert(4, f"[magenta]{count[Status.DAMAGED]} damaged[/] (`amltui store rebuild`)")
-        if table.filter_text:
-            parts.append(f"filter “{escape(table.filter_text)}” ({table.row_count} shown)")
+        # with a filter, how many it shows comes first: the end of the line is cut at 80 columns
+        shown = f" ({table.row_count} shown)" if table.filter_text else ""
+        parts = [escape(str(self.app.runs_dir)), f"{len(rows)} runs{shown}", f"{count[Status.RUNNING]} running",
+                 f"{count[Status.QUEUED]} queued"]
+        for status, style in ((Status.FAILED, "red"), (Status.CANCELLED, "yellow"), (Status.DAMAGED, "magenta")):
+            if count[status]:
+                parts.append(f"[{style}]{count[status]} {status}[/]")
+        if table.marked:
+            parts.append(f"[b yellow]{len(table.marked)} marked[/]")
+        parts.append(f"sort {table.sort_column}{arrow}")
         self.status_line = " · ".join(parts)
+        self.banner = self._banner(bool(rows))
+
+    def _banner(self, any_rows: bool) -> tuple[str, bool] | None:
+        """The line under the filter: a store that cannot be read, a bad filter, or an empty runs folder."""
         if self.error:
-            self.banner = (f"[b]Cannot read the run index[/b]: {escape(self.error)}", True)
-        elif self.loaded and not rows:
-            self.banner = (f"No runs in {escape(str(self.app.runs_dir))} yet. Press [b]n[/b] to launch one.", False)
-        else:
-            self.banner = None
+            return (f"[b]Cannot read the run index[/b]: {escape(self.error)}\nPress [b]b[/b] to rebuild it from the "
+                    "run folders (as `amltui store rebuild`; the unreadable file is kept aside).", True)
+        if self.table.filter_error:
+            return f"filter: {escape(self.table.filter_error)}", True
+        if self.loaded and not any_rows:
+            return f"No runs in {escape(str(self.app.runs_dir))} yet. Press [b]n[/b] to launch one.", False
+        return None
 
     def watch_status_line(self, line: str) -> None:
         self.query_one("#status-line", Static).update(line)
@@ -179,6 +198,27 @@ class RunsScreen(Screen):
     def action_results(self) -> None:
         self.app.push_screen(ResultsScreen())
 
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen())
+
+    def action_mark(self) -> None:
+        if self.table.toggle_mark() is not None:
+            self._update_status_line()
+
+    def action_compare(self) -> None:
+        """Overlay the marked runs' curves (amltui/tui/screens/compare.py: CompareScreen(run_ids))."""
+        run_ids = list(self.table.marked)
+        if len(run_ids) < 2:
+            self.notify("Mark two or more runs with space, then o compares them", severity="warning")
+            return
+        try:
+            from amltui.tui.screens.compare import CompareScreen
+        except ImportError:  # a build without the compare view: the first run's detail
+            self.notify("No compare view in this build; showing the first marked run", severity="warning")
+            self.app.push_screen(DetailScreen(run_ids[0]))
+            return
+        self.app.push_screen(CompareScreen(run_ids))
+
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.display = True
@@ -186,6 +226,9 @@ class RunsScreen(Screen):
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#filter", Input)
+        if not box.value and not box.display and self.table.marked:
+            self.table.clear_marks()  # nothing to clear in the filter: Escape unmarks
+            self._update_status_line()
         box.value = ""
         box.display = False
         self.table.focus()
@@ -202,8 +245,12 @@ class RunsScreen(Screen):
         self.table.focus()
 
     def action_sort(self) -> None:
-        self.table.cycle_sort()
-        self._update_status_line()
+        def picked(column: str | None) -> None:
+            if column is not None:
+                self.table.set_sort(column)
+                self._update_status_line()
+
+        self.app.push_screen(SortPicker(self.table.sort_column, self.table.sort_reverse), picked)
 
     def action_reverse(self) -> None:
         self.table.toggle_reverse()
@@ -211,12 +258,12 @@ class RunsScreen(Screen):
 
     # ---- actions on runs -------------------------------------------------------------------------------
 
-    def _selected(self) -> tuple[str, str] | None:
-        run_id = self.table.current_id
-        if run_id is None:
+    def _targets(self) -> list[tuple[str, str]]:
+        """(run id, status) of the marked runs, else of the run under the cursor (empty: a warning was shown)."""
+        ids = list(self.table.marked) or ([self.table.current_id] if self.table.current_id else [])
+        if not ids:
             self.notify("No run selected", severity="warning")
-            return None
-        return run_id, str(self.table.rows_by_id[run_id].cells["status"])
+        return [(i, str(self.table.rows_by_id[i].cells["status"])) for i in ids if i in self.table.rows_by_id]
 
     def action_launch(self) -> None:
         def launched(result: LaunchResult | None) -> None:
@@ -229,43 +276,101 @@ class RunsScreen(Screen):
     def action_cancel(self) -> None:
         self._ask(LIVE.__contains__, "{run_id} is already {status}",
                   "Cancel run [b]{run_id}[/b] ({status})?\nFinished epochs are kept; it can be resumed.",
-                  actions.cancel)
+                  "Cancel", "Finished epochs are kept; they can be resumed.", actions.cancel)
 
     def action_resume(self) -> None:
         self._ask(RESUMABLE.__contains__, "{run_id} is {status}; only failed, cancelled or orphaned runs resume",
-                  "Resume run [b]{run_id}[/b] from its last checkpoint?", actions.resume)
+                  "Resume run [b]{run_id}[/b] from its last checkpoint?", "Resume",
+                  "Each continues from its last checkpoint.", actions.resume)
 
     def action_delete(self) -> None:
         self._ask(lambda status: status not in LIVE, "{run_id} is {status}; cancel it first",
-                  "Delete run [b]{run_id}[/b] and its folder?\nThis cannot be undone.", actions.delete, danger=True)
+                  "Delete run [b]{run_id}[/b] and its folder?\nThis cannot be undone.", "Delete",
+                  "Their folders are deleted too. This cannot be undone.", actions.delete, danger=True)
 
-    def _ask(self, allowed: Callable[[str], bool], refusal: str, question: str, fn: Callable[..., str],
-             danger: bool = False) -> None:
-        """Act on the selected run after a yes in the confirmation modal; a warning instead where ``allowed``
-        says no to its status. ``refusal`` and ``question`` are formatted with run_id and status."""
-        if (selected := self._selected()) is None:
+    def _ask(self, allowed: Callable[[str], bool], refusal: str, question: str, verb: str, note: str,
+             fn: Callable[..., str], danger: bool = False) -> None:
+        """Act on the marked runs (else the run under the cursor) after one yes in the confirmation modal.
+
+        Runs whose status ``allowed`` refuses are left out (named in the question; a warning when none is left).
+        ``refusal`` and ``question`` (one unmarked run) are formatted with run_id and status; several runs get
+        "``verb`` N runs?", their ids and ``note``.
+        """
+        targets = self._targets()
+        ok = [run_id for run_id, status in targets if allowed(status)]
+        refused = [refusal.format(run_id=run_id, status=status) for run_id, status in targets if not allowed(status)]
+        if not ok:
+            if refused:
+                self.notify("\n".join(refused), severity="warning", markup=False)
             return
-        run_id, status = selected
-        if not allowed(status):
-            self.notify(refusal.format(run_id=run_id, status=status), severity="warning")
-            return
+        if not self.table.marked:
+            text = question.format(run_id=ok[0], status=targets[0][1])
+        else:
+            text = _bulk_question(verb, ok, refused, note)
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._act(fn, run_id)
+                self._act(fn, ok)
+                self.table.clear_marks()
+                self._update_status_line()
 
-        self.app.push_screen(ConfirmScreen(question.format(run_id=run_id, status=status), danger=danger), answered)
+        self.app.push_screen(ConfirmScreen(text, danger=danger), answered)
 
     @work(thread=True, group="actions", exit_on_error=False)  # not exclusive: every confirmed action runs
-    def _act(self, fn: Callable[..., str], run_id: str) -> None:
-        try:
-            text, severity = fn(self.app.runs_dir, run_id), "information"
-        except (actions.ActionError, StoreError, OSError, ValueError) as exc:
-            text, severity = str(exc), "error"
-        except Exception as exc:  # unexpected: report, never crash the dashboard
-            text, severity = f"{type(exc).__name__}: {exc}", "error"
-        self.app.call_from_thread(self._acted, text, severity)
+    def _act(self, fn: Callable[..., str], run_ids: list[str]) -> None:
+        """``fn(runs_dir, run_id)`` (amltui/tui/actions.py) for each run; one failure does not stop the others."""
+        lines, severity = [], "information"
+        for run_id in run_ids:
+            try:
+                lines.append(fn(self.app.runs_dir, run_id))
+            except (actions.ActionError, StoreError, OSError, ValueError) as exc:
+                lines.append(str(exc))
+                severity = "error"
+            except Exception as exc:  # unexpected: report, never crash the dashboard
+                lines.append(f"{run_id}: {type(exc).__name__}: {exc}")
+                severity = "error"
+        self.app.call_from_thread(self._acted, "\n".join(lines), severity)
 
     def _acted(self, text: str, severity: str) -> None:
         self.notify(text, severity=severity, markup=False)  # type: ignore[arg-type]
         self.poll(force=True)
+
+    # ---- a corrupt index -----------------------------------------------------------------------------
+
+    def action_rebuild(self) -> None:
+        if self.error is None:
+            self.notify("The run index reads fine: nothing to rebuild", severity="information")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._rebuild()
+
+        self.app.push_screen(ConfirmScreen(
+            "Rebuild the run index from the run folders (each run's run.json), as `amltui store rebuild`?\n"
+            "The unreadable index is moved aside, not deleted."), answered)
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def _rebuild(self) -> None:
+        """amltui.app.store.Store.rebuild, as `amltui store rebuild` runs it."""
+        try:
+            report = Store(self.app.runs_dir).rebuild()
+        except (StoreError, OSError) as exc:
+            self.app.call_from_thread(self._acted, f"rebuild failed: {exc}", "error")
+            return
+        lines = [f"restored {report.restored} run(s)"]
+        lines += [f"kept the unreadable index as {report.backup_path}"] if report.backup_path else []
+        lines += [f"marked damaged {run_id}: {reason}" for run_id, reason in report.damaged]
+        lines += [f"skipped {path}: {reason}" for path, reason in report.skipped]
+        self.app.call_from_thread(self._acted, "\n".join(lines), "warning" if report.damaged else "information")
+
+
+def _bulk_question(verb: str, run_ids: list[str], refused: list[str], note: str) -> str:
+    """The confirmation of an action on several runs: every id (up to LISTED), what is left out and why."""
+    listed = "\n".join(f"  {escape(run_id)}" for run_id in run_ids[:LISTED])
+    if len(run_ids) > LISTED:
+        listed += f"\n  … and {len(run_ids) - LISTED} more"
+    text = f"{verb} {len(run_ids)} run{'s' if len(run_ids) > 1 else ''}?\n{listed}\n{note}"
+    if refused:
+        text += f"\nLeft out ({len(refused)}): " + "; ".join(escape(r) for r in refused)
+    return text

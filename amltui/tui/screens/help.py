@@ -1,0 +1,109 @@
+"""`?`: every key of every screen, read from the screens' own BINDINGS (so the list cannot go stale).
+
+README.md's dashboard key table lists the same sections; tests/test_tui_keys.py checks the two agree both ways.
+"""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Static
+
+from amltui.tui.screens.dialog import Dialog
+
+KEY_LABELS = {"enter": "Enter", "slash": "/", "escape": "Esc", "space": "Space", "home": "Home", "end": "End",
+              "question_mark": "?", "backspace": "Backspace", "tab": "Tab", "pageup": "PgUp", "pagedown": "PgDn"}
+
+
+def key_label(key: str) -> str:
+    """How README.md and the help screen write a Textual key name: ``question_mark`` → ``?``, ``ctrl+s`` →
+    ``Ctrl+S``."""
+    key = key.strip()
+    if key.startswith("ctrl+"):
+        return "Ctrl+" + key_label(key[5:]).upper()
+    return KEY_LABELS.get(key, key)
+
+
+def binding_rows(*owners: type) -> list[tuple[list[str], str, str]]:
+    """(key labels, description, action) of each binding the classes declare themselves (not inherited ones)."""
+    rows = []
+    for owner in owners:
+        for binding in owner.__dict__.get("BINDINGS", []):
+            binding = _as_binding(binding)
+            # the tooltip is the longer text where the footer's description is one word
+            text = binding.tooltip or binding.description or binding.action
+            rows.append(([key_label(k) for k in binding.key.split(",")], text, binding.action))
+    return rows
+
+
+def _as_binding(binding: BindingType) -> Binding:
+    return binding if isinstance(binding, Binding) else Binding(*binding)
+
+
+def help_sections() -> list[tuple[str, list[tuple[list[str], str, str]]]]:
+    """Every screen of the dashboard with its keys, in the order README.md's key table lists them."""
+    from amltui.tui.dashboard import DashboardApp
+    from amltui.tui.screens.confirm import ConfirmScreen
+    from amltui.tui.screens.detail import DetailScreen
+    from amltui.tui.screens.new_runs import LaunchScreen
+    from amltui.tui.screens.results import ResultsScreen
+    from amltui.tui.screens.runs import RunsScreen
+    from amltui.tui.screens.sort_picker import SortPicker
+    from amltui.tui.widgets.runs_table import RunsTable
+
+    sections = [("runs", binding_rows(RunsScreen, RunsTable)), ("run detail", binding_rows(DetailScreen))]
+    try:  # the compare view (amltui/tui/screens/compare.py), where present
+        from amltui.tui.screens.compare import CompareScreen
+    except ImportError:
+        pass
+    else:
+        sections.append(("compare", binding_rows(CompareScreen)))
+    sections += [("results", binding_rows(ResultsScreen)), ("launch", binding_rows(LaunchScreen)),
+                 ("sort picker", binding_rows(SortPicker)), ("confirm", binding_rows(ConfirmScreen)),
+                 ("help", binding_rows(HelpScreen)), ("everywhere", binding_rows(DashboardApp))]
+    return sections
+
+
+def help_table() -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for n, (title, rows) in enumerate(help_sections()):
+        if n:
+            table.add_row("", "")
+        table.add_row(Text(title, style="bold underline"), "")
+        for keys, description, _ in rows:
+            table.add_row(Text(" / ".join(keys), style="bold cyan"), Text(description))
+    return table
+
+
+class HelpScreen(Dialog[None]):
+    DEFAULT_CSS = """
+    HelpScreen {
+        #dialog {
+            height: 100%;
+        }
+
+        #help-keys {
+            height: 1fr;
+        }
+    }
+    """
+    BINDINGS = [
+        Binding("escape,question_mark,q", "close", "Close"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static("[b]Keys[/b] (↑/↓ scroll; Esc closes)", id="help-title")
+            with VerticalScroll(id="help-keys"):
+                yield Static(help_table())
+
+    def on_mount(self) -> None:
+        self.query_one("#help-keys").focus()
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,319 @@
+"""The runs screen at 80×24 and 100×30 (Textual's Pilot, the demo runs folder): the frozen id and the metrics,
+End/Home, key=value filters, the sort picker, marks with bulk cancel/delete and compare, the rebuild key, `?`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import types
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.screen import Screen
+
+from amltui.app.store import Store
+from amltui.tui.dashboard import DashboardApp
+from amltui.tui.data import FILTER_KEYS, SORTS, FilterSyntaxError, parse_filter
+from amltui.tui.screens.confirm import ConfirmScreen
+from amltui.tui.screens.help import HelpScreen
+from amltui.tui.screens.runs import RunsScreen
+from amltui.tui.screens.sort_picker import SortPicker
+from amltui.tui.widgets.runs_table import RunsTable
+from tests.test_tui import assert_snapshot, cell, demo, ready, screen_text, table_ids, wait_for  # noqa: F401
+
+DONE = ["baseline-s0-demo", "baseline-s1-demo", "ml_sa-s0-demo", "ml_sa-s1-demo"]
+
+
+def run_at(runs_dir: Path, size: tuple[int, int], body: Callable[[DashboardApp, Pilot], Coroutine[Any, Any, None]]
+           ) -> None:
+    async def main() -> None:
+        app = DashboardApp(runs_dir, poll_interval=0.2, detail_interval=0.3)
+        async with app.run_test(size=size) as pilot:
+            await body(app, pilot)
+
+    asyncio.run(main())
+
+
+def table(app: DashboardApp) -> RunsTable:
+    return app.screen.query_one(RunsTable)
+
+
+def row_line(text: str, run_id: str) -> str:
+    return next(line for line in text.splitlines() if f" {run_id} " in line)
+
+
+def _tag(runs: Path, run_id: str, tags: list[str], sweep: str | None = None) -> None:
+    store = Store(runs)
+    store.update(run_id, {"tags": tags, "sweep": sweep})
+
+
+# ---- what shows at 80 and 100 columns --------------------------------------------------------------------
+
+
+def test_metrics_beside_the_id_at_80_columns_and_the_id_stays_when_scrolling_sideways(demo: Path) -> None:  # noqa: F811
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        await ready(app, pilot)
+        text = screen_text(app)
+        header = row_line(text, "run").split()
+        assert header[:5] == ["run", "status", "A_orig", "A_PGD", "A_IA"]
+        line = row_line(text, "ml_sa-s0-demo")
+        assert len(line) <= 80 and all(v in line for v in ("done", "99.2", "71.7", "81.4"))
+        assert_snapshot("runs_80x24", text)
+        table(app).scroll_to(x=table(app).max_scroll_x, animate=False)
+        await wait_for(pilot, lambda: "slot" in screen_text(app), what="the right end of the table")
+        text = screen_text(app)
+        assert "ml_sa-s0-demo" in text and "flags" in text  # the id column is frozen
+        assert "A_orig" not in text  # it did scroll
+
+    run_at(demo, (80, 24), body)
+
+
+def test_wider_terminal_shows_more_columns(demo: Path) -> None:  # noqa: F811
+    _tag(demo, "ml_sa-s0-demo", ["paper"])
+
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        await ready(app, pilot)
+        text = screen_text(app)
+        header = row_line(text, "run")
+        assert all(label in header for label in ("A_orig", "A_PGD", "A_IA", "progress", "variant", "seed",
+                                                  "dataset"))
+        assert "synthetic" in row_line(text, "ml_sa-s0-demo")
+        assert_snapshot("runs_100x30", text)
+
+    run_at(demo, (100, 30), body)
+
+
+def test_end_and_home_jump_to_the_last_and_first_row(demo: Path) -> None:  # noqa: F811
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        await ready(app, pilot)
+        await pilot.press("down", "end")
+        assert table(app).current_id == table_ids(app)[-1] == "baseline-s2-demo"
+        assert table(app).scroll_x == 0  # End moved the cursor, not the view sideways
+        await pilot.press("home")
+        assert table(app).current_id == "baseline-s0-demo"
+
+    run_at(demo, (80, 24), body)
+
+
+def test_the_header_counts_cancelled_runs(demo: Path) -> None:  # noqa: F811
+    store = Store(demo)
+    store.update("ml_sa_ia-s1-demo", {"status": "cancelled", "error": "cancelled by the user"})
+
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        await ready(app, pilot)
+        first = screen_text(app).splitlines()[0]
+        assert "1 failed · 1 cancelled" in first and "0 queued" in first
+
+    run_at(demo, (80, 24), body)
+
+
+# ---- filter and sort ---------------------------------------------------------------------------------------
+
+
+def test_parse_filter_refuses_an_unknown_key_naming_the_valid_ones() -> None:
+    with pytest.raises(FilterSyntaxError) as info:
+        parse_filter("sed=1")
+    assert "did you mean seed?" in str(info.value) and all(k in str(info.value) for k in FILTER_KEYS)
+    with pytest.raises(FilterSyntaxError, match="valid: running"):
+        parse_filter("status=sleeping")
+    assert parse_filter("seed=") == []  # still being typed: no term, no error
+
+
+def test_a_run_without_a_sweep_does_not_match_sweep_none() -> None:
+    from amltui.tui.data import make_row
+
+    row = make_row({"id": "a-s0", "status": "done", "seed": 0, "sweep": None}, {}, 0)
+    assert [t(row) for t in parse_filter("sweep=none")] == [False]
+    assert [t(row) for t in parse_filter("seed=0 status=DONE")] == [True, True]  # seed 0 is a value; any case
+
+
+def test_key_value_filters_and_free_text_are_anded(demo: Path) -> None:  # noqa: F811
+    _tag(demo, "ml_sa-s0-demo", ["paper", "fig2"], sweep="eps-sweep")
+    _tag(demo, "baseline-s0-demo", ["paper"])
+
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        await ready(app, pilot)
+        box = app.screen.query_one("#filter")
+        cases = {
+            "seed=1": ["baseline-s1-demo", "ml_sa-s1-demo", "ml_sa_ia-s1-demo"],
+            "variant=ml_sa": ["ml_sa-s0-demo", "ml_sa-s1-demo"],  # exact: not ml_sa_ia
+            "variant=ml_sa seed=0": ["ml_sa-s0-demo"],
+            "status=failed": ["baseline-s2-demo"],
+            "dataset=synthetic status=done": DONE,
+            "tag=paper": ["baseline-s0-demo", "ml_sa-s0-demo"],
+            "tag=paper ml_sa": ["ml_sa-s0-demo"],  # key=value and a word
+            "sweep=eps-sweep": ["ml_sa-s0-demo"],
+            "fig2": ["ml_sa-s0-demo"],  # tags are searched as text too
+        }
+        await pilot.press("slash")
+        for text, expected in cases.items():
+            box.value = text
+            await wait_for(pilot, lambda e=expected: table_ids(app) == e, what=f"the rows of {text!r}")
+        box.value = "variant=ml_sa"
+        await wait_for(pilot, lambda: table_ids(app) == ["ml_sa-s0-demo", "ml_sa-s1-demo"])
+        box.value = "variant=ml_sa sed=1"
+        await wait_for(pilot, lambda: "unknown filter key 'sed'" in screen_text(app), what="the filter error")
+        assert "valid keys: variant, seed, status, dataset, tag, sweep" in " ".join(screen_text(app).split())
+        assert table_ids(app) == ["ml_sa-s0-demo", "ml_sa-s1-demo"]  # the last good filter stays
+        box.value = "variant=ml_sa seed=1"
+        await wait_for(pilot, lambda: table_ids(app) == ["ml_sa-s1-demo"])
+        assert "unknown filter key" not in screen_text(app)
+
+    run_at(demo, (80, 24), body)
+
+
+def test_sort_picker_lists_every_key_and_S_reverses(demo: Path) -> None:  # noqa: F811
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        await ready(app, pilot)
+        await pilot.press("s")
+        assert isinstance(app.screen, SortPicker)
+        await pilot.pause(0.1)
+        text = screen_text(app)
+        assert all(f" {key} " in text for key in SORTS)
+        assert_snapshot("sort_picker", text)
+        await pilot.press("escape")  # keeps the sort
+        assert isinstance(app.screen, RunsScreen) and table(app).sort_column == "created"
+        await pilot.press("s", *["down"] * SORTS.index("A_PGD"), "enter")
+        assert table(app).sort_column == "A_PGD"
+        assert table_ids(app)[:4] == ["baseline-s0-demo", "baseline-s1-demo", "ml_sa-s0-demo", "ml_sa-s1-demo"]
+        await pilot.press("S")
+        assert table_ids(app)[:4] == DONE[::-1]  # the runs without an A_PGD stay last either way
+        assert "sort A_PGD↓" in screen_text(app)
+
+    run_at(demo, (80, 24), body)
+
+
+# ---- marks and bulk actions --------------------------------------------------------------------------------
+
+
+def test_marks_then_one_confirmation_cancels_all_marked_live_runs(demo: Path) -> None:  # noqa: F811
+    store = Store(demo)
+
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        await ready(app, pilot)
+        ids = table_ids(app)
+        await pilot.press("end", "space", "up", "space", "up", "space", "up", "space")  # the last four rows
+        marked = ids[-4:][::-1]
+        assert table(app).marked == marked
+        assert all(cell(app, run_id, "mark") == "●" for run_id in marked)
+        assert cell(app, ids[0], "mark") == ""
+        assert "4 marked" in screen_text(app)
+        await pilot.press("space")  # unmark the one under the cursor
+        assert table(app).marked == marked[:3]
+        await pilot.press("space", "c")
+        assert isinstance(app.screen, ConfirmScreen)
+        text = screen_text(app)
+        assert "Cancel 2 runs?" in text and "ml_sa_ia-s0-demo" in text and "ml_sa_ia-s1-demo" in text
+        assert "Left out (2)" in text and "baseline-s2-demo is already failed" in text  # not live: left out, named
+        assert_snapshot("bulk_cancel", text)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: store.get("ml_sa_ia-s1-demo")["status"] == "cancelled", what="the cancel")
+        # one notice for both: the queued run is cancelled, the running one is asked to stop
+        await wait_for(pilot, lambda: any("ml_sa_ia-s1-demo: cancelled" in str(n.message)
+                                          and "ml_sa_ia-s0-demo: cancel recorded" in str(n.message)
+                                          for n in app._notifications), what="one notice for both")
+        assert store.get("ml_sa-s1-demo")["status"] == "done" and store.get("baseline-s2-demo")["status"] == "failed"
+        assert table(app).marked == []
+
+    run_at(demo, (80, 24), body)
+
+
+def test_marked_runs_are_deleted_together_after_one_yes(demo: Path) -> None:  # noqa: F811
+    store = Store(demo)
+
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        await ready(app, pilot)
+        await pilot.press("space", "down", "space", "d")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "Delete 2 runs?" in screen_text(app)
+        await pilot.press("n")  # no: nothing happens, the marks stay
+        assert table(app).marked == ["baseline-s0-demo", "baseline-s1-demo"]
+        await pilot.press("d", "y")
+        await wait_for(pilot, lambda: not {"baseline-s0-demo", "baseline-s1-demo"} & set(table_ids(app)))
+        assert store.get("baseline-s0-demo") is None and not (demo / "baseline-s1-demo").exists()
+        assert len(table_ids(app)) == 5
+
+    run_at(demo, (80, 24), body)
+
+
+def test_o_opens_the_marked_runs_together(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    opened: list[list[str]] = []
+
+    class CompareScreen(Screen):  # the contract with amltui/tui/screens/compare.py: CompareScreen(run_ids)
+        BINDINGS = [("escape", "app.pop_screen", "Back")]
+
+        def __init__(self, run_ids: list[str]) -> None:
+            super().__init__()
+            opened.append(run_ids)
+
+    module = types.ModuleType("amltui.tui.screens.compare")
+    module.CompareScreen = CompareScreen  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "amltui.tui.screens.compare", module)
+
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        await ready(app, pilot)
+        await pilot.press("o")  # nothing marked: a warning
+        assert isinstance(app.screen, RunsScreen)
+        await pilot.press("down", "down", "space", "down", "space", "o")
+        assert isinstance(app.screen, CompareScreen)
+        assert opened == [["ml_sa-s0-demo", "ml_sa-s1-demo"]]
+
+    run_at(demo, (80, 24), body)
+
+
+# ---- a corrupt index, help ---------------------------------------------------------------------------------
+
+
+def test_a_corrupt_index_is_rebuilt_with_b_after_a_yes(demo: Path) -> None:  # noqa: F811
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        screen = await ready(app, pilot)
+        await pilot.press("b")  # a readable index: nothing to rebuild
+        assert isinstance(app.screen, RunsScreen)
+        (demo / "store.json").write_text("{ this is not json")
+        await wait_for(pilot, lambda: "Press b to rebuild" in screen_text(app), what="the offer to rebuild")
+        await pilot.press("b")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "amltui store rebuild" in screen_text(app)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: screen.error is None and "Cannot read" not in screen_text(app), 30,
+                       "the rebuilt index")
+        assert len(Store(demo).all()) == 7
+        assert list(demo.glob("store.json.corrupt*")) or list(demo.glob("*corrupt*"))  # kept aside, not deleted
+        await wait_for(pilot, lambda: any("restored 7 run(s)" in str(n.message) for n in app._notifications))
+
+    run_at(demo, (80, 24), body)
+
+
+def test_question_mark_lists_the_keys_of_every_screen(demo: Path) -> None:  # noqa: F811
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        await ready(app, pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.pause(0.1)
+        text = screen_text(app)
+        for words in ("Space", "Mark or unmark", "Overlay the marked runs", "End", "Last row", "Rebuild a corrupt run"):
+            assert words in text, words
+        assert_snapshot("help", text)
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+
+    run_at(demo, (80, 24), body)
+
+
+def test_o_without_a_compare_view_opens_the_first_marked_run(demo: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+                                                             ) -> None:
+    from amltui.tui.screens.detail import DetailScreen
+
+    monkeypatch.setitem(sys.modules, "amltui.tui.screens.compare", None)  # importing it raises ImportError
+
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        await ready(app, pilot)
+        await pilot.press("down", "down", "space", "down", "space", "o")
+        assert isinstance(app.screen, DetailScreen) and app.screen.run_id == "ml_sa-s0-demo"
+        assert any("No compare view" in str(n.message) for n in app._notifications)
+
+    run_at(demo, (80, 24), body)
