@@ -216,7 +216,7 @@ class DetailScreen(Screen):
             return
         self.pca_busy = True
         self.query_one(TabbedContent).active = "pca"
-        self.pca_started, self.pca_step = time.monotonic(), "starting…"
+        self.pca_started, self.pca_step, self.pca_steps = time.monotonic(), "starting…", []
         self.pca_timer = self.set_interval(1.0, self._show_pca_step)  # the seconds keep counting within a step
         self._show_pca_step()
         self._compute_pca()
@@ -247,6 +247,7 @@ class DetailScreen(Screen):
     def _pca_stage(self, message: PcaStage) -> None:
         if not message.done:
             self.pca_step = message.text
+            self.pca_steps.append(message.text)
             self._show_pca_step()
             return
         view = self.query_one("#pca-view", Static)

@@ -31,7 +31,7 @@ from amltui.tui.screens.launch_values import FormValues, check_overrides, load_v
 from amltui.tui.widgets.tickbox import TickBox
 from core.config import CHOICES, PRESET_VALUES, PRESETS, VARIANTS, ConfigError
 
-ERROR_LINES = 4  # an error longer than this is cut: the form's buttons must stay on screen
+ERROR_LINES = 5  # an error longer than this is cut: the form's buttons must stay on screen
 
 
 class LaunchScreen(Dialog[LaunchResult | None]):
@@ -43,7 +43,7 @@ class LaunchScreen(Dialog[LaunchResult | None]):
             grid-rows: 1;
             grid-gutter: 0 1;
             height: auto;
-            margin: 1 0 0 0;
+            margin: 0;
         }
 
         #variants, #subsets {
@@ -61,7 +61,7 @@ class LaunchScreen(Dialog[LaunchResult | None]):
 
         #form-error {
             height: auto;
-            max-height: 4;
+            max-height: 5;
             color: $text-error;
         }
     }
@@ -79,6 +79,7 @@ class LaunchScreen(Dialog[LaunchResult | None]):
 
     def compose(self) -> ComposeResult:
         last = load_values(self.runs_dir)
+        self.preset = _choice(last.preset, PRESETS, "quick")
         with Vertical(id="dialog"):
             yield Static("[b]Launch runs[/b]  (variants × grid × seeds; Ctrl+S launches, Esc closes)")
             with Grid(id="form"):
@@ -89,7 +90,7 @@ class LaunchScreen(Dialog[LaunchResult | None]):
                 yield Label("seeds")
                 yield Input(last.seeds, placeholder="0,1,2 or 0-2", id="seeds", compact=True)
                 yield Label("preset")
-                yield Select([(p, p) for p in PRESETS], value=_choice(last.preset, PRESETS, "quick"),
+                yield Select([(p, p) for p in PRESETS], value=self.preset,
                              allow_blank=False, id="preset", compact=True)
                 yield Label("dataset")
                 yield Select([(d, d) for d in CHOICES["dataset"]],
@@ -167,7 +168,11 @@ class LaunchScreen(Dialog[LaunchResult | None]):
     @on(Select.Changed, "#preset")
     def _preset_changed(self, event: Select.Changed) -> None:
         # A preset may name its data (paper: the full MNIST); the form follows, and the user may still change it.
-        dataset = PRESET_VALUES.get(str(event.value), {}).get("dataset", "mnist-sample")
+        # Only a change by the user: the Changed of the remembered preset must keep the remembered dataset.
+        if str(event.value) == self.preset:
+            return
+        self.preset = str(event.value)
+        dataset = PRESET_VALUES.get(self.preset, {}).get("dataset", "mnist-sample")
         self.query_one("#dataset", Select).value = dataset
 
     def show_error(self, text: str) -> None:
