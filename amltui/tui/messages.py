@@ -59,3 +59,11 @@ class PcaStage(Message):
         self.text = text
         self.done = done
         self.error = error
+
+
+class CompareLoaded(Message):
+    """The compare screen's runs were read (amltui.tui.screens.compare.RunCurves, in selection order)."""
+
+    def __init__(self, runs: list) -> None:
+        super().__init__()
+        self.runs = runs

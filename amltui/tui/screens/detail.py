@@ -41,7 +41,8 @@ PCA_HEIGHT = 12  # rows of each scatter: the figure, its legend and the header f
 MONITOR = ("A_orig", "A_PGD", "A_SA")  # estimated each epoch (monitor_*), shown until the final metrics exist
 
 
-def _series(epochs: list[dict[str, Any]], keys: tuple[tuple[str, str, str], ...]) -> list[Series]:
+def epoch_series(epochs: list[dict[str, Any]], keys: tuple[tuple[str, str, str], ...]) -> list[Series]:
+    """A chart series per (metrics.jsonl key, label, style) the epochs hold (loss terms that stay 0 left out)."""
     out = []
     for key, label, style in keys:
         points = [(float(e["epoch"]), float(e[key])) for e in epochs
@@ -197,8 +198,8 @@ class DetailScreen(Screen):
     def watch_detail(self, old: RunDetail | None, detail: RunDetail) -> None:
         record = detail.record
         epochs_total = record.get("epochs") if isinstance(record.get("epochs"), int) else None
-        self.query_one("#loss-chart", LineChart).plot(_series(detail.epochs, LOSSES), epochs_total)
-        self.query_one("#acc-chart", LineChart).plot(_series(detail.epochs, ACCURACIES), epochs_total)
+        self.query_one("#loss-chart", LineChart).plot(epoch_series(detail.epochs, LOSSES), epochs_total)
+        self.query_one("#acc-chart", LineChart).plot(epoch_series(detail.epochs, ACCURACIES), epochs_total)
         log = self.query_one("#log-view", RichLog)
         for line in detail.new_log:  # verbatim: a log line is never markup
             log.write(Text(line))
