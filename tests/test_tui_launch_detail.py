@@ -248,3 +248,16 @@ def test_long_log_lines_wrap_instead_of_being_cut(demo: Path, size) -> None:
         assert "[b]not markup[/b]" in screen_text(app)
 
     run_app(demo, body, size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_final_line_shows_a_pgd_and_a_ia_target_on_one_line(demo: Path, size) -> None:
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        app.push_screen(DetailScreen("ml_sa-s0-demo"))
+        await wait_for(pilot, lambda: "final (n=1000)" in screen_text(app), what="the header")
+        line = next(line for line in screen_text(app).splitlines() if "final (n=1000)" in line)
+        assert "A_PGD 71.65" in line and "A_orig 99.25" in line and "A_SA 97.15" in line
+        # the table's label where it fits, the narrow one (as `amltui ls`) in 80 columns: never cut or wrapped
+        assert ("→tgt 14.10" if size[0] == 80 else "A_IA→target 14.10") in line
+
+    run_app(demo, body, size)

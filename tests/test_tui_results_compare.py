@@ -144,7 +144,10 @@ def test_compare_overlays_the_curves_and_diffs_the_configs(demo: Path, size) -> 
         app.push_screen(CompareScreen([*ids, "no-such-run"]))
         screen = app.screen
         await wait_for(pilot, lambda: screen.runs, what="the runs' folders")
-        await wait_for(pilot, lambda: "ml_sa_ia-s1-demo" in screen_text(app), what="the legend")
+        # the legend, the footer and the tab's underline settled (a snapshot must not catch them half drawn)
+        await wait_for(pilot, lambda: all(part in screen_text(app) for part in ("ml_sa_ia-s1-demo", "esc Back", "╸")),
+                       what="the whole screen")
+        await pilot.pause(0.3)
         text = screen_text(app)
         for i, run_id in enumerate(ids, 1):  # the legend: a numbered mark and the id per run
             assert f"━{i} {run_id}" in text
@@ -155,10 +158,10 @@ def test_compare_overlays_the_curves_and_diffs_the_configs(demo: Path, size) -> 
         assert [s.label for s in finished] == ids[:2]  # ml_sa_ia-s1 is queued: no epoch yet
         assert len({s.style for s in finished}) == 2 and finished[0].points != finished[1].points
         assert "A_SA % (monitor" in text
+        if size == (80, 24):
+            assert_snapshot("compare", text)
         await pilot.press("m")
         await wait_for(pilot, lambda: "A_PGD % (monitor" in screen_text(app), what="the next metric")
-        if size == (80, 24):
-            assert_snapshot("compare", screen_text(app))
         await pilot.press("2")
         await wait_for(pilot, lambda: "lambda_sa" in screen_text(app), what="the config diff")
         text = screen_text(app)

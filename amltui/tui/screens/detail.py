@@ -25,7 +25,7 @@ from amltui.tui.data import STATUS_STYLE, DetailReader, RunDetail, damaged_recor
 from amltui.tui.messages import DetailLoaded, PcaStage
 from amltui.tui.widgets.chart import LineChart, Series
 from amltui.tui.widgets.pca_plot import render_pca
-from core.metrics import METRIC_LABELS
+from core.metrics import METRIC_LABELS, METRIC_SHORT_LABELS
 
 if TYPE_CHECKING:
     from amltui.tui.dashboard import DashboardApp
@@ -36,7 +36,7 @@ LOSSES = (("train_loss", "total", "bold white"), ("train_ce_clean", "CE clean", 
 ACCURACIES = (("monitor_A_orig", "A_orig", "green"), ("monitor_A_SA", "A_SA", "red"),
               ("monitor_A_PGD", "A_PGD", "yellow"))
 FINAL = ("A_orig", "A_PGD", "A_SA", "A_IA", "A_IA_target", "A_AA")  # the most telling first (80 columns)
-HEAD_WIDTH = 78  # the header's width in an 80-column terminal
+HEAD_WIDTH = 78  # the header's width in an 80-column terminal (the default where the screen's is not known)
 PCA_HEIGHT = 12  # rows of each scatter: the figure, its legend and the header fit 80×24
 MONITOR = ("A_orig", "A_PGD", "A_SA")  # estimated each epoch (monitor_*), shown until the final metrics exist
 
@@ -52,7 +52,7 @@ def epoch_series(epochs: list[dict[str, Any]], keys: tuple[tuple[str, str, str],
     return out
 
 
-def head_text(record: dict[str, Any], progress: dict[str, Any]) -> Text:
+def head_text(record: dict[str, Any], progress: dict[str, Any], width: int = HEAD_WIDTH) -> Text:
     status = str(record.get("status", "?"))
     text = Text.assemble((str(record.get("id", "?")), "bold"), "  ", (status, STATUS_STYLE.get(status, "")))
     text.append(f"  {describe(record, progress)[0] if status in (Status.QUEUED, Status.RUNNING) else ''}".rstrip())
@@ -61,7 +61,7 @@ def head_text(record: dict[str, Any], progress: dict[str, Any]) -> Text:
                 f"preset {record.get('preset')}" + (f" · {where}" if where else ""), style="dim")
     metrics, counts = record.get("metrics") or {}, record.get("metrics_n") or {}
     if metrics:
-        text.append(final_text(metrics, counts))
+        text.append(final_text(metrics, counts, width))
     elif monitor := monitor_text(record.get("last") or {}):
         text.append(monitor)
     if record.get(DAMAGED):
@@ -82,16 +82,23 @@ def head_text(record: dict[str, Any], progress: dict[str, Any]) -> Text:
     return text
 
 
-def final_text(metrics: dict[str, Any], counts: dict[str, Any]) -> Text:
-    """The final metrics, broken between two metrics (never inside one) to fit 80 columns."""
+def final_text(metrics: dict[str, Any], counts: dict[str, Any], width: int = HEAD_WIDTH) -> Text:
+    """The final metrics on one line of ``width`` cells: the table labels, the narrow ones (core/metrics.py) where
+    those do not fit, and a break between two metrics (never inside one) where even they do not."""
     sizes = sorted({str(counts.get(k, "?")) for k in FINAL if k in metrics})
-    text = Text(f"\nfinal (n={'/'.join(sizes)}):", style="dim")
-    line = len(text) - 1
-    for key in (k for k in FINAL if k in metrics):
-        item = Text.assemble((f" {METRIC_LABELS[key]} ", "dim"), (f"{metrics[key]:.2f}", "bold"))
-        if key == "A_AA" and len(sizes) > 1:
-            item.append(f" (n={counts.get(key, '?')})", style="dim")
-        if line + len(item) > HEAD_WIDTH:
+    lead = f"final (n={'/'.join(sizes)}):"
+    for labels in (METRIC_LABELS, METRIC_SHORT_LABELS):
+        items = []
+        for key in (k for k in FINAL if k in metrics):
+            item = Text.assemble((f" {labels[key]} ", "dim"), (f"{metrics[key]:.2f}", "bold"))
+            if key == "A_AA" and len(sizes) > 1:
+                item.append(f" (n={counts.get(key, '?')})", style="dim")
+            items.append(item)
+        if len(lead) + sum(len(i) for i in items) <= width:
+            break
+    text, line = Text(f"\n{lead}", style="dim"), len(lead)
+    for item in items:
+        if line + len(item) > width:
             text.append("\n")
             item, line = item[1:], 0
         text.append(item)
@@ -183,7 +190,7 @@ class DetailScreen(Screen):
                 return  # a newer poll waits behind this one: it reads instead (the log tail has not moved)
             try:
                 detail = self.reader.read()
-                head = head_text(detail.record, detail.progress)
+                head = head_text(detail.record, detail.progress, max(self.size.width - 2, 40))
             except Exception as exc:  # an odd file must not freeze the screen: say so, and poll again later
                 reason = f"cannot read the run folder: {type(exc).__name__}: {exc}"
                 detail = RunDetail(damaged_record(self.run_id, reason), {}, [], [], None, None)
