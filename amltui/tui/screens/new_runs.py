@@ -83,48 +83,52 @@ class LaunchScreen(Dialog[LaunchResult | None]):
         with Vertical(id="dialog"):
             yield Static("[b]Launch runs[/b]  (variants × grid × seeds; Ctrl+S launches, Esc closes)")
             with Grid(id="form"):
-                yield Label("variants")
-                with Horizontal(id="variants"):
-                    for variant in VARIANTS:
-                        yield TickBox(variant, value=variant in last.variants, id=f"v-{variant}", compact=True)
-                yield Label("seeds")
-                yield Input(last.seeds, placeholder="0,1,2 or 0-2", id="seeds", compact=True)
-                yield Label("preset")
-                yield Select([(p, p) for p in PRESETS], value=self.preset,
-                             allow_blank=False, id="preset", compact=True)
-                yield Label("dataset")
-                yield Select([(d, d) for d in CHOICES["dataset"]],
-                             value=_choice(last.dataset, CHOICES["dataset"], "mnist-sample"), allow_blank=False,
-                             id="dataset", compact=True)
-                yield Label("data dir")
-                yield Input(last.data_dir, placeholder="folder of the idx files [default: the download cache]",
-                            id="data-dir", compact=True)
-                yield Label("subsets")
-                with Horizontal(id="subsets"):
-                    yield Input(last.train_subset, placeholder="train: all", id="train-subset", compact=True,
-                                type="integer")
-                    yield Input(last.test_subset, placeholder="test: all", id="test-subset", compact=True,
-                                type="integer")
-                yield Label("overrides")
-                yield Input(last.overrides, placeholder="key=value … e.g. epochs=4 lr=3e-4", id="overrides",
-                            compact=True)
-                yield Label("grid")
-                yield Input(last.grid, placeholder="KEY=V1,V2 … e.g. lambda_ia=0.25,0.5,1 lr=1e-4:1e-2:log:3",
-                            id="grid", compact=True)
-                yield Label("sweep")
-                yield Input(placeholder="sweep name [default: generated with a grid]", id="sweep", compact=True)
-                yield Label("gpus")
-                yield Input(last.gpus, placeholder="all visible; auto; 'none' = CPU; 0,1", id="gpus", compact=True)
-                yield Label("cpu slots")
-                yield Input(last.cpu_slots, placeholder="default (1 per 8 cores)", id="cpu-slots", compact=True,
-                            type="integer")
-                yield Label("repeat")
-                yield TickBox("run again even if an identical finished run exists", value=last.repeat, id="repeat",
-                              compact=True)
+                yield from self._what_fields(last)
+                yield from self._how_fields(last)
             yield Static(id="form-error")
             with Horizontal(classes="buttons"):
                 yield Button("Launch", id="launch", variant="primary", compact=True)
                 yield Button("Close", id="close", compact=True)
+
+    def _what_fields(self, last: FormValues) -> ComposeResult:
+        """What to train: variants, seeds, preset, the data."""
+        yield Label("variants")
+        with Horizontal(id="variants"):
+            for variant in VARIANTS:
+                yield TickBox(variant, value=variant in last.variants, id=f"v-{variant}", compact=True)
+        yield Label("seeds")
+        yield Input(last.seeds, placeholder="0,1,2 or 0-2", id="seeds", compact=True)
+        yield Label("preset")
+        yield Select([(p, p) for p in PRESETS], value=self.preset, allow_blank=False, id="preset", compact=True)
+        yield Label("dataset")
+        yield Select([(d, d) for d in CHOICES["dataset"]], value=_choice(last.dataset, CHOICES["dataset"],
+                                                                          "mnist-sample"),
+                     allow_blank=False, id="dataset", compact=True)
+        yield Label("data dir")
+        yield Input(last.data_dir, placeholder="folder of the idx files [default: the download cache]",
+                    id="data-dir", compact=True)
+        yield Label("subsets")
+        with Horizontal(id="subsets"):
+            yield Input(last.train_subset, placeholder="train: all", id="train-subset", compact=True, type="integer")
+            yield Input(last.test_subset, placeholder="test: all", id="test-subset", compact=True, type="integer")
+
+    def _how_fields(self, last: FormValues) -> ComposeResult:
+        """How: overrides, the grid, devices, repeats."""
+        yield Label("overrides")
+        yield Input(last.overrides, placeholder="key=value … e.g. epochs=4 lr=3e-4", id="overrides", compact=True)
+        yield Label("grid")
+        yield Input(last.grid, placeholder="KEY=V1,V2 … e.g. lambda_ia=0.25,0.5,1 lr=1e-4:1e-2:log:3", id="grid",
+                    compact=True)
+        yield Label("sweep")
+        yield Input(placeholder="sweep name [default: generated with a grid]", id="sweep", compact=True)
+        yield Label("gpus")
+        yield Input(last.gpus, placeholder="all visible; auto; 'none' = CPU; 0,1", id="gpus", compact=True)
+        yield Label("cpu slots")
+        yield Input(last.cpu_slots, placeholder="default (1 per 8 cores)", id="cpu-slots", compact=True,
+                    type="integer")
+        yield Label("repeat")
+        yield TickBox("run again even if an identical finished run exists", value=last.repeat, id="repeat",
+                      compact=True)
 
     def _text(self, widget_id: str) -> str:
         return self.query_one(f"#{widget_id}", Input).value.strip()
