@@ -24,7 +24,7 @@ from amltui.app.run_progress import describe
 from amltui.tui.data import STATUS_STYLE, DetailReader, RunDetail, damaged_record
 from amltui.tui.messages import DetailLoaded, PcaStage
 from amltui.tui.widgets.chart import LineChart, Series
-from amltui.tui.widgets.pca_plot import render_pca
+from amltui.tui.widgets.pca_plot import PcaView, render_pca
 from core.metrics import METRIC_LABELS, METRIC_SHORT_LABELS
 
 if TYPE_CHECKING:
@@ -37,7 +37,6 @@ ACCURACIES = (("monitor_A_orig", "A_orig", "green"), ("monitor_A_SA", "A_SA", "r
               ("monitor_A_PGD", "A_PGD", "yellow"))
 FINAL = ("A_orig", "A_PGD", "A_SA", "A_IA", "A_IA_target", "A_AA")  # the most telling first (80 columns)
 HEAD_WIDTH = 78  # the header's width in an 80-column terminal (the default where the screen's is not known)
-PCA_HEIGHT = 12  # rows of each scatter: the figure, its legend and the header fit 80×24
 MONITOR = ("A_orig", "A_PGD", "A_SA")  # estimated each epoch (monitor_*), shown until the final metrics exist
 
 
@@ -163,8 +162,8 @@ class DetailScreen(Screen):
             with TabPane("Config", id="config"):
                 with VerticalScroll():
                     yield Static("loading…", id="config-view")
-            with TabPane("PCA", id="pca"), VerticalScroll():
-                yield Static(id="pca-view")
+            with TabPane("PCA", id="pca"):
+                yield PcaView(id="pca-view")
             with TabPane("Robustness", id="robustness"):
                 with Vertical():
                     yield LineChart("accuracy % vs ε", id="curve-chart", x_name="ε")
@@ -216,7 +215,7 @@ class DetailScreen(Screen):
         self.query_one("#curve-chart", LineChart).plot(curve_series(detail.curve))
         self.query_one("#robustness-view", Static).update(robustness_text(record, detail.curve, self.run_id))
         if (old is None or detail.pca != old.pca) and not self.pca_busy:
-            self.query_one("#pca-view", Static).update(pca_view(detail.pca, self.run_id))
+            self.query_one("#pca-view", PcaView).show(pca_view(detail.pca, self.run_id))
 
     def action_compute_pca(self) -> None:
         """Compute the PCA figure here, in a thread (as `amltui plot RUN --pca`), and show it when done."""
@@ -231,7 +230,7 @@ class DetailScreen(Screen):
 
     def _show_pca_step(self) -> None:
         seconds = time.monotonic() - self.pca_started
-        self.query_one("#pca-view", Static).update(Text.assemble(
+        self.query_one("#pca-view", PcaView).show(Text.assemble(
             ("computing the PCA figure", "bold"), f" ({seconds:.0f} s so far)\n", self.pca_step))
 
     @work(thread=True, group="pca", exclusive=True, exit_on_error=False)
@@ -258,21 +257,21 @@ class DetailScreen(Screen):
             self.pca_steps.append(message.text)
             self._show_pca_step()
             return
-        view = self.query_one("#pca-view", Static)
+        view = self.query_one("#pca-view", PcaView)
         seconds = time.monotonic() - self.pca_started
         self.pca_timer.stop()
         self.pca_busy = False
         if message.error:
-            view.update(Text.assemble(("the PCA figure could not be computed: ", "bold red"), message.error,
+            view.show(Text.assemble(("the PCA figure could not be computed: ", "bold red"), message.error,
                                       "\n", (f"press p to try again; `amltui plot {self.run_id} --pca` does the "
                                              "same on the command line", "dim")))
             return
         self.notify(f"pca.png and pca.json written in {seconds:.0f} s", title=self.run_id, markup=False)
-        view.update(pca_view(self.reader.path / "pca.json", self.run_id))
+        view.show(pca_view(self.reader.path / "pca.json", self.run_id))
 
 
 def pca_view(path: Path | None, run_id: str) -> Any:
-    """The PCA tab: the terminal scatter from pca.json, or how to make it."""
+    """The PCA tab: pca.json's content (PcaView draws it), or how to make it."""
     how = (f"Press p to compute it here.\n`amltui plot {run_id} --pca` does the same on the command line (pca.png "
            "and pca.json in the run folder).")
     if path is None:
@@ -280,8 +279,10 @@ def pca_view(path: Path | None, run_id: str) -> Any:
     if path.suffix != ".json":
         return f"Only the PNG is there ({path}); {how}"
     try:
-        return render_pca(json.loads(path.read_text()), height=PCA_HEIGHT)
-    except (OSError, ValueError, KeyError, IndexError) as exc:
+        data = json.loads(path.read_text())
+        render_pca(data)  # drawable: the keys and points are there (a damaged file is said here, not in render)
+        return data
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         return f"{path} cannot be drawn ({exc}); {how}"
 
 
