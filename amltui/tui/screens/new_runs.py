@@ -252,8 +252,8 @@ def _choice(value: str, options: tuple[str, ...] | list[str], default: str) -> s
 
 
 def preflight(request: LaunchRequest) -> None:
-    """The checks `amltui run` makes before queueing (data present and readable, subsets that fit the split, the
-    GPUs named), once per distinct data setting; ActionError with the fix when one fails."""
+    """amltui/app/preflight.py's checks before anything is queued (data present and readable, subsets that fit the
+    split, the GPUs named), once per distinct data setting; ActionError with the fix when one fails."""
     from amltui.app.preflight import PreflightError, check_config
 
     seen: set[tuple] = set()
