@@ -32,6 +32,11 @@ if TYPE_CHECKING:
     from amltui.tui.dashboard import DashboardApp
 
 
+# The columns' order on screen: the most telling first, so that 80 columns show A_orig, A_PGD and A_SA (the
+# exported table keeps core/metrics.py's METRIC_ORDER).
+SCREEN_ORDER = ("A_orig", "A_PGD", "A_SA", "A_IA", "A_IA_target", "A_AA")
+
+
 class ResultsScreen(Screen):
     BINDINGS = [
         Binding("escape,backspace", "app.pop_screen", "Back"),
@@ -126,7 +131,8 @@ class ResultsScreen(Screen):
             self.query_one("#frontier", Static).update(self.frontier)
             self.query_one("#results-title", Static).update(f"[b]Sweep {escape(self.sweep)}[/b]: a row per grid "
                                                             "point, sorted by the swept keys (s: next sweep)")
-        metrics = present_metrics(rows) if rows else []
+        present = present_metrics(rows) if rows else []
+        metrics = sorted(present, key=lambda m: SCREEN_ORDER.index(m) if m in SCREEN_ORDER else len(SCREEN_ORDER))
         self._fill_results(rows, metrics)
         self._fill_deltas(rows, metrics)
         notes = footnotes(rows, metrics) if rows else []
