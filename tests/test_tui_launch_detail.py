@@ -261,3 +261,13 @@ def test_the_final_line_shows_a_pgd_and_a_ia_target_on_one_line(demo: Path, size
         assert ("→tgt 14.10" if size[0] == 80 else "A_IA→target 14.10") in line
 
     run_app(demo, body, size)
+
+
+def test_a_running_run_shows_its_last_monitor_estimates(demo: Path) -> None:
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        app.push_screen(DetailScreen("ml_sa_ia-s0-demo"))  # running, epoch 3 of 6: no final metrics yet
+        await wait_for(pilot, lambda: "last epoch (monitor estimate" in screen_text(app), what="the estimates")
+        line = next(line for line in screen_text(app).splitlines() if "last epoch (monitor" in line)
+        assert "A_orig ~" in line and "A_SA ~" in line and "final (" not in screen_text(app)
+
+    run_app(demo, body)
