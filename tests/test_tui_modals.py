@@ -41,8 +41,8 @@ def test_confirm_is_a_centred_bordered_box_without_the_app_stylesheet() -> None:
 
 def test_the_launch_form_lays_out_its_grid_without_the_app_stylesheet(tmp_path: Path) -> None:
     x, y, width, height, border, cells = dialog_box(LaunchScreen(tmp_path))
-    assert width == 76 and border == "thick" and x == 2 and len(cells) == 20
+    assert width == 76 and border == "thick" and x == 2 and len(cells) == 24
     labels, fields = cells[0::2], cells[1::2]
     # The two-column grid: labels in an 11-column first column, one gutter, the fields after; one row each.
     assert {r.x for r in labels} == {labels[0].x} and {r.x for r in fields} == {labels[0].x + 12}
-    assert [r.y for r in labels] == [labels[0].y + i for i in range(10)]
+    assert [r.y for r in labels] == [labels[0].y + i for i in range(12)]

@@ -87,7 +87,8 @@ def test_dashboard_in_tmux_at_80x24(dashboard: Tmux) -> None:
     tmux.wait_for("sort created")
     tmux.keys("r")
     screen = tmux.wait_for("Results", "98.94 ± 0.05 (n=2)", "+0.35 (no spread measured, n=2)", "e Export")
-    assert screen.index("baseline  synthetic") < screen.index("ml_sa     synthetic")  # baseline pinned first
+    assert screen.index("S1   baseline") < screen.index("S1   ml_sa")  # the baseline first in its setting
+    assert "S1 = synthetic · quick" in screen
 
     # Back on the runs screen before `q`: an Escape followed closely by a key reads as Alt+key in a terminal.
     tmux.keys("Escape")

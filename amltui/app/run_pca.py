@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from amltui.app.fsutil import atomic_write_json
@@ -12,11 +13,18 @@ from core.evaluate import embeddings, pca_2d
 
 
 def write_pca(store: Store, run_id: str, *, n: int = 2000, device: str | None = None,
-              out: Path | None = None) -> Path:
-    """<run>/pca.png and <run>/pca.json (2-D points for terminal plots) from the run's checkpoint."""
+              out: Path | None = None, stage: Callable[[str], None] | None = None) -> Path:
+    """<run>/pca.png and <run>/pca.json (2-D points for terminal plots) from the run's checkpoint.
+
+    ``stage`` hears each step as it starts (the dashboard's PCA tab shows them)."""
+    say = stage or (lambda _text: None)
+    say("loading the run's checkpoint and data")
     run = load_run_model(store, run_id, device)
     rd, config = run.rd, run.config
-    emb = embeddings(run.model, load_run_data(config).test, config.eps_s, n=n)
+    data = load_run_data(config).test
+    say(f"embedding {min(n, len(data))} test images, natural and FGSM-perturbed (ε={config.eps_s})")
+    emb = embeddings(run.model, data, config.eps_s, n=n)
+    say("projecting (PCA) and drawing pca.png")
     nat, pert, explained = pca_2d(emb["natural"], emb["perturbed"])
     title = f"{run_id}: {config.variant}, seed {config.seed}, {config.dataset}, FGSM ε={config.eps_s}"
     path = pca_figure(nat, pert, emb["labels"], explained, title, out or rd.path / "pca.png")

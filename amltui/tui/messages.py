@@ -49,3 +49,21 @@ class ResultsLoaded(Message):
         self.rows = rows
         self.error = error
 
+
+
+class PcaStage(Message):
+    """The PCA worker of the detail screen began a step (``text``) or ended (``done``; ``error`` when it failed)."""
+
+    def __init__(self, text: str, done: bool = False, error: str | None = None) -> None:
+        super().__init__()
+        self.text = text
+        self.done = done
+        self.error = error
+
+
+class CompareLoaded(Message):
+    """The compare screen's runs were read (amltui.tui.screens.compare.RunCurves, in selection order)."""
+
+    def __init__(self, runs: list) -> None:
+        super().__init__()
+        self.runs = runs

@@ -1,8 +1,10 @@
-"""One run: loss and accuracy curves, final metrics, the live log, the resolved config, the PCA area."""
+"""One run: loss and accuracy curves, final metrics, the live log, the resolved config, the PCA figure (computed
+on request, as `amltui plot RUN --pca`), the robustness curve."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,15 +16,16 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Log, Static, TabbedContent, TabPane
+from textual.widgets import Footer, RichLog, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from amltui.app.records import DAMAGED, Status
 from amltui.app.run_progress import describe
 from amltui.tui.data import STATUS_STYLE, DetailReader, RunDetail, damaged_record
-from amltui.tui.messages import DetailLoaded
+from amltui.tui.messages import DetailLoaded, PcaStage
 from amltui.tui.widgets.chart import LineChart, Series
-from amltui.tui.widgets.pca_plot import render_pca
+from amltui.tui.widgets.pca_plot import PcaView, render_pca
+from core.metrics import METRIC_LABELS, METRIC_SHORT_LABELS
 
 if TYPE_CHECKING:
     from amltui.tui.dashboard import DashboardApp
@@ -32,11 +35,13 @@ LOSSES = (("train_loss", "total", "bold white"), ("train_ce_clean", "CE clean", 
           ("train_triplet_ia", "triplet IA", "yellow"))
 ACCURACIES = (("monitor_A_orig", "A_orig", "green"), ("monitor_A_SA", "A_SA", "red"),
               ("monitor_A_PGD", "A_PGD", "yellow"))
-FINAL = ("A_orig", "A_SA", "A_IA", "A_IA_target", "A_PGD", "A_AA")
-LABELS = {"A_IA_target": "A_IA→t"}
+FINAL = ("A_orig", "A_PGD", "A_SA", "A_IA", "A_IA_target", "A_AA")  # the most telling first (80 columns)
+HEAD_WIDTH = 78  # the header's width in an 80-column terminal (the default where the screen's is not known)
+MONITOR = ("A_orig", "A_PGD", "A_SA")  # estimated each epoch (monitor_*), shown until the final metrics exist
 
 
-def _series(epochs: list[dict[str, Any]], keys: tuple[tuple[str, str, str], ...]) -> list[Series]:
+def epoch_series(epochs: list[dict[str, Any]], keys: tuple[tuple[str, str, str], ...]) -> list[Series]:
+    """A chart series per (metrics.jsonl key, label, style) the epochs hold (loss terms that stay 0 left out)."""
     out = []
     for key, label, style in keys:
         points = [(float(e["epoch"]), float(e[key])) for e in epochs
@@ -46,7 +51,7 @@ def _series(epochs: list[dict[str, Any]], keys: tuple[tuple[str, str, str], ...]
     return out
 
 
-def head_text(record: dict[str, Any], progress: dict[str, Any]) -> Text:
+def head_text(record: dict[str, Any], progress: dict[str, Any], width: int = HEAD_WIDTH) -> Text:
     status = str(record.get("status", "?"))
     text = Text.assemble((str(record.get("id", "?")), "bold"), "  ", (status, STATUS_STYLE.get(status, "")))
     text.append(f"  {describe(record, progress)[0] if status in (Status.QUEUED, Status.RUNNING) else ''}".rstrip())
@@ -55,14 +60,9 @@ def head_text(record: dict[str, Any], progress: dict[str, Any]) -> Text:
                 f"preset {record.get('preset')}" + (f" · {where}" if where else ""), style="dim")
     metrics, counts = record.get("metrics") or {}, record.get("metrics_n") or {}
     if metrics:
-        sizes = sorted({str(counts.get(k, "?")) for k in FINAL if k in metrics})
-        text.append(f"\nfinal (n={'/'.join(sizes)}):", style="dim")
-        for key in FINAL:
-            if key in metrics:
-                text.append(f" {LABELS.get(key, key)} ", style="dim")
-                text.append(f"{metrics[key]:.2f}", style="bold")
-                if key == "A_AA" and len(sizes) > 1:
-                    text.append(f" (n={counts.get(key, '?')})", style="dim")
+        text.append(final_text(metrics, counts, width))
+    elif monitor := monitor_text(record.get("last") or {}):
+        text.append(monitor)
     if record.get(DAMAGED):
         text.append(f"\ndamaged: {record[DAMAGED]}", style="magenta")
     elif not metrics and record.get("error"):
@@ -78,6 +78,42 @@ def head_text(record: dict[str, Any], progress: dict[str, Any]) -> Text:
     others = [str(f) for f in record.get("flags") or [] if f not in {d.get("name") for d in details}]
     if others:
         text.append("\n⚠ " + ", ".join(others), style="bold yellow")
+    return text
+
+
+def final_text(metrics: dict[str, Any], counts: dict[str, Any], width: int = HEAD_WIDTH) -> Text:
+    """The final metrics on one line of ``width`` cells: the table labels, the narrow ones (core/metrics.py) where
+    those do not fit, and a break between two metrics (never inside one) where even they do not."""
+    sizes = sorted({str(counts.get(k, "?")) for k in FINAL if k in metrics})
+    lead = f"final (n={'/'.join(sizes)}):"
+    for labels in (METRIC_LABELS, METRIC_SHORT_LABELS):
+        items = []
+        for key in (k for k in FINAL if k in metrics):
+            item = Text.assemble((f" {labels[key]} ", "dim"), (f"{metrics[key]:.2f}", "bold"))
+            if key == "A_AA" and len(sizes) > 1:
+                item.append(f" (n={counts.get(key, '?')})", style="dim")
+            items.append(item)
+        if len(lead) + sum(len(i) for i in items) <= width:
+            break
+    text, line = Text(f"\n{lead}", style="dim"), len(lead)
+    for item in items:
+        if line + len(item) > width:
+            text.append("\n")
+            item, line = item[1:], 0
+        text.append(item)
+        line += len(item)
+    return text
+
+
+def monitor_text(last: dict[str, Any]) -> Text | None:
+    """The last epoch's monitor estimates (before the final evaluation), or None when there are none."""
+    values = [(key, last[f"monitor_{key}"]) for key in MONITOR if isinstance(last.get(f"monitor_{key}"), int | float)]
+    if not values:
+        return None
+    text = Text(f"\nlast epoch (monitor estimate, epoch {last.get('epoch', '?')}):", style="dim")
+    for key, value in values:
+        text.append(f" {METRIC_LABELS[key]} ", style="dim")
+        text.append(f"~{value:.2f}")
     return text
 
 
@@ -102,6 +138,7 @@ class DetailScreen(Screen):
         Binding("3", "tab('config')", "Config"),
         Binding("4", "tab('pca')", "PCA"),
         Binding("5", "tab('robustness')", "Robustness"),
+        Binding("p", "compute_pca", "Compute PCA"),
     ]
     app: DashboardApp
     # The last read of the run folder; watch_detail draws it (always: even a repeat brings new log lines).
@@ -119,12 +156,14 @@ class DetailScreen(Screen):
                     yield LineChart("loss", id="loss-chart")
                     yield LineChart("accuracy % (monitor)", id="acc-chart")
             with TabPane("Log", id="log"):
-                yield Log(max_lines=2000, id="log-view")
+                # wrapped, not cut: a traceback's long line must be readable at 80 columns
+                yield RichLog(max_lines=2000, wrap=True, markup=False, highlight=False, min_width=20,
+                              id="log-view")
             with TabPane("Config", id="config"):
                 with VerticalScroll():
                     yield Static("loading…", id="config-view")
             with TabPane("PCA", id="pca"):
-                yield Static(id="pca-view")
+                yield PcaView(id="pca-view")
             with TabPane("Robustness", id="robustness"):
                 with Vertical():
                     yield LineChart("accuracy % vs ε", id="curve-chart", x_name="ε")
@@ -132,6 +171,7 @@ class DetailScreen(Screen):
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
+        self.pca_busy = False
         self.reader = DetailReader(self.app.runs_dir, self.run_id)
         self.poll()
         self.set_interval(self.app.detail_interval, self.poll)
@@ -149,7 +189,7 @@ class DetailScreen(Screen):
                 return  # a newer poll waits behind this one: it reads instead (the log tail has not moved)
             try:
                 detail = self.reader.read()
-                head = head_text(detail.record, detail.progress)
+                head = head_text(detail.record, detail.progress, max(self.size.width - 2, 40))
             except Exception as exc:  # an odd file must not freeze the screen: say so, and poll again later
                 reason = f"cannot read the run folder: {type(exc).__name__}: {exc}"
                 detail = RunDetail(damaged_record(self.run_id, reason), {}, [], [], None, None)
@@ -164,29 +204,85 @@ class DetailScreen(Screen):
     def watch_detail(self, old: RunDetail | None, detail: RunDetail) -> None:
         record = detail.record
         epochs_total = record.get("epochs") if isinstance(record.get("epochs"), int) else None
-        self.query_one("#loss-chart", LineChart).plot(_series(detail.epochs, LOSSES), epochs_total)
-        self.query_one("#acc-chart", LineChart).plot(_series(detail.epochs, ACCURACIES), epochs_total)
-        if detail.new_log:
-            self.query_one("#log-view", Log).write_lines(detail.new_log)
+        self.query_one("#loss-chart", LineChart).plot(epoch_series(detail.epochs, LOSSES), epochs_total)
+        self.query_one("#acc-chart", LineChart).plot(epoch_series(detail.epochs, ACCURACIES), epochs_total)
+        log = self.query_one("#log-view", RichLog)
+        for line in detail.new_log:  # verbatim: a log line is never markup
+            log.write(Text(line))
         if old is None:  # the config does not change while the run exists: drawn once
             self.query_one("#config-view", Static).update(
                 config_table(detail.config, record.get("config_diff") or {}))
         self.query_one("#curve-chart", LineChart).plot(curve_series(detail.curve))
         self.query_one("#robustness-view", Static).update(robustness_text(record, detail.curve, self.run_id))
-        if old is None or detail.pca != old.pca:
-            self.query_one("#pca-view", Static).update(pca_view(detail.pca, self.run_id))
+        if (old is None or detail.pca != old.pca) and not self.pca_busy:
+            self.query_one("#pca-view", PcaView).show(pca_view(detail.pca, self.run_id))
+
+    def action_compute_pca(self) -> None:
+        """Compute the PCA figure here, in a thread (as `amltui plot RUN --pca`), and show it when done."""
+        if self.pca_busy:
+            return
+        self.pca_busy = True
+        self.query_one(TabbedContent).active = "pca"
+        self.pca_started, self.pca_step, self.pca_steps = time.monotonic(), "starting…", []
+        self.pca_timer = self.set_interval(1.0, self._show_pca_step)  # the seconds keep counting within a step
+        self._show_pca_step()
+        self._compute_pca()
+
+    def _show_pca_step(self) -> None:
+        seconds = time.monotonic() - self.pca_started
+        self.query_one("#pca-view", PcaView).show(Text.assemble(
+            ("computing the PCA figure", "bold"), f" ({seconds:.0f} s so far)\n", self.pca_step))
+
+    @work(thread=True, group="pca", exclusive=True, exit_on_error=False)
+    def _compute_pca(self) -> None:
+        from amltui.app.run_pca import write_pca  # torch: loaded only when asked for
+
+        steps: list[str] = []
+
+        def stage(text: str) -> None:
+            steps.append(text)
+            self.post_message(PcaStage(f"step {len(steps)}/3: {text}…"))
+
+        try:
+            write_pca(self.reader.store, self.run_id, stage=stage)
+        except Exception as exc:  # a missing checkpoint, unreadable data, …: said on the tab, never a crash
+            self.post_message(PcaStage("", done=True, error=f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(PcaStage("", done=True))
+
+    @on(PcaStage)
+    def _pca_stage(self, message: PcaStage) -> None:
+        if not message.done:
+            self.pca_step = message.text
+            self.pca_steps.append(message.text)
+            self._show_pca_step()
+            return
+        view = self.query_one("#pca-view", PcaView)
+        seconds = time.monotonic() - self.pca_started
+        self.pca_timer.stop()
+        self.pca_busy = False
+        if message.error:
+            view.show(Text.assemble(("the PCA figure could not be computed: ", "bold red"), message.error,
+                                      "\n", (f"press p to try again; `amltui plot {self.run_id} --pca` does the "
+                                             "same on the command line", "dim")))
+            return
+        self.notify(f"pca.png and pca.json written in {seconds:.0f} s", title=self.run_id, markup=False)
+        view.show(pca_view(self.reader.path / "pca.json", self.run_id))
 
 
 def pca_view(path: Path | None, run_id: str) -> Any:
-    """The PCA tab: the terminal scatter from pca.json, or how to make it."""
-    how = f"`amltui plot {run_id} --pca` writes it (pca.png and pca.json in the run folder)."
+    """The PCA tab: pca.json's content (PcaView draws it), or how to make it."""
+    how = (f"Press p to compute it here.\n`amltui plot {run_id} --pca` does the same on the command line (pca.png "
+           "and pca.json in the run folder).")
     if path is None:
         return f"No PCA embedding for this run yet. {how}"
     if path.suffix != ".json":
         return f"Only the PNG is there ({path}); {how}"
     try:
-        return render_pca(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError, IndexError) as exc:
+        data = json.loads(path.read_text())
+        render_pca(data)  # drawable: the keys and points are there (a damaged file is said here, not in render)
+        return data
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         return f"{path} cannot be drawn ({exc}); {how}"
 
 

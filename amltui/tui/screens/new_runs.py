@@ -1,15 +1,19 @@
-"""The launch form: variants × seeds with a preset, dataset, overrides and devices, queued via the CLI's launcher."""
+"""The launch form: variants × grid × seeds with a preset, data, overrides and devices, queued via the CLI's launcher.
+
+It reopens with the values last launched from the same runs folder (amltui/tui/screens/launch_values.py).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.reactive import reactive
-from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+from textual.widgets import Button, Input, Label, Select, Static
 
 from amltui.app.store import StoreError
 from amltui.app.sweeps import needs_confirmation
@@ -23,7 +27,11 @@ from amltui.tui.actions import (
     resolve_configs,
 )
 from amltui.tui.screens.dialog import Dialog
-from core.config import CHOICES, PRESET_VALUES, PRESETS, VARIANTS
+from amltui.tui.screens.launch_values import FormValues, check_overrides, load_values, save_values, subset_value
+from amltui.tui.widgets.tickbox import TickBox
+from core.config import CHOICES, PRESET_VALUES, PRESETS, VARIANTS, ConfigError
+
+ERROR_LINES = 5  # an error longer than this is cut: the form's buttons must stay on screen
 
 
 class LaunchScreen(Dialog[LaunchResult | None]):
@@ -35,19 +43,25 @@ class LaunchScreen(Dialog[LaunchResult | None]):
             grid-rows: 1;
             grid-gutter: 0 1;
             height: auto;
-            margin: 1 0 0 0;
+            margin: 0;
         }
 
-        #variants {
+        #variants, #subsets {
             height: 1;
         }
 
-        #variants Checkbox {
+        #variants TickBox {
             margin-right: 2;
+        }
+
+        #subsets Input {
+            width: 1fr;
+            margin-right: 1;
         }
 
         #form-error {
             height: auto;
+            max-height: 5;
             color: $text-error;
         }
     }
@@ -64,69 +78,114 @@ class LaunchScreen(Dialog[LaunchResult | None]):
         self.confirmed = 0  # the run count a second Launch has confirmed (amltui/app/sweeps.py CONFIRM_ABOVE)
 
     def compose(self) -> ComposeResult:
+        last = load_values(self.runs_dir)
+        self.preset = _choice(last.preset, PRESETS, "quick")
         with Vertical(id="dialog"):
             yield Static("[b]Launch runs[/b]  (variants × grid × seeds; Ctrl+S launches, Esc closes)")
             with Grid(id="form"):
-                yield Label("variants")
-                with Horizontal(id="variants"):
-                    for variant in VARIANTS:
-                        yield Checkbox(variant, value=variant == "ml_sa", id=f"v-{variant}", compact=True)
-                yield Label("seeds")
-                yield Input("0", placeholder="0,1,2 or 0-2", id="seeds", compact=True)
-                yield Label("preset")
-                yield Select([(p, p) for p in PRESETS], value="quick", allow_blank=False, id="preset", compact=True)
-                yield Label("dataset")
-                yield Select([(d, d) for d in CHOICES["dataset"]], value="mnist-sample", allow_blank=False,
-                             id="dataset", compact=True)
-                yield Label("overrides")
-                yield Input(placeholder="key=value … e.g. epochs=4 lr=3e-4", id="overrides", compact=True)
-                yield Label("grid")
-                yield Input(placeholder="KEY=V1,V2 … e.g. lambda_ia=0.25,0.5,1 lr=1e-4:1e-2:log:3", id="grid",
-                            compact=True)
-                yield Label("sweep")
-                yield Input(placeholder="sweep name [default: generated with a grid]", id="sweep", compact=True)
-                yield Label("gpus")
-                yield Input(placeholder="all visible; auto; 'none' = CPU; 0,1", id="gpus", compact=True)
-                yield Label("cpu slots")
-                yield Input(placeholder="default (1 per 8 cores)", id="cpu-slots", compact=True, type="integer")
-                yield Label("repeat")
-                yield Checkbox("run again even if an identical finished run exists", value=False, id="repeat",
-                               compact=True)
+                yield from self._what_fields(last)
+                yield from self._how_fields(last)
             yield Static(id="form-error")
             with Horizontal(classes="buttons"):
                 yield Button("Launch", id="launch", variant="primary", compact=True)
                 yield Button("Close", id="close", compact=True)
 
-    def on_mount(self) -> None:
-        self.query_one("#seeds", Input).focus()
+    def _what_fields(self, last: FormValues) -> ComposeResult:
+        """What to train: variants, seeds, preset, the data."""
+        yield Label("variants")
+        with Horizontal(id="variants"):
+            for variant in VARIANTS:
+                yield TickBox(variant, value=variant in last.variants, id=f"v-{variant}", compact=True)
+        yield Label("seeds")
+        yield Input(last.seeds, placeholder="0,1,2 or 0-2", id="seeds", compact=True)
+        yield Label("preset")
+        yield Select([(p, p) for p in PRESETS], value=self.preset, allow_blank=False, id="preset", compact=True)
+        yield Label("dataset")
+        yield Select([(d, d) for d in CHOICES["dataset"]], value=_choice(last.dataset, CHOICES["dataset"],
+                                                                          "mnist-sample"),
+                     allow_blank=False, id="dataset", compact=True)
+        yield Label("data dir")
+        yield Input(last.data_dir, placeholder="folder of the idx files [default: the download cache]",
+                    id="data-dir", compact=True)
+        yield Label("subsets")
+        with Horizontal(id="subsets"):
+            yield Input(last.train_subset, placeholder="train: all", id="train-subset", compact=True, type="integer")
+            yield Input(last.test_subset, placeholder="test: all", id="test-subset", compact=True, type="integer")
+
+    def _how_fields(self, last: FormValues) -> ComposeResult:
+        """How: overrides, the grid, devices, repeats."""
+        yield Label("overrides")
+        yield Input(last.overrides, placeholder="key=value … e.g. epochs=4 lr=3e-4", id="overrides", compact=True)
+        yield Label("grid")
+        yield Input(last.grid, placeholder="KEY=V1,V2 … e.g. lambda_ia=0.25,0.5,1 lr=1e-4:1e-2:log:3", id="grid",
+                    compact=True)
+        yield Label("sweep")
+        yield Input(placeholder="sweep name [default: generated with a grid]", id="sweep", compact=True)
+        yield Label("gpus")
+        yield Input(last.gpus, placeholder="all visible; auto; 'none' = CPU; 0,1", id="gpus", compact=True)
+        yield Label("cpu slots")
+        yield Input(last.cpu_slots, placeholder="default (1 per 8 cores)", id="cpu-slots", compact=True,
+                    type="integer")
+        yield Label("repeat")
+        yield TickBox("run again even if an identical finished run exists", value=last.repeat, id="repeat",
+                      compact=True)
+
+    def _text(self, widget_id: str) -> str:
+        return self.query_one(f"#{widget_id}", Input).value.strip()
+
+    def values(self) -> FormValues:
+        """The form as typed (what the next form on this runs folder reopens with)."""
+        return FormValues(
+            variants=[v for v in VARIANTS if self.query_one(f"#v-{v}", TickBox).value],
+            seeds=self._text("seeds"), preset=str(self.query_one("#preset", Select).value),
+            dataset=str(self.query_one("#dataset", Select).value), data_dir=self._text("data-dir"),
+            train_subset=self._text("train-subset"), test_subset=self._text("test-subset"),
+            overrides=self._text("overrides"), grid=self._text("grid"), gpus=self._text("gpus"),
+            cpu_slots=self._text("cpu-slots"), repeat=self.query_one("#repeat", TickBox).value)
 
     def request(self) -> LaunchRequest:
         """The form's values; raises ActionError on the first invalid one."""
-        variants = [v for v in VARIANTS if self.query_one(f"#v-{v}", Checkbox).value]
-        slots_text = self.query_one("#cpu-slots", Input).value.strip()
-        if slots_text and (not slots_text.isdigit() or int(slots_text) < 1):
+        values = self.values()
+        if values.cpu_slots and (not values.cpu_slots.isdigit() or int(values.cpu_slots) < 1):
             raise ActionError("cpu slots: a whole number ≥ 1 (or empty for the default)")
+        try:
+            data = {"data_dir": values.data_dir or None,
+                    "train_subset": subset_value("train subset", values.train_subset),
+                    "test_subset": subset_value("test subset", values.test_subset)}
+            overrides = values.overrides.split()
+            check_overrides(overrides, {key for key, value in data.items() if value is not None})
+        except ConfigError as exc:
+            raise ActionError(str(exc)) from None
         return LaunchRequest(
-            variants=variants,
-            seeds=parse_seeds(self.query_one("#seeds", Input).value),
-            preset=str(self.query_one("#preset", Select).value),
-            dataset=str(self.query_one("#dataset", Select).value),
-            overrides=self.query_one("#overrides", Input).value.split(),
-            gpus=self.query_one("#gpus", Input).value.strip() or None,
-            cpu_slots=int(slots_text) if slots_text else None,
-            repeat=self.query_one("#repeat", Checkbox).value,
-            grid=self.query_one("#grid", Input).value.split(),
-            sweep=self.query_one("#sweep", Input).value.strip() or None,
+            variants=values.variants,
+            seeds=parse_seeds(values.seeds),
+            preset=values.preset,
+            dataset=values.dataset,
+            overrides=[f"{key}={value}" for key, value in data.items() if value is not None] + overrides,
+            gpus=values.gpus or None,
+            cpu_slots=int(values.cpu_slots) if values.cpu_slots else None,
+            repeat=values.repeat,
+            grid=values.grid.split(),
+            sweep=self._text("sweep") or None,
         )
 
     @on(Select.Changed, "#preset")
     def _preset_changed(self, event: Select.Changed) -> None:
         # A preset may name its data (paper: the full MNIST); the form follows, and the user may still change it.
-        dataset = PRESET_VALUES.get(str(event.value), {}).get("dataset", "mnist-sample")
+        # Only a change by the user: the Changed of the remembered preset must keep the remembered dataset.
+        if str(event.value) == self.preset:
+            return
+        self.preset = str(event.value)
+        dataset = PRESET_VALUES.get(self.preset, {}).get("dataset", "mnist-sample")
         self.query_one("#dataset", Select).value = dataset
 
     def show_error(self, text: str) -> None:
-        self.query_one("#form-error", Static).update(f"[b red]✗[/] {text}" if text else "")
+        """One short error (verbatim, never markup); a long one is cut so the buttons stay on screen."""
+        lines = text.splitlines()
+        if len(lines) > ERROR_LINES:
+            lines = [*lines[: ERROR_LINES - 1], "… (`amltui config-keys` lists every key)"]
+        self.query_one("#form-error", Static).update(Text.assemble(("✗ ", "bold red"), "\n".join(lines))
+                                                     if text else "")
 
     def action_launch(self) -> None:
         if self.busy:
@@ -143,15 +202,16 @@ class LaunchScreen(Dialog[LaunchResult | None]):
             self.show_error(f"{n} runs (sweep {request.sweep}): press Launch / Ctrl+S again to queue them all")
             return
         self.busy = True
-        self.query_one("#form-error", Static).update(f"queueing {n} run(s)…")
-        self._launch(request)
+        self.query_one("#form-error", Static).update(f"checking the data, then queueing {n} run(s)…")
+        self._launch(request, self.values())
 
     def watch_busy(self, busy: bool) -> None:
         self.query_one("#launch", Button).disabled = busy
 
     @work(thread=True, group="launch", exclusive=True, exit_on_error=False)
-    def _launch(self, request: LaunchRequest) -> None:
+    def _launch(self, request: LaunchRequest, values: FormValues) -> None:
         try:
+            preflight(request)
             result = launch(self.runs_dir, request)
         except (ActionError, StoreError, OSError) as exc:
             self.app.call_from_thread(self._failed, str(exc))
@@ -159,6 +219,10 @@ class LaunchScreen(Dialog[LaunchResult | None]):
         except Exception as exc:  # unexpected: still report it in the form
             self.app.call_from_thread(self._failed, f"{type(exc).__name__}: {exc}")
             return
+        try:
+            save_values(self.runs_dir, values)
+        except (OSError, ValueError):
+            pass  # remembering the form is a convenience: the runs are queued all the same
         self.app.call_from_thread(self.dismiss, result)
 
     def _failed(self, text: str) -> None:
@@ -180,3 +244,25 @@ class LaunchScreen(Dialog[LaunchResult | None]):
     @on(Input.Submitted)
     def _submitted(self) -> None:
         self.action_launch()
+
+
+def _choice(value: str, options: tuple[str, ...] | list[str], default: str) -> str:
+    """A remembered Select value, or the default when it is no longer one of the options."""
+    return value if value in options else default
+
+
+def preflight(request: LaunchRequest) -> None:
+    """amltui/app/preflight.py's checks before anything is queued (data present and readable, subsets that fit the
+    split, the GPUs named), once per distinct data setting; ActionError with the fix when one fails."""
+    from amltui.app.preflight import PreflightError, check_config
+
+    seen: set[tuple] = set()
+    for config in resolve_configs(request):
+        key = (config.dataset, config.data_dir, config.train_subset, config.test_subset, config.device)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            check_config(config, gpus=request.gpus)
+        except PreflightError as exc:
+            raise ActionError(str(exc)) from None

@@ -1,4 +1,9 @@
-"""Seed-aggregated results (the numbers of `amltui export`): baselines pinned on top, paired deltas below."""
+"""Seed-aggregated results (the numbers of `amltui export`) grouped by setting, paired deltas below.
+
+A setting (dataset, preset and the config keys that differ from it) is long; the tables show a short label (S1,
+S2, …) in a frozen first column and the line under them spells the labels out, so rows that differ only in their
+setting stay distinguishable at 80 columns. Within a setting the baseline comes first (report.aggregate's order).
+"""
 
 from __future__ import annotations
 
@@ -27,6 +32,11 @@ if TYPE_CHECKING:
     from amltui.tui.dashboard import DashboardApp
 
 
+# The columns' order on screen: the most telling first, so that 80 columns show A_orig, A_PGD and A_SA (the
+# exported table keeps core/metrics.py's METRIC_ORDER).
+SCREEN_ORDER = ("A_orig", "A_PGD", "A_SA", "A_IA", "A_IA_target", "A_AA")
+
+
 class ResultsScreen(Screen):
     BINDINGS = [
         Binding("escape,backspace", "app.pop_screen", "Back"),
@@ -35,7 +45,14 @@ class ResultsScreen(Screen):
         Binding("tab", "app.focus_next", "Switch table", show=False),
     ]
     app: DashboardApp
-    TITLE = "[b]Results[/b]: test accuracy %, mean ± std over seeds (n); baselines pinned"
+    TITLE = "[b]Results[/b]: accuracy %, mean ± std over seeds (n); baseline first in each setting"
+    DEFAULT_CSS = """
+    ResultsScreen #settings {
+        height: auto;
+        max-height: 3;
+        padding: 0 1;
+    }
+    """
 
     # The seed-aggregated rows; watch_rows fills both tables (only when a read brought different rows).
     rows: reactive[list[Row]] = reactive(list, init=False, repaint=False)
@@ -47,10 +64,12 @@ class ResultsScreen(Screen):
         self.loaded = False
         self.sweep: str | None = None
         self.frontier: Any = None
+        self.labels: dict[tuple[str, str], str] = {}  # (dataset, setting) → S1, S2, … in the rows' order
 
     def compose(self) -> ComposeResult:
         yield Static(self.TITLE, id="results-title")
         yield DataTable(id="results", cursor_type="row", zebra_stripes=True)
+        yield Static(id="settings")
         yield Static("[b]Δ vs the reference baseline[/b] of the same setting, seed by seed (points)",
                      id="deltas-title")
         yield DataTable(id="deltas", cursor_type="row", zebra_stripes=True)
@@ -105,45 +124,71 @@ class ResultsScreen(Screen):
             self.rows = message.rows
 
     def watch_rows(self, rows: list[Row]) -> None:
-        # stable: baselines first; a sweep keeps its order (by the swept keys)
-        rows = rows if self.sweep else sorted(rows, key=lambda r: r.variant != "baseline")
+        # aggregate's order: by dataset and setting, the baseline first in each; a sweep's: by the swept keys
+        self.labels = setting_labels(rows)
         self.query_one("#frontier", Static).display = bool(self.sweep)
         if self.sweep:
             self.query_one("#frontier", Static).update(self.frontier)
             self.query_one("#results-title", Static).update(f"[b]Sweep {escape(self.sweep)}[/b]: a row per grid "
                                                             "point, sorted by the swept keys (s: next sweep)")
-        metrics = present_metrics(rows) if rows else []
+        present = present_metrics(rows) if rows else []
+        metrics = sorted(present, key=lambda m: SCREEN_ORDER.index(m) if m in SCREEN_ORDER else len(SCREEN_ORDER))
         self._fill_results(rows, metrics)
         self._fill_deltas(rows, metrics)
         notes = footnotes(rows, metrics) if rows else []
         self.query_one("#results-notes", Static).update(escape("\n".join(notes)))
+        self._show_settings()
+
+    def _show_settings(self, highlighted: int | None = None) -> None:
+        """All settings spelled out when they fit in three lines, else the highlighted row's."""
+        view = self.query_one("#settings", Static)
+        labels = self.labels
+        view.display = bool(labels)
+        if len(labels) <= 3:
+            view.update(Text("\n").join(_legend(label, key) for key, label in labels.items()))
+            return
+        rows = self.rows
+        row = rows[highlighted] if highlighted is not None and 0 <= highlighted < len(rows) else rows[0]
+        key = (row.dataset, row.setting)
+        view.update(_legend(labels[key], key) + Text(f"   ({len(labels)} settings: move the cursor to see "
+                                                     "another's)", style="dim"))
+
+    @on(DataTable.RowHighlighted, "#results")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if len(self.labels) > 3:
+            self._show_settings(event.cursor_row)
 
     def _fill_results(self, rows: list[Row], metrics: list[str]) -> None:
         table = self.query_one("#results", DataTable)
         table.clear(columns=True)
-        for label in ("variant", "dataset", *(METRIC_LABELS[m] for m in metrics), "seeds", "setting"):
+        for label in ("set", "variant", *(METRIC_LABELS[m] for m in metrics), "seeds", "dataset", "setting"):
             table.add_column(label, key=label)
         for row in rows:
             style = "bold" if row.variant == "baseline" else ""
-            table.add_row(Text(row.variant, style=style), row.dataset,
-                          *(row.cells[m].text() + _mark(row, m) for m in metrics), row.seeds_text(), row.setting)
-        table.fixed_rows = sum(r.variant == "baseline" for r in rows)
+            table.add_row(self._label(row), Text(row.variant, style=style),
+                          *(row.cells[m].text() + _mark(row, m) for m in metrics), row.seeds_text(), row.dataset,
+                          row.setting)
+        table.fixed_columns = 2  # the setting's label and the variant stay when the table scrolls sideways
         if not rows:
             table.add_column("")
             table.add_row("No finished runs yet: results appear as runs end (status done).")
+
+    def _label(self, row: Row) -> Text:
+        return Text(self.labels[(row.dataset, row.setting)], style="bold cyan")
 
     def _fill_deltas(self, rows: list[Row], metrics: list[str]) -> None:
         deltas = self.query_one("#deltas", DataTable)
         deltas.clear(columns=True)
         paired = [r for r in rows if r.deltas or r.pairing]
-        for label in ("variant", "dataset", *(f"Δ{METRIC_LABELS[m]}" for m in metrics), "setting"):
+        for label in ("set", "variant", *(f"Δ{METRIC_LABELS[m]}" for m in metrics), "dataset", "setting"):
             deltas.add_column(label)
         for row in paired:
             if row.deltas:
                 cells = [_delta(row.deltas[m], _mark(row, m)) for m in metrics]
             else:  # no reference baseline in this setting: say so rather than pair with another row
                 cells = [Text(row.pairing, style="yellow")] + [Text("")] * (len(metrics) - 1)
-            deltas.add_row(row.variant, row.dataset, *cells, row.setting)
+            deltas.add_row(self._label(row), row.variant, *cells, row.dataset, row.setting)
+        deltas.fixed_columns = 2
         self.query_one("#deltas-title").display = bool(paired)
         deltas.display = bool(paired)
 
@@ -167,6 +212,19 @@ class ResultsScreen(Screen):
             self.app.call_from_thread(self.notify, f"export failed: {exc}", severity="error", markup=False)
             return
         self.app.call_from_thread(self.notify, str(path), title="Results exported", markup=False)
+
+
+def setting_labels(rows: list[Row]) -> dict[tuple[str, str], str]:
+    """A short label per (dataset, setting), numbered in the order the rows show them."""
+    labels: dict[tuple[str, str], str] = {}
+    for row in rows:
+        labels.setdefault((row.dataset, row.setting), f"S{len(labels) + 1}")
+    return labels
+
+
+def _legend(label: str, key: tuple[str, str]) -> Text:
+    dataset, setting = key
+    return Text.assemble((label, "bold cyan"), f" = {dataset} · {setting}")
 
 
 def _mark(row: Row, metric: str) -> str:

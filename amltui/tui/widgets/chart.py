@@ -31,13 +31,17 @@ def _label(value: float) -> str:
 
 
 def render_chart(title: str, series: list[Series], width: int, height: int, x_max: float | None = None,
-                 empty: str = "no data yet", x_name: str = "epoch") -> list[Text]:
-    """The chart as ``height`` lines of ``width`` cells (pure: tested without an app)."""
-    legend = Text(title, style="bold")
-    for s in series:
-        legend.append("  ━ ", style=s.style)
-        legend.append(s.label)
-    lines = [legend]
+                 empty: str = "no data yet", x_name: str = "epoch", legend: bool = True) -> list[Text]:
+    """The chart as ``height`` lines of ``width`` cells (pure: tested without an app).
+
+    ``legend=False``: the title line names no series (a legend of its own is shown elsewhere, e.g. long run ids).
+    """
+    head = Text(title, style="bold")
+    for s in series if legend else []:
+        head.append("  ━ ", style=s.style)
+        head.append(s.label)
+    head.truncate(width)
+    lines = [head]
     plot_w, plot_h = width - Y_LABEL, height - 2
     points = [p for s in series for p in _finite(s.points)]
     if plot_w < 4 or plot_h < 1 or not points:
@@ -83,10 +87,11 @@ class LineChart(Widget):
     DEFAULT_CSS = "LineChart { height: 1fr; min-height: 5; }"
 
     def __init__(self, title: str, *, id: str | None = None, classes: str | None = None,
-                 x_name: str = "epoch") -> None:
+                 x_name: str = "epoch", legend: bool = True) -> None:
         super().__init__(id=id, classes=classes)
         self.title = title
         self.x_name = x_name
+        self.legend = legend
         self.series: list[Series] = []
         self.x_max: float | None = None
 
@@ -97,4 +102,5 @@ class LineChart(Widget):
 
     def render(self) -> RenderableType:
         width, height = self.content_size
-        return Group(*render_chart(self.title, self.series, width, height, self.x_max, x_name=self.x_name))
+        return Group(*render_chart(self.title, self.series, width, height, self.x_max, x_name=self.x_name,
+                                   legend=self.legend))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.text import Text
+from textual.widget import Widget
 
 from amltui.tui.widgets.braille import BrailleCanvas
 
@@ -42,3 +43,26 @@ def render_pca(data: dict[str, Any], width: int = 78, height: int = 14) -> Group
     lines.append(Text(f"PC1 {100 * explained[0]:.0f}% · PC2 {100 * explained[1]:.0f}% of the natural variance · "
                       f"{len(natural)} images", style="dim"))
     return Group(*lines)
+
+
+class PcaView(Widget):
+    """The detail screen's PCA area: the scatter drawn to the widget's own size, or a message in its place."""
+
+    DEFAULT_CSS = "PcaView { height: 1fr; }"
+    ROWS_AROUND = 3  # the panels' heading, the class legend and the PC line
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.data: dict[str, Any] | None = None
+        self.message: RenderableType = ""
+
+    def show(self, content: dict[str, Any] | RenderableType) -> None:
+        """A pca.json's content (drawn at the current size, again after each resize) or a message."""
+        self.data, self.message = (content, "") if isinstance(content, dict) else (None, content)
+        self.refresh()
+
+    def render(self) -> RenderableType:
+        if self.data is None:
+            return self.message
+        width, height = self.content_size
+        return render_pca(self.data, width=max(width, 23), height=max(height - self.ROWS_AROUND, 4))
