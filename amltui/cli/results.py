@@ -12,10 +12,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from amltui.app import service
-from amltui.app.records import DAMAGED, STATUSES, Status
+from amltui.app.filters import STATUSES
+from amltui.app.records import DAMAGED, Status
+from amltui.app.run_progress import phase_progress, read_progress
 from amltui.app.runs import EVALUABLE, HumanSetsRefused, RunFailure, evaluate_human_sets, evaluate_run, run_dir
 from amltui.app.service import RobustnessRequest
 from amltui.cli import options as o
+from amltui.cli import runs_listing
 from amltui.cli.common import (
     FLAG_MARK,
     all_records,
@@ -33,7 +36,6 @@ from amltui.cli.common import (
     warn_unindexed,
 )
 from amltui.cli.progress_bars import RunProgress
-from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 
 def register(app: typer.Typer) -> None:
@@ -43,77 +45,55 @@ def register(app: typer.Typer) -> None:
 
 def ls(
     as_json: o.AsJson = False,
-    status: Annotated[str | None, typer.Option(help="Only runs with this status: "
-                                               f"{', '.join((*STATUSES, DAMAGED))}.")] = None,
+    status: Annotated[list[str] | None, typer.Option(help="Only runs with this status (repeatable, or a comma "
+                                                     f"list): {', '.join(STATUSES)}.")] = None,
+    where: o.Where = None,
+    sort: Annotated[str | None, typer.Option(help="Order by a record field, config key or metric, e.g. created, "
+                                             "A_PGD; -KEY (or --reverse) for descending [default: the store's "
+                                             "order].")] = None,
+    reverse: Annotated[bool, typer.Option("--reverse", help="Descending order (with --sort).")] = False,
     runs_dir: o.RunsDir = None,
 ) -> None:
-    """List runs. A run whose record or folder is damaged is listed as "damaged", with the reason on stderr."""
-    from amltui.app.filters import apply_where, check_value
+    """List runs, with each one's progress, metrics and failure reason.
 
+    A run whose record or folder is damaged is listed as "damaged", with the reason on stderr. A running run in a
+    long quiet phase shows that phase's own progress (inv 120/1000, eval A_PGD 3/10) instead of its epoch.
+    """
     store = open_store(runs_dir)
     reap_lost(store)
-    records = all_records(store)
-    emptied = None
-    if status:
-        with user_errors():
-            records, emptied = apply_where(records, [("status", status, check_value("status", status, "--status"))],
-                                           "--status")
+    everything = all_records(store)
+    with user_errors():
+        records, emptied = runs_listing.select(everything, status, where)
+        if sort:
+            records = runs_listing.sort_records(records, *runs_listing.sort_key(sort, reverse, records))
     if as_json:
-        keys = ("id", "variant", "seed", "dataset", "preset", "status", "epoch", "epochs", "metrics", "metrics_n",
-                "pid", "host", "slot", "gpu", "gpu_peak_mib", "device", "executor", "slurm_job_id", "created",
-                "started", "ended", "error", "select", "selected_epoch", "flags", "flag_details", "damaged")
-        typer.echo(json.dumps([{k: r.get(k) for k in keys} | {"flags": r.get("flags") or []} for r in records],
-                              indent=1))
-        warn_unindexed(store, records)
+        typer.echo(json.dumps([{k: r.get(k) for k in LS_JSON_KEYS} | {"flags": r.get("flags") or []}
+                               for r in records], indent=1))
+        warn_unindexed(store, everything)
         return
     if emptied:
         console.print(emptied, highlight=False, markup=False)
         return
     if not records:
-        if not warn_unindexed(store, records):
+        if not warn_unindexed(store, everything):
             console.print(f"no runs in {store.runs_dir} (start one with `amltui run`)", markup=False)
         return
-    console.print(runs_table(records, console.width))
+    phases = {r["id"]: phase_progress(read_progress(store, r["id"])) for r in records
+              if r.get("status") == Status.RUNNING}
+    console.print(runs_listing.runs_table(records, console.width, {k: v for k, v in phases.items() if v}))
     flagged = sorted({str(f) for r in records for f in r.get("flags") or []})
     if flagged:
         console.print(f"{FLAG_MARK} flagged: {', '.join(flagged)} — `amltui show RUN` gives the rule and the numbers",
                       highlight=False, markup=False)
     warn_damaged(records)
-    warn_unindexed(store, records)
+    warn_unindexed(store, everything)
 
 
-# Columns of `amltui ls`, most important first: on a narrow terminal the last ones are left out, not squeezed.
-LS_COLUMNS = ("id", "status", "!", "epoch", "gpu", "A_orig", "A_SA", "A_IA", "A_PGD", "variant", "seed", "dataset",
-              "A_IA_target", "A_AA", "slot")
-
-
-def runs_table(records: list[dict], width: int) -> Table:
-    """The runs as a table that fits ``width`` columns by dropping the least important columns."""
-    def cell(r: dict, col: str) -> str:
-        metrics = r.get("metrics") or {}
-        if col in METRIC_ORDER:
-            return f"{metrics[col]:.2f}" if col in metrics else ""
-        if col == "epoch":
-            return f"{r.get('epoch', 0)}/{r.get('epochs', '?')}"
-        if col == "gpu":  # where a running run is, as `amltui gpus` names it (gpu2, gpu0.mig1)
-            return str(r.get("gpu") or "") if r.get("status") == Status.RUNNING else ""
-        if col == "!":  # a flagged run (core/flags.py), e.g. gradient masking
-            return FLAG_MARK if r.get("flags") else ""
-        return str(r.get(col) if r.get(col) is not None else "")
-
-    def title(col: str) -> str:
-        return METRIC_LABELS.get(col, col).replace("A_IA→target", "→tgt")
-
-    present = [c for c in LS_COLUMNS if c not in (*METRIC_ORDER, "gpu", "!") or any(cell(r, c) for r in records)]
-    widths = {c: max([len(title(c))] + [len(cell(r, c)) for r in records]) for c in present}
-    while len(present) > 3 and sum(widths[c] + 3 for c in present) > width:
-        present.pop()
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in present:
-        table.add_column(title(col), no_wrap=True, justify="right" if col in METRIC_ORDER else "left")
-    for r in records:
-        table.add_row(*(status_text(cell(r, c)) if c == "status" else escape(cell(r, c)) for c in present))
-    return table
+LS_JSON_KEYS = ("id", "variant", "seed", "dataset", "preset", "status", "epoch", "epochs", "metrics", "metrics_n",
+                "pid", "host", "slot", "gpu", "gpu_peak_mib", "device", "executor", "slurm_job_id", "created",
+                "started", "ended", "error", "select", "selected_epoch", "flags", "flag_details", "damaged", "tags",
+                "note", "sweep")
+runs_table = runs_listing.runs_table  # tests and older callers import it from here
 
 
 def show(run: o.RunArg, runs_dir: o.RunsDir = None) -> None:
@@ -356,9 +336,7 @@ def plot(
 def export(
     fmt: Annotated[o.Format, typer.Option("--format", "-f", help="Table format.")] = "md",
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of printing.")] = None,
-    where: Annotated[list[str] | None, typer.Option(help="Only runs with key=value in their record or config "
-                                                    "(e.g. dataset=mnist); repeatable. Unknown keys and values "
-                                                    "are refused with a suggestion.")] = None,
+    where: o.Where = None,
     with_runs: Annotated[bool, typer.Option("--with-runs", help="List the run ids behind each row.")] = False,
     group_by: Annotated[str | None, typer.Option(help="Pool by these record/config keys, e.g. variant,dataset "
                                                  "[default: pool only runs equal in all but the seed].")] = None,
