@@ -127,7 +127,7 @@ def test_download_fills_the_cache_and_fails_clearly_offline(published, tmp_path,
     cache = tmp_path / "cache"
     assert locate(None, cache=cache) == cache and len(served) == 10
     assert locate(None, cache=cache) == cache and len(served) == 10  # cached: no second download
-    with pytest.raises(HumanSetsNotFound, match="--from-dir"):
+    with pytest.raises(HumanSetsNotFound, match="--human-sets-dir"):
         locate(None, cache=tmp_path / "empty", download=False)
 
     def offline(url, timeout):

@@ -115,7 +115,8 @@ def _generate_split(data: Dataset, part: str, eps: float, mode: str, cache_root:
 def show(
     split: Annotated[o.Split, typer.Option(help="Which split's examples.")] = "test",
     n: Annotated[int, typer.Option("-n", help="How many examples to show.", min=1)] = 12,
-    out: Annotated[Path | None, typer.Option(help="PNG to write [default: <runs-dir>/invariance-<split>.png].")] = None,
+    out: Annotated[Path | None, typer.Option(help="PNG to write (a folder: the default name in it) "
+                                              "[default: <runs-dir>/invariance-<dataset>-<split>.png].")] = None,
     runs_dir: o.RunsDir = None,
     **options: Any,
 ) -> None:

@@ -144,8 +144,10 @@ def eval_(
     human_sets: Annotated[bool, typer.Option("--human-sets", help="Score Tramèr et al.'s human-labelled "
                                              "invariance sets instead of re-running the test metrics (MNIST-digit "
                                              "runs only: mnist, mnist-sample).")] = False,
-    from_dir: Annotated[Path | None, typer.Option(help="Local copy of invariance_examples/ "
-                                                  "[default: download where the network allows].")] = None,
+    human_sets_dir: Annotated[Path | None, typer.Option(help="Local copy of invariance_examples/ (the same option "
+                                                        "as `reproduce --human-sets-dir`) [default: download where "
+                                                        "the network allows].")] = None,
+    from_dir: Annotated[Path | None, typer.Option(hidden=True, help="Old name of --human-sets-dir.")] = None,
     mnist_dir: Annotated[Path | None, typer.Option(help="MNIST idx folder, for the original test labels "
                                                    "[default: the run's data if it is full MNIST].")] = None,
     autoattack: Annotated[bool, typer.Option("--autoattack", help="A_AA: AutoAttack (torchattacks; the run's "
@@ -173,7 +175,8 @@ def eval_(
     record = _evaluable(resolve_run(store, run))
     if human_sets:
         try:
-            results = evaluate_human_sets(store, record["id"], from_dir=from_dir, mnist_dir=mnist_dir, device=device)
+            results = evaluate_human_sets(store, record["id"], from_dir=human_sets_dir or from_dir,
+                                          mnist_dir=mnist_dir, device=device)
         except HumanSetsRefused as exc:
             fail(str(exc))
         except RunFailure as exc:
@@ -277,7 +280,7 @@ def _print_human_sets(run_id: str, results: dict) -> None:
 
 def plot(
     run: Annotated[str | None, typer.Argument(help="Run id (or a unique prefix of it); not with --sweep.")] = None,
-    pca: Annotated[bool, typer.Option("--pca", help="PCA of h(x), natural vs FGSM (Figure 1).")] = True,
+    pca: Annotated[bool, typer.Option("--pca/--no-pca", help="PCA of h(x), natural vs FGSM (Figure 1).")] = True,
     n: Annotated[int, typer.Option("-n", help="Test images to embed (stratified).")] = 2000,
     out: Annotated[Path | None, typer.Option(help="PNG path [default: <run>/pca.png].")] = None,
     device: Annotated[str | None, typer.Option(help="Device [default: the run's].")] = None,
