@@ -18,7 +18,7 @@ from amltui.app.run_progress import phase_progress, read_progress
 from amltui.app.runs import EVALUABLE, HumanSetsRefused, RunFailure, evaluate_human_sets, evaluate_run, run_dir
 from amltui.app.service import RobustnessRequest
 from amltui.cli import options as o
-from amltui.cli import runs_listing
+from amltui.cli import run_details, runs_listing
 from amltui.cli.common import (
     FLAG_MARK,
     all_records,
@@ -103,16 +103,12 @@ def show(run: o.RunArg, runs_dir: o.RunsDir = None) -> None:
     record = resolve_run(store, run)
     rd = run_dir(store.runs_dir, record["id"])
     console.print(f"[bold]{record['id']}[/]  {status_text(record.get('status', ''))}  folder {escape(str(rd.path))}")
-    for key in ("variant", "preset", "seed", "dataset", "fingerprint", "device", "code_version", "created",
-                "started", "ended", "error", "select", "selected_epoch", "monitor", "stall", "cancel_requested"):
-        if record.get(key) is not None:
-            console.print(f"  {key}: {record[key]}", highlight=False, markup=False)
-    if record.get("traceback"):
-        console.print("  traceback (tail):\n" + str(record["traceback"]), highlight=False, markup=False)
+    console.print(run_details.kv_grid(run_details.record_pairs(record), console.width))
+    run_details.print_error(console, record)
     try:
         config = rd.read_config().to_dict()
-        console.print("  config: " + ", ".join(f"{k}={v}" for k, v in config.items()), highlight=False,
-                      markup=False)
+        console.print(f"config ({len(config)} keys; `amltui config-keys` explains them)", highlight=False)
+        console.print(run_details.kv_grid([(k, str(v)) for k, v in config.items()], console.width))
     except (OSError, ValueError) as exc:
         console.print(f"  config: unreadable ({exc})", highlight=False, markup=False)
     try:
@@ -124,15 +120,7 @@ def show(run: o.RunArg, runs_dir: o.RunsDir = None) -> None:
     if epochs:
         where = (f"hold-out of {record.get('n_holdout')} training images" if record.get("monitor") == "holdout"
                  else "test subset, curves only")
-        table = Table(title=f"epochs (monitor: {where})")
-        cols = ["epoch", "train_loss", "train_ce_clean", "train_ce_adv", "train_triplet_sa", "train_triplet_ia",
-                "monitor_A_orig", "monitor_A_SA", "monitor_A_PGD", "seconds"]
-        cols = [c for c in cols if any(c in m for m in epochs)]
-        for c in cols:
-            table.add_column(c.replace("train_", "").replace("monitor_", "mon "), justify="right")
-        for m in epochs:
-            table.add_row(*(f"{m[c]:.4g}" if isinstance(m.get(c), float) else escape(str(m.get(c, ""))) for c in cols))
-        console.print(table)
+        console.print(run_details.epoch_table(epochs, where))
     if record.get("metrics"):
         print_metrics(record)
     print_robustness(record, rd)
