@@ -44,8 +44,8 @@ def _describe(record: dict[str, Any], progress: dict[str, Any]) -> tuple[str, fl
     status = record.get("status", "?")
     if status in TERMINAL:
         metrics = record.get("metrics") or {}
-        text = status + (f"  A_orig {metrics['A_orig']:.2f}  A_SA {metrics.get('A_SA', float('nan')):.2f}"
-                         if "A_orig" in metrics else f"  {record.get('error') or ''}"[:80])
+        shown = "".join(f"  {k} {metrics[k]:.2f}" for k in ("A_orig", "A_SA") if k in metrics)
+        text = status + (shown if "A_orig" in metrics else f"  {record.get('error') or ''}"[:80])
         return text, 1, 1
     kind = progress.get("kind")
     if status in ("queued", "orphaned"):

@@ -336,6 +336,7 @@ class _Execution:
     resume: bool
     emit: Listener
     safe: SafePoints | None
+    ended: dict[str, Any] | None = None  # the last long step whose end was logged
 
     def check(self, phase: str | None = None) -> None:
         if self.safe is not None:
@@ -348,7 +349,8 @@ class _Execution:
 
     def checked(self, kind: str, data: dict[str, Any]) -> None:
         self.emit(kind, data)
-        if kind in ("invariance", "eval") and data.get("done") == data.get("total"):  # a long step's end
+        if kind in ("invariance", "eval") and data.get("done") == data.get("total") and data != self.ended:
+            self.ended = data  # a long step's end, once
             self.rd.log(f"{kind} " + " ".join(f"{k}={v}" for k, v in data.items()))
         self.check(_EVENT_PHASE.get(kind))  # between batches / chunks: a safe point
 
