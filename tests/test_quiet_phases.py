@@ -15,22 +15,10 @@ from amltui.app.runs import create_run
 from amltui.app.store import Store
 from amltui.cli import app
 from core.config import RunConfig
+from tests.test_cancel import TINY, WAIT, wait_for  # one way to wait for a worker (generous timeouts)
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = dict(dataset="synthetic", arch="small", train_subset=256, test_subset=128, batch_size=64, eval_batch_size=128,
-            pgd_steps=3, threads=1)
-WAIT = 240  # generous: a fresh worker imports torch on a busy machine
 runner = CliRunner()
-
-
-def wait_for(predicate, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.mark.parametrize("phase, variant, shown, logged", [

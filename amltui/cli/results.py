@@ -162,21 +162,23 @@ def eval_(
     store = open_store(runs_dir)
     record = _evaluable(resolve_run(store, run))
     if human_sets:
-        try:
-            results = evaluate_human_sets(store, record["id"], from_dir=human_sets_dir or from_dir,
-                                          mnist_dir=mnist_dir, device=device)
-        except HumanSetsRefused as exc:
-            fail(str(exc))
-        except RunFailure as exc:
-            fail(str(exc), code=1)
-        _print_human_sets(record["id"], results)
-        return
+        return _human_sets(store, record["id"], human_sets_dir or from_dir, mnist_dir, device)
     with user_errors():
         grid = service.parse_grid(eps_grid) if eps_grid else None
     robust = RobustnessRequest(autoattack, curve, checks, subset, grid, pgd_steps, restarts, device)
     record = _evaluate(store, record, robust)
     print_metrics(record)
     print_robustness(record, run_dir(store.runs_dir, record["id"]), curve=curve)
+
+
+def _human_sets(store, run_id: str, folder: Path | None, mnist_dir: Path | None, device: str | None) -> None:
+    try:
+        results = evaluate_human_sets(store, run_id, from_dir=folder, mnist_dir=mnist_dir, device=device)
+    except HumanSetsRefused as exc:
+        fail(str(exc))
+    except RunFailure as exc:
+        fail(str(exc), code=1)
+    _print_human_sets(run_id, results)
 
 
 def _evaluable(record: dict) -> dict:
@@ -295,20 +297,7 @@ def plot(
     from amltui.app.run_pca import write_pca
 
     if curve:
-        store = open_store(runs_dir)
-        record = resolve_run(store, run)
-        rd = run_dir(store.runs_dir, record["id"])
-        from amltui.app.robustness import read_curve, write_curve_png
-
-        data = read_curve(rd)
-        if data is None:
-            _evaluate(store, record, RobustnessRequest(curve=True, device=device), base=False)
-            data = read_curve(rd)
-        else:
-            write_curve_png(data, out or rd.path / "curve.png", f"{record['id']}: {record.get('variant')}, seed "
-                            f"{record.get('seed')}, {record.get('dataset')} (ε_s={data.get('eps_s')})")
-        print_robustness({}, rd, curve=True)
-        return
+        return _plot_curve(runs_dir, run, device, out)
     if not pca:
         fail("nothing to plot: choose --pca (the default) or --curve")
     store = open_store(runs_dir)
@@ -322,6 +311,23 @@ def plot(
     except OSError as exc:
         fail(f"cannot write the figure: {describe_os_error(exc)}")
     console.print(f"wrote {path}", highlight=False, markup=False)
+
+
+def _plot_curve(runs_dir: Path | None, run: str, device: str | None, out: Path | None) -> None:
+    """`plot --curve`: the accuracy-vs-ε curve, computed as by `eval --curve` when the run has none yet."""
+    from amltui.app.robustness import read_curve, write_curve_png
+
+    store = open_store(runs_dir)
+    record = resolve_run(store, run)
+    rd = run_dir(store.runs_dir, record["id"])
+    data = read_curve(rd)
+    if data is None:
+        _evaluate(store, record, RobustnessRequest(curve=True, device=device), base=False)
+        data = read_curve(rd)
+    else:
+        write_curve_png(data, out or rd.path / "curve.png", f"{record['id']}: {record.get('variant')}, seed "
+                        f"{record.get('seed')}, {record.get('dataset')} (ε_s={data.get('eps_s')})")
+    print_robustness({}, rd, curve=True)
 
 
 def export(
