@@ -193,7 +193,9 @@ def test_summary_keeps_abbreviations_and_cuts_at_clauses():
     assert first_sentence("Invariance examples (Tramèr et al. 2020, L∞): make. More.") == \
         "Invariance examples (Tramèr et al. 2020, L∞): make"
     assert summary("Queue runs (the cross product of --variants, --seeds and --grid) and wait for them, "
-                   "showing progress.") == "Queue runs"
+                   "showing progress.") == "Queue runs and wait for them, showing progress"
+    assert summary("List the visible GPUs: --gpus position, name, UUID, memory, utilisation, other people's "
+                   "processes.") == "List the visible GPUs"
     assert summary("List runs.") == "List runs"
 
 

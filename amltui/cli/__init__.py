@@ -81,5 +81,5 @@ def config_keys(
     variant: Annotated[Variant, typer.Option(help="Variant whose loss weights the per-preset defaults show.")]
     = Variant.ml_sa,
 ) -> None:
-    """List every config key (for --set): type, valid values, description and its default under each preset."""
+    """List every config key of --set with its type, valid values, description and default per preset."""
     console.print(escape(key_reference(variant.value)), highlight=False, soft_wrap=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from typer.core import TyperArgument
 
-SUMMARY_WIDTH = 72  # a longer first sentence is cut at its last clause boundary within this width
+SUMMARY_WIDTH = 80  # a longer first sentence is cut at its last clause boundary within this width
 ABBREVIATIONS = ("et al", "e.g", "i.e", "vs", "cf", "etc", "approx")
 CLAUSE_ENDS = (": ", "; ", " — ", " (")  # never ", ": that would cut a list short
 
@@ -32,8 +32,11 @@ def _balanced(text: str) -> bool:
 
 
 def summary(text: str, width: int = SUMMARY_WIDTH) -> str:
-    """A whole phrase for a command list: the first sentence, or its longest leading clause that fits ``width``."""
+    """A whole phrase for a command list: the first sentence; if it is longer than ``width``, without its
+    parentheses; if still longer, its longest leading clause that fits (or else all of it: never a cut word)."""
     sentence = first_sentence(text)
+    if len(sentence) > width:
+        sentence = re.sub(r" \([^()]*\)", "", sentence)
     if len(sentence) <= width:
         return sentence
     cuts = [i for end in CLAUSE_ENDS for i in _positions(sentence, end) if i <= width and _balanced(sentence[:i])]

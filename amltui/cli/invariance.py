@@ -56,7 +56,7 @@ def generate(
     runs_dir: o.RunsDir = None,
     **options: Any,
 ) -> None:
-    """Make the invariance set of a split (one example per image) and cache it under <runs-dir>/cache/.
+    """Make and cache the invariance set of a split (one example per image), under <runs-dir>/cache/.
 
     Interrupted generation keeps its finished chunks and resumes; a second call reuses the cache.
     """

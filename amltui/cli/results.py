@@ -341,7 +341,7 @@ def export(
                                               "the swept keys (`run --grid … --sweep NAME`).")] = None,
     runs_dir: o.RunsDir = None,
 ) -> None:
-    """Results table: mean ± std over seeds with n, paired differences against the baseline."""
+    """Results table: mean ± std (n) over seeds, paired differences against the baseline."""
     if out is not None and out.is_dir():
         fail(f"--out {out} is a folder; give a file path, e.g. {out / ('results.' + str(fmt))}")
     store = open_store(runs_dir)
