@@ -69,7 +69,7 @@ def test_ls_show_eval_and_export(tmp_path):
 
     run_id = listed[0]["id"]
     shown = invoke("show", run_id[:-2], "--runs-dir", str(tmp_path))  # a unique prefix is enough
-    assert shown.exit_code == 0 and run_id in shown.output and "config:" in shown.output
+    assert shown.exit_code == 0 and run_id in shown.output and "config (" in shown.output
 
     evaluated = invoke("eval", run_id, "--runs-dir", str(tmp_path))
     assert evaluated.exit_code == 0, evaluated.output
