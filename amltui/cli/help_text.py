@@ -55,9 +55,12 @@ class _UsageArgument(TyperArgument):
         name = name if name.endswith("...") or self.nargs == 1 else name + "..."
         return name if self.required else f"[{name}]"
 
+    def _rich_display_name(self) -> str:
+        return super()._rich_display_name().upper()
+
     def display_type_rich(self, ctx: Any) -> str | None:
         text = super().display_type_rich(ctx)
-        return None if text == "<str>" else text
+        return None if text in ("<str>", "<list[str]>") else text
 
 
 def tidy(command: Any) -> Any:
