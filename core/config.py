@@ -10,6 +10,7 @@ dashboard's form) and ``key_reference()`` (`amltui config-keys`) are all derived
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import hashlib
 import json
@@ -441,7 +442,10 @@ def _type_name(hint: Any) -> str:
 
 def _check_key(key: str) -> None:
     if key not in field_names():
-        raise ConfigError(f"unknown config key {key!r}. Valid keys:\n{describe_keys()}")
+        close = difflib.get_close_matches(key, field_names(), n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+        raise ConfigError(f"unknown config key {key!r}; {hint}`amltui config-keys` lists every key with its type, "
+                          "valid values and default")
 
 
 def _check_choice(key: str, value: str) -> None:

@@ -98,7 +98,7 @@ def locate(folder: Path | None = None, *, download: bool = True, cache: Path | N
     missing = [f for f in needed if not (cache / f).is_file()]
     if missing and not download:
         raise HumanSetsNotFound(
-            f"the human-labelled sets are not in {cache}; pass --from-dir DIR (a copy of invariance_examples/ "
+            f"the human-labelled sets are not in {cache}; pass --human-sets-dir DIR (a copy of invariance_examples/ "
             "from github.com/ftramer/Excessive-Invariance) or allow the download"
         )
     try:
@@ -106,7 +106,7 @@ def locate(folder: Path | None = None, *, download: bool = True, cache: Path | N
             _fetch(relative, cache, timeout)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise HumanSetsNotFound(
-            f"could not download the human-labelled sets ({exc}); pass --from-dir DIR holding a copy of "
+            f"could not download the human-labelled sets ({exc}); pass --human-sets-dir DIR holding a copy of "
             "invariance_examples/ from github.com/ftramer/Excessive-Invariance"
         ) from exc
     return cache

@@ -69,7 +69,7 @@ def test_ls_show_eval_and_export(tmp_path):
 
     run_id = listed[0]["id"]
     shown = invoke("show", run_id[:-2], "--runs-dir", str(tmp_path))  # a unique prefix is enough
-    assert shown.exit_code == 0 and run_id in shown.output and "config:" in shown.output
+    assert shown.exit_code == 0 and run_id in shown.output and "config (" in shown.output
 
     evaluated = invoke("eval", run_id, "--runs-dir", str(tmp_path))
     assert evaluated.exit_code == 0, evaluated.output
@@ -95,7 +95,7 @@ def test_ls_show_eval_and_export(tmp_path):
 def test_config_errors_are_clear_and_create_nothing(tmp_path):
     result = run_tiny(tmp_path, "--set", "no_such_key=1")
     assert result.exit_code == 2
-    assert "unknown config key 'no_such_key'" in result.output and "eps_s" in result.output
+    assert "unknown config key 'no_such_key'" in result.output and "amltui config-keys" in result.output
     result = run_tiny(tmp_path, "--set", "eps_s=1.5")
     assert result.exit_code == 2 and "out of range" in result.output
     result = run_tiny(tmp_path, "--set", "lr=fast")

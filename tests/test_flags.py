@@ -108,7 +108,7 @@ def test_a_flagged_run_is_marked_in_ls_json_show_and_export(tmp_path):
     assert "gradient_masking" in shown and f"= {gap:.2f} > 0" in shown
     epochs = [json.loads(line) for line in (tmp_path / record["id"] / "metrics.jsonl").read_text().splitlines()]
     pgd_curve = [e["monitor_A_PGD"] for e in epochs if e["kind"] == "epoch"]
-    assert len(pgd_curve) == 3 and all(f"{v:.4g}" in shown for v in pgd_curve)  # the per-epoch PGD column
+    assert len(pgd_curve) == 3 and all(f"{v:.2f}" in shown for v in pgd_curve)  # the per-epoch PGD column
 
 
 def test_curves_png_has_a_pgd_monitor_panel(tmp_path, monkeypatch):

@@ -350,7 +350,7 @@ def test_ls_shows_the_gpu_of_running_runs(tmp_path):
     save_record(store, run_dir(store.runs_dir, ids[0]), record)
     result = runner.invoke(app, ["ls", "--runs-dir", str(tmp_path)], env={"COLUMNS": "160"})
     rows = {line.split()[0]: line.split() for line in result.output.splitlines() if line.strip()}
-    assert rows["id"][:4] == ["id", "status", "epoch", "gpu"]
+    assert rows["id"][:4] == ["id", "status", "progress", "gpu"]
     assert rows["r0"][:4] == ["r0", "running", "0/1", "gpu2"]
     assert rows["r1"][:4] == ["r1", "queued", "0/1", "baseline"]  # not running: no GPU shown
 

@@ -127,7 +127,7 @@ def test_download_fills_the_cache_and_fails_clearly_offline(published, tmp_path,
     cache = tmp_path / "cache"
     assert locate(None, cache=cache) == cache and len(served) == 10
     assert locate(None, cache=cache) == cache and len(served) == 10  # cached: no second download
-    with pytest.raises(HumanSetsNotFound, match="--from-dir"):
+    with pytest.raises(HumanSetsNotFound, match="--human-sets-dir"):
         locate(None, cache=tmp_path / "empty", download=False)
 
     def offline(url, timeout):
@@ -171,5 +171,6 @@ def test_eval_human_sets_command(published, synthetic, tmp_path):
 
 def test_eval_human_sets_without_the_files_says_what_to_do(tmp_path):
     runs = tmp_path / "runs"
+    runs.mkdir()  # a runs folder that does not exist is refused before the run is looked up (test_cli_daily.py)
     out = runner.invoke(app, ["eval", "nope", "--human-sets", "--runs-dir", str(runs)])
     assert out.exit_code == 2 and "no run 'nope'" in out.output

@@ -20,14 +20,14 @@ STATUSES = (*WRITTEN_STATUSES, DAMAGED)  # damaged: a record or folder that cann
 RECORD_KEYS = ("id", "status", "variant", "seed", "dataset", "preset", "arch", "group", "context", "fingerprint",
                "code_version", "created", "started", "ended", "epoch", "epochs", "device", "host", "pid", "slot",
                "executor", "slurm_job_id", "error", "n_train", "n_test", "resumes", "evaluated", "gpu", "select",
-               "selected_epoch", "damaged", "sweep")
+               "selected_epoch", "damaged", "sweep", "tags", "note")
 
 
 class FilterError(ValueError):
     """A filter names a key or value that does not exist; the message says what would."""
 
 
-def _suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
+def suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
     close = difflib.get_close_matches(word, list(options), n=3, cutoff=0.6)
     return f"did you mean {' or '.join(repr(str(c)) for c in close)}? " if close else ""  # str: a Status shows as text
 
@@ -43,7 +43,7 @@ def known_keys(records: list[dict[str, Any]] = ()) -> list[str]:
 def check_key(key: str, option: str, records: list[dict[str, Any]] = ()) -> str:
     keys = known_keys(records)
     if key not in keys:
-        raise FilterError(f"{option}: unknown key {key!r}; {_suggest(key, keys)}valid keys: {', '.join(keys)}")
+        raise FilterError(f"{option}: unknown key {key!r}; {suggest(key, keys)}valid keys: {', '.join(keys)}")
     return key
 
 
@@ -57,7 +57,7 @@ def check_value(key: str, value: str, option: str) -> Any:
     """The value to compare with (typed for config keys); FilterError when it cannot be one of the key's."""
     allowed = allowed_values(key)
     if allowed is not None and value not in allowed:
-        raise FilterError(f"{option}: {key}={value!r} is not a value of {key}; {_suggest(value, allowed)}"
+        raise FilterError(f"{option}: {key}={value!r} is not a value of {key}; {suggest(value, allowed)}"
                           f"valid values: {', '.join(allowed)}")
     if key in field_names() and key != "overrides":
         try:
@@ -75,6 +75,8 @@ def value_of(record: dict[str, Any], key: str) -> Any:
 
 
 def _same(actual: Any, wanted: Any) -> bool:
+    if isinstance(actual, list | tuple):  # tags=x: the run has tag x
+        return any(_same(item, wanted) for item in actual)
     if isinstance(actual, bool) or isinstance(wanted, bool):
         return actual is wanted or str(actual).lower() == str(wanted).lower()
     if isinstance(actual, int | float) and isinstance(wanted, int | float):

@@ -7,9 +7,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
-from amltui.app.records import DAMAGED, TERMINAL, Status, inspect
+from amltui.app.records import DAMAGED, TERMINAL, Status, inspect, parse_time
 from amltui.app.runs import run_dir
 from amltui.app.store import Store
 
@@ -34,8 +44,8 @@ def _describe(record: dict[str, Any], progress: dict[str, Any]) -> tuple[str, fl
     status = record.get("status", "?")
     if status in TERMINAL:
         metrics = record.get("metrics") or {}
-        text = status + (f"  A_orig {metrics['A_orig']:.2f}  A_SA {metrics.get('A_SA', float('nan')):.2f}"
-                         if "A_orig" in metrics else f"  {record.get('error') or ''}"[:80])
+        shown = "".join(f"  {k} {metrics[k]:.2f}" for k in ("A_orig", "A_SA") if k in metrics)
+        text = status + (shown if "A_orig" in metrics else f"  {record.get('error') or ''}"[:80])
         return text, 1, 1
     kind = progress.get("kind")
     if status in (Status.QUEUED, Status.ORPHANED):
@@ -54,7 +64,63 @@ def _describe(record: dict[str, Any], progress: dict[str, Any]) -> tuple[str, fl
         d = progress[kind]
         what = f"invariance {d['split']}" if kind == "invariance" else f"eval {d['metric']}"
         return what, d["done"], d["total"]
+    if kind == "phase":  # a long phase has started and has not reported a step yet
+        return PHASE_NAMES.get(progress["phase"]["phase"], "starting") + _split(progress["phase"]), 0, 1
     return "starting", 0, 1
+
+
+# What the worker's phases (amltui/app/runs.py _Execution.enter) are called in the live views and `ls`.
+PHASE_NAMES = {"invariance": "invariance", "train": "training", "eval": "evaluation", "autoattack": "AutoAttack"}
+SHORT_NAMES = {"invariance": "inv", "eval": "eval", "autoattack": "AA"}
+
+
+def _split(data: dict[str, Any]) -> str:
+    return f" {data['split']}" if data.get("split") else ""
+
+
+def phase_progress(progress: dict[str, Any]) -> str | None:
+    """A running run's phase with its own progress when it is not training (`inv 120/1000`, `eval A_PGD 3/10`),
+    for `ls`; None while it trains (the epoch says it) or when progress.json says nothing usable."""
+    try:
+        kind = progress.get("kind")
+        if kind == "phase":
+            phase = progress["phase"]["phase"]
+            return SHORT_NAMES[phase] + _split(progress["phase"]) if phase in SHORT_NAMES else None
+        if kind not in ("invariance", "eval"):
+            return None
+        d = progress[kind]
+        what = "inv" + (" test" if d.get("split") == "test" else "") if kind == "invariance" else f"eval {d['metric']}"
+        return f"{what} {int(d['done'])}/{int(d['total'])}"
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def duration(record: dict[str, Any], now: float | None = None) -> str | None:
+    """How long the run has worked (started → ended, or → ``now`` while it runs) as ``1h02m``/``3m05s``/``12s``;
+    None when it has not started or the times are unreadable."""
+    start = parse_time(record.get("started"))
+    end = parse_time(record.get("ended")) if record.get("ended") else now
+    if start is None or end is None or end < start:
+        return None
+    seconds = int(end - start)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class _Clock(ProgressColumn):
+    """Elapsed and remaining time of a phase; for an ended run its whole duration instead (a just-reset phase
+    would read ``0:00:00 0:00:00``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.elapsed, self.remaining = TimeElapsedColumn(), TimeRemainingColumn()
+
+    def render(self, task: Task) -> Text:
+        if task.fields.get("ended"):
+            took = task.fields.get("took")
+            return Text(f"took {took}" if took else "", style="progress.elapsed")
+        return Text.assemble(self.elapsed.render(task), " ", self.remaining.render(task))
 
 
 class LiveRuns:
@@ -67,8 +133,7 @@ class LiveRuns:
             TextColumn("{task.fields[run]}", style="bold", markup=False),
             BarColumn(bar_width=24),
             TextColumn("{task.description}", markup=False),  # it quotes stored errors: shown verbatim
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
+            _Clock(),
             console=console,
         )
         self.tasks: dict[str, TaskID] = {}
@@ -77,7 +142,8 @@ class LiveRuns:
     def __enter__(self) -> LiveRuns:
         self.progress.__enter__()
         for run_id in self.run_ids:
-            self.tasks[run_id] = self.progress.add_task(Status.QUEUED.value, total=1, run=run_id)
+            self.tasks[run_id] = self.progress.add_task(Status.QUEUED.value, total=1, run=run_id, ended=False,
+                                                        took=None)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -93,7 +159,9 @@ class LiveRuns:
             if self.phase.get(run_id) != phase:  # a new phase: restart the task so its ETA is its own
                 self.phase[run_id] = phase
                 self.progress.reset(task, total=total, completed=done, description=text)
-            self.progress.update(task, completed=done, total=total, description=text)
+            ended = record.get("status") in TERMINAL
+            self.progress.update(task, completed=done, total=total, description=text, ended=ended,
+                                 took=duration(record) if ended else None)
         return list(records.values())
 
     def all_ended(self, records: list[dict[str, Any]]) -> bool:

@@ -336,13 +336,22 @@ class _Execution:
     resume: bool
     emit: Listener
     safe: SafePoints | None
+    ended: dict[str, Any] | None = None  # the last long step whose end was logged
 
     def check(self, phase: str | None = None) -> None:
         if self.safe is not None:
             self.safe.check(phase)
 
+    def enter(self, phase: str, **detail: Any) -> None:
+        """A long phase starts: progress.json and log.txt say so (`ls`, `logs` and the live views show it)."""
+        self.emit("phase", {"phase": phase, **detail})
+        self.rd.log(f"phase {phase}" + "".join(f" {k}={v}" for k, v in detail.items()))
+
     def checked(self, kind: str, data: dict[str, Any]) -> None:
         self.emit(kind, data)
+        if kind in ("invariance", "eval") and data.get("done") == data.get("total") and data != self.ended:
+            self.ended = data  # a long step's end, once
+            self.rd.log(f"{kind} " + " ".join(f"{k}={v}" for k, v in data.items()))
         self.check(_EVENT_PHASE.get(kind))  # between batches / chunks: a safe point
 
     def run(self) -> dict[str, Any]:
@@ -359,8 +368,10 @@ class _Execution:
                       n_test=len(dataset.test))
         inv_train = None
         if config.needs_invariance:
+            self.enter("invariance", split="train")
             self.check("invariance")
             inv_train = invariance_for(config, dataset, "train", self.store.runs_dir, device, self.checked).x_star
+        self.enter("train")
         self.check("train")
         result = train(config, dataset, device=device, checkpoint_path=self.rd.checkpoint, resume=self.resume,
                        invariance_train=inv_train, callback=lambda kind, data: self.on_event(device, kind, data))
@@ -407,10 +418,12 @@ class _Execution:
 
         fields: dict[str, Any] = {"epoch": config.epochs, **selection_record(config, result)}
         if config.eval_ia:
+            self.enter("invariance", split="test")
             self.check("invariance")
         inv = invariance_for(config, dataset, "test", self.store.runs_dir, device, self.checked) \
             if config.eval_ia else None
         inv_test = (inv.x_star, inv.target) if inv is not None else (None, None)
+        self.enter("eval")
         self.check("eval")
         metrics = run_evaluation(result.model, dataset, config, inv_test, self.checked)
         self.check("finish")
@@ -418,6 +431,7 @@ class _Execution:
         peak = peak_memory_mib(device)
         fields.update(evaluation_context(config, dataset, self.store.runs_dir))
         if config.eval_aa:
+            self.enter("autoattack")
             add_autoattack(self.store, self.rd.id, fields, result.model, config, dataset, self.emit)
         return fields, peak
 

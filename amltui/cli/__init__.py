@@ -11,7 +11,8 @@ from typer.core import TyperGroup
 from amltui import __version__
 from amltui.cli import gpus, invariance, lifecycle, maintenance, reproduce, results
 from amltui.cli.common import console, describe_os_error, fail
-from amltui.cli.options import Variant
+from amltui.cli.help_text import tidy
+from amltui.cli.options import RunsDir, Variant
 from core.config import key_reference
 
 
@@ -19,6 +20,9 @@ class _Commands(TyperGroup):
     """The command group; a file-system failure no command foresaw (disk full, read-only folder) becomes a
     one-line error instead of a traceback, and a refused option value (e.g. not one of an Enum's choices) reads
     as every other user error: ``error: …``, exit code 2."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        return tidy(super().get_command(ctx, cmd_name))  # whole-phrase summaries, `RUN` in usage lines
 
     def invoke(self, ctx: Any) -> Any:  # ctx: Typer's vendored click Context
         try:
@@ -48,10 +52,23 @@ def version_callback(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
                                           help="Show the version and exit.")] = False,
+    runs_dir: RunsDir = None,
 ) -> None:
     """amltui: run, watch and report adversarial metric learning experiments."""
+    if runs_dir is not None:  # `amltui --runs-dir D ls` = `amltui ls --runs-dir D` (an option after the command wins)
+        ctx.default_map = runs_dir_defaults(ctx.command, str(runs_dir))
+
+
+def runs_dir_defaults(group: Any, runs_dir: str) -> dict[str, Any]:
+    """Click's default_map giving every command (and sub-command) that has --runs-dir this value."""
+    defaults: dict[str, Any] = {}
+    for name, command in (getattr(group, "commands", None) or {}).items():
+        own = {"runs_dir": runs_dir} if any(p.name == "runs_dir" for p in command.params) else {}
+        defaults[name] = own | runs_dir_defaults(command, runs_dir)
+    return defaults
 
 
 # One registration style: each command module adds its commands (and sub-groups) to the app.
@@ -64,5 +81,5 @@ def config_keys(
     variant: Annotated[Variant, typer.Option(help="Variant whose loss weights the per-preset defaults show.")]
     = Variant.ml_sa,
 ) -> None:
-    """List every config key (for --set): type, valid values, description and its default under each preset."""
+    """List every config key of --set with its type, valid values, description and default per preset."""
     console.print(escape(key_reference(variant.value)), highlight=False, soft_wrap=True)

@@ -56,7 +56,7 @@ def generate(
     runs_dir: o.RunsDir = None,
     **options: Any,
 ) -> None:
-    """Make the invariance set of a split (one example per image) and cache it under <runs-dir>/cache/.
+    """Make and cache the invariance set of a split (one example per image), under <runs-dir>/cache/.
 
     Interrupted generation keeps its finished chunks and resumes; a second call reuses the cache.
     """
@@ -115,7 +115,8 @@ def _generate_split(data: Dataset, part: str, eps: float, mode: str, cache_root:
 def show(
     split: Annotated[o.Split, typer.Option(help="Which split's examples.")] = "test",
     n: Annotated[int, typer.Option("-n", help="How many examples to show.", min=1)] = 12,
-    out: Annotated[Path | None, typer.Option(help="PNG to write [default: <runs-dir>/invariance-<split>.png].")] = None,
+    out: Annotated[Path | None, typer.Option(help="PNG to write (a folder: the default name in it) "
+                                              "[default: <runs-dir>/invariance-<dataset>-<split>.png].")] = None,
     runs_dir: o.RunsDir = None,
     **options: Any,
 ) -> None:

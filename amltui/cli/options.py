@@ -42,9 +42,12 @@ RunsDir = Annotated[
     Path | None,
     typer.Option("--runs-dir", help="Folder of runs and the store [default: $AMLTUI_RUNS_DIR or ./runs]."),
 ]
-RunArg = Annotated[str, typer.Argument(help="Run id (or a unique prefix of it).")]
-RunArgs = Annotated[list[str], typer.Argument(help="Run ids (or unique prefixes).")]
+RunArg = Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix of it).")]
+RunArgs = Annotated[list[str], typer.Argument(metavar="RUN...", help="Run ids (or unique prefixes).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+Where = Annotated[list[str] | None, typer.Option(help="Only runs with key=value in their record or config (e.g. "
+                                                 "dataset=mnist, tags=paper); repeatable. Unknown keys and values "
+                                                 "are refused with a suggestion.")]
 
 # What a run is
 Variants = Annotated[str, typer.Option("--variants", "--variant",

@@ -12,10 +12,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from amltui.app import service
-from amltui.app.records import DAMAGED, STATUSES, Status
+from amltui.app.filters import STATUSES
+from amltui.app.records import DAMAGED, Status
+from amltui.app.run_progress import phase_progress, read_progress
 from amltui.app.runs import EVALUABLE, HumanSetsRefused, RunFailure, evaluate_human_sets, evaluate_run, run_dir
 from amltui.app.service import RobustnessRequest
 from amltui.cli import options as o
+from amltui.cli import run_details, runs_listing
 from amltui.cli.common import (
     FLAG_MARK,
     all_records,
@@ -33,7 +36,6 @@ from amltui.cli.common import (
     warn_unindexed,
 )
 from amltui.cli.progress_bars import RunProgress
-from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 
 def register(app: typer.Typer) -> None:
@@ -43,77 +45,55 @@ def register(app: typer.Typer) -> None:
 
 def ls(
     as_json: o.AsJson = False,
-    status: Annotated[str | None, typer.Option(help="Only runs with this status: "
-                                               f"{', '.join((*STATUSES, DAMAGED))}.")] = None,
+    status: Annotated[list[str] | None, typer.Option(help="Only runs with this status (repeatable, or a comma "
+                                                     f"list): {', '.join(STATUSES)}.")] = None,
+    where: o.Where = None,
+    sort: Annotated[str | None, typer.Option(help="Order by a record field, config key or metric, e.g. created, "
+                                             "A_PGD; -KEY (or --reverse) for descending [default: the store's "
+                                             "order].")] = None,
+    reverse: Annotated[bool, typer.Option("--reverse", help="Descending order (with --sort).")] = False,
     runs_dir: o.RunsDir = None,
 ) -> None:
-    """List runs. A run whose record or folder is damaged is listed as "damaged", with the reason on stderr."""
-    from amltui.app.filters import apply_where, check_value
+    """List runs, with each one's progress, metrics and failure reason.
 
+    A run whose record or folder is damaged is listed as "damaged", with the reason on stderr. A running run in a
+    long quiet phase shows that phase's own progress (inv 120/1000, eval A_PGD 3/10) instead of its epoch.
+    """
     store = open_store(runs_dir)
     reap_lost(store)
-    records = all_records(store)
-    emptied = None
-    if status:
-        with user_errors():
-            records, emptied = apply_where(records, [("status", status, check_value("status", status, "--status"))],
-                                           "--status")
+    everything = all_records(store)
+    with user_errors():
+        records, emptied = runs_listing.select(everything, status, where)
+        if sort:
+            records = runs_listing.sort_records(records, *runs_listing.sort_key(sort, reverse, records))
     if as_json:
-        keys = ("id", "variant", "seed", "dataset", "preset", "status", "epoch", "epochs", "metrics", "metrics_n",
-                "pid", "host", "slot", "gpu", "gpu_peak_mib", "device", "executor", "slurm_job_id", "created",
-                "started", "ended", "error", "select", "selected_epoch", "flags", "flag_details", "damaged")
-        typer.echo(json.dumps([{k: r.get(k) for k in keys} | {"flags": r.get("flags") or []} for r in records],
-                              indent=1))
-        warn_unindexed(store, records)
+        typer.echo(json.dumps([{k: r.get(k) for k in LS_JSON_KEYS} | {"flags": r.get("flags") or []}
+                               for r in records], indent=1))
+        warn_unindexed(store, everything)
         return
     if emptied:
         console.print(emptied, highlight=False, markup=False)
         return
     if not records:
-        if not warn_unindexed(store, records):
+        if not warn_unindexed(store, everything):
             console.print(f"no runs in {store.runs_dir} (start one with `amltui run`)", markup=False)
         return
-    console.print(runs_table(records, console.width))
+    phases = {r["id"]: phase_progress(read_progress(store, r["id"])) for r in records
+              if r.get("status") == Status.RUNNING}
+    console.print(runs_listing.runs_table(records, console.width, {k: v for k, v in phases.items() if v}))
     flagged = sorted({str(f) for r in records for f in r.get("flags") or []})
     if flagged:
         console.print(f"{FLAG_MARK} flagged: {', '.join(flagged)} — `amltui show RUN` gives the rule and the numbers",
                       highlight=False, markup=False)
     warn_damaged(records)
-    warn_unindexed(store, records)
+    warn_unindexed(store, everything)
 
 
-# Columns of `amltui ls`, most important first: on a narrow terminal the last ones are left out, not squeezed.
-LS_COLUMNS = ("id", "status", "!", "epoch", "gpu", "A_orig", "A_SA", "A_IA", "A_PGD", "variant", "seed", "dataset",
-              "A_IA_target", "A_AA", "slot")
-
-
-def runs_table(records: list[dict], width: int) -> Table:
-    """The runs as a table that fits ``width`` columns by dropping the least important columns."""
-    def cell(r: dict, col: str) -> str:
-        metrics = r.get("metrics") or {}
-        if col in METRIC_ORDER:
-            return f"{metrics[col]:.2f}" if col in metrics else ""
-        if col == "epoch":
-            return f"{r.get('epoch', 0)}/{r.get('epochs', '?')}"
-        if col == "gpu":  # where a running run is, as `amltui gpus` names it (gpu2, gpu0.mig1)
-            return str(r.get("gpu") or "") if r.get("status") == Status.RUNNING else ""
-        if col == "!":  # a flagged run (core/flags.py), e.g. gradient masking
-            return FLAG_MARK if r.get("flags") else ""
-        return str(r.get(col) if r.get(col) is not None else "")
-
-    def title(col: str) -> str:
-        return METRIC_LABELS.get(col, col).replace("A_IA→target", "→tgt")
-
-    present = [c for c in LS_COLUMNS if c not in (*METRIC_ORDER, "gpu", "!") or any(cell(r, c) for r in records)]
-    widths = {c: max([len(title(c))] + [len(cell(r, c)) for r in records]) for c in present}
-    while len(present) > 3 and sum(widths[c] + 3 for c in present) > width:
-        present.pop()
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in present:
-        table.add_column(title(col), no_wrap=True, justify="right" if col in METRIC_ORDER else "left")
-    for r in records:
-        table.add_row(*(status_text(cell(r, c)) if c == "status" else escape(cell(r, c)) for c in present))
-    return table
+LS_JSON_KEYS = ("id", "variant", "seed", "dataset", "preset", "status", "epoch", "epochs", "metrics", "metrics_n",
+                "pid", "host", "slot", "gpu", "gpu_peak_mib", "device", "executor", "slurm_job_id", "created",
+                "started", "ended", "error", "select", "selected_epoch", "flags", "flag_details", "damaged", "tags",
+                "note", "sweep")
+runs_table = runs_listing.runs_table  # tests and older callers import it from here
 
 
 def show(run: o.RunArg, runs_dir: o.RunsDir = None) -> None:
@@ -123,16 +103,12 @@ def show(run: o.RunArg, runs_dir: o.RunsDir = None) -> None:
     record = resolve_run(store, run)
     rd = run_dir(store.runs_dir, record["id"])
     console.print(f"[bold]{record['id']}[/]  {status_text(record.get('status', ''))}  folder {escape(str(rd.path))}")
-    for key in ("variant", "preset", "seed", "dataset", "fingerprint", "device", "code_version", "created",
-                "started", "ended", "error", "select", "selected_epoch", "monitor", "stall", "cancel_requested"):
-        if record.get(key) is not None:
-            console.print(f"  {key}: {record[key]}", highlight=False, markup=False)
-    if record.get("traceback"):
-        console.print("  traceback (tail):\n" + str(record["traceback"]), highlight=False, markup=False)
+    console.print(run_details.kv_grid(run_details.record_pairs(record), console.width))
+    run_details.print_error(console, record)
     try:
         config = rd.read_config().to_dict()
-        console.print("  config: " + ", ".join(f"{k}={v}" for k, v in config.items()), highlight=False,
-                      markup=False)
+        console.print(f"config ({len(config)} keys; `amltui config-keys` explains them)", highlight=False)
+        console.print(run_details.kv_grid([(k, str(v)) for k, v in config.items()], console.width))
     except (OSError, ValueError) as exc:
         console.print(f"  config: unreadable ({exc})", highlight=False, markup=False)
     try:
@@ -144,15 +120,7 @@ def show(run: o.RunArg, runs_dir: o.RunsDir = None) -> None:
     if epochs:
         where = (f"hold-out of {record.get('n_holdout')} training images" if record.get("monitor") == "holdout"
                  else "test subset, curves only")
-        table = Table(title=f"epochs (monitor: {where})")
-        cols = ["epoch", "train_loss", "train_ce_clean", "train_ce_adv", "train_triplet_sa", "train_triplet_ia",
-                "monitor_A_orig", "monitor_A_SA", "monitor_A_PGD", "seconds"]
-        cols = [c for c in cols if any(c in m for m in epochs)]
-        for c in cols:
-            table.add_column(c.replace("train_", "").replace("monitor_", "mon "), justify="right")
-        for m in epochs:
-            table.add_row(*(f"{m[c]:.4g}" if isinstance(m.get(c), float) else escape(str(m.get(c, ""))) for c in cols))
-        console.print(table)
+        console.print(run_details.epoch_table(epochs, where))
     if record.get("metrics"):
         print_metrics(record)
     print_robustness(record, rd)
@@ -164,8 +132,10 @@ def eval_(
     human_sets: Annotated[bool, typer.Option("--human-sets", help="Score Tramèr et al.'s human-labelled "
                                              "invariance sets instead of re-running the test metrics (MNIST-digit "
                                              "runs only: mnist, mnist-sample).")] = False,
-    from_dir: Annotated[Path | None, typer.Option(help="Local copy of invariance_examples/ "
-                                                  "[default: download where the network allows].")] = None,
+    human_sets_dir: Annotated[Path | None, typer.Option(help="Local copy of invariance_examples/ (the same option "
+                                                        "as `reproduce --human-sets-dir`) [default: download where "
+                                                        "the network allows].")] = None,
+    from_dir: Annotated[Path | None, typer.Option(hidden=True, help="Old name of --human-sets-dir.")] = None,
     mnist_dir: Annotated[Path | None, typer.Option(help="MNIST idx folder, for the original test labels "
                                                    "[default: the run's data if it is full MNIST].")] = None,
     autoattack: Annotated[bool, typer.Option("--autoattack", help="A_AA: AutoAttack (torchattacks; the run's "
@@ -192,20 +162,23 @@ def eval_(
     store = open_store(runs_dir)
     record = _evaluable(resolve_run(store, run))
     if human_sets:
-        try:
-            results = evaluate_human_sets(store, record["id"], from_dir=from_dir, mnist_dir=mnist_dir, device=device)
-        except HumanSetsRefused as exc:
-            fail(str(exc))
-        except RunFailure as exc:
-            fail(str(exc), code=1)
-        _print_human_sets(record["id"], results)
-        return
+        return _human_sets(store, record["id"], human_sets_dir or from_dir, mnist_dir, device)
     with user_errors():
         grid = service.parse_grid(eps_grid) if eps_grid else None
     robust = RobustnessRequest(autoattack, curve, checks, subset, grid, pgd_steps, restarts, device)
     record = _evaluate(store, record, robust)
     print_metrics(record)
     print_robustness(record, run_dir(store.runs_dir, record["id"]), curve=curve)
+
+
+def _human_sets(store, run_id: str, folder: Path | None, mnist_dir: Path | None, device: str | None) -> None:
+    try:
+        results = evaluate_human_sets(store, run_id, from_dir=folder, mnist_dir=mnist_dir, device=device)
+    except HumanSetsRefused as exc:
+        fail(str(exc))
+    except RunFailure as exc:
+        fail(str(exc), code=1)
+    _print_human_sets(run_id, results)
 
 
 def _evaluable(record: dict) -> dict:
@@ -297,7 +270,7 @@ def _print_human_sets(run_id: str, results: dict) -> None:
 
 def plot(
     run: Annotated[str | None, typer.Argument(help="Run id (or a unique prefix of it); not with --sweep.")] = None,
-    pca: Annotated[bool, typer.Option("--pca", help="PCA of h(x), natural vs FGSM (Figure 1).")] = True,
+    pca: Annotated[bool, typer.Option("--pca/--no-pca", help="PCA of h(x), natural vs FGSM (Figure 1).")] = True,
     n: Annotated[int, typer.Option("-n", help="Test images to embed (stratified).")] = 2000,
     out: Annotated[Path | None, typer.Option(help="PNG path [default: <run>/pca.png].")] = None,
     device: Annotated[str | None, typer.Option(help="Device [default: the run's].")] = None,
@@ -324,20 +297,7 @@ def plot(
     from amltui.app.run_pca import write_pca
 
     if curve:
-        store = open_store(runs_dir)
-        record = resolve_run(store, run)
-        rd = run_dir(store.runs_dir, record["id"])
-        from amltui.app.robustness import read_curve, write_curve_png
-
-        data = read_curve(rd)
-        if data is None:
-            _evaluate(store, record, RobustnessRequest(curve=True, device=device), base=False)
-            data = read_curve(rd)
-        else:
-            write_curve_png(data, out or rd.path / "curve.png", f"{record['id']}: {record.get('variant')}, seed "
-                            f"{record.get('seed')}, {record.get('dataset')} (ε_s={data.get('eps_s')})")
-        print_robustness({}, rd, curve=True)
-        return
+        return _plot_curve(runs_dir, run, device, out)
     if not pca:
         fail("nothing to plot: choose --pca (the default) or --curve")
     store = open_store(runs_dir)
@@ -353,12 +313,27 @@ def plot(
     console.print(f"wrote {path}", highlight=False, markup=False)
 
 
+def _plot_curve(runs_dir: Path | None, run: str, device: str | None, out: Path | None) -> None:
+    """`plot --curve`: the accuracy-vs-ε curve, computed as by `eval --curve` when the run has none yet."""
+    from amltui.app.robustness import read_curve, write_curve_png
+
+    store = open_store(runs_dir)
+    record = resolve_run(store, run)
+    rd = run_dir(store.runs_dir, record["id"])
+    data = read_curve(rd)
+    if data is None:
+        _evaluate(store, record, RobustnessRequest(curve=True, device=device), base=False)
+        data = read_curve(rd)
+    else:
+        write_curve_png(data, out or rd.path / "curve.png", f"{record['id']}: {record.get('variant')}, seed "
+                        f"{record.get('seed')}, {record.get('dataset')} (ε_s={data.get('eps_s')})")
+    print_robustness({}, rd, curve=True)
+
+
 def export(
     fmt: Annotated[o.Format, typer.Option("--format", "-f", help="Table format.")] = "md",
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of printing.")] = None,
-    where: Annotated[list[str] | None, typer.Option(help="Only runs with key=value in their record or config "
-                                                    "(e.g. dataset=mnist); repeatable. Unknown keys and values "
-                                                    "are refused with a suggestion.")] = None,
+    where: o.Where = None,
     with_runs: Annotated[bool, typer.Option("--with-runs", help="List the run ids behind each row.")] = False,
     group_by: Annotated[str | None, typer.Option(help="Pool by these record/config keys, e.g. variant,dataset "
                                                  "[default: pool only runs equal in all but the seed].")] = None,
@@ -366,7 +341,7 @@ def export(
                                               "the swept keys (`run --grid … --sweep NAME`).")] = None,
     runs_dir: o.RunsDir = None,
 ) -> None:
-    """Results table: mean ± std over seeds with n, paired differences against the baseline."""
+    """Results table: mean ± std (n) over seeds, paired differences against the baseline."""
     if out is not None and out.is_dir():
         fail(f"--out {out} is a folder; give a file path, e.g. {out / ('results.' + str(fmt))}")
     store = open_store(runs_dir)

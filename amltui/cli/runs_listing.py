@@ -1,0 +1,117 @@
+"""The table of `amltui ls`: which runs (--status, --where), in which order (--sort), and the columns that fit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from amltui.app.filters import FilterError, apply_where, check_value, known_keys, parse_where, suggest, value_of
+from amltui.app.records import Status
+from amltui.cli.common import FLAG_MARK, status_text
+from core.metrics import METRIC_LABELS, METRIC_ORDER
+
+# Columns, most important first: on a narrow terminal the last ones are left out, not squeezed.
+LS_COLUMNS = ("id", "status", "!", "progress", "gpu", "A_orig", "A_SA", "A_IA", "A_PGD", "error/flag", "tags",
+              "variant", "seed", "dataset", "A_IA_target", "A_AA", "slot")
+# Columns shown only when some run has a value in them.
+OPTIONAL = (*METRIC_ORDER, "gpu", "!", "error/flag", "tags")
+ERROR_WIDTH = 40  # the failure reason is cut here (the whole text: `amltui show RUN`)
+
+
+def statuses(items: list[str] | None) -> set[str]:
+    """--status values (repeatable, each may be a comma list), checked: an unknown one is a FilterError."""
+    wanted = {part.strip() for item in items or [] for part in item.split(",") if part.strip()}
+    for status in wanted:
+        check_value("status", status, "--status")
+    return wanted
+
+
+def select(records: list[dict[str, Any]], status: list[str] | None,
+           where: list[str] | None) -> tuple[list[dict[str, Any]], str | None]:
+    """(the runs --status and --where keep, None) or ([], a sentence naming the filter that left no run)."""
+    wanted = statuses(status)
+    filters = parse_where(where or [], records)
+    if wanted:
+        before = len(records)
+        records = [r for r in records if r.get("status") in wanted]
+        if before and not records:
+            return [], f"no run matches --status {','.join(sorted(wanted))} (of {before} run(s))"
+    return apply_where(records, filters)
+
+
+def sort_key(text: str, reverse: bool, records: list[dict[str, Any]]) -> tuple[str, bool]:
+    """--sort KEY (``-KEY``: descending) checked against record fields, config keys and metric names."""
+    key = text.strip()
+    if key.startswith("-"):
+        key, reverse = key[1:], not reverse
+    keys = sorted({*known_keys(records), *METRIC_ORDER})
+    if key not in keys:
+        raise FilterError(f"--sort: unknown key {key!r}; {suggest(key, keys)}valid keys: {', '.join(keys)}")
+    return key, reverse
+
+
+def sort_records(records: list[dict[str, Any]], key: str, reverse: bool) -> list[dict[str, Any]]:
+    """Runs ordered by a record field, config key or metric; runs without a value come last either way."""
+    def value(r: dict[str, Any]) -> Any:
+        return (r.get("metrics") or {}).get(key) if key in METRIC_ORDER else value_of(r, key)
+
+    present = [r for r in records if value(r) is not None]
+    missing = [r for r in records if value(r) is None]
+
+    def order(r: dict[str, Any]) -> tuple[int, Any]:
+        v = value(r)
+        return (0, float(v)) if isinstance(v, int | float) and not isinstance(v, bool) else (1, str(v))
+
+    return sorted(present, key=order, reverse=reverse) + missing
+
+
+def _short(text: str, width: int) -> str:
+    """The first line of a stored text, cut to ``width`` with "…" (verbatim otherwise)."""
+    lines = text.strip().splitlines() or [""]
+    if len(lines[0]) > width:
+        return lines[0][:width - 1] + "…"
+    return lines[0] + (" …" if len(lines) > 1 else "")
+
+
+def cell(r: dict[str, Any], col: str, phases: dict[str, str]) -> str:
+    """The text of one cell (plain; escaped when the table is built)."""
+    metrics = r.get("metrics") or {}
+    if col in METRIC_ORDER:
+        return f"{metrics[col]:.2f}" if col in metrics else ""
+    if col == "progress":  # a quiet phase with its own count (amltui/app/run_progress.py), else the epoch
+        return phases.get(r["id"]) or f"{r.get('epoch', 0)}/{r.get('epochs', '?')}"
+    if col == "gpu":  # where a running run is, as `amltui gpus` names it (gpu2, gpu0.mig1)
+        return str(r.get("gpu") or "") if r.get("status") == Status.RUNNING else ""
+    if col == "!":  # a flagged run (core/flags.py), e.g. gradient masking
+        return FLAG_MARK if r.get("flags") else ""
+    if col == "error/flag":
+        if r.get("error") and r.get("status") != Status.DONE:
+            return _short(str(r["error"]), ERROR_WIDTH)
+        return _short(", ".join(str(f) for f in r.get("flags") or []), ERROR_WIDTH)
+    if col == "tags":
+        return ",".join(str(t) for t in r.get("tags") or [])
+    return str(r.get(col) if r.get(col) is not None else "")
+
+
+def _title(col: str) -> str:
+    return METRIC_LABELS.get(col, col).replace("A_IA→target", "→tgt")
+
+
+def runs_table(records: list[dict[str, Any]], width: int, phases: dict[str, str] | None = None) -> Table:
+    """The runs as a table that fits ``width`` columns by dropping the least important columns. ``phases``: the
+    running runs' quiet-phase progress (`inv 120/1000`), shown instead of their epoch."""
+    phases = phases or {}
+    cells = {c: [cell(r, c, phases) for r in records] for c in LS_COLUMNS}
+    present = [c for c in LS_COLUMNS if c not in OPTIONAL or any(cells[c])]
+    widths = {c: max([len(_title(c))] + [len(v) for v in cells[c]]) for c in present}
+    while len(present) > 3 and sum(widths[c] + 3 for c in present) > width:
+        present.pop()
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in present:
+        table.add_column(_title(col), no_wrap=True, justify="right" if col in METRIC_ORDER else "left")
+    for i in range(len(records)):
+        table.add_row(*(status_text(cells[c][i]) if c == "status" else escape(cells[c][i]) for c in present))
+    return table
