@@ -50,7 +50,7 @@ def run(
     variants: o.Variants = "ml_sa",
     seeds: o.Seeds = "0",
     preset: o.PresetOpt = "quick",
-    device: o.Device = "auto",
+    device: o.Device = None,
     threads: o.Threads = None,
     run_id: Annotated[str | None, typer.Option("--id", help="Run id (a single run only; names "
                                                "amltui keeps in the runs folder are refused).")] = None,
