@@ -20,7 +20,7 @@ STATUSES = (*WRITTEN_STATUSES, DAMAGED)  # damaged: a record or folder that cann
 RECORD_KEYS = ("id", "status", "variant", "seed", "dataset", "preset", "arch", "group", "context", "fingerprint",
                "code_version", "created", "started", "ended", "epoch", "epochs", "device", "host", "pid", "slot",
                "executor", "slurm_job_id", "error", "n_train", "n_test", "resumes", "evaluated", "gpu", "select",
-               "selected_epoch", "damaged", "sweep")
+               "selected_epoch", "damaged", "sweep", "tag", "note")  # tag=X: X is one of the run's tags
 
 
 class FilterError(ValueError):
@@ -28,7 +28,7 @@ class FilterError(ValueError):
 
 
 def _suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=3, cutoff=0.6)
+    close = difflib.get_close_matches(word, [str(o) for o in options], n=3, cutoff=0.6)  # str: Status is an Enum
     return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
 
 
@@ -100,7 +100,8 @@ def apply_where(records: list[dict[str, Any]], filters: list[tuple[str, str, Any
     """(matching records, None) or ([], a sentence naming the filter that left no run)."""
     for key, text, wanted in filters:
         before = len(records)
-        records = [r for r in records if _same(value_of(r, key), wanted)]
+        records = [r for r in records if (wanted in (r.get("tags") or []) if key == "tag"
+                                          else _same(value_of(r, key), wanted))]
         if before and not records:
             shown = text if option == "--status" else f"{key}={text}"
             return [], f"no run matches {option} {shown} (of {before} run(s) that passed the filters before it)"

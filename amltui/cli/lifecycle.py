@@ -324,11 +324,13 @@ def logs(
 ) -> None:
     """Print a run's log (log.txt, then the worker's own output when it has any)."""
     store = open_store(runs_dir)
+    reap_lost(store)
     record = resolve_run(store, run)
     rd = run_dir(store.runs_dir, record["id"])
     position = _print_from(rd.log_file, 0)
-    if record.get("status") == Status.QUEUED:  # no worker yet: say so instead of printing nothing
-        err.print(queued_reason(store, record), highlight=False, markup=False)
+    waiting = queued_reason(store, record)  # no worker yet: say what it waits for instead of printing nothing
+    if waiting:
+        err.print(waiting, highlight=False, markup=False, soft_wrap=True)
     while follow:
         reap_lost(store)
         ended = (store.get(record["id"]) or {}).get("status") in TERMINAL
