@@ -133,7 +133,7 @@ def _run_foreground(store: Store, ids: list[str], scheduler: LocalScheduler) -> 
     if not finished:
         stopped = [i for i in ids if (store.get(i) or {}).get("status") != Status.DONE]
         err.print(f"Ctrl-C: {len(stopped)} run(s) cancelled; finished epochs are kept. To continue: "
-                  + "; ".join(f"amltui resume {i}" for i in stopped), highlight=False, markup=False)
+                  + "; ".join(f"amltui resume {i}" for i in stopped), highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(130)
     if scheduler.display_error:
         err.print(f"the progress display failed ({scheduler.display_error}); the runs were not affected",
@@ -248,7 +248,7 @@ def rerun(
         config = plan_rerun(store, record, request)
         run_id = queue_rerun(store, record, config, request)
     console.print(f"queued 1 run(s) in {store.runs_dir}: {run_id} (rerun of {record['id']})", highlight=False,
-                  markup=False)
+                  markup=False, soft_wrap=True)
     dispatch(store, [run_id], request, detach=detach)
 
 
