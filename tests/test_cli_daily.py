@@ -257,3 +257,24 @@ def test_ctrl_c_hint_names_the_run(tmp_path):
     output = proc.communicate(timeout=WAIT)[0]
     assert proc.returncode == 130, output
     assert "To continue: amltui resume held" in output and "resume RUN" not in output
+
+
+def test_logs_of_a_run_waiting_for_a_slot_names_its_scheduler(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "AMLTUI_TEST_HOLD": "train"}
+    started = subprocess.run([sys.executable, "-m", "amltui", "run", "--dataset", "synthetic", "--epochs", "50",
+                              "--variants", "baseline,ml_sa", "--cpu-slots", "1", "--detach", *TINY_SET,
+                              "--runs-dir", str(tmp_path)], env=env, cwd=ROOT, text=True, capture_output=True,
+                             timeout=WAIT)
+    assert started.returncode == 0, started.stdout + started.stderr
+    store = Store(tmp_path)
+    try:
+        first = wait_for(lambda: [r["id"] for r in store.all() if (tmp_path / r["id"] / "hold-train").exists()],
+                         "one run to hold at train")[0]
+        waiting = next(r["id"] for r in store.all() if r["id"] != first)
+        result = invoke("logs", waiting, runs=tmp_path)
+        text = " ".join(result.output.split())
+        assert result.exit_code == 0 and f"{waiting} is queued: it waits for a free slot of its scheduler" in text
+        assert "which has 1 run(s) running and 1 queued" in text, text
+    finally:
+        invoke("cancel", "--all", runs=tmp_path)
+        wait_for(lambda: all(r["status"] in ("cancelled", "done", "failed") for r in store.all()), "the runs to end")
