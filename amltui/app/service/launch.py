@@ -180,6 +180,15 @@ def resolve_configs(request: ConfigRequest) -> list[RunConfig]:
     return resolve_sweep_configs(request)[0]
 
 
+def check_new_id(run_id: str | None) -> None:
+    """``--id``: a name amltui may use for a new run folder (None: one is generated)."""
+    if run_id is not None:
+        try:
+            validate_run_id(run_id)
+        except ValueError as exc:
+            raise UserError(f"--id: {exc}") from None
+
+
 @dataclass
 class LaunchRequest(DispatchOptions, ConfigRequest):
     """`amltui run` and the dashboard's launch form."""
@@ -189,11 +198,8 @@ class LaunchRequest(DispatchOptions, ConfigRequest):
 
     def check(self) -> None:
         super().check()
+        check_new_id(self.run_id)
         if self.run_id is not None:
-            try:
-                validate_run_id(self.run_id)
-            except ValueError as exc:
-                raise UserError(f"--id: {exc}") from None
             if len(self.variants) * len(self.seeds) > 1 or self.grid:
                 raise UserError("--id names a single run",
                                 "leave it out when queueing several variants, seeds or grid points")

@@ -12,8 +12,8 @@ from typing import Any
 
 from amltui.app.errors import UserError
 from amltui.app.records import DAMAGED
-from amltui.app.service.launch import DispatchOptions, preflight
-from amltui.app.store import Store, validate_run_id
+from amltui.app.service.launch import DispatchOptions, check_new_id, preflight
+from amltui.app.store import Store
 from core.config import ConfigError, RunConfig, parse_override
 
 Record = dict[str, Any]
@@ -27,11 +27,7 @@ class RerunRequest(DispatchOptions):
 
     def check(self) -> None:
         super().check()
-        if self.run_id is not None:
-            try:
-                validate_run_id(self.run_id)
-            except ValueError as exc:
-                raise UserError(f"--id: {exc}") from None
+        check_new_id(self.run_id)
         if self.data_dir is not None and any(i.partition("=")[0].strip() == "data_dir" for i in self.overrides):
             raise UserError("--data-dir and --set data_dir=… both set data_dir", "give it once")
 
