@@ -180,6 +180,7 @@ def test_tags_and_notes_are_stored_and_used_by_where_and_group_by(tmp_path):
     assert invoke("note", "u", note, runs=tmp_path).exit_code == 0
     assert store.get("u")["note"] == note  # verbatim, markup-like text included
     table = invoke("export", "--where", "tag=paper", "--with-runs", runs=tmp_path)
+    assert invoke("export", "--where", "tag=nope", runs=tmp_path).exit_code == 0  # a tag no run has: no rows
     assert table.exit_code == 0 and "t0" in table.output and "t1" in table.output and "| u" not in table.output
     grouped = invoke("export", "--group-by", "tag", runs=tmp_path)
     assert grouped.exit_code == 0 and "tag=paper" in grouped.output and "tag=draft" in grouped.output, grouped.output

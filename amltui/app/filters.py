@@ -20,21 +20,21 @@ STATUSES = (*WRITTEN_STATUSES, DAMAGED)  # damaged: a record or folder that cann
 RECORD_KEYS = ("id", "status", "variant", "seed", "dataset", "preset", "arch", "group", "context", "fingerprint",
                "code_version", "created", "started", "ended", "epoch", "epochs", "device", "host", "pid", "slot",
                "executor", "slurm_job_id", "error", "n_train", "n_test", "resumes", "evaluated", "gpu", "select",
-               "selected_epoch", "damaged", "sweep", "tag", "note")  # tag=X: X is one of the run's tags
+               "selected_epoch", "damaged", "sweep", "tags", "note")
 
 
 class FilterError(ValueError):
     """A filter names a key or value that does not exist; the message says what would."""
 
 
-def _suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, [str(o) for o in options], n=3, cutoff=0.6)  # str: Status is an Enum
-    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+def suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=3, cutoff=0.6)
+    return f"did you mean {' or '.join(repr(str(c)) for c in close)}? " if close else ""
 
 
 def known_keys(records: list[dict[str, Any]] = ()) -> list[str]:
     """Record fields, config keys and any other top-level field the given records have."""
-    keys = set(RECORD_KEYS) | (set(field_names()) - {"overrides"})
+    keys = set(RECORD_KEYS) | {"tag"} | (set(field_names()) - {"overrides"})
     for record in records:
         keys |= {k for k, v in record.items() if not isinstance(v, dict | list)}
     return sorted(keys)
@@ -43,7 +43,7 @@ def known_keys(records: list[dict[str, Any]] = ()) -> list[str]:
 def check_key(key: str, option: str, records: list[dict[str, Any]] = ()) -> str:
     keys = known_keys(records)
     if key not in keys:
-        raise FilterError(f"{option}: unknown key {key!r}; {_suggest(key, keys)}valid keys: {', '.join(keys)}")
+        raise FilterError(f"{option}: unknown key {key!r}; {suggest(key, keys)}valid keys: {', '.join(keys)}")
     return key
 
 
@@ -57,7 +57,7 @@ def check_value(key: str, value: str, option: str) -> Any:
     """The value to compare with (typed for config keys); FilterError when it cannot be one of the key's."""
     allowed = allowed_values(key)
     if allowed is not None and value not in allowed:
-        raise FilterError(f"{option}: {key}={value!r} is not a value of {key}; {_suggest(value, allowed)}"
+        raise FilterError(f"{option}: {key}={value!r} is not a value of {key}; {suggest(value, allowed)}"
                           f"valid values: {', '.join(allowed)}")
     if key in field_names() and key != "overrides":
         try:
@@ -69,12 +69,16 @@ def check_value(key: str, value: str, option: str) -> Any:
 
 def value_of(record: dict[str, Any], key: str) -> Any:
     """A record field, or else the run's resolved config value."""
+    if key == "tag":  # tag=X (as in the dashboard's filter): X is one of the run's tags, as tags=X
+        return record.get("tags") or []
     if key in record:
         return record[key]
     return (record.get("config") or {}).get(key)
 
 
 def _same(actual: Any, wanted: Any) -> bool:
+    if isinstance(actual, list | tuple):  # tags=x: the run has tag x
+        return any(_same(item, wanted) for item in actual)
     if isinstance(actual, bool) or isinstance(wanted, bool):
         return actual is wanted or str(actual).lower() == str(wanted).lower()
     if isinstance(actual, int | float) and isinstance(wanted, int | float):
@@ -100,8 +104,7 @@ def apply_where(records: list[dict[str, Any]], filters: list[tuple[str, str, Any
     """(matching records, None) or ([], a sentence naming the filter that left no run)."""
     for key, text, wanted in filters:
         before = len(records)
-        records = [r for r in records if (wanted in (r.get("tags") or []) if key == "tag"
-                                          else _same(value_of(r, key), wanted))]
+        records = [r for r in records if _same(value_of(r, key), wanted)]
         if before and not records:
             shown = text if option == "--status" else f"{key}={text}"
             return [], f"no run matches {option} {shown} (of {before} run(s) that passed the filters before it)"

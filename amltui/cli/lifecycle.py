@@ -286,7 +286,8 @@ def cancel(
 
 
 def remove(
-    runs: Annotated[list[str] | None, typer.Argument(help="Run ids (or unique prefixes).")] = None,
+    runs: Annotated[list[str] | None, typer.Argument(metavar="RUN", help="Run ids (or unique prefixes).")]
+    = None,
     status: Annotated[list[str] | None, typer.Option(help="Delete every run with this status (repeatable), e.g. "
                                                      "failed.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
