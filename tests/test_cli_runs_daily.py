@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,14 +21,12 @@ from amltui.app.service.rerun import RerunRequest, plan_rerun
 from amltui.app.store import Store
 from amltui.cli import app
 from core.config import RunConfig
+from tests.test_cancel import TINY, WAIT, wait_for  # one way to wait for a worker (generous timeouts)
 
 ROOT = Path(__file__).resolve().parent.parent
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 runner = CliRunner()
-TINY = dict(dataset="synthetic", arch="small", train_subset=256, test_subset=128, batch_size=64, eval_batch_size=128,
-            pgd_steps=3, threads=1, eval_ia=False)
 TINY_SET = [a for k, v in TINY.items() if k != "dataset" for a in ("--set", f"{k}={v}")]
-WAIT = 240  # generous: a fresh worker imports torch on a busy 2-core machine
 
 
 def invoke(*args: str, runs: Path, stdin: str | None = None):
@@ -217,16 +214,6 @@ def test_a_prefix_shows_what_it_matched(tmp_path):
 
 
 # ---- 7. who cancelled a run; the Ctrl-C hint ------------------------------------------------------------------
-def wait_for(predicate, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def test_the_cancel_reason_names_who_cancelled(tmp_path, monkeypatch):
     from amltui.app.executors.local import LocalScheduler, make_slots
 
