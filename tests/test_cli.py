@@ -105,14 +105,14 @@ def test_config_errors_are_clear_and_create_nothing(tmp_path):
     assert Store(tmp_path).all() == []
 
 
-def test_missing_data_fails_the_run_with_the_fix(tmp_path):
+def test_missing_data_is_refused_before_queueing_with_the_fix(tmp_path):
+    # Issue #13: checked before anything is queued (amltui/app/preflight.py), not by a run that fails seconds later.
     empty = tmp_path / "empty"
     empty.mkdir()
     result = invoke("run", "--dataset", "fashion-mnist", "--data-dir", str(empty), "--runs-dir", str(tmp_path / "r"))
-    assert result.exit_code == 1
-    assert "train-images-idx3-ubyte" in result.output and "failed" in result.output
-    (record,) = Store(tmp_path / "r").all()
-    assert record["status"] == "failed" and "train-images-idx3-ubyte" in record["error"]
+    assert result.exit_code == 2
+    assert "train-images-idx3-ubyte" in result.output and "Fix:" in result.output and "queued" not in result.output
+    assert Store(tmp_path / "r").all() == []
 
 
 def test_unknown_and_invalid_run_ids(tmp_path):

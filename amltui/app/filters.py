@@ -34,7 +34,7 @@ def suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
 
 def known_keys(records: list[dict[str, Any]] = ()) -> list[str]:
     """Record fields, config keys and any other top-level field the given records have."""
-    keys = set(RECORD_KEYS) | (set(field_names()) - {"overrides"})
+    keys = set(RECORD_KEYS) | {"tag"} | (set(field_names()) - {"overrides"})
     for record in records:
         keys |= {k for k, v in record.items() if not isinstance(v, dict | list)}
     return sorted(keys)
@@ -69,6 +69,8 @@ def check_value(key: str, value: str, option: str) -> Any:
 
 def value_of(record: dict[str, Any], key: str) -> Any:
     """A record field, or else the run's resolved config value."""
+    if key == "tag":  # tag=X (as in the dashboard's filter): X is one of the run's tags, as tags=X
+        return record.get("tags") or []
     if key in record:
         return record[key]
     return (record.get("config") or {}).get(key)

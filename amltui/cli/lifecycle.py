@@ -21,7 +21,11 @@ from amltui.app.executors.local import LocalScheduler
 from amltui.app.records import TERMINAL, Status, inspect
 from amltui.app.runs import run_dir
 from amltui.app.service import DispatchOptions, LaunchRequest
+from amltui.app.service.manage import listed
+from amltui.app.service.rerun import RerunRequest, plan_rerun, queue_rerun
+from amltui.app.service.waiting import queued_reason
 from amltui.app.store import Store
+from amltui.cli import compare
 from amltui.cli import options as o
 from amltui.cli.common import (
     console,
@@ -41,8 +45,9 @@ from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 
 def register(app: typer.Typer) -> None:
-    for command, name in ((run, None), (resume, None), (cancel, None), (remove, "rm"), (logs, None)):
+    for command, name in ((run, None), (rerun, None), (resume, None), (cancel, None), (remove, "rm"), (logs, None)):
         app.command(name)(command)
+    compare.register(app)  # diff, tag, note
 
 
 @o.with_options(o.CONFIG_OPTIONS, o.DISPATCH_OPTIONS)
@@ -50,7 +55,7 @@ def run(
     variants: o.Variants = "ml_sa",
     seeds: o.Seeds = "0",
     preset: o.PresetOpt = "quick",
-    device: o.Device = "auto",
+    device: o.Device = None,
     threads: o.Threads = None,
     run_id: Annotated[str | None, typer.Option("--id", help="Run id (a single run only; names "
                                                "amltui keeps in the runs folder are refused).")] = None,
@@ -126,7 +131,9 @@ def _run_foreground(store: Store, ids: list[str], scheduler: LocalScheduler) -> 
         # starting its worker), records the cancel in each running run, then signals the workers.
         finished = scheduler.run(on_tick=live.refresh, should_stop=interrupted)
     if not finished:
-        err.print("Ctrl-C: runs cancelled (finished epochs are kept; `amltui resume RUN` continues)")
+        stopped = [i for i in ids if (store.get(i) or {}).get("status") != Status.DONE]
+        err.print(f"Ctrl-C: {len(stopped)} run(s) cancelled; finished epochs are kept. To continue: "
+                  + "; ".join(f"amltui resume {i}" for i in stopped), highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(130)
     if scheduler.display_error:
         err.print(f"the progress display failed ({scheduler.display_error}); the runs were not affected",
@@ -191,27 +198,58 @@ def _summary(store: Store, ids: list[str]) -> None:
         raise typer.Exit(1)
 
 
+@o.with_options(o.DISPATCH_OPTIONS)
 def resume(
     run: o.RunArg,
-    detach: Annotated[bool, typer.Option("--detach", help="Return at once; the run goes on.")] = False,
-    gpus: o.Gpus = None,
-    executor: o.ExecutorOpt = "local",
-    partition: o.Partition = None,
+    detach: o.Detach = False,
+    gpus_per_node: o.GpusPerNode = 0,
     runs_dir: o.RunsDir = None,
+    **options: object,
 ) -> None:
     """Continue a failed or cancelled run from its last epoch checkpoint, or start an orphaned one.
 
-    Resuming a run that is queued, running or stalled is refused: one worker per run.
+    Its config stays as it is (finished epochs were trained under it); to change the config or the data, use
+    `amltui rerun RUN --set KEY=VALUE` (a new run). Resuming a queued, running or stalled run is refused.
     """
-    options = DispatchOptions(executor=str(executor), gpus=gpus, partition=partition)
+    dispatch_options = DispatchOptions(gpus_per_node=gpus_per_node, **o.request_fields(options))
     with user_errors():
-        options.check()
+        dispatch_options.check()
     store = open_store(runs_dir)
     reap_lost(store)
     record = resolve_run(store, run)
     with user_errors():
-        run_id = service.resume_run(store, record)
-    dispatch(store, [run_id], options, detach=detach)
+        run_id = service.resume_run(store, record, dispatch_options)
+    dispatch(store, [run_id], dispatch_options, detach=detach)
+
+
+@o.with_options(o.DISPATCH_OPTIONS)
+def rerun(
+    run: o.RunArg,
+    set_: o.SetOverrides = None,
+    data_dir: o.DataDir = None,
+    new_id: Annotated[str | None, typer.Option("--id", help="The new run's id [default: generated].")] = None,
+    detach: o.Detach = False,
+    gpus_per_node: o.GpusPerNode = 0,
+    runs_dir: o.RunsDir = None,
+    **options: object,
+) -> None:
+    """Start a new run with an old run's config plus changes.
+
+    The changes are --set KEY=VALUE items and --data-dir, e.g. to fix a failed run. The old run stays as it is;
+    the new one gets its own id (and the old run's sweep). Always a fresh run: an
+    identical finished run is not reused.
+    """
+    request = RerunRequest(overrides=list(set_ or []), data_dir=str(data_dir) if data_dir else None, run_id=new_id,
+                           gpus_per_node=gpus_per_node, **o.request_fields(options))
+    store = open_store(runs_dir)
+    reap_lost(store)
+    record = resolve_run(store, run)
+    with user_errors():
+        config = plan_rerun(store, record, request)
+        run_id = queue_rerun(store, record, config, request)
+    console.print(f"queued 1 run(s) in {store.runs_dir}: {run_id} (rerun of {record['id']})", highlight=False,
+                  markup=False, soft_wrap=True)
+    dispatch(store, [run_id], request, detach=detach)
 
 
 def cancel(
@@ -248,17 +286,29 @@ def cancel(
 
 
 def remove(
-    runs: o.RunArgs,
+    runs: Annotated[list[str] | None, typer.Argument(metavar="RUN", help="Run ids (or unique prefixes).")]
+    = None,
+    status: Annotated[list[str] | None, typer.Option(help="Delete every run with this status (repeatable), e.g. "
+                                                     "failed.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     runs_dir: o.RunsDir = None,
 ) -> None:
     """Delete runs: their folders and their records (running runs must be cancelled first)."""
     store = open_store(runs_dir)
     reap_lost(store)
-    records = [resolve_run(store, text) for text in runs]
+    if not runs and not status:
+        fail("name the runs to delete, or use --status (e.g. --status failed)")
+    records = [resolve_run(store, text) for text in runs or []]
+    with user_errors():
+        records += service.with_status(store, list(status or [])) if status else []
+    records = list({r["id"]: r for r in records}.values())
+    if not records:
+        console.print(f"no run has status {', '.join(status or [])}; nothing deleted", highlight=False, markup=False)
+        return
     with user_errors():
         service.check_deletable(store, records)
-    if not yes and not typer.confirm(f"delete {len(records)} run(s) and their folders?"):
+    ids = [r["id"] for r in records]
+    if not yes and not typer.confirm(f"delete {len(ids)} run(s) and their folders ({listed(ids, 30)})?"):
         raise typer.Exit(1)
     for record in records:
         try:
@@ -275,9 +325,13 @@ def logs(
 ) -> None:
     """Print a run's log (log.txt, then the worker's own output when it has any)."""
     store = open_store(runs_dir)
+    reap_lost(store)
     record = resolve_run(store, run)
     rd = run_dir(store.runs_dir, record["id"])
     position = _print_from(rd.log_file, 0)
+    waiting = queued_reason(store, record)  # no worker yet: say what it waits for instead of printing nothing
+    if waiting:
+        err.print(waiting, highlight=False, markup=False, soft_wrap=True)
     while follow:
         reap_lost(store)
         ended = (store.get(record["id"]) or {}).get("status") in TERMINAL

@@ -48,7 +48,7 @@ def install(suffix: str = "") -> None:
     def handler(signum: int, frame: FrameType | None) -> None:
         global _signal_reason
         if _signal_reason is None:
-            _signal_reason = f"stopped by signal {signal.Signals(signum).name}{suffix}"
+            _signal_reason = f"{signal.Signals(signum).name}{suffix}"
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
@@ -59,8 +59,15 @@ def installed() -> bool:
 
 
 def signalled() -> str | None:
-    """The reason recorded by the signal handler, or None if no stop signal has arrived."""
+    """The signal that arrived (e.g. "SIGTERM (Slurm job 12)"), or None if no stop signal has arrived."""
     return _signal_reason
+
+
+def signal_reason(signal_name: str) -> str:
+    """Why a run stopped that got a signal but no cancel request: who sent it is unknown here (a cancel through
+    amltui writes its request into the record first, and that names who asked)."""
+    return (f"cancelled by {signal_name}, not through amltui (no cancel request in the record: e.g. kill, a "
+            "shutdown or a Slurm time limit)")
 
 
 def reset() -> None:
@@ -84,7 +91,8 @@ class SafePoints:
     def requested(self, *, force: bool = False) -> str | None:
         """Why the run must stop (None: it goes on). Reads the record at most every ``every`` s."""
         now = time.monotonic()
-        if self._request is None and (force or now >= self._next_read):
+        # After a signal the record is read at once: a cancel through amltui wrote its reason there first.
+        if self._request is None and (force or now >= self._next_read or signalled()):
             self._next_read = now + self.every
             try:
                 self._request = self.read_request()
@@ -93,7 +101,7 @@ class SafePoints:
         sig = signalled()
         if self._request and sig:
             return f"{self._request} ({sig})"
-        return self._request or sig
+        return self._request or (signal_reason(sig) if sig else None)
 
     def check(self, phase: str | None = None, *, force: bool = False) -> None:
         """A safe point: raise Cancelled if the run is to stop. ``phase`` names the phase that starts here.

@@ -49,6 +49,7 @@ from amltui.app.service.manage import (
     reap_lost,
     records,
     resume_run,
+    with_status,
 )
 from amltui.app.service.reproduce import ReproduceFront, ReproduceRequest, check_request, reproduce
 
@@ -59,5 +60,5 @@ __all__ = [
     "find_run", "launch", "local_slots", "measure_robustness", "open_store", "parse_grid", "parse_names",
     "parse_seeds", "plan_launch", "queue_runs", "reap_lost", "record_sweep", "records", "reproduce",
     "resolve_configs", "resolve_sweep_configs", "results_table", "resume_run", "slurm_executor", "start_detached",
-    "submit_slurm", "sweep_frontier",
+    "submit_slurm", "sweep_frontier", "with_status",
 ]

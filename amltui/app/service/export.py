@@ -29,6 +29,8 @@ def results_table(rows_of: list[dict[str, Any]], fmt: str = "md", *, where: list
     except FilterError as exc:
         raise UserError(str(exc)) from None
     kept, emptied = apply_where(rows_of, filters)
+    for key in {"tag", "tags"} & set(keys or []):  # a row per combination of tags: no run is counted twice
+        kept = [{**r, key: ",".join(sorted(r.get("tags") or [])) or "(none)"} for r in kept]
     if sweep:
         return _sweep_table(kept, fmt, sweep, runs_dir, with_runs), emptied
     return render(aggregate(kept, group_by=keys), fmt, with_runs=with_runs), emptied

@@ -116,6 +116,38 @@ class ConfigRequest:
     sweep: str | None = None  # the sweep's name [default: generated when there is a grid]
 
 
+# ConfigRequest fields that are also config keys: given both as an option and in --set/--grid is a conflict.
+EXPLICIT_KEYS = ("dataset", "data_dir", "epochs", "train_subset", "test_subset", "device", "threads")
+
+
+def check_conflicts(request: ConfigRequest) -> None:
+    """Refuse a key set twice (``--epochs 3 --set epochs=2``): which one wins would be a silent pick."""
+    for option, items in (("--set", request.overrides), ("--grid", request.grid)):
+        for item in items:
+            key = item.partition("=")[0].strip()
+            value = getattr(request, key, None) if key in EXPLICIT_KEYS else None
+            if value is not None:
+                raise UserError(f"--{key.replace('_', '-')} {value} and {option} {item} both set {key}",
+                                f"give {key} once (drop --{key.replace('_', '-')} or the {option} item)")
+
+
+def preflight(configs: list[RunConfig], options: DispatchOptions) -> None:
+    """What can fail without training (data present and readable, subsets within the split, GPU ids that exist),
+    checked before anything is queued (amltui/app/preflight.py); each distinct data/device setting once."""
+    from amltui.app.preflight import PreflightError, check_config
+
+    seen: set[tuple[Any, ...]] = set()
+    for cfg in configs:
+        setting = (cfg.dataset, cfg.data_dir, cfg.train_subset, cfg.test_subset, cfg.device)
+        if setting in seen:
+            continue
+        seen.add(setting)
+        try:
+            check_config(cfg, gpus=options.gpus, local=options.executor == "local")
+        except PreflightError as exc:
+            raise UserError(str(exc)) from None
+
+
 def _resolve_one(request: ConfigRequest, variant: str, seed: int, point: list[str]) -> RunConfig:
     return RunConfig.resolve(variant, request.preset, overrides=[*request.overrides, *point] or None, seed=seed,
                              dataset=request.dataset, data_dir=request.data_dir, epochs=request.epochs,
@@ -132,6 +164,7 @@ def resolve_sweep_configs(request: ConfigRequest) -> tuple[list[RunConfig], str 
         raise UserError("variants: none chosen", "pick at least one")
     if not request.seeds:
         raise UserError("seeds: none given", SEEDS_HINT)
+    check_conflicts(request)
     try:
         configs, name = sweeps.resolve_sweep(request.variants, request.seeds, request.grid or None,
                                              request.overrides, request.sweep,
@@ -147,6 +180,15 @@ def resolve_configs(request: ConfigRequest) -> list[RunConfig]:
     return resolve_sweep_configs(request)[0]
 
 
+def check_new_id(run_id: str | None) -> None:
+    """``--id``: a name amltui may use for a new run folder (None: one is generated)."""
+    if run_id is not None:
+        try:
+            validate_run_id(run_id)
+        except ValueError as exc:
+            raise UserError(f"--id: {exc}") from None
+
+
 @dataclass
 class LaunchRequest(DispatchOptions, ConfigRequest):
     """`amltui run` and the dashboard's launch form."""
@@ -156,11 +198,8 @@ class LaunchRequest(DispatchOptions, ConfigRequest):
 
     def check(self) -> None:
         super().check()
+        check_new_id(self.run_id)
         if self.run_id is not None:
-            try:
-                validate_run_id(self.run_id)
-            except ValueError as exc:
-                raise UserError(f"--id: {exc}") from None
             if len(self.variants) * len(self.seeds) > 1 or self.grid:
                 raise UserError("--id names a single run",
                                 "leave it out when queueing several variants, seeds or grid points")
@@ -190,6 +229,7 @@ def plan_launch(store: Store, request: LaunchRequest) -> LaunchPlan:
     request.check()
     configs, sweep = resolve_sweep_configs(request)
     request.check_devices()
+    preflight(configs, request)
     grid = sweeps.parse_grid(request.grid or None)
     line = f"sweep {sweep}: {sweeps.describe(grid, request.variants, request.seeds)}" if grid else ""
     if request.repeat:

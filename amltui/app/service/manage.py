@@ -49,8 +49,25 @@ def find_run(store: Store, text: str) -> Record:
         return matches[0]
     if not matches:
         raise UserError(f"no run {text!r} in {store.path}", "`amltui ls` lists the runs")
-    raise UserError(f"{text!r} matches {len(matches)} runs: {', '.join(r['id'] for r in matches[:8])}",
+    raise UserError(f"{text!r} matches {len(matches)} runs: {listed([r['id'] for r in matches])}",
                     "be more specific")
+
+
+def listed(ids: list[str], most: int = 8) -> str:
+    """'a, b, c' — at most ``most`` ids, then '… and N more' (a list is never cut silently)."""
+    more = f" … and {len(ids) - most} more" if len(ids) > most else ""
+    return ", ".join(ids[:most]) + more
+
+
+def with_status(store: Store, statuses: list[str]) -> list[Record]:
+    """The runs whose status is one of ``statuses`` (each checked: a misspelt status is refused, not empty)."""
+    from amltui.app.filters import FilterError, check_value
+
+    try:
+        wanted = {check_value("status", s, "--status") for s in statuses}
+    except FilterError as exc:
+        raise UserError(str(exc)) from None
+    return [r for r in records(store) if r.get("status") in wanted]
 
 
 def claimed_status(record: Record) -> str | None:
@@ -58,9 +75,11 @@ def claimed_status(record: Record) -> str | None:
     return record.get("stored_status") if record.get("status") == DAMAGED else record.get("status")
 
 
-def resume_run(store: Store, record: Record) -> str:
+def resume_run(store: Store, record: Record, options: Any = None) -> str:
     """Queue a failed, cancelled or orphaned run again (it continues from its last checkpoint); its id.
-    Dispatching it is the caller's (launch.start_detached, or the command line's foreground scheduler)."""
+    Dispatching it is the caller's (launch.start_detached, or the command line's foreground scheduler).
+    What would fail it again without training (its data gone, a GPU that is not there) is refused first;
+    ``options`` (launch.DispatchOptions) are where it will run."""
     from amltui.app.runs import requeue
 
     run_id, status = record["id"], record.get("status")
@@ -75,6 +94,7 @@ def resume_run(store: Store, record: Record) -> str:
                         f"resume that process (kill -CONT) or `amltui cancel {run_id}` it first")
     if status in (Status.RUNNING, Status.QUEUED):
         raise UserError(f"run {run_id} is {status}", f"cancel it first (`amltui cancel {run_id}`)")
+    _preflight_resume(store, record, options)
     try:
         requeued = requeue(store, run_id)
     except (ValueError, StoreError) as exc:
@@ -83,6 +103,22 @@ def resume_run(store: Store, record: Record) -> str:
         raise UserError(f"run {run_id} is {(store.get(run_id) or {}).get('status')}; only a failed, cancelled "
                         "or orphaned run can be resumed")
     return run_id
+
+
+def _preflight_resume(store: Store, record: Record, options: Any) -> None:
+    from amltui.app.runs import run_dir
+    from amltui.app.service.launch import DispatchOptions, preflight
+
+    try:
+        config = run_dir(store.runs_dir, record["id"]).read_config()
+    except (OSError, ValueError):
+        return  # the worker reports an unreadable config with the details
+    try:
+        preflight([config], options or DispatchOptions())
+    except UserError as exc:
+        raise UserError(f"run {record['id']} cannot be resumed as it is: {exc.message}",
+                        f"`amltui rerun {record['id']} --set KEY=VALUE` (or --data-dir DIR) starts a new run with the "
+                        "fix") from None
 
 
 def cancellable(store: Store) -> list[Record]:

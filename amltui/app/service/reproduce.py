@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from amltui.app.errors import UserError
 from amltui.app.records import Status
-from amltui.app.service.launch import ConfigRequest, DispatchOptions, queue_runs, resolve_configs
+from amltui.app.service.launch import ConfigRequest, DispatchOptions, preflight, queue_runs, resolve_configs
 from amltui.app.service.manage import reap_lost
 from amltui.app.store import Store
 from core.config import VARIANTS, RunConfig
@@ -63,6 +63,7 @@ def check_request(request: ReproduceRequest) -> list[RunConfig]:
         refusal = human_sets_refusal(configs[0].dataset)
         if refusal:
             raise UserError(f"--human-sets: {refusal}")
+    preflight(configs, request)
     return configs
 
 
