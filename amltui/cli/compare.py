@@ -20,8 +20,7 @@ def register(app: typer.Typer) -> None:
 
 
 def diff(
-    runs: Annotated[list[str], typer.Argument(metavar="RUN",
-                                                   help="Two or more run ids (or unique prefixes).")],
+    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Two or more run ids (or unique prefixes).")],
     all_: Annotated[bool, typer.Option("--all", help="Show every key, not only those that differ.")] = False,
     runs_dir: o.RunsDir = None,
 ) -> None:

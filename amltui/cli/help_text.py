@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from typer.core import TyperArgument
+from typer.core import TyperArgument, TyperOption
 
 SUMMARY_WIDTH = 80  # a longer first sentence is cut at its last clause boundary within this width
 ABBREVIATIONS = ("et al", "e.g", "i.e", "vs", "cf", "etc", "approx")
@@ -63,6 +63,15 @@ class _UsageArgument(TyperArgument):
         return None if text in ("<str>", "<list[str]>") else text
 
 
+class _RepeatableOption(TyperOption):
+    """A repeatable option shows the type of one value (``--set <str>``), not Python's ``<list[str]>``."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        text = super().display_type_rich(ctx)
+        match = re.fullmatch(r"<list\[(\w+)\]>", text or "")
+        return f"<{match.group(1)}>" if match else text
+
+
 def tidy(command: Any) -> Any:
     """Give ``command`` (and a group's sub-commands) a whole-phrase summary and plain argument names; idempotent."""
     if command is None or getattr(command, "_amltui_tidy", False):
@@ -73,6 +82,8 @@ def tidy(command: Any) -> Any:
     for param in command.params:
         if type(param) is TyperArgument:
             param.__class__ = _UsageArgument
+        elif type(param) is TyperOption and getattr(param, "multiple", False):
+            param.__class__ = _RepeatableOption
     for sub in (getattr(command, "commands", None) or {}).values():
         tidy(sub)
     return command

@@ -64,11 +64,9 @@ def run(
     detach: o.Detach = False,
     gpus_per_node: o.GpusPerNode = 0,
     repeat: o.Repeat = False,
-    grid: Annotated[list[str] | None, typer.Option("--grid", help=sweeps.GRID_HELP)] = None,
-    sweep: Annotated[str | None, typer.Option(help="Sweep name recorded in each run [default: generated with "
-                                              "--grid]; `export --sweep NAME`, `plot --sweep NAME`.")] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help=f"Queue more than {sweeps.CONFIRM_ABOVE} runs "
-                                      "without asking.")] = False,
+    grid: o.Grid = None,
+    sweep: o.Sweep = None,
+    yes: o.Yes = False,
     runs_dir: o.RunsDir = None,
     **options: object,
 ) -> None:
@@ -87,6 +85,13 @@ def run(
     store = open_store(runs_dir)
     with user_errors():
         plan = service.plan_launch(store, request)
+    ids = _confirm_and_queue(store, request, plan, yes)
+    if ids:
+        dispatch(store, ids, request, detach=detach)
+
+
+def _confirm_and_queue(store: Store, request: LaunchRequest, plan: service.LaunchPlan, yes: bool) -> list[str]:
+    """Say the sweep, ask above the threshold, queue the fresh runs (the new ids; none when all were reused)."""
     if plan.sweep_line:
         console.print(plan.sweep_line, highlight=False, markup=False)
     if sweeps.needs_confirmation(len(plan.configs)) and not yes and not typer.confirm(
@@ -97,12 +102,12 @@ def run(
     if not plan.fresh:
         service.record_sweep(store, request, plan, [])
         _summary(store, [r["id"] for r in plan.reused.values()])
-        return
+        return []
     with user_errors():
-        ids = service.queue_runs(store, plan.fresh, [run_id] * len(plan.fresh), sweep=plan.sweep)
+        ids = service.queue_runs(store, plan.fresh, [request.run_id] * len(plan.fresh), sweep=plan.sweep)
         service.record_sweep(store, request, plan, ids)
     console.print(f"queued {len(ids)} run(s) in {store.runs_dir}: {', '.join(ids)}", highlight=False, markup=False)
-    dispatch(store, ids, request, detach=detach)
+    return ids
 
 
 def dispatch(store: Store, ids: list[str], options: DispatchOptions, *, detach: bool = False) -> None:

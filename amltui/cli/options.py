@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from amltui.app import sweeps
 from amltui.app.gpus import MAX_MEM_DEFAULT, MAX_UTIL_DEFAULT
 from amltui.app.report import FORMATS
 from amltui.app.service import EXECUTORS
@@ -66,6 +67,11 @@ EvalDevice = Annotated[str | None, typer.Option("--device", help="Device [defaul
 Threads = Annotated[int | None, typer.Option(help="CPU threads per run [default: the slot's cores].")]
 SetOverrides = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set lr=3e-4 "
                                                         "(repeatable; `amltui config-keys` lists them).")]
+Grid = Annotated[list[str] | None, typer.Option("--grid", help=sweeps.GRID_HELP)]
+Sweep = Annotated[str | None, typer.Option(help="Sweep name recorded in each run [default: generated with --grid]; "
+                                           "`export --sweep NAME`, `plot --sweep NAME`.")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help=f"Queue more than {sweeps.CONFIRM_ABOVE} runs without "
+                                   "asking.")]
 Repeat = Annotated[bool, typer.Option("--repeat", help="Start a fresh run even when an identical finished run "
                                       "(same config, seed, data and code) exists; tables count the latest.")]
 

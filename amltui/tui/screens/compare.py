@@ -24,6 +24,7 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane
 from amltui.app.records import inspect
 from amltui.app.runs import RunDir
 from amltui.tui.data import STATUS_STYLE, read_json_or_none
+from amltui.tui.keys import BACK, tab_keys
 from amltui.tui.messages import CompareLoaded
 from amltui.tui.screens.detail import epoch_series
 from amltui.tui.widgets.chart import LineChart, Series
@@ -120,9 +121,8 @@ def diff_table(runs: list[RunCurves]) -> Table | Text:
 
 class CompareScreen(Screen):
     BINDINGS = [
-        Binding("escape,backspace", "app.pop_screen", "Back"),
-        Binding("1", "tab('compare-curves')", "Curves"),
-        Binding("2", "tab('compare-config')", "Config diff"),
+        BACK,
+        *tab_keys(("compare-curves", "Curves"), ("compare-config", "Config diff")),
         Binding("m", "next_metric", "Accuracy metric"),
     ]
     DEFAULT_CSS = """

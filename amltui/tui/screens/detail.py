@@ -22,6 +22,7 @@ from textual.worker import get_current_worker
 from amltui.app.records import DAMAGED, Status
 from amltui.app.run_progress import describe
 from amltui.tui.data import STATUS_STYLE, DetailReader, RunDetail, damaged_record
+from amltui.tui.keys import BACK, tab_keys
 from amltui.tui.messages import DetailLoaded, PcaStage
 from amltui.tui.widgets.chart import LineChart, Series
 from amltui.tui.widgets.pca_plot import PcaView, render_pca
@@ -132,12 +133,9 @@ def config_table(config: dict[str, Any] | None, changed: dict[str, Any]) -> Tabl
 
 class DetailScreen(Screen):
     BINDINGS = [
-        Binding("escape,backspace", "app.pop_screen", "Back"),
-        Binding("1", "tab('curves')", "Curves"),
-        Binding("2", "tab('log')", "Log"),
-        Binding("3", "tab('config')", "Config"),
-        Binding("4", "tab('pca')", "PCA"),
-        Binding("5", "tab('robustness')", "Robustness"),
+        BACK,
+        *tab_keys(("curves", "Curves"), ("log", "Log"), ("config", "Config"), ("pca", "PCA"),
+                  ("robustness", "Robustness")),
         Binding("p", "compute_pca", "Compute PCA"),
     ]
     app: DashboardApp

@@ -25,6 +25,7 @@ from amltui.app.records import inspect_all
 from amltui.app.report import IA_METRICS, Cell, Row, aggregate, footnotes, present_metrics
 from amltui.app.store import Store, StoreError
 from amltui.tui import actions
+from amltui.tui.keys import BACK
 from amltui.tui.messages import ResultsLoaded
 from core.metrics import METRIC_LABELS
 
@@ -39,7 +40,7 @@ SCREEN_ORDER = ("A_orig", "A_PGD", "A_SA", "A_IA", "A_IA_target", "A_AA")
 
 class ResultsScreen(Screen):
     BINDINGS = [
-        Binding("escape,backspace", "app.pop_screen", "Back"),
+        BACK,
         Binding("e", "export", "Export .md"),
         Binding("s", "next_sweep", "Sweep"),  # one sweep's rows and frontier (amltui/tui/widgets/frontier_plot.py)
         Binding("tab", "app.focus_next", "Switch table", show=False),

@@ -31,9 +31,7 @@ class SortPicker(Dialog[str | None]):
         }
     }
     """
-    BINDINGS = [
-        Binding("escape,s", "dismiss_picker", "Close"),
-    ]
+    BINDINGS = [Binding("escape,s", "dismiss_picker", "Close")]
 
     def __init__(self, current: str, reverse: bool = False) -> None:
         super().__init__()
