@@ -85,7 +85,7 @@ def test_ls_sorts_filters_and_shows_the_error_and_tags(tmp_path):
     (("--status", "dne"), "did you mean 'done'"),
     (("--status", "done,runing"), "did you mean 'running'"),
     (("--where", "variant=ml"), "valid values: baseline"),
-    (("--where", "tag=x"), "did you mean 'tags'"),
+    (("--where", "tgas=x"), "did you mean 'tags'"),  # tag=x itself is the alias of tags=x
 ])
 def test_ls_refuses_bad_options_with_a_suggestion(tmp_path, args, says):
     make_runs(tmp_path)
