@@ -17,7 +17,7 @@ import torch
 from core.attacks import FGSM, PGD
 from core.config import RunConfig
 from core.data import Split, to_float
-from core.metrics import METRIC_LABELS, METRIC_ORDER  # noqa: F401  (re-exported)
+from core.metrics import METRIC_ORDER
 from core.models import EmbeddingNet
 from core.scoring import FastForward, clean_and_fgsm_correct, count_correct
 from core.step import use_channels_last

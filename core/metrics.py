@@ -8,3 +8,6 @@ METRIC_ORDER = ("A_orig", "A_SA", "A_IA", "A_IA_target", "A_PGD", "A_AA")
 METRIC_LABELS = {"A_orig": "A_orig", "A_SA": "A_SA", "A_IA": "A_IA", "A_IA_target": "A_IA→target",
                  "A_PGD": "A_PGD", "A_AA": "A_AA"}
 METRIC_SHORT_LABELS = {**METRIC_LABELS, "A_IA_target": "→tgt"}  # narrow tables (`amltui ls`, `amltui run`)
+# The most telling first, where only a few fit (the dashboard at 80 columns): clean, then the honest robustness
+# number (PGD), then the training attack's (FGSM) and the invariance scores.
+HEADLINE_ORDER = ("A_orig", "A_PGD", "A_SA", "A_IA", "A_IA_target", "A_AA")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from amltui.app.fsutil import FileLock, atomic_write_json, read_json
 from amltui.app.runs import Listener, RunDir, load_run_data, load_run_model, now, run_dir
-from amltui.app.store import Store
+from amltui.app.store import Store, update_record
 from core.checks import LARGE_EPS, Measurements, Thresholds, merge_flags, run_checks, summary_line
 
 if TYPE_CHECKING:
@@ -133,9 +133,9 @@ def open_evaluator(store: Store, run_id: str, *, device: str | None = None, subs
 
 
 def _update_record(store: Store, rd: RunDir, change: dict[str, Any]) -> dict[str, Any]:
-    """Read-modify-write of the record under the run's lock (other writers may touch other fields)."""
-    with FileLock(rd.path / ".lock"):
-        record = rd.read_record()
+    """Merge ``change`` into the record through the one locked read-modify-write (amltui/app/store.py
+    update_record): metrics are merged, a callable maps the old value, anything else replaces it."""
+    def apply(record: dict[str, Any]) -> None:
         for key, value in change.items():
             if key in ("metrics", "metrics_n"):
                 record[key] = {**(record.get(key) or {}), **value}
@@ -143,10 +143,11 @@ def _update_record(store: Store, rd: RunDir, change: dict[str, Any]) -> dict[str
                 record[key] = value(record.get(key))
             else:
                 record[key] = value
-        record["updated"] = now()
-        atomic_write_json(rd.record_file, record)
-        store.put(record)
-    return record
+
+    updated = update_record(store, rd.path.name, apply)
+    if updated is None:
+        raise FileNotFoundError(f"run {rd.path.name} is no longer in the index; its evaluation was not recorded")
+    return updated
 
 
 # ---- A_AA ----------------------------------------------------------------------------------------------

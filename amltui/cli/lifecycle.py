@@ -41,7 +41,7 @@ from amltui.cli.common import (
     user_errors,
 )
 from amltui.cli.progress_bars import run_lines
-from core.metrics import METRIC_LABELS, METRIC_ORDER
+from core.metrics import METRIC_ORDER, METRIC_SHORT_LABELS
 
 
 def register(app: typer.Typer) -> None:
@@ -190,7 +190,7 @@ def _summary(store: Store, ids: list[str]) -> None:
         table.add_column("run", no_wrap=True)
         table.add_column("status", no_wrap=True)
         for key in METRIC_ORDER:
-            table.add_column(METRIC_LABELS[key].replace("A_IA→target", "→tgt"), justify="right", no_wrap=True)
+            table.add_column(METRIC_SHORT_LABELS[key], justify="right", no_wrap=True)
         for r in records:
             m = r.get("metrics") or {}
             table.add_row(r["id"], status_text(r.get("status", "?")),

@@ -11,7 +11,7 @@ from rich.table import Table
 from amltui.app.filters import FilterError, apply_where, check_value, known_keys, parse_where, suggest, value_of
 from amltui.app.records import Status
 from amltui.cli.common import FLAG_MARK, status_text
-from core.metrics import METRIC_LABELS, METRIC_ORDER
+from core.metrics import METRIC_ORDER, METRIC_SHORT_LABELS
 
 # Columns, most important first: on a narrow terminal the last ones are left out, not squeezed.
 LS_COLUMNS = ("id", "status", "!", "progress", "gpu", "A_orig", "A_SA", "A_IA", "A_PGD", "error/flag", "tags",
@@ -97,7 +97,7 @@ def cell(r: dict[str, Any], col: str, phases: dict[str, str]) -> str:
 
 
 def _title(col: str) -> str:
-    return METRIC_LABELS.get(col, col).replace("A_IA→target", "→tgt")
+    return METRIC_SHORT_LABELS.get(col, col)
 
 
 def runs_table(records: list[dict[str, Any]], width: int, phases: dict[str, str] | None = None) -> Table:

@@ -29,7 +29,7 @@ from amltui.tui.messages import CompareLoaded
 from amltui.tui.screens.detail import epoch_series
 from amltui.tui.widgets.chart import LineChart, Series
 from core.config import format_value
-from core.metrics import METRIC_LABELS
+from core.metrics import HEADLINE_ORDER, METRIC_LABELS
 
 if TYPE_CHECKING:
     from amltui.tui.dashboard import DashboardApp
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 RUN_STYLES = ("cyan", "red", "yellow", "green", "magenta", "blue", "bright_white", "bright_red")
 # The accuracy chart's metric, cycled with `m` (metrics.jsonl keys of the per-epoch monitor).
 ACCURACY_KEYS = (("monitor_A_SA", "A_SA"), ("monitor_A_PGD", "A_PGD"), ("monitor_A_orig", "A_orig"))
-FINAL = ("A_orig", "A_PGD", "A_SA", "A_IA", "A_IA_target")
+FINAL = HEADLINE_ORDER[:5]  # A_AA is rarely there: the legend stays one line
 HIDDEN = ("overrides",)  # how a value was given, not what it is
 
 

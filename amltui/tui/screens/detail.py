@@ -26,7 +26,7 @@ from amltui.tui.keys import BACK, tab_keys
 from amltui.tui.messages import DetailLoaded, PcaStage
 from amltui.tui.widgets.chart import LineChart, Series
 from amltui.tui.widgets.pca_plot import PcaView, render_pca
-from core.metrics import METRIC_LABELS, METRIC_SHORT_LABELS
+from core.metrics import HEADLINE_ORDER, METRIC_LABELS, METRIC_SHORT_LABELS
 
 if TYPE_CHECKING:
     from amltui.tui.dashboard import DashboardApp
@@ -36,7 +36,7 @@ LOSSES = (("train_loss", "total", "bold white"), ("train_ce_clean", "CE clean", 
           ("train_triplet_ia", "triplet IA", "yellow"))
 ACCURACIES = (("monitor_A_orig", "A_orig", "green"), ("monitor_A_SA", "A_SA", "red"),
               ("monitor_A_PGD", "A_PGD", "yellow"))
-FINAL = ("A_orig", "A_PGD", "A_SA", "A_IA", "A_IA_target", "A_AA")  # the most telling first (80 columns)
+FINAL = HEADLINE_ORDER  # the most telling first (80 columns)
 HEAD_WIDTH = 78  # the header's width in an 80-column terminal (the default where the screen's is not known)
 MONITOR = ("A_orig", "A_PGD", "A_SA")  # estimated each epoch (monitor_*), shown until the final metrics exist
 
