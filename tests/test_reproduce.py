@@ -61,8 +61,9 @@ def test_reproduce_writes_the_report_and_a_rerun_reuses_everything(tmp_path):
     assert "digit target table applied to non-digit data" in report and "not applicable" in report
     assert "PGD-2 (L∞ ε 0.1, step α 0.01" in report
     assert "ml_sa_ia − baseline, A_IA" in report and "A_IA→target" in report
-    for name in ("pca-baseline.png", "pca-ml_sa_ia.png", "curves.png", "results.md", "results.csv"):
+    for name in ("pca-baseline.png", "pca-ml_sa_ia.png", "curves.png", "frontier.png", "results.md", "results.csv"):
         assert (folder / name).stat().st_size > 0, name
+    assert "![frontier.png](frontier.png)" in report  # the sensitivity–invariance trade-off of the variants
     assert len(list((folder / "configs").glob("*.json"))) == 2
     assert "dataset fingerprints: synthetic:" in report and "torch:" in report
     ids = {r["id"] for r in Store(tmp_path).all()}
