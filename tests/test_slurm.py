@@ -300,3 +300,29 @@ def test_cli_run_with_the_slurm_executor(tmp_path: Path) -> None:
     record = Store(tmp_path).get("cli-slurm")
     assert record["status"] == "done" and record["executor"] == "slurm" and record["slurm_job_id"]
     assert "A_orig" in record["metrics"]
+
+
+def test_a_grid_sweep_goes_through_slurm(tmp_path: Path) -> None:
+    """`run --grid … --executor slurm`: one job per grid point, each run recorded with its sweep; the sweep table."""
+    sets = ["arch=small", "train_subset=256", "test_subset=128", "batch_size=64", "pgd_steps=3", "threads=1",
+            "eval_ia=false"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run(
+        [sys.executable, "-m", "amltui", "run", "--executor", "slurm", "--time", "30", "--dataset", "synthetic",
+         "--epochs", "1", "--grid", "lambda_sa=0.25,0.5", "--sweep", "slurm-grid", "--detach", "--runs-dir",
+         str(tmp_path), *[a for s in sets for a in ("--set", s)]],
+        capture_output=True, text=True, timeout=JOB_START_S, env=env,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("Slurm job") == 2 and "sweep slurm-grid: 2 runs" in out.stdout
+    store = Store(tmp_path)
+    records = store.all()
+    assert sorted(r["config"]["lambda_sa"] for r in records) == [0.25, 0.5]
+    assert {r["sweep"] for r in records} == {"slurm-grid"} and {r["executor"] for r in records} == {"slurm"}
+    for record in records:
+        done = wait_for(f"{record['id']} to finish", finished(store, record["id"]), JOB_START_S + 2 * RUN_S)
+        assert done["status"] == "done", done.get("error")
+    table = subprocess.run([sys.executable, "-m", "amltui", "export", "--sweep", "slurm-grid", "--runs-dir",
+                            str(tmp_path)], capture_output=True, text=True, timeout=60, env=env)
+    assert table.returncode == 0, table.stderr
+    assert "lambda_sa=0.25" in table.stdout and "lambda_sa=0.5" in table.stdout, table.stdout
