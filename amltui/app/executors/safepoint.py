@@ -37,6 +37,7 @@ class Cancelled(KeyboardInterrupt):
 
 
 _signal_reason: str | None = None
+_pending_failure: Exception | None = None
 _installed = False
 
 
@@ -70,10 +71,19 @@ def signal_reason(signal_name: str) -> str:
             "shutdown or a Slurm time limit)")
 
 
+def fail_at_next_safe_point(exc: Exception) -> None:
+    """Make the next safe point raise ``exc`` (e.g. Slurm's time-limit warning): raised from a signal handler it
+    could land inside a write, or in code that catches and carries on, and the run would end "done" regardless."""
+    global _pending_failure
+    if _pending_failure is None:
+        _pending_failure = exc
+
+
 def reset() -> None:
     """Forget an earlier signal (tests; a process that runs several workers in turn)."""
-    global _signal_reason
+    global _signal_reason, _pending_failure
     _signal_reason = None
+    _pending_failure = None
 
 
 class SafePoints:
@@ -108,6 +118,10 @@ class SafePoints:
 
         The reason names the phase during which the stop was noticed (the one that just ended).
         """
+        global _pending_failure
+        if _pending_failure is not None:
+            failure, _pending_failure = _pending_failure, None
+            raise failure
         changing = phase is not None and phase != self.phase
         reason = self.requested(force=force or changing)
         if reason:

@@ -118,9 +118,10 @@ def _job_main(runs_dir: str, run_id: str, resume: bool) -> int:
 
     def on_warning(signum: int, frame: object) -> None:
         # sbatch --signal sends this ahead of the time limit (or on preemption); without a handler submitit
-        # would requeue or stop the job without telling the run.
-        raise SlurmTimeLimit(f"Slurm job {job_id} is about to be stopped (time limit or preemption); "
-                             f"`amltui resume {run_id}` continues from the last checkpoint")
+        # would requeue or stop the job without telling the run. The run fails at its next safe point.
+        safepoint.fail_at_next_safe_point(SlurmTimeLimit(
+            f"Slurm job {job_id} is about to be stopped (time limit or preemption); `amltui resume {run_id}` "
+            "continues from the last checkpoint"))
 
     job_id = os.environ.get("SLURM_JOB_ID", "?")
     store = Store(Path(runs_dir))
