@@ -11,11 +11,13 @@ from rich.table import Table
 from amltui.app.filters import FilterError, apply_where, check_value, known_keys, parse_where, suggest, value_of
 from amltui.app.records import Status
 from amltui.cli.common import FLAG_MARK, status_text
-from core.metrics import METRIC_ORDER, METRIC_SHORT_LABELS
+from core.metrics import HEADLINE_ORDER, METRIC_ORDER, METRIC_SHORT_LABELS
 
 # Columns, most important first: on a narrow terminal the last ones are left out, not squeezed.
-LS_COLUMNS = ("id", "status", "!", "progress", "gpu", "A_orig", "A_SA", "A_IA", "A_PGD", "error/flag", "tags",
-              "variant", "seed", "dataset", "A_IA_target", "A_AA", "slot")
+# The metrics in the headline order of core/metrics.py: at 80 columns A_orig, A_PGD (the honest robustness number)
+# and A_SA fit.
+LS_COLUMNS = ("id", "status", "!", "progress", "gpu", *HEADLINE_ORDER[:4], "error/flag", "tags",
+              "variant", "seed", "dataset", *HEADLINE_ORDER[4:], "slot")
 # Columns shown only when some run has a value in them.
 OPTIONAL = (*METRIC_ORDER, "gpu", "!", "error/flag", "tags")
 ERROR_WIDTH = 40  # the failure reason is cut here (the whole text: `amltui show RUN`)
