@@ -219,7 +219,10 @@ def test_missing_runs_dir_says_so(tmp_path: Path) -> None:
 def test_corrupt_store_shows_a_message_and_the_app_keeps_running(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
-        (demo / "store.json").write_text("{ this is not json")
+        # Replaced in one step: a write_text truncates first, and a poll reading the empty file in between sees a
+        # valid, empty index (0 runs) and would show that as the last good view.
+        (demo / "corrupt.tmp").write_text("{ this is not json")
+        os.replace(demo / "corrupt.tmp", demo / "store.json")
         screen = app.screen
         await wait_for(pilot, lambda: screen.error is not None, what="the error")
         # the banner is drawn on a later refresh than the one that set the error: wait for the text itself
