@@ -12,7 +12,7 @@ from amltui.app import sweeps
 from amltui.app.frontier import frontier_figure, half_width, pareto_front, points_of
 from amltui.app.report import Cell
 from amltui.app.sweep_table import sweep_rows, sweep_table
-from amltui.tui.widgets.frontier_plot import render_frontier
+from amltui.termplot.frontier import render_frontier
 from core.config import RunConfig
 
 

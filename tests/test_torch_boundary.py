@@ -17,6 +17,7 @@ import pytest
 
 import amltui.app
 import amltui.cli
+import amltui.termplot
 import amltui.tui
 from amltui.tui.demo import seed_demo
 
@@ -37,7 +38,7 @@ APP_CORE = ["amltui.app.store", "amltui.app.records", "amltui.app.run_progress",
             "amltui.app.report", "amltui.app.gpus", "amltui.app.executors.liveness",
             "amltui.app.executors.control"]
 APP_CORE += [m for m in submodules(amltui.app) if m.rsplit(".", 1)[-1].startswith(("service", "errors"))]
-MODULES = sorted({*submodules(amltui.cli), *submodules(amltui.tui), *APP_CORE})
+MODULES = sorted({*submodules(amltui.cli), *submodules(amltui.tui), *submodules(amltui.termplot), *APP_CORE})
 
 
 def python(code: str, *args: str, cwd: Path = ROOT, timeout: float = 120) -> subprocess.CompletedProcess[str]:

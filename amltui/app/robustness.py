@@ -269,7 +269,7 @@ CURVE_STYLES = ("cyan", "red", "yellow", "magenta", "green")
 
 def curve_chart(data: dict[str, Any], width: int = 72, height: int = 16) -> list[Any]:
     """The curve of curve.json as braille lines (the dashboard's chart), x = ε."""
-    from amltui.tui.widgets.chart import Series, render_chart
+    from amltui.termplot.line_chart import Series, render_chart
 
     series = [Series(data["labels"].get(a, a), list(zip(data["grid"], accs, strict=True)),
                      CURVE_STYLES[i % len(CURVE_STYLES)]) for i, (a, accs) in enumerate(data["curves"].items())]

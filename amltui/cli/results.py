@@ -286,7 +286,7 @@ def plot(
 ) -> None:
     """Write a run's figure: the 2-D PCA of h(x) for natural and FGSM-perturbed test images (or --curve, --sweep)."""
     if sweep or run is None:  # amltui/app/frontier.py
-        from amltui.tui.widgets.frontier_plot import frontier_renderable
+        from amltui.termplot.frontier import frontier_renderable
 
         store = open_store(runs_dir)
         with user_errors():

@@ -42,7 +42,7 @@ class ResultsScreen(Screen):
     BINDINGS = [
         BACK,
         Binding("e", "export", "Export .md"),
-        Binding("s", "next_sweep", "Sweep"),  # one sweep's rows and frontier (amltui/tui/widgets/frontier_plot.py)
+        Binding("s", "next_sweep", "Sweep"),  # one sweep's rows and frontier (amltui/termplot/frontier.py)
         Binding("tab", "app.focus_next", "Switch table", show=False),
     ]
     app: DashboardApp
@@ -104,7 +104,7 @@ class ResultsScreen(Screen):
             # Damaged records (a NaN or mistyped metric) are left out, never averaged in.
             records = inspect_all(Store(self.app.runs_dir).all())
             if sweep := self.sweep:
-                from amltui.tui.widgets.frontier_plot import sweep_view
+                from amltui.termplot.frontier import sweep_view
 
                 rows, self.frontier = sweep_view(records, self.app.runs_dir, sweep)
             else:

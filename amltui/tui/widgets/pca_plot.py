@@ -8,7 +8,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 from textual.widget import Widget
 
-from amltui.tui.widgets.braille import BrailleCanvas
+from amltui.termplot.braille import BrailleCanvas
 
 # One colour per class (the order of matplotlib's tab10, as in the PNG).
 CLASS_STYLES = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",

@@ -15,7 +15,7 @@ from amltui.app.frontier import DEFAULT_X, DEFAULT_Y, INTERVAL_TEXT, Point, pare
 from amltui.app.report import Row
 from amltui.app.sweep_table import sweep_rows
 from amltui.app.sweeps import sweep_records
-from amltui.tui.widgets.braille import BrailleCanvas
+from amltui.termplot.braille import BrailleCanvas
 from core.metrics import METRIC_LABELS
 
 Y_LABEL = 7
