@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.attacks.base import check_eps, eval_mode
+from core.attacks.fgsm import fgsm_example
 from core.step import pool_first_embed
 
 
@@ -29,7 +30,7 @@ def clean_and_fgsm_correct(model: nn.Module, x: Tensor, y: Tensor, eps: float) -
         logits = model(xr)
         (grad,) = torch.autograd.grad(F.cross_entropy(logits, y), xr)
         clean = (logits.detach().argmax(1) == y).sum()
-        x_adv = (x + eps * grad.sign()).clamp_(0.0, 1.0)
+        x_adv = fgsm_example(x, grad, eps)
         (adv,) = count_correct(model, x_adv, y)
     return clean, adv
 

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.attacks import FGSM, make_train_attack
+from core.attacks.fgsm import fgsm_example
 from core.config import RunConfig
 from core.losses import ObjectiveWeights, TripletLoss, objective_terms, terms_to_floats
 from core.models import MNIST_MEAN, MNIST_STD, EmbeddingNet
@@ -194,7 +195,7 @@ class TrainStep:
 
     def _fgsm(self, x: Tensor, grad: Tensor) -> Tensor:
         assert isinstance(self.attack, FGSM)
-        return (x + self.attack.eps * grad.sign()).clamp_(0.0, 1.0)
+        return fgsm_example(x, grad, self.attack.eps)
 
     def _reuse(self, x: Tensor, y: Tensor, x_inv: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
         xr = x.detach().requires_grad_(True)

@@ -40,6 +40,23 @@ def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.
     return grad
 
 
+def signed_step(x: torch.Tensor, grad: torch.Tensor, alpha: float) -> torch.Tensor:
+    """x + α · sign(g): the one signed-gradient step of FGSM, FGSM-RS, PGD and the fused training step."""
+    return x + alpha * grad.sign()
+
+
+def project_linf(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Π onto the L∞ ball of radius ε around x, then onto [0, 1] (a no-op on the ball for an FGSM step of ε)."""
+    return torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
+
+
+def uniform_start(x: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
+    """x + U(−ε, ε), clamped to [0, 1]; drawn on the CPU generator so a seed gives the same start on every
+    device (and a resumed run continues the same stream)."""
+    noise = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    return (x + (2 * noise - 1) * eps).clamp_(0.0, 1.0)
+
+
 class Attack:
     """An attack object: ``attack(x, y) -> x_adv`` with x in [0, 1]; the result is detached."""
 

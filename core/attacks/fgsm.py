@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.attacks.base import Attack, input_gradient
+from core.attacks.base import Attack, input_gradient, project_linf, signed_step
 
 
 class FGSM(Attack):
@@ -15,5 +15,9 @@ class FGSM(Attack):
         super().__init__(model, eps)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        grad = input_gradient(self.model, x, y)
-        return (x + self.eps * grad.sign()).clamp_(0.0, 1.0)
+        return fgsm_example(x, input_gradient(self.model, x, y), self.eps)
+
+
+def fgsm_example(x: torch.Tensor, grad: torch.Tensor, eps: float) -> torch.Tensor:
+    """FGSM's example from a given input gradient (core.step computes that gradient itself)."""
+    return project_linf(signed_step(x, grad, eps), x, eps)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.attacks.base import Attack, check_eps, input_gradient
+from core.attacks.base import Attack, check_eps, input_gradient, project_linf, signed_step, uniform_start
 
 
 class FGSMRS(Attack):
@@ -26,9 +26,5 @@ class FGSMRS(Attack):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x = x.detach()
-        # Drawn on the CPU generator so a seed gives the same start on every device (and resume is exact).
-        noise = torch.rand(x.shape, generator=self.generator, dtype=x.dtype).to(x.device)
-        x0 = (x + (2 * noise - 1) * self.eps).clamp_(0.0, 1.0)
-        grad = input_gradient(self.model, x0, y)
-        x_adv = x0 + self.alpha * grad.sign()
-        return torch.min(torch.max(x_adv, x - self.eps), x + self.eps).clamp_(0.0, 1.0)
+        x0 = uniform_start(x, self.eps, self.generator)
+        return project_linf(signed_step(x0, input_gradient(self.model, x0, y), self.alpha), x, self.eps)

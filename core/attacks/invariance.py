@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from core.attacks.base import project_linf
 from core.attacks.invariance_cache import ChunkedCache, cache_key
 from core.attacks.invariance_search import MODES, FastParams, PoolIndex
 from core.attacks.transforms import (
@@ -110,7 +111,7 @@ def linf_combine(x: Tensor, neighbour: Tensor, eps: float) -> Tensor:
     close = diff.abs() <= eps
     out = torch.where(close & (x > 0), neighbour, x)
     out = torch.where(close, out, x + torch.sign(diff) * eps)
-    return torch.minimum(torch.maximum(out, x - eps), x + eps).clamp(0.0, 1.0)
+    return project_linf(out, x, eps)
 
 
 def ink_removed(x: Tensor, x_star: Tensor) -> Tensor:

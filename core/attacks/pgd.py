@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.attacks.base import Attack, check_eps, input_gradient
+from core.attacks.base import Attack, check_eps, input_gradient, project_linf, signed_step, uniform_start
 
 
 class PGD(Attack):
@@ -30,13 +30,7 @@ class PGD(Attack):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x = x.detach()
-        x_adv = x.clone()
-        if self.random_start:
-            # Drawn on the CPU generator so a seed gives the same start on every device.
-            noise = torch.rand(x.shape, generator=self.generator, dtype=x.dtype).to(x.device)
-            x_adv = (x_adv + (2 * noise - 1) * self.eps).clamp_(0.0, 1.0)
+        x_adv = uniform_start(x, self.eps, self.generator) if self.random_start else x.clone()
         for _ in range(self.steps):
-            grad = input_gradient(self.model, x_adv, y)
-            x_adv = x_adv + self.alpha * grad.sign()
-            x_adv = torch.min(torch.max(x_adv, x - self.eps), x + self.eps).clamp_(0.0, 1.0)
+            x_adv = project_linf(signed_step(x_adv, input_gradient(self.model, x_adv, y), self.alpha), x, self.eps)
         return x_adv
