@@ -35,7 +35,22 @@ class Score:
         return 100.0 * self.correct / self.n if self.n else float("nan")
 
 
+#: Progress moves at least this many times per measurement (a bar that jumps 0 → 100% says nothing), and a
+#: chunk never shrinks below MIN_CHUNK images (smaller batches cost more than the progress is worth).
+PROGRESS_STEPS = 10
+MIN_CHUNK = 16
+
+
+def progress_chunk(n: int, batch_size: int) -> int:
+    """Images per attacked chunk: ``batch_size``, or less so that ``n`` images report ~PROGRESS_STEPS times.
+
+    It depends only on n and batch_size (not on whether anyone watches), so a measurement is reproducible.
+    """
+    return max(1, min(batch_size, max(MIN_CHUNK, -(-n // PROGRESS_STEPS))))
+
+
 def _batches(n: int, size: int):
+    size = progress_chunk(n, size)
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
 

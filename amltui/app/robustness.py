@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from amltui.app.fsutil import FileLock, atomic_write_json, read_json
 from amltui.app.runs import Listener, RunDir, load_run_data, load_run_model, now, run_dir
 from amltui.app.store import Store, update_record
+from core.aa_spec import aa_components_of, aa_signature, short_aa_label
 from core.checks import LARGE_EPS, Measurements, Thresholds, merge_flags, run_checks, summary_line
 
 if TYPE_CHECKING:
@@ -41,14 +42,29 @@ def pgd_spec(steps: int, restarts: int = 1, seed: int = 0) -> str:
     return f"pgd-{steps}x{restarts}-s{seed}"
 
 
+def aa_spec(version: str) -> str:
+    """The measurement key of an AutoAttack version: its name and every count ('aa-standard@apgd-ce:100+…'), so a
+    cached or curve entry of the 10-iteration era ('aa-standard') is never read as full strength."""
+    return f"aa-{aa_signature(version)}"
+
+
+def aa_version_of(spec: str) -> str:
+    return spec[3:].split("@", 1)[0]
+
+
 def attack_label(spec: str) -> str:
-    """'pgd-40x1-s0' → 'PGD-40', 'aa-standard' → 'AA standard' (legends and tables)."""
+    """'pgd-40x1-s0' → 'PGD-40', 'aa-standard@…' → 'AA standard 100it' (legends and tables); an 'aa-' key
+    without counts is from before full strength and is labelled as the 10-iteration ensemble it was."""
     if spec.startswith("pgd-"):
         steps, rest = spec[4:].split("x", 1)
         restarts = rest.split("-", 1)[0]
         return f"PGD-{steps}" + (f"×{restarts}" if restarts != "1" else "")
     if spec.startswith("aa-"):
-        return f"AA {spec[3:]}"
+        version = aa_version_of(spec)
+        if "@" not in spec:
+            return short_aa_label({"version": version})
+        _, comps = aa_components_of(version)
+        return short_aa_label({"version": version, "components": [c.to_dict() for c in comps]})
     if spec.startswith("square-"):
         return f"Square ({spec[7:]} queries)"
     return spec.upper()
@@ -119,7 +135,8 @@ class Evaluator:
             return rob.pgd(model, x, y, eps, steps=int(steps), restarts=int(restarts), seed=int(seed),
                            batch_size=bs, **kw)
         if spec.startswith("aa-"):
-            return rob.autoattack(model, x, y, eps, version=spec[3:], seed=self.config.seed, batch_size=bs, **kw)
+            return rob.autoattack(model, x, y, eps, version=aa_version_of(spec), seed=self.config.seed,
+                                  batch_size=bs, **kw)
         if spec.startswith("square-"):
             return rob.square(model, x, y, eps, n_queries=int(spec[7:]), seed=self.config.seed, batch_size=bs, **kw)
         raise ValueError(f"unknown attack spec {spec!r}")
@@ -154,12 +171,13 @@ def _update_record(store: Store, rd: RunDir, change: dict[str, Any]) -> dict[str
 def autoattack_record(ev: Evaluator) -> dict[str, Any]:
     """A_AA at ε_s with its per-attack breakdown; also written to <run>/autoattack.json."""
     cfg = ev.config
-    spec = f"aa-{cfg.aa_version}"
-    result = ev.measure(spec, cfg.eps_s)
-    info = {"version": cfg.aa_version, "eps": cfg.eps_s, "n": result.n, "robust": result.correct,
+    result = ev.measure(aa_spec(cfg.aa_version), cfg.eps_s)
+    _, comps = aa_components_of(cfg.aa_version)
+    info = {"version": cfg.aa_version, "components": [c.to_dict() for c in comps],
+            "eps": cfg.eps_s, "n": result.n, "robust": result.correct,
             "percent": round(result.percent, 4), "clean_wrong": result.clean_wrong, "broken_by": result.broken,
-            "max_linf": result.max_linf, "seconds": round(result.seconds, 2), "checkpoint": ev.ckpt,
-            "subset": ev.subset_key, "library": _torchattacks_version()}
+            "max_linf": result.max_linf, "seconds": round(result.seconds, 2), "seconds_by": result.seconds_by,
+            "checkpoint": ev.ckpt, "subset": ev.subset_key, "library": _torchattacks_version()}
     atomic_write_json(ev.rd.path / "autoattack.json", info)
     return info
 
@@ -179,22 +197,33 @@ def record_autoattack(store: Store, ev: Evaluator) -> dict[str, Any]:
 # ---- curves --------------------------------------------------------------------------------------------
 @dataclass
 class CurveSpec:
+    """The curve's ε grid and attacks. AutoAttack (``autoattack``) runs only at ``aa_eps`` (default: ε_s and 0,
+    the clean point), never at the whole grid unasked: at full strength each point can take an hour on a CPU."""
+
     grid: list[float]
     pgd_steps: int
     pgd_restarts: int = 1
     autoattack: bool = False
+    aa_eps: list[float] | None = None
 
 
 def curve_specs(cfg: RunConfig, spec: CurveSpec) -> list[str]:
     specs = ["fgsm", pgd_spec(spec.pgd_steps, spec.pgd_restarts, cfg.seed)]
-    return specs + ([f"aa-{cfg.aa_version}"] if spec.autoattack else [])
+    return specs + ([aa_spec(cfg.aa_version)] if spec.autoattack else [])
+
+
+def curve_measurements(cfg: RunConfig, spec: CurveSpec) -> list[tuple[str, float]]:
+    """Every (attack, ε) the curve measures, in order: FGSM and PGD on the grid, AutoAttack at its ε values."""
+    aa_eps = set(spec.aa_eps if spec.aa_eps is not None else [0.0, cfg.eps_s])
+    return [(attack, e) for attack in curve_specs(cfg, spec) for e in spec.grid
+            if not attack.startswith("aa-") or e in aa_eps]
 
 
 def compute_curve(ev: Evaluator, spec: CurveSpec) -> dict[str, Any]:
-    """Accuracy vs ε for each attack; <run>/curve.json. ε = 0 is the clean accuracy for every attack."""
-    curves: dict[str, list[float]] = {}
-    for attack in curve_specs(ev.config, spec):
-        curves[attack] = [round(ev.measure(attack, e).percent, 4) for e in spec.grid]
+    """Accuracy vs ε for each attack; <run>/curve.json (null where an attack was not run at that ε, as
+    AutoAttack off its ``aa_eps``). ε = 0 is the clean accuracy for every attack."""
+    measured = {(a, e): round(ev.measure(a, e).percent, 4) for a, e in curve_measurements(ev.config, spec)}
+    curves = {a: [measured.get((a, e)) for e in spec.grid] for a in curve_specs(ev.config, spec)}
     data = {"run": ev.rd.id, "n": ev.n, "subset": ev.subset_key, "eps_s": ev.config.eps_s, "grid": spec.grid,
             "curves": curves, "labels": {a: attack_label(a) for a in curves}, "checkpoint": ev.ckpt,
             "written": now()}
@@ -205,8 +234,7 @@ def compute_curve(ev: Evaluator, spec: CurveSpec) -> dict[str, Any]:
 def write_curve_png(data: dict[str, Any], path: Path, title: str) -> Path:
     from amltui.app.png_figures import robustness_curve_figure
 
-    lines = {data["labels"].get(a, a): [list(zip(data["grid"], accs, strict=True))]
-             for a, accs in data["curves"].items()}
+    lines = {data["labels"].get(a, a): [curve_points(data, a)] for a in data["curves"]}
     panel = f"{data.get('n')} test images (stratified)"
     return robustness_curve_figure({panel: lines}, path, title=title, eps_s=data.get("eps_s"))
 
@@ -231,8 +259,7 @@ def measure_checks(ev: Evaluator, spec: CurveSpec, thresholds: Thresholds | None
         pgd_restarts=ev.measure(pgd_spec(steps, RESTARTS, cfg.seed + 1000), eps).percent,
         square=ev.measure(f"square-{SQUARE_QUERIES}", eps).percent,
         large_eps=ev.measure(pgd_spec(steps, 1, cfg.seed), LARGE_EPS).percent,
-        curves={curve["labels"][a]: list(zip(curve["grid"], accs, strict=True))
-                for a, accs in curve["curves"].items()},
+        curves={curve["labels"][a]: curve_points(curve, a) for a in curve["curves"]},
     )
     results = run_checks(m, thresholds or Thresholds())
     return {"summary": summary_line(results), "n": ev.n, "eps_s": eps, "pgd_steps": steps,
@@ -271,8 +298,8 @@ def curve_chart(data: dict[str, Any], width: int = 72, height: int = 16) -> list
     """The curve of curve.json as braille lines (the dashboard's chart), x = ε."""
     from amltui.termplot.line_chart import Series, render_chart
 
-    series = [Series(data["labels"].get(a, a), list(zip(data["grid"], accs, strict=True)),
-                     CURVE_STYLES[i % len(CURVE_STYLES)]) for i, (a, accs) in enumerate(data["curves"].items())]
+    series = [Series(data["labels"].get(a, a), curve_points(data, a), CURVE_STYLES[i % len(CURVE_STYLES)])
+              for i, a in enumerate(data["curves"])]
     return render_chart(f"accuracy % vs ε (n={data.get('n')})", series, width, height, x_name="ε")
 
 
@@ -285,16 +312,27 @@ def curve_table(data: dict[str, Any]) -> Any:
     for a in data["curves"]:
         table.add_column(data["labels"].get(a, a), justify="right")
     for i, e in enumerate(data["grid"]):
-        table.add_row(f"{e:g}", *(f"{accs[i]:.2f}" for accs in data["curves"].values()))
+        table.add_row(f"{e:g}", *("–" if accs[i] is None else f"{accs[i]:.2f}" for accs in data["curves"].values()))
     return table
 
 
+def curve_points(data: dict[str, Any], attack: str) -> list[tuple[float, float]]:
+    """(ε, accuracy) of one attack of curve.json, skipping ε values where it was not run."""
+    return [(e, a) for e, a in zip(data["grid"], data["curves"][attack], strict=True) if a is not None]
+
+
 def read_curve(rd: RunDir) -> dict[str, Any] | None:
+    """curve.json, its labels recomputed from the keys (a pre-full-strength AutoAttack line says it was the
+    10-iteration ensemble); None if missing or unreadable."""
     path = rd.path / "curve.json"
     try:
-        return read_json(path) if path.exists() else None
+        data = read_json(path) if path.exists() else None
     except (OSError, ValueError):
         return None
+    if data and isinstance(data.get("labels"), dict):
+        data["labels"] = {**data["labels"], **{a: attack_label(a) for a in data.get("curves", {})
+                                               if a.startswith("aa-")}}
+    return data
 
 
 def robustness_figure(store: Store, records: list[dict[str, Any]], path: Path) -> Path | None:
@@ -309,10 +347,9 @@ def robustness_figure(store: Store, records: list[dict[str, Any]], path: Path) -
         if not data:
             continue
         eps_s.add(data.get("eps_s"))
-        for attack, accs in data["curves"].items():
+        for attack in data["curves"]:
             label = data["labels"].get(attack, attack)
-            panels.setdefault(label, {}).setdefault(r.get("variant", "?"), []).append(
-                list(zip(data["grid"], accs, strict=True)))
+            panels.setdefault(label, {}).setdefault(r.get("variant", "?"), []).append(curve_points(data, attack))
     if not panels:
         return None
     return robustness_curve_figure(panels, path, title="accuracy vs ε per variant (mean over seeds, ±1 std band)",

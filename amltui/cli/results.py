@@ -15,6 +15,7 @@ from amltui.app import service
 from amltui.app.filters import STATUSES
 from amltui.app.records import DAMAGED, Status
 from amltui.app.run_progress import phase_progress, read_progress
+from amltui.app.report_notes import aa_note
 from amltui.app.runs import EVALUABLE, HumanSetsRefused, RunFailure, evaluate_human_sets, evaluate_run, run_dir
 from amltui.app.service import RobustnessRequest
 from amltui.cli import options as o
@@ -36,6 +37,7 @@ from amltui.cli.common import (
     warn_unindexed,
 )
 from amltui.cli.progress_bars import RunProgress
+from core.aa_spec import describe_aa
 
 
 def register(app: typer.Typer) -> None:
@@ -81,6 +83,8 @@ def ls(
     phases = {r["id"]: phase_progress(read_progress(store, r["id"])) for r in records
               if r.get("status") == Status.RUNNING}
     console.print(runs_listing.runs_table(records, console.width, {k: v for k, v in phases.items() if v}))
+    if aa := aa_note(records):  # which AutoAttack, its iterations, ε and n: a number needs its attack
+        console.print(aa, highlight=False, markup=False, soft_wrap=True)
     flagged = sorted({str(f) for r in records for f in r.get("flags") or []})
     if flagged:
         console.print(f"{FLAG_MARK} flagged: {', '.join(flagged)} — `amltui show RUN` gives the rule and the numbers",
@@ -223,9 +227,9 @@ def print_robustness(record: dict, rd, *, curve: bool = False) -> None:
     aa = record.get("autoattack")
     if aa:
         broken = ", ".join(f"{k} {v}" for k, v in (aa.get("broken_by") or {}).items())
-        console.print(f"A_AA {aa['percent']:.2f}% (n={aa['n']}, AutoAttack {escape(str(aa['version']))}, "
-                      f"ε={aa['eps']:g}): {aa['robust']} robust; clean-wrong {aa.get('clean_wrong')}; broken by "
-                      f"{broken or '–'}", highlight=False)
+        seconds = f"; {aa['seconds']:.1f} s" if aa.get("seconds") is not None else ""
+        console.print(f"A_AA {aa['percent']:.2f}% ({escape(describe_aa(aa))}): {aa['robust']} robust; clean-wrong "
+                      f"{aa.get('clean_wrong')}; broken by {escape(broken) or '–'}{seconds}", highlight=False)
     if curve:
         from amltui.app.robustness import curve_chart, curve_table, read_curve
 
