@@ -14,8 +14,8 @@ from rich.table import Table
 from amltui.app import service
 from amltui.app.filters import STATUSES
 from amltui.app.records import DAMAGED, Status
-from amltui.app.run_progress import phase_progress, read_progress
 from amltui.app.report_notes import aa_note
+from amltui.app.run_progress import phase_progress, read_progress
 from amltui.app.runs import EVALUABLE, HumanSetsRefused, RunFailure, evaluate_human_sets, evaluate_run, run_dir
 from amltui.app.service import RobustnessRequest
 from amltui.cli import options as o
