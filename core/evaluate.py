@@ -71,6 +71,8 @@ def score(
     """
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=labels.device)
+    if progress:  # a start event: elapsed time counts from here, not from the first chunk's end
+        progress(metric, 0, len(labels))
     for sl in _batches(len(labels), batch_size):
         x = images[sl]
         x = to_float(x) if x.dtype == torch.uint8 else x
@@ -88,6 +90,8 @@ def score_clean_and_fgsm(model: EmbeddingNet, images: torch.Tensor, labels: torc
     """(A_orig, A_SA) in one pass: FGSM's forward on the clean images gives their predictions too."""
     model.eval()
     clean = adv = torch.zeros((), dtype=torch.int64, device=labels.device)
+    for metric in ("A_orig", "A_SA") if progress else ():
+        progress(metric, 0, len(labels))
     for sl in _batches(len(labels), batch_size):
         x = images[sl]
         c, a = clean_and_fgsm_correct(model, to_float(x) if x.dtype == torch.uint8 else x, labels[sl], eps)
@@ -104,6 +108,8 @@ def score_two_labelings(model: EmbeddingNet, images: torch.Tensor, labels: torch
     """Accuracy of one forward per batch against two label sets (A_IA and A_IA→target share their images)."""
     model.eval()
     hits = [torch.zeros((), dtype=torch.int64, device=labels.device) for _ in range(2)]
+    for metric in metrics if progress else ():
+        progress(metric, 0, len(labels))
     for sl in _batches(len(labels), batch_size):
         x = images[sl]
         found = count_correct(model, to_float(x) if x.dtype == torch.uint8 else x, labels[sl], other[sl])

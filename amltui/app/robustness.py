@@ -102,6 +102,9 @@ class Evaluator:
         entry = self._read_cache().get(self._key(spec, eps))
         return AttackResult.from_dict(entry) if entry else None
 
+    def is_cached(self, spec: str, eps: float) -> bool:
+        return self.cached("clean" if eps == 0 else spec, eps) is not None
+
     def measure(self, spec: str, eps: float) -> AttackResult:
         if eps == 0:
             spec = "clean"  # every attack at ε = 0 is the clean accuracy: one measurement
@@ -245,6 +248,14 @@ STEPS_FACTOR = 10
 SQUARE_QUERIES = 5000
 
 
+def checks_measurements(cfg: RunConfig, spec: CurveSpec) -> list[tuple[str, float]]:
+    """Every (attack, ε) that measure_checks needs besides the curve."""
+    steps, eps = spec.pgd_steps, cfg.eps_s
+    return [("fgsm", eps), (pgd_spec(steps, 1, cfg.seed), eps), (pgd_spec(steps * STEPS_FACTOR, 1, cfg.seed), eps),
+            (pgd_spec(steps, RESTARTS, cfg.seed + 1000), eps), (f"square-{SQUARE_QUERIES}", eps),
+            (pgd_spec(steps, 1, cfg.seed), LARGE_EPS)]
+
+
 def measure_checks(ev: Evaluator, spec: CurveSpec, thresholds: Thresholds | None = None) -> dict[str, Any]:
     """Measure what checks (a)–(e) need (cached), run them, return the record's ``checks`` entry."""
     cfg, eps = ev.config, ev.config.eps_s
@@ -354,3 +365,104 @@ def robustness_figure(store: Store, records: list[dict[str, Any]], path: Path) -
         return None
     return robustness_curve_figure(panels, path, title="accuracy vs ε per variant (mean over seeds, ±1 std band)",
                                    eps_s=next(iter(eps_s)) if len(eps_s) == 1 else None)
+
+
+# ---- how long an evaluation will take ------------------------------------------------------------------
+#: Ask before an evaluation projected over this many seconds (`eval --yes` skips the question).
+CONFIRM_OVER_S = 600.0
+FORWARD = 0.35  # a forward pass, in forward+backward passes (timed ~1/3 on CPU for the paper's net)
+
+
+def passes_per_image(spec: str) -> list[float]:
+    """Forward+backward passes per image of one measurement, per stage; an AutoAttack stage per component.
+
+    Upper bounds: an iterative attack runs all its steps (APGD stops early only in its restarts), Square spends
+    all its queries (it stops early on fooled images), FAB-T costs ~2 passes per iteration and target (a
+    gradient of the logit difference and a forward of its step), untargeted FAB ~10 (a gradient per class).
+    """
+    if spec == "clean":
+        return [FORWARD]
+    if spec == "fgsm":
+        return [1 + FORWARD]
+    if spec.startswith("pgd-"):
+        steps, rest = spec[4:].split("x", 1)
+        return [int(steps) * int(rest.split("-s", 1)[0]) + FORWARD]
+    if spec.startswith("square-"):
+        return [int(spec[7:]) * FORWARD]
+    if spec.startswith("aa-"):
+        _, comps = aa_components_of(aa_version_of(spec))
+        per = {"square": FORWARD, "fab": 10.0, "fab-t": 2.0}
+        return [c.steps * c.restarts * c.eot * max(1, c.targets) * per.get(c.attack, 1.0) + FORWARD for c in comps]
+    raise ValueError(f"unknown attack spec {spec!r}")
+
+
+def seconds_per_pass(ev: Evaluator, repeats: int = 3) -> float:
+    """Seconds of one forward+backward pass per image on this model and device, timed on a small batch (the best
+    of ``repeats`` after a warm-up, so a busy moment does not inflate it)."""
+    import time
+
+    import torch
+
+    from core.attacks.base import eval_mode
+    from core.data import to_float
+
+    device = next(ev.model.parameters()).device
+    x = ev.images[:64].to(device)
+    x = to_float(x) if x.dtype == torch.uint8 else x.float()
+    y = ev.labels[:64].to(device)
+    best = float("inf")
+    with eval_mode(ev.model):
+        for i in range(repeats + 1):
+            started = time.perf_counter()
+            xr = x.clone().requires_grad_(True)
+            torch.nn.functional.cross_entropy(ev.model(xr), y).backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i:
+                best = min(best, time.perf_counter() - started)
+    ev.model.zero_grad(set_to_none=True)
+    return best / max(1, len(y))
+
+
+@dataclass
+class Estimate:
+    seconds: float
+    pending: list[tuple[str, float, float]]  # (spec, ε, seconds) of each measurement not cached
+
+    def text(self, n: int) -> str:
+        slowest = max(self.pending, key=lambda p: p[2]) if self.pending else None
+        out = f"about {_duration(self.seconds)} for {len(self.pending)} measurement(s) on n={n} images"
+        if slowest:
+            out += f" (slowest: {attack_label(slowest[0])} at ε {slowest[1]:g}, ~{_duration(slowest[2])})"
+        return out
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def estimate(ev: Evaluator, measurements: list[tuple[str, float]], per_pass: float | None = None) -> Estimate:
+    """Projected seconds of the measurements not in the cache: a cost model (passes per image per attack, see
+    passes_per_image) times one pass's measured cost. For AutoAttack, stages after the first run on the share of
+    images that PGD or FGSM at that ε left robust when the cache knows it (else on all: an upper bound)."""
+    todo = []
+    for spec, eps in dict.fromkeys(measurements):
+        if eps == 0:
+            spec = "clean"
+        if (spec, eps) not in todo and not ev.is_cached(spec, eps):
+            todo.append((spec, eps))
+    if not todo:
+        return Estimate(0.0, [])
+    unit = per_pass if per_pass is not None else seconds_per_pass(ev)
+    pending = []
+    for spec, eps in todo:
+        first, *rest = passes_per_image(spec)
+        survive = _robust_share(ev, eps) if spec.startswith("aa-") else 1.0
+        pending.append((spec, eps, ev.n * unit * (first + survive * sum(rest))))
+    return Estimate(sum(p[2] for p in pending), pending)
+
+
+def _robust_share(ev: Evaluator, eps: float) -> float:
+    known = [hit.percent / 100 for spec in (pgd_spec(ev.config.pgd_steps, 1, ev.config.seed), "fgsm")
+             if (hit := ev.cached(spec, eps)) is not None]
+    return min(known) if known else 1.0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from amltui.app import service
+from amltui.app.errors import UserError
 from amltui.app.filters import STATUSES
 from amltui.app.records import DAMAGED, Status
 from amltui.app.report_notes import aa_note
@@ -145,8 +148,9 @@ def eval_(
     autoattack: Annotated[bool, typer.Option("--autoattack", help="A_AA: AutoAttack (torchattacks; the run's "
                                              "aa_version, default standard) at ε_s on the robustness subset, "
                                              "with the per-attack breakdown in <run>/autoattack.json.")] = False,
-    curve: Annotated[bool, typer.Option("--curve", help="Accuracy vs ε for FGSM, PGD (and AutoAttack with "
-                                        "--autoattack or eval_aa): <run>/curve.json and curve.png.")] = False,
+    curve: Annotated[bool, typer.Option("--curve", help="Accuracy vs ε for FGSM, PGD (and AutoAttack at ε_s with "
+                                        "--autoattack or eval_aa; at more ε with --aa-eps): <run>/curve.json and "
+                                        "curve.png.")] = False,
     checks: Annotated[bool, typer.Option("--checks", help="Sanity checks (a)–(e) of Carlini et al. 2019; failures "
                                          "go to the run's flags (README: 'Robustness evaluation').")] = False,
     subset: Annotated[int | None, typer.Option(help="Test images (stratified) for --autoattack/--curve/--checks "
@@ -156,6 +160,10 @@ def eval_(
     pgd_steps: Annotated[int | None, typer.Option(help="PGD steps for the curve and checks "
                                                   "[default: the run's pgd_steps].", min=1)] = None,
     restarts: Annotated[int, typer.Option(help="PGD random restarts per point of the curve.", min=1)] = 1,
+    aa_eps: Annotated[str | None, typer.Option(help="ε values where the curve also runs AutoAttack, comma-separated "
+                                               "(each can take an hour on a CPU) [default: ε_s only].")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Start an evaluation projected over 10 minutes without "
+                                      "asking (the estimate is printed first).")] = False,
     runs_dir: o.RunsDir = None,
 ) -> None:
     """Evaluate a run from its checkpoint (A_orig, A_SA, A_IA, A_IA→target, A_PGD) and record the metrics.
@@ -169,8 +177,9 @@ def eval_(
         return _human_sets(store, record["id"], human_sets_dir or from_dir, mnist_dir, device)
     with user_errors():
         grid = service.parse_grid(eps_grid) if eps_grid else None
-    robust = RobustnessRequest(autoattack, curve, checks, subset, grid, pgd_steps, restarts, device)
-    record = _evaluate(store, record, robust)
+        aa_grid = service.parse_grid(aa_eps, "--aa-eps") if aa_eps else None
+    robust = RobustnessRequest(autoattack, curve, checks, subset, grid, pgd_steps, restarts, device, aa_grid)
+    record = _evaluate(store, record, robust, confirm=None if yes else _confirm_long)
     print_metrics(record)
     print_robustness(record, run_dir(store.runs_dir, record["id"]), curve=curve)
 
@@ -196,18 +205,37 @@ def _evaluable(record: dict) -> dict:
     return record
 
 
-def _evaluate(store, record: dict, robust: RobustnessRequest, base: bool = True) -> dict:
+def interactive() -> bool:
+    """Whether a question can be asked (stdin is a terminal)."""
+    return sys.stdin.isatty()
+
+
+def _confirm_long(estimate: str) -> None:
+    """Ask before a long evaluation; without a terminal to ask on, refuse (UserError) and say how to go on."""
+    console.print(f"this evaluation is projected to take {estimate}", highlight=False, markup=False)
+    if not interactive():
+        raise UserError(f"refusing to start an evaluation projected to take {estimate} without confirmation",
+                        "pass --yes to run it anyway, or make it smaller (--subset, fewer --aa-eps values, "
+                        "--set aa_version=standard-fast)")
+    if not typer.confirm("start it?", default=False):
+        raise UserError("evaluation not started (answered no)", code=1)
+
+
+def _evaluate(store, record: dict, robust: RobustnessRequest, base: bool = True,
+              confirm: Callable[[str], None] | None = None) -> dict:
     """The base metrics (unless only robustness was asked and they exist, or not ``base``), then what ``robust``
-    asks for."""
-    asked = robust.autoattack or robust.curve or robust.checks
+    asks for; ``confirm`` is asked before robustness measurements projected over 10 minutes."""
+    asked = robust.autoattack or robust.curve or robust.checks or bool(robust.aa_eps)
     with RunProgress(console) as progress:
         try:
             if base and (not asked or not record.get("metrics")):
                 record = evaluate_run(store, record["id"], device=robust.device, listener=progress.on_event)
             if asked:
-                record = service.measure_robustness(store, record["id"], robust, progress.on_event)
+                record = service.measure_robustness(store, record["id"], robust, progress.on_event, confirm)
         except RunFailure as exc:
             fail(str(exc), code=1)
+        except UserError as exc:  # a long evaluation refused or declined: nothing was measured
+            fail(str(exc), code=exc.code)
     return record
 
 
