@@ -40,8 +40,16 @@ def test_eval_autoattack_curve_checks_end_to_end(tmp_path):
     aa = json.loads((folder / "autoattack.json").read_text())
     assert aa["version"] == "apgd-ce+apgd-t" and aa["n"] == 16
     assert aa["robust"] + aa["clean_wrong"] + sum(aa["broken_by"].values()) == 16
+    assert [(c["attack"], c["steps"], c["targets"]) for c in aa["components"]] == [("apgd-ce", 100, 0),
+                                                                                   ("apgd-t", 100, 9)]
+    assert set(aa["seconds_by"]) == {"apgd-ce", "apgd-t"} and aa["seconds"] >= 0
     curve = json.loads((folder / "curve.json").read_text())
-    assert curve["grid"] == [0.0, 0.15, 0.3] and set(curve["curves"]) == {"fgsm", "pgd-2x1-s0", "aa-apgd-ce+apgd-t"}
+    aa_key = "aa-apgd-ce+apgd-t@apgd-ce:100+apgd-t:100x9"  # the counts are in the key: never a 10-it. result
+    assert curve["grid"] == [0.0, 0.15, 0.3] and set(curve["curves"]) == {"fgsm", "pgd-2x1-s0", aa_key}
+    eps_s = record["config"]["eps_s"]
+    # AutoAttack runs only where asked (ε_s by default) and at the free clean point
+    assert [e for e, v in zip(curve["grid"], curve["curves"][aa_key], strict=True) if v is not None] == \
+        sorted({0.0, eps_s} & set(curve["grid"]))
     assert (folder / "curve.png").stat().st_size > 1000
     assert len(record["checks"]["results"]) == 5
     assert set(record.get("flags", [])) == {r["flag"] for r in record["checks"]["results"] if r["passed"] is False}
@@ -57,6 +65,9 @@ def test_eval_autoattack_curve_checks_end_to_end(tmp_path):
     assert "A_AA" in shown.output and "(a) large ε" in shown.output
     exported = invoke("export", "--runs-dir", str(tmp_path))
     assert "| A_AA |" in exported.output and "A_AA 16." in exported.output
+    assert f"A_AA: AutoAttack apgd-ce+apgd-t (APGD-CE/APGD-T 100 it., 9 target classes), ε {eps_s:g}, n=16" \
+        in exported.output
+    assert "APGD-CE/APGD-T 100 it." in shown.output and "n=16" in shown.output
     assert f"- {run_id}: checks:" in exported.output
     plotted = invoke("plot", run_id, "--curve", "--runs-dir", str(tmp_path))
     assert plotted.exit_code == 0 and "FGSM" in plotted.output
@@ -95,7 +106,8 @@ def test_reproduce_report_has_a_aa_checks_and_the_robustness_figure(tmp_path):
         assert result.exit_code == 0, result.output
     report = write_report(Store(tmp_path), ids, tmp_path / "report", "test")
     text = report.read_text()
-    assert "| A_PGD | A_AA |" in text and "A_AA 12" in text and "AutoAttack apgd-ce+apgd-t (torchattacks)" in text
+    assert "| A_PGD | A_AA |" in text and "A_AA 12" in text
+    assert "AutoAttack apgd-ce+apgd-t (APGD-CE/APGD-T 100 it., 9 target classes), ε" in text and "n=12" in text
     assert "## Sanity checks" in text and "No run has been checked." in text
     assert "![robustness.png](robustness.png)" in text
     assert (tmp_path / "report" / "robustness.png").stat().st_size > 1000
