@@ -119,3 +119,57 @@ def _run_variant(runs, variant: str, seed: int) -> dict:
                     "--runs-dir", str(runs), *sets)
     assert result.exit_code == 0, result.output
     return max(Store(runs).all(), key=lambda r: r["created"])
+
+
+def test_piped_eval_prints_one_line_per_measurement(tmp_path):
+    record = _run(tmp_path)
+    result = invoke("eval", record["id"], "--runs-dir", str(tmp_path), "--autoattack", "--curve",
+                    "--eps-grid", "0,0.15", "--yes")
+    assert result.exit_code == 0, result.output
+    ended = [line for line in result.output.splitlines() if line.startswith("eval ") and " images in " in line]
+    entries = json.loads((tmp_path / record["id"] / "robustness" / "cache.json").read_text())["entries"]
+    assert len(ended) == len(entries) == len({line.split(":")[0] for line in ended})  # one each, none twice
+    assert any(line.startswith("eval AA-apgd-ce+apgd-t ε=") for line in ended)
+    assert "ETA" not in result.output  # no bar drawn into a pipe (and the measurements were short)
+
+
+def test_plain_lines_report_elapsed_and_eta_during_a_long_measurement():
+    from amltui.cli.progress_bars import PlainMeasurements
+
+    now = [0.0]
+    lines: list[str] = []
+    plain = PlainMeasurements(lines.append, every=60, clock=lambda: now[0])
+    for t, done in ((0, 0), (30, 10), (61, 20), (90, 30), (130, 40), (150, 100)):
+        now[0] = t
+        plain.on_eval("AA-standard ε=0.1", done, 100)
+    assert lines == ["eval AA-standard ε=0.1: 20/100 images, elapsed 1:01, ETA 4:04",
+                     "eval AA-standard ε=0.1: 40/100 images, elapsed 2:10, ETA 3:15",
+                     "eval AA-standard ε=0.1: 100 images in 2:30"]
+
+
+def test_long_evaluation_is_estimated_and_confirmed(tmp_path, monkeypatch):
+    from amltui.app import robustness
+    from amltui.cli import results
+
+    record = _run(tmp_path)
+    run_id, folder = record["id"], tmp_path / record["id"]
+    monkeypatch.setattr(robustness, "CONFIRM_OVER_S", 0.0)  # any uncached work counts as long
+    monkeypatch.setattr(results, "interactive", lambda: False)
+    refused = invoke("eval", run_id, "--runs-dir", str(tmp_path), "--autoattack")
+    assert refused.exit_code == 2, refused.output
+    assert "projected to take about" in refused.output and "--yes" in refused.output
+    assert "A_AA" not in Store(tmp_path).get(run_id)["metrics"] and not (folder / "autoattack.json").exists()
+    monkeypatch.setattr(results, "interactive", lambda: True)
+    declined = invoke_input("n\n", "eval", run_id, "--runs-dir", str(tmp_path), "--autoattack")
+    assert declined.exit_code == 1 and "start it?" in declined.output and "not started" in declined.output
+    assert not (folder / "autoattack.json").exists()
+    accepted = invoke_input("y\n", "eval", run_id, "--runs-dir", str(tmp_path), "--autoattack")
+    assert accepted.exit_code == 0, accepted.output
+    assert "A_AA" in Store(tmp_path).get(run_id)["metrics"]
+    monkeypatch.setattr(results, "interactive", lambda: False)
+    curve = invoke("eval", run_id, "--runs-dir", str(tmp_path), "--curve", "--eps-grid", "0,0.2", "--yes")
+    assert curve.exit_code == 0 and "projected" not in curve.output  # --yes: no question, no estimate
+
+
+def invoke_input(text: str, *args: str):
+    return runner.invoke(app, list(args), input=text)

@@ -232,10 +232,10 @@ def _evaluate(store, record: dict, robust: RobustnessRequest, base: bool = True,
                 record = evaluate_run(store, record["id"], device=robust.device, listener=progress.on_event)
             if asked:
                 record = service.measure_robustness(store, record["id"], robust, progress.on_event, confirm)
-        except RunFailure as exc:
-            fail(str(exc), code=1)
         except UserError as exc:  # a long evaluation refused or declined: nothing was measured
             fail(str(exc), code=exc.code)
+        except RunFailure as exc:
+            fail(str(exc), code=1)
     return record
 
 
