@@ -168,7 +168,8 @@ def test_long_evaluation_is_estimated_and_confirmed(tmp_path, monkeypatch):
     assert "A_AA" in Store(tmp_path).get(run_id)["metrics"]
     monkeypatch.setattr(results, "interactive", lambda: False)
     curve = invoke("eval", run_id, "--runs-dir", str(tmp_path), "--curve", "--eps-grid", "0,0.2", "--yes")
-    assert curve.exit_code == 0 and "projected" not in curve.output  # --yes: no question, no estimate
+    assert curve.exit_code == 0 and "projected to take about" in curve.output  # --yes: the estimate, no question
+    assert "start it?" not in curve.output
 
 
 def invoke_input(text: str, *args: str):

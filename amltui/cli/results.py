@@ -179,7 +179,7 @@ def eval_(
         grid = service.parse_grid(eps_grid) if eps_grid else None
         aa_grid = service.parse_grid(aa_eps, "--aa-eps") if aa_eps else None
     robust = RobustnessRequest(autoattack, curve, checks, subset, grid, pgd_steps, restarts, device, aa_grid)
-    record = _evaluate(store, record, robust, confirm=None if yes else _confirm_long)
+    record = _evaluate(store, record, robust, confirm=_announce_long if yes else _confirm_long)
     print_metrics(record)
     print_robustness(record, run_dir(store.runs_dir, record["id"]), curve=curve)
 
@@ -210,9 +210,13 @@ def interactive() -> bool:
     return sys.stdin.isatty()
 
 
+def _announce_long(estimate: str) -> None:
+    console.print(f"this evaluation is projected to take {estimate}", highlight=False, markup=False)
+
+
 def _confirm_long(estimate: str) -> None:
     """Ask before a long evaluation; without a terminal to ask on, refuse (UserError) and say how to go on."""
-    console.print(f"this evaluation is projected to take {estimate}", highlight=False, markup=False)
+    _announce_long(estimate)
     if not interactive():
         raise UserError(f"refusing to start an evaluation projected to take {estimate} without confirmation",
                         "pass --yes to run it anyway, or make it smaller (--subset, fewer --aa-eps values, "
