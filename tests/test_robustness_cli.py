@@ -68,6 +68,13 @@ def test_eval_autoattack_curve_checks_end_to_end(tmp_path):
     assert f"A_AA: AutoAttack apgd-ce+apgd-t (APGD-CE/APGD-T 100 it., 9 target classes), ε {eps_s:g}, n=16" \
         in exported.output
     assert "APGD-CE/APGD-T 100 it." in shown.output and "n=16" in shown.output
+    listed = invoke("ls", "--runs-dir", str(tmp_path))
+    assert "A_AA: AutoAttack apgd-ce+apgd-t (APGD-CE/APGD-T 100 it., 9 target classes)" in listed.output
+    csv_text = invoke("export", "--runs-dir", str(tmp_path), "--format", "csv").output
+    assert ",autoattack," in csv_text.splitlines()[0] and "APGD-CE/APGD-T 100 it." in csv_text
+    latex = invoke("export", "--runs-dir", str(tmp_path), "--format", "latex").output
+    caption = next(line for line in latex.splitlines() if "\\caption" in line)
+    assert "AutoAttack apgd-ce+apgd-t (APGD-CE/APGD-T 100 it." in caption and "n=16" in caption
     assert f"- {run_id}: checks:" in exported.output
     plotted = invoke("plot", run_id, "--curve", "--runs-dir", str(tmp_path))
     assert plotted.exit_code == 0 and "FGSM" in plotted.output
