@@ -21,6 +21,7 @@ from amltui.app.report_notes import aa_note
 from amltui.app.run_progress import phase_progress, read_progress
 from amltui.app.runs import EVALUABLE, HumanSetsRefused, RunFailure, evaluate_human_sets, evaluate_run, run_dir
 from amltui.app.service import RobustnessRequest
+from amltui.app.service.export import check_aa_version
 from amltui.cli import options as o
 from amltui.cli import run_details, runs_listing
 from amltui.cli.common import (
@@ -162,6 +163,9 @@ def eval_(
     restarts: Annotated[int, typer.Option(help="PGD random restarts per point of the curve.", min=1)] = 1,
     aa_eps: Annotated[str | None, typer.Option(help="ε values where the curve also runs AutoAttack, comma-separated "
                                                "(each can take an hour on a CPU) [default: ε_s only].")] = None,
+    aa_version: Annotated[str | None, typer.Option(help="AutoAttack version for this evaluation, e.g. standard-fast "
+                                                   "(torchattacks' 10-iteration ensemble) [default: the run's "
+                                                   "aa_version, standard].")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Start an evaluation projected over 10 minutes without "
                                       "asking (the estimate is printed first).")] = False,
     runs_dir: o.RunsDir = None,
@@ -178,7 +182,8 @@ def eval_(
     with user_errors():
         grid = service.parse_grid(eps_grid) if eps_grid else None
         aa_grid = service.parse_grid(aa_eps, "--aa-eps") if aa_eps else None
-    robust = RobustnessRequest(autoattack, curve, checks, subset, grid, pgd_steps, restarts, device, aa_grid)
+        version = check_aa_version(aa_version) if aa_version else None
+    robust = RobustnessRequest(autoattack, curve, checks, subset, grid, pgd_steps, restarts, device, aa_grid, version)
     record = _evaluate(store, record, robust, confirm=_announce_long if yes else _confirm_long)
     print_metrics(record)
     print_robustness(record, run_dir(store.runs_dir, record["id"]), curve=curve)

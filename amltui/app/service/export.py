@@ -85,6 +85,17 @@ class RobustnessRequest:
     restarts: int = 1
     device: str | None = None
     aa_eps: list[float] | None = None  # ε values where the curve runs AutoAttack [default: ε_s]
+    aa_version: str | None = None  # instead of the run's aa_version, for this evaluation
+
+
+def check_aa_version(text: str) -> str:
+    """The canonical AutoAttack version of ``--aa-version``, or a UserError naming the choices."""
+    from core.aa_spec import parse_aa_version
+
+    try:
+        return parse_aa_version(text)[0]
+    except ValueError as exc:
+        raise UserError(f"--aa-version: {exc}", "see `amltui config-keys` (aa_version) or docs/robustness.md") from None
 
 
 def parse_grid(text: str, option: str = "--eps-grid") -> list[float]:
@@ -118,6 +129,8 @@ def measure_robustness(store: Store, run_id: str, request: RobustnessRequest, li
     from core.robustness import default_grid
 
     ev = open_evaluator(store, run_id, device=request.device, subset=request.subset, listener=listener)
+    if request.aa_version:
+        ev.config = ev.config.replace(aa_version=check_aa_version(request.aa_version))
     cfg = ev.config
     record = ev.rd.read_record()
     grid = sorted({*(request.grid or default_grid(cfg.eps_s)), *(request.aa_eps or [])})
