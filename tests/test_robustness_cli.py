@@ -181,3 +181,15 @@ def test_long_evaluation_is_estimated_and_confirmed(tmp_path, monkeypatch):
 
 def invoke_input(text: str, *args: str):
     return runner.invoke(app, list(args), input=text)
+
+
+def test_eval_aa_version_runs_the_fast_ensemble_labelled_as_such(tmp_path):
+    record = _run(tmp_path)
+    bad = invoke("eval", record["id"], "--runs-dir", str(tmp_path), "--autoattack", "--aa-version", "fastest")
+    assert bad.exit_code == 2 and "--aa-version" in bad.output and "standard-fast" in bad.output
+    result = invoke("eval", record["id"], "--runs-dir", str(tmp_path), "--autoattack", "--aa-version",
+                    "standard-fast", "--yes")
+    assert result.exit_code == 0, result.output
+    aa = json.loads((tmp_path / record["id"] / "autoattack.json").read_text())
+    assert aa["version"] == "standard-fast" and [c["steps"] for c in aa["components"]] == [10, 10, 10, 5000]
+    assert "AutoAttack standard-fast (APGD-CE/APGD-T/FAB-T 10 it., Square 5000 q." in result.output

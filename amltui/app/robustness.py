@@ -396,9 +396,10 @@ def passes_per_image(spec: str) -> list[float]:
     raise ValueError(f"unknown attack spec {spec!r}")
 
 
-def seconds_per_pass(ev: Evaluator, repeats: int = 3) -> float:
-    """Seconds of one forward+backward pass per image on this model and device, timed on a small batch (the best
-    of ``repeats`` after a warm-up, so a busy moment does not inflate it)."""
+def seconds_per_pass(ev: Evaluator, repeats: int = 5) -> float:
+    """Seconds of one forward+backward pass per image on this model and device, timed on a small batch: the
+    median of ``repeats`` after a warm-up (the median, not the best, so a machine busy with other work counts)."""
+    import statistics
     import time
 
     import torch
@@ -410,7 +411,7 @@ def seconds_per_pass(ev: Evaluator, repeats: int = 3) -> float:
     x = ev.images[:64].to(device)
     x = to_float(x) if x.dtype == torch.uint8 else x.float()
     y = ev.labels[:64].to(device)
-    best = float("inf")
+    times = []
     with eval_mode(ev.model):
         for i in range(repeats + 1):
             started = time.perf_counter()
@@ -419,9 +420,9 @@ def seconds_per_pass(ev: Evaluator, repeats: int = 3) -> float:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             if i:
-                best = min(best, time.perf_counter() - started)
+                times.append(time.perf_counter() - started)
     ev.model.zero_grad(set_to_none=True)
-    return best / max(1, len(y))
+    return statistics.median(times) / max(1, len(y))
 
 
 @dataclass

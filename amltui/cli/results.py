@@ -266,7 +266,8 @@ def print_robustness(record: dict, rd, *, curve: bool = False) -> None:
         broken = ", ".join(f"{k} {v}" for k, v in (aa.get("broken_by") or {}).items())
         seconds = f"; {aa['seconds']:.1f} s" if aa.get("seconds") is not None else ""
         console.print(f"A_AA {aa['percent']:.2f}% ({escape(describe_aa(aa))}): {aa['robust']} robust; clean-wrong "
-                      f"{aa.get('clean_wrong')}; broken by {escape(broken) or '–'}{seconds}", highlight=False)
+                      f"{aa.get('clean_wrong')}; broken by {escape(broken) or '–'}{seconds}", highlight=False,
+                      soft_wrap=True)  # one line: the version's description is greppable
     if curve:
         from amltui.app.robustness import curve_chart, curve_table, read_curve
 
