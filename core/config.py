@@ -135,9 +135,12 @@ class RunConfig:
     pgd_alpha: float = key(0.01, "step size of the A_PGD evaluation", bound=ATTACK_EPS)
     pgd_subset: int | None = key(None, "test images scored by A_PGD (stratified); none = the whole test set",
                                  bound=_B(1))
-    eval_aa: bool = key(False, "score A_AA (AutoAttack at eps_s, torchattacks) in the final evaluation; slow on CPU")
-    aa_version: str = key("standard", "AutoAttack version: standard, plus, rand or a comma-separated list of "
-                          "attacks, e.g. apgd-ce,square")
+    eval_aa: bool = key(False, "score A_AA (AutoAttack at eps_s, torchattacks components) in the final evaluation; "
+                        "slow on CPU")
+    aa_version: str = key("standard", "AutoAttack version: standard (Croce & Hein's: APGD-CE/APGD-T/FAB-T 100 it., "
+                          "Square 5000 queries), plus, rand; standard-fast, plus-fast, rand-fast (torchattacks' "
+                          "10-iteration ensembles); or a comma-separated list, e.g. apgd-ce,square or "
+                          "apgd-ce:50,square:1000 (iterations/queries; default 100/5000)")
     aa_subset: int | None = key(1000, "stratified test images for A_AA, curves and checks; none = the whole test "
                                 "set", bound=_B(1))
     # per-epoch robustness monitor and model selection (core/train.py)

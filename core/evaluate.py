@@ -35,7 +35,22 @@ class Score:
         return 100.0 * self.correct / self.n if self.n else float("nan")
 
 
+#: Progress moves at least this many times per measurement (a bar that jumps 0 → 100% says nothing), and a
+#: chunk never shrinks below MIN_CHUNK images (smaller batches cost more than the progress is worth).
+PROGRESS_STEPS = 10
+MIN_CHUNK = 16
+
+
+def progress_chunk(n: int, batch_size: int) -> int:
+    """Images per attacked chunk: ``batch_size``, or less so that ``n`` images report ~PROGRESS_STEPS times.
+
+    It depends only on n and batch_size (not on whether anyone watches), so a measurement is reproducible.
+    """
+    return max(1, min(batch_size, max(MIN_CHUNK, -(-n // PROGRESS_STEPS))))
+
+
 def _batches(n: int, size: int):
+    size = progress_chunk(n, size)
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
 
@@ -56,6 +71,8 @@ def score(
     """
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=labels.device)
+    if progress:  # a start event: elapsed time counts from here, not from the first chunk's end
+        progress(metric, 0, len(labels))
     for sl in _batches(len(labels), batch_size):
         x = images[sl]
         x = to_float(x) if x.dtype == torch.uint8 else x
@@ -73,6 +90,8 @@ def score_clean_and_fgsm(model: EmbeddingNet, images: torch.Tensor, labels: torc
     """(A_orig, A_SA) in one pass: FGSM's forward on the clean images gives their predictions too."""
     model.eval()
     clean = adv = torch.zeros((), dtype=torch.int64, device=labels.device)
+    for metric in ("A_orig", "A_SA") if progress else ():
+        progress(metric, 0, len(labels))
     for sl in _batches(len(labels), batch_size):
         x = images[sl]
         c, a = clean_and_fgsm_correct(model, to_float(x) if x.dtype == torch.uint8 else x, labels[sl], eps)
@@ -89,6 +108,8 @@ def score_two_labelings(model: EmbeddingNet, images: torch.Tensor, labels: torch
     """Accuracy of one forward per batch against two label sets (A_IA and A_IA→target share their images)."""
     model.eval()
     hits = [torch.zeros((), dtype=torch.int64, device=labels.device) for _ in range(2)]
+    for metric in metrics if progress else ():
+        progress(metric, 0, len(labels))
     for sl in _batches(len(labels), batch_size):
         x = images[sl]
         found = count_correct(model, to_float(x) if x.dtype == torch.uint8 else x, labels[sl], other[sl])

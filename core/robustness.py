@@ -8,8 +8,9 @@ inside :func:`core.attacks.base.eval_mode`, which restores each submodule's own 
 torch's global RNG, so attacks run inside ``torch.random.fork_rng``: an evaluation never changes the caller's
 random stream.
 
-Note: torchattacks 3.5's ``AutoAttack`` builds APGD-CE, APGD-T and FAB-T with 10 iterations each (Croce & Hein's
-reference code uses 100) and Square with 5000 queries; docs/robustness.md says what this means for A_AA.
+AutoAttack's versions are declared in core/aa_spec.py: the full-strength ones (the default ``standard``: APGD-CE,
+APGD-T and FAB-T at 100 iterations, 9 target classes, Square at 5000 queries) are built here from torchattacks'
+components with every count set; the ``-fast`` ones are torchattacks' own 10-iteration ``AutoAttack``.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.aa_spec import AA_VERSIONS, parse_aa_version
+from core.aa_spec import FAST_SUFFIX, FAST_VERSIONS, Component, aa_components_of
 from core.attacks import FGSM, PGD
 from core.attacks.base import eval_mode
 from core.data import to_float
+from core.evaluate import progress_chunk
 
 Progress = Callable[[str, int, int], None]  # (what, images done, total)
 
@@ -34,36 +36,50 @@ Progress = Callable[[str, int, int], None]  # (what, images done, total)
 LINF_SLACK = 1e-5
 
 
-def _component(name: str, model: nn.Module, eps: float, seed: int, n_classes: int) -> Any:
-    """One torchattacks attack configured as torchattacks' AutoAttack configures it."""
+def _component(comp: Component, model: nn.Module, eps: float, seed: int, n_classes: int) -> Any:
+    """One torchattacks attack with every count of ``comp`` set explicitly (never a library default)."""
     import torchattacks as ta
 
-    common = dict(norm="Linf", eps=eps, seed=seed)
-    if name in ("apgd-ce", "apgd-dlr"):
-        return ta.APGD(model, loss=name.split("-")[1], n_restarts=1, **common)
-    if name == "apgd-t":
-        return ta.APGDT(model, n_classes=n_classes, n_restarts=1, **common)
-    if name in ("fab", "fab-t"):
-        return ta.FAB(model, multi_targeted=name == "fab-t", n_classes=n_classes, n_restarts=1, **common)
-    if name == "square":
-        return ta.Square(model, n_queries=5000, n_restarts=1, **common)
-    raise ValueError(f"unknown AutoAttack component {name!r}")
+    common = dict(norm="Linf", eps=eps, seed=seed, n_restarts=comp.restarts)
+    if comp.attack in ("apgd-ce", "apgd-dlr"):
+        return ta.APGD(model, loss=comp.attack.split("-")[1], steps=comp.steps, eot_iter=comp.eot, **common)
+    if comp.attack == "apgd-t":
+        atk = ta.APGDT(model, n_classes=n_classes, steps=comp.steps, eot_iter=comp.eot, **common)
+    elif comp.attack in ("fab", "fab-t"):
+        atk = ta.FAB(model, multi_targeted=comp.attack == "fab-t", n_classes=n_classes, steps=comp.steps, **common)
+    elif comp.attack == "square":
+        return ta.Square(model, n_queries=comp.steps, **common)
+    else:
+        raise ValueError(f"unknown AutoAttack component {comp.attack!r}")
+    if comp.targets:  # torchattacks derives n_classes − 1; the reference sets 9 explicitly
+        atk.n_target_classes = min(comp.targets, n_classes - 1)
+    return atk
+
+
+def _built_counts(attack: Any) -> tuple[int, int, int]:
+    """(iterations or queries, restarts, target classes) of a built torchattacks attack."""
+    steps = getattr(attack, "n_queries", None) or attack.steps
+    targets = getattr(attack, "n_target_classes", 0) if getattr(attack, "multi_targeted", True) else 0
+    return int(steps), int(attack.n_restarts), int(targets)
 
 
 def aa_components(model: nn.Module, eps: float, version: str, *, seed: int = 0,
                   n_classes: int = 10) -> list[tuple[str, Any]]:
-    """(name, torchattacks attack) in run order. Named versions are torchattacks' own ``AutoAttack`` lists."""
+    """(name, torchattacks attack) in run order, built as core/aa_spec.py declares them. A ``-fast`` version is
+    torchattacks' own ``AutoAttack`` (its 10-iteration ensemble), checked against that declaration."""
     import torchattacks as ta
 
-    name, attacks = parse_aa_version(version)
-    if name in AA_VERSIONS:
-        aa = ta.AutoAttack(model, norm="Linf", eps=eps, version=name, n_classes=n_classes, seed=seed)
-        built = list(aa._autoattack.attacks)  # torchattacks keeps the ensemble in a MultiAttack
-        if len(built) != len(attacks):
-            raise RuntimeError(f"torchattacks AutoAttack({name}) has {len(built)} attacks, expected {len(attacks)}; "
-                               "this amltui was written for torchattacks 3.5")
-        return list(zip(attacks, built, strict=True))
-    return [(a, _component(a, model, eps, seed, n_classes)) for a in attacks]
+    name, comps = aa_components_of(version)
+    if name not in FAST_VERSIONS:
+        return [(c.attack, _component(c, model, eps, seed, n_classes)) for c in comps]
+    aa = ta.AutoAttack(model, norm="Linf", eps=eps, version=name.removesuffix(FAST_SUFFIX), n_classes=n_classes,
+                       seed=seed)
+    built = list(aa._autoattack.attacks)  # torchattacks keeps the ensemble in a MultiAttack
+    declared = [(c.steps, c.restarts, c.targets) for c in comps]
+    if [_built_counts(a) for a in built] != declared:
+        raise RuntimeError(f"torchattacks AutoAttack({name}) is not built as core/aa_spec.py declares {name} "
+                           "(this amltui was written for torchattacks 3.5)")
+    return [(c.attack, a) for c, a in zip(comps, built, strict=True)]
 
 
 @contextmanager
@@ -83,6 +99,7 @@ class AttackResult:
     clean_wrong: int | None = None
     broken: dict[str, int] = field(default_factory=dict)
     max_linf: float = 0.0
+    seconds_by: dict[str, float] = field(default_factory=dict)  # AutoAttack: seconds spent in each component
 
     @property
     def percent(self) -> float:
@@ -91,15 +108,19 @@ class AttackResult:
     def to_dict(self) -> dict[str, Any]:
         return {"correct": self.correct, "n": self.n, "percent": round(self.percent, 4),
                 "seconds": round(self.seconds, 3), "clean_wrong": self.clean_wrong, "broken": dict(self.broken),
-                "max_linf": round(self.max_linf, 6)}
+                "max_linf": round(self.max_linf, 6),
+                "seconds_by": {k: round(v, 3) for k, v in self.seconds_by.items()}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AttackResult:
         return cls(int(data["correct"]), int(data["n"]), float(data.get("seconds", 0.0)), data.get("clean_wrong"),
-                   {k: int(v) for k, v in (data.get("broken") or {}).items()}, float(data.get("max_linf", 0.0)))
+                   {k: int(v) for k, v in (data.get("broken") or {}).items()}, float(data.get("max_linf", 0.0)),
+                   {k: float(v) for k, v in (data.get("seconds_by") or {}).items()})
 
 
 def _batches(n: int, size: int):
+    """Chunks of at most ``size`` images, small enough that progress moves ~10 times (core/evaluate.py)."""
+    size = progress_chunk(n, size)
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
 
@@ -117,15 +138,20 @@ def autoattack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps
     """AutoAttack accuracy: an image counts as robust if clean-correct and no component fools the model.
 
     Components run in order on the images still robust (the reference protocol), so ``broken[name]`` says how
-    many images each attack was the first to break.
+    many images each attack was the first to break. Progress is reported after each component of each chunk, in
+    images: a chunk's images count as done in equal parts per component.
     """
     device = next(model.parameters()).device
-    name, _ = parse_aa_version(version)
+    name, _ = aa_components_of(version)
+    label = f"AA-{name} ε={eps:g}"
     started = time.monotonic()
     result = AttackResult(0, len(labels), clean_wrong=0)
     with eval_mode(model), _quiet_rng(device):
         components = aa_components(model, eps, name, seed=seed) if eps > 0 else []
         result.broken = {a: 0 for a, _ in components}
+        result.seconds_by = {a: 0.0 for a, _ in components}
+        if progress:
+            progress(label, 0, len(labels))
         for sl in _batches(len(labels), batch_size):
             x = images[sl].to(device)
             x = to_float(x) if x.dtype == torch.uint8 else x
@@ -133,19 +159,22 @@ def autoattack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps
             with torch.no_grad():
                 robust = model(x).argmax(1) == y
             result.clean_wrong += int((~robust).sum())
-            for attack_name, attack in components:
+            for i, (attack_name, attack) in enumerate(components):
                 idx = robust.nonzero().flatten()
-                if idx.numel() == 0:
-                    break
-                x_adv = attack(x[idx], y[idx]).detach()
-                result.max_linf = max(result.max_linf, _check_budget(x[idx], x_adv, eps, attack_name))
-                with torch.no_grad():
-                    fooled = model(x_adv).argmax(1) != y[idx]
-                result.broken[attack_name] += int(fooled.sum())
-                robust[idx[fooled]] = False
+                if idx.numel():
+                    t0 = time.monotonic()
+                    x_adv = attack(x[idx], y[idx]).detach()
+                    result.seconds_by[attack_name] += time.monotonic() - t0
+                    result.max_linf = max(result.max_linf, _check_budget(x[idx], x_adv, eps, attack_name))
+                    with torch.no_grad():
+                        fooled = model(x_adv).argmax(1) != y[idx]
+                    result.broken[attack_name] += int(fooled.sum())
+                    robust[idx[fooled]] = False
+                if progress and i + 1 < len(components):
+                    progress(label, sl.start + (sl.stop - sl.start) * (i + 1) // len(components), len(labels))
             result.correct += int(robust.sum())
             if progress:
-                progress(f"AA-{name} ε={eps:g}", sl.stop, len(labels))
+                progress(label, sl.stop, len(labels))
     result.seconds = time.monotonic() - started
     return result
 
@@ -209,6 +238,8 @@ def _score(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: fl
     result = AttackResult(0, len(labels))
     with eval_mode(model), _quiet_rng(device):
         attack = make() if eps > 0 else None
+        if progress:
+            progress(label, 0, len(labels))
         for sl in _batches(len(labels), batch_size):
             x = images[sl].to(device)
             x = to_float(x) if x.dtype == torch.uint8 else x

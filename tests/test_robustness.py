@@ -11,7 +11,7 @@ from torch import nn
 
 from amltui.app.robustness import CurveSpec, Evaluator, checkpoint_hash, compute_curve, measure_checks
 from core import robustness as rob
-from core.aa_spec import parse_aa_version
+from core.aa_spec import aa_components_of, describe_aa, parse_aa_version
 from core.checks import Measurements, merge_flags, run_checks, summary_line
 from core.config import ConfigError, RunConfig
 from core.data import load_dataset
@@ -108,14 +108,61 @@ def test_aa_versions_and_custom_lists():
         RunConfig.resolve(overrides=["aa_version=cw"])
 
 
-def test_named_versions_use_torchattacks_own_autoattack(trained):
+def _counts(attack) -> tuple[str, int, int, int]:
+    steps = getattr(attack, "n_queries", None) or attack.steps
+    targets = getattr(attack, "n_target_classes", 0) if getattr(attack, "multi_targeted", True) else 0
+    return type(attack).__name__, steps, attack.n_restarts, targets
+
+
+def test_standard_is_the_full_strength_reference_protocol(trained):
+    _, _, model = trained
+    comps = rob.aa_components(model, 0.3, "standard")
+    assert [name for name, _ in comps] == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert [_counts(a) for _, a in comps] == [("APGD", 100, 1, 0), ("APGDT", 100, 1, 9), ("FAB", 100, 1, 9),
+                                              ("Square", 5000, 1, 0)]
+    assert comps[0][1].loss == "ce" and comps[2][1].multi_targeted
+    assert all(a.eps == 0.3 for _, a in comps)
+
+
+def test_fast_version_is_torchattacks_own_ensemble_and_stays_labelled(trained):
     import torchattacks
 
     _, _, model = trained
-    comps = rob.aa_components(model, 0.3, "standard")
-    assert [type(a) for _, a in comps] == [torchattacks.APGD, torchattacks.APGDT, torchattacks.FAB,
-                                           torchattacks.Square]
-    assert all(a.eps == 0.3 for _, a in comps)
+    comps = rob.aa_components(model, 0.3, "standard-fast")
+    reference = torchattacks.AutoAttack(model, norm="Linf", eps=0.3, version="standard", n_classes=10, seed=0)
+    assert [_counts(a) for _, a in comps] == [_counts(a) for a in reference._autoattack.attacks]
+    assert [_counts(a)[1] for _, a in comps] == [10, 10, 10, 5000]
+    name, specs = aa_components_of("standard-fast")
+    assert describe_aa({"version": name, "components": [c.to_dict() for c in specs], "eps": 0.3, "n": 50}) == \
+        "AutoAttack standard-fast (APGD-CE/APGD-T/FAB-T 10 it., Square 5000 q., 9 target classes), ε 0.3, n=50"
+
+
+def test_custom_lists_set_their_counts_and_old_records_keep_their_10_iterations(trained):
+    _, _, model = trained
+    comps = rob.aa_components(model, 0.1, "apgd-ce:50,square:300")
+    assert [_counts(a) for _, a in comps] == [("APGD", 50, 1, 0), ("Square", 300, 1, 0)]
+    assert parse_aa_version("apgd-ce:50,square:300")[0] == "apgd-ce:50+square:300"
+    with pytest.raises(ValueError, match="positive number"):
+        parse_aa_version("apgd-ce:0")
+    # a record from before full strength has no components: it ran torchattacks' 10-iteration ensemble
+    old = describe_aa({"version": "standard", "eps": 0.3, "n": 1000})
+    assert old.startswith("AutoAttack standard-fast (APGD-CE/APGD-T/FAB-T 10 it.") and old.endswith("n=1000")
+    assert "10 it." in describe_aa({"version": "apgd-ce+square", "eps": 0.3, "n": 10})
+
+
+def test_autoattack_progress_moves_within_a_small_set(trained):
+    _, data, model = trained
+    x, y = data.test.images[:40], data.test.labels[:40]
+    events: list[tuple[str, int, int]] = []
+    res = rob.autoattack(model, x, y, 0.1, version="apgd-ce:5,square:50", batch_size=500,
+                         progress=lambda *e: events.append(e))
+    done = [d for _, d, _ in events]
+    assert done[0] == 0 and done[-1] == 40 and done == sorted(done)
+    assert len(set(done)) > 3  # not 0 → 40 in one jump: each chunk, after each component
+    assert set(res.seconds_by) == {"apgd-ce", "square"}
+    pgd_events: list[int] = []
+    rob.pgd(model, x, y, 0.1, steps=2, batch_size=500, progress=lambda _, d, __: pgd_events.append(d))
+    assert len(set(pgd_events)) > 2 and pgd_events[-1] == 40
 
 
 def test_autoattack_accounts_for_every_image_and_respects_the_budget(trained):
@@ -222,3 +269,40 @@ def test_measure_checks_on_a_real_model(trained, tmp_path: Path):
     assert "check_black_box" in failed
     assert checks["n"] == 20 and checks["summary"].startswith("checks: ")
     assert len(checks["results"]) == 5 and all("message" in r for r in checks["results"])
+
+
+def test_estimate_counts_only_what_is_not_cached_and_prices_autoattack_by_its_counts(trained, tmp_path: Path):
+    from amltui.app.robustness import aa_spec, estimate, passes_per_image, seconds_per_pass
+    from amltui.app.runs import RunDir
+
+    cfg, data, model = trained
+    rd = RunDir(tmp_path / "r1")
+    rd.path.mkdir()
+    torch.save({"w": torch.zeros(3)}, rd.checkpoint)
+    (rd.path / "run.json").write_text("{}")
+    ev = Evaluator(rd, cfg.replace(aa_subset=20, pgd_steps=2), model, data.test)
+    assert 0 < seconds_per_pass(ev) < 1
+    pgd = [("pgd-2x1-s0", 0.1)]
+    assert estimate(ev, pgd, per_pass=1.0).seconds == pytest.approx(20 * 2.35)
+    full = estimate(ev, [(aa_spec("standard"), 0.1)], per_pass=1e-3)
+    fast = estimate(ev, [(aa_spec("standard-fast"), 0.1)], per_pass=1e-3)
+    assert full.seconds > 2 * fast.seconds > 0 and "AA standard 100it" in full.text(ev.n)
+    ev.measure("pgd-2x1-s0", 0.1)
+    assert estimate(ev, pgd, per_pass=1.0).seconds == 0  # cached: nothing to wait for
+    # PGD's robust share at that ε scales the AutoAttack stages after the first
+    share = ev.cached("pgd-2x1-s0", 0.1).percent / 100
+    first, *rest = passes_per_image(aa_spec("standard"))
+    assert estimate(ev, [(aa_spec("standard"), 0.1)], per_pass=1e-3).seconds == \
+        pytest.approx(20 * 1e-3 * (first + share * sum(rest)))
+
+
+def test_curve_runs_autoattack_only_at_the_asked_eps(trained, tmp_path: Path):
+    from amltui.app.robustness import curve_measurements
+
+    cfg, _, _ = trained
+    grid = [0.0, 0.15, 0.3, 0.45]
+    spec = CurveSpec(grid, pgd_steps=2, autoattack=True)
+    aa = [e for a, e in curve_measurements(cfg, spec) if a.startswith("aa-")]
+    assert aa == [0.0, cfg.eps_s]  # ε_s (and the free clean point), not the whole grid
+    asked = CurveSpec(grid, pgd_steps=2, autoattack=True, aa_eps=[0.15, 0.45])
+    assert [e for a, e in curve_measurements(cfg, asked) if a.startswith("aa-")] == [0.15, 0.45]

@@ -37,5 +37,16 @@ def test_robustness_tab_shows_the_curve_checks_and_flags(demo: Path) -> None:  #
         assert "━ FGSM" in text and "━ PGD-40" in text and "ε 0.6" in text
         assert "curve on n=200 test images" in text
         assert any(0x2800 < ord(ch) <= 0x28FF for ch in text)
+        # A_AA names its version, iterations and n; an old record (no components) is the 10-iteration ensemble
+        record["autoattack"] = {"version": "standard", "eps": 0.3, "n": 200, "percent": 0.5, "robust": 1,
+                                "broken_by": {"apgd-ce": 180}}
+        (folder / "run.json").write_text(json.dumps(record))
+        await wait_for(pilot, lambda: "A_AA 0.50%" in screen_text(app), what="the A_AA line")
+        assert "AutoAttack standard-fast" in screen_text(app) and "10 it." in screen_text(app)
+        # the curve's AutoAttack line has points only where it was run (null elsewhere)
+        aa_key = "aa-standard@apgd-ce:100+apgd-t:100x9+fab-t:100x9+square:5000"
+        curve["curves"][aa_key], curve["labels"][aa_key] = [99.0, 0.5, None], "AA standard 100it"
+        (folder / "curve.json").write_text(json.dumps(curve))
+        await wait_for(pilot, lambda: "AA standard 100it" in screen_text(app), what="the AutoAttack legend")
 
     run_app(demo, body)

@@ -370,7 +370,7 @@ def to_csv(rows: list[Row], *, with_runs: bool = False) -> str:
     for m in metrics:
         head += [f"{m}_mean", f"{m}_std", f"{m}_n", f"{m}_test_images", f"delta_{m}_mean", f"delta_{m}_std",
                  f"delta_{m}_n"]
-    head += ["pairing", "ia_note", "pgd", "repeats_not_counted"]
+    head += ["pairing", "ia_note", "pgd", "autoattack", "repeats_not_counted"]
     head.append("flags")  # "gradient_masking:2/3" = 2 of the row's 3 runs flagged (core/flags.py)
     if with_runs:
         head.append("runs")
@@ -385,7 +385,8 @@ def to_csv(rows: list[Row], *, with_runs: bool = False) -> str:
                     line += [f"{cell.mean:.4f}", "" if cell.std is None else f"{cell.std:.4f}", cell.n]
                 if cell is row.cells[m]:
                     line.append(cell.images_text if cell.values else "")
-        line += [row.pairing, row.ia_note or "", pgd_text([row]), " ".join(r["id"] for r in row.repeats)]
+        line += [row.pairing, row.ia_note or "", pgd_text([row]), aa_note(row.runs).removeprefix("A_AA: "),
+                 " ".join(r["id"] for r in row.repeats)]
         names = sorted({f for r in row.runs for f in r.get("flags") or []})
         line.append(" ".join(f"{f}:{sum(f in (r.get('flags') or []) for r in row.runs)}/{len(row.runs)}"
                              for f in names))
@@ -453,6 +454,8 @@ def to_latex(rows: list[Row], *, with_runs: bool = False) -> str:
     single = any(row.cells[m].n == 1 for row in rows for m in metrics)
     caption = ("Accuracy (\\%) on the test split: mean $\\pm$ sample std over seeds (seeds in parentheses, one run "
                "per seed)" + (f"; {LATEX_SINGLE}" if single else "") + ".")
+    if "A_AA" in metrics and (aa := aa_note([r for row in rows for r in row.runs])):  # in the PDF, not a comment
+        caption += " " + _tex(aa).replace("ε", "$\\varepsilon$").replace("×", "$\\times$")
     flags = [f"\\par{{\\footnotesize $^\\ddagger$ {_tex(line.removeprefix(MARK + ' '))}}}"
              for line in flag_footnotes(rows)]
     out = [LATEX_NOTE, *_latex_table(caption, "amltui-results", head, [_latex_cells(r, metrics) for r in rows], flags)]

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.aa_spec import describe_aa
+
 
 def aa_note(runs: list[dict[str, Any]]) -> str:
-    """Which AutoAttack produced the A_AA column ('' when no run has A_AA)."""
-    versions = sorted({str((r.get("autoattack") or {}).get("version")) for r in runs if r.get("autoattack")})
-    return f"A_AA: AutoAttack {', '.join(versions)} (torchattacks) at ε_s." if versions else ""
+    """Which AutoAttack produced the A_AA column, with its iterations, ε and n ('' when no run has A_AA):
+    'A_AA: AutoAttack standard (APGD-CE/APGD-T/FAB-T 100 it., Square 5000 q., 9 target classes), ε 0.1, n=1000
+    (torchattacks components).'"""
+    kinds = sorted({describe_aa(r["autoattack"]) for r in runs if isinstance(r.get("autoattack"), dict)})
+    return f"A_AA: {'; '.join(kinds)} (torchattacks components)." if kinds else ""
 
 
 def flagged_lines(runs: list[dict[str, Any]]) -> list[str]:

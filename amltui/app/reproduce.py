@@ -18,7 +18,7 @@ from typing import Any
 from amltui.app import paper
 from amltui.app.records import TERMINAL, WORKING, Status, inspect_all
 from amltui.app.report import Row, aggregate, footnotes, present_metrics, render
-from amltui.app.report_notes import flagged_lines
+from amltui.app.report_notes import aa_note, flagged_lines
 from amltui.app.robustness import robustness_figure
 from amltui.app.runs import code_version, run_dir
 from amltui.app.service.manage import RESUMABLE
@@ -156,9 +156,10 @@ def _further_metrics(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
              "of invariance examples classified as the attack's target (Tramèr et al.'s reading: a good invariance "
              "example changes the true label, so following it is not an error). Human agreement is scored only for "
              "models trained on MNIST digits (the human-labelled sets are MNIST digits).", ""]
-    lines += ["A_AA: AutoAttack (Croce & Hein 2020, via torchattacks) at ε_s on a stratified test subset, where "
-              "evaluated (`amltui eval RUN --autoattack`, or config eval_aa=true); its image count is in the notes "
-              "under Table 1.", ""]
+    aa = aa_note(done)  # the version, its iterations, ε and n of the runs that have A_AA
+    lines += [aa + " Measured by `amltui eval RUN --autoattack` (or config eval_aa=true) on a stratified test "
+              "subset." if aa else "A_AA: AutoAttack (Croce & Hein 2020, via torchattacks) at ε_s on a stratified "
+              "test subset, where evaluated (`amltui eval RUN --autoattack`, or config eval_aa=true).", ""]
     lines += ["| Variant | Dataset | A_PGD | A_AA | A_IA→target | human agreement (L∞ ε=0.3 set) |",
               "|---|---|---|---|---|---|"]
     for row in rows:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from amltui.app.fsutil import FileLock, atomic_write_json, read_json
 from amltui.app.runs import Listener, RunDir, load_run_data, load_run_model, now, run_dir
 from amltui.app.store import Store, update_record
+from core.aa_spec import aa_components_of, aa_signature, short_aa_label
 from core.checks import LARGE_EPS, Measurements, Thresholds, merge_flags, run_checks, summary_line
 
 if TYPE_CHECKING:
@@ -41,14 +42,29 @@ def pgd_spec(steps: int, restarts: int = 1, seed: int = 0) -> str:
     return f"pgd-{steps}x{restarts}-s{seed}"
 
 
+def aa_spec(version: str) -> str:
+    """The measurement key of an AutoAttack version: its name and every count ('aa-standard@apgd-ce:100+…'), so a
+    cached or curve entry of the 10-iteration era ('aa-standard') is never read as full strength."""
+    return f"aa-{aa_signature(version)}"
+
+
+def aa_version_of(spec: str) -> str:
+    return spec[3:].split("@", 1)[0]
+
+
 def attack_label(spec: str) -> str:
-    """'pgd-40x1-s0' → 'PGD-40', 'aa-standard' → 'AA standard' (legends and tables)."""
+    """'pgd-40x1-s0' → 'PGD-40', 'aa-standard@…' → 'AA standard 100it' (legends and tables); an 'aa-' key
+    without counts is from before full strength and is labelled as the 10-iteration ensemble it was."""
     if spec.startswith("pgd-"):
         steps, rest = spec[4:].split("x", 1)
         restarts = rest.split("-", 1)[0]
         return f"PGD-{steps}" + (f"×{restarts}" if restarts != "1" else "")
     if spec.startswith("aa-"):
-        return f"AA {spec[3:]}"
+        version = aa_version_of(spec)
+        if "@" not in spec:
+            return short_aa_label({"version": version})
+        _, comps = aa_components_of(version)
+        return short_aa_label({"version": version, "components": [c.to_dict() for c in comps]})
     if spec.startswith("square-"):
         return f"Square ({spec[7:]} queries)"
     return spec.upper()
@@ -86,6 +102,9 @@ class Evaluator:
         entry = self._read_cache().get(self._key(spec, eps))
         return AttackResult.from_dict(entry) if entry else None
 
+    def is_cached(self, spec: str, eps: float) -> bool:
+        return self.cached("clean" if eps == 0 else spec, eps) is not None
+
     def measure(self, spec: str, eps: float) -> AttackResult:
         if eps == 0:
             spec = "clean"  # every attack at ε = 0 is the clean accuracy: one measurement
@@ -119,7 +138,8 @@ class Evaluator:
             return rob.pgd(model, x, y, eps, steps=int(steps), restarts=int(restarts), seed=int(seed),
                            batch_size=bs, **kw)
         if spec.startswith("aa-"):
-            return rob.autoattack(model, x, y, eps, version=spec[3:], seed=self.config.seed, batch_size=bs, **kw)
+            return rob.autoattack(model, x, y, eps, version=aa_version_of(spec), seed=self.config.seed,
+                                  batch_size=bs, **kw)
         if spec.startswith("square-"):
             return rob.square(model, x, y, eps, n_queries=int(spec[7:]), seed=self.config.seed, batch_size=bs, **kw)
         raise ValueError(f"unknown attack spec {spec!r}")
@@ -154,12 +174,13 @@ def _update_record(store: Store, rd: RunDir, change: dict[str, Any]) -> dict[str
 def autoattack_record(ev: Evaluator) -> dict[str, Any]:
     """A_AA at ε_s with its per-attack breakdown; also written to <run>/autoattack.json."""
     cfg = ev.config
-    spec = f"aa-{cfg.aa_version}"
-    result = ev.measure(spec, cfg.eps_s)
-    info = {"version": cfg.aa_version, "eps": cfg.eps_s, "n": result.n, "robust": result.correct,
+    result = ev.measure(aa_spec(cfg.aa_version), cfg.eps_s)
+    _, comps = aa_components_of(cfg.aa_version)
+    info = {"version": cfg.aa_version, "components": [c.to_dict() for c in comps],
+            "eps": cfg.eps_s, "n": result.n, "robust": result.correct,
             "percent": round(result.percent, 4), "clean_wrong": result.clean_wrong, "broken_by": result.broken,
-            "max_linf": result.max_linf, "seconds": round(result.seconds, 2), "checkpoint": ev.ckpt,
-            "subset": ev.subset_key, "library": _torchattacks_version()}
+            "max_linf": result.max_linf, "seconds": round(result.seconds, 2), "seconds_by": result.seconds_by,
+            "checkpoint": ev.ckpt, "subset": ev.subset_key, "library": _torchattacks_version()}
     atomic_write_json(ev.rd.path / "autoattack.json", info)
     return info
 
@@ -179,22 +200,33 @@ def record_autoattack(store: Store, ev: Evaluator) -> dict[str, Any]:
 # ---- curves --------------------------------------------------------------------------------------------
 @dataclass
 class CurveSpec:
+    """The curve's ε grid and attacks. AutoAttack (``autoattack``) runs only at ``aa_eps`` (default: ε_s and 0,
+    the clean point), never at the whole grid unasked: at full strength each point can take an hour on a CPU."""
+
     grid: list[float]
     pgd_steps: int
     pgd_restarts: int = 1
     autoattack: bool = False
+    aa_eps: list[float] | None = None
 
 
 def curve_specs(cfg: RunConfig, spec: CurveSpec) -> list[str]:
     specs = ["fgsm", pgd_spec(spec.pgd_steps, spec.pgd_restarts, cfg.seed)]
-    return specs + ([f"aa-{cfg.aa_version}"] if spec.autoattack else [])
+    return specs + ([aa_spec(cfg.aa_version)] if spec.autoattack else [])
+
+
+def curve_measurements(cfg: RunConfig, spec: CurveSpec) -> list[tuple[str, float]]:
+    """Every (attack, ε) the curve measures, in order: FGSM and PGD on the grid, AutoAttack at its ε values."""
+    aa_eps = set(spec.aa_eps if spec.aa_eps is not None else [0.0, cfg.eps_s])
+    return [(attack, e) for attack in curve_specs(cfg, spec) for e in spec.grid
+            if not attack.startswith("aa-") or e in aa_eps]
 
 
 def compute_curve(ev: Evaluator, spec: CurveSpec) -> dict[str, Any]:
-    """Accuracy vs ε for each attack; <run>/curve.json. ε = 0 is the clean accuracy for every attack."""
-    curves: dict[str, list[float]] = {}
-    for attack in curve_specs(ev.config, spec):
-        curves[attack] = [round(ev.measure(attack, e).percent, 4) for e in spec.grid]
+    """Accuracy vs ε for each attack; <run>/curve.json (null where an attack was not run at that ε, as
+    AutoAttack off its ``aa_eps``). ε = 0 is the clean accuracy for every attack."""
+    measured = {(a, e): round(ev.measure(a, e).percent, 4) for a, e in curve_measurements(ev.config, spec)}
+    curves = {a: [measured.get((a, e)) for e in spec.grid] for a in curve_specs(ev.config, spec)}
     data = {"run": ev.rd.id, "n": ev.n, "subset": ev.subset_key, "eps_s": ev.config.eps_s, "grid": spec.grid,
             "curves": curves, "labels": {a: attack_label(a) for a in curves}, "checkpoint": ev.ckpt,
             "written": now()}
@@ -205,8 +237,7 @@ def compute_curve(ev: Evaluator, spec: CurveSpec) -> dict[str, Any]:
 def write_curve_png(data: dict[str, Any], path: Path, title: str) -> Path:
     from amltui.app.png_figures import robustness_curve_figure
 
-    lines = {data["labels"].get(a, a): [list(zip(data["grid"], accs, strict=True))]
-             for a, accs in data["curves"].items()}
+    lines = {data["labels"].get(a, a): [curve_points(data, a)] for a in data["curves"]}
     panel = f"{data.get('n')} test images (stratified)"
     return robustness_curve_figure({panel: lines}, path, title=title, eps_s=data.get("eps_s"))
 
@@ -215,6 +246,14 @@ def write_curve_png(data: dict[str, Any], path: Path, title: str) -> Path:
 RESTARTS = 5
 STEPS_FACTOR = 10
 SQUARE_QUERIES = 5000
+
+
+def checks_measurements(cfg: RunConfig, spec: CurveSpec) -> list[tuple[str, float]]:
+    """Every (attack, ε) that measure_checks needs besides the curve."""
+    steps, eps = spec.pgd_steps, cfg.eps_s
+    return [("fgsm", eps), (pgd_spec(steps, 1, cfg.seed), eps), (pgd_spec(steps * STEPS_FACTOR, 1, cfg.seed), eps),
+            (pgd_spec(steps, RESTARTS, cfg.seed + 1000), eps), (f"square-{SQUARE_QUERIES}", eps),
+            (pgd_spec(steps, 1, cfg.seed), LARGE_EPS)]
 
 
 def measure_checks(ev: Evaluator, spec: CurveSpec, thresholds: Thresholds | None = None) -> dict[str, Any]:
@@ -231,8 +270,7 @@ def measure_checks(ev: Evaluator, spec: CurveSpec, thresholds: Thresholds | None
         pgd_restarts=ev.measure(pgd_spec(steps, RESTARTS, cfg.seed + 1000), eps).percent,
         square=ev.measure(f"square-{SQUARE_QUERIES}", eps).percent,
         large_eps=ev.measure(pgd_spec(steps, 1, cfg.seed), LARGE_EPS).percent,
-        curves={curve["labels"][a]: list(zip(curve["grid"], accs, strict=True))
-                for a, accs in curve["curves"].items()},
+        curves={curve["labels"][a]: curve_points(curve, a) for a in curve["curves"]},
     )
     results = run_checks(m, thresholds or Thresholds())
     return {"summary": summary_line(results), "n": ev.n, "eps_s": eps, "pgd_steps": steps,
@@ -271,8 +309,8 @@ def curve_chart(data: dict[str, Any], width: int = 72, height: int = 16) -> list
     """The curve of curve.json as braille lines (the dashboard's chart), x = ε."""
     from amltui.termplot.line_chart import Series, render_chart
 
-    series = [Series(data["labels"].get(a, a), list(zip(data["grid"], accs, strict=True)),
-                     CURVE_STYLES[i % len(CURVE_STYLES)]) for i, (a, accs) in enumerate(data["curves"].items())]
+    series = [Series(data["labels"].get(a, a), curve_points(data, a), CURVE_STYLES[i % len(CURVE_STYLES)])
+              for i, a in enumerate(data["curves"])]
     return render_chart(f"accuracy % vs ε (n={data.get('n')})", series, width, height, x_name="ε")
 
 
@@ -285,16 +323,27 @@ def curve_table(data: dict[str, Any]) -> Any:
     for a in data["curves"]:
         table.add_column(data["labels"].get(a, a), justify="right")
     for i, e in enumerate(data["grid"]):
-        table.add_row(f"{e:g}", *(f"{accs[i]:.2f}" for accs in data["curves"].values()))
+        table.add_row(f"{e:g}", *("–" if accs[i] is None else f"{accs[i]:.2f}" for accs in data["curves"].values()))
     return table
 
 
+def curve_points(data: dict[str, Any], attack: str) -> list[tuple[float, float]]:
+    """(ε, accuracy) of one attack of curve.json, skipping ε values where it was not run."""
+    return [(e, a) for e, a in zip(data["grid"], data["curves"][attack], strict=True) if a is not None]
+
+
 def read_curve(rd: RunDir) -> dict[str, Any] | None:
+    """curve.json, its labels recomputed from the keys (a pre-full-strength AutoAttack line says it was the
+    10-iteration ensemble); None if missing or unreadable."""
     path = rd.path / "curve.json"
     try:
-        return read_json(path) if path.exists() else None
+        data = read_json(path) if path.exists() else None
     except (OSError, ValueError):
         return None
+    if data and isinstance(data.get("labels"), dict):
+        data["labels"] = {**data["labels"], **{a: attack_label(a) for a in data.get("curves", {})
+                                               if a.startswith("aa-")}}
+    return data
 
 
 def robustness_figure(store: Store, records: list[dict[str, Any]], path: Path) -> Path | None:
@@ -309,11 +358,112 @@ def robustness_figure(store: Store, records: list[dict[str, Any]], path: Path) -
         if not data:
             continue
         eps_s.add(data.get("eps_s"))
-        for attack, accs in data["curves"].items():
+        for attack in data["curves"]:
             label = data["labels"].get(attack, attack)
-            panels.setdefault(label, {}).setdefault(r.get("variant", "?"), []).append(
-                list(zip(data["grid"], accs, strict=True)))
+            panels.setdefault(label, {}).setdefault(r.get("variant", "?"), []).append(curve_points(data, attack))
     if not panels:
         return None
     return robustness_curve_figure(panels, path, title="accuracy vs ε per variant (mean over seeds, ±1 std band)",
                                    eps_s=next(iter(eps_s)) if len(eps_s) == 1 else None)
+
+
+# ---- how long an evaluation will take ------------------------------------------------------------------
+#: Ask before an evaluation projected over this many seconds (`eval --yes` skips the question).
+CONFIRM_OVER_S = 600.0
+FORWARD = 0.35  # a forward pass, in forward+backward passes (timed ~1/3 on CPU for the paper's net)
+
+
+def passes_per_image(spec: str) -> list[float]:
+    """Forward+backward passes per image of one measurement, per stage; an AutoAttack stage per component.
+
+    Upper bounds: an iterative attack runs all its steps (APGD stops early only in its restarts), Square spends
+    all its queries (it stops early on fooled images), FAB-T costs ~2 passes per iteration and target (a
+    gradient of the logit difference and a forward of its step), untargeted FAB ~10 (a gradient per class).
+    """
+    if spec == "clean":
+        return [FORWARD]
+    if spec == "fgsm":
+        return [1 + FORWARD]
+    if spec.startswith("pgd-"):
+        steps, rest = spec[4:].split("x", 1)
+        return [int(steps) * int(rest.split("-s", 1)[0]) + FORWARD]
+    if spec.startswith("square-"):
+        return [int(spec[7:]) * FORWARD]
+    if spec.startswith("aa-"):
+        _, comps = aa_components_of(aa_version_of(spec))
+        per = {"square": FORWARD, "fab": 10.0, "fab-t": 2.0}
+        return [c.steps * c.restarts * c.eot * max(1, c.targets) * per.get(c.attack, 1.0) + FORWARD for c in comps]
+    raise ValueError(f"unknown attack spec {spec!r}")
+
+
+def seconds_per_pass(ev: Evaluator, repeats: int = 5) -> float:
+    """Seconds of one forward+backward pass per image on this model and device, timed on a small batch: the
+    median of ``repeats`` after a warm-up (the median, not the best, so a machine busy with other work counts)."""
+    import statistics
+    import time
+
+    import torch
+
+    from core.attacks.base import eval_mode
+    from core.data import to_float
+
+    device = next(ev.model.parameters()).device
+    x = ev.images[:64].to(device)
+    x = to_float(x) if x.dtype == torch.uint8 else x.float()
+    y = ev.labels[:64].to(device)
+    times = []
+    with eval_mode(ev.model):
+        for i in range(repeats + 1):
+            started = time.perf_counter()
+            xr = x.clone().requires_grad_(True)
+            torch.nn.functional.cross_entropy(ev.model(xr), y).backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i:
+                times.append(time.perf_counter() - started)
+    ev.model.zero_grad(set_to_none=True)
+    return statistics.median(times) / max(1, len(y))
+
+
+@dataclass
+class Estimate:
+    seconds: float
+    pending: list[tuple[str, float, float]]  # (spec, ε, seconds) of each measurement not cached
+
+    def text(self, n: int) -> str:
+        slowest = max(self.pending, key=lambda p: p[2]) if self.pending else None
+        out = f"about {_duration(self.seconds)} for {len(self.pending)} measurement(s) on n={n} images"
+        if slowest:
+            out += f" (slowest: {attack_label(slowest[0])} at ε {slowest[1]:g}, ~{_duration(slowest[2])})"
+        return out
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def estimate(ev: Evaluator, measurements: list[tuple[str, float]], per_pass: float | None = None) -> Estimate:
+    """Projected seconds of the measurements not in the cache: a cost model (passes per image per attack, see
+    passes_per_image) times one pass's measured cost. For AutoAttack, stages after the first run on the share of
+    images that PGD or FGSM at that ε left robust when the cache knows it (else on all: an upper bound)."""
+    todo = []
+    for spec, eps in dict.fromkeys(measurements):
+        if eps == 0:
+            spec = "clean"
+        if (spec, eps) not in todo and not ev.is_cached(spec, eps):
+            todo.append((spec, eps))
+    if not todo:
+        return Estimate(0.0, [])
+    unit = per_pass if per_pass is not None else seconds_per_pass(ev)
+    pending = []
+    for spec, eps in todo:
+        first, *rest = passes_per_image(spec)
+        survive = _robust_share(ev, eps) if spec.startswith("aa-") else 1.0
+        pending.append((spec, eps, ev.n * unit * (first + survive * sum(rest))))
+    return Estimate(sum(p[2] for p in pending), pending)
+
+
+def _robust_share(ev: Evaluator, eps: float) -> float:
+    known = [hit.percent / 100 for spec in (pgd_spec(ev.config.pgd_steps, 1, ev.config.seed), "fgsm")
+             if (hit := ev.cached(spec, eps)) is not None]
+    return min(known) if known else 1.0

@@ -6,7 +6,8 @@ print one line per phase start and end (data, invariance sets, training, each ep
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -105,8 +106,45 @@ class PlainRuns(LiveRuns):
         return lines
 
 
+def clock_text(seconds: float) -> str:
+    """'0:07', '12:05', '1:02:03'."""
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return (f"{hours}:" if hours else "") + (f"{rest // 60:02d}" if hours else f"{rest // 60}") + f":{rest % 60:02d}"
+
+
+class PlainMeasurements:
+    """Evaluation progress for a pipe: one line when a measurement ends ('eval FGSM ε=0.1: 100 images in 0:03'),
+    and, during a long one, a line every ``every`` seconds with its elapsed time and ETA (a linear projection of
+    the images done so far), so a 14-minute AutoAttack is not silent."""
+
+    def __init__(self, say: Callable[[str], None], every: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.say, self.every, self.clock = say, every, clock
+        self.started: dict[str, float] = {}
+        self.last_line: dict[str, float] = {}
+        self.ended: set[str] = set()
+
+    def on_eval(self, metric: str, done: int, total: int) -> None:
+        now = self.clock()
+        if metric not in self.started or (metric in self.ended and done < total):  # (re)started
+            self.started[metric], self.last_line[metric] = now, now
+            self.ended.discard(metric)
+        if metric in self.ended:
+            return
+        elapsed = now - self.started[metric]
+        if done >= total:
+            self.ended.add(metric)
+            self.say(f"eval {metric}: {total} images in {clock_text(elapsed)}")
+        elif now - self.last_line[metric] >= self.every and done > 0:
+            self.last_line[metric] = now
+            eta = elapsed * (total - done) / done
+            self.say(f"eval {metric}: {done}/{total} images, elapsed {clock_text(elapsed)}, ETA {clock_text(eta)}")
+
+
 class RunProgress:
-    """Turns the events of core.train / core.evaluate / invariance generation into progress bars."""
+    """Turns the events of core.train / core.evaluate / invariance generation into progress bars (with labelled
+    elapsed time and ETA), or, when the output is piped, into plain lines (one per measurement)."""
 
     def __init__(self, console: Console) -> None:
         self.progress = Progress(
@@ -114,6 +152,7 @@ class RunProgress:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"),
+            TextColumn("elapsed"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
@@ -122,13 +161,20 @@ class RunProgress:
         )
         self.tasks: dict[str, TaskID] = {}
         self.seen: set[str] = set()
+        self.plain = PlainMeasurements(self._say)
+
+    def _say(self, line: str) -> None:
+        self.progress.console.print(line, highlight=False, markup=False, soft_wrap=True)
+        self.progress.console.file.flush()
 
     def __enter__(self) -> RunProgress:
-        self.progress.__enter__()
+        if self.progress.console.is_terminal:  # in a pipe, Rich would print every bar once more at the end
+            self.progress.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
+        if self.progress.console.is_terminal:
+            self.progress.__exit__(*exc)
 
     def _task(self, key: str, description: str, total: int) -> TaskID:
         if key not in self.tasks:
@@ -148,7 +194,9 @@ class RunProgress:
             what = f"invariance {data['split']}" if kind == "invariance" else f"eval {data['metric']}"
             task = self._task(what, what, data["total"])
             self.progress.update(task, completed=data["done"], total=data["total"])
-            if not self.progress.console.is_terminal:  # no bars in a pipe: a line per phase start and end
+            if kind == "eval" and not self.progress.console.is_terminal:
+                self.plain.on_eval(str(data["metric"]), int(data["done"]), int(data["total"]))
+            elif not self.progress.console.is_terminal:  # no bars in a pipe: a line per phase start and end
                 for line in phase_lines(kind, data, self.seen):
                     self.progress.console.print(line, highlight=False, markup=False)
                 self.progress.console.file.flush()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -12,11 +14,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from amltui.app import service
+from amltui.app.errors import UserError
 from amltui.app.filters import STATUSES
 from amltui.app.records import DAMAGED, Status
+from amltui.app.report_notes import aa_note
 from amltui.app.run_progress import phase_progress, read_progress
 from amltui.app.runs import EVALUABLE, HumanSetsRefused, RunFailure, evaluate_human_sets, evaluate_run, run_dir
 from amltui.app.service import RobustnessRequest
+from amltui.app.service.export import check_aa_version
 from amltui.cli import options as o
 from amltui.cli import run_details, runs_listing
 from amltui.cli.common import (
@@ -36,6 +41,7 @@ from amltui.cli.common import (
     warn_unindexed,
 )
 from amltui.cli.progress_bars import RunProgress
+from core.aa_spec import describe_aa
 
 
 def register(app: typer.Typer) -> None:
@@ -81,6 +87,8 @@ def ls(
     phases = {r["id"]: phase_progress(read_progress(store, r["id"])) for r in records
               if r.get("status") == Status.RUNNING}
     console.print(runs_listing.runs_table(records, console.width, {k: v for k, v in phases.items() if v}))
+    if aa := aa_note(records):  # which AutoAttack, its iterations, ε and n: a number needs its attack
+        console.print(aa, highlight=False, markup=False, soft_wrap=True)
     flagged = sorted({str(f) for r in records for f in r.get("flags") or []})
     if flagged:
         console.print(f"{FLAG_MARK} flagged: {', '.join(flagged)} — `amltui show RUN` gives the rule and the numbers",
@@ -141,8 +149,9 @@ def eval_(
     autoattack: Annotated[bool, typer.Option("--autoattack", help="A_AA: AutoAttack (torchattacks; the run's "
                                              "aa_version, default standard) at ε_s on the robustness subset, "
                                              "with the per-attack breakdown in <run>/autoattack.json.")] = False,
-    curve: Annotated[bool, typer.Option("--curve", help="Accuracy vs ε for FGSM, PGD (and AutoAttack with "
-                                        "--autoattack or eval_aa): <run>/curve.json and curve.png.")] = False,
+    curve: Annotated[bool, typer.Option("--curve", help="Accuracy vs ε for FGSM, PGD (and AutoAttack at ε_s with "
+                                        "--autoattack or eval_aa; at more ε with --aa-eps): <run>/curve.json and "
+                                        "curve.png.")] = False,
     checks: Annotated[bool, typer.Option("--checks", help="Sanity checks (a)–(e) of Carlini et al. 2019; failures "
                                          "go to the run's flags (README: 'Robustness evaluation').")] = False,
     subset: Annotated[int | None, typer.Option(help="Test images (stratified) for --autoattack/--curve/--checks "
@@ -152,6 +161,13 @@ def eval_(
     pgd_steps: Annotated[int | None, typer.Option(help="PGD steps for the curve and checks "
                                                   "[default: the run's pgd_steps].", min=1)] = None,
     restarts: Annotated[int, typer.Option(help="PGD random restarts per point of the curve.", min=1)] = 1,
+    aa_eps: Annotated[str | None, typer.Option(help="ε values where the curve also runs AutoAttack, comma-separated "
+                                               "(each can take an hour on a CPU) [default: ε_s only].")] = None,
+    aa_version: Annotated[str | None, typer.Option(help="AutoAttack version for this evaluation, e.g. standard-fast "
+                                                   "(torchattacks' 10-iteration ensemble) [default: the run's "
+                                                   "aa_version, standard].")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Start an evaluation projected over 10 minutes without "
+                                      "asking (the estimate is printed first).")] = False,
     runs_dir: o.RunsDir = None,
 ) -> None:
     """Evaluate a run from its checkpoint (A_orig, A_SA, A_IA, A_IA→target, A_PGD) and record the metrics.
@@ -165,8 +181,10 @@ def eval_(
         return _human_sets(store, record["id"], human_sets_dir or from_dir, mnist_dir, device)
     with user_errors():
         grid = service.parse_grid(eps_grid) if eps_grid else None
-    robust = RobustnessRequest(autoattack, curve, checks, subset, grid, pgd_steps, restarts, device)
-    record = _evaluate(store, record, robust)
+        aa_grid = service.parse_grid(aa_eps, "--aa-eps") if aa_eps else None
+        version = check_aa_version(aa_version) if aa_version else None
+    robust = RobustnessRequest(autoattack, curve, checks, subset, grid, pgd_steps, restarts, device, aa_grid, version)
+    record = _evaluate(store, record, robust, confirm=_announce_long if yes else _confirm_long)
     print_metrics(record)
     print_robustness(record, run_dir(store.runs_dir, record["id"]), curve=curve)
 
@@ -192,16 +210,39 @@ def _evaluable(record: dict) -> dict:
     return record
 
 
-def _evaluate(store, record: dict, robust: RobustnessRequest, base: bool = True) -> dict:
+def interactive() -> bool:
+    """Whether a question can be asked (stdin is a terminal)."""
+    return sys.stdin.isatty()
+
+
+def _announce_long(estimate: str) -> None:
+    console.print(f"this evaluation is projected to take {estimate}", highlight=False, markup=False)
+
+
+def _confirm_long(estimate: str) -> None:
+    """Ask before a long evaluation; without a terminal to ask on, refuse (UserError) and say how to go on."""
+    _announce_long(estimate)
+    if not interactive():
+        raise UserError(f"refusing to start an evaluation projected to take {estimate} without confirmation",
+                        "pass --yes to run it anyway, or make it smaller (--subset, fewer --aa-eps values, "
+                        "--set aa_version=standard-fast)")
+    if not typer.confirm("start it?", default=False):
+        raise UserError("evaluation not started (answered no)", code=1)
+
+
+def _evaluate(store, record: dict, robust: RobustnessRequest, base: bool = True,
+              confirm: Callable[[str], None] | None = None) -> dict:
     """The base metrics (unless only robustness was asked and they exist, or not ``base``), then what ``robust``
-    asks for."""
-    asked = robust.autoattack or robust.curve or robust.checks
+    asks for; ``confirm`` is asked before robustness measurements projected over 10 minutes."""
+    asked = robust.autoattack or robust.curve or robust.checks or bool(robust.aa_eps)
     with RunProgress(console) as progress:
         try:
             if base and (not asked or not record.get("metrics")):
                 record = evaluate_run(store, record["id"], device=robust.device, listener=progress.on_event)
             if asked:
-                record = service.measure_robustness(store, record["id"], robust, progress.on_event)
+                record = service.measure_robustness(store, record["id"], robust, progress.on_event, confirm)
+        except UserError as exc:  # a long evaluation refused or declined: nothing was measured
+            fail(str(exc), code=exc.code)
         except RunFailure as exc:
             fail(str(exc), code=1)
     return record
@@ -223,9 +264,10 @@ def print_robustness(record: dict, rd, *, curve: bool = False) -> None:
     aa = record.get("autoattack")
     if aa:
         broken = ", ".join(f"{k} {v}" for k, v in (aa.get("broken_by") or {}).items())
-        console.print(f"A_AA {aa['percent']:.2f}% (n={aa['n']}, AutoAttack {escape(str(aa['version']))}, "
-                      f"ε={aa['eps']:g}): {aa['robust']} robust; clean-wrong {aa.get('clean_wrong')}; broken by "
-                      f"{broken or '–'}", highlight=False)
+        seconds = f"; {aa['seconds']:.1f} s" if aa.get("seconds") is not None else ""
+        console.print(f"A_AA {aa['percent']:.2f}% ({escape(describe_aa(aa))}): {aa['robust']} robust; clean-wrong "
+                      f"{aa.get('clean_wrong')}; broken by {escape(broken) or '–'}{seconds}", highlight=False,
+                      soft_wrap=True)  # one line: the version's description is greppable
     if curve:
         from amltui.app.robustness import curve_chart, curve_table, read_curve
 

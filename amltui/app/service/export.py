@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,22 +84,40 @@ class RobustnessRequest:
     pgd_steps: int | None = None
     restarts: int = 1
     device: str | None = None
+    aa_eps: list[float] | None = None  # ε values where the curve runs AutoAttack [default: ε_s]
+    aa_version: str | None = None  # instead of the run's aa_version, for this evaluation
 
 
-def parse_grid(text: str) -> list[float]:
+def check_aa_version(text: str) -> str:
+    """The canonical AutoAttack version of ``--aa-version``, or a UserError naming the choices."""
+    from core.aa_spec import parse_aa_version
+
+    try:
+        return parse_aa_version(text)[0]
+    except ValueError as exc:
+        raise UserError(f"--aa-version: {exc}", "see `amltui config-keys` (aa_version) or docs/robustness.md") from None
+
+
+def parse_grid(text: str, option: str = "--eps-grid") -> list[float]:
     """'0,0.1,0.3' → sorted distinct ε values in [0, 1]."""
     fix = "give comma-separated numbers in [0, 1] (pixel units), e.g. 0,0.1,0.2,0.3"
     try:
         grid = sorted({round(float(p), 6) for p in text.split(",") if p.strip()})
     except ValueError:
-        raise UserError(f"--eps-grid {text!r}: not a list of numbers", fix) from None
+        raise UserError(f"{option} {text!r}: not a list of numbers", fix) from None
     if not grid or grid[0] < 0 or grid[-1] > 1:
-        raise UserError(f"--eps-grid {text!r}: ε values are in pixel units of [0, 1] images", fix)
+        raise UserError(f"{option} {text!r}: ε values are in pixel units of [0, 1] images", fix)
     return grid
 
 
-def measure_robustness(store: Store, run_id: str, request: RobustnessRequest, listener: Any = None) -> dict:
-    """A_AA, the accuracy-vs-ε curve (curve.json, curve.png) and the sanity checks, as asked; the record."""
+def measure_robustness(store: Store, run_id: str, request: RobustnessRequest, listener: Any = None,
+                       confirm: Callable[[str], None] | None = None) -> dict:
+    """A_AA, the accuracy-vs-ε curve (curve.json, curve.png) and the sanity checks, as asked; the record.
+
+    Before measuring, an evaluation projected over ``robustness.CONFIRM_OVER_S`` seconds is put to ``confirm``
+    (with the estimate as text), which raises to stop it; None measures without asking.
+    """
+    from amltui.app import robustness
     from amltui.app.robustness import (
         CurveSpec,
         compute_curve,
@@ -110,16 +129,33 @@ def measure_robustness(store: Store, run_id: str, request: RobustnessRequest, li
     from core.robustness import default_grid
 
     ev = open_evaluator(store, run_id, device=request.device, subset=request.subset, listener=listener)
+    if request.aa_version:
+        ev.config = ev.config.replace(aa_version=check_aa_version(request.aa_version))
     cfg = ev.config
     record = ev.rd.read_record()
+    grid = sorted({*(request.grid or default_grid(cfg.eps_s)), *(request.aa_eps or [])})
+    spec = CurveSpec(grid, request.pgd_steps or cfg.pgd_steps, request.restarts,
+                     autoattack=request.autoattack or cfg.eval_aa or bool(request.aa_eps), aa_eps=request.aa_eps)
+    if confirm is not None:
+        projected = robustness.estimate(ev, _planned(ev, request, spec))
+        if projected.seconds > robustness.CONFIRM_OVER_S:
+            confirm(projected.text(ev.n))
     if request.autoattack:
         record = record_autoattack(store, ev)
-    spec = CurveSpec(request.grid or default_grid(cfg.eps_s), request.pgd_steps or cfg.pgd_steps, request.restarts,
-                     autoattack=request.autoattack or cfg.eval_aa)
     if request.curve or request.checks:
         data = compute_curve(ev, spec)
         write_curve_png(data, ev.rd.path / "curve.png",
                         f"{run_id}: {cfg.variant}, seed {cfg.seed}, {cfg.dataset} (ε_s={cfg.eps_s:g})")
     if request.checks:
-        record = record_checks(store, ev, CurveSpec(spec.grid, spec.pgd_steps, spec.pgd_restarts, spec.autoattack))
+        record = record_checks(store, ev, spec)
     return record
+
+
+def _planned(ev: Any, request: RobustnessRequest, spec: Any) -> list[tuple[str, float]]:
+    """Every (attack, ε) the request measures (cached ones included; the estimate skips them)."""
+    from amltui.app.robustness import aa_spec, checks_measurements, curve_measurements
+
+    cfg = ev.config
+    plan = [(aa_spec(cfg.aa_version), cfg.eps_s)] if request.autoattack else []
+    plan += curve_measurements(cfg, spec) if request.curve or request.checks else []
+    return plan + (checks_measurements(cfg, spec) if request.checks else [])

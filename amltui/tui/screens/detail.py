@@ -26,6 +26,7 @@ from amltui.tui.keys import BACK, tab_keys
 from amltui.tui.messages import DetailLoaded, PcaStage
 from amltui.tui.widgets.chart import LineChart, Series
 from amltui.tui.widgets.pca_plot import PcaView, render_pca
+from core.aa_spec import describe_aa, short_aa_label
 from core.metrics import HEADLINE_ORDER, METRIC_LABELS, METRIC_SHORT_LABELS
 
 if TYPE_CHECKING:
@@ -287,13 +288,22 @@ def pca_view(path: Path | None, run_id: str) -> Any:
 CURVE_STYLES = ("cyan", "red", "yellow", "magenta", "green")
 
 
+def _curve_label(curve: dict[str, Any], attack: str) -> str:
+    """The stored label, but an AutoAttack key without counts ('aa-standard') is the 10-iteration ensemble of
+    records from before full strength: say so (core/aa_spec.py legacy_components)."""
+    if attack.startswith("aa-") and "@" not in attack:
+        return short_aa_label({"version": attack[3:]})
+    return str(curve["labels"].get(attack, attack))
+
+
 def curve_series(curve: dict[str, Any] | None) -> list[Series]:
     """The run's curve.json as chart series (x = ε)."""
     if not curve:
         return []
     try:
-        return [Series(str(curve["labels"].get(a, a)), [(float(e), float(v)) for e, v in zip(curve["grid"], accs,
-                                                                                            strict=True)],
+        return [Series(_curve_label(curve, a), [(float(e), float(v)) for e, v in zip(curve["grid"], accs,
+                                                                                            strict=True)
+                                                         if v is not None],  # AutoAttack: only at asked ε
                        CURVE_STYLES[i % len(CURVE_STYLES)]) for i, (a, accs) in enumerate(curve["curves"].items())]
     except (KeyError, TypeError, ValueError, AttributeError):
         return []
@@ -309,8 +319,7 @@ def robustness_text(record: dict[str, Any], curve: dict[str, Any] | None, run_id
     aa = record.get("autoattack")
     if aa:
         broken = ", ".join(f"{k} {v}" for k, v in (aa.get("broken_by") or {}).items())
-        text.append(f"A_AA {aa.get('percent', float('nan')):.2f}% (n={aa.get('n')}, AutoAttack {aa.get('version')}, "
-                    f"ε={aa.get('eps')}): broken by {broken or '–'}\n")
+        text.append(f"A_AA {aa.get('percent', float('nan')):.2f}% ({describe_aa(aa)}): broken by {broken or '–'}\n")
     checks = record.get("checks")
     if checks:
         for r in checks.get("results", []):
