@@ -438,7 +438,7 @@ def test_objective_equals_hand_assembled_sum(variant):
     assert logs["active_ia"] == pytest.approx(ia.active_fraction if use_ia else 0.0)
     assert logs["norm"] == pytest.approx(norm)
     assert set(logs) == {"loss", "ce_clean", "ce_adv", "triplet_sa", "triplet_ia", "norm", "active_sa",
-                         "active_ia"}
+                         "active_ia", "neg_dist_sa", "neg_dist_ia"}
     assert all(isinstance(v, float) for v in logs.values())
     # Zero-weight triplet terms are never computed.
     assert [p is t["h_adv"] for p in spy.positives] == [True] * use_sa + [False] * use_ia
