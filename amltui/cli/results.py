@@ -121,6 +121,9 @@ def show(run: o.RunArg, runs_dir: o.RunsDir = None) -> None:
         where = (f"hold-out of {record.get('n_holdout')} training images" if record.get("monitor") == "holdout"
                  else "test subset, curves only")
         console.print(run_details.epoch_table(epochs, where))
+        triplets = run_details.triplet_table(epochs, (record.get("config") or {}).get("distance", "abs_cos"))
+        if triplets is not None:
+            console.print(triplets)
     if record.get("metrics"):
         print_metrics(record)
     print_human_agreement(record)
