@@ -111,6 +111,9 @@ def test_ml_sa_ia_uses_the_invariance_examples(data):
     x_q = (data.train.images.float() / 255).roll(1, dims=-1)
     result = train(config, data, device=DEVICE, invariance_train=x_q)
     assert result.history[0]["train_triplet_ia"] > 0
+    # Both triplet types computed: both have their diagnostics.
+    assert 0 < result.history[0]["train_active_ia"] <= 1 and 0 <= result.history[0]["train_neg_dist_ia"] <= 1
+    assert "train_active_sa" in result.history[0] and "train_neg_dist_sa" in result.history[0]
     # Different invariance examples give a different run: they really enter the loss.
     other = train(config, data, device=DEVICE, invariance_train=x_q.roll(1, dims=-2))
     assert other.history[0]["train_triplet_ia"] != result.history[0]["train_triplet_ia"]
