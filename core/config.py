@@ -56,6 +56,9 @@ NON_SCIENTIFIC = ("seed", "device", "threads", "data_dir", "eval_batch_size", "d
 # What to evaluate after training, not what is trained: outside the hashes, so runs made before these keys existed
 # (or with A_AA off) still pool and are reused by `reproduce`. A_AA's own record says its version and n.
 EVAL_ONLY = ("eval_aa", "aa_version", "aa_subset")
+# Keys added after runs existed, hashed only when they differ from the behaviour those runs had: a run made before
+# the key keeps its group (reuse, pooling over seeds) with the new runs of the same setting.
+HASHED_UNLESS_DEFAULT = {"distance": "abs_cos"}
 
 
 def _B(low: float | None, high: float | None = None) -> Bound:  # noqa: N802  (reads like the type it builds)
@@ -122,6 +125,8 @@ class RunConfig:
                      tuple(registry.MINERS))
     negatives: str = key("natural", "triplet negative candidates: natural h(x) or perturbed h(x_p) embeddings",
                          registry.NEGATIVES)
+    distance: str = key("abs_cos", "triplet distance: abs_cos = 1 − |cos| (the paper's Eq. 1) or cos = 1 − cos "
+                        "(signed: h and −h far apart)", registry.DISTANCES)
     # invariance examples (Tramèr et al.)
     inv_eps: float = key(0.3, "L∞ budget (pixels) of the invariance examples x_q; must be > 0", bound=INVARIANCE_EPS)
     inv_mode: str = key("fast", "invariance neighbour search: exact (all pairs) or fast (indexed, agreement "
@@ -246,12 +251,15 @@ class RunConfig:
     def group_key(self) -> str:
         """Hash of everything but the seed and the runtime: runs with equal keys may be pooled over seeds."""
         data = {k: v for k, v in self.to_dict().items()
-                if k not in NON_SCIENTIFIC and k not in EVAL_ONLY and k != "overrides"}
+                if k not in NON_SCIENTIFIC and k not in EVAL_ONLY and k != "overrides"
+                and not (k in HASHED_UNLESS_DEFAULT and v == HASHED_UNLESS_DEFAULT[k])}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
     def context_key(self) -> str:
-        """Like group_key but blind to the variant and its loss weights: runs to pair with a baseline."""
-        blind = set(NON_SCIENTIFIC) | set(EVAL_ONLY) | {"overrides", "variant", *VARIANT_DEFAULTS["baseline"]}
+        """Like group_key but blind to the variant, its loss weights and the triplet distance (a baseline has no
+        triplet): runs to pair with a baseline."""
+        blind = set(NON_SCIENTIFIC) | set(EVAL_ONLY) | {"overrides", "variant", "distance",
+                                                        *VARIANT_DEFAULTS["baseline"]}
         data = {k: v for k, v in self.to_dict().items() if k not in blind}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 

@@ -157,23 +157,32 @@ class HumanSetResult:
     keep_original: float | None  # % of those predicted as the original label
     outside_budget: int  # examples with pixels beyond the L∞ budget around the original image
     max_excess: float  # largest such excess, in pixel units
+    # The other side of the split (needs the original labels): examples whose human label is the original one, and
+    # the % of them predicted as that label. With follow_human (the same agreement on the changed examples) it says
+    # whether a higher agreement comes from following humans where the label changed or from keeping it elsewhere.
+    n_unchanged: int = 0
+    agree_unchanged: float | None = None
 
 
 def score_human_set(predict: Callable[[torch.Tensor], torch.Tensor], hs: HumanSet,
                     original_images: torch.Tensor | None, original_labels: torch.Tensor | None) -> HumanSetResult:
-    """Agreement with human labels; with the originals, how predictions split on label-changing examples.
+    """Agreement with human labels; with the originals, split into the examples whose human label changed
+    (follow_human / keep_original) and those whose did not (agree_unchanged).
 
     ``original_*`` are the MNIST test images (uint8 or float) and labels at ``hs.test_indices``.
     """
     pred = predict(hs.images).cpu()
     acc = 100.0 * float((pred == hs.human_labels).float().mean())
     n_changed, follow, keep, outside, excess = 0, None, None, 0, 0.0
+    n_unchanged, agree_unchanged = 0, None
     if original_labels is not None:
         changed = hs.human_labels != original_labels.cpu()
-        n_changed = int(changed.sum())
+        n_changed, n_unchanged = int(changed.sum()), int((~changed).sum())
         if n_changed:
             follow = 100.0 * float((pred[changed] == hs.human_labels[changed]).float().mean())
             keep = 100.0 * float((pred[changed] == original_labels.cpu()[changed]).float().mean())
+        if n_unchanged:
+            agree_unchanged = 100.0 * float((pred[~changed] == hs.human_labels[~changed]).float().mean())
     if original_images is not None and hs.eps is not None:
         orig = original_images.float().cpu()
         orig = orig / 255.0 if original_images.dtype == torch.uint8 else orig
@@ -181,4 +190,5 @@ def score_human_set(predict: Callable[[torch.Tensor], torch.Tensor], hs: HumanSe
         over = ((hs.images - orig).abs() - hs.eps).flatten(1).amax(1)
         outside = int((over > 1e-6).sum())
         excess = max(0.0, float(over.max()))
-    return HumanSetResult(hs.name, len(hs.human_labels), acc, n_changed, follow, keep, outside, excess)
+    return HumanSetResult(hs.name, len(hs.human_labels), acc, n_changed, follow, keep, outside, excess,
+                          n_unchanged, agree_unchanged)

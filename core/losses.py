@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from core.registry import NEGATIVES
+from core.registry import DISTANCES, NEGATIVES
 from core.registry import VARIANT_WEIGHTS as _WEIGHTS
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "TripletLoss",
     "TripletResult",
     "angular_distance",
+    "make_distance",
     "objective",
     "objective_terms",
     "pairwise_angular_distance",
@@ -47,23 +48,30 @@ def _at_least_float32(x: Tensor) -> Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def angular_distance(u: Tensor, v: Tensor, eps: float = 1e-8) -> Tensor:
+def _cosine_to_distance(dots: Tensor, norms: Tensor, eps: float, signed: bool) -> Tensor:
+    cos = dots / norms.clamp_min(eps)
+    # Rounding can push |cos| a hair above 1; the clamp keeps D inside [0, 1] (|cos|) or [0, 2] (signed).
+    return (1.0 - cos).clamp(0.0, 2.0) if signed else (1.0 - cos.abs()).clamp_min(0.0)
+
+
+def angular_distance(u: Tensor, v: Tensor, eps: float = 1e-8, signed: bool = False) -> Tensor:
     """Row-wise D(u, v) = 1 − |u·v| / (‖u‖₂‖v‖₂) (paper Eq. 1): (N, d) × (N, d) → (N,), values in [0, 1].
 
-    The norm product is clamped below by `eps`, so a zero vector gives D = 1 with finite gradients
-    (|·| and vector_norm both have zero subgradient at 0).
+    ``signed``: D = 1 − cos instead, in [0, 2], so that h and −h are far apart (distance "cos"; the paper's |cos|
+    treats them as one point although the linear head gives them opposite logits). The norm product is clamped
+    below by `eps`, so a zero vector gives D = 1 with finite gradients (|·| and vector_norm both have zero
+    subgradient at 0).
     """
     if u.shape != v.shape or u.dim() != 2:
         raise ValueError(f"angular_distance needs two (N, d) tensors of equal shape, got {tuple(u.shape)} "
                          f"and {tuple(v.shape)}; for all pairs use pairwise_angular_distance")
     u, v = _at_least_float32(u), _at_least_float32(v)
     dot = (u * v).sum(dim=1)
-    denom = (torch.linalg.vector_norm(u, dim=1) * torch.linalg.vector_norm(v, dim=1)).clamp_min(eps)
-    # Rounding can push |cos| a hair above 1; the clamp keeps D inside [0, 1].
-    return (1.0 - dot.abs() / denom).clamp_min(0.0)
+    norms = torch.linalg.vector_norm(u, dim=1) * torch.linalg.vector_norm(v, dim=1)
+    return _cosine_to_distance(dot, norms, eps, signed)
 
 
-def pairwise_angular_distance(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
+def pairwise_angular_distance(a: Tensor, b: Tensor, eps: float = 1e-8, signed: bool = False) -> Tensor:
     """All-pairs angular distance: (N, d) × (M, d) → (N, M), entry [i, j] = D(a_i, b_j)."""
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"pairwise_angular_distance needs (N, d) and (M, d) tensors with the same d, got "
@@ -71,25 +79,35 @@ def pairwise_angular_distance(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor
     a, b = _at_least_float32(a), _at_least_float32(b)
     dots = a @ b.T
     norms = torch.linalg.vector_norm(a, dim=1)[:, None] * torch.linalg.vector_norm(b, dim=1)[None, :]
-    return (1.0 - dots.abs() / norms.clamp_min(eps)).clamp_min(0.0)
+    return _cosine_to_distance(dots, norms, eps, signed)
 
 
 class AngularDistance:
-    """Distance object: `d(u, v)` row-wise, `d.pairwise(a, b)` all pairs. Smaller means closer."""
+    """Distance object: `d(u, v)` row-wise, `d.pairwise(a, b)` all pairs. Smaller means closer.
 
-    def __init__(self, eps: float = 1e-8) -> None:
+    ``signed=False`` is the paper's D = 1 − |cos| (config distance=abs_cos); ``signed=True`` is D = 1 − cos
+    (distance=cos). `make_distance` builds either by its config name.
+    """
+
+    def __init__(self, eps: float = 1e-8, signed: bool = False) -> None:
         if not eps > 0:
             raise ValueError(f"AngularDistance eps must be > 0 (it guards zero vectors), got {eps}")
         self.eps = eps
+        self.signed = bool(signed)
 
     def __call__(self, u: Tensor, v: Tensor) -> Tensor:
-        return angular_distance(u, v, self.eps)
+        return angular_distance(u, v, self.eps, self.signed)
 
     def pairwise(self, a: Tensor, b: Tensor) -> Tensor:
-        return pairwise_angular_distance(a, b, self.eps)
+        return pairwise_angular_distance(a, b, self.eps, self.signed)
 
     def __repr__(self) -> str:
-        return f"AngularDistance(eps={self.eps})"
+        return f"AngularDistance(eps={self.eps}, signed={self.signed})"
+
+
+def make_distance(name: str) -> AngularDistance:
+    """The distance of config key ``distance``: "abs_cos" (1 − |cos|, paper Eq. 1) or "cos" (1 − cos)."""
+    return AngularDistance(signed=_choose(name, DISTANCES, "triplet distance") == "cos")
 
 
 # --------------------------------------------------------------------------------------------- miners
@@ -193,6 +211,7 @@ class TripletResult:
     norm: Tensor  # scalar: mean over valid anchors of ‖a‖+‖p‖+‖n‖ (this type's feature-norm term)
     active: Tensor  # scalar, detached: fraction of valid triplets with a positive hinge
     valid_count: Tensor  # scalar, detached: number of anchors that had a negative
+    neg_distance: Tensor | None = None  # scalar, detached: mean over valid anchors of D(a, n), n the mined negative
     # Per-anchor parts, for a feature-norm term over several triplet types that counts each embedding once:
     valid: Tensor | None = None  # (N,) float mask of anchors with a triplet
     anchor_norm: Tensor | None = None  # (N,) ‖a_i‖
@@ -257,7 +276,8 @@ class TripletLoss:
 
         pos = positive[mined.positive_idx]
         neg = candidates[mined.negative_idx]
-        hinge = F.relu(self.distance(anchor, pos) - self.distance(anchor, neg) + self.margin)
+        d_neg = self.distance(anchor, neg)
+        hinge = F.relu(self.distance(anchor, pos) - d_neg + self.margin)
         valid = mined.valid.to(hinge.dtype)
         count = valid.sum()
         denom = count.clamp_min(1.0)  # no valid anchor → loss is an exact, grad-connected 0
@@ -269,6 +289,7 @@ class TripletLoss:
             norm=((a_norm + p_norm + n_norm) * valid).sum() / denom,
             active=(((hinge > 0).to(hinge.dtype) * valid).sum() / denom).detach(),
             valid_count=count.detach(),
+            neg_distance=((d_neg * valid).sum() / denom).detach(),
             valid=valid, anchor_norm=a_norm, pos_norm=p_norm, neg_norm=n_norm,
             neg_index=mined.negative_idx, neg_pool=self.negatives,
         )
@@ -325,7 +346,11 @@ class ObjectiveWeights:
 # The weights themselves live in core/registry.py (the config resolves a variant from there too).
 VARIANT_WEIGHTS: dict[str, ObjectiveWeights] = {name: ObjectiveWeights(**w) for name, w in _WEIGHTS.items()}
 
-TERM_NAMES = ("loss", "ce_clean", "ce_adv", "triplet_sa", "triplet_ia", "norm", "active_sa", "active_ia")
+TERM_NAMES = ("loss", "ce_clean", "ce_adv", "triplet_sa", "triplet_ia", "norm", "active_sa", "active_ia",
+              "neg_dist_sa", "neg_dist_ia")
+# The diagnostics of a triplet type (share of active triplets, mean distance to the mined negative): meaningful only
+# when that type is computed (its λ > 0); core/train.py leaves them out of the epoch record otherwise.
+TRIPLET_DIAGNOSTICS = {"sa": ("active_sa", "neg_dist_sa"), "ia": ("active_ia", "neg_dist_ia")}
 
 
 def _required(tensor: Tensor | None, name: str, weight: str, what: str) -> Tensor:
@@ -340,7 +365,9 @@ def objective_terms(*, logits_clean: Tensor | None, logits_adv: Tensor | None, l
                     generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
     """The objective without any host sync: (loss, {term name: detached scalar tensor}).
 
-    Terms whose weight is 0 are not computed (their inputs may then be None) and are reported as 0.
+    Terms whose weight is 0 are not computed (their inputs may then be None) and are reported as 0. Besides the
+    loss terms: active_sa/ia (share of valid triplets with a positive hinge) and neg_dist_sa/ia (mean D from the
+    anchor to its mined negative: the hardest one with the default miner).
     N is the feature norm over the distinct embeddings of the computed triplets (`set_feature_norm`); it is
     reported even when λ_norm = 0.
     """
@@ -367,6 +394,7 @@ def objective_terms(*, logits_clean: Tensor | None, logits_adv: Tensor | None, l
             result = triplet(anchor, _required(h_pos, pos_name, weight_name, what), labels, generator)
             terms[f"triplet_{key}"] = result.loss
             terms[f"active_{key}"] = result.active
+            terms[f"neg_dist_{key}"] = result.neg_distance
             total = total + lam * result.loss
             results[key] = result
     if results:

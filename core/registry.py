@@ -26,6 +26,7 @@ DATASETS = ("mnist", "fashion-mnist", "mnist-sample", "synthetic")  # loaders: c
 TRAIN_ATTACKS = ("fgsm", "fgsm_rs", "pgd")  # core/attacks/training.py make_train_attack
 INVARIANCE_MODES = ("exact", "fast")  # core/attacks/invariance_search.py
 NEGATIVES = ("natural", "perturbed")  # core/losses.py TripletLoss
+DISTANCES = ("abs_cos", "cos")  # core/losses.py make_distance: 1 − |cos| (paper Eq. 1) or 1 − cos
 OPTIMIZERS = ("adam", "sgd")  # core/train.py make_optimizer
 SELECTIONS = ("last", "best_pgd")  # core/train.py
 MASK_RULES = ("gap_or_collapse", "gap", "collapse", "off")  # core/flags.py

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from core.attacks import FGSM, make_train_attack
 from core.attacks.fgsm import fgsm_example
 from core.config import RunConfig
-from core.losses import ObjectiveWeights, TripletLoss, objective_terms, terms_to_floats
+from core.losses import ObjectiveWeights, TripletLoss, make_distance, objective_terms, terms_to_floats
 from core.models import MNIST_MEAN, MNIST_STD, EmbeddingNet
 from core.registry import make_miner
 
@@ -118,7 +118,9 @@ class TrainStep:
         self.model = model
         self.optimizer = optimizer
         self.weights = weights_of(config)
-        self.triplet = TripletLoss(margin=config.margin, miner=make_miner(config.miner), negatives=config.negatives)
+        distance = make_distance(config.distance)  # the miner ranks negatives by the loss's own distance
+        self.triplet = TripletLoss(margin=config.margin, miner=make_miner(config.miner, distance),
+                                   negatives=config.negatives, distance=distance)
         self.attack = make_train_attack(config.train_attack, model, config.eps_s, alpha=config.train_alpha,
                                         steps=config.train_steps, generator=attack_gen)
         self.fgsm = self.attack  # the name older callers (bench/) use

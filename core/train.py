@@ -27,7 +27,7 @@ from core.data import Dataset, Split, batch_indices, to_float
 from core.device import set_deterministic
 from core.errors import DiskFullError, TrainingFailed, disk_full_message  # noqa: F401  (re-exported)
 from core.fsio import NO_SPACE, atomic_write
-from core.losses import TERM_NAMES
+from core.losses import TERM_NAMES, TRIPLET_DIAGNOSTICS
 from core.models import EmbeddingNet, build_model
 from core.scoring import FastForward, clean_and_fgsm_correct, count_correct
 from core.step import TrainStep, use_channels_last, weights_of  # noqa: F401  (TrainStep, weights_of re-exported)
@@ -108,7 +108,7 @@ def train(
         started = time.perf_counter()
         totals = _train_epoch(config, step_fn, run, train_split, x_inv_all, epoch, emit)
         record: dict[str, Any] = {"epoch": epoch + 1, "epochs": config.epochs}
-        record.update({f"train_{k}": v / len(train_split) for k, v in totals.items()})
+        record.update(_epoch_terms(totals, len(train_split), step_fn))
         record.update(monitor_accuracy(run.model, monitor, config))
         record["seconds"] = time.perf_counter() - started
         _end_epoch(config, run, record, checkpoint_path)
@@ -181,6 +181,14 @@ def _train_epoch(config: RunConfig, step_fn: TrainStep, run: _Run, train_split: 
         emit("batch", {"epoch": epoch + 1, "epochs": config.epochs, "step": step + 1, "steps": steps,
                        "loss": losses[-1]})
     return dict(zip(TERM_NAMES, sums.tolist(), strict=True))
+
+
+def _epoch_terms(totals: dict[str, float], n: int, step_fn: TrainStep) -> dict[str, float]:
+    """The epoch's mean of each term as ``train_<term>``; a triplet type that was not computed (λ = 0) has no
+    active share or negative distance (0 would read as a claim)."""
+    lambdas = {"sa": step_fn.weights.lambda_sa, "ia": step_fn.weights.lambda_ia}
+    absent = {name for key, names in TRIPLET_DIAGNOSTICS.items() if lambdas[key] == 0 for name in names}
+    return {f"train_{k}": v / n for k, v in totals.items() if k not in absent}
 
 
 def _check_losses(losses: list[float], config: RunConfig, epoch: int, first_batch: int) -> None:

@@ -295,6 +295,21 @@ def test_context_key_ignores_variant_but_not_setting() -> None:
     assert base.context_key() != RunConfig.resolve("baseline", "paper").context_key()
 
 
+def test_distance_key_is_hashed_only_when_not_the_default_and_pairs_with_one_baseline() -> None:
+    """Runs made before the key existed keep their group (and reuse) with new abs_cos runs; a baseline has no
+    triplet, so ml_sa at either distance pairs with the same baseline."""
+    base = RunConfig.resolve("ml_sa", "quick")
+    assert base.distance == "abs_cos"
+    legacy = {k: v for k, v in base.to_dict().items() if k != "distance"}  # a config.json from before the key
+    assert RunConfig.from_dict(legacy).group_key() == base.group_key()
+    signed = RunConfig.resolve("ml_sa", "quick", overrides=["distance=cos"])
+    assert signed.group_key() != base.group_key()
+    assert signed.context_key() == base.context_key() == RunConfig.resolve("baseline", "quick").context_key()
+    assert signed.diff_from_preset() == {"distance": "cos"}
+    with pytest.raises(ConfigError, match="abs_cos"):
+        RunConfig.resolve("ml_sa", "quick", overrides=["distance=euclid"])
+
+
 def test_diff_from_preset_shows_only_changed_science() -> None:
     cfg = RunConfig.resolve("ml_sa", "quick", overrides=["lr=3e-4"], seed=2, device="cpu")
     assert cfg.diff_from_preset() == {"lr": 3e-4}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 import core.human_sets as hs_mod
+from amltui.app import human_agreement
 from amltui.app.store import Store
 from amltui.cli import app
 from core.data import load_dataset, write_idx
@@ -96,6 +98,30 @@ def test_scoring_splits_label_changing_examples(published, synthetic):
     assert result.follow_human == pytest.approx(40.0) and result.keep_original == pytest.approx(60.0)
     assert result.acc_human == pytest.approx(100 * (10 + 4) / 20)
     assert result.outside_budget == 0
+    # The unchanged half: all 10 predicted as their (shared) label.
+    assert result.n_unchanged == 10 and result.agree_unchanged == pytest.approx(100.0)
+
+
+def test_the_split_reads_a_higher_agreement_both_ways(published, synthetic):
+    """Two models with the same overall agreement: one by following humans on changed labels, one by keeping the
+    label where humans kept it; only the split tells them apart."""
+    hs = load_human_sets(published[0])["linf-eps0.3-automated"]
+    original = synthetic.test.labels[hs.test_indices]
+    changed = hs.human_labels != original
+    wrong = (hs.human_labels + 5) % 10  # neither the human nor the original label
+    follower = torch.where(changed, hs.human_labels, wrong)  # follows every changed label, misses the rest
+    keeper = original.clone()  # keeps every original label
+    a = score_human_set(lambda x: follower, hs, None, original)
+    b = score_human_set(lambda x: keeper, hs, None, original)
+    assert a.acc_human == b.acc_human == pytest.approx(50.0)
+    assert (a.follow_human, a.agree_unchanged) == (pytest.approx(100.0), pytest.approx(0.0))
+    assert (b.follow_human, b.agree_unchanged) == (pytest.approx(0.0), pytest.approx(100.0))
+    # Without the original labels there is no split (and no claim of one).
+    c = score_human_set(lambda x: keeper, hs, None, None)
+    assert c.n_changed == c.n_unchanged == 0 and c.follow_human is None and c.agree_unchanged is None
+    text = human_agreement.split_text(dataclasses.asdict(a))
+    assert text == "50.0 all (n=20); 100.0 changed (n=10), 0.0 unchanged (n=10)"
+    assert "not split" in human_agreement.split_text(dataclasses.asdict(c))
 
 
 def test_pixels_beyond_the_budget_are_reported_not_fatal(published, synthetic):
@@ -164,6 +190,13 @@ def test_eval_human_sets_command(published, synthetic, tmp_path):
     stored = Store(runs).get("h")["human_sets"]
     assert stored["have_originals"] is True
     assert stored["sets"]["linf-eps0.3-automated"]["n_changed"] == 10
+    assert stored["sets"]["linf-eps0.3-automated"]["n_unchanged"] == 10
+    assert "agree" in out.output and "same" in out.output
+    scored = stored["sets"]["linf-eps0.3-automated"]
+    shown = runner.invoke(app, ["show", "h", "--runs-dir", str(runs)])
+    assert shown.exit_code == 0, shown.output
+    flat = " ".join(shown.output.split())  # lines wrap at the console's width
+    assert f"linf-eps0.3-automated: {human_agreement.split_text(scored)}" in flat
     assert stored["sets"]["linf-eps0.4-automated"]["outside_budget"] == 1
     lines = (runs / "h" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["kind"] == "human_sets"
@@ -174,3 +207,20 @@ def test_eval_human_sets_without_the_files_says_what_to_do(tmp_path):
     runs.mkdir()  # a runs folder that does not exist is refused before the run is looked up (test_cli_daily.py)
     out = runner.invoke(app, ["eval", "nope", "--human-sets", "--runs-dir", str(runs)])
     assert out.exit_code == 2 and "no run 'nope'" in out.output
+
+
+def test_reports_average_each_part_of_the_split_over_runs():
+    """reproduce's report cell: the mean of all / changed / unchanged over the scored runs; a part that some runs
+    lack (scored before the split existed) is left out, not averaged over fewer runs."""
+    def record(acc, follow, agree):
+        result = {"n": 100, "acc_human": acc, "n_changed": 26, "follow_human": follow, "n_unchanged": 74}
+        if agree is not None:
+            result["agree_unchanged"] = agree
+        return {"human_sets": {"sets": {"linf-eps0.3-automated": result}}}
+
+    both = [record(60.0, 20.0, 74.0), record(70.0, 30.0, 84.0)]
+    assert human_agreement.runs_text(both) == ("65.0 all (n=100); 25.0 changed (n=26); 79.0 unchanged (n=74) — "
+                                               "mean of 2 runs")
+    mixed = [record(60.0, 20.0, 74.0), record(70.0, 30.0, None)]
+    assert "unchanged" not in human_agreement.runs_text(mixed)
+    assert human_agreement.runs_text([{}]) == "not evaluated"

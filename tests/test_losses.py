@@ -18,6 +18,7 @@ from core.losses import (
     TripletLoss,
     TripletResult,
     angular_distance,
+    make_distance,
     objective,
     objective_terms,
     pairwise_angular_distance,
@@ -33,11 +34,12 @@ SEEDS = [0, 1, 2, 3, 4]
 # ------------------------------------------------------------------------------ pure-Python reference
 
 
-def py_dist(u: list[float], v: list[float]) -> float:
+def py_dist(u: list[float], v: list[float], signed: bool = False) -> float:
+    """1 − |cos| (the paper's Eq. 1), or 1 − cos when ``signed``."""
     dot = sum(a * b for a, b in zip(u, v, strict=True))
     nu = math.sqrt(sum(a * a for a in u))
     nv = math.sqrt(sum(b * b for b in v))
-    return 1.0 - abs(dot) / (nu * nv)
+    return 1.0 - (dot if signed else abs(dot)) / (nu * nv)
 
 
 def py_norm(u: list[float]) -> float:
@@ -54,15 +56,17 @@ def batch(seed: int, n: int = 12, d: int = 4, classes: int = 4):
     return anchor, positive, labels
 
 
-def brute_force(anchor, positive, labels, margin: float, negatives: str, batch_hard: bool):
+def brute_force(anchor, positive, labels, margin: float, negatives: str, batch_hard: bool, signed: bool = False,
+                with_neg_dist: bool = False):
     """Enumerate every explicit triplet (i, p, n); per anchor keep the one with the largest hinge.
 
     Hardest-negative mining is exactly the max hinge over negatives with p = i; batch-hard is the max over all
-    same-class p and other-class n. Returns (loss, n_valid, norm term, active fraction).
+    same-class p and other-class n. Returns (loss, n_valid, norm term, active fraction), and the mean distance
+    from the anchor to its chosen negative when ``with_neg_dist``.
     """
     a, p, y = anchor.tolist(), positive.tolist(), labels.tolist()
     cands = a if negatives == "natural" else p
-    losses, norms, active = [], [], 0
+    losses, norms, neg_dists, active = [], [], [], 0
     for i in range(len(a)):
         best = None  # (hinge, d_ap, -d_an, j_p, j_n): ties broken towards larger d_ap, then smaller d_an
         pos_choices = [j for j in range(len(a)) if y[j] == y[i]] if batch_hard else [i]
@@ -70,7 +74,7 @@ def brute_force(anchor, positive, labels, margin: float, negatives: str, batch_h
             for jn in range(len(a)):
                 if y[jn] == y[i]:
                     continue
-                d_ap, d_an = py_dist(a[i], p[jp]), py_dist(a[i], cands[jn])
+                d_ap, d_an = py_dist(a[i], p[jp], signed), py_dist(a[i], cands[jn], signed)
                 key = (max(d_ap - d_an + margin, 0.0), d_ap, -d_an, jp, jn)
                 if best is None or key[:3] > best[:3]:
                     best = key
@@ -79,9 +83,11 @@ def brute_force(anchor, positive, labels, margin: float, negatives: str, batch_h
         losses.append(best[0])
         active += best[0] > 0
         norms.append(py_norm(a[i]) + py_norm(p[best[3]]) + py_norm(cands[best[4]]))
+        neg_dists.append(-best[2])
     if not losses:
-        return 0.0, 0, 0.0, 0.0
-    return sum(losses) / len(losses), len(losses), sum(norms) / len(norms), active / len(losses)
+        return (0.0, 0, 0.0, 0.0) + ((0.0,) if with_neg_dist else ())
+    out = sum(losses) / len(losses), len(losses), sum(norms) / len(norms), active / len(losses)
+    return out + ((sum(neg_dists) / len(neg_dists),) if with_neg_dist else ())
 
 
 # ------------------------------------------------------------------------------ angular distance
@@ -177,6 +183,49 @@ def test_deterministic_miners_match_brute_force(seed, negatives, miner, margin):
     assert result.n_valid == n_valid == len(labels)
     assert result.active_fraction == pytest.approx(active)
     assert isinstance(result.n_valid, int) and isinstance(result.active_fraction, float)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("negatives", ["natural", "perturbed"])
+@pytest.mark.parametrize("miner", ["hardest", "batch_hard"])
+@pytest.mark.parametrize("distance", ["abs_cos", "cos"])
+def test_both_distances_and_the_negative_distance_match_brute_force(seed, negatives, miner, distance):
+    """The loss, active share and mean mined-negative distance of either distance, against explicit triplets."""
+    anchor, positive, labels = batch(seed)
+    d = make_distance(distance)
+    loss_fn = TripletLoss(margin=0.2, miner=make_miner(miner, d), negatives=negatives, distance=d)
+    result = loss_fn(anchor, positive, labels)
+    loss, n_valid, norm, active, neg_dist = brute_force(anchor, positive, labels, 0.2, negatives,
+                                                        batch_hard=miner == "batch_hard",
+                                                        signed=distance == "cos", with_neg_dist=True)
+    assert result.loss.item() == pytest.approx(loss, abs=1e-12)
+    assert result.norm.item() == pytest.approx(norm, abs=1e-12)
+    assert result.active_fraction == pytest.approx(active)
+    assert result.neg_distance.item() == pytest.approx(neg_dist, abs=1e-12)
+    assert not result.neg_distance.requires_grad
+
+
+def test_signed_distance_by_hand_and_its_properties():
+    u = torch.tensor([[3.0, 4.0], [1.0, 0.0], [2.0, -1.0]], dtype=torch.float64)
+    v = torch.tensor([[4.0, 3.0], [-1.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+    assert angular_distance(u, v, signed=True).tolist() == pytest.approx([1 - 24 / 25, 1 + 1 / math.sqrt(2), 1.0])
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(64, 5, generator=g, dtype=torch.float64), torch.randn(64, 5, generator=g, dtype=torch.float64)
+    signed = angular_distance(a, b, signed=True)
+    assert ((signed >= 0) & (signed <= 2)).all() and (signed > 1).any()
+    torch.testing.assert_close(angular_distance(a, -b, signed=True), 2.0 - signed)  # −h is the far side
+    torch.testing.assert_close(angular_distance(a, -0.5 * a, signed=True), torch.full((64,), 2.0, dtype=torch.float64))
+    torch.testing.assert_close(pairwise_angular_distance(a, b, signed=True).diagonal(), signed)
+    # The two agree exactly where cos ≥ 0 and 1 − |cos| ≤ 1 − cos everywhere.
+    unsigned = angular_distance(a, b)
+    assert (unsigned <= signed + 1e-12).all()
+    torch.testing.assert_close(unsigned[signed <= 1], signed[signed <= 1])
+
+
+def test_make_distance_names():
+    assert not make_distance("abs_cos").signed and make_distance("cos").signed
+    with pytest.raises(ValueError, match="abs_cos, cos"):
+        make_distance("euclidean")
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -438,7 +487,7 @@ def test_objective_equals_hand_assembled_sum(variant):
     assert logs["active_ia"] == pytest.approx(ia.active_fraction if use_ia else 0.0)
     assert logs["norm"] == pytest.approx(norm)
     assert set(logs) == {"loss", "ce_clean", "ce_adv", "triplet_sa", "triplet_ia", "norm", "active_sa",
-                         "active_ia"}
+                         "active_ia", "neg_dist_sa", "neg_dist_ia"}
     assert all(isinstance(v, float) for v in logs.values())
     # Zero-weight triplet terms are never computed.
     assert [p is t["h_adv"] for p in spy.positives] == [True] * use_sa + [False] * use_ia

@@ -30,6 +30,19 @@ def test_lists_and_ranges_are_typed_and_exact():
     assert not any("0000000" in t for t in texts)
 
 
+def test_string_and_int_grids_of_the_triplet_keys():
+    grid = sweeps.parse_grid(["distance=abs_cos,cos", "embed_dim=4,64"])
+    assert grid == {"distance": ["abs_cos", "cos"], "embed_dim": [4, 64]}
+
+    def resolve(variant, seed, point):
+        return RunConfig.resolve(variant, "quick", overrides=point, seed=seed, dataset="synthetic")
+
+    configs = sweeps.sweep_configs(["ml_sa"], [0], grid, resolve)
+    assert {(c.distance, c.embed_dim) for c in configs} == {(d, e) for d in ("abs_cos", "cos") for e in (4, 64)}
+    with pytest.raises(sweeps.GridError, match="not one of: abs_cos, cos"):
+        sweeps.parse_grid(["distance=abs_cos,l2"])
+
+
 @pytest.mark.parametrize("item, words", [
     (["lambda_a=0.1,0.2"], ["unknown config key 'lambda_a'", "did you mean", "lambda_ia"]),
     (["eps_s=0.1,2"], ["eps_s=2.0 is out of range", "[0.0, 1.0]"]),

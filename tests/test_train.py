@@ -11,7 +11,7 @@ import core.step as step_mod
 from core.config import RunConfig
 from core.data import load_dataset
 from core.evaluate import evaluate
-from core.train import TrainingFailed, load_checkpoint, load_model, train
+from core.train import TrainingFailed, load_checkpoint, load_model, make_model, train
 from tests.conftest import TINY
 
 DEVICE = torch.device("cpu")
@@ -111,6 +111,9 @@ def test_ml_sa_ia_uses_the_invariance_examples(data):
     x_q = (data.train.images.float() / 255).roll(1, dims=-1)
     result = train(config, data, device=DEVICE, invariance_train=x_q)
     assert result.history[0]["train_triplet_ia"] > 0
+    # Both triplet types computed: both have their diagnostics.
+    assert 0 < result.history[0]["train_active_ia"] <= 1 and 0 <= result.history[0]["train_neg_dist_ia"] <= 1
+    assert "train_active_sa" in result.history[0] and "train_neg_dist_sa" in result.history[0]
     # Different invariance examples give a different run: they really enter the loss.
     other = train(config, data, device=DEVICE, invariance_train=x_q.roll(1, dims=-2))
     assert other.history[0]["train_triplet_ia"] != result.history[0]["train_triplet_ia"]
@@ -142,3 +145,36 @@ def test_training_learns_and_evaluation_reports_every_metric():
 
 def to_float_shifted(data):
     return (data.test.images.float() / 255).roll(2, dims=-1)
+
+
+def test_epoch_records_hold_the_triplet_diagnostics(data):
+    """Per epoch: the SA triplet loss, its share of active triplets and the mean distance to the mined negative,
+    equal to the batch-size-weighted mean of what the step computed (read from the device once per epoch)."""
+    seen: list[tuple[int, dict]] = []
+    real_step = step_mod.TrainStep.step
+
+    def spy(self, x, y, x_inv=None):
+        terms = real_step(self, x, y, x_inv)
+        seen.append((len(y), {k: float(v) for k, v in terms.items()}))
+        return terms
+
+    step_mod.TrainStep.step = spy
+    try:
+        (epoch,) = train(tiny_config("ml_sa", epochs=1), data, device=DEVICE).history
+    finally:
+        step_mod.TrainStep.step = real_step
+    n = sum(size for size, _ in seen)
+    for name in ("triplet_sa", "active_sa", "neg_dist_sa"):
+        assert epoch[f"train_{name}"] == pytest.approx(sum(size * t[name] for size, t in seen) / n)
+    assert 0 < epoch["train_active_sa"] <= 1 and 0 <= epoch["train_neg_dist_sa"] <= 1  # abs_cos: D in [0, 1]
+    # ml_sa computes no IA triplet: no active share or distance that would read as a measurement
+    assert "train_active_ia" not in epoch and "train_neg_dist_ia" not in epoch
+
+
+@pytest.mark.parametrize(("name", "signed"), [("abs_cos", False), ("cos", True)])
+def test_the_distance_key_reaches_the_loss_and_the_miner(name, signed):
+    """The miner ranks negatives by the loss's own distance (config key ``distance``)."""
+    config = tiny_config("ml_sa", distance=name)
+    model = make_model(config, DEVICE)
+    step = step_mod.TrainStep(config, model, torch.optim.Adam(model.parameters()))
+    assert step.triplet.distance.signed is signed and step.triplet.miner.distance is step.triplet.distance

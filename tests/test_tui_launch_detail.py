@@ -271,3 +271,43 @@ def test_a_running_run_shows_its_last_monitor_estimates(demo: Path) -> None:
         assert "A_orig ~" in line and "A_SA ~" in line and "final (" not in screen_text(app)
 
     run_app(demo, body)
+
+
+def test_the_triplet_diagnostics_are_charted_and_shown_per_epoch(trained: tuple[Path, str]) -> None:
+    """A real ml_sa run: its SA triplet's active share and mined-negative distance are in metrics.jsonl, drawn on
+    the Curves tab and tabled by `show`; a run without triplets (the demo baseline) has no such chart."""
+    from typer.testing import CliRunner
+
+    from amltui.cli import app as cli
+    from amltui.tui.widgets.chart import LineChart
+
+    runs_dir, run_id = trained
+    epoch = next(json.loads(line) for line in (runs_dir / run_id / "metrics.jsonl").read_text().splitlines()
+                 if json.loads(line).get("kind") == "epoch")
+    assert 0 < epoch["train_active_sa"] <= 1 and 0 <= epoch["train_neg_dist_sa"] <= 1
+    assert "train_active_ia" not in epoch  # ml_sa has no IA triplet: nothing to chart for it
+
+    shown = CliRunner().invoke(cli, ["show", run_id, "--runs-dir", str(runs_dir)], terminal_width=100)
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    at = next(i for i, line in enumerate(lines) if "act_sa%" in line)
+    assert lines[at].split() == ["epoch", "T_sa", "act_sa%", "D⁻_sa"] and "triplets (abs_cos)" in lines[at - 1]
+    row = lines[at + 2].split()  # below the header's rule
+    assert row[0] == "1"
+    assert float(row[2]) == pytest.approx(100 * epoch["train_active_sa"], abs=0.05)
+    assert float(row[3]) == pytest.approx(epoch["train_neg_dist_sa"], abs=5e-5)
+
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        app.push_screen(DetailScreen(run_id))
+        await wait_for(pilot, lambda: "━ D⁻ SA" in screen_text(app), what="the triplet chart")
+        chart = app.screen.query_one("#triplet-chart", LineChart)
+        assert chart.display and [s.label for s in chart.series] == ["active SA", "D⁻ SA"]
+        assert chart.series[1].points == [(1.0, pytest.approx(epoch["train_neg_dist_sa"]))]
+        assert "━ active IA" not in screen_text(app)
+        app.pop_screen()
+        seed_demo(runs_dir)  # the demo's runs (replacing the index), whose epochs hold no triplet diagnostics
+        app.push_screen(DetailScreen("baseline-s0-demo"))
+        await wait_for(pilot, lambda: "━ A_SA" in screen_text(app), what="the baseline's curves")
+        assert not app.screen.query_one("#triplet-chart", LineChart).display
+
+    run_app(runs_dir, body, (100, 30))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from amltui.app import paper
+from amltui.app import human_agreement, paper
 from amltui.app.records import TERMINAL, WORKING, Status, inspect_all
 from amltui.app.report import Row, aggregate, footnotes, present_metrics, render
 from amltui.app.report_notes import aa_note, flagged_lines
@@ -155,12 +155,16 @@ def _further_metrics(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
              "FGSM-trained model far weaker under PGD than under FGSM is masking gradients). A_IA→target: the share "
              "of invariance examples classified as the attack's target (Tramèr et al.'s reading: a good invariance "
              "example changes the true label, so following it is not an error). Human agreement is scored only for "
-             "models trained on MNIST digits (the human-labelled sets are MNIST digits).", ""]
+             "models trained on MNIST digits (the human-labelled sets are MNIST digits): the % of Tramèr et al.'s "
+             "examples predicted as the human label, over all of them, then over those whose human label differs "
+             "from the original (agreeing there is sensitivity) and those whose does not (agreeing there is "
+             "invariance), so that a higher overall number can be traced to either side.", ""]
     aa = aa_note(done)  # the version, its iterations, ε and n of the runs that have A_AA
     lines += [aa + " Measured by `amltui eval RUN --autoattack` (or config eval_aa=true) on a stratified test "
               "subset." if aa else "A_AA: AutoAttack (Croce & Hein 2020, via torchattacks) at ε_s on a stratified "
               "test subset, where evaluated (`amltui eval RUN --autoattack`, or config eval_aa=true).", ""]
-    lines += ["| Variant | Dataset | A_PGD | A_AA | A_IA→target | human agreement (L∞ ε=0.3 set) |",
+    lines += ["| Variant | Dataset | A_PGD | A_AA | A_IA→target | human agreement % (L∞ ε=0.3 set: all; human label "
+              "changed; unchanged) |",
               "|---|---|---|---|---|---|"]
     for row in rows:
         mark = "†" if row.ia_note else ""
@@ -173,10 +177,7 @@ def _further_metrics(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
 def _human_text(row: Row) -> str:
     if not is_digit_dataset(row.dataset):
         return "not applicable (not MNIST digits)"
-    human = [r.get("human_sets", {}).get("sets", {}).get("linf-eps0.3-automated", {}).get("acc_human")
-             for r in row.runs]
-    human = [h for h in human if h is not None]
-    return f"{sum(human) / len(human):.1f} (n={len(human)} runs)" if human else "not evaluated"
+    return human_agreement.runs_text(row.runs)
 
 
 def _sanity(done: list[dict[str, Any]]) -> list[str]:

@@ -13,7 +13,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from amltui.app import service
+from amltui.app import human_agreement, service
 from amltui.app.errors import UserError
 from amltui.app.filters import STATUSES
 from amltui.app.records import DAMAGED, Status
@@ -129,9 +129,24 @@ def show(run: o.RunArg, runs_dir: o.RunsDir = None) -> None:
         where = (f"hold-out of {record.get('n_holdout')} training images" if record.get("monitor") == "holdout"
                  else "test subset, curves only")
         console.print(run_details.epoch_table(epochs, where))
+        triplets = run_details.triplet_table(epochs, (record.get("config") or {}).get("distance", "abs_cos"))
+        if triplets is not None:
+            console.print(triplets)
     if record.get("metrics"):
         print_metrics(record)
+    print_human_agreement(record)
     print_robustness(record, rd)
+
+
+def print_human_agreement(record: dict) -> None:
+    """Agreement with Tramèr et al.'s human labels per set, split where the human label changed (`eval
+    --human-sets` stores it)."""
+    sets = (record.get("human_sets") or {}).get("sets") or {}
+    if sets:
+        console.print("human-label agreement % (Tramèr et al. 2020; changed: human label ≠ original):",
+                      highlight=False, markup=False)
+    for name, result in sets.items():
+        console.print(f"  {name}: {human_agreement.split_text(result)}", highlight=False, markup=False)
 
 
 def eval_(
@@ -291,9 +306,10 @@ def print_robustness(record: dict, rd, *, curve: bool = False) -> None:
 def _print_human_sets(run_id: str, results: dict) -> None:
     table = Table(title=f"{run_id}: human-labelled invariance sets (Tramèr et al. 2020)", box=box.SIMPLE_HEAD,
                   caption="acc: % = human label; changed: human label ≠ original; follow/keep: % of those "
-                  "predicted as the human / original label; >ε: examples past the L∞ ball (8-bit rounding)")
+                  "predicted as the human / original label; same: human label = original, agree: % of those "
+                  "predicted as it; >ε: examples past the L∞ ball (8-bit rounding)")
     table.add_column("set", no_wrap=True)
-    for col in ("n", "acc", "changed", "follow", "keep", ">ε"):
+    for col in ("n", "acc", "changed", "follow", "keep", "same", "agree", ">ε"):
         table.add_column(col, justify="right")
 
     def pct(value: float | None) -> str:
@@ -303,11 +319,14 @@ def _print_human_sets(run_id: str, results: dict) -> None:
         outside = "–" if r["max_excess"] is None else f"{r['outside_budget']} (+{r['max_excess']:.3f})"
         table.add_row(name, str(r["n"]), pct(r["acc_human"]),
                       str(r["n_changed"]) if results["have_originals"] else "–",
-                      pct(r["follow_human"]), pct(r["keep_original"]), outside)
+                      pct(r["follow_human"]), pct(r["keep_original"]),
+                      str(r.get("n_unchanged", "–")) if results["have_originals"] else "–",
+                      pct(r.get("agree_unchanged")), outside)
     console.print(table)
     if not results["have_originals"]:
         console.print("original MNIST test labels unavailable (the run is not on full MNIST): pass --mnist-dir to "
-                      "split the label-changing examples into follow-human / keep-original")
+                      "split the examples into those whose human label changed (follow-human / keep-original) "
+                      "and those whose did not (agree)")
 
 
 def plot(

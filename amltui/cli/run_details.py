@@ -7,9 +7,10 @@ import time
 from typing import Any
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from amltui.app.records import Status
 from amltui.app.run_progress import duration
@@ -25,6 +26,15 @@ EPOCH_COLUMNS = {"epoch": "epoch", "train_loss": "loss", "train_ce_clean": "CE",
                  "monitor_A_SA": "A_SA", "monitor_A_PGD": "A_PGD", "seconds": "s"}
 EPOCH_CAPTION = ("loss: training objective; CE / CE adv: cross-entropy on clean / adversarial images; T_sa, T_ia: "
                  "triplet losses; A_*: accuracy % on the monitor images; s: seconds")
+
+# The triplets' diagnostics per epoch (core/losses.py objective_terms), in a table of their own: only the types a
+# run computes are in metrics.jsonl (a baseline has none, and no table).
+TRIPLET_COLUMNS = {"epoch": "epoch", "train_triplet_sa": "T_sa", "train_active_sa": "act_sa%",
+                   "train_neg_dist_sa": "D⁻_sa", "train_triplet_ia": "T_ia", "train_active_ia": "act_ia%",
+                   "train_neg_dist_ia": "D⁻_ia"}
+TRIPLET_CAPTION = ("T: triplet loss; act%: share of triplets with a positive hinge (loss > 0); D⁻: mean distance from "
+                   "the anchor to its mined negative (the hardest one with miner=hardest), in the run's distance "
+                   "(abs_cos: 1 − |cos| in [0, 1]; cos: 1 − cos in [0, 2]); epoch means")
 
 
 LONG_PAIR = 36  # a pair longer than this gets a row of its own, so one long value does not make every column wide
@@ -102,6 +112,28 @@ def epoch_table(epochs: list[dict[str, Any]], where: str) -> Table:
     for m in epochs:
         table.add_row(*(_number(c, m[c]) if isinstance(m.get(c), float) else escape(str(m.get(c, ""))) for c in cols))
     return table
+
+
+def triplet_table(epochs: list[dict[str, Any]], distance: str | None = None) -> Group | None:
+    """One row per epoch of the triplet diagnostics and what they are (a note as wide as the terminal, not the
+    narrow table), or None when the run computed no triplet."""
+    if not any(k in m for m in epochs for k in ("train_active_sa", "train_active_ia")):
+        return None
+    shown = {"train_triplet_sa": "train_active_sa", "train_triplet_ia": "train_active_ia"}
+    cols = [c for c in TRIPLET_COLUMNS if any(c in m for m in epochs)
+            and (c not in shown or any(shown[c] in m for m in epochs))]  # a loss of a type not computed: out
+    title = "triplets" + (f" ({escape(distance)})" if distance else "")
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0, 0, 1))
+    for c in cols:
+        table.add_column(TRIPLET_COLUMNS[c], justify="right", no_wrap=True, min_width=len(TRIPLET_COLUMNS[c]))
+    for m in epochs:
+        table.add_row(*(_triplet_number(c, m[c]) if isinstance(m.get(c), int | float) and c != "epoch"
+                        else escape(str(m.get(c, ""))) for c in cols))
+    return Group(table, Text(TRIPLET_CAPTION, style="dim"))
+
+
+def _triplet_number(col: str, value: float) -> str:
+    return f"{100 * value:.1f}" if col.startswith("train_active_") else f"{value:.4f}"
 
 
 def _number(col: str, value: float) -> str:

@@ -37,18 +37,25 @@ LOSSES = (("train_loss", "total", "bold white"), ("train_ce_clean", "CE clean", 
           ("train_triplet_ia", "triplet IA", "yellow"))
 ACCURACIES = (("monitor_A_orig", "A_orig", "green"), ("monitor_A_SA", "A_SA", "red"),
               ("monitor_A_PGD", "A_PGD", "yellow"))
+# The triplets' diagnostics (core/losses.py objective_terms): share of active triplets and mean distance to the mined
+# negative; only the triplet types a run computes are in its epochs, so the chart is hidden for a baseline.
+TRIPLETS = (("train_active_sa", "active SA", "magenta"), ("train_neg_dist_sa", "D⁻ SA", "cyan"),
+            ("train_active_ia", "active IA", "yellow"), ("train_neg_dist_ia", "D⁻ IA", "blue"))
 FINAL = HEADLINE_ORDER  # the most telling first (80 columns)
 HEAD_WIDTH = 78  # the header's width in an 80-column terminal (the default where the screen's is not known)
 MONITOR = ("A_orig", "A_PGD", "A_SA")  # estimated each epoch (monitor_*), shown until the final metrics exist
 
 
-def epoch_series(epochs: list[dict[str, Any]], keys: tuple[tuple[str, str, str], ...]) -> list[Series]:
-    """A chart series per (metrics.jsonl key, label, style) the epochs hold (loss terms that stay 0 left out)."""
+def epoch_series(epochs: list[dict[str, Any]], keys: tuple[tuple[str, str, str], ...],
+                 keep_zeros: bool = False) -> list[Series]:
+    """A chart series per (metrics.jsonl key, label, style) the epochs hold (loss terms that stay 0 left out,
+    unless ``keep_zeros``: a diagnostic at 0 is a measurement)."""
     out = []
     for key, label, style in keys:
         points = [(float(e["epoch"]), float(e[key])) for e in epochs
                   if isinstance(e.get(key), int | float) and isinstance(e.get("epoch"), int | float)]
-        if points and (key == "train_loss" or key.startswith("monitor_") or any(y != 0 for _, y in points)):
+        if points and (keep_zeros or key == "train_loss" or key.startswith("monitor_")
+                       or any(y != 0 for _, y in points)):
             out.append(Series(label, points, style))
     return out
 
@@ -154,6 +161,7 @@ class DetailScreen(Screen):
                 with Vertical():
                     yield LineChart("loss", id="loss-chart")
                     yield LineChart("accuracy % (monitor)", id="acc-chart")
+                    yield LineChart("triplets: share active, D to mined negative", id="triplet-chart")
             with TabPane("Log", id="log"):
                 # wrapped, not cut: a traceback's long line must be readable at 80 columns
                 yield RichLog(max_lines=2000, wrap=True, markup=False, highlight=False, min_width=20,
@@ -205,6 +213,10 @@ class DetailScreen(Screen):
         epochs_total = record.get("epochs") if isinstance(record.get("epochs"), int) else None
         self.query_one("#loss-chart", LineChart).plot(epoch_series(detail.epochs, LOSSES), epochs_total)
         self.query_one("#acc-chart", LineChart).plot(epoch_series(detail.epochs, ACCURACIES), epochs_total)
+        triplets = epoch_series(detail.epochs, TRIPLETS, keep_zeros=True)
+        chart = self.query_one("#triplet-chart", LineChart)
+        chart.display = bool(triplets)
+        chart.plot(triplets, epochs_total)
         log = self.query_one("#log-view", RichLog)
         for line in detail.new_log:  # verbatim: a log line is never markup
             log.write(Text(line))
