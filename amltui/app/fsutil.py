@@ -18,10 +18,24 @@ from typing import Any
 
 # The atomic write itself has one home, core/fsio.py (torch-free): core may not import amltui, so the helper
 # lives on the side both can import, and this module re-exports it for the application layer.
-from core.fsio import FILE_MODE, TMP_SUFFIX, atomic_write, atomic_write_bytes, fsync_dir, temp_prefix
+from core.fsio import (
+    FILE_MODE,
+    TMP_SUFFIX,
+    UnsafePath,
+    atomic_write,
+    atomic_write_bytes,
+    fsync_dir,
+    make_folder,
+    open_append,
+    open_nofollow,
+    refuse_symlink,
+    temp_prefix,
+    touch,
+)
 
-__all__ = ["FILE_MODE", "TMP_SUFFIX", "FileLock", "atomic_write", "atomic_write_bytes", "atomic_write_json",
-           "dumps_json", "fsync_dir", "read_json", "temp_prefix"]
+__all__ = ["FILE_MODE", "TMP_SUFFIX", "FileLock", "UnsafePath", "atomic_write", "atomic_write_bytes",
+           "atomic_write_json", "dumps_json", "fsync_dir", "make_folder", "open_append", "open_nofollow",
+           "read_json", "refuse_symlink", "temp_prefix", "touch"]
 
 def dumps_json(obj: Any) -> bytes:
     """Serialize like ``atomic_write_json`` does; raises TypeError/ValueError before any file is touched."""
@@ -73,7 +87,8 @@ class FileLock:
     def acquire(self) -> None:
         if self._fd is not None:
             raise RuntimeError(f"FileLock {self.path} is already held by this object (it is not reentrant)")
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides (a group may share it)
+        # The umask decides the mode (a group may share it); a planted symbolic link is refused (UnsafePath).
+        fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         deadline = time.monotonic() + self.timeout
         delay = 0.001
         try:

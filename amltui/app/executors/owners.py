@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from amltui.app.fsutil import FileLock, atomic_write_json
+from amltui.app.fsutil import FileLock, UnsafePath, atomic_write_json, make_folder, open_nofollow
 
 WORKER_LOCK = "worker.lock"
 SCHEDULERS = ".schedulers"
@@ -48,9 +48,9 @@ def worker_lock(run_path: Path) -> FileLock:
 def is_locked(path: Path) -> bool:
     """True if some process holds an flock on ``path`` (probing takes it for an instant when it is free)."""
     try:
-        fd = os.open(path, os.O_RDONLY)  # flock needs no write access (a shared, read-only runs folder)
-    except FileNotFoundError:
-        return False
+        fd = open_nofollow(path, os.O_RDONLY)  # flock needs no write access (a shared, read-only runs folder)
+    except (FileNotFoundError, UnsafePath):
+        return False  # a link or a FIFO in its place is no lock of ours
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -81,8 +81,7 @@ class SchedulerClaim:
 
     @classmethod
     def create(cls, runs_dir: Path, run_ids: Iterable[str]) -> SchedulerClaim:
-        folder = Path(runs_dir) / SCHEDULERS
-        folder.mkdir(exist_ok=True)
+        folder = make_folder(Path(runs_dir) / SCHEDULERS)
         token = f"{os.getpid()}-{secrets.token_hex(4)}"
         lock = FileLock(folder / f"{token}.lock", timeout=0)
         lock.acquire()
