@@ -29,6 +29,9 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 class UnsafePath(OSError):
     """A file or folder amltui would write through is a symbolic link or not a regular file: nothing was written."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)  # the message names the file already
+
 
 def _unsafe(path: Path, what: str) -> UnsafePath:
     return UnsafePath(errno.ELOOP, f"{path} is {what}; amltui never writes or locks through one (in a shared "

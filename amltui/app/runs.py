@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import amltui
+from amltui.app.executors.owners import process_start
 from amltui.app.executors.safepoint import HOLD_ENV, SafePoints
 from amltui.app.fsutil import atomic_write_json, open_append, read_json, refuse_symlink
 from amltui.app.records import TERMINAL, WORKING, RunRecord, Status, now
@@ -320,7 +321,7 @@ def _running(record: dict[str, Any]) -> None:
     """The worker takes its run: who and where it runs."""
     gpu = os.environ.get("AMLTUI_GPU")
     record.update(status=Status.RUNNING, started=record.get("started") or now(), ended=None, error=None,
-                  traceback=None, pid=os.getpid(), host=socket.gethostname(),
+                  traceback=None, pid=os.getpid(), pid_start=process_start(os.getpid()), host=socket.gethostname(),
                   slot=os.environ.get("AMLTUI_SLOT", record.get("slot")), gpu=gpu,
                   gpu_uuid=gpu and os.environ.get("CUDA_VISIBLE_DEVICES"))
 

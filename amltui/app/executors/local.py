@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from amltui.app.executors.owners import SchedulerClaim
+from amltui.app.executors.owners import SchedulerClaim, process_start
 from amltui.app.executors.worker import EXIT_BUSY, EXIT_CANCELLED
 from amltui.app.fsutil import FileLock, make_folder, open_append
 from amltui.app.gpus import AUTO_SLOTS_CAP, AUTO_THREADS_SHARE, Gpu, parse_gpu_spec, threads_per_slot
@@ -178,7 +178,7 @@ class LocalScheduler:
                 self.active[run_id] = (slot, proc)
                 # Known at once, so a cancel while the worker is still importing torch can reach it.
                 set_status(self.store, run_id, Status.RUNNING, expect=(Status.RUNNING,), pid=proc.pid,
-                           host=socket.gethostname())
+                           pid_start=process_start(proc.pid), host=socket.gethostname())
             except OSError as exc:
                 self._release(slot)
                 set_status(self.store, run_id, Status.FAILED, error=f"could not start the worker: {exc}")

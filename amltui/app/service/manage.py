@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from amltui.app.errors import UserError
+from amltui.app.fsutil import check_runs_folder, refuse_planted_links
 from amltui.app.records import DAMAGED, LIVE, WORKING, Status, inspect, inspect_all
 from amltui.app.store import Store, StoreError, validate_run_id
 
@@ -43,14 +44,23 @@ def find_run(store: Store, text: str) -> Record:
     except (ValueError, StoreError) as exc:
         raise UserError(str(exc)) from None
     if record is not None:
-        return inspect(record, store.runs_dir)
+        return _no_planted_links(store, inspect(record, store.runs_dir))
     matches = [r for r in records(store) if r["id"].startswith(text)]
     if len(matches) == 1:
-        return matches[0]
+        return _no_planted_links(store, matches[0])
     if not matches:
         raise UserError(f"no run {text!r} in {store.path}", "`amltui ls` lists the runs")
     raise UserError(f"{text!r} matches {len(matches)} runs: {listed([r['id'] for r in matches])}",
                     "be more specific")
+
+
+def _no_planted_links(store: Store, record: Record) -> Record:
+    """Refuse a run whose folder is, or holds, a symbolic link: every command would write through it."""
+    try:
+        refuse_planted_links(store.runs_dir / record["id"])
+    except OSError as exc:
+        raise UserError(f"run {record['id']}: {exc}") from None
+    return record
 
 
 def listed(ids: list[str], most: int = 8) -> str:
@@ -187,6 +197,8 @@ def open_store(runs_dir: Path | None) -> Store:
     from amltui.app.runs import default_runs_dir
 
     try:
-        return Store(runs_dir or default_runs_dir())
+        store = Store(runs_dir or default_runs_dir())
+        check_runs_folder(store.runs_dir)  # a planted link at store.json.lock, .slots, … is refused up front
+        return store
     except (StoreError, OSError) as exc:
         raise UserError(str(exc)) from None
