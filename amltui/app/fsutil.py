@@ -199,11 +199,17 @@ def check_output_path(out: Path, runs_dir: Path, *, mkdir: bool = False, option:
         raise UserError(f"{option} {out} would overwrite {where}",
                         f"write it outside the runs folder (e.g. {option} ./{out.name}) or under its reports/ folder")
     parent = out.resolve().parent
+    if parent.exists() and not parent.is_dir():
+        raise UserError(f"cannot write {option} {out}: {parent} is a file, not a folder", "give another path")
     if not parent.is_dir():
         if not (mkdir or parent.is_relative_to(Path.cwd().resolve())):
             raise UserError(f"{option} {out}: the folder {parent} does not exist",
                             "create it first, or pass --mkdir to let amltui create it")
-        parent.mkdir(parents=True, exist_ok=True)
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file where a folder of the path should be, no permission, …
+            raise UserError(f"cannot write {option} {out}: cannot create {parent} ({exc.strerror})",
+                            "give another path") from None
     return out
 
 
