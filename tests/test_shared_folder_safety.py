@@ -360,3 +360,16 @@ def test_rm_and_resume_of_one_run_exclude_each_other(runs: Path, round_: int) ->
         assert json.loads((runs / "b0" / "run.json").read_text())["status"] == "queued"
     else:
         assert not (runs / "b0").exists() and "refused" in resume.stdout
+
+
+def test_the_dashboards_export_never_writes_through_a_dangling_link(runs: Path, tmp_path: Path) -> None:
+    import datetime as dt
+
+    from amltui.app.service.export import export_results
+
+    when = dt.datetime(2026, 1, 2, 3, 4, 5)
+    target = tmp_path / "outside" / "created-through-the-link.md"
+    (runs / "results-20260102-030405.md").symlink_to(target)  # dangling: exists() is False for it
+    path = export_results(Store(runs), when)
+    assert path.name == "results-20260102-030405-1.md" and path.is_file()
+    assert not target.exists()
