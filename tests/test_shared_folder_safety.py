@@ -300,10 +300,11 @@ RESUMER = """
 import sys
 from amltui.app.service.manage import find_run, open_store, resume_run
 store = open_store(sys.argv[1])
+record = find_run(store, "b0")
 print("ready", flush=True)
 sys.stdin.read(1)
 try:
-    print("queued", resume_run(store, find_run(store, "b0")), flush=True)
+    print("queued", resume_run(store, record), flush=True)
 except Exception as exc:  # noqa: BLE001 (any clean refusal; a traceback would fail the test)
     print(f"refused: {type(exc).__name__}: {exc}", flush=True)
 """
@@ -340,26 +341,67 @@ def test_of_four_concurrent_rms_exactly_one_removes(runs: Path) -> None:
     assert [p.name for p in runs.iterdir() if p.name.startswith(".deleted-")] == []
 
 
-@pytest.mark.parametrize("round_", range(3))
-def test_rm_and_resume_of_one_run_exclude_each_other(runs: Path, round_: int) -> None:
-    store = Store(runs)
-    edit_record(store, "b0", status="failed", error="for the test")
+REMOVER = """
+import sys
+from amltui.app.service.manage import check_deletable, delete_run, find_run, open_store
+store = open_store(sys.argv[1])
+record = find_run(store, "b0")
+check_deletable(store, [record])  # as `rm` does before asking: the run is failed, so deletable until now
+print("ready", flush=True)
+sys.stdin.read(1)
+try:
+    print("removed", delete_run(store, record), flush=True)
+except Exception as exc:  # noqa: BLE001 (any clean refusal; a traceback would fail the test)
+    print(f"refused: {type(exc).__name__}: {exc}", flush=True)
+"""
+
+
+def failed_run_with_files(runs: Path) -> None:
+    edit_record(Store(runs), "b0", status="failed", error="for the test")
     for name in ("checkpoint.pt", "metrics.jsonl"):
         (runs / "b0" / name).write_bytes(b"kept\n")
-    rm, resume = race([["-c", RACER, "rm", "b0", "--yes", "--runs-dir", str(runs)],
-                       ["-c", RESUMER, str(runs)]])
+
+
+def intact(runs: Path) -> bool:
+    return all((runs / "b0" / n).is_file() for n in ("run.json", "config.json", "checkpoint.pt", "metrics.jsonl"))
+
+
+@pytest.mark.parametrize("round_", range(4))
+def test_rm_and_resume_of_one_run_exclude_each_other(runs: Path, round_: int) -> None:
+    # Both have checked the run (failed: resumable and deletable) before the barrier; then they race for its lock.
+    failed_run_with_files(runs)
+    rm, resume = race([["-c", REMOVER, str(runs)], ["-c", RESUMER, str(runs)]])
     for r in (rm, resume):
         assert "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
-    queued = "queued b0" in resume.stdout
-    assert queued != (rm.returncode == 0), (rm, resume)  # exactly one of them happened
+    queued, removed = "queued b0" in resume.stdout, rm.stdout.startswith("removed")
+    assert queued != removed, (rm.stdout, resume.stdout)  # exactly one of them happened
     if queued:  # the refused rm deleted nothing
-        # refused before (check_deletable saw it queued) or under the run's lock (it was queued meanwhile)
-        assert "nothing was deleted" in rm.stderr or "still queued" in rm.stderr, rm.stderr
-        assert all((runs / "b0" / n).is_file() for n in ("run.json", "config.json", "checkpoint.pt",
-                                                         "metrics.jsonl"))
-        assert json.loads((runs / "b0" / "run.json").read_text())["status"] == "queued"
+        assert "nothing was deleted" in rm.stdout, rm.stdout
+        assert intact(runs) and json.loads((runs / "b0" / "run.json").read_text())["status"] == "queued"
     else:
         assert not (runs / "b0").exists() and "refused" in resume.stdout
+
+
+def test_an_rm_that_finds_the_run_resumed_meanwhile_deletes_nothing(runs: Path) -> None:
+    from amltui.app.service.manage import check_deletable, delete_run, find_run, resume_run
+
+    failed_run_with_files(runs)
+    store = Store(runs)
+    record = find_run(store, "b0")
+    check_deletable(store, [record])  # rm has checked: failed, deletable
+    resume_run(store, find_run(store, "b0"))  # then a resume queues it again
+    with pytest.raises(UserError, match="nothing was deleted"):
+        delete_run(store, record)
+    assert intact(runs) and store.get("b0")["status"] == "queued"
+    assert [p.name for p in runs.iterdir() if p.name.startswith(".deleted-")] == []
+
+
+def test_cli_rm_against_resume_never_tracebacks_or_half_deletes(runs: Path) -> None:
+    failed_run_with_files(runs)
+    rm, resume = race([["-c", RACER, "rm", "b0", "--yes", "--runs-dir", str(runs)], ["-c", RESUMER, str(runs)]])
+    assert "Traceback" not in rm.stdout + rm.stderr + resume.stdout + resume.stderr
+    assert ("queued b0" in resume.stdout) != (rm.returncode == 0)
+    assert intact(runs) or not (runs / "b0").exists()
 
 
 def test_the_dashboards_export_never_writes_through_a_dangling_link(runs: Path, tmp_path: Path) -> None:
