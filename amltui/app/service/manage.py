@@ -203,8 +203,7 @@ def delete_run(store: Store, record: Record) -> Path:
         return folder
     tomb = _entomb(store, folder, run_id)
     shutil.rmtree(tomb)
-    if not store.remove(run_id):
-        raise _already_gone(run_id)
+    store.remove(run_id)
     return folder
 
 
