@@ -66,7 +66,6 @@ def untouched(victim: Path) -> bool:
 
 
 # ---- reproduction 1: no write or lock follows a planted link out of the runs folder ---------------------
-RUN_B0 = ["--runs-dir"]  # the runs folder is appended per case
 CASES = [
     ("store.json.lock", ["tag", "b0", "x"]),
     ("b0/.lock", ["tag", "b0", "x"]),
@@ -274,7 +273,7 @@ def test_out_makes_folders_only_here_or_when_asked(runs: Path, tmp_path: Path, m
     assert "does not exist" in out and "--mkdir" in out, out
     assert not (tmp_path / "far").exists()
     assert_clean(invoke("export", "--out", far, "--mkdir", "--runs-dir", runs), 0)
-    assert "b0" not in far.read_text() or far.is_file()
+    assert far.is_file()
     assert_clean(invoke("export", "--out", "sub/t.md", "--runs-dir", runs), 0)  # inside the current folder
     assert (here / "sub" / "t.md").is_file()
     assert_clean(invoke("export", "--out", runs / "reports" / "t.md", "--mkdir", "--runs-dir", runs), 0)
