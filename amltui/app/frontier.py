@@ -141,15 +141,9 @@ def _label_points(ax: Any, points: list[Point]) -> None:
 
 
 def write_png(fig: Any, path: Path) -> Path:
-    from amltui.app.png_figures import plt
+    from amltui.app.png_figures import write_figure
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fig.savefig(path, dpi=120, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return write_figure(fig, path, dpi=120)  # atomically; a symbolic link where the PNG goes is refused
 
 
 def frontier_png(records: list[dict[str, Any]], path: Path, x: str = DEFAULT_X, y: str = DEFAULT_Y,

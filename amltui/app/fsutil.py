@@ -18,10 +18,25 @@ from typing import Any
 
 # The atomic write itself has one home, core/fsio.py (torch-free): core may not import amltui, so the helper
 # lives on the side both can import, and this module re-exports it for the application layer.
-from core.fsio import FILE_MODE, TMP_SUFFIX, atomic_write, atomic_write_bytes, fsync_dir, temp_prefix
+from core.fsio import (
+    FILE_MODE,
+    TMP_SUFFIX,
+    UnsafePath,
+    atomic_write,
+    atomic_write_bytes,
+    fsync_dir,
+    make_folder,
+    open_append,
+    open_nofollow,
+    refuse_symlink,
+    temp_prefix,
+    touch,
+)
 
-__all__ = ["FILE_MODE", "TMP_SUFFIX", "FileLock", "atomic_write", "atomic_write_bytes", "atomic_write_json",
-           "dumps_json", "fsync_dir", "read_json", "temp_prefix"]
+__all__ = ["FILE_MODE", "TMP_SUFFIX", "FileLock", "UnsafePath", "atomic_write", "atomic_write_bytes",
+           "atomic_write_json", "dumps_json", "fsync_dir", "make_folder", "open_append", "open_nofollow",
+           "read_json", "refuse_symlink", "temp_prefix", "touch", "check_runs_folder", "check_output_path",
+           "refuse_planted_links"]
 
 def dumps_json(obj: Any) -> bytes:
     """Serialize like ``atomic_write_json`` does; raises TypeError/ValueError before any file is touched."""
@@ -73,7 +88,8 @@ class FileLock:
     def acquire(self) -> None:
         if self._fd is not None:
             raise RuntimeError(f"FileLock {self.path} is already held by this object (it is not reentrant)")
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides (a group may share it)
+        # The umask decides the mode (a group may share it); a planted symbolic link is refused (UnsafePath).
+        fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         deadline = time.monotonic() + self.timeout
         delay = 0.001
         try:
@@ -128,3 +144,89 @@ class FileLock:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.release()
+
+
+# ---- links planted in a shared runs folder -----------------------------------------------------------------
+# What amltui keeps at the top of a runs folder: none of these may be a symbolic link (files or folders).
+RUNS_FOLDER_ENTRIES = ("store.json", "store.json.lock", "scheduler.log", ".slots", ".schedulers", "cache", "slurm",
+                       "reports")
+LOCK_FOLDERS = (".slots", ".schedulers")  # folders of lock files: no entry in them may be a link either
+
+
+def refuse_planted_links(folder: Path) -> None:
+    """UnsafePath naming the first symbolic link in a run folder (amltui never makes one: it was planted).
+
+    Checked before a command touches a run, so nothing is written at all; the writes themselves refuse links
+    too (open_nofollow), which also covers a link planted while the command runs.
+    """
+    refuse_symlink(folder)
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # a missing folder is the readers' to report (damaged)
+    for entry in entries:
+        if entry.is_symlink():
+            refuse_symlink(Path(entry.path))
+
+
+def check_runs_folder(runs_dir: Path) -> None:
+    """UnsafePath if one of amltui's own files or folders at the top of ``runs_dir`` (or a lock file in
+    .slots / .schedulers) is a symbolic link. The runs folder itself may be a link: the user chose it."""
+    runs_dir = Path(runs_dir)
+    for name in RUNS_FOLDER_ENTRIES:
+        refuse_symlink(runs_dir / name)
+    for name in LOCK_FOLDERS:
+        if (runs_dir / name).is_dir():
+            refuse_planted_links(runs_dir / name)
+
+
+# ---- where a user's --out may write ------------------------------------------------------------------------
+_RUNS_FOLDER_FILES = ("store.json", "scheduler.log")  # and their .lock / .corrupt-* / temp companions
+
+
+def check_output_path(out: Path, runs_dir: Path, *, mkdir: bool = False, option: str = "--out") -> Path:
+    """Check a user's output path before anything is written; returns it. Raises UserError.
+
+    Refused: a path inside a run folder, the store's files (store.json, its lock and backups), scheduler.log and
+    the runs folder's internals (dot-folders, cache/, slurm/, reports/sweeps/), wherever a link makes it land.
+    A missing parent folder is made only inside the current folder, or anywhere with ``mkdir``.
+    """
+    from amltui.app.errors import UserError
+
+    out = Path(out)
+    where = _amltui_file(out.resolve(), Path(runs_dir).resolve())
+    if where is not None:
+        raise UserError(f"{option} {out} would overwrite {where}",
+                        f"write it outside the runs folder (e.g. {option} ./{out.name}) or under its reports/ folder")
+    parent = out.resolve().parent
+    if parent.exists() and not parent.is_dir():
+        raise UserError(f"cannot write {option} {out}: {parent} is a file, not a folder", "give another path")
+    if not parent.is_dir():
+        if not (mkdir or parent.is_relative_to(Path.cwd().resolve())):
+            raise UserError(f"{option} {out}: the folder {parent} does not exist",
+                            "create it first, or pass --mkdir to let amltui create it")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file where a folder of the path should be, no permission, …
+            raise UserError(f"cannot write {option} {out}: cannot create {parent} ({exc.strerror})",
+                            "give another path") from None
+    return out
+
+
+def _amltui_file(target: Path, runs: Path) -> str | None:
+    """What of amltui's ``target`` is (a run's files, the index, internals), or None for a free path."""
+    if not target.is_relative_to(runs) or target == runs:
+        return None if target != runs else f"the runs folder {runs} itself"
+    parts = target.relative_to(runs).parts
+    top = parts[0]
+    if len(parts) == 1:
+        if any(top == name or top.startswith(name + ".") for name in _RUNS_FOLDER_FILES) or top.startswith("."):
+            return f"amltui's own file {target} (the run index, its lock or log)"
+        if (runs / top).is_dir() and not (runs / top).is_symlink():
+            return f"the folder {target} in the runs folder"
+        return None
+    if top == "reports" and parts[1] != "sweeps":
+        return None
+    if (runs / top / "run.json").exists():
+        return f"a file of run {top} ({target}): run folders hold amltui's records, configs and checkpoints"
+    return f"amltui's internals in {runs / top} ({target})"

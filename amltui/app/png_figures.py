@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from core.fsio import atomic_write_bytes  # noqa: E402
 
 if TYPE_CHECKING:  # tensors arrive from callers that loaded torch; drawing needs none (the torch boundary)
     import torch
@@ -25,13 +28,24 @@ def png_path(path: Path, default_name: str = "figure.png") -> Path:
 
 
 def save_png(fig: Any, path: Path, dpi: int) -> Path:
-    """Write ``fig`` to ``png_path(path)`` (its folder made) and close it, even when the write fails."""
-    path = png_path(path)
+    """Write ``fig`` to ``png_path(path)`` (its folder made) and close it, even when the write fails.
+
+    Drawn in memory, then written atomically: a reader never sees half a PNG, and a symbolic link planted where
+    the PNG goes is refused (UnsafePath) instead of being written through (savefig opens the path as given).
+    """
+    return write_figure(fig, png_path(path), dpi)
+
+
+def write_figure(fig: Any, path: Path, dpi: int) -> Path:
+    """Write ``fig`` as a PNG to exactly ``path`` (its folder made), in memory first, and close it."""
+    path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=dpi, format="png")
+        buffer = io.BytesIO()
+        fig.savefig(buffer, dpi=dpi, format="png")
     finally:
         plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

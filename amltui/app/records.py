@@ -126,6 +126,7 @@ class RunRecord(TypedDict, total=False):
     device: str | None
     host: str | None
     pid: int | None
+    pid_start: int | None  # the worker's start time (/proc/<pid>/stat): a reused pid is not taken for it
     slot: str | None
     gpu: str | None
     gpu_uuid: str | None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from amltui.app.fsutil import FileLock, atomic_write_json, read_json
+from amltui.app.fsutil import FileLock, atomic_write_json, make_folder, read_json
 from amltui.app.runs import Listener, RunDir, load_run_data, load_run_model, now, run_dir
 from amltui.app.store import Store, update_record
 from core.aa_spec import aa_components_of, aa_signature, short_aa_label
@@ -112,7 +112,7 @@ class Evaluator:
         if hit is not None:
             return hit
         result = self._compute(spec, eps)
-        self.cache_file.parent.mkdir(exist_ok=True)
+        make_folder(self.cache_file.parent)
         with FileLock(self.rd.path / ".lock"):
             entries = self._read_cache()
             entries[self._key(spec, eps)] = {**result.to_dict(), "computed": now()}

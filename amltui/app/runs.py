@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import amltui
+from amltui.app.executors.owners import process_start
 from amltui.app.executors.safepoint import HOLD_ENV, SafePoints
-from amltui.app.fsutil import atomic_write_json, read_json
+from amltui.app.fsutil import atomic_write_json, open_append, read_json, refuse_symlink
 from amltui.app.records import TERMINAL, WORKING, RunRecord, Status, now
 from amltui.app.store import SKIP, Store, Unchanged, update_record, validate_run_id
 from core.config import ConfigError, RunConfig
@@ -92,7 +93,7 @@ class RunDir:
         return read_json(self.record_file)
 
     def append_metrics(self, line: dict[str, Any]) -> None:
-        with open(self.metrics_file, "a", encoding="utf-8") as fh:
+        with open_append(self.metrics_file) as fh:
             fh.write(json.dumps(line) + "\n")
 
     def read_metrics(self) -> list[dict[str, Any]]:
@@ -113,12 +114,15 @@ class RunDir:
         return lines
 
     def log(self, message: str) -> None:
-        with open(self.log_file, "a", encoding="utf-8") as fh:
+        with open_append(self.log_file) as fh:
             fh.write(f"{now()} {message}\n")
 
 
 def run_dir(runs_dir: Path, run_id: str) -> RunDir:
-    return RunDir(Path(runs_dir) / validate_run_id(run_id))
+    """The folder of a run; UnsafePath (an OSError) if it is a symbolic link, which amltui never follows."""
+    path = Path(runs_dir) / validate_run_id(run_id)
+    refuse_symlink(path)
+    return RunDir(path)
 
 
 def save_record(store: Store, rd: RunDir, record: dict[str, Any]) -> dict[str, Any]:
@@ -317,7 +321,7 @@ def _running(record: dict[str, Any]) -> None:
     """The worker takes its run: who and where it runs."""
     gpu = os.environ.get("AMLTUI_GPU")
     record.update(status=Status.RUNNING, started=record.get("started") or now(), ended=None, error=None,
-                  traceback=None, pid=os.getpid(), host=socket.gethostname(),
+                  traceback=None, pid=os.getpid(), pid_start=process_start(os.getpid()), host=socket.gethostname(),
                   slot=os.environ.get("AMLTUI_SLOT", record.get("slot")), gpu=gpu,
                   gpu_uuid=gpu and os.environ.get("CUDA_VISIBLE_DEVICES"))
 

@@ -26,7 +26,15 @@ from tinydb.storages import Storage
 from tinydb.table import Table
 
 from amltui.app import fsutil
-from amltui.app.fsutil import FileLock, atomic_write_bytes, atomic_write_json, dumps_json, read_json
+from amltui.app.fsutil import (
+    FileLock,
+    atomic_write_bytes,
+    atomic_write_json,
+    dumps_json,
+    read_json,
+    refuse_planted_links,
+    refuse_symlink,
+)
 from amltui.app.records import DAMAGED, RunRecord, now, record_problems
 
 SCHEMA_VERSION = 1
@@ -509,6 +517,10 @@ def update_record(where: Store | Path, run_id: str, fn: Updater) -> dict[str, An
     """
     store = where if isinstance(where, Store) else Store(where)
     folder = store.runs_dir / validate_run_id(run_id)
+    # A linked run folder, or a link planted in it or at the index's lock, would take a write below out of the
+    # runs folder: refused before anything is written (the writes refuse links themselves too).
+    refuse_planted_links(folder)
+    refuse_symlink(store.lock_path)
     with FileLock(folder / RUN_LOCK_FILENAME):
         record = read_json(folder / RUN_RECORD_FILENAME)
         if not isinstance(record, dict):

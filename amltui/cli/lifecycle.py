@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from amltui.app import service, sweeps
+from amltui.app.errors import UserError
 from amltui.app.executors.local import LocalScheduler
 from amltui.app.records import TERMINAL, Status, inspect
 from amltui.app.runs import run_dir
@@ -318,6 +319,8 @@ def remove(
     for record in records:
         try:
             folder = service.delete_run(store, record)
+        except UserError as exc:  # removed by another command meanwhile, or resumed: nothing deleted here
+            fail(str(exc), code=exc.code)
         except OSError as exc:
             fail(f"could not remove {record['id']}: {describe_os_error(exc)}", code=1)
         console.print(f"removed {record['id']} ({folder})", highlight=False, markup=False)

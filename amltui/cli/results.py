@@ -16,6 +16,7 @@ from rich.table import Table
 from amltui.app import human_agreement, service
 from amltui.app.errors import UserError
 from amltui.app.filters import STATUSES
+from amltui.app.fsutil import check_output_path
 from amltui.app.records import DAMAGED, Status
 from amltui.app.report_notes import aa_note
 from amltui.app.run_progress import phase_progress, read_progress
@@ -343,6 +344,8 @@ def plot(
     y: Annotated[str, typer.Option("--y", help="--sweep: metric on the y axis.")] = "A_IA",
     interval: Annotated[str, typer.Option(help="--sweep: error bars: std (±1 sample std) or ci95 (95% t-interval "
                                           "of the mean).")] = "std",
+    mkdir: Annotated[bool, typer.Option("--mkdir", help="Create --out's folder if it does not exist (outside "
+                                        "the current folder it is never made unasked).")] = False,
     runs_dir: o.RunsDir = None,
 ) -> None:
     """Write a run's figure: the 2-D PCA of h(x) for natural and FGSM-perturbed test images (or --curve, --sweep)."""
@@ -351,6 +354,8 @@ def plot(
 
         store = open_store(runs_dir)
         with user_errors():
+            if out is not None:
+                check_output_path(out, store.runs_dir, mkdir=mkdir)
             points, path = service.sweep_frontier(all_records(store), store.runs_dir, sweep, x, y, interval, out)
         console.print(frontier_renderable(points, x, y, interval, width=min(console.width, 100)))
         return console.print(f"wrote {path}", highlight=False, markup=False)
@@ -358,13 +363,14 @@ def plot(
     from amltui.app.run_pca import write_pca
 
     if curve:
-        return _plot_curve(runs_dir, run, device, out)
+        return _plot_curve(runs_dir, run, device, out, mkdir)
     if not pca:
         fail("nothing to plot: choose --pca (the default) or --curve")
     store = open_store(runs_dir)
     record = resolve_run(store, run)
     if out is not None:
-        out = png_path(out, f"{record['id']}-pca.png")
+        with user_errors():
+            out = check_output_path(png_path(out, f"{record['id']}-pca.png"), store.runs_dir, mkdir=mkdir)
     try:
         path = write_pca(store, record["id"], n=n, device=device, out=out)
     except RunFailure as exc:
@@ -374,12 +380,15 @@ def plot(
     console.print(f"wrote {path}", highlight=False, markup=False)
 
 
-def _plot_curve(runs_dir: Path | None, run: str, device: str | None, out: Path | None) -> None:
+def _plot_curve(runs_dir: Path | None, run: str, device: str | None, out: Path | None, mkdir: bool) -> None:
     """`plot --curve`: the accuracy-vs-ε curve, computed as by `eval --curve` when the run has none yet."""
     from amltui.app.robustness import read_curve, write_curve_png
 
     store = open_store(runs_dir)
     record = resolve_run(store, run)
+    if out is not None:
+        with user_errors():
+            check_output_path(out, store.runs_dir, mkdir=mkdir)
     rd = run_dir(store.runs_dir, record["id"])
     data = read_curve(rd)
     if data is None:
@@ -400,12 +409,17 @@ def export(
                                                  "[default: pool only runs equal in all but the seed].")] = None,
     sweep: Annotated[str | None, typer.Option(help="One sweep's table: a row per variant and grid point, sorted by "
                                               "the swept keys (`run --grid … --sweep NAME`).")] = None,
+    mkdir: Annotated[bool, typer.Option("--mkdir", help="Create --out's folder if it does not exist (outside "
+                                        "the current folder it is never made unasked).")] = False,
     runs_dir: o.RunsDir = None,
 ) -> None:
     """Results table: mean ± std (n) over seeds, paired differences against the baseline."""
     if out is not None and out.is_dir():
         fail(f"--out {out} is a folder; give a file path, e.g. {out / ('results.' + str(fmt))}")
     store = open_store(runs_dir)
+    if out is not None:
+        with user_errors():
+            check_output_path(out, store.runs_dir, mkdir=mkdir)
     records = all_records(store)
     warn_unindexed(store, records)
     warn_damaged(records, " (left out of the table)")
@@ -418,6 +432,5 @@ def export(
         typer.echo(text, nl=False)
         return
     with user_errors(f"cannot write --out {out}: "):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        out.write_text(text, encoding="utf-8")  # its folder exists: check_output_path made it or refused
     console.print(f"wrote {out}", highlight=False, markup=False)

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from core.fsio import atomic_write
+from core.fsio import atomic_write, make_folder
 
 __all__ = [
     "CACHE_FORMAT",
@@ -189,7 +189,10 @@ class ChunkedCache:
         ``progress(done_rows, total)`` is called after every chunk, loaded or built. An exception from
         ``build`` or ``progress`` propagates; the chunks finished before it stay on disk for the next call.
         """
-        self.dir.mkdir(parents=True, exist_ok=True)
+        # cache/, invariance/ and the entry: each a real folder, never a link out of a shared runs folder.
+        make_folder(self.dir.parent.parent, parents=True)
+        make_folder(self.dir.parent)
+        make_folder(self.dir)
         manifest = self._read_manifest()
         chunks: list[dict[str, Tensor]] = []
         dirty = False

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from amltui.app.executors.liveness import reap
+from amltui.app.executors.liveness import pid_alive, reap
 from amltui.app.executors.local import Slot, default_cpu_slots, make_slots, start_detached
+from amltui.app.executors.owners import WORKER_LOCK, worker_alive, worker_proof
 from amltui.app.gpus import (
     GpuError,
     GpuGate,
@@ -26,8 +27,8 @@ from amltui.app.gpus import (
     store_footprint,
     visible_gpus,
 )
-from amltui.app.records import TERMINAL, Status
-from amltui.app.runs import request_cancel, set_status
+from amltui.app.records import LIVE, TERMINAL, Status
+from amltui.app.runs import request_cancel, run_dir, set_status
 from amltui.app.store import Store
 
 
@@ -139,11 +140,36 @@ def cancel_run(store: Store, record: dict[str, Any]) -> str:
         return "cancel recorded; the worker is starting and stops as soon as it looks (before any training)"
     if host != socket.gethostname():
         return f"cancel recorded; the worker on host {host} stops at its next check (within a second or so)"
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
+        return _not_signalled(store, run_id, pid, "it is not a process id")
+    if not pid_alive(pid):
+        reap(store)
+        return f"its worker was already gone; marked {(store.get(run_id) or {}).get('status')}"
+    started = current.get("pid_start")
+    proof = worker_proof(run_dir(store.runs_dir, run_id).path, pid, started if isinstance(started, int) else None)
+    if proof is None:
+        return _not_signalled(store, run_id, pid, f"nothing proves it is this run's worker (it does not hold "
+                              f"{WORKER_LOCK}, and its start time does not match the one recorded at spawn)")
     try:
-        os.kill(int(pid), signal.SIGTERM)
+        os.kill(pid, signal.SIGTERM)
         if current.get("status") == Status.STALLED:
-            os.kill(int(pid), signal.SIGCONT)  # a paused worker must wake up to stop
+            os.kill(pid, signal.SIGCONT)  # a paused worker must wake up to stop
     except ProcessLookupError:
         reap(store)
         return f"its worker was already gone; marked {(store.get(run_id) or {}).get('status')}"
-    return f"sent SIGTERM to worker pid {pid}; it stops at its next safe point and records itself cancelled"
+    return f"sent SIGTERM to worker pid {pid} ({proof}); it stops at its next safe point and records itself cancelled"
+
+
+def _not_signalled(store: Store, run_id: str, pid: Any, why: str) -> str:
+    """The record names a pid that is not provably the run's worker: signal nobody. With no worker holding the
+    run (its lock free), nothing can record the cancel, so the run is marked cancelled here; a worker that does
+    hold it (not the recorded pid) sees the recorded request at its next safe point."""
+    rd = run_dir(store.runs_dir, run_id)
+    note = f"did not signal pid {pid}: {why}"
+    rd.log(f"cancel: {note}")
+    if worker_alive(rd.path):
+        return f"cancel recorded; {note}; the worker that holds the run stops at its next safe point"
+    marked = set_status(store, run_id, Status.CANCELLED, expect=LIVE, pid=None,
+                        error=f"cancelled with `amltui cancel`; worker not found ({note})")
+    state = "marked cancelled" if marked else f"now {(store.get(run_id) or {}).get('status')}"
+    return f"{note}; no worker holds the run, so it is {state}"

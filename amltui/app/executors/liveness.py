@@ -44,7 +44,8 @@ def pid_alive(pid: int) -> bool:
 def heartbeat_age(runs_dir: Path, run_id: str) -> float | None:
     """Seconds since the worker's last heartbeat, or None if it never beat."""
     try:
-        return time.time() - (run_dir(runs_dir, run_id).path / "heartbeat").stat().st_mtime
+        # lstat: a link planted in its place must not lend the run another file's freshness
+        return time.time() - (run_dir(runs_dir, run_id).path / "heartbeat").lstat().st_mtime
     except OSError:
         return None
 

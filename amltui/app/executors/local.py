@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from amltui.app.executors.owners import SchedulerClaim
+from amltui.app.executors.owners import SchedulerClaim, process_start
 from amltui.app.executors.worker import EXIT_BUSY, EXIT_CANCELLED
-from amltui.app.fsutil import FileLock
+from amltui.app.fsutil import FileLock, make_folder, open_append
 from amltui.app.gpus import AUTO_SLOTS_CAP, AUTO_THREADS_SHARE, Gpu, parse_gpu_spec, threads_per_slot
 from amltui.app.records import WORKING, Status
 from amltui.app.runs import now, request_cancel, run_dir
@@ -77,22 +77,27 @@ def default_cpu_slots() -> int:
     return max(1, len(os.sched_getaffinity(0)) // 8)
 
 
+# `-P` (Python ≥ 3.11): `python -m` would put the current folder first on sys.path, so an `amltui/` or `core/`
+# package in the folder the user started from (a checkout's parent, a hostile shared folder) would be imported
+# instead of the installed code. PYTHONPATH is kept.
+PYTHON = (sys.executable, "-P")
+
 WorkerFactory = Callable[..., subprocess.Popen]
 # admit(slot, run_id, active) → may this free slot take this run now? (amltui.app.gpus.GpuGate)
 Admit = Callable[[Slot, str, dict[str, tuple[Slot, subprocess.Popen]]], bool]
 
 
 def spawn_worker(run_id: str, slot: Slot, runs_dir: Path, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
-    """Start ``python -m amltui.app.executors.worker`` in its own session, output appended to <run>/worker.out.
+    """Start ``python -P -m amltui.app.executors.worker`` in its own session, output appended to <run>/worker.out.
 
     ``pass_fds`` hands the slot's lock to the worker, so the slot stays taken while the worker lives even if
     its scheduler dies.
     """
     rd = run_dir(runs_dir, run_id)
     env = {**os.environ, **slot.env, "AMLTUI_SLOT": slot.name, "PYTHONUNBUFFERED": "1"}
-    with open(rd.path / "worker.out", "ab") as out:
+    with open_append(rd.path / "worker.out", binary=True) as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "amltui.app.executors.worker", "--runs-dir", str(runs_dir), "--resume", run_id],
+            [*PYTHON, "-m", "amltui.app.executors.worker", "--runs-dir", str(runs_dir), "--resume", run_id],
             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             pass_fds=pass_fds,
         )
@@ -100,8 +105,7 @@ def spawn_worker(run_id: str, slot: Slot, runs_dir: Path, pass_fds: tuple[int, .
 
 def slot_lock(runs_dir: Path, slot: Slot) -> FileLock | None:
     """Take a slot for this scheduler, or None if another scheduler of the same runs dir holds it."""
-    folder = Path(runs_dir) / ".slots"
-    folder.mkdir(exist_ok=True)
+    folder = make_folder(Path(runs_dir) / ".slots")
     lock = FileLock(folder / f"{slot.name}.lock", timeout=0)
     try:
         lock.acquire()
@@ -174,7 +178,7 @@ class LocalScheduler:
                 self.active[run_id] = (slot, proc)
                 # Known at once, so a cancel while the worker is still importing torch can reach it.
                 set_status(self.store, run_id, Status.RUNNING, expect=(Status.RUNNING,), pid=proc.pid,
-                           host=socket.gethostname())
+                           pid_start=process_start(proc.pid), host=socket.gethostname())
             except OSError as exc:
                 self._release(slot)
                 set_status(self.store, run_id, Status.FAILED, error=f"could not start the worker: {exc}")
@@ -302,14 +306,14 @@ def start_detached(runs_dir: Path, run_ids: Sequence[str], gpus: str | None, slo
     """
     log = Path(runs_dir) / "scheduler.log"
     claim = SchedulerClaim.create(runs_dir, run_ids)
-    args = [sys.executable, "-m", "amltui.app.executors.local", "--runs-dir", str(runs_dir),
+    args = [*PYTHON, "-m", "amltui.app.executors.local", "--runs-dir", str(runs_dir),
             "--gpus", gpus or "", "--slots-per-gpu", str(slots_per_gpu), "--cpu-slots", str(cpu_slots),
             "--claim", f"{claim.token}:{claim.fd}"]
     for flag, value in (("--gpu-max-util", gpu_max_util), ("--gpu-max-mem", gpu_max_mem)):
         if value is not None:
             args += [flag, str(value)]
     try:
-        with open(log, "ab") as out:
+        with open_append(log, binary=True) as out:
             proc = subprocess.Popen([*args, *run_ids], stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True, pass_fds=(claim.fd,))
     except BaseException:

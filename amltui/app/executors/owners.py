@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from amltui.app.fsutil import FileLock, atomic_write_json
+from amltui.app.fsutil import FileLock, UnsafePath, atomic_write_json, make_folder, open_nofollow
 
 WORKER_LOCK = "worker.lock"
 SCHEDULERS = ".schedulers"
@@ -48,9 +48,9 @@ def worker_lock(run_path: Path) -> FileLock:
 def is_locked(path: Path) -> bool:
     """True if some process holds an flock on ``path`` (probing takes it for an instant when it is free)."""
     try:
-        fd = os.open(path, os.O_RDONLY)  # flock needs no write access (a shared, read-only runs folder)
-    except FileNotFoundError:
-        return False
+        fd = open_nofollow(path, os.O_RDONLY)  # flock needs no write access (a shared, read-only runs folder)
+    except (FileNotFoundError, UnsafePath):
+        return False  # a link or a FIFO in its place is no lock of ours
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -63,6 +63,56 @@ def is_locked(path: Path) -> bool:
 def worker_alive(run_path: Path) -> bool:
     """True while a worker owns the run folder (running, paused or hung alike)."""
     return is_locked(Path(run_path) / WORKER_LOCK)
+
+
+def lock_holders(path: Path) -> set[int]:
+    """The pids the kernel lists in /proc/locks as holding an flock on ``path`` (empty if none, or unknown).
+
+    Unlike the pid a holder writes into the lock file, this cannot be planted by whoever can write the folder.
+    """
+    try:
+        st = os.stat(path, follow_symlinks=False)
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return set()
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    holders = set()
+    for line in lines:
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 4242 00:2f:1234 0 EOF"; a waiter's line has "->" after the number.
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == where and fields[4].isdigit():
+            holders.add(int(fields[4]))
+    return holders
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/<pid>/stat field 22), or None if gone."""
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _command_line(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{int(pid)}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except (OSError, ValueError):
+        return []
+
+
+def worker_proof(run_path: Path, pid: int, started: int | None) -> str | None:
+    """How ``pid`` is proven to be this run's worker, or None when it is not (a stranger's pid, a reused one).
+
+    Proof is either the kernel's word that ``pid`` holds ``<run>/worker.lock``, or, for a worker that has not
+    taken the lock yet, its start time matching the one recorded at spawn (``started``) and the run's id among
+    its arguments. A pid named in a record alone proves nothing: anyone who can write the runs folder can plant one.
+    """
+    if pid in lock_holders(Path(run_path) / WORKER_LOCK):
+        return f"it holds {WORKER_LOCK}"
+    if started is not None and process_start(pid) == started and Path(run_path).name in _command_line(pid):
+        return "its start time and command line match the ones recorded at spawn"
+    return None
 
 
 def lock_holder(run_path: Path) -> int | None:
@@ -81,8 +131,7 @@ class SchedulerClaim:
 
     @classmethod
     def create(cls, runs_dir: Path, run_ids: Iterable[str]) -> SchedulerClaim:
-        folder = Path(runs_dir) / SCHEDULERS
-        folder.mkdir(exist_ok=True)
+        folder = make_folder(Path(runs_dir) / SCHEDULERS)
         token = f"{os.getpid()}-{secrets.token_hex(4)}"
         lock = FileLock(folder / f"{token}.lock", timeout=0)
         lock.acquire()

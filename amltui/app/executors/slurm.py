@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterable
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from amltui.app.fsutil import make_folder
 from amltui.app.records import SLURM_JOB_ID, Status
 from amltui.app.runs import change_record, now, request_cancel, run_dir, set_status
 from amltui.app.store import Store
@@ -221,9 +224,12 @@ class SlurmExecutor:
         if queued is None:
             status = rd.read_record().get("status")
             raise SlurmError(f"run {run_id} is {status}; only a queued, failed or cancelled run can be submitted")
-        folder.mkdir(parents=True, exist_ok=True)
+        make_folder(folder.parent)  # runs/slurm/<run>: real folders, never links out of the runs folder
+        make_folder(folder)
         try:
-            executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+            # The job starts in the submitting folder: `-P` keeps that folder off sys.path (see local.PYTHON).
+            executor = submitit.AutoExecutor(folder=folder, cluster="slurm",
+                                             slurm_python=f"{shlex.quote(sys.executable)} -P")
             executor.update_parameters(**self._parameters(run_id))
             job = executor.submit(_job_main, str(self.runs_dir.resolve()), run_id, resume)
         except Exception as e:  # sbatch refusing (FailedJobError), no srun here, an unwritable folder, …

@@ -28,7 +28,7 @@ from typing import Any  # noqa: E402
 
 from amltui.app.executors.owners import RunBusy, worker_lock  # noqa: E402
 from amltui.app.executors.safepoint import Cancelled, SafePoints  # noqa: E402
-from amltui.app.fsutil import atomic_write_json  # noqa: E402
+from amltui.app.fsutil import atomic_write_json, touch  # noqa: E402
 from amltui.app.runs import execute, now, run_dir  # noqa: E402
 from amltui.app.store import Store  # noqa: E402
 
@@ -42,7 +42,7 @@ __all__ = ["Cancelled", "EXIT_BUSY", "EXIT_CANCELLED", "EXIT_DONE", "EXIT_FAILED
 def _heartbeat(path: Path, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
-            path.touch()
+            touch(path)  # never through a planted link
         except OSError:
             pass  # the run folder may be removed under us (amltui rm); the main thread will notice
         stop.wait(HEARTBEAT_SECONDS)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from amltui.app.errors import UserError
+from amltui.app.fsutil import atomic_write_bytes
 from amltui.app.service.manage import records
 from amltui.app.store import Store
 
@@ -65,10 +66,10 @@ def export_results(store: Store, when: dt.datetime | None = None) -> Path:
     stamp = (when or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
     path = store.runs_dir / f"results-{stamp}.md"
     n = 1
-    while path.exists():
+    while path.exists() or path.is_symlink():
         path = store.runs_dir / f"results-{stamp}-{n}.md"
         n += 1
-    path.write_text(text, encoding="utf-8")
+    atomic_write_bytes(path, text.encode("utf-8"))  # never through a link planted meanwhile (docs/reliability.md)
     return path
 
 

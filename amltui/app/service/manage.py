@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 from pathlib import Path
 from typing import Any
 
 from amltui.app.errors import UserError
+from amltui.app.fsutil import check_runs_folder, refuse_planted_links
 from amltui.app.records import DAMAGED, LIVE, WORKING, Status, inspect, inspect_all
 from amltui.app.store import Store, StoreError, validate_run_id
 
@@ -43,14 +45,23 @@ def find_run(store: Store, text: str) -> Record:
     except (ValueError, StoreError) as exc:
         raise UserError(str(exc)) from None
     if record is not None:
-        return inspect(record, store.runs_dir)
+        return _no_planted_links(store, inspect(record, store.runs_dir))
     matches = [r for r in records(store) if r["id"].startswith(text)]
     if len(matches) == 1:
-        return matches[0]
+        return _no_planted_links(store, matches[0])
     if not matches:
         raise UserError(f"no run {text!r} in {store.path}", "`amltui ls` lists the runs")
     raise UserError(f"{text!r} matches {len(matches)} runs: {listed([r['id'] for r in matches])}",
                     "be more specific")
+
+
+def _no_planted_links(store: Store, record: Record) -> Record:
+    """Refuse a run whose folder is, or holds, a symbolic link: every command would write through it."""
+    try:
+        refuse_planted_links(store.runs_dir / record["id"])
+    except OSError as exc:
+        raise UserError(f"run {record['id']}: {exc}") from None
+    return record
 
 
 def listed(ids: list[str], most: int = 8) -> str:
@@ -171,15 +182,66 @@ def check_deletable(store: Store, targets: list[Record]) -> None:
         raise UserError(f"cannot delete runs: the runs folder {store.runs_dir} is not writable by you")
 
 
+TOMBSTONE_PREFIX = ".deleted-"  # a run folder being deleted: renamed first, so a refused rm deletes nothing
+
+
 def delete_run(store: Store, record: Record) -> Path:
-    """Delete a run's folder and record (after check_deletable); the folder it removed. Raises OSError."""
+    """Delete a run's folder and record (after check_deletable); the folder it removed. Raises OSError, or
+    UserError when another command removed the run first (code 1) or resumed it meanwhile (code 2).
+
+    Under the run's lock (the one every record change takes, so a resume and an rm exclude each other) the
+    record is read again and the folder is renamed to a tombstone in the runs folder in one step; only then is
+    the tombstone removed. Of several concurrent deletes exactly one renames the folder; the others find it gone.
+    """
     from amltui.app.runs import run_dir
 
-    folder = run_dir(store.runs_dir, record["id"]).path
-    if folder.exists():
-        shutil.rmtree(folder)
-    store.remove(record["id"])
+    run_id = record["id"]
+    folder = run_dir(store.runs_dir, run_id).path
+    if not folder.is_dir():  # damaged: only the index record is left
+        if not store.remove(run_id):
+            raise _already_gone(run_id)
+        return folder
+    tomb = _entomb(store, folder, run_id)
+    shutil.rmtree(tomb)
+    store.remove(run_id)
     return folder
+
+
+def _already_gone(run_id: str) -> UserError:
+    return UserError(f"run {run_id} is already gone: another command removed it first", code=1)
+
+
+def _entomb(store: Store, folder: Path, run_id: str) -> Path:
+    """Holding the run's lock: check the run may still be deleted, and rename its folder to a tombstone."""
+    from amltui.app.executors.owners import worker_alive
+    from amltui.app.fsutil import FileLock, read_json
+    from amltui.app.store import RUN_LOCK_FILENAME, RUN_RECORD_FILENAME
+
+    lock = FileLock(folder / RUN_LOCK_FILENAME)
+    try:
+        lock.acquire()
+    except FileNotFoundError:  # renamed away by another rm before we could open its lock
+        raise _already_gone(run_id) from None
+    try:
+        assert lock.fd is not None
+        try:
+            same = os.path.samestat(os.fstat(lock.fd), os.stat(folder / RUN_LOCK_FILENAME, follow_symlinks=False))
+        except FileNotFoundError:
+            same = False
+        if not same:  # we waited on the lock of a folder another rm has meanwhile renamed
+            raise _already_gone(run_id)
+        try:
+            status = read_json(folder / RUN_RECORD_FILENAME).get("status")
+        except (OSError, ValueError, AttributeError):
+            status = None  # a damaged run.json: deleting it is what rm is for
+        if status in (Status.QUEUED, *WORKING) or worker_alive(folder):
+            raise UserError(f"run {run_id} is {status or 'in use by a worker'} now (resumed meanwhile?); "
+                            "nothing was deleted", f"`amltui cancel {run_id}` it first")
+        tomb = store.runs_dir / f"{TOMBSTONE_PREFIX}{run_id}-{secrets.token_hex(4)}"
+        os.rename(folder, tomb)
+    finally:
+        lock.release()
+    return tomb
 
 
 def open_store(runs_dir: Path | None) -> Store:
@@ -187,6 +249,8 @@ def open_store(runs_dir: Path | None) -> Store:
     from amltui.app.runs import default_runs_dir
 
     try:
-        return Store(runs_dir or default_runs_dir())
+        store = Store(runs_dir or default_runs_dir())
+        check_runs_folder(store.runs_dir)  # a planted link at store.json.lock, .slots, … is refused up front
+        return store
     except (StoreError, OSError) as exc:
         raise UserError(str(exc)) from None
