@@ -76,14 +76,14 @@ def sweep_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     specs: list[tuple[str, str, int, str, int | None, int]] = [("baseline-s0-1206-201500-aa01", "baseline", 0,
                                                                   Status.DONE, None, 6)]
     change: dict[str, dict[str, Any]] = {}
+    lams = {}
     for n, (lam, seed) in enumerate(((0.25, 0), (0.25, 1), (1.0, 0), (1.0, 1))):
         run_id = f"ml_sa-s{seed}-1206-201500-b{n:03d}"
         specs.append((run_id, "ml_sa", seed, Status.DONE, None, 6))
-        change[run_id] = {"sweep": "lam"}
+        change[run_id], lams[run_id] = {"sweep": "lam"}, lam
     add_runs(runs, specs, change)
     store = Store(runs)
-    for run_id in change:
-        lam = 0.25 if run_id[-1] in "01" else 1.0
+    for run_id, lam in lams.items():
         store.update(run_id, {"config": {**store.get(run_id)["config"], "lambda_sa": lam},
                               "config_diff": {"lambda_sa": lam}})
     return runs

@@ -184,8 +184,9 @@ class RunsTable(DataTable):
         if not self.columns_layout.holds(needed):  # a longer id or count, or a sweep came or went: rebuild once
             self.clear(columns=True)
             self.shown.clear()
-            self._add_columns(Layout(max(needed.id_width, self.columns_layout.id_width),
-                                     max(needed.progress_width, self.columns_layout.progress_width), needed.point_width))
+            old = self.columns_layout
+            self._add_columns(Layout(max(needed.id_width, old.id_width),
+                                     max(needed.progress_width, old.progress_width), needed.point_width))
         wanted_ids = {r.key for r in wanted}
         for key in [k for k in self.shown if k not in wanted_ids]:
             self.remove_row(key)
