@@ -9,14 +9,18 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from amltui.app.fsutil import atomic_write_json
 from amltui.app.records import Status
 from amltui.app.store import Store
+from amltui.app.sweeps import save_manifest
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.data import FROZEN
 from amltui.tui.demo import make_record, write_run
+from amltui.tui.screens.results import ResultsScreen
 from amltui.tui.widgets.runs_table import RunsTable
+from core.config import RunConfig
 from tests.test_tui import ready, screen_text, wait_for
 from tests.test_tui_runs import row_line, run_at
 
@@ -68,24 +72,33 @@ def test_progress_counts_are_never_cut(long_runs: Path, size: tuple[int, int]) -
     run_at(long_runs, size, body)
 
 
+def configured(variant: str, seed: int, **values: Any) -> dict[str, Any]:
+    """The record fields that follow from a run's config (what amltui/app/runs.py writes at creation)."""
+    config = RunConfig.resolve(variant, "quick", seed=seed, dataset="synthetic", epochs=6, test_subset=50, **values)
+    return {"config": config.to_dict(), "config_diff": config.diff_from_preset(), "group": config.group_key(),
+            "context": config.context_key()}
+
+
 @pytest.fixture
 def sweep_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A 2-point λ sweep (lambda_sa=0.25,1) over seeds 0,1 with long, look-alike ids, plus a baseline."""
+    """The issue's sweep: `--grid lambda_sa=0.25,1 --seeds 0,1 --sweep lam --test-subset 50` (look-alike ids) plus
+    its baselines. Their setting ("quick; epochs=6; test_subset=50") sorts after the sweep's ("…; lambda_sa=…")."""
     monkeypatch.chdir(tmp_path)
     runs = Path("runs")
-    specs: list[tuple[str, str, int, str, int | None, int]] = [("baseline-s0-1206-201500-aa01", "baseline", 0,
-                                                                  Status.DONE, None, 6)]
+    specs: list[tuple[str, str, int, str, int | None, int]] = []
     change: dict[str, dict[str, Any]] = {}
-    lams = {}
+    for seed in (0, 1):
+        run_id = f"baseline-s{seed}-1206-201500-a{seed:03d}"
+        specs.append((run_id, "baseline", seed, Status.DONE, None, 6))
+        change[run_id] = configured("baseline", seed)
     for n, (lam, seed) in enumerate(((0.25, 0), (0.25, 1), (1.0, 0), (1.0, 1))):
         run_id = f"ml_sa-s{seed}-1206-201500-b{n:03d}"
         specs.append((run_id, "ml_sa", seed, Status.DONE, None, 6))
-        change[run_id], lams[run_id] = {"sweep": "lam"}, lam
+        change[run_id] = {"sweep": "lam", **configured("ml_sa", seed, lambda_sa=lam)}
+        change[run_id]["metrics"] = {"A_orig": 99.0 + n / 10, "A_PGD": 70.0 + 2 * lam + seed / 10,
+                                     "A_SA": 96.0 + lam, "A_IA": 80.0 + 2 * lam - seed / 10}
     add_runs(runs, specs, change)
-    store = Store(runs)
-    for run_id, lam in lams.items():
-        store.update(run_id, {"config": {**store.get(run_id)["config"], "lambda_sa": lam},
-                              "config_diff": {"lambda_sa": lam}})
+    save_manifest(runs, "lam", {"lambda_sa": [0.25, 1.0]}, [i for i in change if i.startswith("ml_sa")])
     return runs
 
 
@@ -100,7 +113,7 @@ def test_a_sweeps_runs_show_their_grid_point_beside_the_metrics(sweep_runs: Path
             assert header[5:7] == ["A_SA", "A_IA"]
         assert "lambda_sa=0.25" in row_line(text, "ml_sa-s0-1206-201500-b000")
         assert "lambda_sa=1 " in row_line(text, "ml_sa-s1-1206-201500-b003")
-        assert "lambda_sa" not in row_line(text, "baseline-s0-1206-201500-aa01")
+        assert "lambda_sa" not in row_line(text, "baseline-s0-1206-201500-a000")
 
     run_at(sweep_runs, size, body)
 
@@ -113,3 +126,53 @@ def test_no_point_column_without_sweeps_and_a_sa_at_120_columns(long_runs: Path)
         assert "point" not in header
 
     run_at(long_runs, (120, 40), body)
+
+
+async def results(app: DashboardApp, pilot: Pilot) -> ResultsScreen:
+    await ready(app, pilot)
+    await pilot.press("r")
+    screen = app.screen
+    assert isinstance(screen, ResultsScreen)
+    await wait_for(pilot, lambda: screen.loaded, what="the results")
+    await pilot.pause(0.1)
+    return screen
+
+
+def main_table_rows(app: DashboardApp, screen: ResultsScreen) -> list[str]:
+    """The main table's region on screen (it must have height) and the lines of its rows shown there."""
+    region = screen.query_one("#results", DataTable).region
+    assert region.height > 0, f"the main table has no height: {region}"
+    lines = screen_text(app).splitlines()[region.y: region.y + region.height]
+    return [line for line in lines if line.strip().startswith("S")]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_results_list_the_baseline_first_and_write_lambda_as_the_sweep_view(sweep_runs: Path,
+                                                                           size: tuple[int, int]) -> None:
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        screen = await results(app, pilot)
+        rows = main_table_rows(app, screen)
+        assert [line.split()[:2] for line in rows] == [["S1", "baseline"], ["S2", "ml_sa"], ["S3", "ml_sa"]], rows
+        text = screen_text(app)
+        assert "S2 = synthetic · quick; epochs=6; lambda_sa=0.25; test_subset=50" in text
+        assert "lambda_sa=1;" in text and "lambda_sa=1.0" not in text
+        await pilot.press("s")
+        await wait_for(pilot, lambda: "Sweep lam" in screen_text(app), what="the sweep view")
+        await wait_for(pilot, lambda: len(main_table_rows(app, screen)) == 2, what="the sweep's rows")
+        text = screen_text(app)
+        assert "S1 = synthetic · lambda_sa=0.25" in text and "S2 = synthetic · lambda_sa=1" in text
+        rows = main_table_rows(app, screen)
+        assert all("±" in line and "(n=2)" in line for line in rows), rows
+
+    run_at(sweep_runs, size, body)
+
+
+def test_s_without_sweeps_says_how_to_make_one(long_runs: Path) -> None:
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        screen = await results(app, pilot)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: any("No sweeps in this runs folder" in str(n.message) and "--sweep NAME"
+                                          in str(n.message) for n in app._notifications), what="the notice")
+        assert screen.sweep is None and app.screen is screen
+
+    run_at(long_runs, (80, 24), body)
