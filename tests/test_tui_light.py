@@ -7,12 +7,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from textual.pilot import Pilot
 
+from amltui.app.executors.local import Slot, slot_lock
 from amltui.app.runs import create_run, execute
-from amltui.app.store import Store
+from amltui.app.store import Store, update_record
+from amltui.tui import actions
+from amltui.tui.dashboard import DashboardApp
+from amltui.tui.demo import seed_demo
+from amltui.tui.screens.confirm import ConfirmScreen
+from amltui.tui.widgets.runs_table import RunsTable
 from core.config import RunConfig
 from tests.conftest import TINY
-from tests.test_torch_boundary import assert_no_torch, python, torch_importers
+from tests.test_torch_boundary import ROOT, assert_no_torch, python, torch_importers
+from tests.test_tui import ready, screen_text, wait_for
+from tests.test_tui_runs import run_at
 
 
 @pytest.fixture
@@ -67,3 +76,60 @@ asyncio.run(main())
     assert_no_torch(done, "the dashboard after p")
     assert "PCA-SHOWN 128" in done.stdout, done.stdout + done.stderr
     assert (runs / run_id / "pca.png").stat().st_size > 0
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of a process (Z: a zombie nobody reaped), None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def test_a_bulk_resume_starts_one_scheduler_and_the_dashboard_reaps_it(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two marked runs resumed with R: one scheduler for both (its only slot is held here, so it trains
+    nothing); once both are cancelled and the slot is free it ends, and the dashboard (its parent, this
+    process) reaps it: no zombie is left while the dashboard runs."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.chdir(tmp_path)
+    runs = Path("runs")
+    seed_demo(runs)
+    update_record(runs, "ml_sa_ia-s1-demo", lambda r: r.update(status="cancelled", error="cancelled by the user"))
+    busy = slot_lock(runs, Slot("cpu0"))
+    assert busy is not None
+    log = runs / "scheduler.log"
+
+    def started() -> list[str]:
+        return [line for line in (log.read_text() if log.exists() else "").splitlines() if "run(s) on" in line]
+
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        await ready(app, pilot)
+        for run_id in ("baseline-s2-demo", "ml_sa_ia-s1-demo"):
+            table = app.screen.query_one(RunsTable)
+            table.move_cursor(row=table.get_row_index(run_id))
+            await pilot.press("space")
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and "Resume 2 runs?" in screen_text(app),
+                       what="the question")
+        assert "one scheduler runs them all" in app.screen.question
+        await pilot.press("y")
+        await wait_for(pilot, lambda: started(), 60, "the scheduler")
+        await wait_for(pilot, lambda: any("2 runs queued again for one scheduler" in str(n.message)
+                                          for n in app._notifications), what="the notice")
+        assert len(started()) == 1 and ": 2 run(s) on" in started()[0], log.read_text()
+        pid = int(started()[0].split("scheduler pid ")[1].split(":")[0])
+        for run_id in ("baseline-s2-demo", "ml_sa_ia-s1-demo"):
+            actions.cancel(runs, run_id)
+        busy.release()
+        await wait_for(pilot, lambda: "all runs ended" in log.read_text(), 60, "the scheduler to end")
+        await wait_for(pilot, lambda: process_state(pid) is None, 30, f"pid {pid} reaped (state "
+                       f"{process_state(pid)})")
+        assert len(started()) == 1
+
+    try:
+        run_at(runs, (80, 24), body)
+    finally:  # a failure above must not leave the scheduler waiting for the slot: it ends by itself
+        for run_id in ("baseline-s2-demo", "ml_sa_ia-s1-demo"):
+            actions.cancel(runs, run_id)
+        busy.release()

@@ -18,6 +18,7 @@ from amltui.app.sweeps import save_manifest
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.data import FROZEN
 from amltui.tui.demo import make_record, write_run
+from amltui.tui.screens.confirm import ConfirmScreen
 from amltui.tui.screens.results import ResultsScreen
 from amltui.tui.widgets.runs_table import RunsTable
 from core.config import RunConfig
@@ -174,5 +175,24 @@ def test_s_without_sweeps_says_how_to_make_one(long_runs: Path) -> None:
         await wait_for(pilot, lambda: any("No sweeps in this runs folder" in str(n.message) and "--sweep NAME"
                                           in str(n.message) for n in app._notifications), what="the notice")
         assert screen.sweep is None and app.screen is screen
+
+    run_at(long_runs, (80, 24), body)
+
+
+@pytest.mark.parametrize("marked, question, note", [
+    (["baseline-s0-e150"], "Delete 1 run?", "Its folder is deleted too."),
+    (["baseline-s0-e150", "ml_sa-s0-paper"], "Delete 2 runs?", "Their folders are deleted too.")])
+def test_a_bulk_question_follows_the_count(long_runs: Path, marked: list[str], question: str, note: str) -> None:
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        await ready(app, pilot)
+        table = app.screen.query_one(RunsTable)
+        for run_id in marked:
+            table.move_cursor(row=table.get_row_index(run_id))
+            await pilot.press("space")
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        asked = app.screen.question
+        assert asked.startswith(question) and note in asked, asked
+        await pilot.press("n")
 
     run_at(long_runs, (80, 24), body)

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -92,7 +93,8 @@ def spawn_worker(run_id: str, slot: Slot, runs_dir: Path, pass_fds: tuple[int, .
     env = {**os.environ, **slot.env, "AMLTUI_SLOT": slot.name, "PYTHONUNBUFFERED": "1"}
     with open(rd.path / "worker.out", "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "amltui.app.executors.worker", "--runs-dir", str(runs_dir), "--resume", run_id],
+            [sys.executable, "-P", "-m", "amltui.app.executors.worker", "--runs-dir", str(runs_dir), "--resume",
+             run_id],
             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             pass_fds=pass_fds,
         )
@@ -294,7 +296,8 @@ def _terminate(proc: subprocess.Popen) -> None:
 def start_detached(runs_dir: Path, run_ids: Sequence[str], gpus: str | None, slots_per_gpu: str | int,
                    cpu_slots: int, gpu_max_util: float | None = None, gpu_max_mem: float | None = None
                    ) -> subprocess.Popen:
-    """Run a scheduler for these runs in the background, in its own session; it outlives the CLI.
+    """Run a scheduler for these runs in the background, in its own session; it outlives the CLI, and is reaped
+    when it ends before its caller does.
 
     It inherits this environment, so it resolves ``gpus`` against the same CUDA_VISIBLE_DEVICES. The scheduler's
     claim on the runs is taken here and handed to it, so the runs are never unclaimed (and so never taken for
@@ -302,7 +305,7 @@ def start_detached(runs_dir: Path, run_ids: Sequence[str], gpus: str | None, slo
     """
     log = Path(runs_dir) / "scheduler.log"
     claim = SchedulerClaim.create(runs_dir, run_ids)
-    args = [sys.executable, "-m", "amltui.app.executors.local", "--runs-dir", str(runs_dir),
+    args = [sys.executable, "-P", "-m", "amltui.app.executors.local", "--runs-dir", str(runs_dir),
             "--gpus", gpus or "", "--slots-per-gpu", str(slots_per_gpu), "--cpu-slots", str(cpu_slots),
             "--claim", f"{claim.token}:{claim.fd}"]
     for flag, value in (("--gpu-max-util", gpu_max_util), ("--gpu-max-mem", gpu_max_mem)):
@@ -316,6 +319,9 @@ def start_detached(runs_dir: Path, run_ids: Sequence[str], gpus: str | None, slo
         claim.release()
         raise
     claim.handed_over()
+    # A long-lived caller (the dashboard) would keep every ended scheduler as a zombie until it exits: a daemon
+    # thread waits for this one. The returned Popen still works (wait/poll are safe alongside it).
+    threading.Thread(target=proc.wait, name=f"reap-scheduler-{proc.pid}", daemon=True).start()
     return proc
 
 
