@@ -19,6 +19,7 @@ from amltui.tui.dashboard import DashboardApp
 from amltui.tui.data import FROZEN
 from amltui.tui.demo import make_record, write_run
 from amltui.tui.screens.confirm import ConfirmScreen
+from amltui.tui.screens.help import help_sections
 from amltui.tui.screens.results import ResultsScreen
 from amltui.tui.widgets.runs_table import RunsTable
 from core.config import RunConfig
@@ -196,3 +197,8 @@ def test_a_bulk_question_follows_the_count(long_runs: Path, marked: list[str], q
         await pilot.press("n")
 
     run_at(long_runs, (80, 24), body)
+
+
+def test_the_help_screen_lists_the_sideways_keys() -> None:
+    runs = dict(help_sections())["runs"]
+    assert {"←", "→"} <= {key for keys, _, _ in runs for key in keys}

@@ -92,6 +92,9 @@ class RunsTable(DataTable):
     BINDINGS = [
         Binding("home", "scroll_top", "First row", show=False),
         Binding("end", "scroll_bottom", "Last row", show=False),
+        # DataTable's own keys, bound here again so that the help screen lists them (a row cursor scrolls)
+        Binding("left", "cursor_left", "Scroll the columns left (the id stays)", show=False),
+        Binding("right", "cursor_right", "Scroll the columns right (the id stays)", show=False),
     ]
 
     def __init__(self, **kwargs) -> None:
