@@ -168,7 +168,8 @@ class DetailScreen(Screen):
                 yield PcaView(id="pca-view")
             with TabPane("Robustness", id="robustness"):
                 with Vertical():
-                    yield LineChart("accuracy % vs ε", id="curve-chart", x_name="ε")
+                    yield LineChart("accuracy % vs ε", id="curve-chart", x_name="ε",
+                                    empty=f"no curve yet: `amltui eval {self.run_id} --curve` computes it")
                     yield Static(id="robustness-view")
         yield Footer(show_command_palette=False)
 
@@ -331,10 +332,8 @@ def curve_series(curve: dict[str, Any] | None) -> list[Series]:
 def robustness_text(record: dict[str, Any], curve: dict[str, Any] | None, run_id: str) -> Text:
     """A_AA's breakdown and the sanity checks' results (or how to compute them), for the Robustness tab."""
     text = Text()
-    if curve:
+    if curve:  # without one, the chart above says how to make it
         text.append(f"curve on n={curve.get('n')} test images; ", style="dim")
-    else:
-        text.append(f"No curve yet: `amltui eval {run_id} --curve` computes it.\n", style="dim")
     aa = record.get("autoattack")
     if aa:
         broken = ", ".join(f"{k} {v}" for k, v in (aa.get("broken_by") or {}).items())
