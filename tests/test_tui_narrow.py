@@ -9,17 +9,20 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input, Select
 
 from amltui.app.fsutil import atomic_write_json
 from amltui.app.records import Status
 from amltui.app.store import Store
 from amltui.app.sweeps import save_manifest
+from amltui.tui.actions import LaunchRequest, LaunchResult
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.data import FROZEN
 from amltui.tui.demo import make_record, write_run
+from amltui.tui.screens import new_runs
 from amltui.tui.screens.confirm import ConfirmScreen
 from amltui.tui.screens.help import help_sections
+from amltui.tui.screens.new_runs import LaunchScreen
 from amltui.tui.screens.results import ResultsScreen
 from amltui.tui.widgets.runs_table import RunsTable
 from core.config import RunConfig
@@ -202,3 +205,58 @@ def test_a_bulk_question_follows_the_count(long_runs: Path, marked: list[str], q
 def test_the_help_screen_lists_the_sideways_keys() -> None:
     runs = dict(help_sections())["runs"]
     assert {"←", "→"} <= {key for keys, _, _ in runs for key in keys}
+
+
+# ---- the launch form --------------------------------------------------------------------------------------
+
+
+async def launch_form(app: DashboardApp, pilot: Pilot) -> LaunchScreen:
+    await ready(app, pilot)
+    await pilot.press("n")
+    await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen), what="the form")
+    form = app.screen
+    assert isinstance(form, LaunchScreen)
+    return form
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_subset_fields_keep_their_labels_when_filled(long_runs: Path, size: tuple[int, int]) -> None:
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        form = await launch_form(app, pilot)
+        form.query_one("#train-subset", Input).value = "300"
+        form.query_one("#test-subset", Input).value = "100"
+        await pilot.pause(0.1)
+        line = next(line for line in screen_text(app).splitlines() if "subsets" in line)
+        assert "train 300" in line and "test 100" in line, line
+        await pilot.press("escape")
+
+    run_at(long_runs, size, body)
+
+
+def test_keys_typed_after_the_large_sweep_question_are_asked_about_again(long_runs: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """60 runs ask first; keys typed fast after the question and a Ctrl+S in the same burst must not queue the
+    changed form (it was keyed by the run count, which "epochs=12" → "epochs=1200" keeps)."""
+    sent: list[LaunchRequest] = []
+    monkeypatch.setattr(new_runs, "launch", lambda runs_dir, request: sent.append(request) or LaunchResult(["x"]))
+    monkeypatch.setattr(new_runs, "preflight", lambda request: None)  # what reaches the launcher is the point
+
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        form = await launch_form(app, pilot)
+        form.query_one("#dataset", Select).value = "synthetic"
+        form.query_one("#overrides", Input).value = "epochs=12"
+        form.query_one("#grid", Input).value = "lr=1e-4:1e-2:log:60"
+        form.query_one("#sweep", Input).value = "burst"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: "60 runs (sweep burst)" in screen_text(app), what="the question")
+        form.query_one("#overrides", Input).focus()
+        await pilot.press("end", "0", "0", "ctrl+s")  # one burst, no pause between the keys
+        await pilot.pause(0.2)
+        assert sent == [] and app.screen is form, sent
+        assert form.query_one("#overrides", Input).value == "epochs=1200"
+        assert "60 runs (sweep burst)" in screen_text(app)  # asked again, about what is now in the form
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: sent, what="the confirmed launch")
+        assert "epochs=1200" in sent[0].overrides and len(sent) == 1
+
+    run_at(long_runs, (80, 24), body)
