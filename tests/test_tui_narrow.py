@@ -12,8 +12,9 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Select
 
 from amltui.app.fsutil import atomic_write_json
+from amltui.app.outcomes import CHANCE_MARK, at_chance, chance_note
 from amltui.app.records import Status
-from amltui.app.store import Store
+from amltui.app.store import Store, update_record
 from amltui.app.sweeps import save_manifest
 from amltui.tui.actions import LaunchRequest, LaunchResult
 from amltui.tui.dashboard import DashboardApp
@@ -260,3 +261,35 @@ def test_keys_typed_after_the_large_sweep_question_are_asked_about_again(long_ru
         assert "epochs=1200" in sent[0].overrides and len(sent) == 1
 
     run_at(long_runs, (80, 24), body)
+
+
+# ---- a run at chance ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("a_orig, expected", [(10.0, True), (12.0, True), (12.01, False), (98.9, False),
+                                               (None, False), ("10", False), (True, False)])
+def test_at_chance_is_a_orig_within_two_points_of_one_in_ten(a_orig: Any, expected: bool) -> None:
+    assert at_chance({"metrics": {"A_orig": a_orig}}) is expected
+    assert at_chance({"metrics": {"A_orig": 51.0}, "n_classes": 2})  # 50% is chance for two classes
+    assert not at_chance({"metrics": {"A_orig": 60.0}, "n_classes": 2})
+    assert at_chance({"metrics": "odd"}) is False and chance_note({"metrics": {}}) is None
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_run_at_chance_is_marked_in_the_table_and_said_in_its_detail(long_runs: Path, size: tuple[int, int]
+                                                                       ) -> None:
+    update_record(long_runs, "ml_sa-s0-paper", lambda r: r.update(
+        status="done", metrics={"A_orig": 10.0, "A_PGD": 10.0, "A_SA": 10.0}, metrics_n={"A_orig": 300}))
+
+    async def body(app: DashboardApp, pilot: Pilot) -> None:
+        await ready(app, pilot)
+        text = screen_text(app)
+        assert f"10.0{CHANCE_MARK}" in row_line(text, "ml_sa-s0-paper")
+        assert CHANCE_MARK not in row_line(text, "baseline-s0-e150")
+        table = app.screen.query_one(RunsTable)
+        table.move_cursor(row=table.get_row_index("ml_sa-s0-paper"))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "is at chance" in screen_text(app), what="the detail's note")
+        assert "learned nothing" in screen_text(app)
+
+    run_at(long_runs, size, body)

@@ -16,6 +16,7 @@ from typing import Any
 
 from amltui.app.executors.liveness import reap
 from amltui.app.fsutil import read_json
+from amltui.app.outcomes import CHANCE_MARK, at_chance
 from amltui.app.records import DAMAGED, LIVE, Status, inspect
 from amltui.app.report import field_of
 from amltui.app.run_progress import describe, phase_progress, read_progress
@@ -108,6 +109,8 @@ def _metric_cells(record: dict[str, Any]) -> tuple[dict[str, str], dict[str, flo
         cells[key], sort[key] = _pct(metrics.get(key)), _num(metrics.get(key))
     if record.get("flags") and cells["A_SA"]:
         cells["A_SA"] += FLAG_MARK  # flagged (core/flags.py): this A_SA is not robustness; the detail screen says why
+    if at_chance(record):
+        cells["A_orig"] += CHANCE_MARK  # learned nothing (amltui/app/outcomes.py); the detail screen says so
     return cells, sort
 
 

@@ -22,6 +22,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, RichLog, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
+from amltui.app.outcomes import CHANCE_MARK, chance_note
 from amltui.app.records import DAMAGED, Status
 from amltui.app.run_pca import DONE_PREFIX, ERROR_PREFIX, STAGE_PREFIX
 from amltui.app.run_progress import describe
@@ -68,6 +69,8 @@ def head_text(record: dict[str, Any], progress: dict[str, Any], width: int = HEA
         text.append(final_text(metrics, counts, width))
     elif monitor := monitor_text(record.get("last") or {}):
         text.append(monitor)
+    if note := chance_note(record):
+        text.append(f"\n{CHANCE_MARK} {note}", style="bold red")
     if record.get(DAMAGED):
         text.append(f"\ndamaged: {record[DAMAGED]}", style="magenta")
     elif not metrics and record.get("error"):

@@ -12,6 +12,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
+from amltui.app.outcomes import CHANCE_MARK
 from amltui.tui.data import (
     COLUMNS,
     FLAG_MARK,
@@ -73,6 +74,8 @@ def _cell(column: str, value: str) -> str | Text:
         return Text.assemble((bar, "cyan"), " ", count)
     if column == "A_SA" and value.endswith(FLAG_MARK):
         return Text.assemble(value[:-1], (FLAG_MARK, "bold yellow"), justify="right")
+    if column == "A_orig" and value.endswith(CHANCE_MARK):
+        return Text.assemble(value[:-1], (CHANCE_MARK, "bold red"), justify="right")
     if column == "flags" and value:
         return Text(value, style="yellow")
     if column in NUMERIC and value.startswith("~"):
