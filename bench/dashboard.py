@@ -9,10 +9,12 @@ Figures:
     (utime+stime from /proc/<pid>/stat);
   * with --rss: the resident memory (VmRSS, VmHWM from /proc/<pid>/status) of the real app in tmux 80×24, idle
     on the demo runs folder (amltui/tui/demo.py), and with --against REV the same for the tree of git revision
-    REV (exported with git archive), measured in the same run: the before/after of a change.
+    REV (exported with git archive), measured in the same run: the before/after of a change;
+  * with --rss --pca: the same after `p` computed a real run's PCA figure (a tiny run trained first, in a
+    process of its own): what torch work leaves in the dashboard.
 
     .venv/bin/python bench/dashboard.py [--seconds 20] [--tmux]
-    .venv/bin/python bench/dashboard.py --rss [--against REV] [--settle 10]
+    .venv/bin/python bench/dashboard.py --rss [--pca] [--against REV] [--settle 10]
 """
 
 from __future__ import annotations
@@ -200,35 +202,60 @@ def vm_status(pid: int) -> dict[str, int]:
     return found
 
 
-def idle_rss(source: Path, runs: Path, settle: float) -> dict[str, int]:
-    """Start ``python -m amltui.tui`` from ``source`` in tmux 80×24 on ``runs``; once it has drawn the runs and
-    sat idle for ``settle`` seconds (every start-up worker done), its VmRSS/VmHWM in KiB."""
+def idle_rss(source: Path, runs: Path, settle: float, shown: str = "7 runs", pca: bool = False) -> dict[str, int]:
+    """Start ``python -m amltui.tui`` from ``source`` in tmux 80×24 on ``runs``; once it has drawn the runs
+    (``shown`` on screen) and sat idle for ``settle`` seconds (every start-up worker done), its VmRSS/VmHWM in KiB.
+    ``pca``: first open the first run and press p, and wait for the figure (and then ``settle`` seconds)."""
     socket = f"amltui-rss-{os.getpid()}-{time.monotonic_ns()}"  # a fresh server: the last one may still be ending
 
     def tmux(*args: str) -> str:
         return subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True, check=True).stdout
 
+    def wait_for(text: str, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while text not in tmux("capture-pane", "-p", "-t", "b"):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the dashboard did not show {text!r} within {seconds:.0f} s:\n"
+                                 + tmux("capture-pane", "-p", "-t", "b"))
+            time.sleep(0.2)
+
     tmux("new-session", "-d", "-s", "b", "-x", "80", "-y", "24", "-c", str(source),
          f"exec env PYTHONPATH={source} {sys.executable} -m amltui.tui --runs-dir {runs}")
     try:
         pid = int(tmux("display-message", "-p", "-t", "b", "#{pane_pid}").strip())
-        deadline = time.monotonic() + 120
-        while "7 runs" not in tmux("capture-pane", "-p", "-t", "b"):
-            if time.monotonic() > deadline:
-                raise SystemExit("the dashboard did not draw the demo runs within 120 s:\n"
-                                 + tmux("capture-pane", "-p", "-t", "b"))
-            time.sleep(0.2)
+        wait_for(shown, 120)
+        if pca:
+            tmux("send-keys", "-t", "b", "Enter")
+            wait_for("Robustness", 60)  # the detail screen's last tab
+            tmux("send-keys", "-t", "b", "p")
+            wait_for("PC1", 900)  # the figure's last line: drawn
         time.sleep(settle)
         return vm_status(pid)
     finally:
         subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
 
 
-def rss_bench(against: str | None, settle: float) -> None:
+def train_tiny_run(runs: Path) -> str:
+    """One finished run with a checkpoint (synthetic data, small net, 1 epoch), trained in a child process so
+    that this benchmark's own process never loads torch either. Its id."""
+    code = ("import sys; from pathlib import Path; from amltui.app.runs import create_run, execute; "
+            "from amltui.app.store import Store; from core.config import RunConfig; "
+            "store = Store(Path(sys.argv[1])); config = RunConfig.resolve('ml_sa', 'quick', dataset='synthetic', "
+            "arch='small', epochs=1, train_subset=256, test_subset=128, batch_size=64, eval_batch_size=128, "
+            "pgd_steps=3, threads=1, eval_ia=False, device='cpu'); run_id = create_run(store, config)['id']; "
+            "execute(store, run_id); print(run_id)")
+    done = subprocess.run([sys.executable, "-c", code, str(runs)], capture_output=True, text=True, check=True)
+    return done.stdout.split()[-1]
+
+
+def rss_bench(against: str | None, settle: float, pca: bool = False) -> None:
     here = Path(__file__).resolve().parent.parent
     root = Path(tempfile.mkdtemp(prefix="amltui-rss-"))
     try:
-        seed_demo(root / "runs")
+        if pca:
+            print(f"trained {train_tiny_run(root / 'runs')} (synthetic, arch small, 1 epoch; 128 test images)")
+        else:
+            seed_demo(root / "runs")
         trees = [("this tree", here)]
         if against:
             old = root / "against"
@@ -236,11 +263,14 @@ def rss_bench(against: str | None, settle: float) -> None:
             archive = subprocess.run(["git", "-C", str(here), "archive", against], capture_output=True, check=True)
             subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
             trees.insert(0, (f"{against}", old))
-        print(f"dashboard idle RSS, tmux 80×24, demo runs folder (7 runs), read {settle:.0f} s after the first "
-              "draw:")
+        if pca:
+            print(f"dashboard RSS, tmux 80×24, after p drew the run's PCA figure, read {settle:.0f} s later:")
+        else:
+            print(f"dashboard idle RSS, tmux 80×24, demo runs folder (7 runs), read {settle:.0f} s after the first "
+                  "draw:")
         figures = {}
         for name, source in trees:
-            vm = figures[name] = idle_rss(source, root / "runs", settle)
+            vm = figures[name] = idle_rss(source, root / "runs", settle, "1 runs" if pca else "7 runs", pca)
             print(f"  {name:>12}: VmRSS {vm['VmRSS'] / 1024:.0f} MiB, peak (VmHWM) {vm['VmHWM'] / 1024:.0f} MiB")
         if against:
             before, after = figures[against]["VmRSS"], figures["this tree"]["VmRSS"]
@@ -254,13 +284,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the live window")
     parser.add_argument("--tmux", action="store_true", help="also measure the real app in tmux")
     parser.add_argument("--rss", action="store_true", help="only the idle memory of the real app (tmux)")
+    parser.add_argument("--pca", action="store_true", help="with --rss: measure after p computed a PCA figure")
     parser.add_argument("--against", metavar="REV", help="with --rss: also measure git revision REV's tree")
     parser.add_argument("--settle", type=float, default=10.0, help="with --rss: idle seconds before reading")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable), Python "
           f"{sys.version.split()[0]}")
     if args.rss:
-        rss_bench(args.against, args.settle)
+        rss_bench(args.against, args.settle, args.pca)
         return
     root = Path(tempfile.mkdtemp(prefix="amltui-bench-"))
     try:

@@ -81,7 +81,7 @@ def test_an_ablation_baseline_is_never_the_reference(tmp_path):
     assert plain.deltas == {} and plain.pairing == ""
     md = invoke("export", "--runs-dir", str(tmp_path)).output
     paired = md.split("Paired differences")[1]
-    assert "w_adv=1.0; w_clean=0.0" in paired and "| baseline | synthetic | quick |" not in paired
+    assert "w_adv=1; w_clean=0" in paired and "| baseline | synthetic | quick |" not in paired
 
     # Without the plain baseline, nothing is paired with the ablation: the table says so.
     assert invoke("rm", plain_id, "--yes", "--runs-dir", str(tmp_path)).exit_code == 0

@@ -21,7 +21,9 @@ def test_robustness_tab_shows_the_curve_checks_and_flags(demo: Path) -> None:  #
         assert isinstance(screen, DetailScreen)
         await wait_for(pilot, lambda: screen.detail is not None)
         await pilot.press("5")
-        await wait_for(pilot, lambda: "No curve yet" in screen_text(app), what="the empty tab")
+        await wait_for(pilot, lambda: "no curve yet: `amltui eval ml_sa-s0-demo --curve` computes it"
+                       in screen_text(app), what="the empty tab")  # the chart names the command, not "no data"
+        assert "no data yet" not in screen_text(app)
         assert "amltui eval ml_sa-s0-demo --checks" in screen_text(app)
         curve = {"n": 200, "eps_s": 0.3, "grid": [0.0, 0.3, 0.6], "labels": {"fgsm": "FGSM", "pgd-40x1-s0": "PGD-40"},
                  "curves": {"fgsm": [99.0, 60.0, 30.0], "pgd-40x1-s0": [99.0, 1.0, 0.0]}}

@@ -78,7 +78,7 @@ def _state(app: DashboardApp) -> tuple:
     screen = app.screen_stack[1] if len(app.screen_stack) > 1 else app.screen
     table = screen.query_one(RunsTable)
     return (type(app.screen).__name__, type(app.focused).__name__, table.cursor_row, table.sort_reverse,
-            tuple(table.marked), len(app._notifications))
+            tuple(table.marked), len(app._notifications), table.scroll_x)
 
 
 async def _back_to_the_table(app: DashboardApp, pilot: Pilot) -> RunsScreen:
@@ -91,6 +91,7 @@ async def _back_to_the_table(app: DashboardApp, pilot: Pilot) -> RunsScreen:
     screen.table.clear_marks()
     screen.table.sort_reverse = False
     screen.table.move_cursor(row=2, animate=False)  # a done run in the middle: Home and End both move
+    screen.table.scroll_to(x=min(10, screen.table.max_scroll_x), animate=False)  # ← and → both scroll
     await pilot.pause(0.05)
     return screen
 

@@ -25,6 +25,7 @@ from amltui.app.flagnotes import MARK, MARKED_METRIC, flagged_runs, selection_no
 from amltui.app.flagnotes import footnotes as flag_footnotes
 from amltui.app.records import Status
 from amltui.app.report_notes import aa_note, flagged_lines
+from amltui.app.sweeps import format_value
 from core.config import VARIANT_DEFAULTS, VARIANTS
 from core.domains import TARGET_TABLE_NOTE
 from core.metrics import METRIC_LABELS, METRIC_ORDER
@@ -108,7 +109,8 @@ def pool_key(record: dict[str, Any]) -> tuple:
 
 def _setting(record: dict[str, Any]) -> str:
     diff = record.get("config_diff") or {}
-    parts = [str(record.get("preset", "?"))] + [f"{k}={v}" for k, v in sorted(diff.items())]
+    # values as the sweep view and overrides write them (lambda_sa=1, not 1.0)
+    parts = [str(record.get("preset", "?"))] + [f"{k}={format_value(v)}" for k, v in sorted(diff.items())]
     return "; ".join(parts)
 
 

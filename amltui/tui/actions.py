@@ -18,7 +18,7 @@ from amltui.app.store import Store
 ActionError = UserError
 
 __all__ = ["ActionError", "LaunchRequest", "LaunchResult", "cancel", "check_devices", "delete", "export_results",
-           "launch", "parse_seeds", "resolve_configs", "resume"]
+           "launch", "parse_seeds", "resolve_configs", "resume", "resume_many"]
 
 
 def check_devices(request: LaunchRequest) -> None:
@@ -52,6 +52,31 @@ def resume(runs_dir: Path, run_id: str) -> str:
     service.resume_run(store, _record(store, run_id))
     service.start_detached(store, [run_id], service.DispatchOptions())
     return f"{run_id}: queued again; it continues from its last checkpoint"
+
+
+def resume_many(runs_dir: Path, run_ids: list[str]) -> str:
+    """Queue several runs again and hand them all to ONE detached scheduler (a scheduler per run would start
+    as many, each with its own slots). A run that cannot be resumed is said, and the others still resume."""
+    from amltui.app.service.manage import resume_runs
+
+    store = Store(runs_dir)
+    service.reap_lost(store)
+    records, lines = [], []
+    for run_id in run_ids:
+        try:
+            records.append(_record(store, run_id))
+        except UserError as exc:
+            lines.append(str(exc))
+    queued, refused = resume_runs(store, records)
+    lines += refused
+    if queued:
+        service.start_detached(store, queued, service.DispatchOptions())
+        lines.insert(0, f"{queued[0]}: queued again; it continues from its last checkpoint" if len(queued) == 1
+                     else f"{len(queued)} runs queued again for one scheduler: {', '.join(queued)}; each continues "
+                     "from its last checkpoint")
+    if refused or len(queued) < len(run_ids):
+        raise UserError("\n".join(lines))
+    return "\n".join(lines)
 
 
 def delete(runs_dir: Path, run_id: str) -> str:

@@ -16,10 +16,13 @@ from typing import Any
 
 from amltui.app.executors.liveness import reap
 from amltui.app.fsutil import read_json
+from amltui.app.outcomes import CHANCE_MARK, at_chance
 from amltui.app.records import DAMAGED, LIVE, Status, inspect
-from amltui.app.run_progress import describe, read_progress
+from amltui.app.report import field_of
+from amltui.app.run_progress import describe, phase_progress, read_progress
 from amltui.app.runs import RunDir
 from amltui.app.store import Store, StoreError
+from amltui.app.sweeps import format_value, load_manifest, swept_keys
 
 RESUMABLE = frozenset({Status.FAILED, Status.CANCELLED, Status.ORPHANED})  # what amltui.app.runs.requeue takes
 # The table's order for the status column: what needs attention first, finished runs last.
@@ -32,14 +35,18 @@ STATUS_STYLE: dict[str, str] = {
 }
 FLAG_MARK = "⚠"
 MARK = "●"  # the marker column of a run selected with space (amltui/tui/widgets/runs_table.py)
-# (key, label, width or None for the id's). The id is frozen at the left; then what matters most, so that at 80
-# columns a run's status and its accuracies (clean, PGD, invariance) show without scrolling; more to the right.
+# (key, label, width or None when the content sets it). The id is frozen at the left; then what matters most, so
+# that at 80 columns a run's status and its accuracies in the headline order (core/metrics.py: clean, PGD, FGSM,
+# invariance) show without scrolling; the less important columns further right, where a narrow terminal loses
+# them first. A sweep's grid point (column "point") goes right after the status when a shown run has one
+# (amltui/tui/widgets/runs_table.py), so that the runs of a sweep are told apart at 80 columns.
 COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("mark", " ", 1), ("id", "run", None), ("status", "status", 9), ("A_orig", "A_orig", 6), ("A_PGD", "A_PGD", 6),
-    ("A_IA", "A_IA", 6), ("progress", "progress", 14), ("variant", "variant", 8), ("seed", "seed", 4),
-    ("dataset", "dataset", 13), ("loss", "loss", 7), ("A_SA", "A_SA", 6), ("A_IA_target", "A_IA→t", 6),
+    ("A_SA", "A_SA", 6), ("A_IA", "A_IA", 6), ("progress", "progress", None), ("variant", "variant", 8),
+    ("seed", "seed", 4), ("dataset", "dataset", 13), ("loss", "loss", 7), ("A_IA_target", "A_IA→t", 6),
     ("A_AA", "A_AA", 6), ("flags", "flags", 16), ("tags", "tags", 14), ("sweep", "sweep", 14), ("slot", "slot", 7),
 )
+POINT_COLUMN = ("point", "point", None)  # inserted after "status" while a shown run belongs to a sweep
 FROZEN = 2  # the marker and the id stay put when the table scrolls sideways
 NUMERIC = ("loss", "seed", "A_orig", "A_PGD", "A_SA", "A_IA", "A_IA_target", "A_AA")
 # Sort keys in the order the sort picker lists them, with what each means.
@@ -48,7 +55,7 @@ SORT_LABELS: dict[str, str] = {
     "progress": "progress", "variant": "variant", "seed": "seed", "dataset": "dataset", "loss": "training loss",
     "A_orig": "clean accuracy", "A_PGD": "PGD accuracy", "A_SA": "FGSM accuracy (A_SA)",
     "A_IA": "invariance accuracy (A_IA)", "A_IA_target": "invariance target rate (A_IA→t)",
-    "A_AA": "AutoAttack accuracy", "sweep": "sweep",
+    "A_AA": "AutoAttack accuracy", "sweep": "sweep", "point": "sweep grid point",
 }
 SORTS = tuple(SORT_LABELS)
 FILTER_KEYS = ("variant", "seed", "status", "dataset", "tag", "sweep")
@@ -102,6 +109,8 @@ def _metric_cells(record: dict[str, Any]) -> tuple[dict[str, str], dict[str, flo
         cells[key], sort[key] = _pct(metrics.get(key)), _num(metrics.get(key))
     if record.get("flags") and cells["A_SA"]:
         cells["A_SA"] += FLAG_MARK  # flagged (core/flags.py): this A_SA is not robustness; the detail screen says why
+    if at_chance(record):
+        cells["A_orig"] += CHANCE_MARK  # learned nothing (amltui/app/outcomes.py); the detail screen says so
     return cells, sort
 
 
@@ -109,7 +118,15 @@ def _names(value: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
-def make_row(record: dict[str, Any], progress: dict[str, Any], order: int) -> RunRow:
+def progress_count(status: str, progress: dict[str, Any], epoch: int, epochs: int) -> str:
+    """The words after the bar: a running run's own phase count (`inv 116/1000`, `eval A_PGD 3/10`) while it
+    does not train, else the epochs (`17/150`). Never cut: the column is as wide as its longest cell."""
+    phase = phase_progress(progress) if status == Status.RUNNING else None
+    return phase or f"{epoch}/{epochs}"
+
+
+def make_row(record: dict[str, Any], progress: dict[str, Any], order: int, point: str = "") -> RunRow:
+    """One run's row; ``point``: its sweep's grid point (sweep_points), "" when it belongs to no sweep."""
     status = str(record.get("status", "?"))
     epoch, epochs = int(record.get("epoch") or 0), int(record.get("epochs") or 0)
     text, done, total = describe(record, progress)
@@ -119,8 +136,7 @@ def make_row(record: dict[str, Any], progress: dict[str, Any], order: int) -> Ru
         fraction = done / total if total else 0.0
     else:
         fraction = epoch / epochs if epochs else 0.0
-    phase = text.split()[0] if status == Status.RUNNING and text.split()[0] in ("eval", "invariance") else ""
-    count = {"eval": "eval", "invariance": "inv"}.get(phase, f"{epoch}/{epochs}")
+    count = progress_count(status, progress, epoch, epochs)
     loss = (record.get("last") or {}).get("train_loss")
     batch = progress.get("batch") if status == Status.RUNNING and progress.get("kind") == "batch" else None
     if isinstance(batch, dict) and _num(batch.get("loss")) is not None:
@@ -132,27 +148,52 @@ def make_row(record: dict[str, Any], progress: dict[str, Any], order: int) -> Ru
         "variant": str(record.get("variant", "")), "seed": str(record.get("seed", "")),
         "dataset": str(record.get("dataset", "")), "slot": str(record.get("slot") or record.get("device") or ""),
         "loss": f"{loss:.4f}" if _num(loss) is not None else "", **metric_cells,
-        "flags": ",".join(_names(record.get("flags"))), "tags": ",".join(tags), "sweep": sweep,
+        "flags": ",".join(_names(record.get("flags"))), "tags": ",".join(tags), "sweep": sweep, "point": point,
     }
     sort = {
         "created": order, "id": record["id"], "status": STATUS_RANK.get(status, 9), "progress": fraction,
         "variant": cells["variant"], "seed": _num(record.get("seed")), "dataset": cells["dataset"],
-        "loss": _num(loss), "sweep": sweep or None, **metric_sort,
+        "loss": _num(loss), "sweep": sweep or None, "point": point or None, **metric_sort,
     }
-    search = " ".join((record["id"], cells["variant"], cells["dataset"], status, sweep, *tags)).lower()
+    search = " ".join((record["id"], cells["variant"], cells["dataset"], status, sweep, point, *tags)).lower()
     return RunRow(record["id"], cells, sort, search, record)
 
 
-def safe_row(record: dict[str, Any], progress: dict[str, Any], order: int) -> RunRow:
+def safe_row(record: dict[str, Any], progress: dict[str, Any], order: int, point: str = "") -> RunRow:
     """make_row, falling back to a bare "damaged" row (with the reason) when the record or the progress file
     holds something unexpected."""
     try:
-        return make_row(record, progress if isinstance(progress, dict) else {}, order)
+        return make_row(record, progress if isinstance(progress, dict) else {}, order, point)
     except Exception as exc:  # any odd content: this row only
         reason = f"cannot show this run ({type(exc).__name__}: {exc})"
     bare = {"id": record["id"], "status": DAMAGED, DAMAGED: reason, "error": reason,
             "stored_status": record.get("status")}
     return make_row(bare, {}, order)
+
+
+def sweep_points(records: list[dict[str, Any]], runs_dir: Path) -> dict[str, str]:
+    """Run id → its grid point (``lambda_sa=0.25``, keys joined by commas) for every run that belongs to a sweep.
+
+    The swept keys are the sweep manifest's (amltui/app/sweeps.py), else the config keys that differ between the
+    sweep's runs; values are written as in the sweep view and in overrides (``format_value``: ``1``, not ``1.0``).
+    """
+    by_sweep: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        if isinstance(record.get("sweep"), str) and record["sweep"]:
+            by_sweep.setdefault(record["sweep"], []).append(record)
+    points: dict[str, str] = {}
+    for name, runs in by_sweep.items():
+        try:
+            keys = list((load_manifest(runs_dir, name) or {}).get("keys") or [])
+        except (OSError, ValueError):  # an unreadable manifest or a name no manifest may have
+            keys = []
+        keys = [k for k in keys if isinstance(k, str)] or swept_keys(runs)
+        for record in runs:
+            try:
+                points[record["id"]] = ",".join(f"{k}={format_value(field_of(record, k))}" for k in keys)
+            except (AttributeError, TypeError):  # a damaged record (a config that is not an object): no point
+                continue
+    return points
 
 
 def sort_rows(rows: list[RunRow], column: str, reverse: bool = False) -> list[RunRow]:
@@ -264,8 +305,9 @@ class RunsReader:
         records = [inspect(r, self.runs_dir, read_folder=False) for r in records]
         self.records = {r["id"]: r for r in records}
         store = self.store
-        rows = [safe_row(r, read_progress(store, r["id"]) if r.get("status") == Status.RUNNING else {}, i)
-                for i, r in enumerate(records)]
+        points = sweep_points(records, self.runs_dir)
+        rows = [safe_row(r, read_progress(store, r["id"]) if r.get("status") == Status.RUNNING else {}, i,
+                         points.get(r["id"], "")) for i, r in enumerate(records)]
         # Taken before the read: a write racing with it changes the signature and is read next time.
         self._signature = signature if len(signature) == 1 + len(self._live_ids()) else None
         return RunsSnapshot(rows)

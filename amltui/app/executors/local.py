@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -298,7 +299,8 @@ def _terminate(proc: subprocess.Popen) -> None:
 def start_detached(runs_dir: Path, run_ids: Sequence[str], gpus: str | None, slots_per_gpu: str | int,
                    cpu_slots: int, gpu_max_util: float | None = None, gpu_max_mem: float | None = None
                    ) -> subprocess.Popen:
-    """Run a scheduler for these runs in the background, in its own session; it outlives the CLI.
+    """Run a scheduler for these runs in the background, in its own session; it outlives the CLI, and is reaped
+    when it ends before its caller does.
 
     It inherits this environment, so it resolves ``gpus`` against the same CUDA_VISIBLE_DEVICES. The scheduler's
     claim on the runs is taken here and handed to it, so the runs are never unclaimed (and so never taken for
@@ -320,6 +322,9 @@ def start_detached(runs_dir: Path, run_ids: Sequence[str], gpus: str | None, slo
         claim.release()
         raise
     claim.handed_over()
+    # A long-lived caller (the dashboard) would keep every ended scheduler as a zombie until it exits: a daemon
+    # thread waits for this one. The returned Popen still works (wait/poll are safe alongside it).
+    threading.Thread(target=proc.wait, name=f"reap-scheduler-{proc.pid}", daemon=True).start()
     return proc
 
 

@@ -116,6 +116,18 @@ def resume_run(store: Store, record: Record, options: Any = None) -> str:
     return run_id
 
 
+def resume_runs(store: Store, records: list[Record], options: Any = None) -> tuple[list[str], list[str]]:
+    """resume_run for several runs: (the ids queued again, one line per run refused); a refusal does not stop
+    the others. The caller hands all the queued ids to ONE scheduler (launch.start_detached), not one each."""
+    queued, refused = [], []
+    for record in records:
+        try:
+            queued.append(resume_run(store, record, options))
+        except UserError as exc:
+            refused.append(str(exc))
+    return queued, refused
+
+
 def _preflight_resume(store: Store, record: Record, options: Any) -> None:
     from amltui.app.runs import run_dir
     from amltui.app.service.launch import DispatchOptions, preflight

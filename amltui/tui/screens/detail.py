@@ -4,6 +4,8 @@ on request, as `amltui plot RUN --pca`), the robustness curve."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +21,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, RichLog, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
+from amltui.app.executors.local import PYTHON  # python -P: never imports from the cwd
+from amltui.app.outcomes import CHANCE_MARK, chance_note
 from amltui.app.records import DAMAGED, Status
+from amltui.app.run_pca import DONE_PREFIX, ERROR_PREFIX, STAGE_PREFIX
 from amltui.app.run_progress import describe
 from amltui.tui.data import STATUS_STYLE, DetailReader, RunDetail, damaged_record
 from amltui.tui.keys import BACK, tab_keys
@@ -72,6 +77,8 @@ def head_text(record: dict[str, Any], progress: dict[str, Any], width: int = HEA
         text.append(final_text(metrics, counts, width))
     elif monitor := monitor_text(record.get("last") or {}):
         text.append(monitor)
+    if note := chance_note(record):
+        text.append(f"\n{CHANCE_MARK} {note}", style="bold red")
     if record.get(DAMAGED):
         text.append(f"\ndamaged: {record[DAMAGED]}", style="magenta")
     elif not metrics and record.get("error"):
@@ -173,7 +180,8 @@ class DetailScreen(Screen):
                 yield PcaView(id="pca-view")
             with TabPane("Robustness", id="robustness"):
                 with Vertical():
-                    yield LineChart("accuracy % vs ε", id="curve-chart", x_name="ε")
+                    yield LineChart("accuracy % vs ε", id="curve-chart", x_name="ε",
+                                    empty=f"no curve yet: `amltui eval {self.run_id} --curve` computes it")
                     yield Static(id="robustness-view")
         yield Footer(show_command_palette=False)
 
@@ -229,7 +237,7 @@ class DetailScreen(Screen):
             self.query_one("#pca-view", PcaView).show(pca_view(detail.pca, self.run_id))
 
     def action_compute_pca(self) -> None:
-        """Compute the PCA figure here, in a thread (as `amltui plot RUN --pca`), and show it when done."""
+        """Compute the PCA figure in a child process (as `amltui plot RUN --pca`) and show it when done."""
         if self.pca_busy:
             return
         self.pca_busy = True
@@ -246,20 +254,38 @@ class DetailScreen(Screen):
 
     @work(thread=True, group="pca", exclusive=True, exit_on_error=False)
     def _compute_pca(self) -> None:
-        from amltui.app.run_pca import write_pca  # torch: loaded only when asked for
-
-        steps: list[str] = []
-
-        def stage(text: str) -> None:
-            steps.append(text)
-            self.post_message(PcaStage(f"step {len(steps)}/3: {text}…"))
-
+        """`python -P -m amltui.app.run_pca` in a child process: torch never enters the dashboard (it would stay
+        resident, hundreds of MB, until quit), and -P keeps the user's cwd off the child's import path."""
         try:
-            write_pca(self.reader.store, self.run_id, stage=stage)
-        except Exception as exc:  # a missing checkpoint, unreadable data, …: said on the tab, never a crash
-            self.post_message(PcaStage("", done=True, error=f"{type(exc).__name__}: {exc}"))
+            self.pca_process = proc = start_pca(Path(self.app.runs_dir), self.run_id)
+        except OSError as exc:
+            self.post_message(PcaStage("", done=True, error=f"cannot start the PCA process: {exc}"))
             return
-        self.post_message(PcaStage("", done=True))
+        steps, other = 0, []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            if line.startswith(STAGE_PREFIX):
+                steps += 1
+                self.post_message(PcaStage(f"step {steps}/3: {line[len(STAGE_PREFIX):]}…"))
+            elif line.strip():
+                other.append(line)
+        code = proc.wait()
+        errors = [line[len(ERROR_PREFIX):] for line in other if line.startswith(ERROR_PREFIX)]
+        if code == 0 and any(line.startswith(DONE_PREFIX) for line in other):
+            self.post_message(PcaStage("", done=True))
+        elif errors:
+            self.post_message(PcaStage("", done=True, error=errors[-1]))
+        else:  # killed, or it died before it could say why: its last words and its exit status
+            said = " / ".join(other[-3:])
+            self.post_message(PcaStage("", done=True, error=f"the PCA process ended with status {code}"
+                                       + (f": {said}" if said else "")))
+
+    def on_unmount(self) -> None:
+        """Leaving the screen stops a PCA still under way (our own child: the Popen we started)."""
+        proc = getattr(self, "pca_process", None)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
 
     @on(PcaStage)
     def _pca_stage(self, message: PcaStage) -> None:
@@ -279,6 +305,13 @@ class DetailScreen(Screen):
             return
         self.notify(f"pca.png and pca.json written in {seconds:.0f} s", title=self.run_id, markup=False)
         view.show(pca_view(self.reader.path / "pca.json", self.run_id))
+
+
+def start_pca(runs_dir: Path, run_id: str) -> subprocess.Popen[str]:
+    """The PCA child process (amltui/app/run_pca.py), its stdout and stderr as one text pipe."""
+    return subprocess.Popen([*PYTHON, "-m", "amltui.app.run_pca", "--runs-dir",
+                             os.path.abspath(runs_dir), run_id], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, text=True, errors="replace")
 
 
 def pca_view(path: Path | None, run_id: str) -> Any:
@@ -324,10 +357,8 @@ def curve_series(curve: dict[str, Any] | None) -> list[Series]:
 def robustness_text(record: dict[str, Any], curve: dict[str, Any] | None, run_id: str) -> Text:
     """A_AA's breakdown and the sanity checks' results (or how to compute them), for the Robustness tab."""
     text = Text()
-    if curve:
+    if curve:  # without one, the chart above says how to make it
         text.append(f"curve on n={curve.get('n')} test images; ", style="dim")
-    else:
-        text.append(f"No curve yet: `amltui eval {run_id} --curve` computes it.\n", style="dim")
     aa = record.get("autoattack")
     if aa:
         broken = ", ".join(f"{k} {v}" for k, v in (aa.get("broken_by") or {}).items())

@@ -15,7 +15,8 @@ from textual.widgets import Static
 from amltui.tui.screens.dialog import Dialog
 
 KEY_LABELS = {"enter": "Enter", "slash": "/", "escape": "Esc", "space": "Space", "home": "Home", "end": "End",
-              "question_mark": "?", "backspace": "Backspace", "tab": "Tab", "pageup": "PgUp", "pagedown": "PgDn"}
+              "question_mark": "?", "backspace": "Backspace", "tab": "Tab", "pageup": "PgUp", "pagedown": "PgDn",
+              "left": "←", "right": "→"}
 
 
 def key_label(key: str) -> str:

@@ -75,7 +75,10 @@ class LaunchScreen(Dialog[LaunchResult | None]):
     def __init__(self, runs_dir: Path) -> None:
         super().__init__()
         self.runs_dir = runs_dir
-        self.confirmed = 0  # the run count a second Launch has confirmed (amltui/app/sweeps.py CONFIRM_ABOVE)
+        # The form as it was when a large sweep was asked about (amltui/app/sweeps.py CONFIRM_ABOVE): the next
+        # Launch queues only these very values. Keyed by the run count alone, keys typed after the question
+        # (epochs=12 → epochs=1200, a fast burst then Ctrl+S) were queued without being asked about.
+        self.confirmed: tuple[FormValues, str] | None = None
 
     def compose(self) -> ComposeResult:
         last = load_values(self.runs_dir)
@@ -108,9 +111,11 @@ class LaunchScreen(Dialog[LaunchResult | None]):
         yield Input(last.data_dir, placeholder="folder of the idx files [default: the download cache]",
                     id="data-dir", compact=True)
         yield Label("subsets")
-        with Horizontal(id="subsets"):
-            yield Input(last.train_subset, placeholder="train: all", id="train-subset", compact=True, type="integer")
-            yield Input(last.test_subset, placeholder="test: all", id="test-subset", compact=True, type="integer")
+        with Horizontal(id="subsets"):  # labels of their own: a placeholder goes once a field is filled
+            yield Label("train ")
+            yield Input(last.train_subset, placeholder="all", id="train-subset", compact=True, type="integer")
+            yield Label("test ")
+            yield Input(last.test_subset, placeholder="all", id="test-subset", compact=True, type="integer")
 
     def _how_fields(self, last: FormValues) -> ComposeResult:
         """How: overrides, the grid, devices, repeats."""
@@ -197,9 +202,11 @@ class LaunchScreen(Dialog[LaunchResult | None]):
         except ActionError as exc:
             self.show_error(str(exc))
             return
-        if needs_confirmation(n) and self.confirmed != n:  # a large sweep: the second Ctrl+S confirms
-            self.confirmed = n
-            self.show_error(f"{n} runs (sweep {request.sweep}): press Launch / Ctrl+S again to queue them all")
+        asked = (self.values(), self._text("sweep"))
+        if needs_confirmation(n) and self.confirmed != asked:  # a large sweep: a second Ctrl+S, nothing changed
+            self.confirmed = asked
+            self.show_error(f"{n} runs (sweep {request.sweep}): press Launch / Ctrl+S again to queue them all as "
+                            "shown (a change to the form asks again)")
             return
         self.busy = True
         self.query_one("#form-error", Static).update(f"checking the data, then queueing {n} run(s)…")

@@ -16,13 +16,23 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import get_current_worker
 
 from amltui.app.records import inspect_all
-from amltui.app.report import IA_METRICS, Cell, Row, aggregate, footnotes, present_metrics
+from amltui.app.report import (
+    IA_METRICS,
+    Cell,
+    Row,
+    _pair_key,  # what pairs a run with its reference baseline (report._pair_with_baselines)
+    aggregate,
+    footnotes,
+    is_reference_baseline,
+    present_metrics,
+)
 from amltui.app.store import Store, StoreError
 from amltui.tui import actions
 from amltui.tui.keys import BACK
@@ -70,12 +80,15 @@ class ResultsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(self.TITLE, id="results-title")
         yield DataTable(id="results", cursor_type="row", zebra_stripes=True)
-        yield Static(id="settings")
-        yield Static("[b]Δ vs the reference baseline[/b] of the same setting, seed by seed (points)",
-                     id="deltas-title")
-        yield DataTable(id="deltas", cursor_type="row", zebra_stripes=True)
-        yield Static(id="results-notes")
-        yield Static(id="frontier")
+        # What explains the table scrolls under it: on a short terminal (80×24) the frontier and the Δ table
+        # must not take the main table's rows away (Tab moves the focus here, then ↑/↓ scroll).
+        with VerticalScroll(id="results-below"):
+            yield Static(id="settings")
+            yield Static("[b]Δ vs the reference baseline[/b] of the same setting, seed by seed (points)",
+                         id="deltas-title")
+            yield DataTable(id="deltas", cursor_type="row", zebra_stripes=True)
+            yield Static(id="results-notes")
+            yield Static(id="frontier")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -108,7 +121,7 @@ class ResultsScreen(Screen):
 
                 rows, self.frontier = sweep_view(records, self.app.runs_dir, sweep)
             else:
-                rows = aggregate(records)
+                rows = baseline_first(aggregate(records))
         except (StoreError, OSError, ValueError) as exc:
             self.post_message(ResultsLoaded(None, str(exc)))
             return
@@ -196,7 +209,12 @@ class ResultsScreen(Screen):
     def action_next_sweep(self) -> None:
         from amltui.app.sweeps import next_sweep
 
+        before = self.sweep
         self.sweep = next_sweep(Store(self.app.runs_dir).all(), self.app.runs_dir, self.sweep)
+        if before is None and self.sweep is None:
+            self.notify("No sweeps in this runs folder: `amltui run … --grid KEY=V1,V2 --sweep NAME` (or the launch "
+                        "form's grid field) makes one", title="s: sweeps", severity="warning", markup=False)
+            return
         self.loaded = False  # re-read at once, whatever the index's mtime
         if not self.sweep:
             self.query_one("#results-title", Static).update(self.TITLE)
@@ -213,6 +231,27 @@ class ResultsScreen(Screen):
             self.app.call_from_thread(self.notify, f"export failed: {exc}", severity="error", markup=False)
             return
         self.app.call_from_thread(self.notify, str(path), title="Results exported", markup=False)
+
+
+def baseline_first(rows: list[Row]) -> list[Row]:
+    """Rows in aggregate's order, but each reference baseline moved up to just before the first row paired with
+    it: an ablation's setting (a λ sweep's ``lambda_sa=0.25``) differs from its baseline's and may sort first."""
+    baselines = [row for row in rows if row.runs and all(is_reference_baseline(r) for r in row.runs)]
+    key_of = {id(row): {_pair_key(r) for r in row.runs} for row in baselines}
+    ordered: list[Row] = []
+    placed: set[int] = set()
+    for row in rows:
+        if id(row) in placed:
+            continue
+        if id(row) not in key_of:
+            keys = {_pair_key(r) for r in row.runs}
+            for base in baselines:
+                if id(base) not in placed and key_of[id(base)] & keys:
+                    ordered.append(base)
+                    placed.add(id(base))
+        ordered.append(row)
+        placed.add(id(row))
+    return ordered
 
 
 def setting_labels(rows: list[Row]) -> dict[tuple[str, str], str]:

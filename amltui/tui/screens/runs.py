@@ -276,25 +276,32 @@ class RunsScreen(Screen):
     def action_cancel(self) -> None:
         self._ask(LIVE.__contains__, "{run_id} is already {status}",
                   "Cancel run [b]{run_id}[/b] ({status})?\nFinished epochs are kept; it can be resumed.",
-                  "Cancel", "Finished epochs are kept; they can be resumed.", actions.cancel)
+                  "Cancel", ("Its finished epochs are kept; it can be resumed.",
+                             "Finished epochs are kept; they can be resumed."), actions.cancel)
 
     def action_resume(self) -> None:
         self._ask(RESUMABLE.__contains__, "{run_id} is {status}; only failed, cancelled or orphaned runs resume",
                   "Resume run [b]{run_id}[/b] from its last checkpoint?", "Resume",
-                  "Each continues from its last checkpoint.", actions.resume)
+                  ("It continues from its last checkpoint.",
+                   "Each continues from its last checkpoint; one scheduler runs them all."), actions.resume_many,
+                  together=True)
 
     def action_delete(self) -> None:
         self._ask(lambda status: status not in LIVE, "{run_id} is {status}; cancel it first",
                   "Delete run [b]{run_id}[/b] and its folder?\nThis cannot be undone.", "Delete",
-                  "Their folders are deleted too. This cannot be undone.", actions.delete, danger=True)
+                  ("Its folder is deleted too. This cannot be undone.",
+                   "Their folders are deleted too. This cannot be undone."), actions.delete, danger=True)
 
-    def _ask(self, allowed: Callable[[str], bool], refusal: str, question: str, verb: str, note: str,
-             fn: Callable[..., str], danger: bool = False) -> None:
+    def _ask(self, allowed: Callable[[str], bool], refusal: str, question: str, verb: str, note: tuple[str, str],
+             fn: Callable[..., str], danger: bool = False, together: bool = False) -> None:
         """Act on the marked runs (else the run under the cursor) after one yes in the confirmation modal.
+
+        ``fn(runs_dir, run_id)`` once per run, or with ``together`` ``fn(runs_dir, run_ids)`` once for them all
+        (a bulk resume: one scheduler for all the runs).
 
         Runs whose status ``allowed`` refuses are left out (named in the question; a warning when none is left).
         ``refusal`` and ``question`` (one unmarked run) are formatted with run_id and status; several runs get
-        "``verb`` N runs?", their ids and ``note``.
+        "``verb`` N runs?", their ids and ``note`` (its text for one run, for several).
         """
         targets = self._targets()
         ok = [run_id for run_id, status in targets if allowed(status)]
@@ -310,7 +317,10 @@ class RunsScreen(Screen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._act(fn, ok)
+                if together:
+                    self._act_together(fn, ok)
+                else:
+                    self._act(fn, ok)
                 self.table.clear_marks()
                 self._update_status_line()
 
@@ -330,6 +340,17 @@ class RunsScreen(Screen):
                 lines.append(f"{run_id}: {type(exc).__name__}: {exc}")
                 severity = "error"
         self.app.call_from_thread(self._acted, "\n".join(lines), severity)
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def _act_together(self, fn: Callable[..., str], run_ids: list[str]) -> None:
+        """``fn(runs_dir, run_ids)`` (amltui/tui/actions.py resume_many) once for all the runs."""
+        try:
+            text, severity = fn(self.app.runs_dir, run_ids), "information"
+        except (actions.ActionError, StoreError, OSError, ValueError) as exc:
+            text, severity = str(exc), "error"
+        except Exception as exc:  # unexpected: report, never crash the dashboard
+            text, severity = f"{type(exc).__name__}: {exc}", "error"
+        self.app.call_from_thread(self._acted, text, severity)
 
     def _acted(self, text: str, severity: str) -> None:
         self.notify(text, severity=severity, markup=False)  # type: ignore[arg-type]
@@ -365,12 +386,14 @@ class RunsScreen(Screen):
         self.app.call_from_thread(self._acted, "\n".join(lines), "warning" if report.damaged else "information")
 
 
-def _bulk_question(verb: str, run_ids: list[str], refused: list[str], note: str) -> str:
-    """The confirmation of an action on several runs: every id (up to LISTED), what is left out and why."""
+def _bulk_question(verb: str, run_ids: list[str], refused: list[str], note: tuple[str, str]) -> str:
+    """The confirmation of an action on marked runs: every id (up to LISTED), what is left out and why; the
+    grammar follows the count ("Delete 1 run? … Its folder is …", "Delete 2 runs? … Their folders are …")."""
     listed = "\n".join(f"  {escape(run_id)}" for run_id in run_ids[:LISTED])
     if len(run_ids) > LISTED:
         listed += f"\n  … and {len(run_ids) - LISTED} more"
-    text = f"{verb} {len(run_ids)} run{'s' if len(run_ids) > 1 else ''}?\n{listed}\n{note}"
+    one = len(run_ids) == 1
+    text = f"{verb} {len(run_ids)} run{'' if one else 's'}?\n{listed}\n{note[0] if one else note[1]}"
     if refused:
         text += f"\nLeft out ({len(refused)}): " + "; ".join(escape(r) for r in refused)
     return text

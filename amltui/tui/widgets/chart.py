@@ -16,9 +16,10 @@ class LineChart(Widget):
     DEFAULT_CSS = "LineChart { height: 1fr; min-height: 5; }"
 
     def __init__(self, title: str, *, id: str | None = None, classes: str | None = None,
-                 x_name: str = "epoch", legend: bool = True) -> None:
+                 x_name: str = "epoch", legend: bool = True, empty: str = "no data yet") -> None:
         super().__init__(id=id, classes=classes)
         self.title = title
+        self.empty = empty  # what the chart says before it has points (best: how to get them)
         self.x_name = x_name
         self.legend = legend
         self.series: list[Series] = []
@@ -31,5 +32,5 @@ class LineChart(Widget):
 
     def render(self) -> RenderableType:
         width, height = self.content_size
-        return Group(*render_chart(self.title, self.series, width, height, self.x_max, x_name=self.x_name,
-                                   legend=self.legend))
+        return Group(*render_chart(self.title, self.series, width, height, self.x_max, empty=self.empty,
+                                   x_name=self.x_name, legend=self.legend))

@@ -6,16 +6,20 @@ and first row. Runs marked with space (``toggle_mark``) are what the bulk action
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
+from amltui.app.outcomes import CHANCE_MARK
 from amltui.tui.data import (
     COLUMNS,
     FLAG_MARK,
     FROZEN,
     MARK,
     NUMERIC,
+    POINT_COLUMN,
     SORTS,
     STATUS_STYLE,
     FilterSyntaxError,
@@ -25,6 +29,39 @@ from amltui.tui.data import (
 )
 
 ID_WIDTH_MAX = 32  # a longer id is cut: the metrics after it must stay in view at 80 columns
+POINT_WIDTH_MAX = 24  # a longer grid point is cut with "…" (the detail screen's config tab has it whole)
+PROGRESS_WIDTH_MIN = len("████████ 0/0")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What decides the columns: the widths that follow the content, and whether the grid point shows."""
+
+    id_width: int = 12
+    progress_width: int = PROGRESS_WIDTH_MIN
+    point_width: int = 0  # 0: no shown run belongs to a sweep, no point column
+
+    @property
+    def columns(self) -> list[tuple[str, str, int]]:
+        widths = {"id": self.id_width, "progress": self.progress_width, "point": self.point_width}
+        columns = list(COLUMNS)
+        if self.point_width:
+            columns.insert(next(i for i, c in enumerate(columns) if c[0] == "status") + 1, POINT_COLUMN)
+        return [(key, label, width or widths[key]) for key, label, width in columns]
+
+    def holds(self, other: Layout) -> bool:
+        """Every cell of ``other`` fits this layout (a wider column is kept: no rebuild each time a row goes)."""
+        return (self.id_width >= other.id_width and self.progress_width >= other.progress_width
+                and bool(self.point_width) == bool(other.point_width) and self.point_width >= other.point_width)
+
+
+def layout_for(cells: list[dict[str, str]]) -> Layout:
+    """The narrowest layout in which no cell of these rows is cut (an id or grid point past its cap aside)."""
+    def widest(column: str) -> int:
+        return max((len(c[column]) for c in cells), default=0)
+
+    return Layout(min(max(widest("id"), 12), ID_WIDTH_MAX), max(widest("progress"), PROGRESS_WIDTH_MIN),
+                  min(widest("point"), POINT_WIDTH_MAX))
 
 
 def _cell(column: str, value: str) -> str | Text:
@@ -37,12 +74,16 @@ def _cell(column: str, value: str) -> str | Text:
         return Text.assemble((bar, "cyan"), " ", count)
     if column == "A_SA" and value.endswith(FLAG_MARK):
         return Text.assemble(value[:-1], (FLAG_MARK, "bold yellow"), justify="right")
+    if column == "A_orig" and value.endswith(CHANCE_MARK):
+        return Text.assemble(value[:-1], (CHANCE_MARK, "bold red"), justify="right")
     if column == "flags" and value:
         return Text(value, style="yellow")
     if column in NUMERIC and value.startswith("~"):
         return Text(value, style="dim", justify="right")  # a monitor estimate, not the final number
     if column in NUMERIC:
         return Text(value, justify="right")
+    if column == "point" and len(value) > POINT_WIDTH_MAX:
+        return Text(value[: POINT_WIDTH_MAX - 1] + "…")
     if column == "id":
         return value  # a valid run id holds no markup; the table sorts by this plain string
     return Text(value)  # a str cell would be parsed as markup; run data is shown verbatim
@@ -54,6 +95,9 @@ class RunsTable(DataTable):
     BINDINGS = [
         Binding("home", "scroll_top", "First row", show=False),
         Binding("end", "scroll_bottom", "Last row", show=False),
+        # DataTable's own keys, bound here again so that the help screen lists them (a row cursor scrolls)
+        Binding("left", "cursor_left", "Scroll the columns left (the id stays)", show=False),
+        Binding("right", "cursor_right", "Scroll the columns right (the id stays)", show=False),
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -69,13 +113,19 @@ class RunsTable(DataTable):
         self.cells_written = 0  # cells (re)written since mount: a measure of update work
 
     def on_mount(self) -> None:
-        self._add_columns(12)
+        self._add_columns(Layout())
 
-    def _add_columns(self, id_width: int) -> None:
-        # Every width is fixed: auto-width columns re-measure on idle and can leave a stale row drawn.
-        self.id_width = id_width
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width or id_width)
+    def _add_columns(self, layout: Layout) -> None:
+        # Every width is fixed: auto-width columns re-measure on idle and can leave a stale row drawn. The widths
+        # that follow the content (id, progress, point) are set from the rows: Layout.
+        self.columns_layout = layout
+        self.column_keys = [key for key, _, _ in layout.columns]
+        for key, label, width in layout.columns:
+            self.add_column(label, key=key, width=width)
+
+    @property
+    def id_width(self) -> int:
+        return self.columns_layout.id_width
 
     @property
     def current_id(self) -> str | None:
@@ -136,11 +186,13 @@ class RunsTable(DataTable):
         """Make the table show the filtered, sorted rows, touching only what changed."""
         wanted = self._wanted()
         keep = self.current_id
-        id_width = min(max((len(r.key) for r in wanted), default=0), ID_WIDTH_MAX)
-        if id_width > self.id_width:  # a longer id: rebuild once with a wider first column
+        needed = layout_for([self._cells(r) for r in wanted])
+        if not self.columns_layout.holds(needed):  # a longer id or count, or a sweep came or went: rebuild once
             self.clear(columns=True)
             self.shown.clear()
-            self._add_columns(id_width)
+            old = self.columns_layout
+            self._add_columns(Layout(max(needed.id_width, old.id_width),
+                                     max(needed.progress_width, old.progress_width), needed.point_width))
         wanted_ids = {r.key for r in wanted}
         for key in [k for k in self.shown if k not in wanted_ids]:
             self.remove_row(key)
@@ -148,10 +200,10 @@ class RunsTable(DataTable):
         for row in wanted:
             cells, old = self._cells(row), self.shown.get(row.key)
             if old is None:
-                self.add_row(*(_cell(c, cells[c]) for c, _, _ in COLUMNS), key=row.key)
-                self.cells_written += len(COLUMNS)
+                self.add_row(*(_cell(c, cells[c]) for c in self.column_keys), key=row.key)
+                self.cells_written += len(self.column_keys)
             else:
-                for column, _, _ in COLUMNS:
+                for column in self.column_keys:
                     if old[column] != cells[column]:
                         self.update_cell(row.key, column, _cell(column, cells[column]))
                         self.cells_written += 1
