@@ -234,7 +234,7 @@ def measure_checks(ev: Evaluator, spec: CurveSpec, thresholds: Thresholds | None
         curves={curve["labels"][a]: list(zip(curve["grid"], accs, strict=True))
                 for a, accs in curve["curves"].items()},
     )
-    results = run_checks(m, thresholds or Thresholds())
+    results = run_checks(m, thresholds or Thresholds(fgsm_gap=cfg.mask_gap))  # one threshold: core/checks.py
     return {"summary": summary_line(results), "n": ev.n, "eps_s": eps, "pgd_steps": steps,
             "results": [r.to_dict() for r in results], "checkpoint": ev.ckpt, "checked": now(),
             "_results": results}
