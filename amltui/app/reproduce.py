@@ -156,17 +156,28 @@ def _further_metrics(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
              "of invariance examples classified as the attack's target (Tramèr et al.'s reading: a good invariance "
              "example changes the true label, so following it is not an error). Human agreement is scored only for "
              "models trained on MNIST digits (the human-labelled sets are MNIST digits).", ""]
-    lines += ["A_AA: AutoAttack (Croce & Hein 2020, via torchattacks) at ε_s on a stratified test subset, where "
-              "evaluated (`amltui eval RUN --autoattack`, or config eval_aa=true); its image count is in the notes "
-              "under Table 1.", ""]
+    lines += ["A_AA: AutoAttack (Croce & Hein 2020, via torchattacks) at ε_s on a stratified test subset: measured "
+              "by `reproduce` for every run that lacks it (`--robust-subset`, `--no-autoattack`), or by `amltui eval "
+              f"RUN --autoattack`; test images per run: {_aa_images(done)}.", ""]
     lines += ["| Variant | Dataset | A_PGD | A_AA | A_IA→target | human agreement (L∞ ε=0.3 set) |",
               "|---|---|---|---|---|---|"]
     for row in rows:
         mark = "†" if row.ia_note else ""
-        lines.append(f"| {row.variant} | {row.dataset} | {row.cells['A_PGD'].text()} | "
+        failed = " ⚠" if any(f.startswith("check_") for r in row.runs for f in r.get("flags") or []) else ""
+        lines.append(f"| {row.variant} | {row.dataset} | {row.cells['A_PGD'].text()}{failed} | "
                      f"{row.cells['A_AA'].text() if 'A_AA' in row.cells else '–'} | "
                      f"{row.cells['A_IA_target'].text()}{mark} | {_human_text(row)} |")
+    if any(f.startswith("check_") for r in done for f in r.get("flags") or []):
+        lines += ["", "⚠ on A_PGD: a sanity check failed for some of the row's runs (see Sanity checks): the attacks "
+                  "did not find adversarial examples that exist, so A_PGD is not evidence of robustness there."]
     return lines
+
+
+def _aa_images(done: list[dict[str, Any]]) -> str:
+    counts = sorted({int(n) for r in done if (n := (r.get("metrics_n") or {}).get("A_AA")) is not None})
+    if not counts:
+        return "none measured"
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
 
 
 def _human_text(row: Row) -> str:
@@ -179,9 +190,13 @@ def _human_text(row: Row) -> str:
 
 
 def _sanity(done: list[dict[str, Any]]) -> list[str]:
-    lines = ["", "## Sanity checks", "", "Carlini et al. 2019 (`amltui eval RUN --checks`): (a) accuracy at ε=0.5 "
-             "near 0, (b) more PGD steps / restarts do not raise accuracy, (c) black-box Square not stronger than "
-             "white-box, (d) FGSM not far above PGD, (e) accuracy monotone in ε. A failed check flags the run.", ""]
+    lines = ["", "## Sanity checks", "", "Carlini et al. 2019, all at ε_s: (a) PGD accuracy at ε=0.5 near 0, (b) more "
+             "PGD steps / restarts neither lower accuracy (PGD had not converged) nor raise it (an attack bug), (c) "
+             "black-box Square not stronger than white-box, (d) FGSM not far above PGD, (e) accuracy monotone in ε. "
+             "`reproduce` runs (a), (c) and (d) on every run by default (`--robust-subset` stratified test images, "
+             "cached; `--no-robust-checks` skips them): they catch a model that masks PGD as well as FGSM, which "
+             "the gradient-masking flag cannot see. `amltui eval RUN --checks` runs all of them. A failed check "
+             "flags the run (⚠ in the tables).", ""]
     return lines + (flagged_lines(done) or ["No run has been checked."])
 
 
