@@ -17,7 +17,7 @@ from typing import Any
 
 from amltui.app import paper
 from amltui.app.records import TERMINAL, WORKING, Status, inspect_all
-from amltui.app.report import Row, aggregate, footnotes, present_metrics, render
+from amltui.app.report import Row, aggregate, footnotes, present_metrics, render, se_note
 from amltui.app.report_notes import flagged_lines
 from amltui.app.robustness import robustness_figure
 from amltui.app.runs import code_version, run_dir
@@ -128,15 +128,17 @@ def _header(records: list[dict[str, Any]], done: list[dict[str, Any]], command: 
 
 
 def _table1(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
-    lines = ["## Table 1", "", "Test accuracy (%), mean ± sample std over seeds (n = seeds, one run per seed).", ""]
+    lines = ["## Table 1", "", "Test accuracy (%), mean ± sample std over seeds (n = seeds, one run per seed; "
+             "SE_bin = binomial standard error on the test images, see the notes).", ""]
     lines += ["| Variant | Dataset | Setting | A_orig | A_SA | A_IA | Seeds |", "|---|---|---|---|---|---|---|"]
     for row in rows:
         mark = "†" if row.ia_note else ""
         flag = " ⚠" if any(r.get("flags") for r in row.runs) else ""
-        lines.append(f"| {row.variant} | {row.dataset} | {row.setting} | {row.cells['A_orig'].text()} | "
-                     f"{row.cells['A_SA'].text()}{flag} | {row.cells['A_IA'].text()}{mark} | {row.seeds_text()} |")
+        lines.append(f"| {row.variant} | {row.dataset} | {row.setting} | {row.cells['A_orig'].text(se=True)} | "
+                     f"{row.cells['A_SA'].text(se=True)}{flag} | {row.cells['A_IA'].text(se=True)}{mark} | "
+                     f"{row.seeds_text()} |")
     metrics = present_metrics(rows) if rows else []
-    lines += ["", *footnotes(rows, metrics)] if rows else []
+    lines += ["", *footnotes(rows, metrics), *se_note(rows, metrics)] if rows else []
     return lines + _flag_section(rows, done)
 
 
@@ -164,8 +166,8 @@ def _further_metrics(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
     for row in rows:
         mark = "†" if row.ia_note else ""
         failed = " ⚠" if any(f.startswith("check_") for r in row.runs for f in r.get("flags") or []) else ""
-        lines.append(f"| {row.variant} | {row.dataset} | {row.cells['A_PGD'].text()}{failed} | "
-                     f"{row.cells['A_AA'].text() if 'A_AA' in row.cells else '–'} | "
+        lines.append(f"| {row.variant} | {row.dataset} | {row.cells['A_PGD'].text(se=True)}{failed} | "
+                     f"{row.cells['A_AA'].text(se=True) if 'A_AA' in row.cells else '–'} | "
                      f"{row.cells['A_IA_target'].text()}{mark} | {_human_text(row)} |")
     if any(f.startswith("check_") for r in done for f in r.get("flags") or []):
         lines += ["", "⚠ on A_PGD: a sanity check failed for some of the row's runs (see Sanity checks): the attacks "
