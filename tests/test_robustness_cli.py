@@ -43,7 +43,7 @@ def test_eval_autoattack_curve_checks_end_to_end(tmp_path):
     curve = json.loads((folder / "curve.json").read_text())
     assert curve["grid"] == [0.0, 0.15, 0.3] and set(curve["curves"]) == {"fgsm", "pgd-2x1-s0", "aa-apgd-ce+apgd-t"}
     assert (folder / "curve.png").stat().st_size > 1000
-    assert len(record["checks"]["results"]) == 5
+    assert len(record["checks"]["results"]) == 6  # (b) looks both ways
     assert set(record.get("flags", [])) == {r["flag"] for r in record["checks"]["results"] if r["passed"] is False}
     assert "checks:" in result.output and "A_AA" in result.output and "accuracy % vs ε" in result.output
     # everything is cached: a second evaluation computes nothing new
