@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from amltui.app.report import Cell, Row
@@ -71,7 +72,7 @@ def test_reproduce_writes_the_report_and_a_rerun_reuses_everything(tmp_path):
     for record in Store(tmp_path).all():
         assert record["checks"]["scope"] == "cheap" and record["checks"]["n"] == 40
         assert record["metrics_n"]["A_AA"] == 40
-    assert "(n=40)" in report and "test images per run: 40" in report
+    assert "(n=40; `reproduce`'s default set)" in report and "test images per run: 40" in report
     caches = {i: (tmp_path / i / "robustness" / "cache.json").read_text() for i in ids}
 
     second = runner.invoke(app, args)
@@ -92,16 +93,39 @@ def _scale_logits(checkpoint, factor: float) -> None:
     torch.save(state, checkpoint)
 
 
-def test_the_report_flags_a_model_that_masks_pgd_too(tmp_path):
-    """Logits × 1e4 defeat FGSM and PGD alike (no gradient-masking flag); checks (a) and (c) catch it."""
+def _quantize_inputs(monkeypatch) -> None:
+    """Every model loaded from a run folder sees its input rounded to 5 gray levels (zero input gradient)."""
+    import amltui.app.robustness as robustness
+    import amltui.app.runs as runs
+    from tests.test_robustness import Quantized
+
+    real = runs.load_run_model
+
+    def load(*args, **kwargs):
+        loaded = real(*args, **kwargs)
+        loaded.model = Quantized(loaded.model).eval()
+        return loaded
+
+    monkeypatch.setattr(runs, "load_run_model", load)
+    monkeypatch.setattr(robustness, "load_run_model", load)
+
+
+@pytest.mark.parametrize("masking", ["scaled_logits", "quantized_input"])
+def test_the_report_flags_a_model_that_masks_pgd_too(tmp_path, monkeypatch, masking):
+    """Logits × 1e4 or a quantized input defeat FGSM and PGD alike (no gradient-masking flag); checks (a), (c)
+    catch it."""
     small = ["arch=small", "train_subset=1000", "test_subset=200", "batch_size=64", "lr=3e-3", "threads=1",
              "eval_ia=false", "pgd_steps=10", "monitor_pgd=0"]  # real digits: a model well above chance
     args = ["reproduce", "--dataset", "mnist-sample", "--seeds", "0", "--variants", "baseline", "--epochs", "3",
             "--robust-subset", "40", "--no-autoattack", "--runs-dir", str(tmp_path),
             *[a for s in small for a in ("--set", s)]]
-    assert runner.invoke(app, args).exit_code == 0
+    assert runner.invoke(app, [*args, "--no-robust-checks"]).exit_code == 0  # train only
     (record,) = Store(tmp_path).all()
-    _scale_logits(tmp_path / record["id"] / "checkpoint.pt", 1e4)
+    assert "checks" not in record
+    if masking == "scaled_logits":
+        _scale_logits(tmp_path / record["id"] / "checkpoint.pt", 1e4)
+    else:
+        _quantize_inputs(monkeypatch)
     evaluated = runner.invoke(app, ["eval", record["id"], "--runs-dir", str(tmp_path)])
     assert evaluated.exit_code == 0, evaluated.output
     masked = Store(tmp_path).get(record["id"])
