@@ -158,3 +158,10 @@ def test_an_interrupted_reproduce_resumes_its_runs(tmp_path):
     assert record["status"] == "done" and record["epoch"] == 2
     runs = json.loads((tmp_path / "reports" / "reproduce-synthetic-quick" / "runs.json").read_text())
     assert [r["id"] for r in runs] == [run_id]
+
+
+def test_a_robust_subset_below_one_is_refused_before_anything_is_written(tmp_path):
+    out = runner.invoke(app, ["reproduce", "--dataset", "synthetic", "--robust-subset", "0", "--runs-dir",
+                              str(tmp_path / "runs")])
+    assert out.exit_code == 2 and "--robust-subset 0" in out.output and "--no-robust-checks" in out.output
+    assert not (tmp_path / "runs").exists()
