@@ -151,6 +151,7 @@ def test_a_robust_model_evaluated_at_a_larger_pgd_eps_is_not_flagged(tmp_path):
     assert m["A_SA"] - m["A_PGD"] > 30  # the old rule (A_SA at 0.1 − A_PGD at 0.3) flagged this run
     assert record["metrics_n"]["A_PGD_at_eps_s"] == record["metrics_n"]["A_PGD"]
     assert m["A_SA"] - m["A_PGD_at_eps_s"] <= 30 and record["flags"] == []
+    assert f"the same PGD at ε_s (for the gradient-masking flag): {m['A_PGD_at_eps_s']:.2f}%" in result.output
     epochs = [json.loads(line) for line in (tmp_path / record["id"] / "metrics.jsonl").read_text().splitlines()]
     assert all("monitor_A_PGD_at_eps_s" in e for e in epochs if e["kind"] == "epoch")
 
