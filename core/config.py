@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from core import registry
+from core.checks import FGSM_PGD_GAP
 from core.registry import ATTACK_EPS, INVARIANCE_EPS, Bound
 
 VARIANTS = registry.VARIANTS
@@ -158,7 +159,8 @@ class RunConfig:
     # gradient-masking flag (core/flags.py)
     mask_rule: str = key("gap_or_collapse", "when a finished run is flagged as gradient-masked: gap, collapse, "
                          "either, or off", registry.MASK_RULES)
-    mask_gap: float = key(30.0, "A_SA − A_PGD (points) above which the final model is flagged", bound=_B(0.0, 100.0))
+    mask_gap: float = key(FGSM_PGD_GAP, "FGSM − PGD accuracy at one ε (points) above which the final model is flagged "
+                          "(and sanity check (d) fails)", bound=_B(0.0, 100.0))
     mask_collapse: float = key(30.0, "one-epoch drop of the monitor's PGD accuracy (points), FGSM holding, that "
                                "flags the run", bound=_B(0.0, 100.0))
     # runtime

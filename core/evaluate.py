@@ -3,6 +3,8 @@
 - A_orig: clean accuracy.
 - A_SA: accuracy on FGSM(ε_s) examples made white-box against the evaluated model.
 - A_PGD: PGD-k accuracy at ε_s (random start): an FGSM-trained model must not be judged by FGSM alone.
+- A_PGD_at_eps_s: the same PGD on A_PGD's images at ε_s, only when ``pgd_eps`` differs from ε_s: the
+  gradient-masking flag compares FGSM with PGD at one ε (core/flags.py), never A_SA at ε_s with A_PGD at another.
 - A_IA: accuracy on the test split's invariance examples against the *original* label (the paper's Table 1).
 - A_IA→target: fraction of invariance examples classified as the attack's target (Tramèr et al.'s reading).
 """
@@ -17,6 +19,7 @@ import torch
 from core.attacks import FGSM, PGD
 from core.config import RunConfig
 from core.data import Split, to_float
+from core.flags import PGD_AT_EPS_S  # not a table column (core/metrics.py): the masking flag's like-with-like input
 from core.metrics import METRIC_ORDER
 from core.models import EmbeddingNet
 from core.scoring import FastForward, clean_and_fgsm_correct, count_correct
@@ -163,12 +166,18 @@ def _evaluate(model: EmbeddingNet, test: Split, config: RunConfig, *, invariance
               generator=torch.Generator().manual_seed(config.seed))
     scores["A_PGD"] = score(model, pgd_split.images, pgd_split.labels, batch_size=bs, attack=pgd,
                             metric="A_PGD", progress=progress)
+    if config.effective_pgd_eps != config.eps_s:  # the masking flag compares FGSM and PGD at ε_s (core/flags.py)
+        at_eps_s = PGD(model, eps=config.eps_s, alpha=config.pgd_alpha, steps=config.pgd_steps,
+                       generator=torch.Generator().manual_seed(config.seed))
+        scores[PGD_AT_EPS_S] = score(model, pgd_split.images, pgd_split.labels, batch_size=bs, attack=at_eps_s,
+                                     metric=PGD_AT_EPS_S, progress=progress)
     return scores
 
 
 def scores_to_record(scores: dict[str, Score]) -> tuple[dict[str, float], dict[str, int]]:
-    """(metrics in %, n per metric), in the paper's column order, for the run record."""
-    ordered = [k for k in METRIC_ORDER if k in scores]
+    """(metrics in %, n per metric), in the paper's column order (then the flag's own measurements), for the
+    run record."""
+    ordered = [k for k in METRIC_ORDER if k in scores] + [k for k in scores if k not in METRIC_ORDER]
     return {k: round(scores[k].percent, 4) for k in ordered}, {k: scores[k].n for k in ordered}
 
 

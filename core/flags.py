@@ -5,11 +5,22 @@ history: the per-epoch records with the monitor accuracies). Register more with 
 runs them all and the run record stores ``flags`` (the names) and ``flag_details`` (rule + numbers).
 
 ``gradient_masking`` (config ``mask_rule``, thresholds ``mask_gap`` and ``mask_collapse``, in points):
-- gap: the final A_SA − A_PGD exceeds ``mask_gap``: FGSM accuracy is an artifact of a masked gradient that an
-  iterative attack walks around (plain FGSM training at large ε does this, Wong et al. 2020).
-- collapse: between two consecutive epochs the monitor's PGD accuracy falls by ≥ ``mask_collapse`` while its
-  FGSM accuracy falls by less than half that ("catastrophic overfitting", Wong et al. 2020).
+- gap: final FGSM accuracy − PGD accuracy, both at the training budget ε_s, exceeds ``mask_gap``: FGSM accuracy
+  is an artifact of a masked gradient that an iterative attack walks around (plain FGSM training at large ε does
+  this, Wong et al. 2020). ``mask_gap`` defaults to core/checks.py's FGSM_PGD_GAP, the threshold of sanity check
+  (d), which makes the same comparison.
+- collapse: between two consecutive epochs the monitor's PGD accuracy at ε_s falls by ≥ ``mask_collapse`` while
+  its FGSM accuracy at ε_s falls by less than half that ("catastrophic overfitting", Wong et al. 2020).
 ``gap_or_collapse`` (the default) trips on either; ``off`` disables the flag.
+
+Like with like: FGSM and PGD are compared at one ε, the training ε_s. A_SA is FGSM at ε_s; when ``pgd_eps``
+differs, A_PGD is at another ε, so the evaluation and the monitor also measure PGD at ε_s on A_PGD's own images
+(``A_PGD_at_eps_s``, ``monitor_A_PGD_at_eps_s``) and the rule uses those. Why ε_s rather than FGSM at
+``pgd_eps``: masking is a property of how the model was trained, and the FGSM − PGD gap of a sound model depends on
+the ε it is read at. A robust quick model (FGSM-RS, ε_s 0.1) has gaps of 2.7 / 17.2 / 37.5 / 12.8 points at
+ε 0.1 / 0.15 / 0.2 / 0.3 (docs/robustness.md): one threshold can only be calibrated at one ε, the training one.
+A run recorded before this measurement existed, with ``pgd_eps`` ≠ ε_s, has no like-with-like pair: the rule is
+not applied to it rather than applied to unlike numbers.
 """
 
 from __future__ import annotations
@@ -21,6 +32,8 @@ from typing import Any
 from core.config import RunConfig
 
 GRADIENT_MASKING = "gradient_masking"
+PGD_AT_EPS_S = "A_PGD_at_eps_s"  # the metric core/evaluate.py records when pgd_eps ≠ ε_s (no torch here)
+MONITOR_PGD_AT_EPS_S = "monitor_" + PGD_AT_EPS_S
 
 
 @dataclass(frozen=True)
@@ -55,42 +68,61 @@ def flags_record(flags: list[Flag]) -> dict[str, Any]:
     return {"flags": sorted({f.name for f in flags}), "flag_details": [f.to_dict() for f in flags]}
 
 
+def pgd_key(config: RunConfig, prefix: str = "") -> tuple[str, str]:
+    """(metric key, label) of the PGD accuracy at ε_s: A_PGD itself, or the extra PGD when ``pgd_eps`` ≠ ε_s."""
+    if config.effective_pgd_eps == config.eps_s:
+        return prefix + "A_PGD", "A_PGD"
+    return prefix + PGD_AT_EPS_S, f"PGD@{config.eps_s:g}"
+
+
 def masking_rule_text(config: RunConfig) -> str:
-    gap = f"final A_SA − A_PGD > {config.mask_gap:g} points"
+    eps = f"at ε_s {config.eps_s:g}"
+    gap = f"final A_SA − {pgd_key(config)[1]} > {config.mask_gap:g} points (both {eps})"
     collapse = (f"monitor PGD accuracy drops ≥ {config.mask_collapse:g} points in one epoch while monitor FGSM "
-                f"accuracy drops < {config.mask_collapse / 2:g}")
+                f"accuracy drops < {config.mask_collapse / 2:g} (both {eps})")
     return {"gap": gap, "collapse": collapse, "gap_or_collapse": f"{gap}, or {collapse}", "off": "off"}[
         config.mask_rule]
 
 
 @register
 def gradient_masking(config: RunConfig, metrics: dict[str, float], history: list[dict[str, Any]]) -> list[Flag]:
-    """A_SA ≫ A_PGD at the end, or a one-epoch collapse of the monitor's PGD accuracy with FGSM holding."""
+    """FGSM ≫ PGD (same ε) at the end, or a one-epoch collapse of the monitor's PGD accuracy with FGSM holding."""
     if config.mask_rule == "off":
         return []
     reasons: list[str] = []
     numbers: dict[str, float] = {}
-    if config.mask_rule in ("gap", "gap_or_collapse") and "A_SA" in metrics and "A_PGD" in metrics:
-        gap = metrics["A_SA"] - metrics["A_PGD"]
-        if gap > config.mask_gap:
-            reasons.append(f"A_SA {metrics['A_SA']:.2f} − A_PGD {metrics['A_PGD']:.2f} = {gap:.2f} > "
-                           f"{config.mask_gap:g}")
-            numbers.update(A_SA=metrics["A_SA"], A_PGD=metrics["A_PGD"], gap=round(gap, 4),
-                           mask_gap=config.mask_gap)
+    if config.mask_rule in ("gap", "gap_or_collapse"):
+        _gap_rule(config, metrics, reasons, numbers)
     if config.mask_rule in ("collapse", "gap_or_collapse"):
-        for prev, cur in zip(history, history[1:], strict=False):
-            keys = ("monitor_A_PGD", "monitor_A_SA")
-            if not all(k in prev and k in cur for k in keys):
-                continue
-            pgd_drop = prev["monitor_A_PGD"] - cur["monitor_A_PGD"]
-            fgsm_drop = prev["monitor_A_SA"] - cur["monitor_A_SA"]
-            if pgd_drop >= config.mask_collapse and fgsm_drop < config.mask_collapse / 2:
-                reasons.append(
-                    f"epoch {prev['epoch']}→{cur['epoch']}: monitor PGD {prev['monitor_A_PGD']:.1f}→"
-                    f"{cur['monitor_A_PGD']:.1f} while FGSM {prev['monitor_A_SA']:.1f}→{cur['monitor_A_SA']:.1f}")
-                numbers.update(collapse_epoch=float(cur["epoch"]), monitor_pgd_drop=round(pgd_drop, 4),
-                               monitor_fgsm_drop=round(fgsm_drop, 4), mask_collapse=config.mask_collapse)
-                break
+        _collapse_rule(config, history, reasons, numbers)
     if not reasons:
         return []
     return [Flag(GRADIENT_MASKING, masking_rule_text(config), reasons, numbers)]
+
+
+def _gap_rule(config: RunConfig, metrics: dict[str, float], reasons: list[str], numbers: dict[str, float]) -> None:
+    key, label = pgd_key(config)
+    if "A_SA" not in metrics or key not in metrics:
+        return
+    gap = metrics["A_SA"] - metrics[key]
+    if gap > config.mask_gap:
+        reasons.append(f"A_SA {metrics['A_SA']:.2f} − {label} {metrics[key]:.2f} = {gap:.2f} > {config.mask_gap:g}")
+        numbers.update({"A_SA": metrics["A_SA"], key: metrics[key], "gap": round(gap, 4),
+                        "mask_gap": config.mask_gap, "eps_s": config.eps_s})
+
+
+def _collapse_rule(config: RunConfig, history: list[dict[str, Any]], reasons: list[str],
+                   numbers: dict[str, float]) -> None:
+    pgd, _ = pgd_key(config, "monitor_")
+    fgsm = "monitor_A_SA"
+    for prev, cur in zip(history, history[1:], strict=False):
+        if not all(k in prev and k in cur for k in (pgd, fgsm)):
+            continue
+        pgd_drop = prev[pgd] - cur[pgd]
+        fgsm_drop = prev[fgsm] - cur[fgsm]
+        if pgd_drop >= config.mask_collapse and fgsm_drop < config.mask_collapse / 2:
+            reasons.append(f"epoch {prev['epoch']}→{cur['epoch']}: monitor PGD {prev[pgd]:.1f}→{cur[pgd]:.1f} "
+                           f"while FGSM {prev[fgsm]:.1f}→{cur[fgsm]:.1f}")
+            numbers.update(collapse_epoch=float(cur["epoch"]), monitor_pgd_drop=round(pgd_drop, 4),
+                           monitor_fgsm_drop=round(fgsm_drop, 4), mask_collapse=config.mask_collapse)
+            return

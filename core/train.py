@@ -26,6 +26,7 @@ from core.config import RunConfig
 from core.data import Dataset, Split, batch_indices, to_float
 from core.device import set_deterministic
 from core.errors import DiskFullError, TrainingFailed, disk_full_message  # noqa: F401  (re-exported)
+from core.flags import MONITOR_PGD_AT_EPS_S
 from core.fsio import NO_SPACE, atomic_write
 from core.losses import TERM_NAMES, TRIPLET_DIAGNOSTICS
 from core.models import EmbeddingNet, build_model
@@ -256,7 +257,9 @@ def monitor_accuracy(model: EmbeddingNet, split: Split, config: RunConfig) -> di
 
     PGD-``monitor_pgd_steps`` (step 2.5·ε/k, random start drawn from a fixed seed, so every epoch and every
     resume sees the same starts) runs on the first ``monitor_pgd`` images of the (stratified) monitor: cheap
-    enough for every epoch, strong enough to expose gradient masking that FGSM accuracy hides.
+    enough for every epoch, strong enough to expose gradient masking that FGSM accuracy hides. When ``pgd_eps``
+    differs from ε_s, the same PGD at ε_s on the same images (``monitor_A_PGD_at_eps_s``) gives the collapse rule
+    a PGD curve at FGSM's ε (core/flags.py: like with like).
     """
     was_training = model.training
     model.eval()
@@ -271,18 +274,25 @@ def monitor_accuracy(model: EmbeddingNet, split: Split, config: RunConfig) -> di
     record = {"monitor_A_orig": 100.0 * int(clean) / len(split), "monitor_A_SA": 100.0 * int(adv) / len(split)}
     n_pgd = min(config.monitor_pgd, len(split))
     if n_pgd > 0:
-        steps = config.monitor_pgd_steps
-        pgd = PGD(net, eps=eps, alpha=min(1.0, 2.5 * eps / steps), steps=steps,
-                  generator=torch.Generator().manual_seed(HOLDOUT_SEED))
         sub = split.select(monitor_pgd_indices(split, n_pgd))
-        robust = torch.zeros((), dtype=torch.int64, device=split.labels.device)
-        for start in range(0, n_pgd, config.eval_batch_size):
-            x = to_float(sub.images[start:start + config.eval_batch_size])
-            y = sub.labels[start:start + config.eval_batch_size]
-            robust = robust + count_correct(net, pgd(x, y), y)[0]
-        record["monitor_A_PGD"] = 100.0 * int(robust) / n_pgd
+        record["monitor_A_PGD"] = _monitor_pgd(net, sub, config, eps)
+        if eps != config.eps_s:
+            record[MONITOR_PGD_AT_EPS_S] = _monitor_pgd(net, sub, config, config.eps_s)
     model.train(was_training)
     return record
+
+
+def _monitor_pgd(net: nn.Module, sub: Split, config: RunConfig, eps: float) -> float:
+    """PGD-``monitor_pgd_steps`` accuracy (%) at ``eps`` on the monitor's PGD images."""
+    steps = config.monitor_pgd_steps
+    pgd = PGD(net, eps=eps, alpha=min(1.0, 2.5 * eps / steps), steps=steps,
+              generator=torch.Generator().manual_seed(HOLDOUT_SEED))
+    robust = torch.zeros((), dtype=torch.int64, device=sub.labels.device)
+    for start in range(0, len(sub), config.eval_batch_size):
+        x = to_float(sub.images[start:start + config.eval_batch_size])
+        y = sub.labels[start:start + config.eval_batch_size]
+        robust = robust + count_correct(net, pgd(x, y), y)[0]
+    return 100.0 * int(robust) / len(sub)
 
 
 def monitor_pgd_indices(split: Split, n: int) -> torch.Tensor:

@@ -79,7 +79,7 @@ def test_ls_show_eval_and_export(tmp_path):
     assert md.exit_code == 0
     lines = [line for line in md.output.splitlines() if line.startswith("| baseline") or line.startswith("| ml_sa")]
     assert len(lines) == 3  # two result rows, then ml_sa paired with the baseline
-    assert "(n=2)" in md.output and "A_orig" in md.output and "A_PGD" in md.output
+    assert "(n=2; SE_bin" in md.output and "A_orig" in md.output and "A_PGD" in md.output
     header = next(line for line in md.output.splitlines() if line.startswith("| Variant"))
     assert header.index("A_orig") < header.index("A_SA") < header.index("A_PGD")
 

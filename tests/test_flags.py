@@ -53,6 +53,37 @@ def test_collapse_rule_needs_pgd_to_fall_while_fgsm_holds():
     assert len(both.reasons) == 2
 
 
+def test_with_another_pgd_eps_the_gap_rule_compares_fgsm_and_pgd_at_eps_s():
+    # A_SA is FGSM at ε_s 0.1, A_PGD at 0.3: their difference says nothing about masking (issue 22)
+    cfg = config(pgd_eps=0.3)
+    assert check_run(cfg, {"A_SA": 83.6, "A_PGD": 0.0, "A_PGD_at_eps_s": 80.9}, []) == []
+    (flag,) = check_run(cfg, {"A_SA": 83.6, "A_PGD": 0.0, "A_PGD_at_eps_s": 10.0}, [])
+    assert flag.reasons == ["A_SA 83.60 − PGD@0.1 10.00 = 73.60 > 30"]
+    assert flag.numbers["A_PGD_at_eps_s"] == 10.0 and flag.numbers["eps_s"] == 0.1
+    assert "A_SA − PGD@0.1 > 30 points (both at ε_s 0.1)" in flag.rule
+    # a record from before the like-with-like measurement: no pair at one ε, so no verdict either way
+    assert check_run(cfg, {"A_SA": 83.6, "A_PGD": 0.0}, []) == []
+
+
+def test_with_another_pgd_eps_the_collapse_rule_reads_the_monitor_pgd_at_eps_s():
+    cfg = config(pgd_eps=0.3, mask_rule="collapse")
+
+    def ep(n, pgd_big, pgd_s, fgsm):
+        return {**epoch(n, pgd_big, fgsm), "monitor_A_PGD_at_eps_s": pgd_s}
+
+    # PGD at 0.3 collapses from a low level while PGD at ε_s holds: not masking
+    assert check_run(cfg, {}, [ep(1, 40, 80, 85), ep(2, 5, 79, 85)]) == []
+    (flag,) = check_run(cfg, {}, [ep(1, 5, 80, 85), ep(2, 5, 10, 84)])
+    assert "monitor PGD 80.0→10.0 while FGSM 85.0→84.0" in flag.reasons[0]
+    assert check_run(cfg, {}, [epoch(1, 60, 85), epoch(2, 0, 85)]) == []  # old history: no PGD at ε_s
+
+
+def test_the_flag_and_check_d_share_one_threshold():
+    from core.checks import FGSM_PGD_GAP, Thresholds
+
+    assert config().mask_gap == FGSM_PGD_GAP == Thresholds().fgsm_gap
+
+
 def test_other_checks_can_register_and_feed_the_same_record():
     def always(cfg, metrics, history):
         return [Flag("sanity_test", "always", ["because"])]
@@ -109,6 +140,20 @@ def test_a_flagged_run_is_marked_in_ls_json_show_and_export(tmp_path):
     epochs = [json.loads(line) for line in (tmp_path / record["id"] / "metrics.jsonl").read_text().splitlines()]
     pgd_curve = [e["monitor_A_PGD"] for e in epochs if e["kind"] == "epoch"]
     assert len(pgd_curve) == 3 and all(f"{v:.2f}" in shown for v in pgd_curve)  # the per-epoch PGD column
+
+
+def test_a_robust_model_evaluated_at_a_larger_pgd_eps_is_not_flagged(tmp_path):
+    """Real digits, FGSM-RS at ε_s 0.1, A_PGD at 0.3: A_SA − A_PGD is far above 30, yet nothing is masked."""
+    result = _run(tmp_path, "train_attack=fgsm_rs", "eps_s=0.1", "pgd_eps=0.3", "pgd_alpha=0.01", "pgd_steps=20")
+    assert result.exit_code == 0, result.output
+    (record,) = Store(tmp_path).all()
+    m = record["metrics"]
+    assert m["A_SA"] - m["A_PGD"] > 30  # the old rule (A_SA at 0.1 − A_PGD at 0.3) flagged this run
+    assert record["metrics_n"]["A_PGD_at_eps_s"] == record["metrics_n"]["A_PGD"]
+    assert m["A_SA"] - m["A_PGD_at_eps_s"] <= 30 and record["flags"] == []
+    assert f"the same PGD at ε_s (for the gradient-masking flag): {m['A_PGD_at_eps_s']:.2f}%" in result.output
+    epochs = [json.loads(line) for line in (tmp_path / record["id"] / "metrics.jsonl").read_text().splitlines()]
+    assert all("monitor_A_PGD_at_eps_s" in e for e in epochs if e["kind"] == "epoch")
 
 
 def test_curves_png_has_a_pgd_monitor_panel(tmp_path, monkeypatch):

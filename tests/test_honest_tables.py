@@ -58,7 +58,7 @@ def test_the_same_seed_twice_is_reused_and_a_repeat_counts_once(tmp_path):
     assert row.cells["A_orig"].run_ids == [latest["id"]] and [r["id"] for r in row.repeats] == [record["id"]]
 
     md = invoke("export", "--with-runs", "--runs-dir", str(tmp_path)).output
-    assert "(n=1)" in md and "(n=2)" not in md
+    assert "(n=1; SE_bin" in md and "(n=2" not in md
     assert f"repeats not counted: s0 {record['id']}" in md and f"s0 {latest['id']}" in md
     assert "same neighbour as exact on" in md and "of 128 sampled queries" in md
     assert "Every column is measured on 128 test images" in md and "PGD-3 (L∞ ε 0.1, step α 0.01" in md

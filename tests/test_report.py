@@ -6,6 +6,8 @@ import csv
 import io
 import statistics
 
+import pytest
+
 from amltui.app.report import NO_BASELINE, aggregate, render
 from core.config import VARIANT_DEFAULTS
 
@@ -81,7 +83,7 @@ def test_markdown_has_the_papers_column_order_and_traceable_rows():
     header = next(line for line in text.splitlines() if line.startswith("| Variant"))
     order = [header.index(c) for c in ("A_orig", "A_SA", "A_IA", "A_IA→target", "A_PGD")]
     assert order == sorted(order)
-    assert "98.00 ± 1.00 (n=3)" in text
+    assert "98.00 ± 1.00 (n=3; SE_bin 0.44)" in text  # √(0.98·0.02/1000) = 0.44 points
     assert "+0.50 (no spread measured, n=2)" in text  # equal differences: no spread, not "significant"
     assert "s0 b0, s1 b1, s2 b2" in text and "s0 m0, s1 m1" in text
 
@@ -91,13 +93,24 @@ def test_csv_and_latex():
     assert parsed[0]["variant"] == "baseline" and float(parsed[0]["A_orig_mean"]) == 98.0
     assert parsed[0]["A_orig_n"] == "3" and parsed[1]["delta_A_SA_n"] == "2" and parsed[1]["runs"] == "m0 m1"
     tex = render(aggregate(RUNS), "latex")
-    assert "ml\\_sa" in tex and "$98.00 \\pm 1.00$ (3)" in tex and "\\end{tabular}" in tex
+    assert "ml\\_sa" in tex and "$98.00 \\pm 1.00$ (3; 0.44)" in tex and "\\end{tabular}" in tex
+    assert parsed[0]["A_orig_se_binom"] == "0.4427" and parsed[0]["A_PGD_se_binom"] == "1.2406"
     assert parsed[0]["A_orig_test_images"] == "1000" and "PGD-40" in parsed[0]["pgd"]
 
 
 def test_a_single_seed_has_no_spread():
     text = render(aggregate([rec("s", "ml_sa", 0, 90.0, 80.0)]), "md")
-    assert "90.00 ± – (n=1)" in text
+    assert "90.00 ± – (n=1; SE_bin 0.95)" in text  # one run: no spread over seeds, but the test set's own error
+
+
+def test_the_binomial_standard_error_uses_the_fewest_images_and_needs_a_count():
+    from amltui.app.report import Cell
+
+    assert Cell([80.0, 82.0], images=[1000, 10000]).se_binom == pytest.approx(100 * (0.81 * 0.19 / 1000) ** 0.5)
+    assert Cell([100.0], images=[200]).se_binom == 0.0
+    assert Cell([80.0]).se_binom is None and Cell([80.0]).text(se=True) == "80.00 ± – (n=1)"  # old records
+    md = render(aggregate([rec("s", "ml_sa", 0, 90.0, 80.0)]), "md")
+    assert "SE_bin: the binomial standard error" in md and "does not reduce" in md
 
 
 def test_no_finished_runs():
@@ -148,7 +161,8 @@ def test_tables_say_on_how_many_images_and_mark_the_digit_table_on_other_data():
     rows = aggregate(fashion)
     md = render(rows, "md")
     assert "A_orig 10000, A_SA 10000, A_IA 10000, A_PGD 1000" in md
-    assert "50.00 ± 0.00 (n=2)†" in md and "digit target table applied to non-digit data" in md
+    assert "50.00 ± 0.00 (n=2; SE_bin 0.50)†" in md and "60.00 ± 0.00 (n=2; SE_bin 1.55)" in md
+    assert "digit target table applied to non-digit data" in md
     assert "PGD-40 (L∞ ε 0.3, step α 0.01" in md
     tex = render(rows, "latex")
     assert "n_{img}=1000" in tex and "dagger" in tex

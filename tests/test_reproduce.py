@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from amltui.app.report import Cell, Row
@@ -67,11 +68,79 @@ def test_reproduce_writes_the_report_and_a_rerun_reuses_everything(tmp_path):
     assert len(list((folder / "configs").glob("*.json"))) == 2
     assert "dataset fingerprints: synthetic:" in report and "torch:" in report
     ids = {r["id"] for r in Store(tmp_path).all()}
+    # checks (a), (c), (d) and A_AA ran by default on a stated subset (test_subset 40 < the default 200)
+    for record in Store(tmp_path).all():
+        assert record["checks"]["scope"] == "cheap" and record["checks"]["n"] == 40
+        assert record["metrics_n"]["A_AA"] == 40
+    assert "(n=40; `reproduce`'s default set)" in report and "test images per run: 40" in report
+    caches = {i: (tmp_path / i / "robustness" / "cache.json").read_text() for i in ids}
 
     second = runner.invoke(app, args)
     assert second.exit_code == 0, second.output
     assert "2 finished (reused)" in second.output and "0 to start" in second.output
     assert {r["id"] for r in Store(tmp_path).all()} == ids  # nothing new was created
+    # nothing was measured again: every cache entry (with its time stamp) is as the first run left it
+    assert {i: (tmp_path / i / "robustness" / "cache.json").read_text() for i in ids} == caches
+
+
+def _scale_logits(checkpoint, factor: float) -> None:
+    """Multiply the classifier's weights and bias: the same predictions, saturated softmax, vanishing gradients."""
+    import torch
+
+    state = torch.load(checkpoint, weights_only=True)
+    for key in ("classifier.weight", "classifier.bias"):
+        state["model"][key] = state["model"][key] * factor
+    torch.save(state, checkpoint)
+
+
+def _quantize_inputs(monkeypatch) -> None:
+    """The robustness evaluation's model sees its input rounded to 5 gray levels (zero input gradient)."""
+    import dataclasses
+
+    import amltui.app.robustness as robustness
+    from tests.test_robustness import Quantized
+
+    real = robustness.load_run_model
+
+    def load(*args, **kwargs):
+        loaded = real(*args, **kwargs)
+        return dataclasses.replace(loaded, model=Quantized(loaded.model).eval())
+
+    monkeypatch.setattr(robustness, "load_run_model", load)
+
+
+@pytest.mark.parametrize("masking", ["scaled_logits", "quantized_input"])
+def test_the_report_flags_a_model_that_masks_pgd_too(tmp_path, monkeypatch, masking):
+    """Logits × 1e4 or a quantized input defeat FGSM and PGD alike (no gradient-masking flag); checks (a), (c)
+    catch it."""
+    small = ["arch=small", "train_subset=1000", "test_subset=200", "batch_size=64", "lr=3e-3", "threads=1",
+             "eval_ia=false", "pgd_steps=10", "monitor_pgd=0"]  # real digits: a model well above chance
+    args = ["reproduce", "--dataset", "mnist-sample", "--seeds", "0", "--variants", "baseline", "--epochs", "3",
+            "--robust-subset", "40", "--no-autoattack", "--runs-dir", str(tmp_path),
+            *[a for s in small for a in ("--set", s)]]
+    assert runner.invoke(app, [*args, "--no-robust-checks"]).exit_code == 0  # train only
+    (record,) = Store(tmp_path).all()
+    assert "checks" not in record
+    if masking == "scaled_logits":
+        _scale_logits(tmp_path / record["id"] / "checkpoint.pt", 1e4)
+        evaluated = runner.invoke(app, ["eval", record["id"], "--runs-dir", str(tmp_path)])
+        assert evaluated.exit_code == 0, evaluated.output
+        masked = Store(tmp_path).get(record["id"])
+        assert "gradient_masking" not in masked["flags"]  # FGSM and PGD are fooled alike: the flag sees no gap
+    else:
+        _quantize_inputs(monkeypatch)
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    checked = Store(tmp_path).get(record["id"])
+    failed = {r["flag"] for r in checked["checks"]["results"] if r["passed"] is False}
+    assert failed & {"check_large_eps", "check_black_box"}, checked["checks"]["summary"]
+    assert "check_fgsm_gt_pgd" not in failed  # (d), the flag's comparison at its threshold, sees nothing
+    report = (tmp_path / "reports" / "reproduce-mnist-sample-quick" / "report.md").read_text()
+    row = next(line for line in report.split("## Further metrics")[1].splitlines() if line.startswith("| baseline"))
+    assert "⚠" in row.split("|")[3]  # the A_PGD cell
+    assert "A_PGD is not evidence of robustness" in report and "FAILED check_" in report
+    table1 = next(line for line in report.split("## Table 1")[1].splitlines() if line.startswith("| baseline"))
+    assert "⚠" in table1
 
 
 def test_an_interrupted_reproduce_resumes_its_runs(tmp_path):
@@ -89,3 +158,10 @@ def test_an_interrupted_reproduce_resumes_its_runs(tmp_path):
     assert record["status"] == "done" and record["epoch"] == 2
     runs = json.loads((tmp_path / "reports" / "reproduce-synthetic-quick" / "runs.json").read_text())
     assert [r["id"] for r in runs] == [run_id]
+
+
+def test_a_robust_subset_below_one_is_refused_before_anything_is_written(tmp_path):
+    out = runner.invoke(app, ["reproduce", "--dataset", "synthetic", "--robust-subset", "0", "--runs-dir",
+                              str(tmp_path / "runs")])
+    assert out.exit_code == 2 and "--robust-subset 0" in out.output and "--no-robust-checks" in out.output
+    assert not (tmp_path / "runs").exists()

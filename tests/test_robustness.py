@@ -57,14 +57,16 @@ def _failed(m: Measurements) -> list[str]:
 
 def test_a_sound_evaluation_passes_every_check():
     results = run_checks(_m())
-    assert [r.passed for r in results] == [True] * 5
-    assert summary_line(results) == "checks: 5/5 passed"
+    assert [r.passed for r in results] == [True] * 6
+    assert summary_line(results) == "checks: 6/6 passed"
 
 
 @pytest.mark.parametrize(("change", "flag"), [
     (dict(large_eps=40.0), "check_large_eps"),
     (dict(pgd_more_steps=60.0), "check_more_iterations"),
     (dict(pgd_restarts=58.0), "check_more_iterations"),
+    (dict(pgd_more_steps=40.0), "check_not_converged"),
+    (dict(pgd_restarts=50.0), "check_not_converged"),
     (dict(square=40.0), "check_black_box"),
     (dict(fgsm=57.1, pgd=0.0, pgd_more_steps=0.0, pgd_restarts=0.0), "check_fgsm_gt_pgd"),
     (dict(curves={"FGSM": [(0.0, 99.0), (0.15, 56.0), (0.225, 64.0)]}), "check_non_monotone"),
@@ -78,15 +80,17 @@ def test_tolerances_and_thresholds_are_inclusive_and_scale_with_n():
     assert _failed(_m(pgd_more_steps=56.0)) == []
     assert _failed(_m(pgd_more_steps=56.1)) == ["check_more_iterations"]
     assert _failed(_m(n=50, pgd_more_steps=59.0)) == []
-    assert _failed(_m(fgsm=75.0, pgd=55.0)) == []  # a gap of exactly 20 points
+    assert _failed(_m(pgd_more_steps=54.0)) == []  # lower by exactly the slack
+    assert _failed(_m(pgd_more_steps=53.9)) == ["check_not_converged"]
+    assert _failed(_m(fgsm=85.0, pgd=55.0)) == []  # a gap of exactly 30 points (FGSM_PGD_GAP)
     assert _failed(_m(large_eps=10.0)) == []
 
 
 def test_unmeasured_checks_are_skipped_not_passed():
     results = run_checks(Measurements(n=100, eps_s=0.3, fgsm=50.0, pgd=10.0))
-    assert [r.passed for r in results] == [None, None, None, False, None]
-    assert summary_line(results).startswith("checks: 0/1 passed (4 not measured); FAILED check_fgsm_gt_pgd")
-    assert results[3].numbers == {"fgsm": 50.0, "pgd": 10.0, "gap": 40.0, "max_gap": 20.0}
+    assert [r.passed for r in results] == [None, None, None, None, False, None]
+    assert summary_line(results).startswith("checks: 0/1 passed (5 not measured); FAILED check_fgsm_gt_pgd")
+    assert results[4].numbers == {"fgsm": 50.0, "pgd": 10.0, "gap": 40.0, "max_gap": 30.0}
 
 
 def test_flags_are_merged_by_union_and_only_own_passed_checks_are_cleared():
@@ -212,6 +216,22 @@ def test_masked_gradients_fail_the_large_eps_and_black_box_checks(trained):
     assert _failed(plain) == []
 
 
+def test_an_under_converged_pgd_fails_check_b_and_a_converged_one_passes(trained):
+    """PGD-2 with a tiny step (ε/50) stops far inside the ball; ten times the steps finds what it missed."""
+    _, data, model = trained
+    x, y = data.test.images[:100], data.test.labels[:100]
+    weak = rob.pgd(model, x, y, 0.3, steps=2, alpha=0.3 / 50).percent
+    longer = rob.pgd(model, x, y, 0.3, steps=20, alpha=0.3 / 50).percent
+    results = run_checks(Measurements(n=100, eps_s=0.3, pgd=weak, pgd_more_steps=longer))
+    (b_lower,) = [r for r in results if r.flag == "check_not_converged"]
+    assert longer < weak - 2 and b_lower.passed is False and "had not converged" in b_lower.message
+    assert [r.flag for r in results if r.passed is False] == ["check_not_converged"]
+    # the same model under a converged PGD (Madry's step 2.5·ε/k): more steps find nothing more
+    sound = rob.pgd(model, x, y, 0.3, steps=10).percent
+    more = rob.pgd(model, x, y, 0.3, steps=100).percent
+    assert _failed(Measurements(n=100, eps_s=0.3, pgd=sound, pgd_more_steps=more)) == []
+
+
 def test_more_restarts_never_help_on_the_same_starts(trained):
     _, data, model = trained
     x, y = data.test.images[:32], data.test.labels[:32]
@@ -268,7 +288,7 @@ def test_measure_checks_on_a_real_model(trained, tmp_path: Path):
     failed = {r.flag for r in checks.pop("_results") if r.passed is False}
     assert "check_black_box" in failed
     assert checks["n"] == 20 and checks["summary"].startswith("checks: ")
-    assert len(checks["results"]) == 5 and all("message" in r for r in checks["results"])
+    assert len(checks["results"]) == 6 and all("message" in r for r in checks["results"])
 
 
 def test_estimate_counts_only_what_is_not_cached_and_prices_autoattack_by_its_counts(trained, tmp_path: Path):

@@ -51,7 +51,7 @@ def test_eval_autoattack_curve_checks_end_to_end(tmp_path):
     assert [e for e, v in zip(curve["grid"], curve["curves"][aa_key], strict=True) if v is not None] == \
         sorted({0.0, eps_s} & set(curve["grid"]))
     assert (folder / "curve.png").stat().st_size > 1000
-    assert len(record["checks"]["results"]) == 5
+    assert len(record["checks"]["results"]) == 6  # (b) looks both ways
     assert set(record.get("flags", [])) == {r["flag"] for r in record["checks"]["results"] if r["passed"] is False}
     assert "checks:" in result.output and "A_AA" in result.output and "accuracy % vs ε" in result.output
     # everything is cached: a second evaluation computes nothing new

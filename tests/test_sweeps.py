@@ -137,7 +137,7 @@ def test_sweep_table_has_a_row_per_point_sorted_with_paired_deltas(records):
     assert lam1.cells["A_PGD"].values == [50, 51, 55] and lam1.cells["A_IA"].n == 3
     assert lam1.deltas["A_IA"].values == [40, 39, 38]  # paired with the baseline of the same seed
     md = sweep_table(records, ["lambda_ia"], "md", "lam")
-    assert md.startswith("Sweep `lam`") and "52.00 ± 2.00 (n=3)" in md and "+39.00 ± 1.00 (n=3)" in md
+    assert md.startswith("Sweep `lam`") and "52.00 ± 2.00 (n=3; SE_bin" in md and "+39.00 ± 1.00 (n=3)" in md
     rows_csv = list(csv.DictReader(io.StringIO(sweep_table(records, ["lambda_ia"], "csv", "lam"))))
     assert [r["setting"] for r in rows_csv][2:] == ["lambda_ia=0.25", "lambda_ia=0.5 (paper's ml_sa_ia)",
                                                       "lambda_ia=1"]

@@ -53,7 +53,7 @@ def test_a_grid_sweep_runs_exports_and_plots(tmp_path):
     lines = [line for line in md.output.splitlines() if line.startswith("| ")]
     settings = [line.split(" | ")[2] for line in lines[2:5]]
     assert settings == ["lambda_sa=0 (paper's baseline)", "lambda_sa=0.25", "lambda_sa=0.5 (paper's ml_sa)"]
-    assert "(n=2)" in md.output and "ΔA_PGD" in md.output
+    assert "(n=2; SE_bin" in md.output and "ΔA_PGD" in md.output
 
     listed = json.loads(invoke("ls", "--json", "--runs-dir", runs).output)
     assert len(listed) == 6

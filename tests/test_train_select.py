@@ -136,3 +136,18 @@ def test_best_pgd_keeps_the_best_holdout_epoch_and_resume_is_exact(data, tmp_pat
 def test_select_last_uses_the_last_epoch(data):
     result = train(tiny(epochs=2), data, device=DEVICE)
     assert result.selected_epoch == 2 and result.monitor == "test"
+
+
+def test_the_monitor_scores_pgd_at_eps_s_too_when_pgd_eps_differs(data):
+    """The collapse rule compares FGSM and PGD at ε_s (core/flags.py); A_PGD's own ε keeps its curve."""
+    from core.evaluate import evaluate
+    from core.train import monitor_accuracy
+
+    model = make_model(tiny(), DEVICE)
+    same = monitor_accuracy(model, data.test, tiny(eps_s=0.1))
+    assert "monitor_A_PGD_at_eps_s" not in same
+    other = monitor_accuracy(model, data.test, tiny(eps_s=0.1, pgd_eps=0.3))
+    assert other["monitor_A_PGD_at_eps_s"] == same["monitor_A_PGD"]  # the same attack at ε_s on the same images
+    scores = evaluate(model, data.test, tiny(eps_s=0.1, pgd_eps=0.3, pgd_subset=64))
+    assert scores["A_PGD_at_eps_s"].n == scores["A_PGD"].n == 64
+    assert "A_PGD_at_eps_s" not in evaluate(model, data.test, tiny(eps_s=0.1, pgd_subset=64))

@@ -5,6 +5,8 @@ thread by default; every run is the baseline variant of the quick preset with th
 `amltui run` scores it (A_SA = FGSM at ε_s, A_PGD = PGD-40 at ε_s on a stratified test subset).
 
     python tools/quick_sweep.py --dataset mnist-sample --out sweep.jsonl
+    python tools/quick_sweep.py --dataset mnist-sample --epochs 8 --attacks fgsm,fgsm_rs \
+        --set holdout=1000 --set monitor_pgd=1000 --out holdout.jsonl     # choose on a training hold-out
     python tools/quick_sweep.py --dataset fashion-mnist --data-dir /usr/share/datasets/fashion-mnist \\
         --train-subset 4000 --test-subset 1000 --out sweep-fmnist.jsonl
 """
@@ -61,7 +63,10 @@ def main() -> None:
         row = {"dataset": args.dataset, "variant": args.variant, "seed": args.seed, "train_attack": attack,
                "eps_s": eps, "epochs": epochs, **metrics, "n": counts, "train_s": round(train_s, 1),
                "flags": flags, "overrides": args.overrides,
-               "monitor_A_PGD": [round(h.get("monitor_A_PGD", float("nan")), 1) for h in result.history]}
+               "monitor_A_PGD": [round(h.get("monitor_A_PGD", float("nan")), 1) for h in result.history],
+               # the last epoch's monitor: with --set holdout=N, numbers of training images the test never saw
+               "monitor": result.monitor, "n_holdout": result.n_holdout,
+               "monitor_last": {k: round(v, 2) for k, v in result.history[-1].items() if k.startswith("monitor_")}}
         with args.out.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)

@@ -25,12 +25,21 @@ def footnotes(rows: list[Any]) -> list[str]:
             continue
         names = sorted({f for r in flagged for f in r["flags"]})
         rules = sorted({d.get("rule", "") for r in flagged for d in r.get("flag_details") or [] if d.get("rule")})
-        reasons = [f"{r['id']}: " + "; ".join(d.get("reasons", [""])[0] for d in r.get("flag_details") or [])
-                   for r in flagged]
+        if any(f.startswith("check_") for f in names):
+            rules.append("sanity checks, core/checks.py")
+        reasons = [f"{r['id']}: " + "; ".join(_reasons(r)) for r in flagged]
         lines.append(f"{MARK} {row.variant} / {row.dataset} / {row.setting}: {len(flagged)} of {len(row.runs)} "
                      f"runs flagged {', '.join(names)} (rule: {' | '.join(rules) or '?'}) — "
                      + "; ".join(reasons))
     return lines
+
+
+def _reasons(record: dict[str, Any]) -> list[str]:
+    """The first reason of each flag rule, then each failed sanity check's message (they have no details)."""
+    out = [d.get("reasons", [""])[0] for d in record.get("flag_details") or []]
+    results = (record.get("checks") or {}).get("results") or []
+    out += [f"{c.get('label')}: {c.get('message')}" for c in results if c.get("passed") is False]
+    return out
 
 
 def selection_note(records: list[dict[str, Any]]) -> str | None:

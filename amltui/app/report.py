@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ from core.domains import TARGET_TABLE_NOTE
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 FORMATS = ("md", "csv", "latex")
+SE_NOTE = ("SE_bin: the binomial standard error of one run's accuracy p on its m test images, 100·√(p(1−p)/m) "
+           "at the mean p (m as stated above; the fewest when runs differ): the test set's own sampling error, "
+           "which averaging seeds scored on the same images does not reduce. ± is the spread over seeds.")
 IA_METRICS = ("A_IA", "A_IA_target")
 NO_BASELINE = "no baseline run of the same setting (same data, code and config but the variant's loss weights)"
 
@@ -62,14 +66,26 @@ class Cell:
         """Sample standard deviation over seeds (None with a single seed: no spread is known)."""
         return statistics.stdev(self.values) if self.n > 1 else None
 
-    def text(self, signed: bool = False) -> str:
+    @property
+    def se_binom(self) -> float | None:
+        """Binomial standard error (points) of an accuracy on the cell's test images: 100·√(p(1−p)/m) at the mean
+        p, m the fewest images of its runs; None when the image count is unknown. It is the test set's sampling
+        error, which averaging seeds does not shrink: every seed is scored on the same images."""
+        if not self.values or not self.images or min(self.images) < 1:
+            return None
+        p = min(max(self.mean / 100.0, 0.0), 1.0)
+        return 100.0 * math.sqrt(p * (1.0 - p) / min(self.images))
+
+    def text(self, signed: bool = False, se: bool = False) -> str:
+        """'98.00 ± 1.00 (n=3)'; with ``se`` the binomial standard error too: '98.00 ± 1.00 (n=3; SE_bin 0.44)'."""
         if not self.values:
             return "–"
         mean = f"{self.mean:+.2f}" if signed else f"{self.mean:.2f}"
         if signed and not self.std:  # a paired difference without spread says so, never "± 0.00"
             return f"{mean} (no spread measured, n={self.n})"
         std = "–" if self.std is None else f"{self.std:.2f}"
-        return f"{mean} ± {std} (n={self.n})"
+        se_text = f"; SE_bin {self.se_binom:.2f}" if se and self.se_binom is not None else ""
+        return f"{mean} ± {std} (n={self.n}{se_text})"
 
 
 @dataclass
@@ -287,6 +303,11 @@ def footnotes(rows: list[Row], metrics: list[str]) -> list[str]:
     return notes
 
 
+def se_note(rows: list[Row], metrics: list[str]) -> list[str]:
+    """The SE_bin sentence, when any cell shows one."""
+    return [SE_NOTE] if any(row.cells[m].se_binom is not None for row in rows for m in metrics) else []
+
+
 def pgd_text(rows: list[Row]) -> str:
     """The PGD attack(s) actually used by the runs, from their resolved configs: "PGD-40, α 0.01, ε 0.3"."""
     seen = []
@@ -325,11 +346,11 @@ def to_markdown(rows: list[Row], *, with_runs: bool = False) -> str:
     head = ["Variant", "Dataset", "Setting", *(METRIC_LABELS[m] for m in metrics), "Seeds"]
     lines = [_md_row(head), _md_row(["---"] * len(head))]
     for row in rows:
-        cells = [row.cells[m].text() + _ia_mark(row, m) + (f" {MARK}" if m == MARKED_METRIC and flagged_runs(row.runs)
-                                                             else "") for m in metrics]
+        cells = [row.cells[m].text(se=True) + _ia_mark(row, m)
+                 + (f" {MARK}" if m == MARKED_METRIC and flagged_runs(row.runs) else "") for m in metrics]
         lines.append(_md_row([row.variant, row.dataset, row.setting, *cells, row.seeds_text()]))
     out = ["Accuracy (%) on the test split: mean ± sample std over seeds (n = seeds, one run per seed).", "",
-           *lines, "", *footnotes(rows, metrics)]
+           *lines, "", *footnotes(rows, metrics), *se_note(rows, metrics)]
     notes = flag_footnotes(rows)
     selection = selection_note([r for row in rows for r in row.runs])
     if notes or selection:
@@ -370,8 +391,8 @@ def to_csv(rows: list[Row], *, with_runs: bool = False) -> str:
     writer = csv.writer(buf)
     head = ["variant", "dataset", "setting", "seeds"]
     for m in metrics:
-        head += [f"{m}_mean", f"{m}_std", f"{m}_n", f"{m}_test_images", f"delta_{m}_mean", f"delta_{m}_std",
-                 f"delta_{m}_n"]
+        head += [f"{m}_mean", f"{m}_std", f"{m}_n", f"{m}_test_images", f"{m}_se_binom", f"delta_{m}_mean",
+                 f"delta_{m}_std", f"delta_{m}_n"]
     head += ["pairing", "ia_note", "pgd", "autoattack", "repeats_not_counted"]
     head.append("flags")  # "gradient_masking:2/3" = 2 of the row's 3 runs flagged (core/flags.py)
     if with_runs:
@@ -386,7 +407,8 @@ def to_csv(rows: list[Row], *, with_runs: bool = False) -> str:
                 else:
                     line += [f"{cell.mean:.4f}", "" if cell.std is None else f"{cell.std:.4f}", cell.n]
                 if cell is row.cells[m]:
-                    line.append(cell.images_text if cell.values else "")
+                    se = cell.se_binom if cell.values else None
+                    line += [cell.images_text if cell.values else "", "" if se is None else f"{se:.4f}"]
         line += [row.pairing, row.ia_note or "", pgd_text([row]), aa_note(row.runs).removeprefix("A_AA: "),
                  " ".join(r["id"] for r in row.repeats)]
         names = sorted({f for r in row.runs for f in r.get("flags") or []})
@@ -404,12 +426,15 @@ LATEX_EQUAL = "a value without $\\pm$ has no spread measured (n=1, or the same d
 
 
 def _tex_cell(cell: Cell, signed: bool = False) -> str:
-    """'$98.00 \\pm 1.00$ (3)'; a single run (or equal paired differences) is its value alone: '$91.00$ (1)'."""
+    """'$98.00 \\pm 1.00$ (3; 0.44)': seeds, then the binomial SE (accuracies only); a single run (or equal paired
+    differences) is its value alone: '$91.00$ (1)'."""
     if not cell.values:
         return "--"
     mean = f"{cell.mean:+.2f}" if signed else f"{cell.mean:.2f}"
     spread = cell.std if cell.std or (cell.std is not None and not signed) else None
-    return f"${mean}$ ({cell.n})" if spread is None else f"${mean} \\pm {spread:.2f}$ ({cell.n})"
+    se = cell.se_binom if not signed else None
+    count = f"({cell.n})" if se is None else f"({cell.n}; {se:.2f})"
+    return f"${mean}$ {count}" if spread is None else f"${mean} \\pm {spread:.2f}$ {count}"
 
 
 def _latex_table(caption: str, label: str, head: list[str], body: list[list[str]], after: list[str]) -> list[str]:
@@ -454,8 +479,11 @@ def to_latex(rows: list[Row], *, with_runs: bool = False) -> str:
     head = ["Variant", "Dataset", "Setting",
             *(_tex(METRIC_LABELS[m]) + (f" ($n_{{img}}={images[m]}$)" if differ else "") for m in metrics)]
     single = any(row.cells[m].n == 1 for row in rows for m in metrics)
+    se = any(row.cells[m].se_binom is not None for row in rows for m in metrics)
     caption = ("Accuracy (\\%) on the test split: mean $\\pm$ sample std over seeds (seeds in parentheses, one run "
-               "per seed)" + (f"; {LATEX_SINGLE}" if single else "") + ".")
+               "per seed" + ("; then the binomial standard error $100\\sqrt{p(1-p)/m}$ of an accuracy $p$ on $m$ "
+                             "test images, which averaging seeds does not reduce" if se else "") + ")"
+               + (f"; {LATEX_SINGLE}" if single else "") + ".")
     if "A_AA" in metrics and (aa := aa_note([r for row in rows for r in row.runs])):  # in the PDF, not a comment
         caption += " " + _tex(aa).replace("ε", "$\\varepsilon$").replace("×", "$\\times$")
     flags = [f"\\par{{\\footnotesize $^\\ddagger$ {_tex(line.removeprefix(MARK + ' '))}}}"

@@ -26,7 +26,8 @@ def flagged_lines(runs: list[dict[str, Any]]) -> list[str]:
         line = f"- {r['id']}: "
         line += checks["summary"] if checks else "no sanity checks run"
         if checks:
-            line += f" (n={checks['n']})"
+            scope = "; `reproduce`'s default set" if checks.get("scope") == "cheap" else ""
+            line += f" (n={checks['n']}{scope})"
         others = [f for f in flags if not f.startswith("check_")]
         if others:
             line += f"; other flags: {', '.join(others)}"

@@ -17,7 +17,7 @@ from typing import Any
 
 from amltui.app import human_agreement, paper
 from amltui.app.records import TERMINAL, WORKING, Status, inspect_all
-from amltui.app.report import Row, aggregate, footnotes, present_metrics, render
+from amltui.app.report import Row, aggregate, footnotes, present_metrics, render, se_note
 from amltui.app.report_notes import aa_note, flagged_lines
 from amltui.app.robustness import robustness_figure
 from amltui.app.runs import code_version, run_dir
@@ -128,15 +128,17 @@ def _header(records: list[dict[str, Any]], done: list[dict[str, Any]], command: 
 
 
 def _table1(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
-    lines = ["## Table 1", "", "Test accuracy (%), mean ± sample std over seeds (n = seeds, one run per seed).", ""]
+    lines = ["## Table 1", "", "Test accuracy (%), mean ± sample std over seeds (n = seeds, one run per seed; "
+             "SE_bin = binomial standard error on the test images, see the notes).", ""]
     lines += ["| Variant | Dataset | Setting | A_orig | A_SA | A_IA | Seeds |", "|---|---|---|---|---|---|---|"]
     for row in rows:
         mark = "†" if row.ia_note else ""
         flag = " ⚠" if any(r.get("flags") for r in row.runs) else ""
-        lines.append(f"| {row.variant} | {row.dataset} | {row.setting} | {row.cells['A_orig'].text()} | "
-                     f"{row.cells['A_SA'].text()}{flag} | {row.cells['A_IA'].text()}{mark} | {row.seeds_text()} |")
+        lines.append(f"| {row.variant} | {row.dataset} | {row.setting} | {row.cells['A_orig'].text(se=True)} | "
+                     f"{row.cells['A_SA'].text(se=True)}{flag} | {row.cells['A_IA'].text(se=True)}{mark} | "
+                     f"{row.seeds_text()} |")
     metrics = present_metrics(rows) if rows else []
-    lines += ["", *footnotes(rows, metrics)] if rows else []
+    lines += ["", *footnotes(rows, metrics), *se_note(rows, metrics)] if rows else []
     return lines + _flag_section(rows, done)
 
 
@@ -160,18 +162,30 @@ def _further_metrics(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
              "from the original (agreeing there is sensitivity) and those whose does not (agreeing there is "
              "invariance), so that a higher overall number can be traced to either side.", ""]
     aa = aa_note(done)  # the version, its iterations, ε and n of the runs that have A_AA
-    lines += [aa + " Measured by `amltui eval RUN --autoattack` (or config eval_aa=true) on a stratified test "
-              "subset." if aa else "A_AA: AutoAttack (Croce & Hein 2020, via torchattacks) at ε_s on a stratified "
-              "test subset, where evaluated (`amltui eval RUN --autoattack`, or config eval_aa=true).", ""]
+    how = ("measured by `reproduce` on a stratified test subset for every run that lacks it (`--robust-subset`, "
+           "`--no-autoattack`), or by `amltui eval RUN --autoattack`")
+    lines += [f"{aa} ({how})." if aa else f"A_AA: AutoAttack (Croce & Hein 2020, via torchattacks) at ε_s, {how}; "
+              f"test images per run: {_aa_images(done)}.", ""]
     lines += ["| Variant | Dataset | A_PGD | A_AA | A_IA→target | human agreement % (L∞ ε=0.3 set: all; human label "
               "changed; unchanged) |",
               "|---|---|---|---|---|---|"]
     for row in rows:
         mark = "†" if row.ia_note else ""
-        lines.append(f"| {row.variant} | {row.dataset} | {row.cells['A_PGD'].text()} | "
-                     f"{row.cells['A_AA'].text() if 'A_AA' in row.cells else '–'} | "
+        failed = " ⚠" if any(f.startswith("check_") for r in row.runs for f in r.get("flags") or []) else ""
+        lines.append(f"| {row.variant} | {row.dataset} | {row.cells['A_PGD'].text(se=True)}{failed} | "
+                     f"{row.cells['A_AA'].text(se=True) if 'A_AA' in row.cells else '–'} | "
                      f"{row.cells['A_IA_target'].text()}{mark} | {_human_text(row)} |")
+    if any(f.startswith("check_") for r in done for f in r.get("flags") or []):
+        lines += ["", "⚠ on A_PGD: a sanity check failed for some of the row's runs (see Sanity checks): the attacks "
+                  "did not find adversarial examples that exist, so A_PGD is not evidence of robustness there."]
     return lines
+
+
+def _aa_images(done: list[dict[str, Any]]) -> str:
+    counts = sorted({int(n) for r in done if (n := (r.get("metrics_n") or {}).get("A_AA")) is not None})
+    if not counts:
+        return "none measured"
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
 
 
 def _human_text(row: Row) -> str:
@@ -181,9 +195,13 @@ def _human_text(row: Row) -> str:
 
 
 def _sanity(done: list[dict[str, Any]]) -> list[str]:
-    lines = ["", "## Sanity checks", "", "Carlini et al. 2019 (`amltui eval RUN --checks`): (a) accuracy at ε=0.5 "
-             "near 0, (b) more PGD steps / restarts do not raise accuracy, (c) black-box Square not stronger than "
-             "white-box, (d) FGSM not far above PGD, (e) accuracy monotone in ε. A failed check flags the run.", ""]
+    lines = ["", "## Sanity checks", "", "Carlini et al. 2019, all at ε_s: (a) PGD accuracy at ε=0.5 near 0, (b) more "
+             "PGD steps / restarts neither lower accuracy (PGD had not converged) nor raise it (an attack bug), (c) "
+             "black-box Square not stronger than white-box, (d) FGSM not far above PGD, (e) accuracy monotone in ε. "
+             "`reproduce` runs (a), (c) and (d) on every run by default (`--robust-subset` stratified test images, "
+             "cached; `--no-robust-checks` skips them): they catch a model that masks PGD as well as FGSM, which "
+             "the gradient-masking flag cannot see. `amltui eval RUN --checks` runs all of them. A failed check "
+             "flags the run (⚠ in the tables).", ""]
     return lines + (flagged_lines(done) or ["No run has been checked."])
 
 

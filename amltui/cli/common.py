@@ -143,6 +143,9 @@ def print_metrics(record: dict[str, Any]) -> None:
         caption.append(f"† A_IA, A_IA→target: {note}")
     if isinstance(pgd, dict) and pgd.get("steps") is not None and "A_PGD" in metrics:
         caption.append(f"A_PGD: PGD-{pgd['steps']}, L∞ ε {pgd.get('eps')}, step α {pgd.get('alpha')}")
+    if "A_PGD_at_eps_s" in metrics:  # pgd_eps ≠ ε_s: the masking flag's PGD at ε_s (core/flags.py)
+        caption.append(f"the same PGD at ε_s (for the gradient-masking flag): {metrics['A_PGD_at_eps_s']:.2f}% "
+                       f"on {counts.get('A_PGD_at_eps_s', '?')} images")
     for split, agreement in (record.get("inv_agreement") or {}).items():
         caption.append(f"fast invariance search ({split}): same neighbour as exact on "
                        f"{100 * agreement['same_neighbour']:.1f}% of {agreement['sample']} sampled queries")

@@ -72,8 +72,13 @@ def reproduce(
     human_sets_dir: Annotated[Path | None, typer.Option(help="Local copy of invariance_examples/.")] = None,
     curves: Annotated[bool, typer.Option("--curves", help="Compute each finished run's accuracy-vs-ε curve "
                                          "(as `eval --curve`; cached) for the report's robustness.png.")] = False,
-    autoattack: Annotated[bool, typer.Option("--autoattack", help="Compute A_AA (as `eval --autoattack`; cached) "
-                                             "for each finished run that lacks it.")] = False,
+    autoattack: Annotated[bool, typer.Option("--autoattack/--no-autoattack", help="Compute A_AA (as `eval "
+                                             "--autoattack`, on --robust-subset images; cached) for each finished "
+                                             "run that lacks it.")] = True,
+    robust_checks: Annotated[bool, typer.Option("--robust-checks/--no-robust-checks", help="Sanity checks (a) "
+                                                "large ε, (c) Square, (d) FGSM vs PGD on --robust-subset images "
+                                                "(cached): a model that masks PGD too is flagged.")] = True,
+    robust_subset: Annotated[int, typer.Option(help="Stratified test images per run for A_AA and the checks.")] = 200,
     out: Annotated[Path | None, typer.Option(help="Report folder [default: <runs-dir>/reports/…].")] = None,
     runs_dir: o.RunsDir = None,
     **options: object,
@@ -85,7 +90,8 @@ def reproduce(
     request = ReproduceRequest(
         variants=parse_list(variants, "--variants"), seeds=parse_list(seeds, "--seeds", int), preset=str(preset),
         detach=detach, human_sets=human_sets, human_sets_dir=human_sets_dir, curves=curves, autoattack=autoattack,
-        out=out, command="amltui " + " ".join(sys.argv[1:]), **o.request_fields(options))
+        robust_checks=robust_checks, robust_subset=robust_subset, out=out,
+        command="amltui " + " ".join(sys.argv[1:]), **o.request_fields(options))
     with user_errors():
         configs = service.check_request(request)  # before the store: a refused command writes nothing
     store = open_store(runs_dir)

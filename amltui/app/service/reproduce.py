@@ -28,7 +28,11 @@ class ReproduceRequest(DispatchOptions, ConfigRequest):
     human_sets: bool = False
     human_sets_dir: Path | None = None
     curves: bool = False
-    autoattack: bool = False
+    # A report must not call a model robust on PGD alone: checks (a), (c), (d) and A_AA run by default, on
+    # `robust_subset` stratified test images per run (cached in the run folder: a rerun recomputes nothing).
+    autoattack: bool = True
+    robust_checks: bool = True
+    robust_subset: int = 200
     out: Path | None = None  # report folder [default: <runs-dir>/reports/reproduce-<dataset>-<preset>]
     command: str = "amltui reproduce"  # written into the report
 
@@ -54,6 +58,9 @@ class ReproduceFront(Protocol):
 def check_request(request: ReproduceRequest) -> list[RunConfig]:
     """Every check before anything is written; the configs (variants × seeds)."""
     request.check()
+    if request.robust_subset < 1:
+        raise UserError(f"--robust-subset {request.robust_subset}: the checks need at least one test image",
+                        "give a positive number of images, e.g. --robust-subset 200, or --no-robust-checks")
     if request.out is not None and request.out.exists() and not request.out.is_dir():
         raise UserError(f"--out {request.out} is a file", "give a folder for the report")
     configs = resolve_configs(request)
@@ -92,6 +99,7 @@ def reproduce(store: Store, request: ReproduceRequest, front: ReproduceFront,
         return None, code
     all_ids = todo.reuse + todo.wait + to_run
     score_human_sets(store, all_ids, request, front)
+    measure_robustness(store, all_ids, request, front)
     measure_curves(store, all_ids, request, front)
     return write(store, all_ids, request, configs[0].dataset), code
 
@@ -133,21 +141,39 @@ def score_human_sets(store: Store, ids: list[str], request: ReproduceRequest, fr
                 return
 
 
-def measure_curves(store: Store, ids: list[str], request: ReproduceRequest, front: ReproduceFront) -> None:
-    """Each finished run's accuracy-vs-ε curve and/or A_AA (cached in the run folders)."""
-    if not (request.curves or request.autoattack):
+def measure_robustness(store: Store, ids: list[str], request: ReproduceRequest, front: ReproduceFront) -> None:
+    """Checks (a), (c), (d) and A_AA of each finished run on ``request.robust_subset`` images (cached).
+
+    A run already checked on its current checkpoint (e.g. the full `eval --checks`) keeps its checks, and a run
+    with A_AA keeps it: only what is missing is measured.
+    """
+    if not (request.robust_checks or request.autoattack):
         return
-    from amltui.app.robustness import CurveSpec, compute_curve, open_evaluator, record_autoattack
+    from amltui.app.robustness import open_evaluator, record_autoattack, record_cheap_checks
+
+    with front.progress() as listener:
+        for record in list(_done(store, ids)):
+            ev = open_evaluator(store, record["id"], subset=request.robust_subset, listener=listener)
+            if request.robust_checks and (record.get("checks") or {}).get("checkpoint") != ev.ckpt:
+                record_cheap_checks(store, ev)
+            if request.autoattack and "A_AA" not in (record.get("metrics") or {}):
+                record_autoattack(store, ev)
+
+
+def measure_curves(store: Store, ids: list[str], request: ReproduceRequest, front: ReproduceFront) -> None:
+    """Each finished run's accuracy-vs-ε curve (cached in the run folders)."""
+    if not request.curves:
+        return
+    from amltui.app.robustness import CurveSpec, compute_curve, open_evaluator
     from core.robustness import default_grid
 
     with front.progress() as listener:
         for record in list(_done(store, ids)):
             ev = open_evaluator(store, record["id"], listener=listener)
-            if request.autoattack and "A_AA" not in (record.get("metrics") or {}):
-                record_autoattack(store, ev)
-            if request.curves:
-                compute_curve(ev, CurveSpec(default_grid(ev.config.eps_s), ev.config.pgd_steps,
-                                            autoattack=request.autoattack or ev.config.eval_aa))
+            # AutoAttack at every ε of the grid only where the run asks for it (eval_aa): A_AA at ε_s is measured
+            # by measure_robustness, on the cheap subset
+            compute_curve(ev, CurveSpec(default_grid(ev.config.eps_s), ev.config.pgd_steps,
+                                        autoattack=ev.config.eval_aa))
 
 
 def write(store: Store, ids: list[str], request: ReproduceRequest, dataset: str) -> Path:
