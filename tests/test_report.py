@@ -91,13 +91,27 @@ def test_csv_and_latex():
     assert parsed[0]["variant"] == "baseline" and float(parsed[0]["A_orig_mean"]) == 98.0
     assert parsed[0]["A_orig_n"] == "3" and parsed[1]["delta_A_SA_n"] == "2" and parsed[1]["runs"] == "m0 m1"
     tex = render(aggregate(RUNS), "latex")
-    assert "ml\\_sa" in tex and "$98.00 \\pm 1.00$ (3)" in tex and "\\end{tabular}" in tex
+    assert "ml\\_sa" in tex and "$98.00$\\\\{\\scriptsize $\\pm 1.00$ (3)}" in tex and "\\end{tabular}" in tex
     assert parsed[0]["A_orig_test_images"] == "1000" and "PGD-40" in parsed[0]["pgd"]
 
 
 def test_a_single_seed_has_no_spread():
     text = render(aggregate([rec("s", "ml_sa", 0, 90.0, 80.0)]), "md")
-    assert "90.00 ± – (n=1)" in text
+    assert "| 90.00 (n=1) |" in text and "±" not in text.split("\n\n")[1]  # no "± –" placeholder in the table
+
+
+def test_dataset_and_setting_columns_only_when_rows_differ_in_them():
+    one = render(aggregate(RUNS), "md")
+    header = next(line for line in one.splitlines() if line.startswith("| Variant"))
+    assert "Dataset" not in header and "Setting" not in header
+    assert "All rows: dataset mnist, setting quick." in one.splitlines()[0]
+    tex = render(aggregate(RUNS), "latex")
+    assert "Setting" not in tex and "All rows: dataset mnist, setting quick." in tex
+    mixed = render(aggregate(RUNS + [rec("l0", "ml_sa", 0, 70.0, 40.0, lr=3e-4)]), "md")
+    header = next(line for line in mixed.splitlines() if line.startswith("| Variant"))
+    assert header.startswith("| Variant | Setting | A_orig") and "Dataset" not in header
+    assert "All rows: dataset mnist." in mixed.splitlines()[0]
+    assert "| ml_sa | quick; lr=0.0003 | 70.00 (n=1) |" in mixed
 
 
 def test_no_finished_runs():

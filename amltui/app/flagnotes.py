@@ -16,20 +16,49 @@ def flagged_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in runs if r.get("flags")]
 
 
+# The rule of each sanity check (core/checks.py), for records whose check results carry no label.
+CHECK_RULES = {
+    "check_large_eps": "(a) PGD at ε=0.5 leaves at most 10% accuracy",
+    "check_more_iterations": "(b) 10× PGD steps or 5 restarts do not raise accuracy",
+    "check_black_box": "(c) the black-box Square attack is not stronger than white-box PGD/FGSM",
+    "check_fgsm_gt_pgd": "(d) FGSM accuracy is not far above PGD's",
+    "check_non_monotone": "(e) accuracy does not rise with ε",
+}
+
+
+def flag_explanations(run: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(flag, rule, reason) for each flag of a run: training-time flags from ``flag_details``, sanity-check
+    flags from the record's ``checks`` results; a flag recorded without either says so instead of a blank."""
+    out = []
+    details = {d.get("name"): d for d in run.get("flag_details") or [] if isinstance(d, dict)}
+    checks = {c.get("flag"): c for c in (run.get("checks") or {}).get("results") or [] if isinstance(c, dict)}
+    for name in run.get("flags") or []:
+        if name in details:
+            d = details[name]
+            rule, reason = str(d.get("rule") or ""), "; ".join(str(x) for x in d.get("reasons") or [])
+        elif name in checks:
+            c = checks[name]
+            rule = CHECK_RULES.get(name) or str(c.get("label") or "")
+            reason = str(c.get("message") or "")
+        else:
+            rule, reason = CHECK_RULES.get(name, ""), ""
+        out.append((name, rule or "rule not recorded", reason or "no numbers recorded (flagged by an older amltui)"))
+    return out
+
+
 def footnotes(rows: list[Any]) -> list[str]:
-    """One line per row with flagged runs: how many of its runs, which flags, the rule and the numbers."""
+    """One line per row with flagged runs: how many of its runs, and for each run each flag's rule and reason."""
     lines = []
     for row in rows:
         flagged = flagged_runs(row.runs)
         if not flagged:
             continue
         names = sorted({f for r in flagged for f in r["flags"]})
-        rules = sorted({d.get("rule", "") for r in flagged for d in r.get("flag_details") or [] if d.get("rule")})
-        reasons = [f"{r['id']}: " + "; ".join(d.get("reasons", [""])[0] for d in r.get("flag_details") or [])
+        reasons = [f"{r['id']}: " + "; ".join(f"{name} — rule: {rule}; here: {reason}"
+                                              for name, rule, reason in flag_explanations(r))
                    for r in flagged]
         lines.append(f"{MARK} {row.variant} / {row.dataset} / {row.setting}: {len(flagged)} of {len(row.runs)} "
-                     f"runs flagged {', '.join(names)} (rule: {' | '.join(rules) or '?'}) — "
-                     + "; ".join(reasons))
+                     f"runs flagged {', '.join(names)}. " + " ".join(f"{text}." for text in reasons))
     return lines
 
 

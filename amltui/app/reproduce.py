@@ -17,7 +17,7 @@ from typing import Any
 
 from amltui.app import paper
 from amltui.app.records import TERMINAL, WORKING, Status, inspect_all
-from amltui.app.report import Row, aggregate, footnotes, present_metrics, render
+from amltui.app.report import Row, aggregate, columns_for, footnotes, present_metrics, render
 from amltui.app.report_notes import flagged_lines
 from amltui.app.robustness import robustness_figure
 from amltui.app.runs import code_version, run_dir
@@ -128,12 +128,15 @@ def _header(records: list[dict[str, Any]], done: list[dict[str, Any]], command: 
 
 
 def _table1(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
-    lines = ["## Table 1", "", "Test accuracy (%), mean ± sample std over seeds (n = seeds, one run per seed).", ""]
-    lines += ["| Variant | Dataset | Setting | A_orig | A_SA | A_IA | Seeds |", "|---|---|---|---|---|---|---|"]
+    cols = columns_for(rows)
+    lines = ["## Table 1", "", "Test accuracy (%), mean ± sample std over seeds (n = seeds, one run per seed)."
+             + (f" {cols.common}" if cols.common else ""), ""]
+    head = [*cols.head(), "A_orig", "A_SA", "A_IA", "Seeds"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         mark = "†" if row.ia_note else ""
         flag = " ⚠" if any(r.get("flags") for r in row.runs) else ""
-        lines.append(f"| {row.variant} | {row.dataset} | {row.setting} | {row.cells['A_orig'].text()} | "
+        lines.append(f"| {' | '.join(cols.cells(row))} | {row.cells['A_orig'].text()} | "
                      f"{row.cells['A_SA'].text()}{flag} | {row.cells['A_IA'].text()}{mark} | {row.seeds_text()} |")
     metrics = present_metrics(rows) if rows else []
     lines += ["", *footnotes(rows, metrics)] if rows else []
