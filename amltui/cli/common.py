@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import errno
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -19,7 +21,7 @@ from amltui.app.errors import UserError
 from amltui.app.records import DAMAGED, unindexed_folders
 from amltui.app.status_style import status_style
 from amltui.app.store import REBUILD_HINT, Store, StoreError
-from core.config import ConfigError
+from core.config import CHOICES, ConfigError
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 console = Console()
@@ -32,6 +34,26 @@ def fail(message: str, code: int = 2) -> NoReturn:
     # soft_wrap: one line however long (paths), so it can be grepped and copied; the terminal wraps it.
     err.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
+    """"did you mean 'ml_sa'? " for a near miss ('-' for '_' counts as one), else ""."""
+    close = [o for o in options if o == word.replace("-", "_")] or difflib.get_close_matches(word, options, 3, 0.6)
+    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+
+
+_NOT_A_CHOICE = re.compile(r"(?:Value error, )?'(?P<value>.*)' is not one of (?P<choices>.*?)\.?$")
+
+
+def choice_error(message: str, option: str) -> str:
+    """A refused option value as amltui words it: what was given, a "did you mean", the choices. Typer's own
+    text ("Value error, 'quik' is not one of …") is kept when it is not about choices."""
+    found = _NOT_A_CHOICE.search(message)
+    if not found:
+        return f"{option}: {message}" if option else message
+    choices = re.findall(r"'([^']*)'", found["choices"])
+    return (f"{option} {found['value']!r} is not a choice; {did_you_mean(found['value'], choices)}"
+            f"choose one of: {', '.join(choices)}")
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -180,4 +202,11 @@ def print_flags(record: dict[str, Any]) -> None:
 def parse_list(text: str, what: str, convert: type = str) -> list:
     """'a,b' → ['a', 'b'] for names; seeds (convert=int) also take ranges: '0-2,5' (as the dashboard)."""
     with user_errors():
-        return service.parse_seeds(text) if convert is int else service.parse_names(text, what)
+        names = service.parse_seeds(text) if convert is int else service.parse_names(text, what)
+        if what == "--variants":  # refused here with a suggestion, before any config is built
+            for name in names:
+                if name not in CHOICES["variant"]:
+                    raise UserError(f"--variants: {name!r} is not a variant",
+                                    f"{did_you_mean(name, CHOICES['variant'])}choose from: "
+                                    f"{', '.join(CHOICES['variant'])}")
+        return names

@@ -21,6 +21,7 @@ from amltui.app.executors.local import LocalScheduler
 from amltui.app.records import TERMINAL, Status, inspect
 from amltui.app.runs import run_dir
 from amltui.app.service import DispatchOptions, LaunchRequest
+from amltui.app.service.launch import preflight
 from amltui.app.service.manage import listed
 from amltui.app.service.rerun import RerunRequest, plan_rerun, queue_rerun
 from amltui.app.service.waiting import queued_reason
@@ -62,7 +63,6 @@ def run(
     gpu_max_util: o.GpuMaxUtil = None,
     gpu_max_mem: o.GpuMaxMem = None,
     detach: o.Detach = False,
-    gpus_per_node: o.GpusPerNode = 0,
     repeat: o.Repeat = False,
     grid: o.Grid = None,
     sweep: o.Sweep = None,
@@ -77,11 +77,13 @@ def run(
     request = LaunchRequest(
         variants=parse_list(variants, "--variants"), seeds=parse_list(seeds, "--seeds", int), preset=str(preset),
         device=device, threads=threads, run_id=run_id, repeat=repeat, gpu_max_util=gpu_max_util,
-        gpu_max_mem=gpu_max_mem, gpus_per_node=gpus_per_node, grid=list(grid or []), sweep=sweep,
+        gpu_max_mem=gpu_max_mem, grid=list(grid or []), sweep=sweep,
         **o.request_fields(options))
-    with user_errors():
-        request.check()  # every option is checked before anything is written: a refused command leaves no run
-        service.resolve_configs(request)
+    with user_errors():  # every check before anything is written: a refused command leaves no run and no ./runs
+        request.check()
+        configs, _ = service.resolve_sweep_configs(request)
+        request.check_devices()
+        preflight(configs, request)
     store = open_store(runs_dir)
     with user_errors():
         plan = service.plan_launch(store, request)
@@ -207,7 +209,6 @@ def _summary(store: Store, ids: list[str]) -> None:
 def resume(
     run: o.RunArg,
     detach: o.Detach = False,
-    gpus_per_node: o.GpusPerNode = 0,
     runs_dir: o.RunsDir = None,
     **options: object,
 ) -> None:
@@ -216,7 +217,7 @@ def resume(
     Its config stays as it is (finished epochs were trained under it); to change the config or the data, use
     `amltui rerun RUN --set KEY=VALUE` (a new run). Resuming a queued, running or stalled run is refused.
     """
-    dispatch_options = DispatchOptions(gpus_per_node=gpus_per_node, **o.request_fields(options))
+    dispatch_options = DispatchOptions(**o.request_fields(options))
     with user_errors():
         dispatch_options.check()
     store = open_store(runs_dir)
@@ -234,7 +235,6 @@ def rerun(
     data_dir: o.DataDir = None,
     new_id: Annotated[str | None, typer.Option("--id", help="The new run's id [default: generated].")] = None,
     detach: o.Detach = False,
-    gpus_per_node: o.GpusPerNode = 0,
     runs_dir: o.RunsDir = None,
     **options: object,
 ) -> None:
@@ -245,7 +245,7 @@ def rerun(
     identical finished run is not reused.
     """
     request = RerunRequest(overrides=list(set_ or []), data_dir=str(data_dir) if data_dir else None, run_id=new_id,
-                           gpus_per_node=gpus_per_node, **o.request_fields(options))
+                           **o.request_fields(options))
     store = open_store(runs_dir)
     reap_lost(store)
     record = resolve_run(store, run)
@@ -314,7 +314,8 @@ def remove(
         service.check_deletable(store, records)
     ids = [r["id"] for r in records]
     if not yes and not typer.confirm(f"delete {len(ids)} run(s) and their folders ({listed(ids, 30)})?"):
-        raise typer.Exit(1)
+        console.print("Nothing removed.", highlight=False, markup=False)  # a "no" is an answer, not a failure
+        return
     for record in records:
         try:
             folder = service.delete_run(store, record)

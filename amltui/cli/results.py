@@ -108,7 +108,7 @@ def show(run: o.RunArg, runs_dir: o.RunsDir = None) -> None:
     try:
         config = rd.read_config().to_dict()
         console.print(f"config ({len(config)} keys; `amltui config-keys` explains them)", highlight=False)
-        console.print(run_details.kv_grid([(k, str(v)) for k, v in config.items()], console.width))
+        console.print(run_details.kv_grid(run_details.config_pairs(config), console.width))
     except (OSError, ValueError) as exc:
         console.print(f"  config: unreadable ({exc})", highlight=False, markup=False)
     try:
@@ -278,8 +278,8 @@ def plot(
                                         "plot; computed as by `eval --curve` if missing).")] = False,
     sweep: Annotated[str | None, typer.Option(help="Instead: a sweep's frontier (--x vs --y, each grid point at "
                                               "its seed mean with error bars, the Pareto front).")] = None,
-    x: Annotated[str, typer.Option("--x", help="--sweep: metric on the x axis.")] = "A_PGD",
-    y: Annotated[str, typer.Option("--y", help="--sweep: metric on the y axis.")] = "A_IA",
+    x: o.MetricX = "A_PGD",
+    y: o.MetricY = "A_IA",
     interval: Annotated[str, typer.Option(help="--sweep: error bars: std (±1 sample std) or ci95 (95% t-interval "
                                           "of the mean).")] = "std",
     runs_dir: o.RunsDir = None,
