@@ -10,6 +10,9 @@ runs them all and the run record stores ``flags`` (the names) and ``flag_details
 - collapse: between two consecutive epochs the monitor's PGD accuracy falls by ≥ ``mask_collapse`` while its
   FGSM accuracy falls by less than half that ("catastrophic overfitting", Wong et al. 2020).
 ``gap_or_collapse`` (the default) trips on either; ``off`` disables the flag.
+
+``at_chance``: the final A_orig is within ``CHANCE_MARGIN`` points of chance (100/classes): the model learned
+nothing (e.g. the smallest `reproduce`), and tables, `ls` and the end of the run say so.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Any
 from core.config import RunConfig
 
 GRADIENT_MASKING = "gradient_masking"
+AT_CHANCE = "at_chance"
+CHANCE_MARGIN = 5.0  # points above 100/classes still read as chance (3σ of chance accuracy on 300 images is 5.2)
 
 
 @dataclass(frozen=True)
@@ -94,3 +99,18 @@ def gradient_masking(config: RunConfig, metrics: dict[str, float], history: list
     if not reasons:
         return []
     return [Flag(GRADIENT_MASKING, masking_rule_text(config), reasons, numbers)]
+
+
+@register
+def at_chance(config: RunConfig, metrics: dict[str, float], history: list[dict[str, Any]]) -> list[Flag]:
+    """Clean accuracy at chance level: the model learned nothing (too few epochs or images, or a broken run),
+    so its robustness numbers say nothing either."""
+    from core.data import NUM_CLASSES
+
+    chance = 100.0 / NUM_CLASSES
+    if "A_orig" not in metrics or metrics["A_orig"] > chance + CHANCE_MARGIN:
+        return []
+    rule = f"A_orig ≤ chance ({chance:g}% for {NUM_CLASSES} classes) + {CHANCE_MARGIN:g} points"
+    reason = (f"A_orig {metrics['A_orig']:.2f}% is at chance: the model did not learn (train longer or on more "
+              "images); its other accuracies say nothing about robustness")
+    return [Flag(AT_CHANCE, rule, [reason], {"A_orig": metrics["A_orig"], "chance": chance})]

@@ -1,7 +1,8 @@
 """Flags and model selection in tables: which cells to mark and the footnotes that say why (torch-free).
 
 A row whose runs carry a flag (core/flags.py; e.g. ``gradient_masking``) gets its A_SA cell marked: FGSM
-accuracy is the number a masked gradient inflates. The footnote names the flagged runs and the rule.
+accuracy is the number a masked gradient inflates; ``at_chance`` marks A_orig. The footnote names the flagged
+runs, each flag's rule and the numbers that tripped it.
 """
 
 from __future__ import annotations
@@ -10,10 +11,22 @@ from typing import Any
 
 MARK = "⚠"
 MARKED_METRIC = "A_SA"
+# The cell a flag casts doubt on, where it is not A_SA: a model at chance learned nothing (core/flags.py).
+FLAG_METRICS = {"at_chance": "A_orig"}
 
 
 def flagged_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in runs if r.get("flags")]
+
+
+def marked(runs: list[dict[str, Any]], metric: str) -> bool:
+    """Whether a table cell of ``metric`` over these runs carries the flag mark."""
+    return any(FLAG_METRICS.get(str(f), MARKED_METRIC) == metric for r in runs for f in r.get("flags") or [])
+
+
+def at_chance(record: dict[str, Any]) -> bool:
+    """A finished run whose clean accuracy is at chance (the ``at_chance`` flag, core/flags.py)."""
+    return "at_chance" in (record.get("flags") or [])
 
 
 # The rule of each sanity check (core/checks.py), for records whose check results carry no label.

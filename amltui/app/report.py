@@ -21,7 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from amltui.app.flagnotes import MARK, MARKED_METRIC, flagged_runs, selection_note
+from amltui.app.flagnotes import MARK, marked, selection_note
 from amltui.app.flagnotes import footnotes as flag_footnotes
 from amltui.app.records import Status
 from amltui.app.report_notes import aa_note, flagged_lines
@@ -350,8 +350,8 @@ def to_markdown(rows: list[Row], *, with_runs: bool = False) -> str:
     head = [*cols.head(), *(METRIC_LABELS[m] for m in metrics), "Seeds"]
     lines = [_md_row(head), _md_row(["---"] * len(head))]
     for row in rows:
-        cells = [row.cells[m].text() + _ia_mark(row, m) + (f" {MARK}" if m == MARKED_METRIC and flagged_runs(row.runs)
-                                                             else "") for m in metrics]
+        cells = [row.cells[m].text() + _ia_mark(row, m) + (f" {MARK}" if marked(row.runs, m) else "")
+                 for m in metrics]
         lines.append(_md_row([*cols.cells(row), *cells, row.seeds_text()]))
     intro = "Accuracy (%) on the test split: mean ± sample std over seeds (n = seeds, one run per seed)."
     out = [" ".join(filter(None, [intro, cols.common])), "", *lines, "", *footnotes(rows, metrics)]
@@ -470,7 +470,7 @@ def _latex_table(caption: str, label: str, head: list[str], body: list[list[str]
 def _latex_cells(row: Row, metrics: list[str], cols: Columns) -> list[str]:
     cells = []
     for m in metrics:
-        flag = "$^\\ddagger$" if row.cells[m].values and m == MARKED_METRIC and flagged_runs(row.runs) else ""
+        flag = "$^\\ddagger$" if row.cells[m].values and marked(row.runs, m) else ""
         ia = "$^\\dagger$" if row.cells[m].values and _ia_mark(row, m) else ""
         cells.append(_tex_cell(row.cells[m]) + ia + flag)
     return [*map(_tex, cols.cells(row)), *cells]

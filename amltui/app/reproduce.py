@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from amltui.app import paper
+from amltui.app.flagnotes import marked
 from amltui.app.records import TERMINAL, WORKING, Status, inspect_all
 from amltui.app.report import Row, aggregate, columns_for, footnotes, present_metrics, render
 from amltui.app.report_notes import flagged_lines
@@ -135,9 +136,10 @@ def _table1(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         mark = "†" if row.ia_note else ""
-        flag = " ⚠" if any(r.get("flags") for r in row.runs) else ""
-        lines.append(f"| {' | '.join(cols.cells(row))} | {row.cells['A_orig'].text()} | "
-                     f"{row.cells['A_SA'].text()}{flag} | {row.cells['A_IA'].text()}{mark} | {row.seeds_text()} |")
+        flag = {m: " ⚠" if marked(row.runs, m) else "" for m in ("A_orig", "A_SA")}
+        lines.append(f"| {' | '.join(cols.cells(row))} | {row.cells['A_orig'].text()}{flag['A_orig']} | "
+                     f"{row.cells['A_SA'].text()}{flag['A_SA']} | {row.cells['A_IA'].text()}{mark} | "
+                     f"{row.seeds_text()} |")
     metrics = present_metrics(rows) if rows else []
     lines += ["", *footnotes(rows, metrics)] if rows else []
     return lines + _flag_section(rows, done)
@@ -237,7 +239,7 @@ def _flag_section(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
     notes = footnotes(rows)
     lines = [""]
     if notes:
-        lines += [f"**Flags** (an A_SA marked {notes[0][0]} is not robustness: see core/flags.py):", "",
+        lines += [f"**Flags** (a cell marked {notes[0][0]} is not to be taken at face value: see core/flags.py):", "",
                   *(f"- {line}" for line in notes)]
     else:
         lines.append("No run is flagged (gradient masking: final A_SA − A_PGD or a one-epoch collapse of the "

@@ -44,8 +44,9 @@ def _describe(record: dict[str, Any], progress: dict[str, Any]) -> tuple[str, fl
     status = record.get("status", "?")
     if status in TERMINAL:
         metrics = record.get("metrics") or {}
-        shown = "".join(f"  {k} {metrics[k]:.2f}" for k in ("A_orig", "A_SA") if k in metrics)
-        text = status + (shown if "A_orig" in metrics else f"  {record.get('error') or ''}"[:80])
+        shown = "".join(f"  {k} {metrics[k]:.2f}" for k in ("A_orig", "A_SA", "A_PGD") if k in metrics)
+        chance = "  (at chance: learned nothing)" if "at_chance" in (record.get("flags") or []) else ""
+        text = status + (shown + chance if "A_orig" in metrics else f"  {record.get('error') or ''}")
         return text, 1, 1
     kind = progress.get("kind")
     if status in (Status.QUEUED, Status.ORPHANED):

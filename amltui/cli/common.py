@@ -199,6 +199,52 @@ def print_flags(record: dict[str, Any]) -> None:
             console.print(f"[bold yellow]{FLAG_MARK} {escape(str(name))}[/]", highlight=False)
 
 
+# ---- tables that fit their medium ---------------------------------------------------------------------------
+def table_width(wide: bool = False) -> int | None:
+    """The width a table must fit: the terminal's; None (no limit: whole rows) with --wide, or when the output is
+    piped and $COLUMNS does not name a width (a pipe is not 80 columns wide; `cut`/`less -S` can narrow it)."""
+    if wide or (not console.is_terminal and not os.environ.get("COLUMNS")):
+        return None
+    return console.width
+
+
+def fit_columns(columns: list[str], widths: dict[str, int], width: int | None, priority: list[str],
+                keep: int = 2) -> tuple[list[str], list[str]]:
+    """(shown, dropped): whole columns are left out, least important (last in ``priority``) first, until a row
+    fits ``width`` (None: all fit); a cell is never cut. ``widths``: each column's widest text."""
+    shown, dropped = list(columns), []
+    ranked = sorted(columns, key=lambda c: priority.index(c) if c in priority else len(priority))
+    while width is not None and len(shown) > keep and sum(widths[c] + 3 for c in shown) - 1 > width:
+        victim = next(c for c in reversed(ranked) if c in shown)
+        shown.remove(victim)
+        dropped.append(victim)
+    return shown, dropped
+
+
+def dropped_note(dropped: list[str], width: int | None) -> str | None:
+    """The line under a table that left columns out: which, and how to see them."""
+    if not dropped:
+        return None
+    return (f"not shown at {width} columns: {', '.join(dropped)} (--wide shows every column; a wider terminal "
+            "shows more)")
+
+
+def print_table(table: Table, width: int | None, dropped: list[str] | None = None) -> None:
+    """Print a table at ``width`` (None: its natural width, however wide) and say which columns were left out."""
+    if width is None:
+        from rich.measure import Measurement
+
+        natural = Measurement.get(console, console.options.update(width=100_000), table).maximum
+        out = Console(width=max(natural, 20), file=console.file, force_terminal=console.is_terminal,
+                      no_color=console.no_color, highlight=False)
+        out.print(table)
+    else:
+        console.print(table)
+    note = dropped_note(dropped or [], width)
+    if note:
+        console.print(note, highlight=False, markup=False, style="dim")
+
+
 def parse_list(text: str, what: str, convert: type = str) -> list:
     """'a,b' → ['a', 'b'] for names; seeds (convert=int) also take ranges: '0-2,5' (as the dashboard)."""
     with user_errors():

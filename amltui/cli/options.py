@@ -47,6 +47,8 @@ RunsDir = Annotated[
 RunArg = Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix of it).")]
 RunArgs = Annotated[list[str], typer.Argument(metavar="RUN...", help="Run ids (or unique prefixes).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+Wide = Annotated[bool, typer.Option("--wide", help="Every column, whatever the terminal's width (a pipe gets "
+                                    "whole rows anyway, unless $COLUMNS names a width).")]
 Where = Annotated[list[str] | None, typer.Option(help="Only runs with key=value in their record or config (e.g. "
                                                  "dataset=mnist, tags=paper); repeatable. Unknown keys and values "
                                                  "are refused with a suggestion.")]

@@ -28,9 +28,11 @@ from amltui.cli.common import (
     fail,
     open_store,
     print_metrics,
+    print_table,
     reap_lost,
     resolve_run,
     status_text,
+    table_width,
     user_errors,
     warn_damaged,
     warn_unindexed,
@@ -52,6 +54,7 @@ def ls(
                                              "A_PGD; -KEY (or --reverse) for descending [default: the store's "
                                              "order].")] = None,
     reverse: Annotated[bool, typer.Option("--reverse", help="Descending order (with --sort).")] = False,
+    wide: o.Wide = False,
     runs_dir: o.RunsDir = None,
 ) -> None:
     """List runs, with each one's progress, metrics and failure reason.
@@ -80,7 +83,9 @@ def ls(
         return
     phases = {r["id"]: phase_progress(read_progress(store, r["id"])) for r in records
               if r.get("status") == Status.RUNNING}
-    console.print(runs_listing.runs_table(records, console.width, {k: v for k, v in phases.items() if v}))
+    width = table_width(wide)
+    table, dropped = runs_listing.fit_runs_table(records, width, {k: v for k, v in phases.items() if v})
+    print_table(table, width, dropped)
     flagged = sorted({str(f) for r in records for f in r.get("flags") or []})
     if flagged:
         console.print(f"{FLAG_MARK} flagged: {', '.join(flagged)} — `amltui show RUN` gives the rule and the numbers",
