@@ -7,9 +7,11 @@ Rerunning is cheap: finished runs and cached invariance sets are reused; only wh
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import math
 import platform
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +67,36 @@ def plan(store: Store, configs: list[RunConfig]) -> Plan:
         else:
             result.wait.append(match["id"])
     return result
+
+
+NAME_MAX = 150  # a report folder name longer than this keeps its head and gets a hash of the whole
+
+
+def report_folder_name(configs: list[RunConfig]) -> str:
+    """The default report folder of a reproduce: named by everything that tells it apart from another one —
+    dataset, preset, each config value that differs from the preset (epochs, subsets, …), the seeds and the
+    variants — so reproduces at different sizes never overwrite each other's report."""
+    first = configs[0]
+    diffs: dict[str, set[str]] = {}
+    for config in configs:
+        for key, value in config.diff_from_preset().items():
+            diffs.setdefault(key, set()).add(_name_value(value))
+    parts = ["reproduce", first.dataset, first.preset]
+    parts += [f"{key}{'.'.join(sorted(values))}" for key, values in sorted(diffs.items())]
+    seeds = sorted({c.seed for c in configs})
+    parts.append("seeds" + (f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1))
+                            and len(seeds) > 1 else ".".join(map(str, seeds))))
+    variants = [v for v in VARIANTS if any(c.variant == v for c in configs)]
+    if variants != list(VARIANTS):
+        parts.append("variants_" + ".".join(variants))
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(parts))
+    if len(name) > NAME_MAX:
+        name = name[:NAME_MAX - 9] + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    return name
+
+
+def _name_value(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, str) else value
 
 
 def t_quantile(df: int) -> float:

@@ -29,7 +29,7 @@ class ReproduceRequest(DispatchOptions, ConfigRequest):
     human_sets_dir: Path | None = None
     curves: bool = False
     autoattack: bool = False
-    out: Path | None = None  # report folder [default: <runs-dir>/reports/reproduce-<dataset>-<preset>]
+    out: Path | None = None  # report folder [default: <runs-dir>/reports/<report_folder_name(configs)>]
     command: str = "amltui reproduce"  # written into the report
 
 
@@ -93,7 +93,7 @@ def reproduce(store: Store, request: ReproduceRequest, front: ReproduceFront,
     all_ids = todo.reuse + todo.wait + to_run
     score_human_sets(store, all_ids, request, front)
     measure_curves(store, all_ids, request, front)
-    return write(store, all_ids, request, configs[0].dataset), code
+    return write(store, all_ids, request, configs), code
 
 
 def make_invariance_sets(store: Store, configs: list[RunConfig], front: ReproduceFront) -> None:
@@ -150,8 +150,8 @@ def measure_curves(store: Store, ids: list[str], request: ReproduceRequest, fron
                                             autoattack=request.autoattack or ev.config.eval_aa))
 
 
-def write(store: Store, ids: list[str], request: ReproduceRequest, dataset: str) -> Path:
-    from amltui.app.reproduce import write_report
+def write(store: Store, ids: list[str], request: ReproduceRequest, configs: list[RunConfig]) -> Path:
+    from amltui.app.reproduce import report_folder_name, write_report
 
-    folder = request.out or store.runs_dir / "reports" / f"reproduce-{dataset}-{request.preset}"
+    folder = request.out or store.runs_dir / "reports" / report_folder_name(configs)
     return write_report(store, ids, folder, request.command)
