@@ -105,3 +105,39 @@ def test_a_run_at_chance_is_flagged_and_says_so(tmp_path, capsys):
     md = render(aggregate([store.get(i) for i in ids]), "md")
     assert "| 10.00 ± 0.00 (n=2) ⚠ |" in md  # A_orig is the cell marked
     assert "at_chance — rule: A_orig ≤ chance (10% for 10 classes) + 5 points" in md
+
+
+def test_live_progress_lines_fit_80_columns_with_labelled_clocks(tmp_path):
+    import json as _json
+
+    from amltui.app.run_progress import LiveRuns
+    from amltui.app.runs import run_dir
+
+    store = Store(tmp_path)
+    running = new_run(store, "ml_sa_ia-s0-1206-201805-87ca", variant="ml_sa_ia")
+    change_record(store, running, status="running")
+    progress = {"kind": "batch", "batch": {"epoch": 3, "epochs": 8, "step": 12, "steps": 50, "loss": 0.1234}}
+    (run_dir(store.runs_dir, running).path / "progress.json").write_text(_json.dumps(progress))
+    done = finished(store, new_run(store, "ml_sa_ia-s1-1206-201805-87cb", variant="ml_sa_ia", seed=1))
+    change_record(store, done, metrics={"A_orig": 97.1, "A_SA": 80.0, "A_PGD": 70.0},
+                  started="2026-12-01T07:00:00.0Z", ended="2026-12-01T07:03:05.0Z")
+    console = Console(record=True, width=80, file=io.StringIO(), force_terminal=False)
+    with LiveRuns(console, store, [running, done]) as live:
+        live.refresh()
+    lines = [line for line in console.export_text().splitlines() if line.strip()]
+    assert len(lines) == 2 and all(len(line) <= 80 for line in lines), lines  # one line each, no wrap
+    live_line = next(line for line in lines if running in line)
+    assert "epoch 3/8 loss 0.1234" in live_line and "elapsed " in live_line and " ETA " in live_line
+    done_line = next(line for line in lines if done in line)
+    assert "done  took 3m05s" in done_line  # its metrics follow in the end-of-run table
+
+    reason = "cancelled (Ctrl-C in the foreground) by user@host pid 4242 while the scheduler waited for a slot"
+    cancelled = finished(store, new_run(store, "ml_sa_ia-s2-1206-201805-87cc", variant="ml_sa_ia", seed=2),
+                         "cancelled", error=reason)
+    console = Console(record=True, width=80, file=io.StringIO(), force_terminal=False)
+    with LiveRuns(console, store, [cancelled]) as live:  # the Ctrl-C frame: the reason whole, wrapped
+        live.refresh()
+    text = console.export_text()
+    assert all(len(line) <= 80 for line in text.splitlines()) and "…" not in text
+    assert reason in " ".join(" ".join(line.split()[2:] if cancelled in line else line.split())
+                              for line in text.splitlines())
