@@ -211,7 +211,7 @@ def test_a_prefix_shows_what_it_matched(tmp_path):
     result = invoke("show", "run", runs=tmp_path)
     assert result.exit_code == 2 and "matches 10 runs" in result.output and "… and 2 more" in result.output
     result = invoke("rm", "run7", runs=tmp_path, stdin="n\n")
-    assert "(run7)?" in result.output and result.exit_code == 1
+    assert "(run7)?" in result.output and "Nothing removed." in result.output and result.exit_code == 0
 
 
 # ---- 7. who cancelled a run; the Ctrl-C hint ------------------------------------------------------------------
