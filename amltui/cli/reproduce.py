@@ -30,6 +30,9 @@ def register(app: typer.Typer) -> None:
 class CliFront:
     """The terminal side of the sequence: plain lines, Rich progress bars, foreground runs."""
 
+    def __init__(self, wide: bool = False) -> None:
+        self.wide = wide  # --wide: the end-of-run table with every column
+
     def say(self, text: str) -> None:
         console.print(text, highlight=False, markup=False)
 
@@ -44,10 +47,11 @@ class CliFront:
             yield bars.on_event
 
     def run(self, store: Store, ids: list[str], request: ReproduceRequest) -> int:
-        return _exit_code(lambda: dispatch(store, ids, request, detach=request.detach))
+        return _exit_code(lambda: dispatch(store, ids, request, detach=request.detach, wide=self.wide))
 
     def wait(self, store: Store, ids: list[str]) -> int:
-        return _exit_code(lambda: _follow(store, ids, cancel=lambda: None, reconcile=reap_lost))
+        return _exit_code(lambda: _follow(store, ids, cancel=lambda: None, reconcile=reap_lost,
+                                          wide=self.wide))
 
 
 def _exit_code(step) -> int:
@@ -74,7 +78,9 @@ def reproduce(
                                          "(as `eval --curve`; cached) for the report's robustness.png.")] = False,
     autoattack: Annotated[bool, typer.Option("--autoattack", help="Compute A_AA (as `eval --autoattack`; cached) "
                                              "for each finished run that lacks it.")] = False,
-    out: Annotated[Path | None, typer.Option(help="Report folder [default: <runs-dir>/reports/…].")] = None,
+    out: Annotated[Path | None, typer.Option(help="Report folder [default: in <runs-dir>/reports/, named by the "
+                                              "dataset, preset, changed keys and seeds].")] = None,
+    wide: o.Wide = False,
     runs_dir: o.RunsDir = None,
     **options: object,
 ) -> None:
@@ -90,7 +96,7 @@ def reproduce(
         configs = service.check_request(request)  # before the store: a refused command writes nothing
     store = open_store(runs_dir)
     with user_errors():
-        report, code = service.reproduce(store, request, CliFront(), configs)
+        report, code = service.reproduce(store, request, CliFront(wide), configs)
     if report is not None:
         console.print(f"report: {report}", markup=False)
     if code:
