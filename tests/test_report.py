@@ -170,3 +170,9 @@ def test_tables_say_on_how_many_images_and_mark_the_digit_table_on_other_data():
     assert parsed[0]["A_PGD_test_images"] == "1000" and parsed[0]["ia_note"].startswith("digit target table")
     digits = render(aggregate(RUNS), "md")
     assert "†" not in digits and "Every column is measured on 1000 test images" in digits
+
+
+def test_a_setting_writes_config_values_as_config_json_does():
+    run = rec("e0", "baseline", 0, 90.0, 80.0)
+    run["config_diff"] = {"eval_ia": False, "pgd_eps": None, "lr": 0.0}
+    assert aggregate([run])[0].setting == "quick; eval_ia=false; lr=0.0; pgd_eps=null"

@@ -109,7 +109,9 @@ def pool_key(record: dict[str, Any]) -> tuple:
 
 def _setting(record: dict[str, Any]) -> str:
     diff = record.get("config_diff") or {}
-    parts = [str(record.get("preset", "?"))] + [f"{k}={v}" for k, v in sorted(diff.items())]
+    # values as config.json and --set write them (false, null), not as Python prints them
+    parts = [str(record.get("preset", "?"))] + [f"{k}={v if isinstance(v, str) else json.dumps(v)}"
+                                                for k, v in sorted(diff.items())]
     return "; ".join(parts)
 
 
