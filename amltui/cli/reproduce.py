@@ -98,6 +98,6 @@ def reproduce(
     with user_errors():
         report, code = service.reproduce(store, request, CliFront(wide), configs)
     if report is not None:
-        console.print(f"report: {report}", markup=False)
+        console.print(f"report: {report}", markup=False, highlight=False, soft_wrap=True)  # one line: copyable
     if code:
         raise typer.Exit(code)
