@@ -85,7 +85,7 @@ class RunConfig:
                     bound=_B(0, 2**31 - 1))
     # data
     dataset: str = key("mnist-sample", "the images: mnist, fashion-mnist (idx files, --data-dir), mnist-sample "
-                       "(bundled 2,000/1,000 subset) or synthetic (generated, for tests)", registry.DATASETS)
+                       "(bundled 4,000/1,000 subset) or synthetic (generated, for tests)", registry.DATASETS)
     data_dir: str | None = key(None, "folder holding the four idx files of mnist/fashion-mnist; none = the "
                                "usual places (the error names them)")
     train_subset: int | None = key(None, "train on a stratified subset of this many images; none = all", bound=_B(1))
@@ -117,8 +117,8 @@ class RunConfig:
     w_adv: float = key(0.5, "weight of the cross-entropy on x_p (set by the variant)", bound=_B(0.0))
     lambda_sa: float = key(0.5, "weight of the sensitivity triplet (anchor x, positive x_p; set by the variant)",
                            bound=_B(0.0))
-    lambda_ia: float = key(0.0, "weight of the invariance triplet (negative x_q; set by the variant; > 0 builds "
-                           "invariance sets)", bound=_B(0.0))
+    lambda_ia: float = key(0.0, "weight of the invariance triplet (anchor x, positive x_q; set by the variant; "
+                           "> 0 builds invariance sets)", bound=_B(0.0))
     lambda_norm: float = key(1e-3, "weight of the feature-norm term of the triplets' embeddings (set by the "
                              "variant)", bound=_B(0.0))
     margin: float = key(0.05, "margin of the angular triplet loss", bound=_B(0.0, 2.0))

@@ -21,6 +21,9 @@ the ε it is read at. A robust quick model (FGSM-RS, ε_s 0.1) has gaps of 2.7 /
 ε 0.1 / 0.15 / 0.2 / 0.3 (docs/robustness.md): one threshold can only be calibrated at one ε, the training one.
 A run recorded before this measurement existed, with ``pgd_eps`` ≠ ε_s, has no like-with-like pair: the rule is
 not applied to it rather than applied to unlike numbers.
+
+``at_chance``: the final A_orig is within ``CHANCE_MARGIN`` points of chance (100/classes): the model learned
+nothing (e.g. the smallest `reproduce`), and tables, `ls` and the end of the run say so.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from core.config import RunConfig
 GRADIENT_MASKING = "gradient_masking"
 PGD_AT_EPS_S = "A_PGD_at_eps_s"  # the metric core/evaluate.py records when pgd_eps ≠ ε_s (no torch here)
 MONITOR_PGD_AT_EPS_S = "monitor_" + PGD_AT_EPS_S
+AT_CHANCE = "at_chance"
+CHANCE_MARGIN = 5.0  # points above 100/classes still read as chance (3σ of chance accuracy on 300 images is 5.2)
 
 
 @dataclass(frozen=True)
@@ -126,3 +131,16 @@ def _collapse_rule(config: RunConfig, history: list[dict[str, Any]], reasons: li
             numbers.update(collapse_epoch=float(cur["epoch"]), monitor_pgd_drop=round(pgd_drop, 4),
                            monitor_fgsm_drop=round(fgsm_drop, 4), mask_collapse=config.mask_collapse)
             return
+@register
+def at_chance(config: RunConfig, metrics: dict[str, float], history: list[dict[str, Any]]) -> list[Flag]:
+    """Clean accuracy at chance level: the model learned nothing (too few epochs or images, or a broken run),
+    so its robustness numbers say nothing either."""
+    from core.data import NUM_CLASSES
+
+    chance = 100.0 / NUM_CLASSES
+    if "A_orig" not in metrics or metrics["A_orig"] > chance + CHANCE_MARGIN:
+        return []
+    rule = f"A_orig ≤ chance ({chance:g}% for {NUM_CLASSES} classes) + {CHANCE_MARGIN:g} points"
+    reason = (f"A_orig {metrics['A_orig']:.2f}% is at chance: the model did not learn (train longer or on more "
+              "images); its other accuracies say nothing about robustness")
+    return [Flag(AT_CHANCE, rule, [reason], {"A_orig": metrics["A_orig"], "chance": chance})]

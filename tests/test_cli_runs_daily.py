@@ -193,8 +193,9 @@ def test_rm_by_status_lists_the_ids_and_asks(tmp_path):
     failed = [finished(store, new_run(store, f"f{i}", seed=i), "failed", error="x") for i in range(2)]
     finished(store, new_run(store, "keep", seed=5))
     result = invoke("rm", "--status", "failed", runs=tmp_path, stdin="n\n")
-    assert result.exit_code == 1 and "delete 2 run(s) and their folders (f0, f1)?" in result.output, result.output
-    assert len(store.all()) == 3
+    assert result.exit_code == 0 and "delete 2 run(s) and their folders (f0, f1)?" in result.output, result.output
+    assert "Nothing removed." in result.output and "Aborted" not in result.output  # "no" is an answer, exit 0
+    assert len(store.all()) == 3 and all((tmp_path / i).exists() for i in failed)
     result = invoke("rm", "--status", "faild", runs=tmp_path)
     assert result.exit_code == 2 and "did you mean 'failed'" in result.output
     result = invoke("rm", "--status", "failed", runs=tmp_path, stdin="y\n")
@@ -210,7 +211,7 @@ def test_a_prefix_shows_what_it_matched(tmp_path):
     result = invoke("show", "run", runs=tmp_path)
     assert result.exit_code == 2 and "matches 10 runs" in result.output and "… and 2 more" in result.output
     result = invoke("rm", "run7", runs=tmp_path, stdin="n\n")
-    assert "(run7)?" in result.output and result.exit_code == 1
+    assert "(run7)?" in result.output and "Nothing removed." in result.output and result.exit_code == 0
 
 
 # ---- 7. who cancelled a run; the Ctrl-C hint ------------------------------------------------------------------

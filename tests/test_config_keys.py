@@ -87,3 +87,13 @@ def test_the_key_table_and_the_write_helper_load_no_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root,
                          env={**os.environ, "PYTHONPATH": str(root)})
     assert out.stdout.strip() == "False"
+
+
+def test_config_keys_says_the_bundled_sample_size_and_that_x_q_is_the_positive() -> None:
+    from core.data import load_dataset
+
+    out = " ".join(CliRunner().invoke(app, ["config-keys"]).output.split())
+    sample = load_dataset("mnist-sample")
+    assert (len(sample.train), len(sample.test)) == (4000, 1000)
+    assert "(bundled 4,000/1,000 subset)" in out and "2,000" not in out
+    assert "invariance triplet (anchor x, positive x_q;" in out and "negative x_q" not in out

@@ -87,3 +87,20 @@ def test_curves_have_integer_epoch_ticks(tmp_path: Path) -> None:
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
     plt.close(fig)
     assert Image.open(curves_figure({"baseline": [history]}, tmp_path / "curves.png")).size == (1540, 374)
+
+
+def test_curves_of_a_one_epoch_run_are_readable(tmp_path: Path) -> None:
+    """A 1-epoch reproduce: each run is one point, drawn with a marker, under a single tick "1" (not the
+    overprinted 0.945 0.960 … of an autoscaled axis)."""
+    one = [{"epoch": 1, "train_loss": 2.3, "monitor_A_orig": 10.0, "monitor_A_SA": 9.0, "monitor_A_PGD": 8.0}]
+    fig = curves_plot({"baseline": [one, one], "ml_sa": [one]})
+    fig.canvas.draw()
+    for ax in fig.axes:
+        lines = ax.get_lines()
+        assert lines and all(line.get_marker() not in (None, "", "None", " ") for line in lines)
+        labels = [t.get_text() for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+        assert labels == ["1"], labels
+        low, high = ax.get_xlim()
+        assert low < 1 < high and high - low >= 1
+    plt.close(fig)
+    assert curves_figure({"baseline": [one]}, tmp_path / "curves.png").stat().st_size > 0

@@ -36,7 +36,7 @@ def test_piped_foreground_run_prints_phase_and_epoch_lines(tmp_path: Path) -> No
     train_done = lines.index(f"invariance train done ({TINY['train_subset']})")
     assert train_done < lines.index(epochs[0])  # in the order they happened
     assert any(line.startswith("eval ") and line.endswith(f"done ({TINY['test_subset']})") for line in lines)
-    assert lines[-1].startswith("done  A_orig ")
+    assert re.match(r"done  A_orig \d+\.\d\d  A_SA \d+\.\d\d  A_PGD \d+\.\d\d", lines[-1]), lines[-1]
 
 
 def test_run_progress_in_a_pipe_prints_each_phase_once_and_one_line_per_measurement() -> None:

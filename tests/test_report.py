@@ -93,14 +93,14 @@ def test_csv_and_latex():
     assert parsed[0]["variant"] == "baseline" and float(parsed[0]["A_orig_mean"]) == 98.0
     assert parsed[0]["A_orig_n"] == "3" and parsed[1]["delta_A_SA_n"] == "2" and parsed[1]["runs"] == "m0 m1"
     tex = render(aggregate(RUNS), "latex")
-    assert "ml\\_sa" in tex and "$98.00 \\pm 1.00$ (3; 0.44)" in tex and "\\end{tabular}" in tex
+    assert "ml\\_sa" in tex and "$98.00$\\\\{\\scriptsize $\\pm 1.00$ (3; 0.44)}" in tex and "\\end{tabular}" in tex
     assert parsed[0]["A_orig_se_binom"] == "0.4427" and parsed[0]["A_PGD_se_binom"] == "1.2406"
     assert parsed[0]["A_orig_test_images"] == "1000" and "PGD-40" in parsed[0]["pgd"]
 
 
 def test_a_single_seed_has_no_spread():
     text = render(aggregate([rec("s", "ml_sa", 0, 90.0, 80.0)]), "md")
-    assert "90.00 ± – (n=1; SE_bin 0.95)" in text  # one run: no spread over seeds, but the test set's own error
+    assert "| 90.00 (n=1; SE_bin 0.95) |" in text and "±" not in text.split("\n\n")[1]  # no "± –" placeholder
 
 
 def test_the_binomial_standard_error_uses_the_fewest_images_and_needs_a_count():
@@ -108,9 +108,23 @@ def test_the_binomial_standard_error_uses_the_fewest_images_and_needs_a_count():
 
     assert Cell([80.0, 82.0], images=[1000, 10000]).se_binom == pytest.approx(100 * (0.81 * 0.19 / 1000) ** 0.5)
     assert Cell([100.0], images=[200]).se_binom == 0.0
-    assert Cell([80.0]).se_binom is None and Cell([80.0]).text(se=True) == "80.00 ± – (n=1)"  # old records
+    assert Cell([80.0]).se_binom is None and Cell([80.0]).text(se=True) == "80.00 (n=1)"  # old records
     md = render(aggregate([rec("s", "ml_sa", 0, 90.0, 80.0)]), "md")
     assert "SE_bin: the binomial standard error" in md and "does not reduce" in md
+
+
+def test_dataset_and_setting_columns_only_when_rows_differ_in_them():
+    one = render(aggregate(RUNS), "md")
+    header = next(line for line in one.splitlines() if line.startswith("| Variant"))
+    assert "Dataset" not in header and "Setting" not in header
+    assert "All rows: dataset mnist, setting quick." in one.splitlines()[0]
+    tex = render(aggregate(RUNS), "latex")
+    assert "Setting" not in tex and "All rows: dataset mnist, setting quick." in tex
+    mixed = render(aggregate(RUNS + [rec("l0", "ml_sa", 0, 70.0, 40.0, lr=3e-4)]), "md")
+    header = next(line for line in mixed.splitlines() if line.startswith("| Variant"))
+    assert header.startswith("| Variant | Setting | A_orig") and "Dataset" not in header
+    assert "All rows: dataset mnist." in mixed.splitlines()[0]
+    assert "| ml_sa | quick; lr=0.0003 | 70.00 (n=1; SE_bin 1.45) |" in mixed
 
 
 def test_no_finished_runs():
@@ -170,3 +184,9 @@ def test_tables_say_on_how_many_images_and_mark_the_digit_table_on_other_data():
     assert parsed[0]["A_PGD_test_images"] == "1000" and parsed[0]["ia_note"].startswith("digit target table")
     digits = render(aggregate(RUNS), "md")
     assert "†" not in digits and "Every column is measured on 1000 test images" in digits
+
+
+def test_a_setting_writes_config_values_as_config_json_does():
+    run = rec("e0", "baseline", 0, 90.0, 80.0)
+    run["config_diff"] = {"eval_ia": False, "pgd_eps": None, "lr": 0.0}
+    assert aggregate([run])[0].setting == "quick; eval_ia=false; lr=0.0; pgd_eps=null"

@@ -12,7 +12,7 @@ from amltui.app.reproduce import plan, reading
 from amltui.app.runs import create_run, set_status
 from amltui.app.store import Store
 from amltui.cli import app
-from core.config import RunConfig
+from core.config import VARIANTS, RunConfig
 
 runner = CliRunner()
 TINY = ["arch=small", "train_subset=120", "test_subset=40", "batch_size=40", "pgd_steps=2", "threads=1"]
@@ -50,7 +50,9 @@ def test_reproduce_writes_the_report_and_a_rerun_reuses_everything(tmp_path):
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "2 to start" in first.output
-    folder = tmp_path / "reports" / "reproduce-synthetic-quick"
+    folder = tmp_path / "reports" / ("reproduce-synthetic-quick-batch_size40-epochs1-pgd_steps2-test_subset40-"
+                                      "train_subset120-seeds0-variants_baseline.ml_sa_ia")  # named by its size
+    assert f"report: {folder / 'report.md'}\n" in first.output  # one line, however long
     report = (folder / "report.md").read_text()
     assert "## Table 1" in report and "99.02 / 98.95 / 85.67" in report
     # The paper's rows are labelled as what they are, beside the authors' three-run means; no interval on them.
@@ -72,7 +74,8 @@ def test_reproduce_writes_the_report_and_a_rerun_reuses_everything(tmp_path):
     for record in Store(tmp_path).all():
         assert record["checks"]["scope"] == "cheap" and record["checks"]["n"] == 40
         assert record["metrics_n"]["A_AA"] == 40
-    assert "(n=40; `reproduce`'s default set)" in report and "test images per run: 40" in report
+    aa_line = next(line for line in report.splitlines() if line.startswith("A_AA: AutoAttack"))
+    assert "(n=40; `reproduce`'s default set)" in report and "n=40" in aa_line and "100 it." in aa_line
     caches = {i: (tmp_path / i / "robustness" / "cache.json").read_text() for i in ids}
 
     second = runner.invoke(app, args)
@@ -156,7 +159,9 @@ def test_an_interrupted_reproduce_resumes_its_runs(tmp_path):
     assert "1 to resume" in out.output
     record = store.get(run_id)
     assert record["status"] == "done" and record["epoch"] == 2
-    runs = json.loads((tmp_path / "reports" / "reproduce-synthetic-quick" / "runs.json").read_text())
+    folder = ("reproduce-synthetic-quick-batch_size40-epochs2-eval_iafalse-pgd_steps2-test_subset40-train_subset120-"
+              "seeds0-variants_baseline")
+    runs = json.loads((tmp_path / "reports" / folder / "runs.json").read_text())
     assert [r["id"] for r in runs] == [run_id]
 
 
@@ -165,3 +170,23 @@ def test_a_robust_subset_below_one_is_refused_before_anything_is_written(tmp_pat
                               str(tmp_path / "runs")])
     assert out.exit_code == 2 and "--robust-subset 0" in out.output and "--no-robust-checks" in out.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_reproduces_at_different_sizes_get_different_report_folders():
+    from amltui.app.reproduce import report_folder_name
+
+    def name(seeds, **size):
+        return report_folder_name([RunConfig.resolve(v, "quick", seed=s, **size) for v in VARIANTS for s in seeds])
+
+    smallest = name([0], epochs=1, train_subset=300, test_subset=300)
+    assert smallest == "reproduce-mnist-sample-quick-epochs1-test_subset300-train_subset300-seeds0"
+    others = {name([0], epochs=2, train_subset=300, test_subset=300), name([0, 1, 2], epochs=1, train_subset=300,
+              test_subset=300), name([0], epochs=1, train_subset=1000, test_subset=300), name([0]),
+              name([0], epochs=1, train_subset=300, test_subset=300, dataset="synthetic")}
+    assert len(others) == 5 and smallest not in others
+    assert name([0, 1, 2]) == "reproduce-mnist-sample-quick-seeds0-2"
+    long = ["lr=0.000123456789", "margin=0.123456789", "mask_gap=12.3456789", "batch_size=33", "pgd_steps=17",
+            "pgd_alpha=0.0123456789", "train_subset=1234", "test_subset=567", "epochs=7"]
+    many = report_folder_name([RunConfig.resolve("baseline", "quick", overrides=long)])
+    assert len(many) <= 150 and many != report_folder_name([RunConfig.resolve("baseline", "quick",
+                                                                                overrides=[*long[:-1], "epochs=8"])])

@@ -51,7 +51,8 @@ def test_a_grid_sweep_runs_exports_and_plots(tmp_path):
     md = invoke("export", "--sweep", "sa", "--runs-dir", runs)
     assert md.exit_code == 0, md.output
     lines = [line for line in md.output.splitlines() if line.startswith("| ")]
-    settings = [line.split(" | ")[2] for line in lines[2:5]]
+    at = lines[0].split(" | ").index("Setting")  # no Dataset column: every row has the same dataset
+    settings = [line.split(" | ")[at] for line in lines[2:5]]
     assert settings == ["lambda_sa=0 (paper's baseline)", "lambda_sa=0.25", "lambda_sa=0.5 (paper's ml_sa)"]
     assert "(n=2; SE_bin" in md.output and "ΔA_PGD" in md.output
 

@@ -133,12 +133,18 @@ def curves_plot(series: dict[str, list[list[dict[str, Any]]]]) -> Any:
         for i, history in enumerate(runs):
             epochs = [h["epoch"] for h in history]
             for ax, (key, _) in zip(axes, keys, strict=True):
+                # markers: a run of one or two epochs is a point, which a bare line would not draw
                 ax.plot(epochs, [h.get(key, float("nan")) for h in history], color=cmap(k), alpha=0.8, lw=1,
-                        label=variant if i == 0 else None)
+                        marker="o", ms=3, label=variant if i == 0 else None)
+    shown = sorted({h["epoch"] for runs in series.values() for history in runs for h in history})
     for ax, (_, label) in zip(axes, keys, strict=True):
         ax.set_xlabel("epoch", fontsize=8)
         ax.set_title(label, fontsize=9)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        if 0 < len(shown) <= 10:  # few epochs: a tick at each, and room around a single one
+            ax.set_xticks(shown)
+            ax.set_xlim(shown[0] - 0.5, shown[-1] + 0.5)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig

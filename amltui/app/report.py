@@ -22,7 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from amltui.app.flagnotes import MARK, MARKED_METRIC, flagged_runs, selection_note
+from amltui.app.flagnotes import MARK, marked, selection_note
 from amltui.app.flagnotes import footnotes as flag_footnotes
 from amltui.app.records import Status
 from amltui.app.report_notes import aa_note, flagged_lines
@@ -83,9 +83,10 @@ class Cell:
         mean = f"{self.mean:+.2f}" if signed else f"{self.mean:.2f}"
         if signed and not self.std:  # a paired difference without spread says so, never "± 0.00"
             return f"{mean} (no spread measured, n={self.n})"
-        std = "–" if self.std is None else f"{self.std:.2f}"
         se_text = f"; SE_bin {self.se_binom:.2f}" if se and self.se_binom is not None else ""
-        return f"{mean} ± {std} (n={self.n}{se_text})"
+        if self.std is None:  # one seed: its value and n, no placeholder for a spread that was never measured
+            return f"{mean} (n={self.n}{se_text})"
+        return f"{mean} ± {self.std:.2f} (n={self.n}{se_text})"
 
 
 @dataclass
@@ -125,8 +126,9 @@ def pool_key(record: dict[str, Any]) -> tuple:
 
 def _setting(record: dict[str, Any]) -> str:
     diff = record.get("config_diff") or {}
-    # values as the sweep view and overrides write them (lambda_sa=1, not 1.0)
-    parts = [str(record.get("preset", "?"))] + [f"{k}={format_value(v)}" for k, v in sorted(diff.items())]
+    # values as the sweep view and --set write them (lambda_sa=1, false, null), not as Python prints them
+    parts = [str(record.get("preset", "?"))] + [f"{k}={'null' if v is None else format_value(v)}"
+                                                for k, v in sorted(diff.items())]
     return "; ".join(parts)
 
 
@@ -339,18 +341,45 @@ def _ia_mark(row: Row, metric: str) -> str:
     return "†" if row.ia_note and metric in IA_METRICS else ""
 
 
+@dataclass(frozen=True)
+class Columns:
+    """Which of the Dataset and Setting columns a table needs: only those its rows differ in. What all rows
+    share is said once, in ``common`` (for the caption or the line above the table)."""
+
+    dataset: bool
+    setting: bool
+    common: str
+
+    def head(self) -> list[str]:
+        return ["Variant", *(["Dataset"] if self.dataset else []), *(["Setting"] if self.setting else [])]
+
+    def cells(self, row: Row) -> list[str]:
+        return [row.variant, *([row.dataset] if self.dataset else []), *([row.setting] if self.setting else [])]
+
+
+def columns_for(rows: list[Row]) -> Columns:
+    datasets = sorted({row.dataset for row in rows})
+    settings = sorted({row.setting for row in rows})
+    shared = ([f"dataset {datasets[0]}"] if len(datasets) == 1 else []) + \
+             ([f"setting {settings[0]}"] if len(settings) == 1 else [])
+    common = f"All rows: {', '.join(shared)}." if shared else ""
+    return Columns(len(datasets) > 1, len(settings) > 1, common)
+
+
 def to_markdown(rows: list[Row], *, with_runs: bool = False) -> str:
     if not rows:
         return "No finished runs to report.\n"
     metrics = present_metrics(rows)
-    head = ["Variant", "Dataset", "Setting", *(METRIC_LABELS[m] for m in metrics), "Seeds"]
+    cols = columns_for(rows)
+    head = [*cols.head(), *(METRIC_LABELS[m] for m in metrics), "Seeds"]
     lines = [_md_row(head), _md_row(["---"] * len(head))]
     for row in rows:
-        cells = [row.cells[m].text(se=True) + _ia_mark(row, m)
-                 + (f" {MARK}" if m == MARKED_METRIC and flagged_runs(row.runs) else "") for m in metrics]
-        lines.append(_md_row([row.variant, row.dataset, row.setting, *cells, row.seeds_text()]))
-    out = ["Accuracy (%) on the test split: mean ± sample std over seeds (n = seeds, one run per seed).", "",
-           *lines, "", *footnotes(rows, metrics), *se_note(rows, metrics)]
+        cells = [row.cells[m].text(se=True) + _ia_mark(row, m) + (f" {MARK}" if marked(row.runs, m) else "")
+                 for m in metrics]
+        lines.append(_md_row([*cols.cells(row), *cells, row.seeds_text()]))
+    intro = "Accuracy (%) on the test split: mean ± sample std over seeds (n = seeds, one run per seed)."
+    out = [" ".join(filter(None, [intro, cols.common])), "", *lines, "", *footnotes(rows, metrics),
+           *se_note(rows, metrics)]
     notes = flag_footnotes(rows)
     selection = selection_note([r for row in rows for r in row.runs])
     if notes or selection:
@@ -359,16 +388,18 @@ def to_markdown(rows: list[Row], *, with_runs: bool = False) -> str:
     out += ["", "Sanity checks (Carlini et al. 2019; `amltui eval RUN --checks`):", "", *checked] if checked else []
     compared = [row for row in rows if row.deltas or row.pairing]
     if compared:
+        cols = columns_for(compared)
         out += ["", "Paired differences against the reference baseline (variant `baseline` with its own loss "
-                    "weights) of the same setting, seed by seed (percentage points, mean ± std):", ""]
-        head = ["Variant", "Dataset", "Setting", *(f"Δ{METRIC_LABELS[m]}" for m in metrics)]
+                    "weights) of the same setting, seed by seed (percentage points, mean ± std)."
+                + (f" {cols.common}" if cols.common else ""), ""]
+        head = [*cols.head(), *(f"Δ{METRIC_LABELS[m]}" for m in metrics)]
         out += [_md_row(head), _md_row(["---"] * len(head))]
         for row in compared:
             if row.deltas:
                 cells = [row.deltas[m].text(signed=True) + _ia_mark(row, m) for m in metrics]
             else:
                 cells = [row.pairing] + [""] * (len(metrics) - 1)
-            out.append(_md_row([row.variant, row.dataset, row.setting, *cells]))
+            out.append(_md_row([*cols.cells(row), *cells]))
     if with_runs:
         out += ["", "Runs behind each row (the run each seed's cell used):", ""]
         for row in rows:
@@ -426,32 +457,53 @@ LATEX_EQUAL = "a value without $\\pm$ has no spread measured (n=1, or the same d
 
 
 def _tex_cell(cell: Cell, signed: bool = False) -> str:
-    """'$98.00 \\pm 1.00$ (3; 0.44)': seeds, then the binomial SE (accuracies only); a single run (or equal paired
-    differences) is its value alone: '$91.00$ (1)'."""
+    """Mean over '± std (seeds; binomial SE)' in a small second line, so that a row of six metrics fits a page's
+    width: '$98.00$' / '±1.00 (3; 0.44)'. A single run (or equal paired differences) is its value alone, with its
+    count (and SE): '$91.00$ (1; 0.90)'."""
     if not cell.values:
         return "--"
     mean = f"{cell.mean:+.2f}" if signed else f"{cell.mean:.2f}"
     spread = cell.std if cell.std or (cell.std is not None and not signed) else None
     se = cell.se_binom if not signed else None
     count = f"({cell.n})" if se is None else f"({cell.n}; {se:.2f})"
-    return f"${mean}$ {count}" if spread is None else f"${mean} \\pm {spread:.2f}$ {count}"
+    if spread is None:
+        return f"${mean}$ {count}"
+    return _tex_stack(f"${mean}$", f"{{\\scriptsize $\\pm {spread:.2f}$ {count}}}")
 
 
-def _latex_table(caption: str, label: str, head: list[str], body: list[list[str]], after: list[str]) -> list[str]:
-    """A booktabs table environment: three text columns then centred value columns."""
-    return ["\\begin{table}[t]", "\\centering", f"\\caption{{{caption}}}", f"\\label{{tab:{label}}}",
-            f"\\begin{{tabular}}{{lll{'c' * (len(head) - 3)}}}", "\\toprule", " & ".join(head) + " \\\\",
-            "\\midrule", *(" & ".join(cells) + " \\\\" for cells in body), "\\bottomrule", "\\end{tabular}",
-            *after, "\\end{table}"]
+def _tex_stack(top: str, bottom: str, align: str = "t") -> str:
+    """Two lines in one cell (a nested tabular: no package needed)."""
+    return f"\\begin{{tabular}}[{align}]{{@{{}}c@{{}}}}{top}\\\\{bottom}\\end{{tabular}}"
 
 
-def _latex_cells(row: Row, metrics: list[str]) -> list[str]:
+def _tex_head(label: str) -> str:
+    """A metric label as a column head; a long one ('A_IA→target') is set on two lines."""
+    top, arrow, rest = label.partition("→")
+    return _tex_stack(_tex(top + arrow), _tex(rest), "b") if rest else _tex(label)
+
+
+def _latex_table(caption: str, label: str, head: list[str], body: list[list[str]], after: list[str],
+                 text_columns: int) -> list[str]:
+    r"""A booktabs table environment: the text columns, then centred value columns, then rendered notes.
+
+    The tabular is set in \small with narrower column gaps (local to the float) so that a one-setting table fits
+    the \textwidth of a standard article (tests/test_report_latex.py measures it with pdflatex)."""
+    notes = ["\\par\\medskip", "\\begin{minipage}{\\linewidth}\\footnotesize\\raggedright",
+             *(f"{note}\\par" for note in after), "\\end{minipage}"] if after else []
+    return ["\\begin{table}[t]", "\\centering", "\\small", "\\setlength{\\tabcolsep}{4pt}",
+            f"\\caption{{{caption}}}", f"\\label{{tab:{label}}}",
+            f"\\begin{{tabular}}{{{'l' * text_columns}{'c' * (len(head) - text_columns)}}}", "\\toprule",
+            " & ".join(head) + " \\\\", "\\midrule", *(" & ".join(cells) + " \\\\" for cells in body), "\\bottomrule",
+            "\\end{tabular}", *notes, "\\end{table}"]
+
+
+def _latex_cells(row: Row, metrics: list[str], cols: Columns) -> list[str]:
     cells = []
     for m in metrics:
-        flag = "$^\\ddagger$" if row.cells[m].values and m == MARKED_METRIC and flagged_runs(row.runs) else ""
+        flag = "$^\\ddagger$" if row.cells[m].values and marked(row.runs, m) else ""
         ia = "$^\\dagger$" if row.cells[m].values and _ia_mark(row, m) else ""
         cells.append(_tex_cell(row.cells[m]) + ia + flag)
-    return [_tex(row.variant), _tex(row.dataset), _tex(row.setting), *cells]
+    return [*map(_tex, cols.cells(row)), *cells]
 
 
 def _latex_paired(rows: list[Row], metrics: list[str]) -> list[str]:
@@ -459,37 +511,48 @@ def _latex_paired(rows: list[Row], metrics: list[str]) -> list[str]:
     compared = [row for row in rows if row.deltas or row.pairing]
     if not compared:
         return []
-    body = [[_tex(row.variant), _tex(row.dataset), _tex(row.setting),
+    cols = columns_for(compared)
+    body = [[*map(_tex, cols.cells(row)),
              *([_tex_cell(row.deltas[m], signed=True) + ("$^\\dagger$" if _ia_mark(row, m) else "")
                 for m in metrics] if row.deltas else [_tex(row.pairing)] + [""] * (len(metrics) - 1))]
             for row in compared]
     single = any(not row.deltas[m].std for row in compared if row.deltas for m in metrics if row.deltas[m].values)
     caption = ("Paired differences against the reference baseline (variant baseline with its own loss weights) of "
                "the same setting, seed by seed: percentage points, mean $\\pm$ sample std (seeds)"
-               + (f"; {LATEX_EQUAL}" if single else "") + ".")
-    head = ["Variant", "Dataset", "Setting", *(f"$\\Delta${_tex(METRIC_LABELS[m])}" for m in metrics)]
-    return ["", *_latex_table(caption, "amltui-paired", head, body, [])]
+               + (f"; {LATEX_EQUAL}" if single else "") + "." + (f" {_tex(cols.common)}" if cols.common else ""))
+    head = [*cols.head(), *(_tex_head(f"Δ{METRIC_LABELS[m]}") for m in metrics)]
+    marks = [IA_NOTE_TEX] if any(_ia_mark(row, m) for row in compared if row.deltas for m in metrics) else []
+    return ["", *_latex_table(caption, "amltui-paired", head, body, marks, len(cols.head()))]
+
+
+IA_NOTE_TEX = "$^\\dagger$ See the note on A\\_IA under Table~\\ref{tab:amltui-results}."
 
 
 def to_latex(rows: list[Row], *, with_runs: bool = False) -> str:
-    """The results table (and the paired differences, when any) as booktabs LaTeX tables, caption and label."""
+    """The results table (and the paired differences, when any) as booktabs LaTeX tables, caption and label.
+
+    Every note (the marks †, ‡, the images and attacks behind the numbers) is rendered under the table, not left
+    in % comments; columns that every row shares are said once in the caption."""
     metrics = present_metrics(rows) if rows else []
+    cols = columns_for(rows)
     images = images_per_metric(rows, metrics)
     differ = len(set(images.values())) > 1
-    head = ["Variant", "Dataset", "Setting",
-            *(_tex(METRIC_LABELS[m]) + (f" ($n_{{img}}={images[m]}$)" if differ else "") for m in metrics)]
+    head = [*cols.head(), *(_tex_head(METRIC_LABELS[m]) + (f" ($n_{{img}}={images[m]}$)" if differ else "")
+                            for m in metrics)]
     single = any(row.cells[m].n == 1 for row in rows for m in metrics)
     se = any(row.cells[m].se_binom is not None for row in rows for m in metrics)
     caption = ("Accuracy (\\%) on the test split: mean $\\pm$ sample std over seeds (seeds in parentheses, one run "
                "per seed" + ("; then the binomial standard error $100\\sqrt{p(1-p)/m}$ of an accuracy $p$ on $m$ "
                              "test images, which averaging seeds does not reduce" if se else "") + ")"
-               + (f"; {LATEX_SINGLE}" if single else "") + ".")
+               + (f"; {LATEX_SINGLE}" if single else "") + "." + (f" {_tex(cols.common)}" if cols.common else ""))
     if "A_AA" in metrics and (aa := aa_note([r for row in rows for r in row.runs])):  # in the PDF, not a comment
         caption += " " + _tex(aa).replace("ε", "$\\varepsilon$").replace("×", "$\\times$")
-    flags = [f"\\par{{\\footnotesize $^\\ddagger$ {_tex(line.removeprefix(MARK + ' '))}}}"
-             for line in flag_footnotes(rows)]
-    out = [LATEX_NOTE, *_latex_table(caption, "amltui-results", head, [_latex_cells(r, metrics) for r in rows], flags)]
-    out += [f"% {_tex(note)}" for note in (footnotes(rows, metrics) if rows else [])]
+    notes = [_tex(note) for note in (footnotes(rows, metrics) + se_note(rows, metrics) if rows else [])]
+    notes += [f"$^\\ddagger$ {_tex(line.removeprefix(MARK + ' '))}" for line in flag_footnotes(rows)]
+    selection = selection_note([r for row in rows for r in row.runs])
+    notes += [_tex(selection)] if selection else []
+    body = [_latex_cells(r, metrics, cols) for r in rows]
+    out = [LATEX_NOTE, *_latex_table(caption, "amltui-results", head, body, notes, len(cols.head()))]
     out += _latex_paired(rows, metrics)
     if with_runs:
         out += [f"% {row.variant} {row.dataset}: " + " ".join(r["id"] for r in row.runs)
@@ -498,6 +561,16 @@ def to_latex(rows: list[Row], *, with_runs: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
+# Characters that pdflatex (utf8 input, no extra packages) cannot set in text, as LaTeX.
+_TEX_CHARS = {
+    "\\": "\\textbackslash{}", "_": "\\_", "&": "\\&", "%": "\\%", "#": "\\#", "$": "\\$", "{": "\\{", "}": "\\}",
+    "~": "\\textasciitilde{}", "^": "\\textasciicircum{}", "→": "$\\to$", "ε": "$\\varepsilon$",
+    "α": "$\\alpha$", "λ": "$\\lambda$", "Δ": "$\\Delta$", "∞": "$\\infty$", "≈": "$\\approx$", "≤": "$\\le$",
+    "≥": "$\\ge$", "±": "$\\pm$", "×": "$\\times$", "·": "$\\cdot$", "−": "$-$", "—": "---", "–": "--",
+    "…": "\\dots{}", "†": "$^\\dagger$", "‡": "$^\\ddagger$", "⚠": "(!)", "≠": "$\\neq$", "∈": "$\\in$",
+}
+
+
 def _tex(text: str) -> str:
-    return (text.replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("&", "\\&")
-            .replace("%", "\\%").replace("#", "\\#").replace("→", "$\\to$"))
+    """Plain text as LaTeX text: specials escaped, the non-ASCII symbols amltui writes as math."""
+    return "".join(_TEX_CHARS.get(ch, ch) for ch in text)

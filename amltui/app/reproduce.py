@@ -7,17 +7,20 @@ Rerunning is cheap: finished runs and cached invariance sets are reused; only wh
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import math
 import platform
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from amltui.app import human_agreement, paper
+from amltui.app.flagnotes import marked
 from amltui.app.records import TERMINAL, WORKING, Status, inspect_all
-from amltui.app.report import Row, aggregate, footnotes, present_metrics, render, se_note
+from amltui.app.report import Row, aggregate, columns_for, footnotes, present_metrics, render, se_note
 from amltui.app.report_notes import aa_note, flagged_lines
 from amltui.app.robustness import robustness_figure
 from amltui.app.runs import code_version, run_dir
@@ -64,6 +67,36 @@ def plan(store: Store, configs: list[RunConfig]) -> Plan:
         else:
             result.wait.append(match["id"])
     return result
+
+
+NAME_MAX = 150  # a report folder name longer than this keeps its head and gets a hash of the whole
+
+
+def report_folder_name(configs: list[RunConfig]) -> str:
+    """The default report folder of a reproduce: named by everything that tells it apart from another one —
+    dataset, preset, each config value that differs from the preset (epochs, subsets, …), the seeds and the
+    variants — so reproduces at different sizes never overwrite each other's report."""
+    first = configs[0]
+    diffs: dict[str, set[str]] = {}
+    for config in configs:
+        for key, value in config.diff_from_preset().items():
+            diffs.setdefault(key, set()).add(_name_value(value))
+    parts = ["reproduce", first.dataset, first.preset]
+    parts += [f"{key}{'.'.join(sorted(values))}" for key, values in sorted(diffs.items())]
+    seeds = sorted({c.seed for c in configs})
+    parts.append("seeds" + (f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1))
+                            and len(seeds) > 1 else ".".join(map(str, seeds))))
+    variants = [v for v in VARIANTS if any(c.variant == v for c in configs)]
+    if variants != list(VARIANTS):
+        parts.append("variants_" + ".".join(variants))
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(parts))
+    if len(name) > NAME_MAX:
+        name = name[:NAME_MAX - 9] + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    return name
+
+
+def _name_value(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, str) else value
 
 
 def t_quantile(df: int) -> float:
@@ -128,14 +161,17 @@ def _header(records: list[dict[str, Any]], done: list[dict[str, Any]], command: 
 
 
 def _table1(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
+    cols = columns_for(rows)
     lines = ["## Table 1", "", "Test accuracy (%), mean ± sample std over seeds (n = seeds, one run per seed; "
-             "SE_bin = binomial standard error on the test images, see the notes).", ""]
-    lines += ["| Variant | Dataset | Setting | A_orig | A_SA | A_IA | Seeds |", "|---|---|---|---|---|---|---|"]
+             "SE_bin = binomial standard error on the test images, see the notes)."
+             + (f" {cols.common}" if cols.common else ""), ""]
+    head = [*cols.head(), "A_orig", "A_SA", "A_IA", "Seeds"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         mark = "†" if row.ia_note else ""
-        flag = " ⚠" if any(r.get("flags") for r in row.runs) else ""
-        lines.append(f"| {row.variant} | {row.dataset} | {row.setting} | {row.cells['A_orig'].text(se=True)} | "
-                     f"{row.cells['A_SA'].text(se=True)}{flag} | {row.cells['A_IA'].text(se=True)}{mark} | "
+        flag = {m: " ⚠" if marked(row.runs, m) else "" for m in ("A_orig", "A_SA")}
+        lines.append(f"| {' | '.join(cols.cells(row))} | {row.cells['A_orig'].text(se=True)}{flag['A_orig']} | "
+                     f"{row.cells['A_SA'].text(se=True)}{flag['A_SA']} | {row.cells['A_IA'].text(se=True)}{mark} | "
                      f"{row.seeds_text()} |")
     metrics = present_metrics(rows) if rows else []
     lines += ["", *footnotes(rows, metrics), *se_note(rows, metrics)] if rows else []
@@ -164,7 +200,7 @@ def _further_metrics(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
     aa = aa_note(done)  # the version, its iterations, ε and n of the runs that have A_AA
     how = ("measured by `reproduce` on a stratified test subset for every run that lacks it (`--robust-subset`, "
            "`--no-autoattack`), or by `amltui eval RUN --autoattack`")
-    lines += [f"{aa} ({how})." if aa else f"A_AA: AutoAttack (Croce & Hein 2020, via torchattacks) at ε_s, {how}; "
+    lines += [f"{aa.removesuffix('.')}; {how}." if aa else f"A_AA: AutoAttack (Croce & Hein 2020, via torchattacks) at ε_s, {how}; "
               f"test images per run: {_aa_images(done)}.", ""]
     lines += ["| Variant | Dataset | A_PGD | A_AA | A_IA→target | human agreement % (L∞ ε=0.3 set: all; human label "
               "changed; unchanged) |",
@@ -254,7 +290,7 @@ def _flag_section(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
     notes = footnotes(rows)
     lines = [""]
     if notes:
-        lines += [f"**Flags** (an A_SA marked {notes[0][0]} is not robustness: see core/flags.py):", "",
+        lines += [f"**Flags** (a cell marked {notes[0][0]} is not to be taken at face value: see core/flags.py):", "",
                   *(f"- {line}" for line in notes)]
     else:
         lines.append("No run is flagged (gradient masking: final A_SA − A_PGD or a one-epoch collapse of the "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,8 +15,6 @@ from rich.progress import (
     Task,
     TaskID,
     TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.text import Text
 
@@ -44,8 +43,9 @@ def _describe(record: dict[str, Any], progress: dict[str, Any]) -> tuple[str, fl
     status = record.get("status", "?")
     if status in TERMINAL:
         metrics = record.get("metrics") or {}
-        shown = "".join(f"  {k} {metrics[k]:.2f}" for k in ("A_orig", "A_SA") if k in metrics)
-        text = status + (shown if "A_orig" in metrics else f"  {record.get('error') or ''}"[:80])
+        shown = "".join(f"  {k} {metrics[k]:.2f}" for k in ("A_orig", "A_SA", "A_PGD") if k in metrics)
+        chance = "  (at chance: learned nothing)" if "at_chance" in (record.get("flags") or []) else ""
+        text = status + (shown + chance if "A_orig" in metrics else f"  {record.get('error') or ''}")
         return text, 1, 1
     kind = progress.get("kind")
     if status in (Status.QUEUED, Status.ORPHANED):
@@ -108,19 +108,45 @@ def duration(record: dict[str, Any], now: float | None = None) -> str | None:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-class _Clock(ProgressColumn):
-    """Elapsed and remaining time of a phase; for an ended run its whole duration instead (a just-reset phase
-    would read ``0:00:00 0:00:00``)."""
+def clock_text(seconds: float | None) -> str:
+    """0:07, 12:05, 1:02:03 (a duration in a live line); "?" when not known yet."""
+    if seconds is None:
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.elapsed, self.remaining = TimeElapsedColumn(), TimeRemainingColumn()
+
+class _Line(ProgressColumn):
+    """The phase's text, then its labelled clock ("epoch 3/8 loss 0.1234  elapsed 0:12 ETA 1:05"); for an ended
+    run its whole duration instead (a just-reset phase would read ``0:00:00 0:00:00``). One column, so a long
+    text in one row does not push every row's clock past 80 columns."""
 
     def render(self, task: Task) -> Text:
         if task.fields.get("ended"):
             took = task.fields.get("took")
-            return Text(f"took {took}" if took else "", style="progress.elapsed")
-        return Text.assemble(self.elapsed.render(task), " ", self.remaining.render(task))
+            clock = f"took {took}" if took else ""
+        else:
+            remaining = task.time_remaining if task.total and task.completed < task.total else None
+            clock = f"elapsed {clock_text(task.elapsed or 0)} ETA {clock_text(remaining)}"
+        text = Text(task.description)  # verbatim: it may quote a stored error
+        text.append(f"  {clock}" if clock else "", style="progress.elapsed")
+        return text
+
+
+def live_text(text: str, record: dict[str, Any]) -> str:
+    """A phase's text as a live line shows it, narrow enough for 80 columns with the run id: single spaces, no
+    batch count (the bar shows it): 'epoch 3/8 loss 0.1234'. An ended run says its status (and why it did not
+    finish, or that it is at chance): its metrics follow in the table printed at the end."""
+    if record.get("status") in TERMINAL:
+        chance = " (at chance: learned nothing)" if "at_chance" in (record.get("flags") or []) else ""
+        error = f"  {record.get('error')}" if record.get("error") and record.get("status") != Status.DONE else ""
+        return f"{record.get('status')}{chance}{error}"
+    text = " ".join(text.split())
+    return re.sub(r" batch \d+/\d+", "", text) if text.startswith("epoch ") else text
+
+
+BAR_WIDTH = 6  # the run id (~29) + the text with its clock (~42) leave this much of 80 columns
 
 
 class LiveRuns:
@@ -129,11 +155,10 @@ class LiveRuns:
     def __init__(self, console: Console, store: Store, run_ids: Sequence[str]) -> None:
         self.store = store
         self.run_ids = list(run_ids)
-        self.progress = Progress(
+        self.progress = Progress(  # id, a short bar and the text with its clock fit 80 columns
             TextColumn("{task.fields[run]}", style="bold", markup=False),
-            BarColumn(bar_width=24),
-            TextColumn("{task.description}", markup=False),  # it quotes stored errors: shown verbatim
-            _Clock(),
+            BarColumn(bar_width=BAR_WIDTH),
+            _Line(),
             console=console,
         )
         self.tasks: dict[str, TaskID] = {}
@@ -155,6 +180,7 @@ class LiveRuns:
         for run_id, task in self.tasks.items():
             record = records.get(run_id, {"status": "?"})
             text, done, total = describe(record, read_progress(self.store, run_id))
+            text = live_text(text, record)
             phase = "train" if text.startswith("epoch") else text.split("  ")[0]
             if self.phase.get(run_id) != phase:  # a new phase: restart the task so its ETA is its own
                 self.phase[run_id] = phase

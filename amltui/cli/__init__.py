@@ -10,7 +10,7 @@ from typer.core import TyperGroup
 
 from amltui import __version__
 from amltui.cli import gpus, invariance, lifecycle, maintenance, reproduce, results
-from amltui.cli.common import console, describe_os_error, fail
+from amltui.cli.common import choice_error, console, describe_os_error, fail
 from amltui.cli.help_text import tidy
 from amltui.cli.options import RunsDir, Variant
 from core.config import key_reference
@@ -28,7 +28,8 @@ class _Commands(TyperGroup):
         try:
             return super().invoke(ctx)
         except typer.BadParameter as exc:
-            fail(exc.format_message())
+            option = "/".join(getattr(exc.param, "opts", None) or [])
+            fail(choice_error(exc.message, option) if option else exc.format_message())
         except OSError as exc:
             fail(describe_os_error(exc), code=1)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import errno
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -19,7 +21,7 @@ from amltui.app.errors import UserError
 from amltui.app.records import DAMAGED, unindexed_folders
 from amltui.app.status_style import status_style
 from amltui.app.store import REBUILD_HINT, Store, StoreError
-from core.config import ConfigError
+from core.config import CHOICES, ConfigError
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 console = Console()
@@ -32,6 +34,26 @@ def fail(message: str, code: int = 2) -> NoReturn:
     # soft_wrap: one line however long (paths), so it can be grepped and copied; the terminal wraps it.
     err.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
+    """"did you mean 'ml_sa'? " for a near miss ('-' for '_' counts as one), else ""."""
+    close = [o for o in options if o == word.replace("-", "_")] or difflib.get_close_matches(word, options, 3, 0.6)
+    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+
+
+_NOT_A_CHOICE = re.compile(r"(?:Value error, )?'(?P<value>.*)' is not one of (?P<choices>.*?)\.?$")
+
+
+def choice_error(message: str, option: str) -> str:
+    """A refused option value as amltui words it: what was given, a "did you mean", the choices. Typer's own
+    text ("Value error, 'quik' is not one of …") is kept when it is not about choices."""
+    found = _NOT_A_CHOICE.search(message)
+    if not found:
+        return f"{option}: {message}" if option else message
+    choices = re.findall(r"'([^']*)'", found["choices"])
+    return (f"{option} {found['value']!r} is not a choice; {did_you_mean(found['value'], choices)}"
+            f"choose one of: {', '.join(choices)}")
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -180,7 +202,60 @@ def print_flags(record: dict[str, Any]) -> None:
             console.print(f"[bold yellow]{FLAG_MARK} {escape(str(name))}[/]", highlight=False)
 
 
+# ---- tables that fit their medium ---------------------------------------------------------------------------
+def table_width(wide: bool = False) -> int | None:
+    """The width a table must fit: the terminal's; None (no limit: whole rows) with --wide, or when the output is
+    piped and $COLUMNS does not name a width (a pipe is not 80 columns wide; `cut`/`less -S` can narrow it)."""
+    if wide or (not console.is_terminal and not os.environ.get("COLUMNS")):
+        return None
+    return console.width
+
+
+def fit_columns(columns: list[str], widths: dict[str, int], width: int | None, priority: list[str],
+                keep: int = 2) -> tuple[list[str], list[str]]:
+    """(shown, dropped): whole columns are left out, least important (last in ``priority``) first, until a row
+    fits ``width`` (None: all fit); a cell is never cut. ``widths``: each column's widest text."""
+    shown, dropped = list(columns), []
+    ranked = sorted(columns, key=lambda c: priority.index(c) if c in priority else len(priority))
+    while width is not None and len(shown) > keep and sum(widths[c] + 3 for c in shown) - 1 > width:
+        victim = next(c for c in reversed(ranked) if c in shown)
+        shown.remove(victim)
+        dropped.append(victim)
+    return shown, dropped
+
+
+def dropped_note(dropped: list[str], width: int | None) -> str | None:
+    """The line under a table that left columns out: which, and how to see them."""
+    if not dropped:
+        return None
+    return (f"not shown at {width} columns: {', '.join(dropped)} (--wide shows every column; a wider terminal "
+            "shows more)")
+
+
+def print_table(table: Table, width: int | None, dropped: list[str] | None = None) -> None:
+    """Print a table at ``width`` (None: its natural width, however wide) and say which columns were left out."""
+    if width is None:
+        from rich.measure import Measurement
+
+        natural = Measurement.get(console, console.options.update(width=100_000), table).maximum
+        out = Console(width=max(natural, 20), file=console.file, force_terminal=console.is_terminal,
+                      no_color=console.no_color, highlight=False)
+        out.print(table)
+    else:
+        console.print(table)
+    note = dropped_note(dropped or [], width)
+    if note:
+        console.print(note, highlight=False, markup=False, style="dim")
+
+
 def parse_list(text: str, what: str, convert: type = str) -> list:
     """'a,b' → ['a', 'b'] for names; seeds (convert=int) also take ranges: '0-2,5' (as the dashboard)."""
     with user_errors():
-        return service.parse_seeds(text) if convert is int else service.parse_names(text, what)
+        names = service.parse_seeds(text) if convert is int else service.parse_names(text, what)
+        if what == "--variants":  # refused here with a suggestion, before any config is built
+            for name in names:
+                if name not in CHOICES["variant"]:
+                    raise UserError(f"--variants: {name!r} is not a variant",
+                                    f"{did_you_mean(name, CHOICES['variant'])}choose from: "
+                                    f"{', '.join(CHOICES['variant'])}")
+        return names

@@ -11,7 +11,16 @@ from rich.table import Table
 
 from amltui.app.service import annotate, compare
 from amltui.cli import options as o
-from amltui.cli.common import console, fail, open_store, reap_lost, resolve_run, user_errors
+from amltui.cli.common import (
+    console,
+    fail,
+    open_store,
+    print_table,
+    reap_lost,
+    resolve_run,
+    table_width,
+    user_errors,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,6 +31,7 @@ def register(app: typer.Typer) -> None:
 def diff(
     runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Two or more run ids (or unique prefixes).")],
     all_: Annotated[bool, typer.Option("--all", help="Show every key, not only those that differ.")] = False,
+    wide: o.Wide = False,
     runs_dir: o.RunsDir = None,
 ) -> None:
     """Compare runs side by side: config and final metrics.
@@ -49,7 +59,7 @@ def diff(
         table.add_row(row.section if row.section != section else "", escape(row.key),
                       *(mark + escape(v) for v in row.values))
         section = row.section
-    console.print(table)
+    print_table(table, table_width(wide))  # values fold at the terminal's width; --wide or a pipe: whole lines
 
 
 def tag(

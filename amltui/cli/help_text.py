@@ -52,7 +52,7 @@ class _UsageArgument(TyperArgument):
 
     def _usage_display_name(self) -> str:
         name = self.display_name_raw.upper()
-        name = name if name.endswith("...") or self.nargs == 1 else name + "..."
+        name = name if "..." in name or self.nargs == 1 else name + "..."  # "RUN... TAG" already says it
         return name if self.required else f"[{name}]"
 
     def _rich_display_name(self) -> str:

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -19,9 +19,11 @@ from rich.table import Table
 from amltui.app import service, sweeps
 from amltui.app.errors import UserError
 from amltui.app.executors.local import LocalScheduler
+from amltui.app.flagnotes import flag_explanations
 from amltui.app.records import TERMINAL, Status, inspect
 from amltui.app.runs import run_dir
 from amltui.app.service import DispatchOptions, LaunchRequest
+from amltui.app.service.launch import preflight
 from amltui.app.service.manage import listed
 from amltui.app.service.rerun import RerunRequest, plan_rerun, queue_rerun
 from amltui.app.service.waiting import queued_reason
@@ -29,20 +31,24 @@ from amltui.app.store import Store
 from amltui.cli import compare
 from amltui.cli import options as o
 from amltui.cli.common import (
+    FLAG_MARK,
     console,
     describe_os_error,
     err,
     fail,
+    fit_columns,
     open_store,
     parse_list,
     print_metrics,
+    print_table,
     reap_lost,
     resolve_run,
     status_text,
+    table_width,
     user_errors,
 )
 from amltui.cli.progress_bars import run_lines
-from core.metrics import METRIC_ORDER, METRIC_SHORT_LABELS
+from core.metrics import HEADLINE_ORDER, METRIC_ORDER, METRIC_SHORT_LABELS
 
 
 def register(app: typer.Typer) -> None:
@@ -63,11 +69,11 @@ def run(
     gpu_max_util: o.GpuMaxUtil = None,
     gpu_max_mem: o.GpuMaxMem = None,
     detach: o.Detach = False,
-    gpus_per_node: o.GpusPerNode = 0,
     repeat: o.Repeat = False,
     grid: o.Grid = None,
     sweep: o.Sweep = None,
     yes: o.Yes = False,
+    wide: o.Wide = False,
     runs_dir: o.RunsDir = None,
     **options: object,
 ) -> None:
@@ -78,20 +84,23 @@ def run(
     request = LaunchRequest(
         variants=parse_list(variants, "--variants"), seeds=parse_list(seeds, "--seeds", int), preset=str(preset),
         device=device, threads=threads, run_id=run_id, repeat=repeat, gpu_max_util=gpu_max_util,
-        gpu_max_mem=gpu_max_mem, gpus_per_node=gpus_per_node, grid=list(grid or []), sweep=sweep,
+        gpu_max_mem=gpu_max_mem, grid=list(grid or []), sweep=sweep,
         **o.request_fields(options))
-    with user_errors():
-        request.check()  # every option is checked before anything is written: a refused command leaves no run
-        service.resolve_configs(request)
+    with user_errors():  # every check before anything is written: a refused command leaves no run and no ./runs
+        request.check()
+        configs, _ = service.resolve_sweep_configs(request)
+        request.check_devices()
+        preflight(configs, request)
     store = open_store(runs_dir)
     with user_errors():
         plan = service.plan_launch(store, request)
-    ids = _confirm_and_queue(store, request, plan, yes)
+    ids = _confirm_and_queue(store, request, plan, yes, wide)
     if ids:
-        dispatch(store, ids, request, detach=detach)
+        dispatch(store, ids, request, detach=detach, wide=wide)
 
 
-def _confirm_and_queue(store: Store, request: LaunchRequest, plan: service.LaunchPlan, yes: bool) -> list[str]:
+def _confirm_and_queue(store: Store, request: LaunchRequest, plan: service.LaunchPlan, yes: bool,
+                       wide: bool = False) -> list[str]:
     """Say the sweep, ask above the threshold, queue the fresh runs (the new ids; none when all were reused)."""
     if plan.sweep_line:
         console.print(plan.sweep_line, highlight=False, markup=False)
@@ -102,7 +111,7 @@ def _confirm_and_queue(store: Store, request: LaunchRequest, plan: service.Launc
         console.print(message, highlight=False, markup=False)
     if not plan.fresh:
         service.record_sweep(store, request, plan, [])
-        _summary(store, [r["id"] for r in plan.reused.values()])
+        _summary(store, [r["id"] for r in plan.reused.values()], wide=wide)
         return []
     with user_errors():
         ids = service.queue_runs(store, plan.fresh, [request.run_id] * len(plan.fresh), sweep=plan.sweep)
@@ -111,7 +120,8 @@ def _confirm_and_queue(store: Store, request: LaunchRequest, plan: service.Launc
     return ids
 
 
-def dispatch(store: Store, ids: list[str], options: DispatchOptions, *, detach: bool = False) -> None:
+def dispatch(store: Store, ids: list[str], options: DispatchOptions, *, detach: bool = False,
+             wide: bool = False) -> None:
     """Hand queued runs to an executor; in the foreground, draw their progress until all have ended."""
     if options.executor == "slurm":
         slurm = service.slurm_executor(store, options)
@@ -119,7 +129,7 @@ def dispatch(store: Store, ids: list[str], options: DispatchOptions, *, detach: 
             for run_id, job in service.submit_slurm(store, ids, slurm):
                 console.print(f"{run_id}: Slurm job {job}", markup=False)
         if not detach:
-            _follow(store, ids, cancel=lambda: [slurm.cancel(i) for i in ids], reconcile=slurm.reconcile)
+            _follow(store, ids, cancel=lambda: [slurm.cancel(i) for i in ids], reconcile=slurm.reconcile, wide=wide)
         return
     with user_errors():
         if detach:
@@ -128,10 +138,10 @@ def dispatch(store: Store, ids: list[str], options: DispatchOptions, *, detach: 
         plan = service.local_slots(store, ids, options)
     for note in plan.notes:
         err.print(f"note: {escape(note)}", highlight=False)
-    _run_foreground(store, ids, LocalScheduler(store, ids, plan.slots, admit=plan.gate))
+    _run_foreground(store, ids, LocalScheduler(store, ids, plan.slots, admit=plan.gate), wide=wide)
 
 
-def _run_foreground(store: Store, ids: list[str], scheduler: LocalScheduler) -> None:
+def _run_foreground(store: Store, ids: list[str], scheduler: LocalScheduler, *, wide: bool = False) -> None:
     with interrupt_flag() as interrupted, run_lines(console, store, ids) as live:
         # Ctrl-C only sets the flag: the scheduler stops at a safe point (never between claiming a run and
         # starting its worker), records the cancel in each running run, then signals the workers.
@@ -144,7 +154,28 @@ def _run_foreground(store: Store, ids: list[str], scheduler: LocalScheduler) -> 
     if scheduler.display_error:
         err.print(f"the progress display failed ({scheduler.display_error}); the runs were not affected",
                   highlight=False, markup=False)
-    _summary(store, ids)
+    _summary(store, ids, wide=wide)
+
+
+SUMMARY_PRIORITY = ["run", "status", *HEADLINE_ORDER]
+
+
+def summary_table(records: list[dict[str, Any]], width: int | None) -> tuple[Table, list[str]]:
+    """(table, columns left out): each run's status and final metrics, fitted to ``width`` by leaving out
+    whole metric columns (least telling first, core/metrics.py HEADLINE_ORDER), never cutting a value."""
+    columns = ["run", "status", *(k for k in METRIC_ORDER if any(k in (r.get("metrics") or {}) for r in records))]
+    cells = {"run": [str(r["id"]) for r in records], "status": [str(r.get("status", "?")) for r in records]}
+    for key in columns[2:]:
+        cells[key] = [f"{r['metrics'][key]:.2f}" if key in (r.get("metrics") or {}) else "" for r in records]
+    title = {"run": "run", "status": "status", **METRIC_SHORT_LABELS}
+    widths = {c: max([len(title[c])] + [len(v) for v in cells[c]]) for c in columns}
+    shown, dropped = fit_columns(columns, widths, width, SUMMARY_PRIORITY)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    for c in shown:
+        table.add_column(title[c], no_wrap=True, justify="left" if c in ("run", "status") else "right")
+    for i in range(len(records)):
+        table.add_row(*(status_text(cells[c][i]) if c == "status" else escape(cells[c][i]) for c in shown))
+    return table, [title[c] for c in dropped]
 
 
 @contextlib.contextmanager
@@ -166,7 +197,7 @@ def interrupt_flag() -> Iterator[Callable[[], str | None]]:
             signal.signal(sig, previous)
 
 
-def _follow(store: Store, ids: list[str], cancel, reconcile) -> None:
+def _follow(store: Store, ids: list[str], cancel, reconcile, *, wide: bool = False) -> None:
     with run_lines(console, store, ids) as live:
         try:
             while True:
@@ -178,25 +209,22 @@ def _follow(store: Store, ids: list[str], cancel, reconcile) -> None:
             err.print("Ctrl-C: cancelling the Slurm jobs")
             cancel()
             raise typer.Exit(130) from None
-    _summary(store, ids)
+    _summary(store, ids, wide=wide)
 
 
-def _summary(store: Store, ids: list[str]) -> None:
-    """One row per run with its final metrics; exit 1 if any run did not finish."""
+def _summary(store: Store, ids: list[str], *, wide: bool = False) -> None:
+    """One row per run with its final metrics (columns left out whole, and named, where the terminal is too
+    narrow); a line for each flagged run (e.g. at chance); exit 1 if any run did not finish."""
     records = [inspect(store.get(i) or {"id": i, "status": "?"}) for i in ids]
     if len(records) == 1 and records[0].get("status") == Status.DONE:
         print_metrics(records[0])
     else:
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
-        table.add_column("run", no_wrap=True)
-        table.add_column("status", no_wrap=True)
-        for key in METRIC_ORDER:
-            table.add_column(METRIC_SHORT_LABELS[key], justify="right", no_wrap=True)
+        width = table_width(wide)
+        table, dropped = summary_table(records, width)
+        print_table(table, width, dropped)
         for r in records:
-            m = r.get("metrics") or {}
-            table.add_row(r["id"], status_text(r.get("status", "?")),
-                          *(f"{m[k]:.2f}" if k in m else "" for k in METRIC_ORDER))
-        console.print(table)
+            for name, _, reason in flag_explanations(r):
+                console.print(f"{FLAG_MARK} {r['id']}: {name}: {reason}", highlight=False, markup=False)
     for r in records:
         if r.get("status") != Status.DONE:
             err.print(f"{r['id']}: {r.get('status')}: {r.get('error') or ''}", highlight=False, markup=False)
@@ -208,7 +236,7 @@ def _summary(store: Store, ids: list[str]) -> None:
 def resume(
     run: o.RunArg,
     detach: o.Detach = False,
-    gpus_per_node: o.GpusPerNode = 0,
+    wide: o.Wide = False,
     runs_dir: o.RunsDir = None,
     **options: object,
 ) -> None:
@@ -217,7 +245,7 @@ def resume(
     Its config stays as it is (finished epochs were trained under it); to change the config or the data, use
     `amltui rerun RUN --set KEY=VALUE` (a new run). Resuming a queued, running or stalled run is refused.
     """
-    dispatch_options = DispatchOptions(gpus_per_node=gpus_per_node, **o.request_fields(options))
+    dispatch_options = DispatchOptions(**o.request_fields(options))
     with user_errors():
         dispatch_options.check()
     store = open_store(runs_dir)
@@ -225,7 +253,7 @@ def resume(
     record = resolve_run(store, run)
     with user_errors():
         run_id = service.resume_run(store, record, dispatch_options)
-    dispatch(store, [run_id], dispatch_options, detach=detach)
+    dispatch(store, [run_id], dispatch_options, detach=detach, wide=wide)
 
 
 @o.with_options(o.DISPATCH_OPTIONS)
@@ -235,7 +263,7 @@ def rerun(
     data_dir: o.DataDir = None,
     new_id: Annotated[str | None, typer.Option("--id", help="The new run's id [default: generated].")] = None,
     detach: o.Detach = False,
-    gpus_per_node: o.GpusPerNode = 0,
+    wide: o.Wide = False,
     runs_dir: o.RunsDir = None,
     **options: object,
 ) -> None:
@@ -246,7 +274,7 @@ def rerun(
     identical finished run is not reused.
     """
     request = RerunRequest(overrides=list(set_ or []), data_dir=str(data_dir) if data_dir else None, run_id=new_id,
-                           gpus_per_node=gpus_per_node, **o.request_fields(options))
+                           **o.request_fields(options))
     store = open_store(runs_dir)
     reap_lost(store)
     record = resolve_run(store, run)
@@ -255,7 +283,7 @@ def rerun(
         run_id = queue_rerun(store, record, config, request)
     console.print(f"queued 1 run(s) in {store.runs_dir}: {run_id} (rerun of {record['id']})", highlight=False,
                   markup=False, soft_wrap=True)
-    dispatch(store, [run_id], request, detach=detach)
+    dispatch(store, [run_id], request, detach=detach, wide=wide)
 
 
 def cancel(
@@ -315,7 +343,8 @@ def remove(
         service.check_deletable(store, records)
     ids = [r["id"] for r in records]
     if not yes and not typer.confirm(f"delete {len(ids)} run(s) and their folders ({listed(ids, 30)})?"):
-        raise typer.Exit(1)
+        console.print("Nothing removed.", highlight=False, markup=False)  # a "no" is an answer, not a failure
+        return
     for record in records:
         try:
             folder = service.delete_run(store, record)

@@ -16,6 +16,7 @@ from amltui.app.gpus import MAX_MEM_DEFAULT, MAX_UTIL_DEFAULT
 from amltui.app.report import FORMATS
 from amltui.app.service import EXECUTORS
 from core.config import CHOICES
+from core.metrics import METRIC_ORDER
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,6 +47,8 @@ RunsDir = Annotated[
 RunArg = Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix of it).")]
 RunArgs = Annotated[list[str], typer.Argument(metavar="RUN...", help="Run ids (or unique prefixes).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+Wide = Annotated[bool, typer.Option("--wide", help="Every column, whatever the terminal's width (a pipe gets "
+                                    "whole rows anyway, unless $COLUMNS names a width).")]
 Where = Annotated[list[str] | None, typer.Option(help="Only runs with key=value in their record or config (e.g. "
                                                  "dataset=mnist, tags=paper); repeatable. Unknown keys and values "
                                                  "are refused with a suggestion.")]
@@ -74,6 +77,10 @@ Yes = Annotated[bool, typer.Option("--yes", "-y", help=f"Queue more than {sweeps
                                    "asking.")]
 Repeat = Annotated[bool, typer.Option("--repeat", help="Start a fresh run even when an identical finished run "
                                       "(same config, seed, data and code) exists; tables count the latest.")]
+
+# Frontier axes (`plot --sweep`): the metric names are listed, the values checked by amltui/app/frontier.py
+MetricX = Annotated[str, typer.Option("--x", help=f"--sweep: metric on the x axis: {', '.join(METRIC_ORDER)}.")]
+MetricY = Annotated[str, typer.Option("--y", help=f"--sweep: metric on the y axis: {', '.join(METRIC_ORDER)}.")]
 
 # Where runs go
 ExecutorOpt = Annotated[Executor, typer.Option("--executor", help="Where the runs go: this machine or Slurm.")]
@@ -110,6 +117,7 @@ CONFIG_OPTIONS: Group = (
 DISPATCH_OPTIONS: Group = (
     ("executor", ExecutorOpt, "local"), ("gpus", Gpus, None), ("slots_per_gpu", SlotsPerGpu, "1"),
     ("cpu_slots", CpuSlots, None), ("partition", Partition, None), ("time_limit", TimeLimit, 240),
+    ("gpus_per_node", GpusPerNode, 0),  # beside the other Slurm options in --help
 )
 
 

@@ -30,6 +30,9 @@ def register(app: typer.Typer) -> None:
 class CliFront:
     """The terminal side of the sequence: plain lines, Rich progress bars, foreground runs."""
 
+    def __init__(self, wide: bool = False) -> None:
+        self.wide = wide  # --wide: the end-of-run table with every column
+
     def say(self, text: str) -> None:
         console.print(text, highlight=False, markup=False)
 
@@ -44,10 +47,11 @@ class CliFront:
             yield bars.on_event
 
     def run(self, store: Store, ids: list[str], request: ReproduceRequest) -> int:
-        return _exit_code(lambda: dispatch(store, ids, request, detach=request.detach))
+        return _exit_code(lambda: dispatch(store, ids, request, detach=request.detach, wide=self.wide))
 
     def wait(self, store: Store, ids: list[str]) -> int:
-        return _exit_code(lambda: _follow(store, ids, cancel=lambda: None, reconcile=reap_lost))
+        return _exit_code(lambda: _follow(store, ids, cancel=lambda: None, reconcile=reap_lost,
+                                          wide=self.wide))
 
 
 def _exit_code(step) -> int:
@@ -79,7 +83,9 @@ def reproduce(
                                                 "large ε, (c) Square, (d) FGSM vs PGD on --robust-subset images "
                                                 "(cached): a model that masks PGD too is flagged.")] = True,
     robust_subset: Annotated[int, typer.Option(help="Stratified test images per run for A_AA and the checks.")] = 200,
-    out: Annotated[Path | None, typer.Option(help="Report folder [default: <runs-dir>/reports/…].")] = None,
+    out: Annotated[Path | None, typer.Option(help="Report folder [default: in <runs-dir>/reports/, named by the "
+                                              "dataset, preset, changed keys and seeds].")] = None,
+    wide: o.Wide = False,
     runs_dir: o.RunsDir = None,
     **options: object,
 ) -> None:
@@ -96,8 +102,8 @@ def reproduce(
         configs = service.check_request(request)  # before the store: a refused command writes nothing
     store = open_store(runs_dir)
     with user_errors():
-        report, code = service.reproduce(store, request, CliFront(), configs)
+        report, code = service.reproduce(store, request, CliFront(wide), configs)
     if report is not None:
-        console.print(f"report: {report}", markup=False)
+        console.print(f"report: {report}", markup=False, highlight=False, soft_wrap=True)  # one line: copyable
     if code:
         raise typer.Exit(code)

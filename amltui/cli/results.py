@@ -34,9 +34,11 @@ from amltui.cli.common import (
     fail,
     open_store,
     print_metrics,
+    print_table,
     reap_lost,
     resolve_run,
     status_text,
+    table_width,
     user_errors,
     warn_damaged,
     warn_unindexed,
@@ -59,6 +61,7 @@ def ls(
                                              "A_PGD; -KEY (or --reverse) for descending [default: the store's "
                                              "order].")] = None,
     reverse: Annotated[bool, typer.Option("--reverse", help="Descending order (with --sort).")] = False,
+    wide: o.Wide = False,
     runs_dir: o.RunsDir = None,
 ) -> None:
     """List runs, with each one's progress, metrics and failure reason.
@@ -87,7 +90,9 @@ def ls(
         return
     phases = {r["id"]: phase_progress(read_progress(store, r["id"])) for r in records
               if r.get("status") == Status.RUNNING}
-    console.print(runs_listing.runs_table(records, console.width, {k: v for k, v in phases.items() if v}))
+    width = table_width(wide)
+    table, dropped = runs_listing.fit_runs_table(records, width, {k: v for k, v in phases.items() if v})
+    print_table(table, width, dropped)
     if aa := aa_note(records):  # which AutoAttack, its iterations, ε and n: a number needs its attack
         console.print(aa, highlight=False, markup=False, soft_wrap=True)
     flagged = sorted({str(f) for r in records for f in r.get("flags") or []})
@@ -117,7 +122,7 @@ def show(run: o.RunArg, runs_dir: o.RunsDir = None) -> None:
     try:
         config = rd.read_config().to_dict()
         console.print(f"config ({len(config)} keys; `amltui config-keys` explains them)", highlight=False)
-        console.print(run_details.kv_grid([(k, str(v)) for k, v in config.items()], console.width))
+        console.print(run_details.kv_grid(run_details.config_pairs(config), console.width))
     except (OSError, ValueError) as exc:
         console.print(f"  config: unreadable ({exc})", highlight=False, markup=False)
     try:
@@ -340,8 +345,8 @@ def plot(
                                         "plot; computed as by `eval --curve` if missing).")] = False,
     sweep: Annotated[str | None, typer.Option(help="Instead: a sweep's frontier (--x vs --y, each grid point at "
                                               "its seed mean with error bars, the Pareto front).")] = None,
-    x: Annotated[str, typer.Option("--x", help="--sweep: metric on the x axis.")] = "A_PGD",
-    y: Annotated[str, typer.Option("--y", help="--sweep: metric on the y axis.")] = "A_IA",
+    x: o.MetricX = "A_PGD",
+    y: o.MetricY = "A_IA",
     interval: Annotated[str, typer.Option(help="--sweep: error bars: std (±1 sample std) or ci95 (95% t-interval "
                                           "of the mean).")] = "std",
     mkdir: Annotated[bool, typer.Option("--mkdir", help="Create --out's folder if it does not exist (outside "

@@ -3,6 +3,7 @@ once, and the per-epoch table with short headers."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -74,6 +75,16 @@ def _fits(pairs: list[tuple[str, str]], per_row: int, width: int) -> bool:
     return sum(max(len(k) for k, _ in col) + max(len(v) for _, v in col) + 4 for col in columns if col) <= width
 
 
+def value_text(value: Any) -> str:
+    """A config or record value as written in config.json and accepted by --set: null, false, 0.001, [1, 2];
+    a string verbatim (no quotes)."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def config_pairs(config: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(key, value_text(value)) for key, value in config.items()]
+
+
 def record_pairs(record: dict[str, Any]) -> list[tuple[str, str]]:
     """The record's fields worth showing, as text (tags joined; a running run's duration up to now)."""
     running = record.get("status") == Status.RUNNING
@@ -84,7 +95,7 @@ def record_pairs(record: dict[str, Any]) -> list[tuple[str, str]]:
         value = values.get(key)
         if value is None or value == [] or value == "":
             continue
-        text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        text = ", ".join(map(str, value)) if isinstance(value, list) else value_text(value)
         pairs.append((key, text[:19].replace("T", " ") if key in ("created", "started", "ended") else text))
     return pairs
 

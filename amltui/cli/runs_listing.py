@@ -10,7 +10,7 @@ from rich.table import Table
 
 from amltui.app.filters import FilterError, apply_where, check_value, known_keys, parse_where, suggest, value_of
 from amltui.app.records import Status
-from amltui.cli.common import FLAG_MARK, status_text
+from amltui.cli.common import FLAG_MARK, fit_columns, status_text
 from core.metrics import HEADLINE_ORDER, METRIC_ORDER, METRIC_SHORT_LABELS
 
 # Columns, most important first: on a narrow terminal the last ones are left out, not squeezed.
@@ -20,7 +20,12 @@ LS_COLUMNS = ("id", "status", "!", "progress", "gpu", *HEADLINE_ORDER[:4], "erro
               "variant", "seed", "dataset", *HEADLINE_ORDER[4:], "slot")
 # Columns shown only when some run has a value in them.
 OPTIONAL = (*METRIC_ORDER, "gpu", "!", "error/flag", "tags")
-ERROR_WIDTH = 40  # the failure reason is cut here (the whole text: `amltui show RUN`)
+# Which columns stay when not all fit, most important first (the table keeps LS_COLUMNS' order): the failure
+# reason comes right after the headline numbers, so `ls --status failed` shows it at 80 columns.
+LS_PRIORITY = ["id", "status", "progress", "!", "A_orig", "A_PGD", "error/flag", "A_SA", "gpu", "A_IA",
+               "A_IA_target", "variant", "seed", "tags", "dataset", "A_AA", "slot"]
+ERROR_WIDTH = 40  # the failure reason is cut here (the whole text: `amltui show RUN`; --wide: the first line)
+ERROR_MIN = 16  # ... and narrowed down to this to fit the terminal (it is text: never a number cut)
 
 
 def statuses(items: list[str] | None) -> set[str]:
@@ -90,9 +95,7 @@ def cell(r: dict[str, Any], col: str, phases: dict[str, str]) -> str:
     if col == "!":  # a flagged run (core/flags.py), e.g. gradient masking
         return FLAG_MARK if r.get("flags") else ""
     if col == "error/flag":
-        if r.get("error") and r.get("status") != Status.DONE:
-            return _short(str(r["error"]), ERROR_WIDTH)
-        return _short(", ".join(str(f) for f in r.get("flags") or []), ERROR_WIDTH)
+        return _error_text(r, ERROR_WIDTH)
     if col == "tags":
         return ",".join(str(t) for t in r.get("tags") or [])
     return str(r.get(col) if r.get(col) is not None else "")
@@ -102,18 +105,44 @@ def _title(col: str) -> str:
     return METRIC_SHORT_LABELS.get(col, col)
 
 
-def runs_table(records: list[dict[str, Any]], width: int, phases: dict[str, str] | None = None) -> Table:
-    """The runs as a table that fits ``width`` columns by dropping the least important columns. ``phases``: the
-    running runs' quiet-phase progress (`inv 120/1000`), shown instead of their epoch."""
+def runs_table(records: list[dict[str, Any]], width: int | None, phases: dict[str, str] | None = None) -> Table:
+    """The runs as a table that fits ``width`` columns (see fit_runs_table)."""
+    return fit_runs_table(records, width, phases)[0]
+
+
+def fit_runs_table(records: list[dict[str, Any]], width: int | None,
+                   phases: dict[str, str] | None = None) -> tuple[Table, list[str]]:
+    """(table, the columns left out): the runs in a table that fits ``width`` (None: every column, whole first
+    lines of the errors) by leaving out the least important columns whole; only the failure reason's text
+    narrows (down to ERROR_MIN) to make room. ``phases``: the running runs' quiet-phase progress
+    (`inv 120/1000`), shown instead of their epoch."""
     phases = phases or {}
     cells = {c: [cell(r, c, phases) for r in records] for c in LS_COLUMNS}
+    if width is None:
+        cells["error/flag"] = [_error_text(r, None) for r in records]
     present = [c for c in LS_COLUMNS if c not in OPTIONAL or any(cells[c])]
     widths = {c: max([len(_title(c))] + [len(v) for v in cells[c]]) for c in present}
-    while len(present) > 3 and sum(widths[c] + 3 for c in present) > width:
-        present.pop()
+    shown, dropped = fit_columns(present, widths, width, LS_PRIORITY, keep=3)
+    if "error/flag" in dropped:  # narrowed instead of left out, when that is enough (it takes the room left)
+        widths["error/flag"] = min(widths["error/flag"], ERROR_MIN)
+        first = [c for c in dropped if c != "error/flag"]  # less important: they stay out
+        shown, more = fit_columns([c for c in present if c not in first], widths, width, LS_PRIORITY, keep=3)
+        dropped = first + more
+    if "error/flag" in shown and width is not None:
+        room = width - sum(widths[c] + 3 for c in shown if c != "error/flag") - 2
+        cells["error/flag"] = [_error_text(r, max(ERROR_MIN, min(room, ERROR_WIDTH))) for r in records]
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in present:
+    for col in shown:
         table.add_column(_title(col), no_wrap=True, justify="right" if col in METRIC_ORDER else "left")
     for i in range(len(records)):
-        table.add_row(*(status_text(cells[c][i]) if c == "status" else escape(cells[c][i]) for c in present))
-    return table
+        table.add_row(*(status_text(cells[c][i]) if c == "status" else escape(cells[c][i]) for c in shown))
+    return table, [_title(c) for c in dropped]
+
+
+def _error_text(r: dict[str, Any], width: int | None) -> str:
+    """The failure reason (or the flags) of a run, cut to ``width`` with "…" (None: its whole first line)."""
+    if r.get("error") and r.get("status") != Status.DONE:
+        text = str(r["error"])
+    else:
+        text = ", ".join(str(f) for f in r.get("flags") or [])
+    return _short(text, width if width is not None else 10_000)

@@ -33,7 +33,7 @@ class ReproduceRequest(DispatchOptions, ConfigRequest):
     autoattack: bool = True
     robust_checks: bool = True
     robust_subset: int = 200
-    out: Path | None = None  # report folder [default: <runs-dir>/reports/reproduce-<dataset>-<preset>]
+    out: Path | None = None  # report folder [default: <runs-dir>/reports/<report_folder_name(configs)>]
     command: str = "amltui reproduce"  # written into the report
 
 
@@ -101,7 +101,7 @@ def reproduce(store: Store, request: ReproduceRequest, front: ReproduceFront,
     score_human_sets(store, all_ids, request, front)
     measure_robustness(store, all_ids, request, front)
     measure_curves(store, all_ids, request, front)
-    return write(store, all_ids, request, configs[0].dataset), code
+    return write(store, all_ids, request, configs), code
 
 
 def make_invariance_sets(store: Store, configs: list[RunConfig], front: ReproduceFront) -> None:
@@ -176,8 +176,8 @@ def measure_curves(store: Store, ids: list[str], request: ReproduceRequest, fron
                                         autoattack=ev.config.eval_aa))
 
 
-def write(store: Store, ids: list[str], request: ReproduceRequest, dataset: str) -> Path:
-    from amltui.app.reproduce import write_report
+def write(store: Store, ids: list[str], request: ReproduceRequest, configs: list[RunConfig]) -> Path:
+    from amltui.app.reproduce import report_folder_name, write_report
 
-    folder = request.out or store.runs_dir / "reports" / f"reproduce-{dataset}-{request.preset}"
+    folder = request.out or store.runs_dir / "reports" / report_folder_name(configs)
     return write_report(store, ids, folder, request.command)
