@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.flags import AT_CHANCE
+
 MARK = "⚠"
 MARKED_METRIC = "A_SA"
 # The cell a flag casts doubt on, where it is not A_SA: a model at chance learned nothing (core/flags.py).
-FLAG_METRICS = {"at_chance": "A_orig"}
+FLAG_METRICS = {AT_CHANCE: "A_orig"}
 
 
 def flagged_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -22,11 +24,6 @@ def flagged_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def marked(runs: list[dict[str, Any]], metric: str) -> bool:
     """Whether a table cell of ``metric`` over these runs carries the flag mark."""
     return any(FLAG_METRICS.get(str(f), MARKED_METRIC) == metric for r in runs for f in r.get("flags") or [])
-
-
-def at_chance(record: dict[str, Any]) -> bool:
-    """A finished run whose clean accuracy is at chance (the ``at_chance`` flag, core/flags.py)."""
-    return "at_chance" in (record.get("flags") or [])
 
 
 # The rule of each sanity check (core/checks.py), for records whose check results carry no label.

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.flags import AT_CHANCE, CHANCE_MARGIN
+
 # Every dataset in core/registry.py DATASETS has ten classes (core/data.py NUM_CLASSES; not imported here: torch).
 DEFAULT_CLASSES = 10
-MARGIN = 2.0  # percentage points above chance that still count as chance (a 300-image test set wobbles)
+MARGIN = CHANCE_MARGIN  # the worker's at_chance flag (core/flags.py) and every front end use one threshold
 CHANCE_MARK = "⊘"  # after A_orig in narrow tables
 
 
@@ -23,7 +25,10 @@ def chance_level(record: dict[str, Any]) -> float:
 
 
 def at_chance(record: dict[str, Any]) -> bool:
-    """The run's final clean accuracy (A_orig) is at most chance + MARGIN points: it learned nothing."""
+    """The run was flagged at_chance by its worker, or (a record older than the flag) its final clean accuracy
+    is at most chance + MARGIN points: it learned nothing."""
+    if AT_CHANCE in (record.get("flags") or []):
+        return True
     value = (record.get("metrics") or {}).get("A_orig") if isinstance(record.get("metrics"), dict) else None
     if not isinstance(value, int | float) or isinstance(value, bool):
         return False

@@ -200,8 +200,8 @@ def _further_metrics(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
     aa = aa_note(done)  # the version, its iterations, ε and n of the runs that have A_AA
     how = ("measured by `reproduce` on a stratified test subset for every run that lacks it (`--robust-subset`, "
            "`--no-autoattack`), or by `amltui eval RUN --autoattack`")
-    lines += [f"{aa.removesuffix('.')}; {how}." if aa else f"A_AA: AutoAttack (Croce & Hein 2020, via torchattacks) at ε_s, {how}; "
-              f"test images per run: {_aa_images(done)}.", ""]
+    lines += [f"{aa.removesuffix('.')}; {how}." if aa else f"A_AA: AutoAttack (Croce & Hein 2020, via "
+              f"torchattacks) at ε_s, {how}; test images per run: {_aa_images(done)}.", ""]
     lines += ["| Variant | Dataset | A_PGD | A_AA | A_IA→target | human agreement % (L∞ ε=0.3 set: all; human label "
               "changed; unchanged) |",
               "|---|---|---|---|---|---|"]

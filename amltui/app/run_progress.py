@@ -18,6 +18,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from amltui.app.outcomes import at_chance
 from amltui.app.records import DAMAGED, TERMINAL, Status, inspect, parse_time
 from amltui.app.runs import run_dir
 from amltui.app.store import Store
@@ -44,7 +45,7 @@ def _describe(record: dict[str, Any], progress: dict[str, Any]) -> tuple[str, fl
     if status in TERMINAL:
         metrics = record.get("metrics") or {}
         shown = "".join(f"  {k} {metrics[k]:.2f}" for k in ("A_orig", "A_SA", "A_PGD") if k in metrics)
-        chance = "  (at chance: learned nothing)" if "at_chance" in (record.get("flags") or []) else ""
+        chance = "  (at chance: learned nothing)" if at_chance(record) else ""
         text = status + (shown + chance if "A_orig" in metrics else f"  {record.get('error') or ''}")
         return text, 1, 1
     kind = progress.get("kind")
@@ -139,7 +140,7 @@ def live_text(text: str, record: dict[str, Any]) -> str:
     batch count (the bar shows it): 'epoch 3/8 loss 0.1234'. An ended run says its status (and why it did not
     finish, or that it is at chance): its metrics follow in the table printed at the end."""
     if record.get("status") in TERMINAL:
-        chance = " (at chance: learned nothing)" if "at_chance" in (record.get("flags") or []) else ""
+        chance = " (at chance: learned nothing)" if at_chance(record) else ""
         error = f"  {record.get('error')}" if record.get("error") and record.get("status") != Status.DONE else ""
         return f"{record.get('status')}{chance}{error}"
     text = " ".join(text.split())
