@@ -194,6 +194,11 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         """Load a saved config; unknown keys are an error (a newer amltui wrote it, or it was edited)."""
+        if not isinstance(data, dict):  # `[]` must not silently become the default config
+            raise ConfigError(f"a config is a JSON object of key: value, not a JSON {type(data).__name__}")
+        overrides = data.get("overrides", [])
+        if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+            raise ConfigError(f"config key overrides is {overrides!r}, expected a list of key=value texts")
         unknown = sorted(set(data) - set(field_names()))
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; valid keys: {', '.join(field_names())}")

@@ -26,7 +26,15 @@ from tinydb.storages import Storage
 from tinydb.table import Table
 
 from amltui.app import fsutil
-from amltui.app.fsutil import FileLock, atomic_write_bytes, atomic_write_json, dumps_json, read_json
+from amltui.app.fsutil import (
+    FileLock,
+    atomic_write_bytes,
+    atomic_write_json,
+    dumps_json,
+    parse_json,
+    read_bytes_bounded,
+    read_json,
+)
 from amltui.app.records import DAMAGED, RunRecord, now, record_problems
 
 SCHEMA_VERSION = 1
@@ -46,6 +54,7 @@ RESERVED_RUN_IDS = frozenset({STORE_FILENAME, STORE_FILENAME + ".lock", "schedul
                               "slurm", "locks", "slots", "tmp"})
 RESERVED_RUN_ID_PATTERN = re.compile(r"store\.json\..*|results-.*\.md|invariance-.*\.png", re.IGNORECASE)
 
+MAX_INDEX_BYTES = 256 * 2**20  # about a million runs; past it the index is damage (docs/reliability.md)
 _READ_ATTEMPTS = 5  # a decode error is retried this many times (with backoff) before declaring corruption
 
 
@@ -149,7 +158,7 @@ class AtomicJSONStorage(Storage):
 
     def _read_once(self) -> dict[str, dict[str, Any]] | None:
         try:
-            raw = self.path.read_bytes()
+            raw = read_bytes_bounded(self.path, MAX_INDEX_BYTES)
         except IsADirectoryError:
             raise StoreError(f"{self.path} is a folder, not the run index; move it out of the way "
                              f"(e.g. mv {self.path} {self.path}.folder), then run `amltui store rebuild`") from None
@@ -162,12 +171,14 @@ class AtomicJSONStorage(Storage):
                 reason = "no index file since then"
                 raise StoreCorruptError(self.path, earlier, reason, earlier=True) from None
             return None
+        except OSError as e:  # a FIFO or device in its place, or past the size bound: refused, never waited on
+            raise _Undecodable(str(e.strerror)) from None
         if not raw.strip():
             return None
         try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise _Undecodable(f"not valid JSON: {e}") from None
+            data = parse_json(raw, "the index")
+        except ValueError as e:
+            raise _Undecodable(str(e)) from None
         return _check_tables(data, self.path)
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:

@@ -96,6 +96,10 @@ LS_JSON_KEYS = ("id", "variant", "seed", "dataset", "preset", "status", "epoch",
 runs_table = runs_listing.runs_table  # tests and older callers import it from here
 
 
+SHOW_EPOCHS = 100  # rows of show's epoch table
+SHOW_METRIC_LINES = 1000  # lines read from the end of metrics.jsonl to find them
+
+
 def show(run: o.RunArg, runs_dir: o.RunsDir = None) -> None:
     """Show one run: its record, resolved config and per-epoch metrics."""
     store = open_store(runs_dir)
@@ -112,11 +116,14 @@ def show(run: o.RunArg, runs_dir: o.RunsDir = None) -> None:
     except (OSError, ValueError) as exc:
         console.print(f"  config: unreadable ({exc})", highlight=False, markup=False)
     try:
-        lines = rd.read_metrics()
+        lines = rd.read_metrics(tail=SHOW_METRIC_LINES)  # only the tail: a metrics.jsonl may be huge
     except (OSError, ValueError) as exc:
         err.print(f"metrics.jsonl unreadable: {exc}", highlight=False, markup=False)
         lines = []
     epochs = [m for m in lines if m.get("kind") == "epoch"]
+    if len(epochs) > SHOW_EPOCHS:
+        console.print(f"(the last {SHOW_EPOCHS} epochs; metrics.jsonl holds them all)", highlight=False)
+        epochs = epochs[-SHOW_EPOCHS:]
     if epochs:
         where = (f"hold-out of {record.get('n_holdout')} training images" if record.get("monitor") == "holdout"
                  else "test subset, curves only")
