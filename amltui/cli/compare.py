@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
+from amltui.app.safetext import markup_safe, printable
 from amltui.app.service import annotate, compare
 from amltui.cli import options as o
 from amltui.cli.common import console, fail, open_store, reap_lost, resolve_run, user_errors
@@ -42,12 +42,12 @@ def diff(
     table.add_column("", no_wrap=True, style="dim")
     table.add_column("key", no_wrap=True)
     for record in records:
-        table.add_column(escape(record["id"]), overflow="fold")
+        table.add_column(markup_safe(record["id"]), overflow="fold")
     section = None
     for row in rows:
         mark = "" if row.differs else "[dim]"
-        table.add_row(row.section if row.section != section else "", escape(row.key),
-                      *(mark + escape(v) for v in row.values))
+        table.add_row(row.section if row.section != section else "", markup_safe(row.key),
+                      *(mark + markup_safe(v) for v in row.values))
         section = row.section
     console.print(table)
 
@@ -73,7 +73,7 @@ def tag(
         results = annotate.tag_runs(store, list(dict.fromkeys(r["id"] for r in records)), label, remove=remove)
     for run_id, changed in results:
         what = ("untagged" if changed else "did not have tag") if remove else ("tagged" if changed else "already had")
-        console.print(f"{run_id}: {what} {label}", highlight=False, markup=False)
+        console.print(printable(f"{run_id}: {what} {label}"), highlight=False, markup=False)
 
 
 def note(
@@ -89,5 +89,5 @@ def note(
     record = resolve_run(store, run)
     with user_errors():
         saved = annotate.set_note(store, record["id"], text)
-    console.print(f"{record['id']}: " + (f"note: {saved}" if saved else "note cleared"), highlight=False,
+    console.print(printable(f"{record['id']}: " + (f"note: {saved}" if saved else "note cleared")), highlight=False,
                   markup=False)

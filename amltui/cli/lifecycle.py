@@ -13,13 +13,13 @@ from typing import Annotated
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
 from amltui.app import service, sweeps
 from amltui.app.executors.local import LocalScheduler
 from amltui.app.records import TERMINAL, Status, inspect
 from amltui.app.runs import run_dir
+from amltui.app.safetext import markup_safe, printable
 from amltui.app.service import DispatchOptions, LaunchRequest
 from amltui.app.service.manage import listed
 from amltui.app.service.rerun import RerunRequest, plan_rerun, queue_rerun
@@ -41,6 +41,7 @@ from amltui.cli.common import (
     user_errors,
 )
 from amltui.cli.progress_bars import run_lines
+from core.fsio import open_regular
 from core.metrics import METRIC_ORDER, METRIC_SHORT_LABELS
 
 
@@ -126,7 +127,7 @@ def dispatch(store: Store, ids: list[str], options: DispatchOptions, *, detach: 
             return
         plan = service.local_slots(store, ids, options)
     for note in plan.notes:
-        err.print(f"note: {escape(note)}", highlight=False)
+        err.print(f"note: {markup_safe(note)}", highlight=False)
     _run_foreground(store, ids, LocalScheduler(store, ids, plan.slots, admit=plan.gate))
 
 
@@ -354,13 +355,16 @@ def logs(
 
 
 def _print_from(path: Path, position: int) -> int:
+    """Print a log from byte ``position`` on, control characters escaped; returns the position reached."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
+        with open_regular(path) as fh:  # a FIFO in place of the log is refused, not waited on
             fh.seek(position)
-            text = fh.read()
+            data = fh.read()
             position = fh.tell()
     except FileNotFoundError:
         return position
-    if text:
-        typer.echo(text, nl=False)
+    except OSError as exc:
+        fail(str(exc.strerror or exc))
+    if data:
+        typer.echo(printable(data.decode("utf-8", errors="replace"), lines=True), nl=False)
     return position

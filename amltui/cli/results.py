@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
 from amltui.app import service
@@ -16,6 +15,7 @@ from amltui.app.filters import STATUSES
 from amltui.app.records import DAMAGED, Status
 from amltui.app.run_progress import phase_progress, read_progress
 from amltui.app.runs import EVALUABLE, HumanSetsRefused, RunFailure, evaluate_human_sets, evaluate_run, run_dir
+from amltui.app.safetext import markup_safe
 from amltui.app.service import RobustnessRequest
 from amltui.cli import options as o
 from amltui.cli import run_details, runs_listing
@@ -106,7 +106,8 @@ def show(run: o.RunArg, runs_dir: o.RunsDir = None) -> None:
     reap_lost(store)
     record = resolve_run(store, run)
     rd = run_dir(store.runs_dir, record["id"])
-    console.print(f"[bold]{record['id']}[/]  {status_text(record.get('status', ''))}  folder {escape(str(rd.path))}")
+    console.print(f"[bold]{markup_safe(record['id'])}[/]  {status_text(record.get('status', ''))}  "
+                  f"folder {markup_safe(str(rd.path))}")
     console.print(run_details.kv_grid(run_details.record_pairs(record), console.width))
     run_details.print_error(console, record)
     try:
@@ -167,6 +168,7 @@ def eval_(
     every measurement is cached in the run folder per (checkpoint, attack, ε, subset).
     """
     store = open_store(runs_dir)
+    reap_lost(store)  # settles a run whose index lags its run.json before judging it
     record = _evaluable(resolve_run(store, run))
     if human_sets:
         return _human_sets(store, record["id"], human_sets_dir or from_dir, mnist_dir, device)
@@ -216,7 +218,6 @@ def _evaluate(store, record: dict, robust: RobustnessRequest, base: bool = True)
 
 def print_robustness(record: dict, rd, *, curve: bool = False) -> None:
     """A_AA's breakdown, the curve (table and terminal plot) and the checks' summary with what tripped them."""
-    from rich.markup import escape
 
     from amltui.app.robustness import checkpoint_hash
 
@@ -230,7 +231,7 @@ def print_robustness(record: dict, rd, *, curve: bool = False) -> None:
     aa = record.get("autoattack")
     if aa:
         broken = ", ".join(f"{k} {v}" for k, v in (aa.get("broken_by") or {}).items())
-        console.print(f"A_AA {aa['percent']:.2f}% (n={aa['n']}, AutoAttack {escape(str(aa['version']))}, "
+        console.print(f"A_AA {aa['percent']:.2f}% (n={aa['n']}, AutoAttack {markup_safe(str(aa['version']))}, "
                       f"ε={aa['eps']:g}): {aa['robust']} robust; clean-wrong {aa.get('clean_wrong')}; broken by "
                       f"{broken or '–'}", highlight=False)
     if curve:
@@ -244,13 +245,13 @@ def print_robustness(record: dict, rd, *, curve: bool = False) -> None:
             console.print(f"wrote {rd.path / 'curve.png'}", highlight=False)
     checks = record.get("checks")
     if checks:
-        console.print(f"{escape(checks['summary'].split(';')[0])} (n={checks['n']}, ε_s={checks['eps_s']:g})",
+        console.print(f"{markup_safe(checks['summary'].split(';')[0])} (n={checks['n']}, ε_s={checks['eps_s']:g})",
                       highlight=False)
         for r in checks["results"]:
             mark = {True: "[green]pass[/]", False: "[bold red]FAIL[/]", None: "[dim]n/a[/]"}[r["passed"]]
-            console.print(f"  {mark} {escape(r['label'])}: {escape(r['message'])}", highlight=False)
+            console.print(f"  {mark} {markup_safe(r['label'])}: {markup_safe(r['message'])}", highlight=False)
     if record.get("flags"):
-        console.print("flags: " + escape(", ".join(record["flags"])), style="yellow", highlight=False)
+        console.print("flags: " + markup_safe(", ".join(record["flags"])), style="yellow", highlight=False)
 
 
 def _print_human_sets(run_id: str, results: dict) -> None:
@@ -352,6 +353,7 @@ def export(
     if out is not None and out.is_dir():
         fail(f"--out {out} is a folder; give a file path, e.g. {out / ('results.' + str(fmt))}")
     store = open_store(runs_dir)
+    reap_lost(store)
     records = all_records(store)
     warn_unindexed(store, records)
     warn_damaged(records, " (left out of the table)")
