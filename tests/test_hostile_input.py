@@ -242,3 +242,61 @@ def test_show_reads_only_the_tail_of_a_huge_metrics_file(tmp_path: Path) -> None
     assert "the last 100 epochs" in out and "200000" in out and " 199900 " not in out
     lines = run_dir(tmp_path, "b0").read_metrics(tail=10)
     assert [m["epoch"] for m in lines] == list(range(199_991, 200_001))
+
+
+# ---- reproductions 9, 10, 11 and 14: bounded options, refused before anything is queued ------------------
+
+
+def nothing_queued(runs: Path) -> bool:
+    return not runs.exists() or not (runs / "store.json").exists() or Store(runs).all() == []
+
+
+@pytest.mark.parametrize(("options", "says"), [
+    (["--seeds", "0-99999999"], "more than 1000 seeds"),
+    (["--seeds", "0-999,1000-1999"], "more than 1000 seeds"),
+    (["--seeds", "3000000000"], "largest seed"),
+    (["--cpu-slots", "99999999999999999999999"], "from 1 to 1024"),
+    (["--slots-per-gpu", "99999"], "at most 1024"),
+    (["--epochs", "99999999999999999999999"], "out of range"),
+    (["--threads", "99999999999999999999999", "--repeat"], "out of range"),
+    (["--train-subset", "5000"], "holds only 2000"),
+    (["--test-subset", "501"], "holds only 500"),
+    (["--set", "holdout=1000000"], "hold-out must leave"),
+    (["--set", "train_subset=100", "--set", "holdout=100"], "hold-out must leave"),
+    (["--seeds", "0", "--set", "seed=1"], "--seeds"),
+    (["--set", "variant=baseline"], "--variants"),
+    (["--set", "preset=paper"], "--preset"),
+    (["--grid", "seed=0,1"], "--seeds"),
+    (["--seeds", "٣"], "not a whole number"),
+    (["--seeds", "0-٣"], "not a range"),
+    (["--set", "lr=1_000"], "not a valid float"),
+    (["--set", "epochs=٣"], "not a valid int"),
+    (["--set", "epochs=1e400"], "not a valid int"),
+    (["--epochs", "٣"], "ASCII digits"),
+    (["--cpu-slots", "1_0"], "ASCII digits"),
+    (["--grid", "lr=0:1:99999999999"], "at most 10000 values"),
+    (["--grid", "lr=٠:1:3"], "not a number"),
+    (["--seeds", "0-999", "--grid", "lr=0:1:20"], "20000 runs"),
+])
+def test_out_of_bounds_options_are_refused_before_queueing(tmp_path: Path, options: list[str], says: str) -> None:
+    """9, 10, 11, 14: each is a clear error naming the problem, at once, and nothing is queued."""
+    runs = tmp_path / "runs"
+    out = assert_clean(invoke("run", "--dataset", "synthetic", "--gpus", "none", "--runs-dir", runs, *options), 2)
+    assert "error" in out.lower() and says in out, out
+    assert nothing_queued(runs)
+
+
+def test_an_empty_runs_dir_is_refused(tmp_path: Path) -> None:
+    """10: `--runs-dir ""` was silently the current folder."""
+    for args in (["run", "--dataset", "synthetic"], ["ls"], ["export"]):
+        out = assert_clean(invoke(*args, "--runs-dir", ""), 2)
+        assert "--runs-dir" in out and "empty" in out
+
+
+def test_the_stated_maxima_still_take_the_largest_allowed_values() -> None:
+    from amltui.app.service.launch import MAX_SEEDS, parse_seeds
+    from core.config import MAX_EPOCHS, coerce
+
+    assert parse_seeds(f"0-{MAX_SEEDS - 1}") == list(range(MAX_SEEDS))
+    assert parse_seeds("5,0-2,2") == [5, 0, 1, 2]
+    assert coerce("epochs", str(MAX_EPOCHS)) == MAX_EPOCHS and coerce("lr", "3e-4") == 3e-4
