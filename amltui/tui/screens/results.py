@@ -118,7 +118,7 @@ class ResultsScreen(Screen):
     @on(ResultsLoaded)
     def _loaded(self, message: ResultsLoaded) -> None:
         if message.error:
-            title = f"[b red]Cannot read the run index[/]: {markup_safe(message.error)}"
+            title = f"[b red]Cannot read the run index[/]: {markup_safe(message.error, lines=True)}"
             self.query_one("#results-title", Static).update(title)
         if message.rows is not None:
             self.loaded = True
@@ -137,7 +137,7 @@ class ResultsScreen(Screen):
         self._fill_results(rows, metrics)
         self._fill_deltas(rows, metrics)
         notes = footnotes(rows, metrics) if rows else []
-        self.query_one("#results-notes", Static).update(markup_safe("\n".join(notes)))
+        self.query_one("#results-notes", Static).update(markup_safe("\n".join(notes), lines=True))
         self._show_settings()
 
     def _show_settings(self, highlighted: int | None = None) -> None:

@@ -150,10 +150,11 @@ class RunsScreen(Screen):
     def _banner(self, any_rows: bool) -> tuple[str, bool] | None:
         """The line under the filter: a store that cannot be read, a bad filter, or an empty runs folder."""
         if self.error:
-            return (f"[b]Cannot read the run index[/b]: {markup_safe(self.error)}\nPress [b]b[/b] to rebuild it "
-                    "from the run folders (as `amltui store rebuild`; the unreadable file is kept aside).", True)
+            return (f"[b]Cannot read the run index[/b]: {markup_safe(self.error, lines=True)}\nPress [b]b[/b] to "
+                    "rebuild it from the run folders (as `amltui store rebuild`; the unreadable file is kept aside).",
+                    True)
         if self.table.filter_error:
-            return f"filter: {markup_safe(self.table.filter_error)}", True
+            return f"filter: {markup_safe(self.table.filter_error, lines=True)}", True
         if self.loaded and not any_rows:
             return f"No runs in {markup_safe(str(self.app.runs_dir))} yet. Press [b]n[/b] to launch one.", False
         return None
