@@ -300,3 +300,17 @@ def test_the_stated_maxima_still_take_the_largest_allowed_values() -> None:
     assert parse_seeds(f"0-{MAX_SEEDS - 1}") == list(range(MAX_SEEDS))
     assert parse_seeds("5,0-2,2") == [5, 0, 1, 2]
     assert coerce("epochs", str(MAX_EPOCHS)) == MAX_EPOCHS and coerce("lr", "3e-4") == 3e-4
+
+
+# ---- reproduction 6: a garbage checkpoint in a run that reproduce reuses ----------------------------------
+
+
+def test_a_garbage_checkpoint_costs_reproduce_a_figure_not_the_report(tmp_path: Path) -> None:
+    """6: `reproduce` reusing a finished run whose checkpoint is garbage wrote no report (a traceback)."""
+    from amltui.app.reproduce import write_report
+
+    store = make_runs(tmp_path, seeds=(0, 1))
+    run_dir(tmp_path, "b0").checkpoint.write_bytes(b"garbage, not a checkpoint")
+    report = write_report(store, ["b0", "b1"], tmp_path / "report", "amltui reproduce").read_text()
+    assert "pca-baseline.png not drawn" in report and "cannot be read" in report
+    assert "90.50" in report  # the table is there (A_orig of b0 and b1: 90 and 91)
