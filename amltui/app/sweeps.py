@@ -24,7 +24,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from amltui.app.fsutil import atomic_write_json
+from amltui.app.fsutil import atomic_write_json, read_json
 from amltui.app.store import validate_run_id
 from core.config import ConfigError, RunConfig, coerce, field_names
 
@@ -263,7 +263,7 @@ def load_manifest(runs_dir: Path, name: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text())
+        data = read_json(path)
     except (OSError, ValueError) as exc:
         raise GridError(f"sweep manifest {path} cannot be read ({exc}); runs tagged sweep={name} still are") from None
     return data if isinstance(data, dict) else None
