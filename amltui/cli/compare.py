@@ -9,7 +9,7 @@ from rich import box
 from rich.table import Table
 
 from amltui.app.safetext import markup_safe, printable
-from amltui.app.service import annotate, compare
+from amltui.app.service import annotate, compare, find_runs
 from amltui.cli import options as o
 from amltui.cli.common import console, fail, open_store, reap_lost, resolve_run, user_errors
 
@@ -68,7 +68,8 @@ def tag(
     with user_errors():
         annotate.check_tag(label)
     store = open_store(runs_dir)
-    records = [resolve_run(store, text) for text in names]
+    with user_errors():
+        records = find_runs(store, names)  # one read of the index for all the names
     with user_errors():
         results = annotate.tag_runs(store, list(dict.fromkeys(r["id"] for r in records)), label, remove=remove)
     for run_id, changed in results:
