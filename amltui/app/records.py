@@ -281,7 +281,7 @@ def _finite(value: Any) -> bool:
 
 
 # The inside of the nested fields that show, export and the dashboard read (they index these keys). A shape is
-# a kind (NUMBER, WHOLE, TEXT, FLAG, OPTIONAL(...)), an Obj (required and optional keys), EachValue (a mapping of
+# a kind (NUMBER, WHOLE, TEXT, FLAG), Nullable(shape), an Obj (required and optional keys), EachValue (a mapping of
 # any keys to one shape) or ListOf. A field whose inside does not fit is damage, shown as such, never a traceback.
 NUMBER, WHOLE, TEXT, FLAG = "a finite number", "a whole number", "text", "true, false or null"
 
@@ -303,7 +303,7 @@ class ListOf:
 
 
 @dataclass(frozen=True)
-class Optional:
+class Nullable:
     shape: Any
 
 
@@ -313,13 +313,13 @@ SHAPES: dict[str, Any] = {
     "checks": Obj({"summary": TEXT, "n": WHOLE, "eps_s": NUMBER,
                    "results": ListOf(Obj({"passed": FLAG, "label": TEXT, "message": TEXT}, {}))}, {}),
     "autoattack": Obj({"version": TEXT, "eps": NUMBER, "n": WHOLE, "robust": WHOLE, "percent": NUMBER},
-                      {"broken_by": Optional(EachValue(WHOLE)), "clean_wrong": Optional(WHOLE)}),
-    "pgd": Obj({}, {"steps": Optional(WHOLE), "eps": Optional(NUMBER), "alpha": Optional(NUMBER)}),
+                      {"broken_by": Nullable(EachValue(WHOLE)), "clean_wrong": Nullable(WHOLE)}),
+    "pgd": Obj({}, {"steps": Nullable(WHOLE), "eps": Nullable(NUMBER), "alpha": Nullable(NUMBER)}),
 }
 
 
 def _fits(value: Any, shape: Any) -> bool:
-    if isinstance(shape, Optional):
+    if isinstance(shape, Nullable):
         return value is None or _fits(value, shape.shape)
     if isinstance(shape, Obj):
         return isinstance(value, dict) and all(k in value and _fits(value[k], s) for k, s in shape.required.items()) \
