@@ -314,3 +314,13 @@ def test_a_garbage_checkpoint_costs_reproduce_a_figure_not_the_report(tmp_path: 
     report = write_report(store, ["b0", "b1"], tmp_path / "report", "amltui reproduce").read_text()
     assert "pca-baseline.png not drawn" in report and "cannot be read" in report
     assert "90.50" in report  # the table is there (A_orig of b0 and b1: 90 and 91)
+
+
+def test_the_index_is_not_repaired_while_the_worker_may_live(tmp_path: Path) -> None:
+    """5: run.json says done but the pid the index names is alive on this host: no repair yet (it may be the
+    worker between its two writes); a mistyped index record is left to `store rebuild`."""
+    store = make_runs(tmp_path)
+    edit_record(store, "b0", folder_too=False, status="running", pid=os.getpid(), host=os.uname().nodename)
+    edit_record(store, "b1", folder_too=False, status="running", pid="abc", host=os.uname().nodename)
+    assert_clean(invoke("ls", "--runs-dir", tmp_path), 0)
+    assert store.get("b0")["status"] == "running" and store.get("b1")["status"] == "running"

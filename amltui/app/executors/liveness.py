@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from amltui.app.executors.owners import forget_claim, scheduler_claims, worker_alive
-from amltui.app.records import LIVE, TERMINAL, WORKING, Status, parse_time
+from amltui.app.records import LIVE, TERMINAL, WORKING, Status, parse_time, record_problems
 from amltui.app.runs import run_dir, set_status
 from amltui.app.store import SKIP, Store, update_record
 
@@ -105,12 +105,22 @@ def reap(store: Store, stale_after: float = STALE_SECONDS) -> list[str]:
 
 def settle_from_folder(store: Store, record: dict[str, Any]) -> bool:
     """Take run.json's record into the index when the index says the run is live but run.json says it ended
-    and no worker owns the run (a kill or a full disk between update_record's two writes). True if repaired."""
-    if record.get("status") not in LIVE or worker_alive(run_dir(store.runs_dir, record["id"]).path):
+    and its worker is gone (a kill or a full disk between update_record's two writes). True if repaired.
+
+    An index record with mistyped fields is left to `amltui store rebuild` (it is shown damaged meanwhile)."""
+    if record.get("status") not in LIVE or record_problems(record) or not _worker_gone(store.runs_dir, record):
         return False
     # update_record re-reads run.json under the run's lock and puts it into the index, so the two agree again.
     return update_record(store, record["id"], lambda on_disk: None if on_disk.get("status") in TERMINAL
                          and on_disk.get("status") != record.get("status") else SKIP) is not None
+
+
+def _worker_gone(runs_dir: Path, record: dict[str, Any]) -> bool:
+    """No worker holds the run's lock, and the pid the record names is not alive on this host."""
+    if worker_alive(run_dir(runs_dir, record["id"]).path):
+        return False
+    pid = record.get("pid")
+    return not (record.get("host") == socket.gethostname() and isinstance(pid, int) and pid > 0 and pid_alive(pid))
 
 
 def _reap_one(store: Store, record: dict[str, Any], stale_after: float) -> list[str]:
