@@ -324,3 +324,14 @@ def test_the_index_is_not_repaired_while_the_worker_may_live(tmp_path: Path) -> 
     edit_record(store, "b1", folder_too=False, status="running", pid="abc", host=os.uname().nodename)
     assert_clean(invoke("ls", "--runs-dir", tmp_path), 0)
     assert store.get("b0")["status"] == "running" and store.get("b1")["status"] == "running"
+
+
+def test_a_run_folder_named_with_escapes_is_listed_escaped(tmp_path: Path) -> None:
+    """13: run ids read from the file system (a folder the index does not list) are shown escaped too."""
+    make_runs(tmp_path)
+    planted = tmp_path / "x\x1b[2J"
+    planted.mkdir()
+    (planted / "run.json").write_text("{}")
+    result = invoke("ls", "--runs-dir", tmp_path)
+    out = assert_clean(result, 0)
+    assert "\x1b" not in result.output and "x\\x1b[2J" in out

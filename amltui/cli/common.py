@@ -116,9 +116,10 @@ def warn_unindexed(store: Store, records: list[dict[str, Any]]) -> list[str]:
     """Warn about run folders the index does not list (so they are not silently missing); returns them."""
     missing = unindexed_folders(store.runs_dir, (r["id"] for r in records))
     if missing:
+        # folder names come from the file system: they may hold escape sequences
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
-        err.print(f"warning: {len(missing)} run folder(s) in {store.runs_dir} are not in the index ({shown}); "
-                  f"{REBUILD_HINT}", highlight=False, markup=False)
+        err.print(printable(f"warning: {len(missing)} run folder(s) in {store.runs_dir} are not in the index "
+                            f"({shown}); {REBUILD_HINT}"), highlight=False, markup=False)
     return missing
 
 
