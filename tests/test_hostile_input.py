@@ -332,6 +332,7 @@ def test_a_run_folder_named_with_escapes_is_listed_escaped(tmp_path: Path) -> No
     planted = tmp_path / "x\x1b[2J"
     planted.mkdir()
     (planted / "run.json").write_text("{}")
-    result = invoke("ls", "--runs-dir", tmp_path)
-    out = assert_clean(result, 0)
-    assert "\x1b" not in result.output and "x\\x1b[2J" in out
+    for args in (["ls"], ["store", "rebuild"]):
+        result = invoke(*args, "--runs-dir", tmp_path)
+        out = assert_clean(result, 0)
+        assert "\x1b" not in result.output and "x\\x1b[2J" in out
