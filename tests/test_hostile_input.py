@@ -160,7 +160,7 @@ def test_the_index_repairs_itself_from_run_json(tmp_path: Path, stuck: str) -> N
     assert store.get("b0") is None
 
 
-@pytest.mark.parametrize("command", [["cancel", "b0"], ["export"], ["rm", "b0", "--yes"]])
+@pytest.mark.parametrize("command", [["cancel", "b0"], ["export"], ["rm", "b0", "--yes"], ["eval", "b0"]])
 def test_every_command_sees_the_repaired_record(tmp_path: Path, command: list[str]) -> None:
     """5: the first command after the crash already sees the run as done (no 'try again', no n=2)."""
     store = make_runs(tmp_path)
@@ -171,8 +171,10 @@ def test_every_command_sees_the_repaired_record(tmp_path: Path, command: list[st
         assert "(n=3)" in out
     if command[0] == "rm":
         assert store.get("b0") is None
-    if command[0] == "cancel":
+    if command[0] in ("cancel", "eval"):
         assert store.get("b0")["status"] == "done"
+    if command[0] == "eval":  # judged done, so it goes on to the checkpoint (these runs have none)
+        assert "only a finished run" not in out and "no checkpoint" in out
 
 
 def test_store_get_is_untouched_by_a_healthy_index(tmp_path: Path) -> None:
