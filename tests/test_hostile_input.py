@@ -338,3 +338,27 @@ def test_a_run_folder_named_with_escapes_is_listed_escaped(tmp_path: Path) -> No
         result = invoke(*args, "--runs-dir", tmp_path)
         out = assert_clean(result, 0)
         assert "\x1b" not in result.output and "x\\x1b[2J" in out
+
+
+def test_a_garbage_checkpoint_is_skipped_by_reproduce_curves(tmp_path: Path) -> None:
+    """6: `reproduce --curves` over a reused run with a garbage checkpoint warns and goes on."""
+    import contextlib
+
+    from amltui.app.service.reproduce import ReproduceRequest, measure_curves
+
+    class Front:
+        warnings: list[str] = []
+
+        def warn(self, text: str) -> None:
+            self.warnings.append(text)
+
+        @contextlib.contextmanager
+        def progress(self):  # noqa: ANN202
+            yield lambda kind, data: None
+
+    store = make_runs(tmp_path, seeds=(0,))
+    run_dir(tmp_path, "b0").checkpoint.write_bytes(b"garbage, not a checkpoint")
+    front = Front()
+    measure_curves(store, ["b0"], ReproduceRequest(curves=True), front)
+    assert len(front.warnings) == 1 and "b0: no curve or A_AA" in front.warnings[0]
+    assert "cannot be read" in front.warnings[0]

@@ -138,11 +138,16 @@ def measure_curves(store: Store, ids: list[str], request: ReproduceRequest, fron
     if not (request.curves or request.autoattack):
         return
     from amltui.app.robustness import CurveSpec, compute_curve, open_evaluator, record_autoattack
+    from core.errors import TrainingFailed
     from core.robustness import default_grid
 
     with front.progress() as listener:
         for record in list(_done(store, ids)):
-            ev = open_evaluator(store, record["id"], listener=listener)
+            try:
+                ev = open_evaluator(store, record["id"], listener=listener)
+            except (TrainingFailed, OSError, ValueError) as exc:  # a damaged checkpoint: skip this run, say why
+                front.warn(f"{record['id']}: no curve or A_AA: {exc}")
+                continue
             if request.autoattack and "A_AA" not in (record.get("metrics") or {}):
                 record_autoattack(store, ev)
             if request.curves:
