@@ -62,6 +62,13 @@ EVAL_ONLY = ("eval_aa", "aa_version", "aa_subset")
 HASHED_UNLESS_DEFAULT = {"distance": "abs_cos"}
 
 
+# Stated maxima (docs/reliability.md): far above any real run, low enough that a typo is refused at once instead of
+# training for years, spawning a billion threads or asking for more images than any dataset has.
+MAX_EPOCHS = 10_000
+MAX_THREADS = 1024
+MAX_IMAGES = 10_000_000  # subsets and the hold-out; preflight also checks them against the split's real size
+
+
 def _B(low: float | None, high: float | None = None) -> Bound:  # noqa: N802  (reads like the type it builds)
     return Bound(low, high)
 
@@ -88,9 +95,10 @@ class RunConfig:
                        "(bundled 4,000/1,000 subset) or synthetic (generated, for tests)", registry.DATASETS)
     data_dir: str | None = key(None, "folder holding the four idx files of mnist/fashion-mnist; none = the "
                                "usual places (the error names them)")
-    train_subset: int | None = key(None, "train on a stratified subset of this many images; none = all", bound=_B(1))
+    train_subset: int | None = key(None, "train on a stratified subset of this many images; none = all",
+                                   bound=_B(1, MAX_IMAGES))
     test_subset: int | None = key(None, "evaluate on a stratified subset of this many test images; none = all",
-                                  bound=_B(1))
+                                  bound=_B(1, MAX_IMAGES))
     # model
     arch: str = key("small", "architecture: paper (2 convs + 3 FC, PReLU) or small (Wong et al.'s fast MNIST net)",
                     registry.ARCHITECTURES)
@@ -98,7 +106,7 @@ class RunConfig:
     normalize: bool = key(False, "standardize inputs with the MNIST mean/std inside the model (attacks still see "
                           "[0, 1] pixels)")
     # optimisation
-    epochs: int = key(8, "training epochs", bound=_B(1))
+    epochs: int = key(8, "training epochs", bound=_B(1, MAX_EPOCHS))
     batch_size: int = key(64, "training images per batch", bound=_B(1))
     lr: float = key(1e-3, "learning rate of the optimizer", bound=_B(0.0))
     optimizer: str = key("adam", "optimizer: adam or sgd (with momentum)", registry.OPTIMIZERS)
@@ -153,7 +161,7 @@ class RunConfig:
     monitor_pgd: int = key(200, "monitor images scored by PGD after each epoch (0 = no PGD monitor)", bound=_B(0))
     monitor_pgd_steps: int = key(10, "PGD steps of the per-epoch monitor", bound=_B(1))
     holdout: int = key(0, "training images held out (stratified, fixed seed) as the monitor; needed by best_pgd",
-                       bound=_B(0))
+                       bound=_B(0, MAX_IMAGES))
     select: str = key("last", "the weights kept: last epoch, or best_pgd (best hold-out PGD accuracy, Wong et al.)",
                       registry.SELECTIONS)
     # gradient-masking flag (core/flags.py)
@@ -165,7 +173,7 @@ class RunConfig:
                                "flags the run", bound=_B(0.0, 100.0))
     # runtime
     device: str = key("auto", "where to train: auto, cpu, cuda or cuda:N")
-    threads: int | None = key(None, "torch CPU threads; none = torch's default", bound=_B(1))
+    threads: int | None = key(None, "torch CPU threads; none = torch's default", bound=_B(1, MAX_THREADS))
     deterministic: bool = key(False, "deterministic CUDA kernels (cuDNN, cuBLAS): slower, bit-exact resume on GPU "
                               "(core/device.py)")
     # speed (core/step.py; README "Speed and GPUs"). amp changes float rounding, so it is part of the group key.
@@ -204,6 +212,11 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         """Load a saved config; unknown keys are an error (a newer amltui wrote it, or it was edited)."""
+        if not isinstance(data, dict):  # `[]` must not silently become the default config
+            raise ConfigError(f"a config is a JSON object of key: value, not a JSON {type(data).__name__}")
+        overrides = data.get("overrides", [])
+        if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+            raise ConfigError(f"config key overrides is {overrides!r}, expected a list of key=value texts")
         unknown = sorted(set(data) - set(field_names()))
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; valid keys: {', '.join(field_names())}")
@@ -395,7 +408,7 @@ def coerce(key: str, value: Any) -> Any:
         return None
     try:
         converted = _convert(base, value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{key}={value!r} is not a valid {_type_name(hint)}") from None
     if key in CHOICES and converted not in CHOICES[key]:
         raise ConfigError(f"{key}={converted!r} is not one of: {', '.join(CHOICES[key])}")
@@ -405,6 +418,9 @@ def coerce(key: str, value: Any) -> Any:
     if key in RANGES and not RANGES[key].contains(converted):
         raise ConfigError(f"{key}={converted} is out of range: expected a value in {RANGES[key]}")
     return converted
+
+
+_ASCII_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 def _convert(base: type, value: Any) -> Any:
@@ -417,6 +433,8 @@ def _convert(base: type, value: Any) -> Any:
         if text in ("0", "false", "no", "off"):
             return False
         raise ValueError(value)
+    if isinstance(value, str) and not _ASCII_NUMBER.fullmatch(value.strip()) and base in (int, float):
+        raise ValueError(value)  # int("٣") is 3 and float("1_000") is 1000.0: only ASCII digits are numbers here
     if base is int:
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError(value)

@@ -315,7 +315,7 @@ def load_dataset(
     *,
     download: bool | None = None,
     cache_dir: Path | None = None,
-    synthetic_sizes: tuple[int, int] = (2000, 500),
+    synthetic_sizes: tuple[int, int] = registry.SYNTHETIC_SIZES,
     seed: int = 0,
 ) -> Dataset:
     """Load one of DATASETS as uint8 tensors on CPU (move with `.to(device)`).

@@ -157,3 +157,17 @@ def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None
             raise OSError(exc.errno, f"no space left on {path.parent} writing {path.name} (needs ~"
                           f"{max(len(data) / 1e6, 0.1):.1f} MB); free some space there", str(path)) from None
         raise
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """``open(path, "rb")`` that refuses at once what is not a regular file (a FIFO planted in place of a
+    checkpoint or a log would block a plain open or read forever): opened with O_NONBLOCK, then fstat."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, f"{path} is not a regular file (a FIFO, socket, device or folder); move it "
+                          "out of the way", str(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")

@@ -23,6 +23,7 @@ PRESETS = ("paper", "quick", "authors")  # their values: core/config.py PRESET_V
 
 ARCHITECTURES = ("paper", "small")  # implementations: core/models.py ARCHITECTURES
 DATASETS = ("mnist", "fashion-mnist", "mnist-sample", "synthetic")  # loaders: core/data.py
+SYNTHETIC_SIZES = (2000, 500)  # (train, test) images of the generated "synthetic" data (preflight checks subsets)
 TRAIN_ATTACKS = ("fgsm", "fgsm_rs", "pgd")  # core/attacks/training.py make_train_attack
 INVARIANCE_MODES = ("exact", "fast")  # core/attacks/invariance_search.py
 NEGATIVES = ("natural", "perturbed")  # core/losses.py TripletLoss

@@ -27,7 +27,7 @@ from core.data import Dataset, Split, batch_indices, to_float
 from core.device import set_deterministic
 from core.errors import DiskFullError, TrainingFailed, disk_full_message  # noqa: F401  (re-exported)
 from core.flags import MONITOR_PGD_AT_EPS_S
-from core.fsio import NO_SPACE, atomic_write
+from core.fsio import NO_SPACE, atomic_write, open_regular
 from core.losses import TERM_NAMES, TRIPLET_DIAGNOSTICS
 from core.models import EmbeddingNet, build_model
 from core.scoring import FastForward, clean_and_fgsm_correct, count_correct
@@ -351,7 +351,8 @@ def save_checkpoint(
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Load with weights_only=True: a checkpoint never runs code."""
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        with open_regular(path) as fh:  # a FIFO in its place is refused, not waited on
+            state = torch.load(fh, map_location=device, weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
         raise TrainingFailed(f"checkpoint {path} cannot be read ({exc.__class__.__name__}: {exc}); "
                              "delete it to restart the run from scratch") from exc

@@ -119,7 +119,7 @@ def test_rerun_trains_a_new_run_with_the_changes(tmp_path, monkeypatch):
 def test_resume_takes_the_dispatch_options_of_run(tmp_path):
     store = Store(tmp_path)
     finished(store, new_run(store, "r"), "cancelled")
-    for args, says in ((["--cpu-slots", "0"], "--cpu-slots 0: must be at least 1"),
+    for args, says in ((["--cpu-slots", "0"], "--cpu-slots 0: must be from 1 to 1024"),
                        (["--time", "0"], "--time 0"), (["--slots-per-gpu", "x"], "x")):
         result = invoke("resume", "r", *args, runs=tmp_path)
         assert result.exit_code == 2 and says in result.output, result.output

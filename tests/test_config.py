@@ -184,7 +184,7 @@ def test_int_fields_reject_non_integral_scientific_strings(item: str) -> None:
     [
         ("eps_s=1.5", "[0.0, 1.0]"),
         ("eps_s=-0.1", "[0.0, 1.0]"),
-        ("epochs=0", "[1, inf]"),
+        ("epochs=0", "[1, 10000]"),
         ("lr=-1", "[0.0, inf]"),
         ("momentum=1.5", "[0.0, 1.0]"),
         ("margin=3", "[0.0, 2.0]"),
@@ -329,7 +329,7 @@ def test_describe_keys_lists_every_field() -> None:
     by_key = dict(zip(listed, lines, strict=True))
     assert "baseline|ml_sa|ml_sa_ia" in by_key["variant"]
     assert "[0.0, 1.0]" in by_key["eps_s"] and "float" in by_key["eps_s"]
-    assert "int" in by_key["epochs"] and "[1, inf]" in by_key["epochs"]
+    assert "int" in by_key["epochs"] and "[1, 10000]" in by_key["epochs"]
     assert "none" in by_key["train_subset"]  # optional fields say so
 
 

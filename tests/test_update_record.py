@@ -108,7 +108,7 @@ def test_every_declared_field_is_validated_from_its_type() -> None:
     problems = record_problems(bad)
     assert sorted(problems) == sorted(["tags is 'x', expected a list of text", "note is 3, expected text or null",
                         "sweep is ['s'], expected text or null", "epoch is -1, expected a whole number",
-                        "metric A_orig is nan, expected a finite number",
+                        "metric A_orig is nan, expected a finite number from 0 to 100",
                         "gpu_peak_mib is 'a', expected a finite number or null",
                         "slurm_job_id is '--user=root', which is not a Slurm job id"])
     safe = inspect(bad)

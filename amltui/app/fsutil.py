@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import random
+import stat
 import time
 from pathlib import Path
 from types import TracebackType
@@ -35,8 +36,8 @@ from core.fsio import (
 
 __all__ = ["FILE_MODE", "TMP_SUFFIX", "FileLock", "UnsafePath", "atomic_write", "atomic_write_bytes",
            "atomic_write_json", "dumps_json", "fsync_dir", "make_folder", "open_append", "open_nofollow",
-           "read_json", "refuse_symlink", "temp_prefix", "touch", "check_runs_folder", "check_output_path",
-           "refuse_planted_links"]
+           "parse_json", "read_bytes_bounded", "read_json", "read_tail_lines", "refuse_symlink", "temp_prefix",
+           "touch", "check_runs_folder", "check_output_path", "refuse_planted_links"]
 
 def dumps_json(obj: Any) -> bytes:
     """Serialize like ``atomic_write_json`` does; raises TypeError/ValueError before any file is touched."""
@@ -48,19 +49,108 @@ def atomic_write_json(path: Path, obj: Any, *, durable: bool = True) -> None:
     atomic_write_bytes(Path(path), dumps_json(obj), durable=durable)
 
 
-def read_json(path: Path) -> Any:
-    """Parse the JSON file at ``path``; any failure is a ValueError/OSError that names the file."""
+# Bounds of every JSON file amltui reads (run.json, config.json, progress.json, the index, metrics lines): a
+# file past them is damage, never a reason to hang, swap or overflow the stack (docs/reliability.md).
+MAX_JSON_BYTES = 64 * 2**20  # a run record is a few KiB; the index of 100,000 runs is well below this
+MAX_JSON_DEPTH = 64  # the deepest structure amltui writes is 4 levels
+
+
+def read_bytes_bounded(path: Path, limit: int = MAX_JSON_BYTES) -> bytes:
+    """The bytes of the regular file at ``path``; anything else is an OSError naming the file.
+
+    Opened with O_NONBLOCK so that a FIFO or a device planted in place of a run file is refused at once instead
+    of blocking the reader forever; a file larger than ``limit`` bytes is refused before it is read.
+    """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise FileNotFoundError(errno.ENOENT, f"JSON file not found: {path}", str(path)) from None
+        raise FileNotFoundError(errno.ENOENT, f"file not found: {path}", str(path)) from None
     except OSError as e:
-        raise OSError(e.errno, f"cannot read JSON file {path}: {e.strerror}", str(path)) from e
+        raise OSError(e.errno, f"cannot read {path}: {e.strerror}", str(path)) from None
     try:
-        return json.loads(raw)
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, f"{path} is a folder, not a file", str(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, f"{path} is not a regular file (a FIFO, socket or device); "
+                          "move it out of the way", str(path))
+        if info.st_size > limit:
+            raise OSError(errno.EFBIG, f"{path} is {info.st_size / 2**20:.1f} MiB, more than amltui reads "
+                          f"({limit / 2**20:.0f} MiB); move it out of the way", str(path))
+        chunks, size = [], 0
+        while chunk := os.read(fd, 1 << 20):  # the file may grow after fstat: stop at the bound anyway
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise OSError(errno.EFBIG, f"{path} grew past {limit / 2**20:.0f} MiB while read", str(path))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_tail_lines(path: Path, count: int, limit: int = MAX_JSON_BYTES) -> tuple[list[bytes], bool]:
+    """The last ``count`` lines of the regular file at ``path`` (at most ``limit`` bytes read, from the end), and
+    whether earlier lines were left unread. Refuses what ``read_bytes_bounded`` refuses, without blocking."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot read {path}: {e.strerror}", str(path)) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, f"{path} is not a regular file; move it out of the way", str(path))
+        end = start = info.st_size
+        data = b""
+        while start > 0 and data.count(b"\n") <= count and end - start < limit:
+            step = min(1 << 16, start, limit - (end - start))
+            start -= step
+            data = os.pread(fd, step, start) + data
+        lines = data.splitlines()
+        cut = start > 0 or len(lines) > count
+        if start > 0 and lines:
+            lines = lines[1:]  # the first line read may be cut in the middle
+        return lines[-count:] if count else [], cut
+    finally:
+        os.close(fd)
+
+
+def json_depth_ok(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True if ``value`` nests lists and objects no deeper than ``limit`` (checked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return False
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return True
+
+
+def parse_json(raw: bytes | str, what: str = "the text") -> Any:
+    """``json.loads`` that is total: bad bytes, bad JSON, too deep a nesting are one ValueError naming ``what``."""
+    try:
+        value = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); fix or delete the file") from e
+        raise ValueError(f"{what} is not valid JSON ({e}); fix or delete the file") from None
+    except RecursionError:
+        raise ValueError(f"{what} nests deeper than amltui reads ({MAX_JSON_DEPTH} levels); fix or delete "
+                         "the file") from None
+    if not json_depth_ok(value):
+        raise ValueError(f"{what} nests deeper than amltui reads ({MAX_JSON_DEPTH} levels); fix or delete "
+                         "the file")
+    return value
+
+
+def read_json(path: Path, limit: int = MAX_JSON_BYTES) -> Any:
+    """Parse the JSON file at ``path``; any failure is a ValueError/OSError that names the file.
+
+    Total: a FIFO or device is refused without blocking, a file over ``limit`` bytes or nested deeper than
+    MAX_JSON_DEPTH is refused, never read into memory or parsed into a RecursionError.
+    """
+    return parse_json(read_bytes_bounded(path, limit), str(path))
 
 
 class FileLock:

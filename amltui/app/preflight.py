@@ -4,7 +4,8 @@ The worker would find the same problems seconds or hours later, after `run --det
 they are a clear error (what is wrong, then ``Fix:``) while the user still waits at the prompt:
 - the dataset's four idx files are present and readable, with sane headers (core/idx_files.py locates them
   exactly as core/data.py does);
-- ``train_subset`` / ``test_subset`` are no larger than their split (read from the idx headers);
+- ``train_subset`` / ``test_subset`` are no larger than their split (read from the idx headers; the generated
+  synthetic data has core/registry.py SYNTHETIC_SIZES), and ``holdout`` leaves images to train on;
 - the GPUs named by ``device=cuda:N`` or ``--gpus`` exist among the visible ones (amltui/app/gpus.py).
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from core.errors import DataNotFoundError
 from core.idx_files import SAMPLE_DIR, cache_fix, default_cache_dir, find_idx_files, read_idx_header
+from core.registry import SYNTHETIC_SIZES
 
 # Where torchvision downloads from (torchvision.datasets.MNIST/FashionMNIST.mirrors), and the splits it gets.
 DOWNLOAD_HOSTS = {"mnist": ("ossci-datasets.s3.amazonaws.com", 443),
@@ -47,15 +49,16 @@ def check_config(cfg: Any, *, gpus: str | None = None, local: bool = True, inven
     sizes = split_sizes(cfg.dataset, cfg.data_dir, probe)
     if sizes is not None:
         _check_subsets(cfg, sizes)
+        _check_holdout(cfg, sizes[0])
     if local:
         _check_gpus(cfg.device, gpus, inventory, env)
 
 
 def split_sizes(dataset: str, data_dir: str | None, probe: Callable[[str, int], bool] = reachable
                 ) -> tuple[int, int] | None:
-    """(train, test) sizes of the dataset's files; None for generated data. Raises PreflightError."""
+    """(train, test) sizes of the dataset's files (or of the generated synthetic data). Raises PreflightError."""
     if dataset == "synthetic":
-        return None
+        return SYNTHETIC_SIZES
     if dataset == "mnist-sample":
         return _idx_sizes(SAMPLE_DIR, dataset)
     if data_dir is not None:
@@ -99,6 +102,14 @@ def _check_subsets(cfg: Any, sizes: tuple[int, int]) -> None:
         if wanted is not None and wanted > size:
             raise PreflightError(f"--{split}-subset {wanted}: the {cfg.dataset} {split} split holds only {size} "
                                  f"images.\nFix: use --{split}-subset {size} or less, or leave it out (whole split)")
+
+
+def _check_holdout(cfg: Any, train_size: int) -> None:
+    holdout = getattr(cfg, "holdout", 0) or 0
+    training = min(cfg.train_subset or train_size, train_size)
+    if holdout >= training:
+        raise PreflightError(f"holdout={holdout}: the run trains on {training} {cfg.dataset} images, and a hold-out "
+                             f"must leave some to train on.\nFix: use holdout={training // 10} (a tenth) or less")
 
 
 def _check_gpus(device: str, gpus: str | None, inventory: Any, env: Mapping[str, str] | None) -> None:

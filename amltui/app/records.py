@@ -63,6 +63,7 @@ def parse_time(text: Any) -> float | None:
 
 
 SIGNED = "may be negative"  # Annotated mark of a whole number that may be below 0 (the seed)
+PERCENT = "a percentage"  # Annotated mark of a mapping of accuracies: each in [0, 100], or the record is damaged
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class RunRecord(TypedDict, total=False):
     epoch: int
     epochs: int
     last: dict[str, Any] | None  # the last epoch's metrics line
-    metrics: Annotated[dict[str, float] | None, Items("metric")]
+    metrics: Annotated[dict[str, float] | None, Items("metric"), PERCENT]
     metrics_n: dict[str, Any] | None  # how many test images each metric was measured on
     fingerprint: str | None  # of the data the run saw
     n_train: int | None
@@ -204,13 +205,17 @@ class _Rule:
         if item is None or value is None:
             return []
         name = next((m.name for m in self.marks if isinstance(m, Items)), key)
-        return [f"{name} {k} is {v!r}, expected a finite number" for k, v in value.items() if not _is_a(v, item)]
+        expected = "a finite number from 0 to 100" if PERCENT in self.marks else "a finite number"
+        return [f"{name} {k} is {v!r}, expected {expected}" for k, v in value.items() if not self._item_ok(v)]
+
+    def _item_ok(self, value: Any) -> bool:
+        return _is_a(value, self._item_kind) and (PERCENT not in self.marks or 0 <= value <= 100)
 
     def safe(self, value: Any) -> Any:
         """A value of the right type in place of a mistyped (or partly mistyped) one."""
         item = self._item_kind
         if item is not None:
-            return {k: v for k, v in value.items() if _is_a(v, item)} if isinstance(value, dict) else {}
+            return {k: v for k, v in value.items() if self._item_ok(v)} if isinstance(value, dict) else {}
         if self.ok(value) and self.min_ok(value):
             return value
         if str in self.kinds and not self.marks:
@@ -276,12 +281,74 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# The inside of the nested fields that show, export and the dashboard read (they index these keys). A shape is
+# a kind (NUMBER, WHOLE, TEXT, FLAG), Nullable(shape), an Obj (required and optional keys), EachValue (a mapping of
+# any keys to one shape) or ListOf. A field whose inside does not fit is damage, shown as such, never a traceback.
+NUMBER, WHOLE, TEXT, FLAG = "a finite number", "a whole number", "text", "true, false or null"
+
+
+@dataclass(frozen=True)
+class Obj:
+    required: dict[str, Any]
+    optional: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EachValue:
+    shape: Any
+
+
+@dataclass(frozen=True)
+class ListOf:
+    shape: Any
+
+
+@dataclass(frozen=True)
+class Nullable:
+    shape: Any
+
+
+SHAPES: dict[str, Any] = {
+    "inv_agreement": EachValue(Obj({"same_neighbour": NUMBER, "sample": WHOLE}, {})),
+    "flag_details": ListOf(Obj({}, {"name": TEXT, "rule": TEXT, "reasons": ListOf(TEXT)})),
+    "checks": Obj({"summary": TEXT, "n": WHOLE, "eps_s": NUMBER,
+                   "results": ListOf(Obj({"passed": FLAG, "label": TEXT, "message": TEXT}, {}))}, {}),
+    "autoattack": Obj({"version": TEXT, "eps": NUMBER, "n": WHOLE, "robust": WHOLE, "percent": NUMBER},
+                      {"broken_by": Nullable(EachValue(WHOLE)), "clean_wrong": Nullable(WHOLE)}),
+    "pgd": Obj({}, {"steps": Nullable(WHOLE), "eps": Nullable(NUMBER), "alpha": Nullable(NUMBER)}),
+}
+
+
+def _fits(value: Any, shape: Any) -> bool:
+    if isinstance(shape, Nullable):
+        return value is None or _fits(value, shape.shape)
+    if isinstance(shape, Obj):
+        return isinstance(value, dict) and all(k in value and _fits(value[k], s) for k, s in shape.required.items()) \
+            and all(_fits(value[k], s) for k, s in shape.optional.items() if k in value)
+    if isinstance(shape, EachValue):
+        return isinstance(value, dict) and all(_fits(v, shape.shape) for v in value.values())
+    if isinstance(shape, ListOf):
+        return isinstance(value, list) and all(_fits(v, shape.shape) for v in value)
+    return {NUMBER: _finite, WHOLE: _is_int, TEXT: lambda v: isinstance(v, str),
+            FLAG: lambda v: v is None or isinstance(v, bool)}[shape](value)
+
+
+def _shape_problem(key: str, value: Any) -> str | None:
+    """Why a nested field's inside is not what amltui wrote (an empty or null field is fine), or None."""
+    if key not in SHAPES or value in (None, {}, []) or _fits(value, SHAPES[key]):
+        return None
+    text = repr(value)
+    return f"{key} is {text[:80] + '…' if len(text) > 80 else text}, which is not what amltui writes there"
+
+
 def record_problems(record: dict[str, Any]) -> list[str]:
     """What is wrong with the fields of a record (empty when nothing is); a missing status is wrong too."""
     problems: list[str] = []
     for key, rule in RULES.items():
         if key in record or key == "status":
-            problems += rule.problems(key, record.get(key))
+            found = rule.problems(key, record.get(key))
+            shape = None if found else _shape_problem(key, record.get(key))
+            problems += found + ([shape] if shape else [])
     return problems
 
 
@@ -311,6 +378,9 @@ def folder_problem(runs_dir: Path, run_id: str, *, read: bool = True) -> str | N
 def _safe_copy(record: dict[str, Any]) -> dict[str, Any]:
     """The record with every mistyped field replaced by a value of the right type (empty, or its text)."""
     safe = {key: RULES[key].safe(value) if key in RULES else value for key, value in record.items()}
+    for key in SHAPES:
+        if key in safe and _shape_problem(key, safe[key]):
+            safe[key] = [] if key == "flag_details" else None
     safe["metrics"] = RULES["metrics"].safe(record.get("metrics"))
     return safe
 

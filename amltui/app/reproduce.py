@@ -141,7 +141,7 @@ def write_report(store: Store, run_ids: list[str], out: Path, command: str) -> P
     rows = aggregate(done)
     lines = [*_header(records, done, command), *_table1(rows, done), *_paper_rows(), *_further_metrics(rows, done),
              *_sanity(done), *_paired(rows), "", "## Figures", ""]
-    lines += [f"![{name}]({name})" for name in _figures(store, done, out)] or ["No figures (no finished runs)."]
+    lines += _figures(store, done, out) or ["No figures (no finished runs)."]
     lines += _provenance(records)
     _write_files(store, records, rows, out)
     path = out / "report.md"
@@ -301,10 +301,12 @@ def _flag_section(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
 
 
 def _figures(store: Store, done: list[dict[str, Any]], out: Path) -> list[str]:
+    """The report's figure lines (an image each, or why one could not be drawn)."""
     from amltui.app.png_figures import curves_figure  # imports matplotlib: only when a report is written
     from amltui.app.run_pca import write_pca
+    from core.errors import TrainingFailed
 
-    names = []
+    names, missing = [], []
     series: dict[str, list[list[dict[str, Any]]]] = {}
     for variant in VARIANTS:
         runs = sorted((r for r in done if r["variant"] == variant), key=lambda r: r["seed"])
@@ -315,9 +317,13 @@ def _figures(store: Store, done: list[dict[str, Any]], out: Path) -> list[str]:
         first = runs[0]  # Figure 1 shows one model per variant: the lowest seed
         name = f"pca-{variant}.png"
         cached = run_dir(store.runs_dir, first["id"]).path / "pca.png"
-        if not cached.exists():
-            write_pca(store, first["id"])
-        shutil.copyfile(cached, out / name)
+        try:
+            if not cached.exists():
+                write_pca(store, first["id"])
+            shutil.copyfile(cached, out / name)
+        except (TrainingFailed, OSError, ValueError) as exc:  # a damaged checkpoint costs this figure, not the report
+            missing.append(f"{name} not drawn: {exc}")
+            continue
         names.append(name)
     if series:
         curves_figure(series, out / "curves.png")
@@ -328,4 +334,4 @@ def _figures(store: Store, done: list[dict[str, Any]], out: Path) -> list[str]:
 
     if frontier_png(done, out / "frontier.png", keys=[], title="Sensitivity–invariance frontier"):
         names.append("frontier.png")
-    return names
+    return [f"![{name}]({name})" for name in names] + [f"- {line}" for line in missing]

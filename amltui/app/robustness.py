@@ -19,6 +19,7 @@ from amltui.app.runs import Listener, RunDir, load_run_data, load_run_model, now
 from amltui.app.store import Store, update_record
 from core.aa_spec import aa_components_of, aa_signature, short_aa_label
 from core.checks import LARGE_EPS, Measurements, Thresholds, merge_flags, run_checks, summary_line
+from core.fsio import open_regular
 
 if TYPE_CHECKING:
     import torch
@@ -32,7 +33,7 @@ CURVE_ATTACKS = ("fgsm", "pgd")
 
 def checkpoint_hash(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()[:16]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +17,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from amltui.app.fsutil import read_json
 from amltui.app.outcomes import at_chance
 from amltui.app.records import DAMAGED, TERMINAL, Status, inspect, parse_time
 from amltui.app.runs import run_dir
@@ -26,7 +26,7 @@ from amltui.app.store import Store
 
 def read_progress(store: Store, run_id: str) -> dict[str, Any]:
     try:
-        return json.loads((run_dir(store.runs_dir, run_id).path / "progress.json").read_text())
+        return read_json(run_dir(store.runs_dir, run_id).path / "progress.json")  # a FIFO is refused, not waited on
     except (OSError, ValueError):
         return {}
 

@@ -26,7 +26,15 @@ from typing import TYPE_CHECKING, Any
 import amltui
 from amltui.app.executors.owners import process_start
 from amltui.app.executors.safepoint import HOLD_ENV, SafePoints
-from amltui.app.fsutil import atomic_write_json, open_append, read_json, refuse_symlink
+from amltui.app.fsutil import (
+    atomic_write_json,
+    open_append,
+    parse_json,
+    read_bytes_bounded,
+    read_json,
+    read_tail_lines,
+    refuse_symlink,
+)
 from amltui.app.records import TERMINAL, WORKING, RunRecord, Status, now
 from amltui.app.store import SKIP, Store, Unchanged, update_record, validate_run_id
 from core.config import ConfigError, RunConfig
@@ -72,6 +80,9 @@ def new_run_id(config: RunConfig) -> str:
     return f"{config.variant}-s{config.seed}-{stamp}-{secrets.token_hex(2)}"
 
 
+MAX_METRICS_BYTES = 256 * 2**20  # a metrics.jsonl past this is refused, not read (docs/reliability.md)
+
+
 @dataclass(frozen=True)
 class RunDir:
     path: Path
@@ -96,18 +107,21 @@ class RunDir:
         with open_append(self.metrics_file) as fh:
             fh.write(json.dumps(line) + "\n")
 
-    def read_metrics(self) -> list[dict[str, Any]]:
+    def read_metrics(self, tail: int | None = None) -> list[dict[str, Any]]:
         """Metric lines (JSON objects); a torn last line (a writer killed mid-write), a line that is not an
-        object and undecodable bytes are skipped. A metrics.jsonl that is not a file is an OSError naming it."""
+        object and undecodable bytes are skipped. A metrics.jsonl that is not a regular file (a folder, a FIFO)
+        is an OSError naming it, raised at once. ``tail``: only the last that many lines are read (``show``)."""
         if not self.metrics_file.exists():
             return []
-        if not self.metrics_file.is_file():
-            raise IsADirectoryError(errno.EISDIR, "metrics.jsonl is not a file", str(self.metrics_file))
+        if tail is not None:
+            raw_lines = read_tail_lines(self.metrics_file, tail)[0]
+        else:
+            raw_lines = read_bytes_bounded(self.metrics_file, MAX_METRICS_BYTES).splitlines()
         lines = []
-        for raw in self.metrics_file.read_bytes().decode("utf-8", errors="replace").splitlines():
+        for raw in raw_lines:
             try:
-                line = json.loads(raw)
-            except json.JSONDecodeError:
+                line = parse_json(raw.decode("utf-8", errors="replace"), "a metrics line")
+            except ValueError:
                 continue
             if isinstance(line, dict):
                 lines.append(line)

@@ -10,6 +10,7 @@ run folders (``runs/<id>/run.json``), which are the ground truth.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -31,6 +32,8 @@ from amltui.app.fsutil import (
     atomic_write_bytes,
     atomic_write_json,
     dumps_json,
+    parse_json,
+    read_bytes_bounded,
     read_json,
     refuse_planted_links,
     refuse_symlink,
@@ -54,6 +57,7 @@ RESERVED_RUN_IDS = frozenset({STORE_FILENAME, STORE_FILENAME + ".lock", "schedul
                               "slurm", "locks", "slots", "tmp"})
 RESERVED_RUN_ID_PATTERN = re.compile(r"store\.json\..*|results-.*\.md|invariance-.*\.png", re.IGNORECASE)
 
+MAX_INDEX_BYTES = 256 * 2**20  # about a million runs; past it the index is damage (docs/reliability.md)
 _READ_ATTEMPTS = 5  # a decode error is retried this many times (with backoff) before declaring corruption
 
 
@@ -157,7 +161,7 @@ class AtomicJSONStorage(Storage):
 
     def _read_once(self) -> dict[str, dict[str, Any]] | None:
         try:
-            raw = self.path.read_bytes()
+            raw = read_bytes_bounded(self.path, MAX_INDEX_BYTES)
         except IsADirectoryError:
             raise StoreError(f"{self.path} is a folder, not the run index; move it out of the way "
                              f"(e.g. mv {self.path} {self.path}.folder), then run `amltui store rebuild`") from None
@@ -170,12 +174,14 @@ class AtomicJSONStorage(Storage):
                 reason = "no index file since then"
                 raise StoreCorruptError(self.path, earlier, reason, earlier=True) from None
             return None
+        except OSError as e:  # a FIFO or device in its place, or past the size bound: refused, never waited on
+            raise _Undecodable(str(e.strerror)) from None
         if not raw.strip():
             return None
         try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise _Undecodable(f"not valid JSON: {e}") from None
+            data = parse_json(raw, "the index")
+        except ValueError as e:
+            raise _Undecodable(str(e)) from None
         return _check_tables(data, self.path)
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
@@ -372,6 +378,27 @@ class Store:
         with self._writing() as runs:
             self._replace(runs, run_id, dict(record))
 
+    def put_many(self, records: list[dict]) -> None:
+        """``put`` of many records in one write of the index (tagging 200 runs must not rewrite it 200 times)."""
+        for record in records:
+            _check_record(record)
+        with self.lock():
+            self._clean_temp_files()
+            storage = AtomicJSONStorage(self.path, attempts=1)
+            try:
+                data = storage.read() or {}
+            except _Undecodable:
+                err = self._quarantine_locked()
+                raise (err or StoreError(f"{self.path} was unreadable, then fine, while locked")) from None
+            table = data.setdefault(RUNS_TABLE, {})
+            keys = {doc["id"]: key for key, doc in table.items()}
+            next_key = max(map(int, table), default=0) + 1
+            for record in records:
+                if record["id"] not in keys:
+                    keys[record["id"]], next_key = str(next_key), next_key + 1
+                table[keys[record["id"]]] = dict(record)
+            storage.write(data)
+
     @staticmethod
     def _replace(runs: Table, run_id: str, new: dict) -> None:
         doc = runs.get(Query().id == run_id)
@@ -522,18 +549,45 @@ def update_record(where: Store | Path, run_id: str, fn: Updater) -> dict[str, An
     refuse_planted_links(folder)
     refuse_symlink(store.lock_path)
     with FileLock(folder / RUN_LOCK_FILENAME):
-        record = read_json(folder / RUN_RECORD_FILENAME)
-        if not isinstance(record, dict):
-            raise ValueError(f"{folder / RUN_RECORD_FILENAME} holds a JSON {type(record).__name__}, not a run "
-                             f"record; {REBUILD_HINT}")
-        result = fn(record)
-        if isinstance(result, Unchanged):
+        new = _updated(folder, run_id, fn)
+        if new is None:
             return None
-        new = dict(record if result is None else result)
-        if new.get("id") != run_id:
-            raise ValueError(f"an update may not change a run's id ({run_id!r} -> {new.get('id')!r})")
-        new["updated"] = now()
-        _check_record(new)  # plain JSON, before anything is written
         atomic_write_json(folder / RUN_RECORD_FILENAME, new)
         store.put(new)
+    return new
+
+
+def update_records(store: Store, run_ids: list[str], fn: Updater) -> list[dict[str, Any] | None]:
+    """``update_record`` of many runs with one write of the index: each run's lock is held (taken in id order,
+    so two batches never wait on each other), every run.json is read and changed before any file is written
+    (a run that cannot be read raises and changes nothing), then the run.json files and the index are written.
+    Returns the new record (None after ``SKIP``) per id, in the order given."""
+    unique = sorted(set(run_ids))
+    folders = {run_id: store.runs_dir / validate_run_id(run_id) for run_id in unique}
+    with contextlib.ExitStack() as locks:
+        for run_id in unique:
+            locks.enter_context(FileLock(folders[run_id] / RUN_LOCK_FILENAME))
+        new = {run_id: _updated(folders[run_id], run_id, fn) for run_id in unique}
+        changed = [record for record in new.values() if record is not None]
+        for record in changed:
+            atomic_write_json(folders[record["id"]] / RUN_RECORD_FILENAME, record)
+        if changed:
+            store.put_many(changed)
+    return [new[run_id] for run_id in run_ids]
+
+
+def _updated(folder: Path, run_id: str, fn: Updater) -> dict[str, Any] | None:
+    """Holding the run's lock: its record as ``fn`` changes it (stamped and checked), or None after SKIP."""
+    record = read_json(folder / RUN_RECORD_FILENAME)
+    if not isinstance(record, dict):
+        raise ValueError(f"{folder / RUN_RECORD_FILENAME} holds a JSON {type(record).__name__}, not a run "
+                         f"record; {REBUILD_HINT}")
+    result = fn(record)
+    if isinstance(result, Unchanged):
+        return None
+    new = dict(record if result is None else result)
+    if new.get("id") != run_id:
+        raise ValueError(f"an update may not change a run's id ({run_id!r} -> {new.get('id')!r})")
+    new["updated"] = now()
+    _check_record(new)  # plain JSON, before anything is written
     return new

@@ -17,13 +17,14 @@ import difflib
 import itertools
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from amltui.app.fsutil import atomic_write_json
+from amltui.app.fsutil import atomic_write_json, read_json
 from amltui.app.store import validate_run_id
 from core.config import ConfigError, RunConfig, coerce, field_names
 
@@ -64,8 +65,13 @@ def tidy(value: float, digits: int = 12) -> float:
     return float(f"{value:.{digits}g}") if value else 0.0
 
 
+_ASCII_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
 def _decimal(text: str, what: str) -> Decimal:
     try:
+        if not _ASCII_NUMBER.fullmatch(text.strip()):  # Decimal() also reads '٣' and '1_000'
+            raise InvalidOperation
         number = Decimal(text.strip())
     except InvalidOperation:
         raise GridError(f"{what} {text!r} is not a number; ranges are {RANGE_HELP}") from None
@@ -74,9 +80,14 @@ def _decimal(text: str, what: str) -> Decimal:
     return number
 
 
+MAX_VALUES = 10_000  # values of one range (a launch is capped as a whole too: service/launch.py MAX_RUNS)
+
+
 def _count(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 2:
+    if not (text.strip().isascii() and text.strip().isdigit()) or int(text) < 2:
         raise GridError(f"range count {text!r}: give a whole number of values, at least 2")
+    if int(text) > MAX_VALUES:
+        raise GridError(f"range count {text!r}: at most {MAX_VALUES} values")
     return int(text)
 
 
@@ -94,7 +105,7 @@ def expand_range(text: str) -> list[float]:
         if step <= 0 or stop < start:
             raise GridError(f"range {text!r}: a step range needs STEP > 0 and STOP ≥ START")
         n = int((stop - start) / step) + 1
-        if n > 10_000:
+        if n > MAX_VALUES:
             raise GridError(f"range {text!r} has {n} values; make the step larger")
         return [float(start + i * step) for i in range(n)]
     n = _count(parts[3])
@@ -137,6 +148,11 @@ def parse_grid(items: list[str] | None) -> Grid:
             raise GridError(f"--grid {key} is given twice; put all its values in one --grid")
         grid[key] = parse_values(key, text)
     return grid
+
+
+def count_points(items: list[str] | None) -> int:
+    """How many grid points the --grid items make (1 without a grid), without building them."""
+    return math.prod(len(values) for values in parse_grid(items).values())
 
 
 def format_value(value: Any) -> str:
@@ -247,7 +263,7 @@ def load_manifest(runs_dir: Path, name: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text())
+        data = read_json(path)
     except (OSError, ValueError) as exc:
         raise GridError(f"sweep manifest {path} cannot be read ({exc}); runs tagged sweep={name} still are") from None
     return data if isinstance(data, dict) else None

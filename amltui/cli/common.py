@@ -13,12 +13,12 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from amltui.app import service
 from amltui.app.errors import UserError
 from amltui.app.records import DAMAGED, unindexed_folders
+from amltui.app.safetext import markup_safe, printable
 from amltui.app.status_style import status_style
 from amltui.app.store import REBUILD_HINT, Store, StoreError
 from core.config import CHOICES, ConfigError
@@ -32,7 +32,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print an error the user can act on (no traceback) and exit. The message is shown verbatim (it may quote
     user input or stored text, so Rich markup in it is escaped, never applied)."""
     # soft_wrap: one line however long (paths), so it can be grepped and copied; the terminal wraps it.
-    err.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {markup_safe(message, lines=True)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -128,7 +128,7 @@ def warn_damaged(records: list[dict[str, Any]], what: str = "") -> None:
     """One stderr line per damaged run, with the way out."""
     bad = [r for r in records if r.get("status") == DAMAGED]
     for r in bad:
-        err.print(f"{r['id']}: damaged{what}: {r.get(DAMAGED)}", highlight=False, markup=False)
+        err.print(printable(f"{r['id']}: damaged{what}: {r.get(DAMAGED)}"), highlight=False, markup=False)
     if bad:
         err.print("fix: `amltui store rebuild` re-reads the run folders; `amltui rm RUN` deletes a damaged run",
                   highlight=False, markup=False)
@@ -138,9 +138,10 @@ def warn_unindexed(store: Store, records: list[dict[str, Any]]) -> list[str]:
     """Warn about run folders the index does not list (so they are not silently missing); returns them."""
     missing = unindexed_folders(store.runs_dir, (r["id"] for r in records))
     if missing:
+        # folder names come from the file system: they may hold escape sequences
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
-        err.print(f"warning: {len(missing)} run folder(s) in {store.runs_dir} are not in the index ({shown}); "
-                  f"{REBUILD_HINT}", highlight=False, markup=False)
+        err.print(printable(f"warning: {len(missing)} run folder(s) in {store.runs_dir} are not in the index "
+                            f"({shown}); {REBUILD_HINT}"), highlight=False, markup=False)
     return missing
 
 
@@ -151,7 +152,7 @@ def resolve_run(store: Store, text: str) -> dict[str, Any]:
 
 
 def status_text(status: str) -> str:
-    return f"[{status_style(status)}]{escape(str(status))}[/]"
+    return f"[{status_style(status)}]{markup_safe(str(status))}[/]"
 
 
 def print_metrics(record: dict[str, Any]) -> None:
@@ -171,17 +172,17 @@ def print_metrics(record: dict[str, Any]) -> None:
     for split, agreement in (record.get("inv_agreement") or {}).items():
         caption.append(f"fast invariance search ({split}): same neighbour as exact on "
                        f"{100 * agreement['same_neighbour']:.1f}% of {agreement['sample']} sampled queries")
-    table = Table(title=escape(f"{record['id']} ({record.get('status')})"))
+    table = Table(title=markup_safe(f"{record['id']} ({record.get('status')})"))
     table.add_column("metric")
     table.add_column("accuracy %", justify="right")
     table.add_column("n", justify="right")
     for key in METRIC_ORDER:
         if key in metrics:
             mark = "†" if note and key in ("A_IA", "A_IA_target") else ""
-            table.add_row(METRIC_LABELS[key] + mark, f"{metrics[key]:.2f}", escape(str(counts.get(key, ""))))
+            table.add_row(METRIC_LABELS[key] + mark, f"{metrics[key]:.2f}", markup_safe(str(counts.get(key, ""))))
     console.print(table)
     for line in caption:  # under the table, not as its caption: a caption wraps to the table's narrow width
-        console.print(f"  {line}", highlight=False, markup=False)
+        console.print(printable(f"  {line}"), highlight=False, markup=False)
     if record.get("selected_epoch") and record.get("select", "last") != "last":
         console.print(f"  weights of epoch {record['selected_epoch']} (select={record['select']}: best PGD accuracy "
                       f"on a hold-out of {record.get('n_holdout', '?')} training images)", highlight=False)
@@ -194,12 +195,12 @@ FLAG_MARK = "⚠"
 def print_flags(record: dict[str, Any]) -> None:
     """Each flag of a run with the rule that tripped and its numbers (core/flags.py)."""
     for detail in record.get("flag_details") or []:
-        console.print(f"[bold yellow]{FLAG_MARK} {escape(str(detail.get('name')))}[/]: "
-                      + escape("; ".join(str(r) for r in detail.get("reasons", []))), highlight=False)
-        console.print(f"    rule: {escape(str(detail.get('rule', '')))}", highlight=False)
+        console.print(f"[bold yellow]{FLAG_MARK} {markup_safe(str(detail.get('name')))}[/]: "
+                      + markup_safe("; ".join(str(r) for r in detail.get("reasons", []))), highlight=False)
+        console.print(f"    rule: {markup_safe(str(detail.get('rule', '')))}", highlight=False)
     for name in record.get("flags") or []:  # names without details (written by an older amltui)
         if not any(d.get("name") == name for d in record.get("flag_details") or []):
-            console.print(f"[bold yellow]{FLAG_MARK} {escape(str(name))}[/]", highlight=False)
+            console.print(f"[bold yellow]{FLAG_MARK} {markup_safe(str(name))}[/]", highlight=False)
 
 
 # ---- tables that fit their medium ---------------------------------------------------------------------------

@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
-from amltui.app.service import annotate, compare
+from amltui.app.safetext import markup_safe, printable
+from amltui.app.service import annotate, compare, find_runs
 from amltui.cli import options as o
 from amltui.cli.common import (
     console,
@@ -52,12 +52,12 @@ def diff(
     table.add_column("", no_wrap=True, style="dim")
     table.add_column("key", no_wrap=True)
     for record in records:
-        table.add_column(escape(record["id"]), overflow="fold")
+        table.add_column(markup_safe(record["id"]), overflow="fold")
     section = None
     for row in rows:
         mark = "" if row.differs else "[dim]"
-        table.add_row(row.section if row.section != section else "", escape(row.key),
-                      *(mark + escape(v) for v in row.values))
+        table.add_row(row.section if row.section != section else "", markup_safe(row.key),
+                      *(mark + markup_safe(v) for v in row.values))
         section = row.section
     print_table(table, table_width(wide))  # values fold at the terminal's width; --wide or a pipe: whole lines
 
@@ -78,12 +78,13 @@ def tag(
     with user_errors():
         annotate.check_tag(label)
     store = open_store(runs_dir)
-    records = [resolve_run(store, text) for text in names]
+    with user_errors():
+        records = find_runs(store, names)  # one read of the index for all the names
     with user_errors():
         results = annotate.tag_runs(store, list(dict.fromkeys(r["id"] for r in records)), label, remove=remove)
     for run_id, changed in results:
         what = ("untagged" if changed else "did not have tag") if remove else ("tagged" if changed else "already had")
-        console.print(f"{run_id}: {what} {label}", highlight=False, markup=False)
+        console.print(printable(f"{run_id}: {what} {label}"), highlight=False, markup=False)
 
 
 def note(
@@ -99,5 +100,5 @@ def note(
     record = resolve_run(store, run)
     with user_errors():
         saved = annotate.set_note(store, record["id"], text)
-    console.print(f"{record['id']}: " + (f"note: {saved}" if saved else "note cleared"), highlight=False,
+    console.print(printable(f"{record['id']}: " + (f"note: {saved}" if saved else "note cleared")), highlight=False,
                   markup=False)

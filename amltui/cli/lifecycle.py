@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
 from amltui.app import service, sweeps
@@ -22,6 +21,7 @@ from amltui.app.executors.local import LocalScheduler
 from amltui.app.flagnotes import flag_explanations
 from amltui.app.records import TERMINAL, Status, inspect
 from amltui.app.runs import run_dir
+from amltui.app.safetext import markup_safe, printable
 from amltui.app.service import DispatchOptions, LaunchRequest
 from amltui.app.service.launch import preflight
 from amltui.app.service.manage import listed
@@ -48,6 +48,7 @@ from amltui.cli.common import (
     user_errors,
 )
 from amltui.cli.progress_bars import run_lines
+from core.fsio import open_regular
 from core.metrics import HEADLINE_ORDER, METRIC_ORDER, METRIC_SHORT_LABELS
 
 
@@ -137,7 +138,7 @@ def dispatch(store: Store, ids: list[str], options: DispatchOptions, *, detach: 
             return
         plan = service.local_slots(store, ids, options)
     for note in plan.notes:
-        err.print(f"note: {escape(note)}", highlight=False)
+        err.print(f"note: {markup_safe(note)}", highlight=False)
     _run_foreground(store, ids, LocalScheduler(store, ids, plan.slots, admit=plan.gate), wide=wide)
 
 
@@ -174,7 +175,7 @@ def summary_table(records: list[dict[str, Any]], width: int | None) -> tuple[Tab
     for c in shown:
         table.add_column(title[c], no_wrap=True, justify="left" if c in ("run", "status") else "right")
     for i in range(len(records)):
-        table.add_row(*(status_text(cells[c][i]) if c == "status" else escape(cells[c][i]) for c in shown))
+        table.add_row(*(status_text(cells[c][i]) if c == "status" else markup_safe(cells[c][i]) for c in shown))
     return table, [title[c] for c in dropped]
 
 
@@ -386,13 +387,16 @@ def logs(
 
 
 def _print_from(path: Path, position: int) -> int:
+    """Print a log from byte ``position`` on, control characters escaped; returns the position reached."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
+        with open_regular(path) as fh:  # a FIFO in place of the log is refused, not waited on
             fh.seek(position)
-            text = fh.read()
+            data = fh.read()
             position = fh.tell()
     except FileNotFoundError:
         return position
-    if text:
-        typer.echo(text, nl=False)
+    except OSError as exc:
+        fail(str(exc.strerror or exc))
+    if data:
+        typer.echo(printable(data.decode("utf-8", errors="replace"), lines=True), nl=False)
     return position

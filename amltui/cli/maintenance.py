@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from amltui.app.safetext import printable
 from amltui.cli.common import console, err, open_store, user_errors
 from amltui.cli.options import RunsDir
 
@@ -34,8 +35,8 @@ def store_rebuild(runs_dir: RunsDir = None) -> None:
         report = store.rebuild()
     console.print(f"restored {report.restored} run(s) into {store.path}", highlight=False, markup=False)
     for path, reason in report.skipped:
-        err.print(f"skipped {path}: {reason}", highlight=False, markup=False)
+        err.print(printable(f"skipped {path}: {reason}"), highlight=False, markup=False)
     for run_id, reason in report.damaged:
-        err.print(f"marked damaged {run_id}: {reason}", highlight=False, markup=False)
+        err.print(printable(f"marked damaged {run_id}: {reason}"), highlight=False, markup=False)
     if report.damaged:
         err.print("fix those run folders and rebuild again, or `amltui rm RUN` them", highlight=False, markup=False)

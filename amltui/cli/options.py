@@ -35,6 +35,23 @@ Split = _choices("Split", ("train", "test"))
 SplitOrAll = _choices("SplitOrAll", ("train", "test", "all"))
 
 
+def runs_dir_path(value: str) -> Path:
+    """--runs-dir: an empty value is refused (Path("") would silently be the current folder)."""
+    if not value.strip():
+        raise typer.BadParameter("is empty; give the runs folder's path, or leave --runs-dir out for "
+                                 "$AMLTUI_RUNS_DIR or ./runs")
+    return Path(value)
+
+
+def whole_number(value: str) -> int:
+    """A whole-number option in ASCII digits (int() alone also reads '٣' as 3 and '1_000' as 1000)."""
+    text = value.strip()
+    digits = text[1:] if text[:1] in "+-" else text
+    if not (digits.isascii() and digits.isdigit()):
+        raise typer.BadParameter(f"{value!r} is not a whole number in ASCII digits (0-9)")
+    return int(text)
+
+
 def text(value: StrEnum | str | None) -> str | None:
     """An option's plain value (Typer hands Enum members)."""
     return None if value is None else str(value)
@@ -42,7 +59,8 @@ def text(value: StrEnum | str | None) -> str | None:
 
 RunsDir = Annotated[
     Path | None,
-    typer.Option("--runs-dir", help="Folder of runs and the store [default: $AMLTUI_RUNS_DIR or ./runs]."),
+    typer.Option("--runs-dir", parser=runs_dir_path, metavar="PATH",
+                 help="Folder of runs and the store [default: $AMLTUI_RUNS_DIR or ./runs]."),
 ]
 RunArg = Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix of it).")]
 RunArgs = Annotated[list[str], typer.Argument(metavar="RUN...", help="Run ids (or unique prefixes).")]
@@ -62,12 +80,16 @@ PresetOpt = Annotated[Preset, typer.Option("--preset", help="Hyperparameter pres
 DatasetOpt = Annotated[Dataset | None, typer.Option("--dataset", help="The data [default: the preset's: mnist for "
                                                     "paper, mnist-sample otherwise].")]
 DataDir = Annotated[Path | None, typer.Option(help="Folder with the four idx files (gz or not).")]
-Epochs = Annotated[int | None, typer.Option(help="Override the preset's epochs.")]
-TrainSubset = Annotated[int | None, typer.Option(help="Train on N images (stratified, seed 0).")]
-TestSubset = Annotated[int | None, typer.Option(help="Evaluate on N test images (stratified).")]
+Epochs = Annotated[int | None, typer.Option(parser=whole_number, metavar="INTEGER",
+                                            help="Override the preset's epochs.")]
+TrainSubset = Annotated[int | None, typer.Option(parser=whole_number, metavar="INTEGER",
+                                                 help="Train on N images (stratified, seed 0).")]
+TestSubset = Annotated[int | None, typer.Option(parser=whole_number, metavar="INTEGER",
+                                                help="Evaluate on N test images (stratified).")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (scheduled runs: the slot decides).")]
 EvalDevice = Annotated[str | None, typer.Option("--device", help="Device [default: the run's].")]
-Threads = Annotated[int | None, typer.Option(help="CPU threads per run [default: the slot's cores].")]
+Threads = Annotated[int | None, typer.Option(parser=whole_number, metavar="INTEGER",
+                                             help="CPU threads per run [default: the slot's cores].")]
 SetOverrides = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set lr=3e-4 "
                                                         "(repeatable; `amltui config-keys` lists them).")]
 Grid = Annotated[list[str] | None, typer.Option("--grid", help=sweeps.GRID_HELP)]
@@ -95,7 +117,8 @@ GpuMaxUtil = Annotated[float | None, typer.Option(
 GpuMaxMem = Annotated[float | None, typer.Option(
     help=f"--gpus auto: a GPU with this share of its memory (%) used by others is busy [default: "
     f"{MAX_MEM_DEFAULT:g}, or $AMLTUI_GPU_MAX_MEM].")]
-CpuSlots = Annotated[int | None, typer.Option(help="Concurrent runs without a GPU [default: 1/8 cores].")]
+CpuSlots = Annotated[int | None, typer.Option(parser=whole_number, metavar="INTEGER",
+                                              help="Concurrent runs without a GPU [default: 1/8 cores].")]
 Detach = Annotated[bool, typer.Option("--detach", help="Return at once; runs go on (see `amltui ls`).")]
 Partition = Annotated[str | None, typer.Option(help="Slurm partition.")]
 TimeLimit = Annotated[int, typer.Option("--time", help="Slurm time limit per run, minutes.")]

@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
 from amltui.app import human_agreement, service
@@ -21,6 +20,7 @@ from amltui.app.records import DAMAGED, Status
 from amltui.app.report_notes import aa_note
 from amltui.app.run_progress import phase_progress, read_progress
 from amltui.app.runs import EVALUABLE, HumanSetsRefused, RunFailure, evaluate_human_sets, evaluate_run, run_dir
+from amltui.app.safetext import markup_safe
 from amltui.app.service import RobustnessRequest
 from amltui.app.service.export import check_aa_version
 from amltui.cli import options as o
@@ -110,13 +110,18 @@ LS_JSON_KEYS = ("id", "variant", "seed", "dataset", "preset", "status", "epoch",
 runs_table = runs_listing.runs_table  # tests and older callers import it from here
 
 
+SHOW_EPOCHS = 100  # rows of show's epoch table
+SHOW_METRIC_LINES = 1000  # lines read from the end of metrics.jsonl to find them
+
+
 def show(run: o.RunArg, runs_dir: o.RunsDir = None) -> None:
     """Show one run: its record, resolved config and per-epoch metrics."""
     store = open_store(runs_dir)
     reap_lost(store)
     record = resolve_run(store, run)
     rd = run_dir(store.runs_dir, record["id"])
-    console.print(f"[bold]{record['id']}[/]  {status_text(record.get('status', ''))}  folder {escape(str(rd.path))}")
+    console.print(f"[bold]{markup_safe(record['id'])}[/]  {status_text(record.get('status', ''))}  "
+                  f"folder {markup_safe(str(rd.path))}")
     console.print(run_details.kv_grid(run_details.record_pairs(record), console.width))
     run_details.print_error(console, record)
     try:
@@ -126,11 +131,14 @@ def show(run: o.RunArg, runs_dir: o.RunsDir = None) -> None:
     except (OSError, ValueError) as exc:
         console.print(f"  config: unreadable ({exc})", highlight=False, markup=False)
     try:
-        lines = rd.read_metrics()
+        lines = rd.read_metrics(tail=SHOW_METRIC_LINES)  # only the tail: a metrics.jsonl may be huge
     except (OSError, ValueError) as exc:
         err.print(f"metrics.jsonl unreadable: {exc}", highlight=False, markup=False)
         lines = []
     epochs = [m for m in lines if m.get("kind") == "epoch"]
+    if len(epochs) > SHOW_EPOCHS:
+        console.print(f"(the last {SHOW_EPOCHS} epochs; metrics.jsonl holds them all)", highlight=False)
+        epochs = epochs[-SHOW_EPOCHS:]
     if epochs:
         where = (f"hold-out of {record.get('n_holdout')} training images" if record.get("monitor") == "holdout"
                  else "test subset, curves only")
@@ -197,6 +205,7 @@ def eval_(
     every measurement is cached in the run folder per (checkpoint, attack, ε, subset).
     """
     store = open_store(runs_dir)
+    reap_lost(store)  # settles a run whose index lags its run.json before judging it
     record = _evaluable(resolve_run(store, run))
     if human_sets:
         return _human_sets(store, record["id"], human_sets_dir or from_dir, mnist_dir, device)
@@ -271,7 +280,6 @@ def _evaluate(store, record: dict, robust: RobustnessRequest, base: bool = True,
 
 def print_robustness(record: dict, rd, *, curve: bool = False) -> None:
     """A_AA's breakdown, the curve (table and terminal plot) and the checks' summary with what tripped them."""
-    from rich.markup import escape
 
     from amltui.app.robustness import checkpoint_hash
 
@@ -286,9 +294,9 @@ def print_robustness(record: dict, rd, *, curve: bool = False) -> None:
     if aa:
         broken = ", ".join(f"{k} {v}" for k, v in (aa.get("broken_by") or {}).items())
         seconds = f"; {aa['seconds']:.1f} s" if aa.get("seconds") is not None else ""
-        console.print(f"A_AA {aa['percent']:.2f}% ({escape(describe_aa(aa))}): {aa['robust']} robust; clean-wrong "
-                      f"{aa.get('clean_wrong')}; broken by {escape(broken) or '–'}{seconds}", highlight=False,
-                      soft_wrap=True)  # one line: the version's description is greppable
+        console.print(f"A_AA {aa['percent']:.2f}% ({markup_safe(describe_aa(aa))}): {aa['robust']} robust; "
+                      f"clean-wrong {aa.get('clean_wrong')}; broken by {markup_safe(broken) or '–'}{seconds}",
+                      highlight=False, soft_wrap=True)  # one line: the version's description is greppable
     if curve:
         from amltui.app.robustness import curve_chart, curve_table, read_curve
 
@@ -300,13 +308,13 @@ def print_robustness(record: dict, rd, *, curve: bool = False) -> None:
             console.print(f"wrote {rd.path / 'curve.png'}", highlight=False)
     checks = record.get("checks")
     if checks:
-        console.print(f"{escape(checks['summary'].split(';')[0])} (n={checks['n']}, ε_s={checks['eps_s']:g})",
+        console.print(f"{markup_safe(checks['summary'].split(';')[0])} (n={checks['n']}, ε_s={checks['eps_s']:g})",
                       highlight=False)
         for r in checks["results"]:
             mark = {True: "[green]pass[/]", False: "[bold red]FAIL[/]", None: "[dim]n/a[/]"}[r["passed"]]
-            console.print(f"  {mark} {escape(r['label'])}: {escape(r['message'])}", highlight=False)
+            console.print(f"  {mark} {markup_safe(r['label'])}: {markup_safe(r['message'])}", highlight=False)
     if record.get("flags"):
-        console.print("flags: " + escape(", ".join(record["flags"])), style="yellow", highlight=False)
+        console.print("flags: " + markup_safe(", ".join(record["flags"])), style="yellow", highlight=False)
 
 
 def _print_human_sets(run_id: str, results: dict) -> None:
@@ -425,6 +433,7 @@ def export(
     if out is not None:
         with user_errors():
             check_output_path(out, store.runs_dir, mkdir=mkdir)
+    reap_lost(store)
     records = all_records(store)
     warn_unindexed(store, records)
     warn_damaged(records, " (left out of the table)")

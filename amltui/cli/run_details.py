@@ -15,6 +15,7 @@ from rich.text import Text
 
 from amltui.app.records import Status
 from amltui.app.run_progress import duration
+from amltui.app.safetext import markup_safe, printable
 
 # Record fields shown at the top, in this order (error, traceback, metrics and flags have their own sections).
 RECORD_FIELDS = ("variant", "preset", "seed", "dataset", "sweep", "tags", "note", "device", "gpu", "host",
@@ -64,7 +65,7 @@ def _columns(pairs: list[tuple[str, str]], width: int) -> Table:
         row: list[str] = []
         for c in range(per_row):
             i = c * rows + r
-            row += [escape(pairs[i][0]), escape(pairs[i][1]) + "  "] if i < len(pairs) else ["", ""]
+            row += [markup_safe(pairs[i][0]), markup_safe(pairs[i][1]) + "  "] if i < len(pairs) else ["", ""]
         grid.add_row(*row)
     return grid
 
@@ -102,10 +103,10 @@ def record_pairs(record: dict[str, Any]) -> list[tuple[str, str]]:
 
 def print_error(console: Console, record: dict[str, Any]) -> None:
     """The failure reason, then the traceback's tail without the last lines that repeat it."""
-    error = str(record.get("error") or "").strip()
+    error = printable(record.get("error") or "", lines=True).strip()
     if error:
         console.print(f"  error: {error}", highlight=False, markup=False, style="red")
-    trace = str(record.get("traceback") or "").rstrip()
+    trace = printable(record.get("traceback") or "", lines=True).rstrip()
     if error and trace.endswith(error):  # the traceback ends with "module.ExcType: message", the error's text
         head = trace[:-len(error)]
         trace = (head if head.endswith("\n") else head[:head.rfind("\n") + 1]).rstrip()
@@ -121,7 +122,7 @@ def epoch_table(epochs: list[dict[str, Any]], where: str) -> Table:
     for c in cols:
         table.add_column(EPOCH_COLUMNS[c], justify="right", no_wrap=True, min_width=len(EPOCH_COLUMNS[c]))
     for m in epochs:
-        table.add_row(*(_number(c, m[c]) if isinstance(m.get(c), float) else escape(str(m.get(c, ""))) for c in cols))
+        table.add_row(*(_number(c, m[c]) if isinstance(m.get(c), float) else markup_safe(m.get(c, "")) for c in cols))
     return table
 
 

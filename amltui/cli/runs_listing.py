@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
 from amltui.app.filters import FilterError, apply_where, check_value, known_keys, parse_where, suggest, value_of
 from amltui.app.records import Status
+from amltui.app.safetext import markup_safe
 from amltui.cli.common import FLAG_MARK, fit_columns, status_text
 from core.metrics import HEADLINE_ORDER, METRIC_ORDER, METRIC_SHORT_LABELS
 
@@ -135,7 +135,7 @@ def fit_runs_table(records: list[dict[str, Any]], width: int | None,
     for col in shown:
         table.add_column(_title(col), no_wrap=True, justify="right" if col in METRIC_ORDER else "left")
     for i in range(len(records)):
-        table.add_row(*(status_text(cells[c][i]) if c == "status" else escape(cells[c][i]) for c in shown))
+        table.add_row(*(status_text(cells[c][i]) if c == "status" else markup_safe(cells[c][i]) for c in shown))
     return table, [_title(c) for c in dropped]
 
 

@@ -23,6 +23,7 @@ from amltui.app.run_progress import describe, phase_progress, read_progress
 from amltui.app.runs import RunDir
 from amltui.app.store import Store, StoreError
 from amltui.app.sweeps import format_value, load_manifest, swept_keys
+from core.fsio import open_regular
 
 RESUMABLE = frozenset({Status.FAILED, Status.CANCELLED, Status.ORPHANED})  # what amltui.app.runs.requeue takes
 # The table's order for the status column: what needs attention first, finished runs last.
@@ -340,7 +341,7 @@ class LogTail:
                 self.offset, self._partial = 0, b""
             if self.offset == 0 and size > self.max_start:  # a huge log: start near its end
                 self.offset = size - self.max_start
-            with open(self.path, "rb") as fh:
+            with open_regular(self.path) as fh:  # a FIFO in place of the log is refused, not waited on
                 fh.seek(self.offset)
                 data = fh.read()
         except OSError:
@@ -383,8 +384,9 @@ class DetailReader:
     def read(self) -> RunDetail:
         record = read_json_or_none(self.folder.record_file)
         if not isinstance(record, dict):
-            reason = "run.json is missing or unreadable" if record is None else "run.json does not hold an object"
-            record = damaged_record(self.run_id, reason)
+            record = damaged_record(self.run_id, self._unreadable(record))
+        else:
+            record = inspect(record)
         progress = read_progress(self.store, self.run_id)
         stat = _stat(self.folder.metrics_file)
         if stat != self._metrics_stat:
@@ -393,8 +395,20 @@ class DetailReader:
         if self._config is None:
             self._config = read_json_or_none(self.folder.config_file)
         pca = next((p for p in (self.path / "pca.json", self.path / "pca.png") if p.exists()), None)
-        return RunDetail(inspect(record), progress if isinstance(progress, dict) else {}, list(self._epochs),
+        return RunDetail(record, progress if isinstance(progress, dict) else {}, list(self._epochs),
                          self.log.read(), self._config, pca, read_json_or_none(self.path / "curve.json"))
+
+    def _unreadable(self, record: Any) -> str:
+        """Why run.json gives no record, in words (the folder deleted, a FIFO, garbled JSON, …)."""
+        if not self.path.is_dir():
+            return f"its folder {self.path} was deleted (or moved)"
+        if record is not None:
+            return f"its run.json holds a JSON {type(record).__name__}, not a run record"
+        try:
+            read_json(self.folder.record_file)
+        except (OSError, ValueError) as exc:
+            return f"its run.json cannot be read: {exc.strerror if isinstance(exc, OSError) else exc}"
+        return "its run.json cannot be read"
 
     def _metric_lines(self) -> list[dict[str, Any]]:
         try:  # a bad byte is replaced, not fatal: the screen must recover once the file is repaired

@@ -6,7 +6,9 @@ A local worker owns its run folder through an flock (amltui.app.executors.owners
 - the lock is held but the heartbeat (touched every 2 s) is older than STALE_SECONDS → ``stalled`` (paused with
   SIGSTOP, a suspended laptop, an I/O hang): never failed, and it turns ``running`` again once it beats.
 A run on another host (a shared filesystem) is judged by its heartbeat alone. Queued runs whose scheduler died
-become ``orphaned``. Slurm runs are reconciled with Slurm itself (amltui.app.executors.slurm).
+become ``orphaned``. Slurm runs are reconciled with Slurm itself (amltui.app.executors.slurm). An index that
+still says live while run.json says the run ended (a crash between update_record's two writes) is repaired from
+run.json.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from amltui.app.executors.owners import forget_claim, scheduler_claims, worker_alive
-from amltui.app.records import WORKING, Status, parse_time
+from amltui.app.records import LIVE, TERMINAL, WORKING, Status, parse_time, record_problems
 from amltui.app.runs import run_dir, set_status
-from amltui.app.store import Store
+from amltui.app.store import SKIP, Store, update_record
 
 STALE_SECONDS = 20.0  # heartbeat silence after which a worker counts as stalled (it beats every 2 s)
 STALLED, ORPHANED = Status.STALLED, Status.ORPHANED  # the names the CLI imported before records.Status
@@ -102,8 +104,30 @@ def reap(store: Store, stale_after: float = STALE_SECONDS) -> list[str]:
     return changed
 
 
+def settle_from_folder(store: Store, record: dict[str, Any]) -> bool:
+    """Take run.json's record into the index when the index says the run is live but run.json says it ended
+    and its worker is gone (a kill or a full disk between update_record's two writes). True if repaired.
+
+    An index record with mistyped fields is left to `amltui store rebuild` (it is shown damaged meanwhile)."""
+    if record.get("status") not in LIVE or record_problems(record) or not _worker_gone(store.runs_dir, record):
+        return False
+    # update_record re-reads run.json under the run's lock and puts it into the index, so the two agree again.
+    return update_record(store, record["id"], lambda on_disk: None if on_disk.get("status") in TERMINAL
+                         and on_disk.get("status") != record.get("status") else SKIP) is not None
+
+
+def _worker_gone(runs_dir: Path, record: dict[str, Any]) -> bool:
+    """No worker holds the run's lock, and the pid the record names is not alive on this host."""
+    if worker_alive(run_dir(runs_dir, record["id"]).path):
+        return False
+    pid = record.get("pid")
+    return not (record.get("host") == socket.gethostname() and isinstance(pid, int) and pid > 0 and pid_alive(pid))
+
+
 def _reap_one(store: Store, record: dict[str, Any], stale_after: float) -> list[str]:
     run_id = record["id"]
+    if settle_from_folder(store, record):
+        return [run_id]
     reason = lost_reason(store.runs_dir, record, stale_after)
     if reason:
         requested = record.get("cancel_requested")

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from amltui.app.fsutil import FileLock, UnsafePath, atomic_write_json, make_folder, open_nofollow
+from amltui.app.fsutil import FileLock, UnsafePath, atomic_write_json, make_folder, open_nofollow, read_json
 
 WORKER_LOCK = "worker.lock"
 SCHEDULERS = ".schedulers"
@@ -183,7 +183,7 @@ def scheduler_claims(runs_dir: Path) -> list[tuple[Path, dict[str, Any], bool]]:
     out = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
-            data = json.loads(path.read_text())
+            data = read_json(path)  # bounded; a FIFO in its place is refused, not waited on
         except (OSError, ValueError):
             continue  # being replaced right now, or damaged: the next look decides
         if isinstance(data, dict) and isinstance(data.get("runs"), list):

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from amltui.app.errors import UserError
-from amltui.app.store import SKIP, Store, StoreError, Unchanged, update_record
+from amltui.app.store import SKIP, Store, StoreError, Unchanged, update_record, update_records
 
 Record = dict[str, Any]
 TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,39}")
@@ -34,7 +34,11 @@ def tag_runs(store: Store, run_ids: list[str], tag: str, *, remove: bool = False
         record["tags"] = new
         return None
 
-    return [(run_id, _write(store, run_id, edit) is not None) for run_id in run_ids]
+    try:  # one write of the index for all the runs, not one per run
+        saved = update_records(store, run_ids, edit)
+    except (OSError, StoreError, ValueError) as exc:
+        raise UserError(f"could not tag the runs: {exc}") from None
+    return [(run_id, record is not None) for run_id, record in zip(run_ids, saved, strict=True)]
 
 
 def set_note(store: Store, run_id: str, text: str) -> str | None:

@@ -16,28 +16,45 @@ from amltui.app.store import Store, StoreError, validate_run_id
 from core.config import ConfigError, RunConfig
 
 EXECUTORS = ("local", "slurm")
-SEEDS_HINT = "give whole numbers ≥ 0, e.g. 0 or 0,1,2 or 0-2 (ranges and lists mix: 0-2,5)"
+# Stated maxima of one launch (docs/reliability.md), checked before anything is resolved or queued: a typo such as
+# `--seeds 0-99999999` is refused at once instead of building a hundred million configs.
+MAX_SEEDS = 1000
+MAX_RUNS = 10_000  # variants × seeds × grid points
+MAX_SLOTS = 1024  # --cpu-slots, --slots-per-gpu
+MAX_SEED = 2**31 - 1  # core/config.py's bound of seed
+SEEDS_HINT = (f"give whole numbers from 0 to {MAX_SEED} in ASCII digits, at most {MAX_SEEDS} of them, e.g. 0 or "
+              "0,1,2 or 0-2 (ranges and lists mix: 0-2,5)")
 
 
 def parse_seeds(text: str) -> list[int]:
     """'0,1,2', '0-2' and mixes ('0-2,5', spaces allowed) → [0, 1, 2, 5]: duplicates removed, order kept."""
-    seeds: list[int] = []
+    seeds: dict[int, None] = {}  # ordered and unique
     for part in text.replace(" ", ",").split(","):
         if not part:
             continue
         if "-" in part[1:]:  # a range like 0-2
             lo, hi = part.split("-", 1)
-            if not (lo.isdigit() and hi.isdigit()) or int(hi) < int(lo):
+            if not (_digits(lo) and _digits(hi)) or int(hi) < int(lo):
                 raise UserError(f"seeds: {part!r} is not a range like 0-2", SEEDS_HINT)
-            new = list(range(int(lo), int(hi) + 1))
-        elif part.isdigit():
-            new = [int(part)]
+            new = range(int(lo), int(hi) + 1)
+        elif _digits(part):
+            new = range(int(part), int(part) + 1)
         else:
             raise UserError(f"seeds: {part!r} is not a whole number ≥ 0", SEEDS_HINT)
-        seeds += [s for s in new if s not in seeds]
+        if new[-1] > MAX_SEED:
+            raise UserError(f"seeds: {part!r} goes past the largest seed, {MAX_SEED}", SEEDS_HINT)
+        if len(new) <= MAX_SEEDS:  # a range is sized before it is built
+            seeds.update(dict.fromkeys(new))
+        if len(new) > MAX_SEEDS or len(seeds) > MAX_SEEDS:
+            raise UserError(f"seeds: {text.strip()!r} is more than {MAX_SEEDS} seeds", SEEDS_HINT)
     if not seeds:
         raise UserError("seeds: none given", SEEDS_HINT)
-    return seeds
+    return list(seeds)
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes '٣' and '³', which int() reads as 3 (or refuses)."""
+    return text.isascii() and text.isdigit()
 
 
 def parse_names(text: str, what: str) -> list[str]:
@@ -71,9 +88,12 @@ class DispatchOptions:
 
         if self.executor not in EXECUTORS:
             raise UserError(f"--executor {self.executor!r}: choose one of {', '.join(EXECUTORS)}")
-        if self.cpu_slots is not None and self.cpu_slots < 1:
-            raise UserError(f"--cpu-slots {self.cpu_slots}: must be at least 1",
+        if self.cpu_slots is not None and not 1 <= self.cpu_slots <= MAX_SLOTS:
+            raise UserError(f"--cpu-slots {self.cpu_slots}: must be from 1 to {MAX_SLOTS}",
                             "leave it out for one slot per 8 cores")
+        if str(self.slots_per_gpu).isdigit() and int(self.slots_per_gpu) > MAX_SLOTS:
+            raise UserError(f"--slots-per-gpu {self.slots_per_gpu}: at most {MAX_SLOTS}",
+                            "or 'auto': as many as fit in each GPU's memory")
         if self.time_limit < 1:
             raise UserError(f"--time {self.time_limit}: a Slurm time limit is at least 1 minute")
         if self.gpus_per_node < 0:
@@ -118,6 +138,9 @@ class ConfigRequest:
 
 # ConfigRequest fields that are also config keys: given both as an option and in --set/--grid is a conflict.
 EXPLICIT_KEYS = ("dataset", "data_dir", "epochs", "train_subset", "test_subset", "device", "threads")
+# Keys that only their own option sets (a run's seed, variant and preset are what --seeds, --variants and --preset
+# make the cross product of): in --set or --grid they are refused, given the option or not.
+OWN_OPTION_KEYS = {"seed": "--seeds", "variant": "--variants", "preset": "--preset"}
 
 
 def check_conflicts(request: ConfigRequest) -> None:
@@ -125,10 +148,28 @@ def check_conflicts(request: ConfigRequest) -> None:
     for option, items in (("--set", request.overrides), ("--grid", request.grid)):
         for item in items:
             key = item.partition("=")[0].strip()
+            if key in OWN_OPTION_KEYS:
+                raise UserError(f"{option} {item}: {key} has its own option, {OWN_OPTION_KEYS[key]}",
+                                f"use {OWN_OPTION_KEYS[key]} instead of {option} {key}=…")
             value = getattr(request, key, None) if key in EXPLICIT_KEYS else None
             if value is not None:
                 raise UserError(f"--{key.replace('_', '-')} {value} and {option} {item} both set {key}",
                                 f"give {key} once (drop --{key.replace('_', '-')} or the {option} item)")
+
+
+def check_size(request: ConfigRequest) -> None:
+    """Refuse a launch of more than MAX_RUNS runs before one config is resolved."""
+    from amltui.app import sweeps
+
+    try:
+        points = sweeps.count_points(request.grid or None)
+    except sweeps.GridError as exc:
+        raise UserError(str(exc)) from None
+    runs = len(request.variants) * len(request.seeds) * points
+    if runs > MAX_RUNS:
+        raise UserError(f"{len(request.variants)} variant(s) × {len(request.seeds)} seed(s) × {points} grid point(s) "
+                        f"= {runs} runs, more than one launch queues ({MAX_RUNS})",
+                        "launch fewer at a time (fewer seeds, a coarser grid)")
 
 
 def preflight(configs: list[RunConfig], options: DispatchOptions) -> None:
@@ -165,6 +206,7 @@ def resolve_sweep_configs(request: ConfigRequest) -> tuple[list[RunConfig], str 
     if not request.seeds:
         raise UserError("seeds: none given", SEEDS_HINT)
     check_conflicts(request)
+    check_size(request)
     try:
         configs, name = sweeps.resolve_sweep(request.variants, request.seeds, request.grid or None,
                                              request.overrides, request.sweep,

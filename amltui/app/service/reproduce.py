@@ -149,11 +149,13 @@ def measure_robustness(store: Store, ids: list[str], request: ReproduceRequest, 
     """
     if not (request.robust_checks or request.autoattack):
         return
-    from amltui.app.robustness import open_evaluator, record_autoattack, record_cheap_checks
+    from amltui.app.robustness import record_autoattack, record_cheap_checks
 
     with front.progress() as listener:
         for record in list(_done(store, ids)):
-            ev = open_evaluator(store, record["id"], subset=request.robust_subset, listener=listener)
+            ev = _evaluator(store, record["id"], front, listener, subset=request.robust_subset)
+            if ev is None:
+                continue
             if request.robust_checks and (record.get("checks") or {}).get("checkpoint") != ev.ckpt:
                 record_cheap_checks(store, ev)
             if request.autoattack and "A_AA" not in (record.get("metrics") or {}):
@@ -164,16 +166,31 @@ def measure_curves(store: Store, ids: list[str], request: ReproduceRequest, fron
     """Each finished run's accuracy-vs-ε curve (cached in the run folders)."""
     if not request.curves:
         return
-    from amltui.app.robustness import CurveSpec, compute_curve, open_evaluator
+    from amltui.app.robustness import CurveSpec, compute_curve
     from core.robustness import default_grid
 
     with front.progress() as listener:
         for record in list(_done(store, ids)):
-            ev = open_evaluator(store, record["id"], listener=listener)
+            ev = _evaluator(store, record["id"], front, listener)
+            if ev is None:
+                continue
             # AutoAttack at every ε of the grid only where the run asks for it (eval_aa): A_AA at ε_s is measured
             # by measure_robustness, on the cheap subset
             compute_curve(ev, CurveSpec(default_grid(ev.config.eps_s), ev.config.pgd_steps,
                                         autoattack=ev.config.eval_aa))
+
+
+def _evaluator(store: Store, run_id: str, front: ReproduceFront, listener: Any, **kw: Any) -> Any:
+    """The run's evaluator, or None with a warning when its checkpoint is damaged: that run loses its curve,
+    checks and A_AA, not the report."""
+    from amltui.app.robustness import open_evaluator
+    from core.errors import TrainingFailed
+
+    try:
+        return open_evaluator(store, run_id, listener=listener, **kw)
+    except (TrainingFailed, OSError, ValueError) as exc:
+        front.warn(f"{run_id}: no curve, checks or A_AA: {exc}")
+        return None
 
 
 def write(store: Store, ids: list[str], request: ReproduceRequest, configs: list[RunConfig]) -> Path:

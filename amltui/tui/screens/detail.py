@@ -3,7 +3,6 @@ on request, as `amltui plot RUN --pca`), the robustness curve."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -22,10 +21,12 @@ from textual.widgets import Footer, RichLog, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from amltui.app.executors.local import PYTHON  # python -P: never imports from the cwd
+from amltui.app.fsutil import read_json
 from amltui.app.outcomes import CHANCE_MARK, chance_note
 from amltui.app.records import DAMAGED, Status
 from amltui.app.run_pca import DONE_PREFIX, ERROR_PREFIX, STAGE_PREFIX
 from amltui.app.run_progress import describe
+from amltui.app.safetext import printable
 from amltui.tui.data import STATUS_STYLE, DetailReader, RunDetail, damaged_record
 from amltui.tui.keys import BACK, tab_keys
 from amltui.tui.messages import DetailLoaded, PcaStage
@@ -67,11 +68,13 @@ def epoch_series(epochs: list[dict[str, Any]], keys: tuple[tuple[str, str, str],
 
 def head_text(record: dict[str, Any], progress: dict[str, Any], width: int = HEAD_WIDTH) -> Text:
     status = str(record.get("status", "?"))
-    text = Text.assemble((str(record.get("id", "?")), "bold"), "  ", (status, STATUS_STYLE.get(status, "")))
+    text = Text.assemble((printable(record.get("id", "?")), "bold"), "  ", (status, STATUS_STYLE.get(status, "")))
     text.append(f"  {describe(record, progress)[0] if status in (Status.QUEUED, Status.RUNNING) else ''}".rstrip())
     where = record.get("slot") or record.get("device")
-    text.append(f"\n{record.get('variant')} · seed {record.get('seed')} · {record.get('dataset')} · "
-                f"preset {record.get('preset')}" + (f" · {where}" if where else ""), style="dim")
+    what = [str(record.get("variant") or ""), f"seed {record.get('seed')}" if record.get("seed") is not None else "",
+            str(record.get("dataset") or ""), f"preset {record.get('preset')}" if record.get("preset") else "",
+            str(where or "")]
+    text.append("\n" + printable(" · ".join(part for part in what if part)), style="dim")
     metrics, counts = record.get("metrics") or {}, record.get("metrics_n") or {}
     if metrics:
         text.append(final_text(metrics, counts, width))
@@ -80,9 +83,9 @@ def head_text(record: dict[str, Any], progress: dict[str, Any], width: int = HEA
     if note := chance_note(record):
         text.append(f"\n{CHANCE_MARK} {note}", style="bold red")
     if record.get(DAMAGED):
-        text.append(f"\ndamaged: {record[DAMAGED]}", style="magenta")
+        text.append(f"\ndamaged: {printable(record[DAMAGED])}", style="magenta")
     elif not metrics and record.get("error"):
-        text.append(f"\n{record['error']}", style="red")
+        text.append(f"\n{printable(record['error'])}", style="red")
     if record.get("select", "last") != "last" and record.get("selected_epoch"):
         text.append(f"\nweights of epoch {record['selected_epoch']} ({record['select']}, training hold-out)",
                     style="dim")
@@ -226,8 +229,8 @@ class DetailScreen(Screen):
         chart.display = bool(triplets)
         chart.plot(triplets, epochs_total)
         log = self.query_one("#log-view", RichLog)
-        for line in detail.new_log:  # verbatim: a log line is never markup
-            log.write(Text(line))
+        for line in detail.new_log:  # verbatim: a log line is never markup, its control characters are escaped
+            log.write(Text(printable(line)))
         if old is None:  # the config does not change while the run exists: drawn once
             self.query_one("#config-view", Static).update(
                 config_table(detail.config, record.get("config_diff") or {}))
@@ -323,7 +326,7 @@ def pca_view(path: Path | None, run_id: str) -> Any:
     if path.suffix != ".json":
         return f"Only the PNG is there ({path}); {how}"
     try:
-        data = json.loads(path.read_text())
+        data = read_json(path)  # bounded, and a FIFO in its place is refused
         render_pca(data)  # drawable: the keys and points are there (a damaged file is said here, not in render)
         return data
     except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:

@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -33,6 +32,7 @@ from amltui.app.report import (
     is_reference_baseline,
     present_metrics,
 )
+from amltui.app.safetext import markup_safe
 from amltui.app.store import Store, StoreError
 from amltui.tui import actions
 from amltui.tui.keys import BACK
@@ -131,7 +131,7 @@ class ResultsScreen(Screen):
     @on(ResultsLoaded)
     def _loaded(self, message: ResultsLoaded) -> None:
         if message.error:
-            title = f"[b red]Cannot read the run index[/]: {escape(message.error)}"
+            title = f"[b red]Cannot read the run index[/]: {markup_safe(message.error, lines=True)}"
             self.query_one("#results-title", Static).update(title)
         if message.rows is not None:
             self.loaded = True
@@ -143,14 +143,14 @@ class ResultsScreen(Screen):
         self.query_one("#frontier", Static).display = bool(self.sweep)
         if self.sweep:
             self.query_one("#frontier", Static).update(self.frontier)
-            self.query_one("#results-title", Static).update(f"[b]Sweep {escape(self.sweep)}[/b]: a row per grid "
+            self.query_one("#results-title", Static).update(f"[b]Sweep {markup_safe(self.sweep)}[/b]: a row per grid "
                                                             "point, sorted by the swept keys (s: next sweep)")
         present = present_metrics(rows) if rows else []
         metrics = sorted(present, key=lambda m: SCREEN_ORDER.index(m) if m in SCREEN_ORDER else len(SCREEN_ORDER))
         self._fill_results(rows, metrics)
         self._fill_deltas(rows, metrics)
         notes = footnotes(rows, metrics) if rows else []
-        self.query_one("#results-notes", Static).update(escape("\n".join(notes)))
+        self.query_one("#results-notes", Static).update(markup_safe("\n".join(notes), lines=True))
         self._show_settings()
 
     def _show_settings(self, highlighted: int | None = None) -> None:

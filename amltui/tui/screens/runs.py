@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -16,6 +15,7 @@ from textual.worker import get_current_worker
 
 from amltui.app import gpus
 from amltui.app.records import LIVE, Status
+from amltui.app.safetext import markup_safe
 from amltui.app.store import Store, StoreError
 from amltui.tui import actions
 from amltui.tui.actions import LaunchResult
@@ -136,7 +136,7 @@ class RunsScreen(Screen):
         arrow = "↓" if table.sort_reverse else "↑"
         # with a filter, how many it shows comes first: the end of the line is cut at 80 columns
         shown = f" ({table.row_count} shown)" if table.filter_text else ""
-        parts = [escape(str(self.app.runs_dir)), f"{len(rows)} runs{shown}", f"{count[Status.RUNNING]} running",
+        parts = [markup_safe(str(self.app.runs_dir)), f"{len(rows)} runs{shown}", f"{count[Status.RUNNING]} running",
                  f"{count[Status.QUEUED]} queued"]
         for status, style in ((Status.FAILED, "red"), (Status.CANCELLED, "yellow"), (Status.DAMAGED, "magenta")):
             if count[status]:
@@ -150,12 +150,13 @@ class RunsScreen(Screen):
     def _banner(self, any_rows: bool) -> tuple[str, bool] | None:
         """The line under the filter: a store that cannot be read, a bad filter, or an empty runs folder."""
         if self.error:
-            return (f"[b]Cannot read the run index[/b]: {escape(self.error)}\nPress [b]b[/b] to rebuild it from the "
-                    "run folders (as `amltui store rebuild`; the unreadable file is kept aside).", True)
+            return (f"[b]Cannot read the run index[/b]: {markup_safe(self.error, lines=True)}\nPress [b]b[/b] to "
+                    "rebuild it from the run folders (as `amltui store rebuild`; the unreadable file is kept aside).",
+                    True)
         if self.table.filter_error:
-            return f"filter: {escape(self.table.filter_error)}", True
+            return f"filter: {markup_safe(self.table.filter_error, lines=True)}", True
         if self.loaded and not any_rows:
-            return f"No runs in {escape(str(self.app.runs_dir))} yet. Press [b]n[/b] to launch one.", False
+            return f"No runs in {markup_safe(str(self.app.runs_dir))} yet. Press [b]n[/b] to launch one.", False
         return None
 
     def watch_status_line(self, line: str) -> None:
@@ -389,11 +390,11 @@ class RunsScreen(Screen):
 def _bulk_question(verb: str, run_ids: list[str], refused: list[str], note: tuple[str, str]) -> str:
     """The confirmation of an action on marked runs: every id (up to LISTED), what is left out and why; the
     grammar follows the count ("Delete 1 run? … Its folder is …", "Delete 2 runs? … Their folders are …")."""
-    listed = "\n".join(f"  {escape(run_id)}" for run_id in run_ids[:LISTED])
+    listed = "\n".join(f"  {markup_safe(run_id)}" for run_id in run_ids[:LISTED])
     if len(run_ids) > LISTED:
         listed += f"\n  … and {len(run_ids) - LISTED} more"
     one = len(run_ids) == 1
     text = f"{verb} {len(run_ids)} run{'' if one else 's'}?\n{listed}\n{note[0] if one else note[1]}"
     if refused:
-        text += f"\nLeft out ({len(refused)}): " + "; ".join(escape(r) for r in refused)
+        text += f"\nLeft out ({len(refused)}): " + "; ".join(markup_safe(r) for r in refused)
     return text

@@ -47,7 +47,10 @@ class SortPicker(Dialog[str | None]):
             yield OptionList(*options, id="sort-keys", compact=True)
 
     def on_mount(self) -> None:
-        keys = self.query_one(OptionList)
+        # Opened as the app quits (`q` then `s` typed quickly), the dialog is mounted but never composed: no list.
+        keys = next(iter(self.query(OptionList)), None)
+        if keys is None:
+            return
         keys.highlighted = list(SORT_LABELS).index(self.current) if self.current in SORT_LABELS else 0
         keys.focus()
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from rich.markup import escape
 from textual.reactive import reactive
 from textual.widgets import Static
 
 from amltui.app.gpus import Gpu, GpuError, Inventory, visible_gpus
 from amltui.app.records import Status
+from amltui.app.safetext import markup_safe
 
 MAX_LINES = 3
 CELL = 38  # columns per GPU: two fit in 80
@@ -54,7 +54,7 @@ def gpu_cell(gpu: Gpu, runs: list[str], width: int = CELL) -> str:
     names = ",".join(runs) if runs else "-"
     if len(names) > room:
         names = names[:max(0, room - 1)] + "…"
-    text = f"[b]{escape(gpu.label)}[/b] [{colour}]{util_text}{level}[/] {mem} [dim]{escape(names)}[/]"
+    text = f"[b]{markup_safe(gpu.label)}[/b] [{colour}]{util_text}{level}[/] {mem} [dim]{markup_safe(names)}[/]"
     return text + " " * max(0, width - len(head) - 1 - len(names))
 
 

@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from amltui.app.outcomes import CHANCE_MARK
+from amltui.app.safetext import printable
 from amltui.tui.data import (
     COLUMNS,
     FLAG_MARK,
@@ -86,7 +87,7 @@ def _cell(column: str, value: str) -> str | Text:
         return Text(value[: POINT_WIDTH_MAX - 1] + "…")
     if column == "id":
         return value  # a valid run id holds no markup; the table sorts by this plain string
-    return Text(value)  # a str cell would be parsed as markup; run data is shown verbatim
+    return Text(printable(value))  # not a str: that would be parsed as markup; run data is shown verbatim
 
 
 class RunsTable(DataTable):
