@@ -14,11 +14,13 @@ def test_single_runs_render_their_value_alone_with_a_note() -> None:
     tex = render(aggregate(SINGLE), "latex")
     lines = tex.splitlines()
     assert lines[0] == "% Needs \\usepackage{booktabs} in the preamble (\\toprule, \\midrule, \\bottomrule)."
-    assert "baseline & $91.00$ (1; 0.90) & $80.00$ (1; 1.26) & $70.00$ (1; 1.45) \\\\" in lines
+    se = "\\begin{{tabular}}[t]{{@{{}}c@{{}}}}${}$ (1)\\\\{{\\scriptsize SE {}}}\\end{{tabular}}".format
+    assert f"baseline & {se('91.00', '0.90')} & {se('80.00', '1.26')} & {se('70.00', '1.45')} \\\\" in lines
     assert "\\pm --" not in tex and "$\\pm$ --" not in tex
     assert lines[5] == ("\\caption{Accuracy (\\%) on the test split: mean $\\pm$ sample std over seeds (seeds in "
-                        "parentheses, one run per seed; then the binomial standard error $100\\sqrt{p(1-p)/m}$ of an "
-                        "accuracy $p$ on $m$ test images, which averaging seeds does not reduce); a value without "
+                        "parentheses, one run per seed; SE below it: the binomial standard error "
+                        "$100\\sqrt{p(1-p)/m}$ of an accuracy $p$ on $m$ test images, which averaging seeds does not "
+                        "reduce); a value without "
                         "$\\pm$ is a single run (n=1): no spread measured. All rows: dataset mnist, setting quick.}")
     assert lines[6] == "\\label{tab:amltui-results}"
 
@@ -28,11 +30,13 @@ def test_the_paired_differences_table_is_there_as_in_markdown() -> None:
     assert "\\label{tab:amltui-paired}" in tex and tex.count("\\begin{table}[t]") == 2
     assert "ml\\_sa & $+2.50$ (1) & $+4.00$ (1) & $+4.00$ (1) \\\\" in tex.splitlines()
     several = render(aggregate(RUNS), "latex").splitlines()
-    stacked = "\\begin{{tabular}}[t]{{@{{}}c@{{}}}}${}$\\\\{{\\scriptsize $\\pm {}$ ({})}}\\end{{tabular}}".format
-    assert (f"ml\\_sa & $+0.50$ (2) & {stacked('+2.50', '0.71', 2)} & {stacked('+2.50', '0.71', 2)} \\\\"
+    stacked = "\\begin{{tabular}}[t]{{@{{}}c@{{}}}}${}$\\\\{{\\scriptsize $\\pm {}$ ({})}}{}\\end{{tabular}}".format
+    assert (f"ml\\_sa & $+0.50$ (2) & {stacked('+2.50', '0.71', 2, '')} & {stacked('+2.50', '0.71', 2, '')} \\\\"
             in several)
-    assert (f"baseline & {stacked('98.00', '1.00', '3; 0.44')} & {stacked('91.00', '1.00', '3; 0.90')} & "
-            f"{stacked('81.00', '1.00', '3; 1.24')} \\\\" in several)
+    def se(x: str) -> str:
+        return "\\\\{\\scriptsize SE " + x + "}"
+    assert (f"baseline & {stacked('98.00', '1.00', 3, se('0.44'))} & {stacked('91.00', '1.00', 3, se('0.90'))} & "
+            f"{stacked('81.00', '1.00', 3, se('1.24'))} \\\\" in several)
     caption = next(line for line in several if line.startswith("\\caption{Paired"))
     assert caption.endswith("(n=1, or the same difference on every seed). All rows: dataset mnist, setting quick.}")
     head = several[several.index("\\label{tab:amltui-paired}") + 3]

@@ -457,29 +457,31 @@ LATEX_EQUAL = "a value without $\\pm$ has no spread measured (n=1, or the same d
 
 
 def _tex_cell(cell: Cell, signed: bool = False) -> str:
-    """Mean over '± std (seeds; binomial SE)' in a small second line, so that a row of six metrics fits a page's
-    width: '$98.00$' / '±1.00 (3; 0.44)'. A single run (or equal paired differences) is its value alone, with its
-    count (and SE): '$91.00$ (1; 0.90)'."""
+    """The mean, then '± std (seeds)' and the binomial SE on small lines below it, so that a row of six metrics
+    fits a page's width: '$98.00$' / '±1.00 (3)' / 'SE 0.44'. A single run (or equal paired differences) has no
+    spread line: '$91.00$ (1)' / 'SE 0.90'."""
     if not cell.values:
         return "--"
     mean = f"{cell.mean:+.2f}" if signed else f"{cell.mean:.2f}"
     spread = cell.std if cell.std or (cell.std is not None and not signed) else None
     se = cell.se_binom if not signed else None
-    count = f"({cell.n})" if se is None else f"({cell.n}; {se:.2f})"
-    if spread is None:
-        return f"${mean}$ {count}"
-    return _tex_stack(f"${mean}$", f"{{\\scriptsize $\\pm {spread:.2f}$ {count}}}")
+    lines = ([f"${mean}$ ({cell.n})"] if spread is None
+             else [f"${mean}$", f"{{\\scriptsize $\\pm {spread:.2f}$ ({cell.n})}}"])
+    if se is not None:
+        lines.append(f"{{\\scriptsize SE {se:.2f}}}")
+    return lines[0] if len(lines) == 1 else _tex_stack(*lines)
 
 
-def _tex_stack(top: str, bottom: str, align: str = "t") -> str:
-    """Two lines in one cell (a nested tabular: no package needed)."""
-    return f"\\begin{{tabular}}[{align}]{{@{{}}c@{{}}}}{top}\\\\{bottom}\\end{{tabular}}"
+def _tex_stack(*lines: str, align: str = "t") -> str:
+    """Lines in one cell (a nested tabular: no package needed)."""
+    body = "\\\\".join(lines)
+    return f"\\begin{{tabular}}[{align}]{{@{{}}c@{{}}}}{body}\\end{{tabular}}"
 
 
 def _tex_head(label: str) -> str:
     """A metric label as a column head; a long one ('A_IA→target') is set on two lines."""
     top, arrow, rest = label.partition("→")
-    return _tex_stack(_tex(top + arrow), _tex(rest), "b") if rest else _tex(label)
+    return _tex_stack(_tex(top + arrow), _tex(rest), align="b") if rest else _tex(label)
 
 
 def _latex_table(caption: str, label: str, head: list[str], body: list[list[str]], after: list[str],
@@ -542,11 +544,11 @@ def to_latex(rows: list[Row], *, with_runs: bool = False) -> str:
     single = any(row.cells[m].n == 1 for row in rows for m in metrics)
     se = any(row.cells[m].se_binom is not None for row in rows for m in metrics)
     caption = ("Accuracy (\\%) on the test split: mean $\\pm$ sample std over seeds (seeds in parentheses, one run "
-               "per seed" + ("; then the binomial standard error $100\\sqrt{p(1-p)/m}$ of an accuracy $p$ on $m$ "
-                             "test images, which averaging seeds does not reduce" if se else "") + ")"
+               "per seed" + ("; SE below it: the binomial standard error $100\\sqrt{p(1-p)/m}$ of an accuracy $p$ "
+                             "on $m$ test images, which averaging seeds does not reduce" if se else "") + ")"
                + (f"; {LATEX_SINGLE}" if single else "") + "." + (f" {_tex(cols.common)}" if cols.common else ""))
     if "A_AA" in metrics and (aa := aa_note([r for row in rows for r in row.runs])):  # in the PDF, not a comment
-        caption += " " + _tex(aa).replace("ε", "$\\varepsilon$").replace("×", "$\\times$")
+        caption += " " + _tex(aa)
     notes = [_tex(note) for note in (footnotes(rows, metrics) + se_note(rows, metrics) if rows else [])]
     notes += [f"$^\\ddagger$ {_tex(line.removeprefix(MARK + ' '))}" for line in flag_footnotes(rows)]
     selection = selection_note([r for row in rows for r in row.runs])
@@ -568,6 +570,7 @@ _TEX_CHARS = {
     "α": "$\\alpha$", "λ": "$\\lambda$", "Δ": "$\\Delta$", "∞": "$\\infty$", "≈": "$\\approx$", "≤": "$\\le$",
     "≥": "$\\ge$", "±": "$\\pm$", "×": "$\\times$", "·": "$\\cdot$", "−": "$-$", "—": "---", "–": "--",
     "…": "\\dots{}", "†": "$^\\dagger$", "‡": "$^\\ddagger$", "⚠": "(!)", "≠": "$\\neq$", "∈": "$\\in$",
+    "√": "$\\surd$", "⊘": "$\\oslash$", "σ": "$\\sigma$", "²": "$^2$", "³": "$^3$",
 }
 
 
