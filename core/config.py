@@ -87,7 +87,7 @@ class ConfigError(ValueError):
 class RunConfig:
     variant: str = key("ml_sa", "the objective: baseline (CE on clean + adversarial), ml_sa (+ sensitivity "
                        "triplet), ml_sa_ia (+ invariance triplet); sets the five weights below", VARIANTS)
-    preset: str = key("quick", "the hyperparameter preset the other defaults come from (README, Presets)", PRESETS)
+    preset: str = key("quick", "the hyperparameter preset the other defaults come from (README.md, Presets)", PRESETS)
     seed: int = key(0, "seed of the initial weights, batch order, mining and attack random starts",
                     bound=_B(0, 2**31 - 1))
     # data
@@ -115,7 +115,7 @@ class RunConfig:
     # objective
     eps_s: float = key(0.3, "ε_s, the L∞ budget (pixels of [0, 1] images) of the training attack and of A_SA",
                        bound=ATTACK_EPS)
-    # README "Robust training": fgsm_rs is Wong et al. 2020, pgd Madry et al. 2018
+    # docs/robustness.md, "Robust training": fgsm_rs is Wong et al. 2020, pgd Madry et al. 2018
     train_attack: str = key("fgsm", "attack making x_p: fgsm (the paper's), fgsm_rs (random start + one step) or "
                             "pgd (train_steps steps from a random start)", registry.TRAIN_ATTACKS)
     train_alpha: float | None = key(None, "step of fgsm_rs/pgd training; none = 1.25·eps_s (fgsm_rs) or "
@@ -176,7 +176,7 @@ class RunConfig:
     threads: int | None = key(None, "torch CPU threads; none = torch's default", bound=_B(1, MAX_THREADS))
     deterministic: bool = key(False, "deterministic CUDA kernels (cuDNN, cuBLAS): slower, bit-exact resume on GPU "
                               "(core/device.py)")
-    # speed (core/step.py; README "Speed and GPUs"). amp changes float rounding, so it is part of the group key.
+    # speed (core/step.py; docs/gpus.md, "Speed and GPUs"). amp changes float rounding, so it is part of the group key.
     amp: bool = key(False, "bf16 autocast for the objective's forward; attacks and loss stay float32")
     compile: bool = key(False, "torch.compile the model's embedding for the training step")
     cudnn_benchmark: bool = key(False, "cuDNN autotuning on CUDA (faster convs; resume is then not bit-exact)")

@@ -44,7 +44,7 @@ CUBLAS_WORKSPACE = ":4096:8"
 
 def set_deterministic(on: bool) -> None:
     """``deterministic=true``: deterministic kernels only (torch raises on an op that has none), cuDNN without
-    autotuning, and a fixed cuBLAS workspace. Call before any CUDA work; costs speed on GPU (README "GPUs on
+    autotuning, and a fixed cuBLAS workspace. Call before any CUDA work; costs speed on GPU (docs/gpus.md, "GPUs on
     shared servers"). Off leaves torch's defaults alone."""
     if not on:
         return

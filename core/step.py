@@ -16,7 +16,7 @@ and the model behaves the same in train and eval mode (no dropout, batch norm, .
 On the CPU, ``pool_first_embed`` also runs each PReLU → MaxPool pair as MaxPool → PReLU while the slopes are
 positive (they commute), and core.train puts conv models in channels_last (``use_channels_last``).
 
-GPU options (config keys, docs in README "Speed and GPUs"): ``amp`` runs the objective's forward under bf16
+GPU options (config keys, docs in docs/gpus.md, "Speed and GPUs"): ``amp`` runs the objective's forward under bf16
 autocast while the attack and the loss stay in float32 (then only the plain path applies: the attack's float32
 forward cannot double as the bf16 one); ``compile`` wraps ``model.embed`` in ``torch.compile`` (the module and
 its state_dict are untouched). ``step`` never syncs with the host; ``__call__`` returns floats (one sync).

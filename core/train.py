@@ -90,7 +90,7 @@ def train(
 
     With ``resume`` and an existing checkpoint, training continues after its last finished epoch and ends with
     exactly the state an uninterrupted run would have (same seed, same device, same thread count; on CUDA only
-    with ``deterministic`` set, see README "GPUs on shared servers").
+    with ``deterministic`` set, see docs/gpus.md, "GPUs on shared servers").
     """
     emit = callback or (lambda kind, data: None)
     _check_invariance_input(config, dataset, invariance_train)

@@ -1,4 +1,4 @@
-"""README.md's dashboard key table against the screens' bindings (both ways), and each runs-screen key pressed.
+"""docs/dashboard.md's key table against the screens' bindings (both ways), and each runs-screen key pressed.
 
 A key in the table must be bound on its screen, with an action that exists, and pressing a runs-screen key must
 change something (the screen, the focus, the cursor, the sort, the marks, or a notice); a bound key missing from
@@ -19,16 +19,16 @@ from amltui.tui.screens.runs import RunsScreen
 from amltui.tui.widgets.runs_table import RunsTable
 from tests.test_tui import demo, ready, run_app  # noqa: F401  (demo: a fixture)
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-PILOT_KEYS = {label: name for name, label in KEY_LABELS.items()}  # README's "Esc" → Textual's "escape"
+KEYS_DOC = Path(__file__).resolve().parent.parent / "docs" / "dashboard.md"
+PILOT_KEYS = {label: name for name, label in KEY_LABELS.items()}  # the doc's "Esc" → Textual's "escape"
 # A key in the table is backticked: one character, a named key (Esc, Space, …) or Ctrl+X; `amltui export` or a
 # path in backticks is not a key.
 KEY = re.compile(r"^(.|[A-Z][A-Za-z]+|Ctrl\+.)$")
 
 
-def readme_keys() -> dict[str, set[str]]:
+def documented_keys() -> dict[str, set[str]]:
     """screen → the keys its row of the dashboard key table names (KEY)."""
-    section = README.read_text(encoding="utf-8").split("## The dashboard", 1)[1].split("\n## ", 1)[0]
+    section = KEYS_DOC.read_text(encoding="utf-8")
     table = section.split("| screen | keys |", 1)[1].split("\n\n", 1)[0]
     rows = {}
     for line in table.splitlines()[2:]:
@@ -41,12 +41,12 @@ def bound_keys() -> dict[str, set[str]]:
     return {title: {key for keys, _, _ in rows for key in keys} for title, rows in help_sections()}
 
 
-def test_readme_key_table_lists_every_bound_key_and_nothing_else() -> None:
-    documented, bound = readme_keys(), bound_keys()
-    assert set(documented) == set(bound), "README.md's key table and the screens differ in which screens they list"
+def test_the_documented_key_table_lists_every_bound_key_and_nothing_else() -> None:
+    documented, bound = documented_keys(), bound_keys()
+    assert set(documented) == set(bound), "docs/dashboard.md's key table and the screens list different screens"
     for screen in bound:
         assert not documented[screen] - bound[screen], f"{screen}: documented but not bound (does nothing)"
-        assert not bound[screen] - documented[screen], f"{screen}: bound but not in README.md's key table"
+        assert not bound[screen] - documented[screen], f"{screen}: bound but not in docs/dashboard.md's key table"
 
 
 def test_every_binding_names_an_action_that_exists() -> None:
@@ -98,7 +98,7 @@ async def _back_to_the_table(app: DashboardApp, pilot: Pilot) -> RunsScreen:
 
 @pytest.mark.parametrize("screen_title", ["runs"])
 def test_each_documented_runs_key_does_something(demo: Path, screen_title: str) -> None:  # noqa: F811
-    keys = sorted(readme_keys()[screen_title])
+    keys = sorted(documented_keys()[screen_title])
     assert {"Space", "End", "Home", "?", "/"} <= set(keys)
     idle: list[str] = []
 

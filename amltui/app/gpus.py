@@ -4,7 +4,7 @@ Inventory comes from NVML (``nvidia-ml-py``), else from ``nvidia-smi --query-gpu
 every GPU of the machine with its NVML index (nvidia-smi's), UUID and PCI bus id. The user's
 ``CUDA_VISIBLE_DEVICES`` (indices, ``GPU-…`` UUIDs, ``MIG-…`` ids, empty) is resolved against it into the list
 of visible devices, and ``--gpus 0,1`` are positions in that list. Workers get the device by UUID, which names
-the same physical GPU whatever CUDA_DEVICE_ORDER says. See the README section "GPUs on shared servers".
+the same physical GPU whatever CUDA_DEVICE_ORDER says. See docs/gpus.md, "GPUs on shared servers".
 """
 
 from __future__ import annotations

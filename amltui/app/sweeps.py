@@ -1,4 +1,4 @@
-"""Sweeps: a grid of config values × variants × seeds queued as one named batch (README, "Sweeps").
+"""Sweeps: a grid of config values × variants × seeds queued as one named batch (docs/cli.md, "Sweeps").
 
 A grid item is ``KEY=VALUES`` where VALUES is a comma-separated list (``lambda_ia=0.25,0.5,1``) or a range:
 ``START:STOP:COUNT`` / ``START:STOP:lin:COUNT`` (COUNT evenly spaced values, both ends included),

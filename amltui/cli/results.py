@@ -182,7 +182,7 @@ def eval_(
                                         "--autoattack or eval_aa; at more ε with --aa-eps): <run>/curve.json and "
                                         "curve.png.")] = False,
     checks: Annotated[bool, typer.Option("--checks", help="Sanity checks (a)–(e) of Carlini et al. 2019; failures "
-                                         "go to the run's flags (README: 'Robustness evaluation').")] = False,
+                                         "go to the run's flags (docs/robustness.md).")] = False,
     subset: Annotated[int | None, typer.Option(help="Test images (stratified) for --autoattack/--curve/--checks "
                                                "[default: the run's aa_subset].", min=1)] = None,
     eps_grid: Annotated[str | None, typer.Option(help="ε values of the curve, comma-separated "

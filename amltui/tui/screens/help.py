@@ -1,6 +1,6 @@
 """`?`: every key of every screen, read from the screens' own BINDINGS (so the list cannot go stale).
 
-README.md's dashboard key table lists the same sections; tests/test_tui_keys.py checks the two agree both ways.
+docs/dashboard.md's key table lists the same sections; tests/test_tui_keys.py checks the two agree both ways.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ KEY_LABELS = {"enter": "Enter", "slash": "/", "escape": "Esc", "space": "Space",
 
 
 def key_label(key: str) -> str:
-    """How README.md and the help screen write a Textual key name: ``question_mark`` → ``?``, ``ctrl+s`` →
+    """How docs/dashboard.md and the help screen write a Textual key name: ``question_mark`` → ``?``, ``ctrl+s`` →
     ``Ctrl+S``."""
     key = key.strip()
     if key.startswith("ctrl+"):
@@ -45,7 +45,7 @@ def _as_binding(binding: BindingType) -> Binding:
 
 
 def help_sections() -> list[tuple[str, list[tuple[list[str], str, str]]]]:
-    """Every screen of the dashboard with its keys, in the order README.md's key table lists them."""
+    """Every screen of the dashboard with its keys, in the order docs/dashboard.md's key table lists them."""
     from amltui.tui.dashboard import DashboardApp
     from amltui.tui.screens.confirm import ConfirmScreen
     from amltui.tui.screens.detail import DetailScreen
