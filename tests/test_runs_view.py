@@ -131,13 +131,13 @@ def test_filter_terms(text: str, expected: list[str]) -> None:
 
 
 @pytest.mark.parametrize("text, says", [
-    ("varient=ml_sa", "unknown key 'varient'; did you mean 'variant'?"),
+    ("varient=ml_sa", "unknown key 'varient'; did you mean 'variant'"),
     ("variant=ml_saa", "'ml_saa' is not a value of variant; did you mean 'ml_sa'"),
     ("status=sleeping", "valid values: queued, running"),
     ("seed=one", "seed"),
 ])
 def test_a_bad_term_names_the_problem_and_the_valid_choices(text: str, says: str) -> None:
-    with pytest.raises(FilterSyntaxError, match="") as info:
+    with pytest.raises(FilterSyntaxError) as info:
         filter_rows(FILTERED, text)
     assert says in str(info.value)
 
