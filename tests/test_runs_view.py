@@ -213,3 +213,21 @@ def test_the_form_leaves_the_preflight_to_the_service(demo: Path, monkeypatch: p
     run_app(demo, body)
     # One call per data setting, made by the service with the executor it will use (local=True), not the form's.
     assert calls and all(c.get("local") is True for c in calls), calls
+
+
+# ---- the live lines of `amltui run` restart a phase's clock from the phase events too -------------------------
+
+
+def test_the_phase_of_a_live_line_comes_from_the_phase_event() -> None:
+    from amltui.app.run_progress import phase_of
+
+    running = record("r", **RUNNING)
+    batch = {"kind": "batch", "batch": {"epoch": 1, "epochs": 2, "step": 1, "steps": 9, "loss": 0.1}}
+    assert phase_of(running, batch) == phase_of(running, {"kind": "epoch", "epoch": {"epoch": 1}}) == "train"
+    train = {"kind": "invariance", "invariance": {"split": "train", "done": 1, "total": 9}}
+    test = {"kind": "invariance", "invariance": {"split": "test", "done": 1, "total": 9}}
+    assert phase_of(running, train) != phase_of(running, test)
+    assert phase_of(running, {"kind": "eval", "eval": {"metric": "A_SA"}}) == "eval A_SA"
+    assert phase_of(running, {"kind": "phase", "phase": {"phase": "eval"}}) == "phase eval"
+    assert phase_of(running, {"kind": "eval", "eval": "garbled"}) == "starting"
+    assert phase_of(record("d"), batch) == "done"  # an ended run: its status, whatever progress.json says
