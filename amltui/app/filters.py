@@ -46,10 +46,16 @@ def known_keys(records: list[dict[str, Any]] = ()) -> list[str]:
     return sorted(keys)
 
 
-def check_key(key: str, option: str, records: list[dict[str, Any]] = ()) -> str:
+# The keys a short message names (the dashboard's filter, where every config key would fill the screen).
+COMMON_KEYS = ("variant", "seed", "status", "dataset", "tag", "sweep")
+
+
+def check_key(key: str, option: str, records: list[dict[str, Any]] = (), brief: bool = False) -> str:
     keys = known_keys(records)
     if key not in keys:
-        raise FilterError(f"{option}: unknown key {key!r}; {suggest(key, keys)}valid keys: {', '.join(keys)}")
+        listed = (f"{', '.join(COMMON_KEYS)} or any record field or config key (`amltui config-keys`)" if brief
+                  else ", ".join(keys))
+        raise FilterError(f"{option}: unknown key {key!r}; {suggest(key, keys)}valid keys: {listed}")
     return key
 
 
@@ -100,14 +106,15 @@ def _canonical(key: str, value: str) -> str:
     return next((str(a) for a in allowed if str(a).lower() == value.lower()), value)
 
 
-def parse_term(word: str, option: str, records: list[dict[str, Any]] = ()) -> Term | None:
+def parse_term(word: str, option: str, records: list[dict[str, Any]] = (), brief: bool = False) -> Term | None:
     """One term: ``key=value`` checked (FilterError naming the fix), a plain word as ("", word, word); None for
-    ``key=`` with no value yet (the dashboard's filter as it is being typed)."""
+    ``key=`` with no value yet (the dashboard's filter as it is being typed). ``brief``: name the common keys
+    only in the message."""
     key, sep, text = word.partition("=")
     if not sep:
         return "", word.lower(), word.lower()
     key, text = key.strip(), text.strip()
-    check_key(key, option, records)
+    check_key(key, option, records, brief)
     if not text:
         return None
     text = _canonical(key, text)
@@ -115,8 +122,9 @@ def parse_term(word: str, option: str, records: list[dict[str, Any]] = ()) -> Te
 
 
 def parse_query(text: str, records: list[dict[str, Any]] = (), option: str = "filter") -> list[Term]:
-    """A filter's text (whitespace-separated terms, all of which must hold) → checked terms."""
-    terms = (parse_term(word, option, records) for word in text.split())
+    """A filter's text (whitespace-separated terms, all of which must hold) → checked terms; an unknown key's
+    message names the common keys only."""
+    terms = (parse_term(word, option, records, brief=True) for word in text.split())
     return [t for t in terms if t is not None]
 
 

@@ -155,7 +155,7 @@ class RunsScreen(Screen):
                     "rebuild it from the run folders (as `amltui store rebuild`; the unreadable file is kept aside).",
                     True)
         if self.table.filter_error:
-            return f"filter: {markup_safe(self.table.filter_error, lines=True)}", True
+            return markup_safe(self.table.filter_error, lines=True), True  # it says "filter: …" itself
         if self.loaded and not any_rows:
             return f"No runs in {markup_safe(str(self.app.runs_dir))} yet. Press [b]n[/b] to launch one.", False
         return None
