@@ -240,7 +240,6 @@ def test_keys_typed_after_the_large_sweep_question_are_asked_about_again(long_ru
     changed form (it was keyed by the run count, which "epochs=12" → "epochs=1200" keeps)."""
     sent: list[LaunchRequest] = []
     monkeypatch.setattr(new_runs, "launch", lambda runs_dir, request: sent.append(request) or LaunchResult(["x"]))
-    monkeypatch.setattr(new_runs, "preflight", lambda request: None)  # what reaches the launcher is the point
 
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         form = await launch_form(app, pilot)

@@ -1,8 +1,11 @@
-"""Key/value filters of the command line (`ls --status`, `export --where/--group-by`), checked before use.
+"""The one filter grammar of the runs (`ls --where/--status`, `export --where/--group-by`, the dashboard's `/`).
 
-A key must be a run-record field or a config key; a value of a key with a fixed set of values (status, variant,
-dataset, preset, …) must be one of them, and a typed config value must parse. Mistakes are refused with a "did
-you mean" suggestion and the list, instead of silently matching nothing or pooling everything into one row.
+A filter is whitespace-separated terms that must all hold: ``key=value`` (a run-record field or a config key;
+``tag=x`` or ``tags=x``: the run has tag x) or a plain word (a substring of the run's id, variant, dataset,
+status, sweep, grid point or tags). Keys, and the values of a key with a fixed set of values (status, variant,
+dataset, preset, …), are checked, and a typed config value must parse; text is compared case-insensitively.
+Mistakes are refused with a "did you mean" suggestion and the list, instead of silently matching nothing or
+pooling everything into one row.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ RECORD_KEYS = ("id", "status", "variant", "seed", "dataset", "preset", "arch", "
                "selected_epoch", "damaged", "sweep", "tags", "note")
 
 
+Term = tuple[str, str, Any]  # (key, its text, the typed value); key "" for a plain word (text: lower case)
+
+
 class FilterError(ValueError):
     """A filter names a key or value that does not exist; the message says what would."""
 
@@ -40,10 +46,16 @@ def known_keys(records: list[dict[str, Any]] = ()) -> list[str]:
     return sorted(keys)
 
 
-def check_key(key: str, option: str, records: list[dict[str, Any]] = ()) -> str:
+# The keys a short message names (the dashboard's filter, where every config key would fill the screen).
+COMMON_KEYS = ("variant", "seed", "status", "dataset", "tag", "sweep")
+
+
+def check_key(key: str, option: str, records: list[dict[str, Any]] = (), brief: bool = False) -> str:
     keys = known_keys(records)
     if key not in keys:
-        raise FilterError(f"{option}: unknown key {key!r}; {suggest(key, keys)}valid keys: {', '.join(keys)}")
+        listed = (f"{', '.join(COMMON_KEYS)} or any record field or config key (`amltui config-keys`)" if brief
+                  else ", ".join(keys))
+        raise FilterError(f"{option}: unknown key {key!r}; {suggest(key, keys)}valid keys: {listed}")
     return key
 
 
@@ -77,25 +89,69 @@ def value_of(record: dict[str, Any], key: str) -> Any:
 
 
 def _same(actual: Any, wanted: Any) -> bool:
+    if actual is None:  # a run without the field matches no value (sweep=none is not "no sweep")
+        return False
     if isinstance(actual, list | tuple):  # tags=x: the run has tag x
         return any(_same(item, wanted) for item in actual)
     if isinstance(actual, bool) or isinstance(wanted, bool):
         return actual is wanted or str(actual).lower() == str(wanted).lower()
     if isinstance(actual, int | float) and isinstance(wanted, int | float):
         return float(actual) == float(wanted)
-    return str(actual) == str(wanted)
+    return str(actual).lower() == str(wanted).lower()
 
 
-def parse_where(items: list[str], records: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
-    """``key=value`` items → checked (key, text, typed value) triples."""
+def _canonical(key: str, value: str) -> str:
+    """A value of a fixed set written in another case (``status=DONE``) as the set spells it."""
+    allowed = allowed_values(key) or ()
+    return next((str(a) for a in allowed if str(a).lower() == value.lower()), value)
+
+
+def parse_term(word: str, option: str, records: list[dict[str, Any]] = (), brief: bool = False) -> Term | None:
+    """One term: ``key=value`` checked (FilterError naming the fix), a plain word as ("", word, word); None for
+    ``key=`` with no value yet (the dashboard's filter as it is being typed). ``brief``: name the common keys
+    only in the message."""
+    key, sep, text = word.partition("=")
+    if not sep:
+        return "", word.lower(), word.lower()
+    key, text = key.strip(), text.strip()
+    check_key(key, option, records, brief)
+    if not text:
+        return None
+    text = _canonical(key, text)
+    return key, text, check_value(key, text, option)
+
+
+def parse_query(text: str, records: list[dict[str, Any]] = (), option: str = "filter") -> list[Term]:
+    """A filter's text (whitespace-separated terms, all of which must hold) → checked terms; an unknown key's
+    message names the common keys only."""
+    terms = (parse_term(word, option, records, brief=True) for word in text.split())
+    return [t for t in terms if t is not None]
+
+
+def search_text(record: dict[str, Any], point: str = "") -> str:
+    """What a plain word is looked for in: the id, variant, dataset, status, sweep, grid point and tags."""
+    tags = record.get("tags") if isinstance(record.get("tags"), list) else []
+    words = (record.get("id"), record.get("variant"), record.get("dataset"), record.get("status"),
+             record.get("sweep"), point, *tags)
+    return " ".join(str(w) for w in words if w not in (None, "")).lower()
+
+
+def matches(record: dict[str, Any], term: Term, search: str | None = None) -> bool:
+    """Whether a run passes one term (``search``: its search_text, when already made)."""
+    key, text, wanted = term
+    if not key:
+        return text in (search if search is not None else search_text(record))
+    return _same(value_of(record, key), wanted)
+
+
+def parse_where(items: list[str], records: list[dict[str, Any]]) -> list[Term]:
+    """``key=value`` items (`--where`) → checked terms."""
     parsed = []
     for item in items:
         key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
+        if not sep or not key.strip() or not text.strip():
             raise FilterError(f"--where {item!r} is not of the form key=value (e.g. dataset=mnist)")
-        check_key(key, "--where", records)
-        parsed.append((key, text.strip(), check_value(key, text.strip(), "--where")))
+        parsed.append(parse_term(item.strip(), "--where", records))
     return parsed
 
 
@@ -104,7 +160,7 @@ def apply_where(records: list[dict[str, Any]], filters: list[tuple[str, str, Any
     """(matching records, None) or ([], a sentence naming the filter that left no run)."""
     for key, text, wanted in filters:
         before = len(records)
-        records = [r for r in records if _same(value_of(r, key), wanted)]
+        records = [r for r in records if matches(r, (key, text, wanted))]
         if before and not records:
             shown = text if option == "--status" else f"{key}={text}"
             return [], f"no run matches {option} {shown} (of {before} run(s) that passed the filters before it)"

@@ -96,6 +96,26 @@ def phase_progress(progress: dict[str, Any]) -> str | None:
         return None
 
 
+def phase_of(record: dict[str, Any], progress: dict[str, Any]) -> str:
+    """Which phase a run is in, from its status and the phase event of progress.json (not from display text):
+    "train" for every batch and epoch, one name per invariance split, evaluated metric or started phase."""
+    if record.get("status") != Status.RUNNING:
+        return str(record.get("status"))
+    try:
+        kind = progress.get("kind")
+        if kind in ("batch", "epoch"):
+            return "train"
+        if kind == "invariance":
+            return f"invariance {progress['invariance'].get('split')}"
+        if kind == "eval":
+            return f"eval {progress['eval'].get('metric')}"
+        if kind == "phase":
+            return f"phase {progress['phase'].get('phase')}{_split(progress['phase'])}"
+    except (KeyError, TypeError, AttributeError):
+        pass
+    return "starting"
+
+
 def duration(record: dict[str, Any], now: float | None = None) -> str | None:
     """How long the run has worked (started → ended, or → ``now`` while it runs) as ``1h02m``/``3m05s``/``12s``;
     None when it has not started or the times are unreadable."""
@@ -180,9 +200,10 @@ class LiveRuns:
         records = {r["id"]: inspect(r) for r in self.store.all() if r["id"] in self.tasks}
         for run_id, task in self.tasks.items():
             record = records.get(run_id, {"status": "?"})
-            text, done, total = describe(record, read_progress(self.store, run_id))
+            progress = read_progress(self.store, run_id)
+            text, done, total = describe(record, progress)
             text = live_text(text, record)
-            phase = "train" if text.startswith("epoch") else text.split("  ")[0]
+            phase = phase_of(record, progress)
             if self.phase.get(run_id) != phase:  # a new phase: restart the task so its ETA is its own
                 self.phase[run_id] = phase
                 self.progress.reset(task, total=total, completed=done, description=text)

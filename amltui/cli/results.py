@@ -16,9 +16,8 @@ from amltui.app import human_agreement, service
 from amltui.app.errors import UserError
 from amltui.app.filters import STATUSES
 from amltui.app.fsutil import check_output_path
-from amltui.app.records import DAMAGED, Status
+from amltui.app.records import DAMAGED
 from amltui.app.report_notes import aa_note
-from amltui.app.run_progress import phase_progress, read_progress
 from amltui.app.runs import EVALUABLE, HumanSetsRefused, RunFailure, evaluate_human_sets, evaluate_run, run_dir
 from amltui.app.safetext import markup_safe
 from amltui.app.service import RobustnessRequest
@@ -74,8 +73,10 @@ def ls(
     everything = all_records(store)
     with user_errors():
         records, emptied = runs_listing.select(everything, status, where)
+        rows = runs_listing.rows_of(records, store)
         if sort:
-            records = runs_listing.sort_records(records, *runs_listing.sort_key(sort, reverse, records))
+            rows = runs_listing.sorted_rows(rows, sort, reverse)
+        records = [row.record for row in rows]
     if as_json:
         typer.echo(json.dumps([{k: r.get(k) for k in LS_JSON_KEYS} | {"flags": r.get("flags") or []}
                                for r in records], indent=1))
@@ -88,10 +89,8 @@ def ls(
         if not warn_unindexed(store, everything):
             console.print(f"no runs in {store.runs_dir} (start one with `amltui run`)", markup=False)
         return
-    phases = {r["id"]: phase_progress(read_progress(store, r["id"])) for r in records
-              if r.get("status") == Status.RUNNING}
     width = table_width(wide)
-    table, dropped = runs_listing.fit_runs_table(records, width, {k: v for k, v in phases.items() if v})
+    table, dropped = runs_listing.fit_runs_table(rows, width)
     print_table(table, width, dropped)
     if aa := aa_note(records):  # which AutoAttack, its iterations, ε and n: a number needs its attack
         console.print(aa, highlight=False, markup=False, soft_wrap=True)

@@ -1,4 +1,8 @@
-"""The table of `amltui ls`: which runs (--status, --where), in which order (--sort), and the columns that fit."""
+"""The table of `amltui ls`: which runs (--status, --where), in which order (--sort), and the columns that fit.
+
+The rows, their progress, the sort and the filter grammar are the application core's (amltui/app/runs_view.py,
+amltui/app/filters.py), the same as the dashboard's runs table; this module picks the columns and renders them.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,12 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
-from amltui.app.filters import FilterError, apply_where, check_value, known_keys, parse_where, suggest, value_of
+from amltui.app.filters import FilterError, apply_where, check_value, known_keys, parse_where, suggest
 from amltui.app.records import Status
+from amltui.app.run_progress import read_progress
+from amltui.app.runs_view import SORTS, RunRow, make_rows, sort_rows, sweep_points
 from amltui.app.safetext import markup_safe
+from amltui.app.store import Store
 from amltui.cli.common import FLAG_MARK, fit_columns, status_text
 from core.metrics import HEADLINE_ORDER, METRIC_ORDER, METRIC_SHORT_LABELS
 
@@ -50,29 +57,27 @@ def select(records: list[dict[str, Any]], status: list[str] | None,
 
 
 def sort_key(text: str, reverse: bool, records: list[dict[str, Any]]) -> tuple[str, bool]:
-    """--sort KEY (``-KEY``: descending) checked against record fields, config keys and metric names."""
+    """--sort KEY (``-KEY``: descending) checked against the dashboard's sort keys, record fields, config keys and
+    metric names."""
     key = text.strip()
     if key.startswith("-"):
         key, reverse = key[1:], not reverse
-    keys = sorted({*known_keys(records), *METRIC_ORDER})
+    keys = sorted({*SORTS, *known_keys(records), *METRIC_ORDER})
     if key not in keys:
         raise FilterError(f"--sort: unknown key {key!r}; {suggest(key, keys)}valid keys: {', '.join(keys)}")
     return key, reverse
 
 
-def sort_records(records: list[dict[str, Any]], key: str, reverse: bool) -> list[dict[str, Any]]:
-    """Runs ordered by a record field, config key or metric; runs without a value come last either way."""
-    def value(r: dict[str, Any]) -> Any:
-        return (r.get("metrics") or {}).get(key) if key in METRIC_ORDER else value_of(r, key)
+def rows_of(records: list[dict[str, Any]], store: Store | None = None) -> list[RunRow]:
+    """The runs view's rows (amltui/app/runs_view.py); ``store``: where running runs' progress.json is read."""
+    if store is None:
+        return make_rows(records, lambda r: {})
+    return make_rows(records, lambda r: read_progress(store, r["id"]), sweep_points(records, store.runs_dir))
 
-    present = [r for r in records if value(r) is not None]
-    missing = [r for r in records if value(r) is None]
 
-    def order(r: dict[str, Any]) -> tuple[int, Any]:
-        v = value(r)
-        return (0, float(v)) if isinstance(v, int | float) and not isinstance(v, bool) else (1, str(v))
-
-    return sorted(present, key=order, reverse=reverse) + missing
+def sorted_rows(rows: list[RunRow], text: str, reverse: bool) -> list[RunRow]:
+    """The rows in --sort's order (the dashboard's sort: runs without a value last either way)."""
+    return sort_rows(rows, *sort_key(text, reverse, [r.record for r in rows]))
 
 
 def _short(text: str, width: int) -> str:
@@ -83,13 +88,14 @@ def _short(text: str, width: int) -> str:
     return lines[0] + (" …" if len(lines) > 1 else "")
 
 
-def cell(r: dict[str, Any], col: str, phases: dict[str, str]) -> str:
+def cell(row: RunRow, col: str) -> str:
     """The text of one cell (plain; escaped when the table is built)."""
+    r = row.record
     metrics = r.get("metrics") or {}
-    if col in METRIC_ORDER:
+    if col in METRIC_ORDER:  # final numbers only, to two decimals (the dashboard's ~ monitor estimates are not)
         return f"{metrics[col]:.2f}" if col in metrics else ""
-    if col == "progress":  # a quiet phase with its own count (amltui/app/run_progress.py), else the epoch
-        return phases.get(r["id"]) or f"{r.get('epoch', 0)}/{r.get('epochs', '?')}"
+    if col == "progress":  # a quiet phase with its own count, else the epochs (from the phase events)
+        return row.progress.count
     if col == "gpu":  # where a running run is, as `amltui gpus` names it (gpu2, gpu0.mig1)
         return str(r.get("gpu") or "") if r.get("status") == Status.RUNNING else ""
     if col == "!":  # a flagged run (core/flags.py), e.g. gradient masking
@@ -105,19 +111,18 @@ def _title(col: str) -> str:
     return METRIC_SHORT_LABELS.get(col, col)
 
 
-def runs_table(records: list[dict[str, Any]], width: int | None, phases: dict[str, str] | None = None) -> Table:
+def runs_table(records: list[dict[str, Any]], width: int | None) -> Table:
     """The runs as a table that fits ``width`` columns (see fit_runs_table)."""
-    return fit_runs_table(records, width, phases)[0]
+    return fit_runs_table(rows_of(records), width)[0]
 
 
-def fit_runs_table(records: list[dict[str, Any]], width: int | None,
-                   phases: dict[str, str] | None = None) -> tuple[Table, list[str]]:
-    """(table, the columns left out): the runs in a table that fits ``width`` (None: every column, whole first
+def fit_runs_table(rows: list[RunRow], width: int | None) -> tuple[Table, list[str]]:
+    """(table, the columns left out): the rows in a table that fits ``width`` (None: every column, whole first
     lines of the errors) by leaving out the least important columns whole; only the failure reason's text
-    narrows (down to ERROR_MIN) to make room. ``phases``: the running runs' quiet-phase progress
-    (`inv 120/1000`), shown instead of their epoch."""
-    phases = phases or {}
-    cells = {c: [cell(r, c, phases) for r in records] for c in LS_COLUMNS}
+    narrows (down to ERROR_MIN) to make room. A running run in a quiet phase shows that phase's own progress
+    (`inv 120/1000`) instead of its epoch (the row's ProgressCell)."""
+    records = [row.record for row in rows]
+    cells = {c: [cell(row, c) for row in rows] for c in LS_COLUMNS}
     if width is None:
         cells["error/flag"] = [_error_text(r, None) for r in records]
     present = [c for c in LS_COLUMNS if c not in OPTIONAL or any(cells[c])]

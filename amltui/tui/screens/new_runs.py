@@ -218,8 +218,7 @@ class LaunchScreen(Dialog[LaunchResult | None]):
     @work(thread=True, group="launch", exclusive=True, exit_on_error=False)
     def _launch(self, request: LaunchRequest, values: FormValues) -> None:
         try:
-            preflight(request)
-            result = launch(self.runs_dir, request)
+            result = launch(self.runs_dir, request)  # the service checks the data first (preflight), then queues
         except (ActionError, StoreError, OSError) as exc:
             self.app.call_from_thread(self._failed, str(exc))
             return
@@ -256,20 +255,3 @@ class LaunchScreen(Dialog[LaunchResult | None]):
 def _choice(value: str, options: tuple[str, ...] | list[str], default: str) -> str:
     """A remembered Select value, or the default when it is no longer one of the options."""
     return value if value in options else default
-
-
-def preflight(request: LaunchRequest) -> None:
-    """amltui/app/preflight.py's checks before anything is queued (data present and readable, subsets that fit the
-    split, the GPUs named), once per distinct data setting; ActionError with the fix when one fails."""
-    from amltui.app.preflight import PreflightError, check_config
-
-    seen: set[tuple] = set()
-    for config in resolve_configs(request):
-        key = (config.dataset, config.data_dir, config.train_subset, config.test_subset, config.device)
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            check_config(config, gpus=request.gpus)
-        except PreflightError as exc:
-            raise ActionError(str(exc)) from None

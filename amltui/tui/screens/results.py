@@ -21,19 +21,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import get_current_worker
 
-from amltui.app.records import inspect_all
-from amltui.app.report import (
-    IA_METRICS,
-    Cell,
-    Row,
-    _pair_key,  # what pairs a run with its reference baseline (report._pair_with_baselines)
-    aggregate,
-    footnotes,
-    is_reference_baseline,
-    present_metrics,
-)
+from amltui.app.report import IA_METRICS, Cell, Row, footnotes, present_metrics
 from amltui.app.safetext import markup_safe
-from amltui.app.store import Store, StoreError
+from amltui.app.service import browse
+from amltui.app.store import StoreError
 from amltui.tui import actions
 from amltui.tui.keys import BACK
 from amltui.tui.messages import ResultsLoaded
@@ -115,13 +106,13 @@ class ResultsScreen(Screen):
             return
         try:
             # Damaged records (a NaN or mistyped metric) are left out, never averaged in.
-            records = inspect_all(Store(self.app.runs_dir).all())
+            records = browse.checked_records(self.app.runs_dir)
             if sweep := self.sweep:
                 from amltui.termplot.frontier import sweep_view
 
                 rows, self.frontier = sweep_view(records, self.app.runs_dir, sweep)
             else:
-                rows = baseline_first(aggregate(records))
+                rows = browse.results_by_setting(records)
         except (StoreError, OSError, ValueError) as exc:
             self.post_message(ResultsLoaded(None, str(exc)))
             return
@@ -207,10 +198,8 @@ class ResultsScreen(Screen):
         deltas.display = bool(paired)
 
     def action_next_sweep(self) -> None:
-        from amltui.app.sweeps import next_sweep
-
         before = self.sweep
-        self.sweep = next_sweep(Store(self.app.runs_dir).all(), self.app.runs_dir, self.sweep)
+        self.sweep = browse.following_sweep(self.app.runs_dir, self.sweep)
         if before is None and self.sweep is None:
             self.notify("No sweeps in this runs folder: `amltui run … --grid KEY=V1,V2 --sweep NAME` (or the launch "
                         "form's grid field) makes one", title="s: sweeps", severity="warning", markup=False)
@@ -231,27 +220,6 @@ class ResultsScreen(Screen):
             self.app.call_from_thread(self.notify, f"export failed: {exc}", severity="error", markup=False)
             return
         self.app.call_from_thread(self.notify, str(path), title="Results exported", markup=False)
-
-
-def baseline_first(rows: list[Row]) -> list[Row]:
-    """Rows in aggregate's order, but each reference baseline moved up to just before the first row paired with
-    it: an ablation's setting (a λ sweep's ``lambda_sa=0.25``) differs from its baseline's and may sort first."""
-    baselines = [row for row in rows if row.runs and all(is_reference_baseline(r) for r in row.runs)]
-    key_of = {id(row): {_pair_key(r) for r in row.runs} for row in baselines}
-    ordered: list[Row] = []
-    placed: set[int] = set()
-    for row in rows:
-        if id(row) in placed:
-            continue
-        if id(row) not in key_of:
-            keys = {_pair_key(r) for r in row.runs}
-            for base in baselines:
-                if id(base) not in placed and key_of[id(base)] & keys:
-                    ordered.append(base)
-                    placed.add(id(base))
-        ordered.append(row)
-        placed.add(id(row))
-    return ordered
 
 
 def setting_labels(rows: list[Row]) -> dict[tuple[str, str], str]:

@@ -16,7 +16,8 @@ from textual.worker import get_current_worker
 from amltui.app import gpus
 from amltui.app.records import LIVE, Status
 from amltui.app.safetext import markup_safe
-from amltui.app.store import Store, StoreError
+from amltui.app.service import browse
+from amltui.app.store import StoreError
 from amltui.tui import actions
 from amltui.tui.actions import LaunchResult
 from amltui.tui.data import RESUMABLE, RunsSnapshot
@@ -154,7 +155,7 @@ class RunsScreen(Screen):
                     "rebuild it from the run folders (as `amltui store rebuild`; the unreadable file is kept aside).",
                     True)
         if self.table.filter_error:
-            return f"filter: {markup_safe(self.table.filter_error, lines=True)}", True
+            return markup_safe(self.table.filter_error, lines=True), True  # it says "filter: …" itself
         if self.loaded and not any_rows:
             return f"No runs in {markup_safe(str(self.app.runs_dir))} yet. Press [b]n[/b] to launch one.", False
         return None
@@ -374,9 +375,9 @@ class RunsScreen(Screen):
 
     @work(thread=True, group="actions", exit_on_error=False)
     def _rebuild(self) -> None:
-        """amltui.app.store.Store.rebuild, as `amltui store rebuild` runs it."""
+        """The service's index rebuild (amltui/app/service/browse.py), as `amltui store rebuild` runs it."""
         try:
-            report = Store(self.app.runs_dir).rebuild()
+            report = browse.rebuild_index(self.app.runs_dir)
         except (StoreError, OSError) as exc:
             self.app.call_from_thread(self._acted, f"rebuild failed: {exc}", "error")
             return

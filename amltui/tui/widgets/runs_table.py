@@ -13,21 +13,9 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from amltui.app.outcomes import CHANCE_MARK
+from amltui.app.runs_view import FLAG_MARK, SORTS, FilterSyntaxError, ProgressCell, RunRow, filter_rows, sort_rows
 from amltui.app.safetext import printable
-from amltui.tui.data import (
-    COLUMNS,
-    FLAG_MARK,
-    FROZEN,
-    MARK,
-    NUMERIC,
-    POINT_COLUMN,
-    SORTS,
-    STATUS_STYLE,
-    FilterSyntaxError,
-    RunRow,
-    filter_rows,
-    sort_rows,
-)
+from amltui.tui.data import COLUMNS, FROZEN, MARK, NUMERIC, POINT_COLUMN, STATUS_STYLE
 
 ID_WIDTH_MAX = 32  # a longer id is cut: the metrics after it must stay in view at 80 columns
 POINT_WIDTH_MAX = 24  # a longer grid point is cut with "…" (the detail screen's config tab has it whole)
@@ -65,14 +53,18 @@ def layout_for(cells: list[dict[str, str]]) -> Layout:
                   min(widest("point"), POINT_WIDTH_MAX))
 
 
-def _cell(column: str, value: str) -> str | Text:
+def _progress(cell: ProgressCell) -> Text:
+    """The bar in colour, then the count (both from the run's phase events: amltui/app/runs_view.py)."""
+    return Text.assemble((cell.bar, "cyan"), " ", cell.count)
+
+
+def _cell(column: str, value: str, row: RunRow) -> str | Text:
     if column == "status":
         return Text(value, style=STATUS_STYLE.get(value, ""))
     if column == "mark":
         return Text(value, style="bold yellow")
     if column == "progress":
-        bar, _, count = value.partition(" ")
-        return Text.assemble((bar, "cyan"), " ", count)
+        return _progress(row.progress)
     if column == "A_SA" and value.endswith(FLAG_MARK):
         return Text.assemble(value[:-1], (FLAG_MARK, "bold yellow"), justify="right")
     if column == "A_orig" and value.endswith(CHANCE_MARK):
@@ -140,7 +132,8 @@ class RunsTable(DataTable):
         self._sync()
 
     def set_filter(self, text: str) -> None:
-        """Filter by ``text`` (amltui.tui.data.parse_filter); a bad key sets ``filter_error`` instead."""
+        """Filter by ``text`` (the one filter grammar, amltui/app/filters.py); a bad key or value sets
+        ``filter_error`` instead."""
         self.filter_text = text
         self._sync()
 
@@ -201,12 +194,12 @@ class RunsTable(DataTable):
         for row in wanted:
             cells, old = self._cells(row), self.shown.get(row.key)
             if old is None:
-                self.add_row(*(_cell(c, cells[c]) for c in self.column_keys), key=row.key)
+                self.add_row(*(_cell(c, cells[c], row) for c in self.column_keys), key=row.key)
                 self.cells_written += len(self.column_keys)
             else:
                 for column in self.column_keys:
                     if old[column] != cells[column]:
-                        self.update_cell(row.key, column, _cell(column, cells[column]))
+                        self.update_cell(row.key, column, _cell(column, cells[column], row))
                         self.cells_written += 1
             self.shown[row.key] = cells
         self._order([r.key for r in wanted], keep)
