@@ -191,3 +191,21 @@ def test_reproduces_at_different_sizes_get_different_report_folders():
     many = report_folder_name([RunConfig.resolve("baseline", "quick", overrides=long)])
     assert len(many) <= 150 and many != report_folder_name([RunConfig.resolve("baseline", "quick",
                                                                                 overrides=[*long[:-1], "epochs=8"])])
+
+
+def test_a_long_robustness_step_is_estimated_and_needs_yes_without_a_terminal(tmp_path, monkeypatch):
+    from amltui.app import robustness
+
+    monkeypatch.setattr(robustness, "CONFIRM_OVER_S", 0.0)  # every step counts as long: no long run needed
+    args = ["reproduce", "--dataset", "synthetic", "--seeds", "0", "--variants", "baseline", "--epochs", "1",
+            "--set", "eval_ia=false", "--runs-dir", str(tmp_path), *[a for s in TINY for a in ("--set", s)]]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2, refused.output
+    assert "projected to take about" in refused.output and "pass --yes" in refused.output
+    (record,) = Store(tmp_path).all()
+    assert record["status"] == "done" and "checks" not in record and "A_AA" not in record["metrics"]
+    started = runner.invoke(app, [*args, "--yes"])  # the trained run is reused; the step runs after its estimate
+    assert started.exit_code == 0, started.output
+    assert "projected to take about" in started.output and "0 to start" in started.output
+    (record,) = Store(tmp_path).all()
+    assert record["checks"]["scope"] == "cheap" and "A_AA" in record["metrics"]

@@ -457,13 +457,13 @@ class Estimate:
 
     def text(self, n: int) -> str:
         slowest = max(self.pending, key=lambda p: p[2]) if self.pending else None
-        out = f"about {_duration(self.seconds)} for {len(self.pending)} measurement(s) on n={n} images"
+        out = f"about {fmt_duration(self.seconds)} for {len(self.pending)} measurement(s) on n={n} images"
         if slowest:
-            out += f" (slowest: {attack_label(slowest[0])} at ε {slowest[1]:g}, ~{_duration(slowest[2])})"
+            out += f" (slowest: {attack_label(slowest[0])} at ε {slowest[1]:g}, ~{fmt_duration(slowest[2])})"
         return out
 
 
-def _duration(seconds: float) -> str:
+def fmt_duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from amltui.app import service
+from amltui.app.errors import UserError
 from amltui.app.service import ReproduceRequest
 from amltui.app.service.reproduce import Listener
 from amltui.app.store import Store
@@ -30,14 +31,27 @@ def register(app: typer.Typer) -> None:
 class CliFront:
     """The terminal side of the sequence: plain lines, Rich progress bars, foreground runs."""
 
-    def __init__(self, wide: bool = False) -> None:
+    def __init__(self, wide: bool = False, yes: bool = False) -> None:
         self.wide = wide  # --wide: the end-of-run table with every column
+        self.yes = yes  # --yes: a long step is announced, not asked about
 
     def say(self, text: str) -> None:
         console.print(text, highlight=False, markup=False)
 
     def warn(self, text: str) -> None:
         err.print(text, highlight=False, markup=False)
+
+    def confirm(self, text: str) -> None:
+        """Announce a step projected over 10 minutes; ask on a terminal, refuse without one unless --yes."""
+        self.say(text)
+        if self.yes:
+            return
+        if not sys.stdin.isatty():
+            raise UserError("refusing to start a step projected over 10 minutes without confirmation",
+                            "pass --yes to run it anyway, or make it cheaper (--robust-subset, --no-autoattack, "
+                            "--set aa_version=standard-fast)")
+        if not typer.confirm("start it?", default=False):
+            raise UserError("not started (answered no); the runs are kept, and a rerun reuses them", code=1)
 
     @contextlib.contextmanager
     def progress(self) -> Iterator[Listener]:
@@ -86,6 +100,8 @@ def reproduce(
     out: Annotated[Path | None, typer.Option(help="Report folder [default: in <runs-dir>/reports/, named by the "
                                               "dataset, preset, changed keys and seeds].")] = None,
     wide: o.Wide = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Start a robustness step projected over 10 minutes without "
+                                      "asking.")] = False,
     runs_dir: o.RunsDir = None,
     **options: object,
 ) -> None:
@@ -102,7 +118,7 @@ def reproduce(
         configs = service.check_request(request)  # before the store: a refused command writes nothing
     store = open_store(runs_dir)
     with user_errors():
-        report, code = service.reproduce(store, request, CliFront(wide), configs)
+        report, code = service.reproduce(store, request, CliFront(wide, yes), configs)
     if report is not None:
         console.print(f"report: {report}", markup=False, highlight=False, soft_wrap=True)  # one line: copyable
     if code:

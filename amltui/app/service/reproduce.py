@@ -44,6 +44,10 @@ class ReproduceFront(Protocol):
 
     def warn(self, text: str) -> None: ...
 
+    def confirm(self, text: str) -> None:
+        """Say that a step will take long (``text``); raise UserError to stop, return to go on."""
+        ...
+
     def progress(self) -> AbstractContextManager[Listener]: ...
 
     def run(self, store: Store, ids: list[str], request: ReproduceRequest) -> int:
@@ -152,14 +156,38 @@ def measure_robustness(store: Store, ids: list[str], request: ReproduceRequest, 
     from amltui.app.robustness import record_autoattack, record_cheap_checks
 
     with front.progress() as listener:
-        for record in list(_done(store, ids)):
+        asked = False
+        todo = list(_done(store, ids))
+        for i, record in enumerate(todo):
             ev = _evaluator(store, record["id"], front, listener, subset=request.robust_subset)
             if ev is None:
                 continue
-            if request.robust_checks and (record.get("checks") or {}).get("checkpoint") != ev.ckpt:
+            checks = request.robust_checks and (record.get("checks") or {}).get("checkpoint") != ev.ckpt
+            aa = request.autoattack and "A_AA" not in (record.get("metrics") or {})
+            if not asked and (checks or aa):  # once, before the first measurement: the whole step's projection
+                asked = True
+                _confirm_if_long(ev, checks, aa, len(todo) - i, front)
+            if checks:
                 record_cheap_checks(store, ev)
-            if request.autoattack and "A_AA" not in (record.get("metrics") or {}):
+            if aa:
                 record_autoattack(store, ev)
+
+
+def _confirm_if_long(ev: Any, checks: bool, aa: bool, runs: int, front: ReproduceFront) -> None:
+    """Put the step's projected time to the front end when it is over robustness.CONFIRM_OVER_S: this run's
+    estimate (the cost model of `eval`) times the runs left, which share its architecture and subset."""
+    from amltui.app import robustness
+
+    cfg = ev.config
+    plan = [("fgsm", cfg.eps_s)] if checks else []
+    pgd = robustness.pgd_spec(cfg.pgd_steps, 1, cfg.seed)
+    plan += [(pgd, cfg.eps_s), (f"square-{robustness.SQUARE_QUERIES}", cfg.eps_s),
+             (pgd, robustness.LARGE_EPS)] if checks else []
+    plan += [(robustness.aa_spec(cfg.aa_version), cfg.eps_s)] if aa else []
+    one = robustness.estimate(ev, plan)
+    if one.seconds * runs > robustness.CONFIRM_OVER_S:
+        front.confirm(f"the robustness checks and A_AA of {runs} run(s) are projected to take about "
+                      f"{robustness.fmt_duration(one.seconds * runs)} ({one.text(ev.n)} per run)")
 
 
 def measure_curves(store: Store, ids: list[str], request: ReproduceRequest, front: ReproduceFront) -> None:
