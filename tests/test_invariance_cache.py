@@ -123,6 +123,32 @@ def test_garbled_manifest_is_detected_and_everything_rebuilt(tmp_path):
     assert build.calls == [(0, 4), (4, 8)] and _same(result, _expected(8))
 
 
+@pytest.mark.parametrize("planted", ["fifo", "nested"])
+def test_a_fifo_or_a_deeply_nested_manifest_is_rebuilt_not_waited_on(tmp_path, planted):
+    import os
+    import signal
+
+    def hung(*_):
+        raise TimeoutError("reading the planted manifest blocked")
+
+    signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)  # a regression fails this test instead of hanging the suite
+    build = Builder()
+    cache = ChunkedCache(tmp_path, {"k": 6}, total=8, chunk_size=4)
+    cache.load_or_build(build)
+    cache.manifest_path.unlink()
+    if planted == "fifo":
+        os.mkfifo(cache.manifest_path)  # a plain read would block here for ever
+    else:
+        cache.manifest_path.write_text("[" * 100_000)
+    warnings: list[str] = []
+    build.calls.clear()
+    result = ChunkedCache(tmp_path, {"k": 6}, total=8, chunk_size=4, warn=warnings.append).load_or_build(build)
+    signal.alarm(0)
+    assert any("manifest" in w and "unreadable" in w for w in warnings), warnings
+    assert build.calls == [(0, 4), (4, 8)] and _same(result, _expected(8))
+
+
 def test_chunks_load_with_weights_only(tmp_path):
     cache = ChunkedCache(tmp_path, {"k": 5}, total=3, chunk_size=2)
     cache.load_or_build(Builder())

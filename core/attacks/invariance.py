@@ -33,7 +33,7 @@ from core.attacks.transforms import (
     make_grid,
     transform_all,
 )
-from core.fsio import atomic_write_bytes
+from core.fsio import atomic_write_bytes, open_regular
 from core.registry import INVARIANCE_EPS
 
 if TYPE_CHECKING:
@@ -453,8 +453,9 @@ def cached_agreement(dataset: Dataset, split: str, eps: float, mode: str, cache_
     fields_ = {**cache_fields(dataset, split, eps, mode, grid, fast), "total": total, "chunk_size": cache_chunk}
     path = Path(cache_root) / cache_key(fields_) / AGREEMENT_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        with open_regular(path) as f:  # a FIFO in its place is refused, never waited on
+            return json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
         return None
 
 

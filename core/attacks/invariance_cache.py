@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from core.fsio import atomic_write, make_folder
+from core.fsio import atomic_write, make_folder, open_regular
 
 __all__ = [
     "CACHE_FORMAT",
@@ -63,7 +63,7 @@ def cache_key(fields: Mapping[str, Any]) -> str:
 
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:  # a FIFO in its place is refused, never waited on
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -111,7 +111,8 @@ class ChunkedCache:
         if not path.exists():
             return self._empty_manifest()
         try:
-            manifest = json.loads(path.read_text())
+            with open_regular(path) as f:  # a FIFO in its place is refused, never waited on
+                manifest = json.loads(f.read())
             ok = (
                 isinstance(manifest, dict)
                 and manifest.get("format") == CACHE_FORMAT
@@ -119,7 +120,7 @@ class ChunkedCache:
                 and manifest.get("fields") == json.loads(_canonical(self.fields))
                 and isinstance(manifest.get("chunks"), dict)
             )
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             ok, manifest = False, None
             reason = f"unreadable ({exc.__class__.__name__}: {exc})"
         else:
