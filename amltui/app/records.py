@@ -42,6 +42,7 @@ STATUSES = tuple(s for s in Status if s is not Status.DAMAGED)
 TERMINAL = frozenset({Status.DONE, Status.FAILED, Status.CANCELLED})
 WORKING = frozenset({Status.RUNNING, Status.STALLED})  # a worker owns the run (or did, until it is found gone)
 LIVE = frozenset({Status.QUEUED, *WORKING, Status.ORPHANED})  # not finished: can be cancelled
+RESUMABLE = frozenset({Status.FAILED, Status.CANCELLED, Status.ORPHANED})  # queued again, from the checkpoint
 REPAIR_HINT = "`amltui store rebuild` re-reads the run folders; `amltui rm RUN` deletes the run"
 
 # A Slurm job id: 123, an array task 123_4, a het-job part 123+1, optionally a step (.0, .batch).

@@ -19,12 +19,11 @@ from typing import Any
 
 from amltui.app import human_agreement, paper
 from amltui.app.flagnotes import marked
-from amltui.app.records import TERMINAL, WORKING, Status, inspect_all
+from amltui.app.records import RESUMABLE, TERMINAL, WORKING, Status, inspect_all
 from amltui.app.report import Row, aggregate, columns_for, footnotes, present_metrics, render, se_note
 from amltui.app.report_notes import aa_note, flagged_lines
 from amltui.app.robustness import robustness_figure
 from amltui.app.runs import code_version, run_dir
-from amltui.app.service.manage import RESUMABLE
 from amltui.app.store import Store
 from core.config import VARIANTS, RunConfig
 from core.domains import is_digit_dataset

@@ -12,11 +12,10 @@ from typing import Any
 from amltui.app.errors import UserError
 from amltui.app.fsutil import check_runs_folder, refuse_planted_links
 from amltui.app.records import DAMAGED, LIVE, WORKING, Status, inspect, inspect_all
-from amltui.app.store import Store, StoreError, validate_run_id
+from amltui.app.store import Store, StoreError, delete_record, mark_folderless, validate_run_id
 
 Record = dict[str, Any]
 CANCELLABLE = LIVE  # queued, running, stalled, orphaned
-RESUMABLE = frozenset({Status.FAILED, Status.CANCELLED, Status.ORPHANED})
 
 
 def records(store: Store) -> list[Record]:
@@ -177,8 +176,8 @@ def cancel_one(store: Store, record: Record) -> str:
         return f"damaged ({record[DAMAGED]}); nothing to cancel"
     if not folder.is_dir() or folder.is_symlink():
         # No folder: no worker can use it. The index record is all that is left; mark it so it stops counting.
-        store.update(record["id"], {"status": Status.CANCELLED, "pid": None,
-                                    "error": f"cancelled: {record[DAMAGED]}"})
+        mark_folderless(store, record["id"], {"status": Status.CANCELLED, "pid": None,
+                                              "error": f"cancelled: {record[DAMAGED]}"})
         return f"marked cancelled ({record[DAMAGED]}); `amltui rm {record['id']}` deletes the record"
     # The raw record: its own checks (e.g. a Slurm job id that is no job id) give the precise refusal.
     return cancel_run(store, store.get(record["id"]) or {**record, "status": claimed})
@@ -225,12 +224,12 @@ def delete_run(store: Store, record: Record) -> Path:
     run_id = record["id"]
     folder = run_dir(store.runs_dir, run_id).path
     if not folder.is_dir():  # damaged: only the index record is left
-        if not store.remove(run_id):
+        if not delete_record(store, run_id):
             raise _already_gone(run_id)
         return folder
     tomb = _entomb(store, folder, run_id)
     shutil.rmtree(tomb)
-    store.remove(run_id)
+    delete_record(store, run_id)
     return folder
 
 

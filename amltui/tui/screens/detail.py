@@ -27,7 +27,8 @@ from amltui.app.records import DAMAGED, Status
 from amltui.app.run_pca import DONE_PREFIX, ERROR_PREFIX, STAGE_PREFIX
 from amltui.app.run_progress import describe
 from amltui.app.safetext import printable
-from amltui.tui.data import STATUS_STYLE, DetailReader, RunDetail, damaged_record
+from amltui.app.status_style import STATUS_STYLE
+from amltui.tui.data import DetailReader, RunDetail, damaged_record
 from amltui.tui.keys import BACK, tab_keys
 from amltui.tui.messages import DetailLoaded, PcaStage
 from amltui.tui.widgets.chart import LineChart, Series
