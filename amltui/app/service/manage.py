@@ -223,14 +223,19 @@ def delete_run(store: Store, record: Record) -> Path:
 
     run_id = record["id"]
     folder = run_dir(store.runs_dir, run_id).path
-    if not folder.is_dir():  # damaged: only the index record is left
-        if not delete_record(store, run_id):
+    if not folder.is_dir():
+        # A folder there when the run was found, or a tombstone of it now: another rm is deleting the run.
+        if record.get("status") != DAMAGED or _being_deleted(store, run_id) or not delete_record(store, run_id):
             raise _already_gone(run_id)
         return folder
     tomb = _entomb(store, folder, run_id)
+    delete_record(store, run_id)  # while the tombstone is there, so a concurrent rm knows the run is taken
     shutil.rmtree(tomb)
-    delete_record(store, run_id)
     return folder
+
+
+def _being_deleted(store: Store, run_id: str) -> bool:
+    return any(store.runs_dir.glob(f"{TOMBSTONE_PREFIX}{run_id}-*"))
 
 
 def _already_gone(run_id: str) -> UserError:
