@@ -11,7 +11,7 @@ from typing import Any
 
 from amltui.app.errors import UserError
 from amltui.app.fsutil import check_runs_folder, refuse_planted_links
-from amltui.app.records import DAMAGED, LIVE, WORKING, Status, inspect, inspect_all
+from amltui.app.records import ACTIVE, DAMAGED, LIVE, WORKING, Status, inspect, inspect_all
 from amltui.app.store import Store, StoreError, delete_record, mark_folderless, validate_run_id
 
 Record = dict[str, Any]
@@ -117,7 +117,7 @@ def resume_run(store: Store, record: Record, options: Any = None) -> str:
         raise UserError(f"run {run_id} is stalled: its worker (pid {record.get('pid')}) still owns it but has "
                         "stopped beating (paused or hung)",
                         f"resume that process (kill -CONT) or `amltui cancel {run_id}` it first")
-    if status in (Status.RUNNING, Status.QUEUED):
+    if status in ACTIVE:
         raise UserError(f"run {run_id} is {status}", f"cancel it first (`amltui cancel {run_id}`)")
     _preflight_resume(store, record, options)
     try:
@@ -172,7 +172,7 @@ def cancel_one(store: Store, record: Record) -> str:
         return cancel_run(store, record)
     folder = run_dir(store.runs_dir, record["id"]).path
     claimed = claimed_status(record)
-    if claimed not in (Status.QUEUED, Status.RUNNING):
+    if claimed not in ACTIVE:
         return f"damaged ({record[DAMAGED]}); nothing to cancel"
     if not folder.is_dir() or folder.is_symlink():
         # No folder: no worker can use it. The index record is all that is left; mark it so it stops counting.
