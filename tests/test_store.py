@@ -22,6 +22,9 @@ from amltui.app.store import (
     StoreCorruptError,
     StoreError,
     StoreSchemaError,
+    create_records,
+    delete_record,
+    mark_folderless,
     validate_run_id,
 )
 
@@ -109,6 +112,22 @@ def test_sorting_numbers_before_strings(tmp_path: Path) -> None:
     for rid, created in [("z", 10.0), ("y", 9), ("x", "2025"), ("w", None)]:
         store._add({"id": rid, "created": created})
     assert [r["id"] for r in store.all()] == ["y", "z", "x", "w"]
+
+
+def test_the_named_writers_create_delete_and_mark_only_a_folderless_record(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    (tmp_path / "has-folder").mkdir()
+    create_records(store, [{"id": "has-folder", "status": "queued"}, {"id": "gone", "status": "running"}])
+    with pytest.raises(StoreError, match="'gone' is already in"):
+        create_records(store, [{"id": "new", "status": "queued"}, {"id": "gone", "status": "queued"}])
+    assert store.get("new") is None  # all or nothing
+    assert mark_folderless(store, "gone", {"status": "cancelled"})["status"] == "cancelled"
+    with pytest.raises(ValueError, match="update_record"):  # a run with a folder changes with its run.json
+        mark_folderless(store, "has-folder", {"status": "cancelled"})
+    assert store.get("has-folder")["status"] == "queued"
+    assert delete_record(store, "gone") is True
+    assert delete_record(store, "gone") is False
+    assert [r["id"] for r in store.all()] == ["has-folder"]
 
 
 def test_duplicate_and_unknown_ids(tmp_path: Path) -> None:
