@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from amltui.app.fsutil import atomic_write_json
-from amltui.app.store import Store
+from amltui.app.store import Store, update_record
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.demo import seed_demo
 from amltui.tui.screens.runs import RunsScreen
@@ -47,8 +47,8 @@ def make_store(root: Path) -> list[str]:
     store = Store(root)
     live = [r["id"] for r in records if r["status"] == "done"][:N_LIVE]
     for run_id in live:
-        store.update(run_id, {"status": "running", "epoch": 0, "metrics": {}, "metrics_n": {}, "last": {},
-                              "host": "bench-host", "pid": 1})
+        update_record(store, run_id, lambda r: r.update(status="running", epoch=0, metrics={}, metrics_n={}, last={},
+                                                        host="bench-host", pid=1))
     return live
 
 
@@ -64,7 +64,8 @@ def updater(root: Path, live: list[str], stamps: mp.Queue, stop: mp.Event) -> No
                 "epoch": 1 + seq // 20, "epochs": 50, "step": seq % 20, "steps": 20, "loss": loss}})
             if i == 0:
                 stamps.put((f"{loss:.4f}", time.monotonic()))
-            store.update(run_id, {"epoch": seq // 20, "last": {"train_loss": loss, "monitor_A_orig": 50 + seq % 50}})
+            fields = {"epoch": seq // 20, "last": {"train_loss": loss, "monitor_A_orig": 50 + seq % 50}}
+            update_record(store, run_id, lambda r, fields=fields: r.update(fields))
         stop.wait(PERIOD)
 
 

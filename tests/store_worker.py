@@ -31,8 +31,8 @@ def update(runs_dir: Path, k: int, n: int, go: Path) -> None:
     store = Store(runs_dir)
     _wait_for(go)
     for i in range(n):
-        store.update("shared", lambda r: {**r, "count": r["count"] + 1})
-        store.update(f"p{k}", lambda r, i=i: {**r, "values": r["values"] + [i]})
+        store._update("shared", lambda r: {**r, "count": r["count"] + 1})
+        store._update(f"p{k}", lambda r, i=i: {**r, "values": r["values"] + [i]})
 
 
 def writeloop(runs_dir: Path, prefix: str) -> None:
@@ -40,8 +40,8 @@ def writeloop(runs_dir: Path, prefix: str) -> None:
     payload = "x" * 20_000  # makes each write long enough for kills to land inside it
     i = 0
     while True:
-        store.add({"id": f"{prefix}-{i}", "status": "queued", "created": time.time()})
-        store.put({"id": "big", "payload": payload, "writer": prefix, "i": i})
+        store._add({"id": f"{prefix}-{i}", "status": "queued", "created": time.time()})
+        store._put({"id": "big", "payload": payload, "writer": prefix, "i": i})
         print(f"{prefix}-{i}", flush=True)
         if i == 0:
             print("ready", flush=True)

@@ -22,7 +22,7 @@ from amltui.app.executors.local import LocalScheduler, Slot
 from amltui.app.fsutil import atomic_write_bytes
 from amltui.app.records import inspect
 from amltui.app.runs import run_dir
-from amltui.app.store import SCHEMA_VERSION, Store, validate_run_id
+from amltui.app.store import SCHEMA_VERSION, Store, delete_record, validate_run_id
 
 
 def ls_json(runs: Path) -> dict[str, dict]:
@@ -199,7 +199,7 @@ def test_run_folders_without_an_index_give_a_rebuild_hint(tmp_path: Path, how: s
 
 def test_a_run_folder_without_a_record_is_named_by_export(tmp_path: Path) -> None:
     store = make_runs(tmp_path)
-    store.remove("b2")
+    delete_record(store, "b2")
     out = assert_clean(invoke("export", "--runs-dir", tmp_path), 0)
     assert "not in the index (b2)" in out
 

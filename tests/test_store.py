@@ -22,6 +22,9 @@ from amltui.app.store import (
     StoreCorruptError,
     StoreError,
     StoreSchemaError,
+    create_records,
+    delete_record,
+    mark_folderless,
     validate_run_id,
 )
 
@@ -65,29 +68,29 @@ def test_add_get_put_update_remove_find_all(tmp_path: Path) -> None:
     assert store.path == tmp_path / "runs" / STORE_FILENAME and store.runs_dir.is_dir()
     assert store.all() == [] and store.get("a") is None  # no file yet = empty
 
-    store.add({"id": "b", "status": "queued", "created": "2025-01-02T00:00:00"})
-    store.add({"id": "a", "status": "queued", "created": "2025-01-02T00:00:00"})
-    store.add({"id": "c", "status": "done", "created": "2025-01-01T00:00:00"})
-    store.add({"id": "d"})  # no "created": sorted last
+    store._add({"id": "b", "status": "queued", "created": "2025-01-02T00:00:00"})
+    store._add({"id": "a", "status": "queued", "created": "2025-01-02T00:00:00"})
+    store._add({"id": "c", "status": "done", "created": "2025-01-01T00:00:00"})
+    store._add({"id": "d"})  # no "created": sorted last
     assert [r["id"] for r in store.all()] == ["c", "a", "b", "d"]
     assert store.get("a") == {"id": "a", "status": "queued", "created": "2025-01-02T00:00:00"}
 
-    new = store.update("a", {"status": "running", "epoch": 1})
+    new = store._update("a", {"status": "running", "epoch": 1})
     assert new == store.get("a") and new["status"] == "running" and new["epoch"] == 1
-    new = store.update("a", lambda r: {**r, "epoch": r["epoch"] + 1})
+    new = store._update("a", lambda r: {**r, "epoch": r["epoch"] + 1})
     assert store.get("a")["epoch"] == 2 == new["epoch"]
 
-    store.put({"id": "a", "status": "done"})  # put replaces the whole record
+    store._put({"id": "a", "status": "done"})  # put replaces the whole record
     assert store.get("a") == {"id": "a", "status": "done"}
-    store.put({"id": "e", "status": "queued"})  # and inserts when absent
+    store._put({"id": "e", "status": "queued"})  # and inserts when absent
     assert store.get("e") == {"id": "e", "status": "queued"}
 
     assert [r["id"] for r in store.find(status="done")] == ["c", "a"]
     assert store.find(status="done", id="a") == [{"id": "a", "status": "done"}]
     assert store.find(status="nope") == []
 
-    assert store.remove("b") is True
-    assert store.remove("b") is False
+    assert store._remove("b") is True
+    assert store._remove("b") is False
     assert ids(store) == {"a", "c", "d", "e"}
 
     got = store.get("c")
@@ -96,7 +99,7 @@ def test_add_get_put_update_remove_find_all(tmp_path: Path) -> None:
 
 
 def test_records_persist_across_store_objects_and_schema_recorded(tmp_path: Path) -> None:
-    Store(tmp_path).add({"id": "r1", "x": [1, 2.5, None, {"y": True}]})
+    Store(tmp_path)._add({"id": "r1", "x": [1, 2.5, None, {"y": True}]})
     assert Store(tmp_path).get("r1") == {"id": "r1", "x": [1, 2.5, None, {"y": True}]}
     assert Store(tmp_path).schema_version() == SCHEMA_VERSION == 1
     raw = json.loads((tmp_path / STORE_FILENAME).read_text())
@@ -107,18 +110,34 @@ def test_records_persist_across_store_objects_and_schema_recorded(tmp_path: Path
 def test_sorting_numbers_before_strings(tmp_path: Path) -> None:
     store = Store(tmp_path)
     for rid, created in [("z", 10.0), ("y", 9), ("x", "2025"), ("w", None)]:
-        store.add({"id": rid, "created": created})
+        store._add({"id": rid, "created": created})
     assert [r["id"] for r in store.all()] == ["y", "z", "x", "w"]
+
+
+def test_the_named_writers_create_delete_and_mark_only_a_folderless_record(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    (tmp_path / "has-folder").mkdir()
+    create_records(store, [{"id": "has-folder", "status": "queued"}, {"id": "gone", "status": "running"}])
+    with pytest.raises(StoreError, match="'gone' is already in"):
+        create_records(store, [{"id": "new", "status": "queued"}, {"id": "gone", "status": "queued"}])
+    assert store.get("new") is None  # all or nothing
+    assert mark_folderless(store, "gone", {"status": "cancelled"})["status"] == "cancelled"
+    with pytest.raises(ValueError, match="update_record"):  # a run with a folder changes with its run.json
+        mark_folderless(store, "has-folder", {"status": "cancelled"})
+    assert store.get("has-folder")["status"] == "queued"
+    assert delete_record(store, "gone") is True
+    assert delete_record(store, "gone") is False
+    assert [r["id"] for r in store.all()] == ["has-folder"]
 
 
 def test_duplicate_and_unknown_ids(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    store.add({"id": "r1", "v": 1})
-    with pytest.raises(StoreError, match="'r1' is already in .*put\\(\\)"):
-        store.add({"id": "r1", "v": 2})
+    store._add({"id": "r1", "v": 1})
+    with pytest.raises(StoreError, match="'r1' is already in .*a new run needs a new id"):
+        store._add({"id": "r1", "v": 2})
     assert store.get("r1") == {"id": "r1", "v": 1}
     with pytest.raises(StoreError, match="no run 'ghost'"):
-        store.update("ghost", {"v": 3})
+        store._update("ghost", {"v": 3})
     assert ids(store) == {"r1"}
 
 
@@ -128,7 +147,7 @@ def test_invalid_run_ids_rejected(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValueError, match="1-128 characters"):
         validate_run_id(bad)
     with pytest.raises(ValueError, match="invalid run id"):
-        store.add({"id": bad})
+        store._add({"id": bad})
     with pytest.raises(ValueError):
         store.get(bad)
     assert not (tmp_path / STORE_FILENAME).exists()  # nothing was written
@@ -141,39 +160,39 @@ def test_valid_run_ids_accepted() -> None:
 
 def test_bad_records_and_updates_change_nothing(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    store.add({"id": "r1", "v": 1})
+    store._add({"id": "r1", "v": 1})
     before = store.path.read_bytes()
     with pytest.raises(TypeError, match="must be a dict"):
-        store.add(["id", "r2"])  # type: ignore[arg-type]
+        store._add(["id", "r2"])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="needs an 'id'"):
-        store.add({"v": 1})
+        store._add({"v": 1})
     with pytest.raises(ValueError, match="not plain JSON"):
-        store.add({"id": "r2", "when": object()})
+        store._add({"id": "r2", "when": object()})
     with pytest.raises(ValueError, match="not plain JSON"):
-        store.update("r1", {"when": object()})
+        store._update("r1", {"when": object()})
     with pytest.raises(ValueError, match="may not change a run's id"):
-        store.update("r1", {"id": "r9"})
+        store._update("r1", {"id": "r9"})
     with pytest.raises(TypeError, match="returned list"):
-        store.update("r1", lambda r: [r])
+        store._update("r1", lambda r: [r])
 
     def boom(record: dict) -> dict:
         record["v"] = 99  # mutating the copy must not leak into the store
         raise RuntimeError("user function failed")
 
     with pytest.raises(RuntimeError, match="user function failed"):
-        store.update("r1", boom)
+        store._update("r1", boom)
     assert store.path.read_bytes() == before
     assert store.all() == [{"id": "r1", "v": 1}]
 
 
 def test_leftover_temp_files_are_cleaned_by_the_next_writer(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    store.add({"id": "r1"})
+    store._add({"id": "r1"})
     leftover = tmp_path / f".{STORE_FILENAME}.abc123.tmp"
     leftover.write_text('{"half": ')
     unrelated = tmp_path / ".run.json.abc.tmp"
     unrelated.write_text("x")
-    store.add({"id": "r2"})
+    store._add({"id": "r2"})
     assert not leftover.exists() and unrelated.exists()
     assert ids(store) == {"r1", "r2"}
 
@@ -214,9 +233,9 @@ def test_file_lock_excludes_a_second_holder(tmp_path: Path) -> None:
 def test_concurrent_updates_from_8_processes_lose_nothing(tmp_path: Path) -> None:
     n_procs, n_updates = 8, 50
     store = Store(tmp_path)
-    store.add({"id": "shared", "count": 0})
+    store._add({"id": "shared", "count": 0})
     for k in range(n_procs):
-        store.add({"id": f"p{k}", "values": []})
+        store._add({"id": f"p{k}", "values": []})
     go = tmp_path / "go"
     procs = [spawn("update", tmp_path, k, n_updates, go) for k in range(n_procs)]
     go.touch()  # all start together, so their updates interleave
@@ -256,7 +275,7 @@ def test_sigkilled_writers_never_damage_committed_records(tmp_path: Path) -> Non
 
         # The dead writer's lock is gone: the next writer gets it at once, not after a timeout.
         t0 = time.monotonic()
-        store.update("big", {"checked": rnd})
+        store._update("big", {"checked": rnd})
         assert time.monotonic() - t0 < 2
         assert not list(tmp_path.glob(f".{STORE_FILENAME}.*.tmp"))  # leftovers cleaned by that write
     assert len(committed) > 30
@@ -265,25 +284,25 @@ def test_sigkilled_writers_never_damage_committed_records(tmp_path: Path) -> Non
 
 def test_lock_of_a_killed_holder_is_released_by_the_kernel(tmp_path: Path) -> None:
     store = Store(tmp_path, lock_timeout=0.3)
-    store.add({"id": "r1"})
+    store._add({"id": "r1"})
     holder = spawn("hold-lock", tmp_path)
     assert holder.stdout is not None
     assert holder.stdout.readline().split() == ["locked", str(holder.pid)]
     try:
         with pytest.raises(TimeoutError, match=f"store.json.lock, held by process {holder.pid}"):
-            store.add({"id": "r2"})
+            store._add({"id": "r2"})
         assert ids(store) == {"r1"}  # reads need no lock
     finally:
         kill_and_collect(holder)
     t0 = time.monotonic()
-    Store(tmp_path, lock_timeout=2).add({"id": "r2"})
+    Store(tmp_path, lock_timeout=2)._add({"id": "r2"})
     assert time.monotonic() - t0 < 1
     assert ids(store) == {"r1", "r2"}
 
 
 def test_reader_never_sees_a_torn_file_while_writers_write(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    store.add({"id": "seed"})
+    store._add({"id": "seed"})
     stop = tmp_path / "stop"
     reader = spawn("read", tmp_path, stop)
     writers = [spawn("writeloop", tmp_path, f"w{k}") for k in range(2)]
@@ -308,7 +327,7 @@ def _runs_with_folders(runs: Path) -> Store:
     for i in range(3):
         record = {"id": f"r{i}", "status": "done", "created": i}
         write_run_folder(runs, record)
-        store.add(record)
+        store._add(record)
     broken = runs / "broken"
     broken.mkdir()
     (broken / "run.json").write_text('{"id": "broken", ')
@@ -341,7 +360,7 @@ def test_corrupt_store_is_moved_aside_and_rebuilt(tmp_path: Path, bad: bytes) ->
 
     # Until rebuilt, writers and readers keep refusing rather than showing an empty index.
     with pytest.raises(StoreCorruptError, match="found corrupt earlier.*amltui store rebuild"):
-        store.add({"id": "new"})
+        store._add({"id": "new"})
     with pytest.raises(StoreCorruptError):
         store.get("r0")
 
@@ -352,21 +371,21 @@ def test_corrupt_store_is_moved_aside_and_rebuilt(tmp_path: Path, bad: bytes) ->
     assert [r["id"] for r in store.all()] == ["r0", "r1", "r2"]
     assert store.get("r1") == {"id": "r1", "status": "done", "created": 1}
     assert err.backup_path.read_bytes() == bad
-    store.add({"id": "new"})  # usable again
+    store._add({"id": "new"})  # usable again
 
 
 def test_corruption_found_by_a_writer_is_moved_aside_too(tmp_path: Path) -> None:
     store = _runs_with_folders(tmp_path)
     store.path.write_bytes(b'{"runs": 5}')
     with pytest.raises(StoreCorruptError, match="table 'runs'") as info:
-        store.update("r0", {"status": "x"})
+        store._update("r0", {"status": "x"})
     assert info.value.backup_path.read_bytes() == b'{"runs": 5}'
     assert store.rebuild().restored == 3
 
 
 def test_read_retries_while_a_bad_file_is_being_replaced(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    store.add({"id": "r1"})
+    store._add({"id": "r1"})
     good = store.path.read_bytes()
     store.path.write_bytes(good[: len(good) // 2])  # as if written in place by something else, then replaced
     fixer = threading.Timer(0.02, lambda: atomic_write_bytes(store.path, good))
@@ -380,8 +399,8 @@ def test_read_retries_while_a_bad_file_is_being_replaced(tmp_path: Path) -> None
 
 def test_rebuild_prefers_run_folders_and_keeps_index_only_records(tmp_path: Path) -> None:
     store = _runs_with_folders(tmp_path)
-    store.update("r0", {"status": "stale view"})
-    store.add({"id": "queued-1", "status": "queued"})  # no folder yet
+    store._update("r0", {"status": "stale view"})
+    store._add({"id": "queued-1", "status": "queued"})  # no folder yet
     atomic_write_json(tmp_path / "r2" / "run.json", {"id": "other", "status": "done"})  # copied folder
     report = store.rebuild()
     # r2's folder is unusable, so its old index record is the best there is: kept, and the folder reported.
@@ -400,7 +419,7 @@ def test_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> None:
     store = Store(tmp_path)
     newer = json.dumps({"runs": {"1": {"id": "r1"}}, "meta": {"1": {"schema_version": SCHEMA_VERSION + 1}}})
     store.path.write_text(newer)
-    for attempt in (store.all, lambda: store.get("r1"), lambda: store.add({"id": "r2"}), store.rebuild):
+    for attempt in (store.all, lambda: store.get("r1"), lambda: store._add({"id": "r2"}), store.rebuild):
         with pytest.raises(StoreSchemaError, match="upgrade amltui") as info:
             attempt()
         assert isinstance(info.value, StoreError) and str(store.path) in str(info.value)

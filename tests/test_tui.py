@@ -21,7 +21,7 @@ from textual.pilot import Pilot
 
 from amltui.app.outcomes import CHANCE_MARK, at_chance
 from amltui.app.report import aggregate, render
-from amltui.app.store import Store
+from amltui.app.store import Store, create_records, delete_record, update_record
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.data import LogTail, progress_bar
 from amltui.tui.demo import seed_demo
@@ -165,7 +165,8 @@ def test_live_updates_change_only_their_cells_and_keep_the_cursor(demo: Path) ->
         assert table.current_id == "ml_sa-s1-demo"
         written = table.cells_written
         store = Store(demo)
-        store.update("ml_sa_ia-s0-demo", {"epoch": 5, "last": {"train_loss": 0.4321, "monitor_A_orig": 97.0}})
+        update_record(store, "ml_sa_ia-s0-demo", lambda r: r.update(epoch=5, last={"train_loss": 0.4321,
+                                                                                   "monitor_A_orig": 97.0}))
         (demo / "ml_sa_ia-s0-demo" / "progress.json").write_text('{"kind": "epoch", "epoch": {"epoch": 5, '
                                                                  '"epochs": 6}}')
         await wait_for(pilot, lambda: cell(app, "ml_sa_ia-s0-demo", "loss") == "0.4321", what="the new loss")
@@ -175,8 +176,8 @@ def test_live_updates_change_only_their_cells_and_keep_the_cursor(demo: Path) ->
         assert table.cells_written - written <= 4  # progress, loss, A_orig (+ A_SA gone): not the whole table
         # A new run appears at the end, the cursor stays; a removed one disappears.
         record = dict(store.get("baseline-s0-demo"), id="zz-new-run", created="2026-02-01T00:00:00.000000Z")
-        store.put(record)
-        store.remove("baseline-s1-demo")
+        create_records(store, [record])
+        delete_record(store, "baseline-s1-demo")
         await wait_for(pilot, lambda: "zz-new-run" in table_ids(app) and "baseline-s1-demo" not in table_ids(app))
         assert table_ids(app)[-1] == "zz-new-run"
         assert table.current_id == "ml_sa-s1-demo"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 
-from amltui.app.store import Store
+from amltui.app.store import update_record
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.screens.detail import DetailScreen
 from tests.test_tui import cell, demo, ready, run_app, screen_text, wait_for  # noqa: F401  (demo: a fixture)
@@ -24,11 +24,7 @@ def _flag_and_add_pgd(runs: Path) -> None:
         if line.get("kind") == "epoch":
             line["monitor_A_PGD"] = 0.0  # a fully masked run: its PGD curve is flat at zero and must still show
     (folder / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    store = Store(runs)
-    record = store.get(RUN)
-    record.update(flags=["gradient_masking"], flag_details=[DETAIL])
-    (folder / "run.json").write_text(json.dumps(record))
-    store.put(record)
+    update_record(runs, RUN, lambda record: record.update(flags=["gradient_masking"], flag_details=[DETAIL]))
 
 
 def test_flag_mark_in_the_table_and_reasons_and_pgd_curve_in_the_detail(demo: Path) -> None:  # noqa: F811

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Input, Select
 from amltui.app.fsutil import atomic_write_json
 from amltui.app.outcomes import CHANCE_MARK, at_chance, chance_note
 from amltui.app.records import Status
-from amltui.app.store import Store, update_record
+from amltui.app.store import Store, create_records, update_record
 from amltui.app.sweeps import save_manifest
 from amltui.tui.actions import LaunchRequest, LaunchResult
 from amltui.tui.dashboard import DashboardApp
@@ -42,7 +42,7 @@ def add_runs(runs: Path, specs: list[tuple[str, str, int, str, int | None, int]]
         record.update((change or {}).get(run_id, {}))
         write_run(runs, record, config)
         records.append(record)
-    Store(runs).add_many(records)
+    create_records(Store(runs), records)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.screen import Screen
 
-from amltui.app.store import Store
+from amltui.app.store import Store, update_record
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.data import SORTS, FilterSyntaxError, filter_rows, parse_filter
 from amltui.tui.screens.confirm import ConfirmScreen
@@ -47,8 +47,7 @@ def row_line(text: str, run_id: str) -> str:
 
 
 def _tag(runs: Path, run_id: str, tags: list[str], sweep: str | None = None) -> None:
-    store = Store(runs)
-    store.update(run_id, {"tags": tags, "sweep": sweep})
+    update_record(runs, run_id, lambda record: record.update(tags=tags, sweep=sweep))
 
 
 # ---- what shows at 80 and 100 columns --------------------------------------------------------------------
@@ -99,8 +98,8 @@ def test_end_and_home_jump_to_the_last_and_first_row(demo: Path) -> None:  # noq
 
 
 def test_the_header_counts_cancelled_runs(demo: Path) -> None:  # noqa: F811
-    store = Store(demo)
-    store.update("ml_sa_ia-s1-demo", {"status": "cancelled", "error": "cancelled by the user"})
+    update_record(demo, "ml_sa_ia-s1-demo", lambda record: record.update(status="cancelled",
+                                                                          error="cancelled by the user"))
 
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)

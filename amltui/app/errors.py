@@ -7,6 +7,9 @@ user's to fix (ConfigError, FilterError, GpuError, …) are translated into it w
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class UserError(ValueError):
     """A request that cannot be done as asked. ``str()`` gives the message and, when known, the fix."""
@@ -19,3 +22,14 @@ class UserError(ValueError):
 
     def __str__(self) -> str:
         return f"{self.message}; {self.fix}" if self.fix else self.message
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """"did you mean 'ml_sa'? " for a near miss of one of ``options`` ('-' for '_' counts as one), else "".
+
+    The one suggestion every "unknown key/value" message uses: it ends in a space so it can sit before the list
+    of valid choices. Options are shown as text (a Status shows as ``'done'``, not as the enum).
+    """
+    names = [str(option) for option in options]
+    close = [o for o in names if o == word.replace("-", "_")] or difflib.get_close_matches(word, names, 3, 0.6)
+    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""

@@ -23,6 +23,14 @@ INTERVAL_TEXT = {"std": "error bars: ±1 sample std over seeds",
 DEFAULT_X, DEFAULT_Y = "A_PGD", "A_IA"
 # Label positions (typographic points from the marker), cycled; a thin leader line ties each label to its point.
 LABEL_OFFSETS = ((14, 16), (14, -18), (-14, 16), (-14, -18), (0, 24), (0, -26))
+# Each variant's colour in every frontier, the PNG (matplotlib) and the terminal's (Rich takes the same hex).
+VARIANT_COLOURS = {"baseline": "#7f7f7f", "ml_sa": "#1f77b4", "ml_sa_ia": "#d62728"}
+OTHER_VARIANT_COLOUR = "#2ca02c"  # a variant added to core/registry.py without a colour here
+
+
+def variant_colour(variant: str) -> str:
+    """The colour a variant's points and bars are drawn in (hex, for matplotlib and Rich alike)."""
+    return VARIANT_COLOURS.get(variant, OTHER_VARIANT_COLOUR)
 
 
 class FrontierError(ValueError):
@@ -96,14 +104,13 @@ def frontier_figure(points: list[Point], x: str = DEFAULT_X, y: str = DEFAULT_Y,
     from amltui.app.png_figures import plt  # Agg backend, set once there
 
     fig, ax = plt.subplots(figsize=(7.5, 5.6))
-    colors = {"baseline": "#7f7f7f", "ml_sa": "#1f77b4", "ml_sa_ia": "#d62728"}
     seen: set[str] = set()
     for p in points:
         label = p.variant if p.variant not in seen else None
         seen.add(p.variant)
         ax.errorbar([p.x], [p.y], xerr=None if p.x_err is None else [p.x_err],
                     yerr=None if p.y_err is None else [p.y_err], fmt="o", capsize=3,
-                    color=colors.get(p.variant, "#2ca02c"), label=label, gid=f"point:{p.label}")
+                    color=variant_colour(p.variant), label=label, gid=f"point:{p.label}")
     _label_points(ax, points)
     front = pareto_front(points)
     ax.plot([p.x for p in front], [p.y for p in front], "-o", color="black", alpha=0.5, lw=1.2, ms=15,

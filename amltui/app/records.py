@@ -39,9 +39,15 @@ class Status(StrEnum):
 DAMAGED = Status.DAMAGED
 # Every status amltui writes. A new status must be added here, or its runs are shown as damaged.
 STATUSES = tuple(s for s in Status if s is not Status.DAMAGED)
-TERMINAL = frozenset({Status.DONE, Status.FAILED, Status.CANCELLED})
+# Every set of statuses lives here (tests/test_rules.py fails on one built anywhere else).
+STOPPED = frozenset({Status.FAILED, Status.CANCELLED})  # ended without finishing
+TERMINAL = frozenset({Status.DONE, *STOPPED})
 WORKING = frozenset({Status.RUNNING, Status.STALLED})  # a worker owns the run (or did, until it is found gone)
-LIVE = frozenset({Status.QUEUED, *WORKING, Status.ORPHANED})  # not finished: can be cancelled
+UNSTARTED = frozenset({Status.QUEUED, Status.ORPHANED})  # no worker yet: cancelling is a status change
+LIVE = frozenset({*UNSTARTED, *WORKING})  # not finished: can be cancelled
+ACTIVE = frozenset({Status.QUEUED, Status.RUNNING})  # waiting for or held by a worker (or a Slurm job)
+RESUMABLE = frozenset({*STOPPED, Status.ORPHANED})  # queued again, from the checkpoint
+SUBMITTABLE = frozenset({Status.QUEUED, *STOPPED})  # what a Slurm submission may (re)queue
 REPAIR_HINT = "`amltui store rebuild` re-reads the run folders; `amltui rm RUN` deletes the run"
 
 # A Slurm job id: 123, an array task 123_4, a het-job part 123+1, optionally a step (.0, .batch).

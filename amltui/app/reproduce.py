@@ -19,17 +19,16 @@ from typing import Any
 
 from amltui.app import human_agreement, paper
 from amltui.app.flagnotes import marked
-from amltui.app.records import TERMINAL, WORKING, Status, inspect_all
+from amltui.app.records import RESUMABLE, STATUSES, Status, inspect_all
 from amltui.app.report import Row, aggregate, columns_for, footnotes, present_metrics, render, se_note
 from amltui.app.report_notes import aa_note, flagged_lines
 from amltui.app.robustness import robustness_figure
 from amltui.app.runs import code_version, run_dir
-from amltui.app.service.manage import RESUMABLE
 from amltui.app.store import Store
 from core.config import VARIANTS, RunConfig
 from core.domains import is_digit_dataset
 
-USABLE = TERMINAL | WORKING | {Status.QUEUED, Status.ORPHANED}  # every status but damaged
+USABLE = frozenset(STATUSES)  # every status but damaged
 
 # Two-sided 95% Student-t quantiles by degrees of freedom (for paired differences over few seeds).
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,

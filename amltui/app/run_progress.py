@@ -19,7 +19,7 @@ from rich.text import Text
 
 from amltui.app.fsutil import read_json
 from amltui.app.outcomes import at_chance
-from amltui.app.records import DAMAGED, TERMINAL, Status, inspect, parse_time
+from amltui.app.records import DAMAGED, TERMINAL, UNSTARTED, Status, inspect, parse_time
 from amltui.app.runs import run_dir
 from amltui.app.store import Store
 
@@ -49,7 +49,7 @@ def _describe(record: dict[str, Any], progress: dict[str, Any]) -> tuple[str, fl
         text = status + (shown + chance if "A_orig" in metrics else f"  {record.get('error') or ''}")
         return text, 1, 1
     kind = progress.get("kind")
-    if status in (Status.QUEUED, Status.ORPHANED):
+    if status in UNSTARTED:
         return str(status), 0, 1
     if status == Status.STALLED:
         return "stalled (worker paused or hung; see `amltui show`)", 0, 1

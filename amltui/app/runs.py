@@ -35,8 +35,8 @@ from amltui.app.fsutil import (
     read_tail_lines,
     refuse_symlink,
 )
-from amltui.app.records import TERMINAL, WORKING, RunRecord, Status, now
-from amltui.app.store import SKIP, Store, Unchanged, update_record, validate_run_id
+from amltui.app.records import RESUMABLE, TERMINAL, WORKING, RunRecord, Status, now
+from amltui.app.store import SKIP, Store, Unchanged, create_records, update_record, validate_run_id
 from core.config import ConfigError, RunConfig
 from core.errors import DataNotFoundError, TrainingFailed
 
@@ -207,7 +207,7 @@ def set_status(store: Store, run_id: str, status: str, *, expect: Collection[str
 def requeue(store: Store, run_id: str) -> dict[str, Any] | None:
     """Queue a failed, cancelled or orphaned run again, to continue from its checkpoint; None otherwise."""
     def again(record: dict[str, Any]) -> Unchanged | None:
-        if record.get("status") not in REQUEUABLE:
+        if record.get("status") not in RESUMABLE:
             return SKIP
         # An orphaned run never started: queueing it again is not a resume.
         resumes = record.get("resumes", 0) + (record.get("status") != Status.ORPHANED)
@@ -216,9 +216,6 @@ def requeue(store: Store, run_id: str) -> dict[str, Any] | None:
         return None
 
     return update_record(store, run_id, again)
-
-
-REQUEUABLE = frozenset({Status.FAILED, Status.CANCELLED, Status.ORPHANED})
 
 
 def create_run(store: Store, config: RunConfig, run_id: str | None = None) -> dict[str, Any]:
@@ -254,7 +251,7 @@ def create_runs(store: Store, configs: list[RunConfig], run_ids: list[str | None
             atomic_write_json(rd.config_file, config.to_dict(), durable=False)
             atomic_write_json(rd.record_file, record, durable=False)
             records.append(record)
-        store.add_many(records)
+        create_records(store, records)
     except BaseException:
         for path in made:
             shutil.rmtree(path, ignore_errors=True)

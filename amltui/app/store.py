@@ -255,7 +255,8 @@ class Store:
     def lock(self) -> FileLock:
         """The lock that serializes writers, for callers that must pair other file writes with it.
 
-        Not reentrant: do not call this store's add/put/update/remove/rebuild while holding it.
+        Not reentrant: do not write this store (update_record, create_records, delete_record, rebuild) while
+        holding it.
         """
         return FileLock(self.lock_path, timeout=self.lock_timeout)
 
@@ -352,34 +353,37 @@ class Store:
         return SCHEMA_VERSION
 
     # -- writes ------------------------------------------------------------------------------------------
+    # Private on purpose: outside this module the index is written only by the named functions below the class
+    # (update_record, update_records, create_records, delete_record, mark_folderless) and rebuild, so run.json
+    # and the index never disagree. tests/test_rules.py fails when code outside store.py calls these.
 
-    def add(self, record: dict) -> None:
+    def _add(self, record: dict) -> None:
         """Insert a new run record; a record with the same id already there is a StoreError."""
         run_id = _check_record(record)
         with self._writing() as runs:
             if runs.contains(Query().id == run_id):
-                raise StoreError(f"run {run_id!r} is already in {self.path}; use put() to replace it")
+                raise StoreError(f"run {run_id!r} is already in {self.path}; a new run needs a new id")
             runs.insert(dict(record))
 
-    def add_many(self, records: list[dict]) -> None:
+    def _add_many(self, records: list[dict]) -> None:
         """Insert new records in one write (queueing hundreds of runs must not rewrite the file per run)."""
         ids = [_check_record(r) for r in records]
         if len(set(ids)) != len(ids):
-            raise ValueError("add_many was given the same run id twice")
+            raise ValueError("_add_many was given the same run id twice")
         with self._writing() as runs:
             present = [i for i in ids if runs.contains(Query().id == i)]
             if present:
-                raise StoreError(f"run {present[0]!r} is already in {self.path}; use put() to replace it")
+                raise StoreError(f"run {present[0]!r} is already in {self.path}; a new run needs a new id")
             runs.insert_multiple(dict(r) for r in records)
 
-    def put(self, record: dict) -> None:
+    def _put(self, record: dict) -> None:
         """Insert or replace (whole record) the run with this record's id."""
         run_id = _check_record(record)
         with self._writing() as runs:
             self._replace(runs, run_id, dict(record))
 
-    def put_many(self, records: list[dict]) -> None:
-        """``put`` of many records in one write of the index (tagging 200 runs must not rewrite it 200 times)."""
+    def _put_many(self, records: list[dict]) -> None:
+        """``_put`` of many records in one write of the index (tagging 200 runs must not rewrite it 200 times)."""
         for record in records:
             _check_record(record)
         with self.lock():
@@ -412,7 +416,7 @@ class Store:
 
         runs.update(swap, doc_ids=[doc.doc_id])
 
-    def update(self, run_id: str, changes: dict | Callable[[dict], dict]) -> dict:
+    def _update(self, run_id: str, changes: dict | Callable[[dict], dict]) -> dict:
         """Atomically change one record and return the new one.
 
         ``changes`` is either a dict merged into the record, or a function from the current record (a copy)
@@ -440,7 +444,7 @@ class Store:
             self._replace(runs, run_id, new)
             return new
 
-    def remove(self, run_id: str) -> bool:
+    def _remove(self, run_id: str) -> bool:
         """Delete the record; False if there was none. The run folder is not touched."""
         validate_run_id(run_id)
         with self._writing() as runs:
@@ -553,7 +557,7 @@ def update_record(where: Store | Path, run_id: str, fn: Updater) -> dict[str, An
         if new is None:
             return None
         atomic_write_json(folder / RUN_RECORD_FILENAME, new)
-        store.put(new)
+        store._put(new)
     return new
 
 
@@ -572,8 +576,29 @@ def update_records(store: Store, run_ids: list[str], fn: Updater) -> list[dict[s
         for record in changed:
             atomic_write_json(folders[record["id"]] / RUN_RECORD_FILENAME, record)
         if changed:
-            store.put_many(changed)
+            store._put_many(changed)
     return [new[run_id] for run_id in run_ids]
+
+
+def create_records(store: Store, records: list[dict[str, Any]]) -> None:
+    """Index new runs (their folders and run.json are written already) in one write of the index; a run
+    already indexed is a StoreError and nothing is added."""
+    store._add_many(records)
+
+
+def delete_record(store: Store, run_id: str) -> bool:
+    """Remove a run's record from the index (its folder is deleted already, or was gone); False if there was
+    none. The run folder is not touched."""
+    return store._remove(run_id)
+
+
+def mark_folderless(store: Store, run_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """Change the index record of a run whose folder is gone (nothing else holds it, so no run.json can be
+    written with it); a run that has a folder is changed only by update_record (ValueError here)."""
+    folder = store.runs_dir / validate_run_id(run_id)
+    if folder.is_dir() and not folder.is_symlink():
+        raise ValueError(f"run {run_id!r} has its folder {folder}; change it with update_record")
+    return store._update(run_id, changes)
 
 
 def _updated(folder: Path, run_id: str, fn: Updater) -> dict[str, Any] | None:

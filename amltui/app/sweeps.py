@@ -13,7 +13,6 @@ A sweep's name is recorded in each run it queues (record field ``sweep``) and, w
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import json
 import math
@@ -24,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from amltui.app.errors import did_you_mean
 from amltui.app.fsutil import atomic_write_json, read_json
 from amltui.app.store import validate_run_id
 from core.config import ConfigError, RunConfig, coerce, field_names
@@ -45,17 +45,12 @@ class GridError(ValueError):
     """A grid item names an unknown key or a value the key cannot take; the message says what would."""
 
 
-def _suggest(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=3, cutoff=0.6)
-    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-
-
 def check_key(key: str) -> str:
     if key in OWN_OPTION:
         raise GridError(f"--grid {key}: use {OWN_OPTION[key]} for {key} (several values are crossed there too)")
     keys = [k for k in field_names() if k != "overrides"]
     if key not in keys:
-        raise GridError(f"--grid: unknown config key {key!r}; {_suggest(key, keys)}"
+        raise GridError(f"--grid: unknown config key {key!r}; {did_you_mean(key, keys)}"
                         "`amltui config-keys` lists the keys with their types and ranges")
     return key
 
@@ -276,7 +271,7 @@ def sweep_records(records: list[dict[str, Any]], runs_dir: Path, name: str) -> t
     chosen = [r for r in records if r.get("id") in ids or r.get("sweep") == name]
     if not chosen:
         known = sweep_names(records, runs_dir)
-        raise GridError(f"no run belongs to sweep {name!r}; {_suggest(name, known)}"
+        raise GridError(f"no run belongs to sweep {name!r}; {did_you_mean(name, known)}"
                         f"known sweeps: {', '.join(known) or 'none yet (run … --grid KEY=V1,V2 --sweep NAME)'}")
     return chosen, list(manifest.get("keys", [])) or swept_keys(chosen)
 

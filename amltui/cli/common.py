@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import errno
 import os
 import re
@@ -16,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from amltui.app import service
-from amltui.app.errors import UserError
+from amltui.app.errors import UserError, did_you_mean
 from amltui.app.records import DAMAGED, unindexed_folders
 from amltui.app.safetext import markup_safe, printable
 from amltui.app.status_style import status_style
@@ -34,12 +33,6 @@ def fail(message: str, code: int = 2) -> NoReturn:
     # soft_wrap: one line however long (paths), so it can be grepped and copied; the terminal wraps it.
     err.print(f"[bold red]error:[/] {markup_safe(message, lines=True)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
-
-
-def did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
-    """"did you mean 'ml_sa'? " for a near miss ('-' for '_' counts as one), else ""."""
-    close = [o for o in options if o == word.replace("-", "_")] or difflib.get_close_matches(word, options, 3, 0.6)
-    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
 
 
 _NOT_A_CHOICE = re.compile(r"(?:Value error, )?'(?P<value>.*)' is not one of (?P<choices>.*?)\.?$")

@@ -104,7 +104,7 @@ def ls(
 
 LS_JSON_KEYS = ("id", "variant", "seed", "dataset", "preset", "status", "epoch", "epochs", "metrics", "metrics_n",
                 "pid", "host", "slot", "gpu", "gpu_peak_mib", "device", "executor", "slurm_job_id", "created",
-                "started", "ended", "error", "select", "selected_epoch", "flags", "flag_details", "damaged", "tags",
+                "started", "ended", "error", "select", "selected_epoch", "flags", "flag_details", DAMAGED, "tags",
                 "note", "sweep")
 runs_table = runs_listing.runs_table  # tests and older callers import it from here
 

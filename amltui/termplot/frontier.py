@@ -11,7 +11,15 @@ from pathlib import Path
 from rich.console import Group
 from rich.text import Text
 
-from amltui.app.frontier import DEFAULT_X, DEFAULT_Y, INTERVAL_TEXT, Point, pareto_front, points_of
+from amltui.app.frontier import (
+    DEFAULT_X,
+    DEFAULT_Y,
+    INTERVAL_TEXT,
+    Point,
+    pareto_front,
+    points_of,
+    variant_colour,
+)
 from amltui.app.report import Row
 from amltui.app.sweep_table import sweep_rows
 from amltui.app.sweeps import sweep_records
@@ -19,7 +27,6 @@ from amltui.termplot.braille import BrailleCanvas
 from core.metrics import METRIC_LABELS
 
 Y_LABEL = 7
-STYLES = {"baseline": "grey62", "ml_sa": "dodger_blue2", "ml_sa_ia": "red3"}
 FRONT_STYLE = "grey50"
 MARKS = "123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -36,7 +43,7 @@ def _legend(points: list[Point], x: str, y: str, interval: str) -> list[Text]:
     front = {p.label for p in pareto_front(points)}
     lines = [Text(f"{INTERVAL_TEXT[interval]}; ★ the paper's variant; ◆ on the Pareto front", style="dim")]
     for i, p in enumerate(points):
-        line = Text(f"{MARKS[i % len(MARKS)]} ", style=f"bold {STYLES.get(p.variant, 'green')}")
+        line = Text(f"{MARKS[i % len(MARKS)]} ", style=f"bold {variant_colour(p.variant)}")
         xe = "" if p.x_err is None else f" ± {p.x_err:.2f}"
         ye = "" if p.y_err is None else f" ± {p.y_err:.2f}"
         line.append(f"{p.label}: {METRIC_LABELS[x]} {p.x:.2f}{xe}, {METRIC_LABELS[y]} {p.y:.2f}{ye} (n={p.n})")
@@ -64,7 +71,7 @@ def render_frontier(points: list[Point], x: str, y: str, interval: str = "std", 
         canvas.line(*dot(a.x, a.y), *dot(b.x, b.y), style=FRONT_STYLE)
     marks: dict[tuple[int, int], tuple[str, str]] = {}
     for i, p in enumerate(points):
-        style = STYLES.get(p.variant, "green")
+        style = variant_colour(p.variant)
         if p.x_err:
             canvas.line(*dot(p.x - p.x_err, p.y), *dot(p.x + p.x_err, p.y), style=style)
         if p.y_err:

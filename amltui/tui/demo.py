@@ -12,7 +12,7 @@ from typing import Any
 
 from amltui.app.fsutil import atomic_write_json
 from amltui.app.records import TERMINAL, Status
-from amltui.app.store import RUNS_TABLE, AtomicJSONStorage, Store
+from amltui.app.store import Store
 from core.config import RunConfig
 
 CODE_VERSION = "0.1.0+demo"
@@ -123,9 +123,7 @@ def seed_demo(runs_dir: Path, extra: int = 0) -> list[dict[str, Any]]:
         record, config = make_record(run_id, variant, seed, status, minute * 10, epoch)
         write_run(runs_dir, record, config)
         records.append(record)
-    store = Store(runs_dir)
-    with store.lock():
-        AtomicJSONStorage(store.path).write({RUNS_TABLE: {str(i): r for i, r in enumerate(records, start=1)}})
+    Store(runs_dir).rebuild()  # the index of the folders just written
     return records
 
 

@@ -27,7 +27,7 @@ from amltui.app.gpus import (
     store_footprint,
     visible_gpus,
 )
-from amltui.app.records import LIVE, TERMINAL, Status
+from amltui.app.records import LIVE, TERMINAL, UNSTARTED, Status
 from amltui.app.runs import request_cancel, run_dir, set_status
 from amltui.app.store import Store
 
@@ -111,7 +111,6 @@ def _names(slots: list[Slot]) -> str:
     return ", ".join(name + (f" ×{n}" if n > 1 else "") for name, n in counts.items())
 
 
-UNSTARTED = frozenset({Status.QUEUED, Status.ORPHANED})  # no worker yet: cancelling is a status change
 
 
 def cancel_run(store: Store, record: dict[str, Any]) -> str:

@@ -202,7 +202,7 @@ class LocalScheduler:
             set_status(self.store, run_id, Status.FAILED, error="another worker still owns the run folder (its "
                        "worker.lock); this one refused to start (see worker.out)", **mine)
         elif requested or code in (-signal.SIGTERM, -signal.SIGINT, EXIT_CANCELLED):
-            why = requested or "cancelled"
+            why = requested or Status.CANCELLED
             set_status(self.store, run_id, Status.CANCELLED, error=f"{why} (the worker ended by {how} before it "
                        "could record it)", **mine)
         elif code > 0:

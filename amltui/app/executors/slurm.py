@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from amltui.app.fsutil import make_folder
-from amltui.app.records import SLURM_JOB_ID, Status
+from amltui.app.records import ACTIVE, SLURM_JOB_ID, STOPPED, SUBMITTABLE, Status
 from amltui.app.runs import change_record, now, request_cancel, run_dir, set_status
 from amltui.app.store import Store
 
@@ -39,8 +39,7 @@ START_HINT = "start the cluster with: bash .ci/slurm.sh"
 ENDED_STATES = frozenset({"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
                           "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "TIMEOUT"})
 USABLE_NODE_STATES = ("idle", "mixed", "allocated", "completing")
-SUBMITTABLE = (Status.QUEUED, Status.FAILED, Status.CANCELLED)
-SLURM_LIVE = (Status.QUEUED, Status.RUNNING)  # what a Slurm run's record says while its job may still run
+SLURM_LIVE = ACTIVE  # what a Slurm run's record says while its job may still run
 _TIMEOUT_S = 30  # for a Slurm client command: slurmctld answers in milliseconds when it is up
 
 
@@ -215,7 +214,7 @@ class SlurmExecutor:
         if old_job and job_states([str(old_job)]).get(str(old_job), "GONE") not in ENDED_STATES | {"GONE"}:
             raise SlurmError(f"run {run_id} is already submitted as Slurm job {old_job}; cancel it first")
         folder = self.folder(run_id)
-        resumed = previous.get("status") in (Status.FAILED, Status.CANCELLED)
+        resumed = previous.get("status") in STOPPED
         queued = set_status(store, run_id, Status.QUEUED, expect=SUBMITTABLE, executor="slurm",
                             slurm_job_id=None, slurm_folder=str(folder), slurm_partition=self.partition,
                             slurm_time_min=self.time_minutes, slurm_gpus_per_node=self.gpus_per_node,
@@ -301,7 +300,7 @@ class SlurmExecutor:
             if requested:
                 error = f"{requested} (Slurm job {job_id} ended, {label}, before the worker recorded it)"
             # Only if the record still says queued/running: a worker reporting meanwhile wins.
-            if set_status(store, record["id"], status, expect=(*SLURM_LIVE, Status.STALLED), error=error,
+            if set_status(store, record["id"], status, expect=SLURM_LIVE | {Status.STALLED}, error=error,
                           pid=None):
                 changed.append(record["id"])
         return changed

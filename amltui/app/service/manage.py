@@ -11,12 +11,11 @@ from typing import Any
 
 from amltui.app.errors import UserError
 from amltui.app.fsutil import check_runs_folder, refuse_planted_links
-from amltui.app.records import DAMAGED, LIVE, WORKING, Status, inspect, inspect_all
-from amltui.app.store import Store, StoreError, validate_run_id
+from amltui.app.records import ACTIVE, DAMAGED, LIVE, WORKING, Status, inspect, inspect_all
+from amltui.app.store import Store, StoreError, delete_record, mark_folderless, validate_run_id
 
 Record = dict[str, Any]
 CANCELLABLE = LIVE  # queued, running, stalled, orphaned
-RESUMABLE = frozenset({Status.FAILED, Status.CANCELLED, Status.ORPHANED})
 
 
 def records(store: Store) -> list[Record]:
@@ -118,7 +117,7 @@ def resume_run(store: Store, record: Record, options: Any = None) -> str:
         raise UserError(f"run {run_id} is stalled: its worker (pid {record.get('pid')}) still owns it but has "
                         "stopped beating (paused or hung)",
                         f"resume that process (kill -CONT) or `amltui cancel {run_id}` it first")
-    if status in (Status.RUNNING, Status.QUEUED):
+    if status in ACTIVE:
         raise UserError(f"run {run_id} is {status}", f"cancel it first (`amltui cancel {run_id}`)")
     _preflight_resume(store, record, options)
     try:
@@ -173,12 +172,12 @@ def cancel_one(store: Store, record: Record) -> str:
         return cancel_run(store, record)
     folder = run_dir(store.runs_dir, record["id"]).path
     claimed = claimed_status(record)
-    if claimed not in (Status.QUEUED, Status.RUNNING):
+    if claimed not in ACTIVE:
         return f"damaged ({record[DAMAGED]}); nothing to cancel"
     if not folder.is_dir() or folder.is_symlink():
         # No folder: no worker can use it. The index record is all that is left; mark it so it stops counting.
-        store.update(record["id"], {"status": Status.CANCELLED, "pid": None,
-                                    "error": f"cancelled: {record[DAMAGED]}"})
+        mark_folderless(store, record["id"], {"status": Status.CANCELLED, "pid": None,
+                                              "error": f"cancelled: {record[DAMAGED]}"})
         return f"marked cancelled ({record[DAMAGED]}); `amltui rm {record['id']}` deletes the record"
     # The raw record: its own checks (e.g. a Slurm job id that is no job id) give the precise refusal.
     return cancel_run(store, store.get(record["id"]) or {**record, "status": claimed})
@@ -224,14 +223,19 @@ def delete_run(store: Store, record: Record) -> Path:
 
     run_id = record["id"]
     folder = run_dir(store.runs_dir, run_id).path
-    if not folder.is_dir():  # damaged: only the index record is left
-        if not store.remove(run_id):
+    if not folder.is_dir():
+        # A folder there when the run was found, or a tombstone of it now: another rm is deleting the run.
+        if record.get("status") != DAMAGED or _being_deleted(store, run_id) or not delete_record(store, run_id):
             raise _already_gone(run_id)
         return folder
     tomb = _entomb(store, folder, run_id)
+    delete_record(store, run_id)  # while the tombstone is there, so a concurrent rm knows the run is taken
     shutil.rmtree(tomb)
-    store.remove(run_id)
     return folder
+
+
+def _being_deleted(store: Store, run_id: str) -> bool:
+    return any(store.runs_dir.glob(f"{TOMBSTONE_PREFIX}{run_id}-*"))
 
 
 def _already_gone(run_id: str) -> UserError:

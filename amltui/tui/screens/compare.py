@@ -23,7 +23,8 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from amltui.app.records import inspect
 from amltui.app.runs import RunDir
-from amltui.tui.data import STATUS_STYLE, read_json_or_none
+from amltui.app.status_style import STATUS_STYLE
+from amltui.tui.data import read_json_or_none
 from amltui.tui.keys import BACK, tab_keys
 from amltui.tui.messages import CompareLoaded
 from amltui.tui.screens.detail import epoch_series

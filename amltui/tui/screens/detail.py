@@ -23,11 +23,12 @@ from textual.worker import get_current_worker
 from amltui.app.executors.local import PYTHON  # python -P: never imports from the cwd
 from amltui.app.fsutil import read_json
 from amltui.app.outcomes import CHANCE_MARK, chance_note
-from amltui.app.records import DAMAGED, Status
+from amltui.app.records import ACTIVE, DAMAGED
 from amltui.app.run_pca import DONE_PREFIX, ERROR_PREFIX, STAGE_PREFIX
 from amltui.app.run_progress import describe
 from amltui.app.safetext import printable
-from amltui.tui.data import STATUS_STYLE, DetailReader, RunDetail, damaged_record
+from amltui.app.status_style import STATUS_STYLE
+from amltui.tui.data import DetailReader, RunDetail, damaged_record
 from amltui.tui.keys import BACK, tab_keys
 from amltui.tui.messages import DetailLoaded, PcaStage
 from amltui.tui.widgets.chart import LineChart, Series
@@ -69,7 +70,7 @@ def epoch_series(epochs: list[dict[str, Any]], keys: tuple[tuple[str, str, str],
 def head_text(record: dict[str, Any], progress: dict[str, Any], width: int = HEAD_WIDTH) -> Text:
     status = str(record.get("status", "?"))
     text = Text.assemble((printable(record.get("id", "?")), "bold"), "  ", (status, STATUS_STYLE.get(status, "")))
-    text.append(f"  {describe(record, progress)[0] if status in (Status.QUEUED, Status.RUNNING) else ''}".rstrip())
+    text.append(f"  {describe(record, progress)[0] if status in ACTIVE else ''}".rstrip())
     where = record.get("slot") or record.get("device")
     what = [str(record.get("variant") or ""), f"seed {record.get('seed')}" if record.get("seed") is not None else "",
             str(record.get("dataset") or ""), f"preset {record.get('preset')}" if record.get("preset") else "",

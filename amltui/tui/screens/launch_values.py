@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from amltui.app.errors import did_you_mean
 from amltui.app.fsutil import atomic_write_json, read_json
-from amltui.app.sweeps import _suggest as suggest
 from core.config import ConfigError, coerce, key_specs
 
 FILE = "launch-form.json"
@@ -81,7 +81,7 @@ def check_overrides(items: list[str], filled: set[str] = frozenset()) -> None:
             where = OWN_FIELD.get(key) or DATA_FIELD[key]
             raise ConfigError(f"overrides: {key} has its own field ({where}); set it there only")
         if key not in keys:
-            raise ConfigError(f"overrides: unknown key {key!r}; {suggest(key, keys)}"
+            raise ConfigError(f"overrides: unknown key {key!r}; {did_you_mean(key, keys)}"
                               "`amltui config-keys` lists them all")
         coerce(key, raw.strip())  # ConfigError: names the key, the value and what it takes
 

@@ -28,15 +28,12 @@ from amltui.app.store import StoreError
 from amltui.tui import actions
 from amltui.tui.keys import BACK
 from amltui.tui.messages import ResultsLoaded
-from core.metrics import METRIC_LABELS
+from core.metrics import HEADLINE_ORDER, METRIC_LABELS
 
 if TYPE_CHECKING:
     from amltui.tui.dashboard import DashboardApp
 
 
-# The columns' order on screen: the most telling first, so that 80 columns show A_orig, A_PGD and A_SA (the
-# exported table keeps core/metrics.py's METRIC_ORDER).
-SCREEN_ORDER = ("A_orig", "A_PGD", "A_SA", "A_IA", "A_IA_target", "A_AA")
 
 
 class ResultsScreen(Screen):
@@ -137,7 +134,8 @@ class ResultsScreen(Screen):
             self.query_one("#results-title", Static).update(f"[b]Sweep {markup_safe(self.sweep)}[/b]: a row per grid "
                                                             "point, sorted by the swept keys (s: next sweep)")
         present = present_metrics(rows) if rows else []
-        metrics = sorted(present, key=lambda m: SCREEN_ORDER.index(m) if m in SCREEN_ORDER else len(SCREEN_ORDER))
+        # The most telling first, so that 80 columns show A_orig, A_PGD and A_SA (export keeps METRIC_ORDER).
+        metrics = sorted(present, key=lambda m: HEADLINE_ORDER.index(m) if m in HEADLINE_ORDER else len(HEADLINE_ORDER))
         self._fill_results(rows, metrics)
         self._fill_deltas(rows, metrics)
         notes = footnotes(rows, metrics) if rows else []
