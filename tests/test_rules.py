@@ -52,11 +52,7 @@ RAW_WRITERS = frozenset({"_add", "_add_many", "_put", "_put_many", "_update", "_
 STORE_PUBLIC = frozenset({"lock", "get", "all", "find", "schema_version", "rebuild"})  # reads, the lock, rebuild
 
 # Narrow allowances: files another change rewrites (issue 25, "One runs view"); each line says what is copied.
-ALLOWED: dict[str, dict[str, str]] = {
-    "a": {"amltui/app/filters.py": "RECORD_KEYS hand-lists the record's fields (records.FIELDS has them)"},
-    "b": {"amltui/tui/data.py": "STATUS_STYLE and RESUMABLE copied there, STATUS_RANK beside them"},
-    "c": {"amltui/tui/data.py": "its own metric column title (\"A_IA→t\", core/metrics.py says \"→tgt\")"},
-}
+ALLOWED: dict[str, dict[str, str]] = {}
 
 
 @dataclass(frozen=True)

@@ -166,12 +166,12 @@ def ls_ids(runs: Path, *args: str) -> list[str]:
 ])
 def test_ls_and_the_dashboard_list_the_same_runs_in_the_same_order(demo: Path, where: str, sort: str,  # noqa: F811
                                                                    reverse: bool) -> None:
-    from amltui.app.store import Store
+    from amltui.app.store import Store, update_record
 
     store = Store(demo)
     for i, r in enumerate(store.all()):  # some tagged runs, so that tag= has something to keep
         if i % 2:
-            store.update(r["id"], {"tags": ["paper"]})
+            update_record(store, r["id"], lambda rec: {**rec, "tags": ["paper"]})
     expected = ls_ids(demo, "--where", where, "--sort", ("-" if reverse else "") + sort)
     assert expected, "the filter keeps some runs"
     shown: list[str] = []

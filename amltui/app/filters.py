@@ -13,17 +13,14 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from amltui.app.records import DAMAGED
+from amltui.app.records import DAMAGED, SCALAR_FIELDS
 from amltui.app.records import STATUSES as WRITTEN_STATUSES
 from core.config import CHOICES, ConfigError, coerce, field_names
 
 STATUSES = (*WRITTEN_STATUSES, DAMAGED)  # damaged: a record or folder that cannot be read (amltui/app/records.py)
 
-# Fields of a run record (amltui/app/runs.py create_run, execute and the executors) that a filter may name.
-RECORD_KEYS = ("id", "status", "variant", "seed", "dataset", "preset", "arch", "group", "context", "fingerprint",
-               "code_version", "created", "started", "ended", "epoch", "epochs", "device", "host", "pid", "slot",
-               "executor", "slurm_job_id", "error", "n_train", "n_test", "resumes", "evaluated", "gpu", "select",
-               "selected_epoch", "damaged", "sweep", "tags", "note")
+# Fields of a run record that a filter may name: the record's scalar fields (amltui/app/records.py).
+RECORD_KEYS = SCALAR_FIELDS
 
 
 Term = tuple[str, str, Any]  # (key, its text, the typed value); key "" for a plain word (text: lower case)

@@ -47,6 +47,10 @@ UNSTARTED = frozenset({Status.QUEUED, Status.ORPHANED})  # no worker yet: cancel
 LIVE = frozenset({*UNSTARTED, *WORKING})  # not finished: can be cancelled
 ACTIVE = frozenset({Status.QUEUED, Status.RUNNING})  # waiting for or held by a worker (or a Slurm job)
 RESUMABLE = frozenset({*STOPPED, Status.ORPHANED})  # queued again, from the checkpoint
+# The order of a status column (runs view, sort by status): what needs attention first, finished runs last.
+STATUS_RANK: dict[str, int] = {status: rank for rank, status in enumerate((
+    Status.RUNNING, Status.STALLED, Status.QUEUED, Status.ORPHANED, Status.FAILED, Status.DAMAGED, Status.CANCELLED,
+    Status.DONE))}
 SUBMITTABLE = frozenset({Status.QUEUED, *STOPPED})  # what a Slurm submission may (re)queue
 REPAIR_HINT = "`amltui store rebuild` re-reads the run folders; `amltui rm RUN` deletes the run"
 
@@ -277,6 +281,11 @@ def _rule_of(hint: Any) -> _Rule:
 RULES: dict[str, _Rule] = {key: _rule_of(hint) for key, hint in
                            get_type_hints(RunRecord, include_extras=True).items() if key != "id"}
 FIELDS = ("id", *RULES)
+# The fields whose value is one scalar (or a list of text, as tags): what a `key=value` filter can name.
+SCALAR_FIELDS = ("id", *(k for k, rule in RULES.items()
+                         if not any((get_origin(kind) or kind) is dict for kind in rule.kinds)
+                         and not any((get_origin(kind) or kind) is list and get_args(kind) != (str,)
+                                     for kind in rule.kinds)))
 
 
 def _is_int(value: Any) -> bool:

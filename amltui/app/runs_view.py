@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from amltui.app.filters import FilterError, Term, matches, parse_query, search_text, value_of
 from amltui.app.outcomes import CHANCE_MARK, at_chance
-from amltui.app.records import DAMAGED, Status
+from amltui.app.records import DAMAGED, STATUS_RANK, Status
 from amltui.app.report import field_of
 from amltui.app.run_progress import describe, phase_progress
 from amltui.app.sweeps import format_value, load_manifest, swept_keys
@@ -27,10 +27,6 @@ T = TypeVar("T")
 FilterSyntaxError = FilterError  # the dashboard's name for a filter that names no key or value of a run
 FLAG_MARK = "⚠"  # a flagged run's A_SA (core/flags.py)
 
-# The table's order for the status column: what needs attention first, finished runs last.
-STATUS_RANK: dict[str, int] = {status: rank for rank, status in enumerate((
-    Status.RUNNING, Status.STALLED, Status.QUEUED, Status.ORPHANED, Status.FAILED, Status.DAMAGED, Status.CANCELLED,
-    Status.DONE))}
 # Sort keys in the order the sort picker lists them, with what each means.
 SORT_LABELS: dict[str, str] = {
     "created": "creation time", "id": "run id", "status": "status (running first)",

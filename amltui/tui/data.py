@@ -16,7 +16,7 @@ from typing import Any
 
 from amltui.app.executors.liveness import reap
 from amltui.app.fsutil import read_json
-from amltui.app.records import DAMAGED, LIVE, Status, inspect
+from amltui.app.records import DAMAGED, LIVE, RESUMABLE, Status, inspect  # noqa: F401  (RESUMABLE: the screens')
 from amltui.app.run_progress import read_progress
 from amltui.app.runs import RunDir
 from amltui.app.runs_view import (  # noqa: F401  (the screens' and tests' names for the shared runs view)
@@ -35,14 +35,11 @@ from amltui.app.runs_view import (  # noqa: F401  (the screens' and tests' names
     sort_rows,
     sweep_points,
 )
+from amltui.app.status_style import STATUS_STYLE  # noqa: F401  (the screens' and tests' name)
 from amltui.app.store import Store, StoreError
 from core.fsio import open_regular
+from core.metrics import METRIC_SHORT_LABELS
 
-RESUMABLE = frozenset({Status.FAILED, Status.CANCELLED, Status.ORPHANED})  # what amltui.app.runs.requeue takes
-STATUS_STYLE: dict[str, str] = {
-    Status.DONE: "green", Status.RUNNING: "bold cyan", Status.STALLED: "bold magenta", Status.QUEUED: "white",
-    Status.ORPHANED: "magenta", Status.FAILED: "bold red", Status.CANCELLED: "yellow", Status.DAMAGED: "bold magenta",
-}
 MARK = "●"  # the marker column of a run selected with space (amltui/tui/widgets/runs_table.py)
 # (key, label, width or None when the content sets it). The id is frozen at the left; then what matters most, so
 # that at 80 columns a run's status and its accuracies in the headline order (core/metrics.py: clean, PGD, FGSM,
@@ -52,7 +49,8 @@ MARK = "●"  # the marker column of a run selected with space (amltui/tui/widge
 COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("mark", " ", 1), ("id", "run", None), ("status", "status", 9), ("A_orig", "A_orig", 6), ("A_PGD", "A_PGD", 6),
     ("A_SA", "A_SA", 6), ("A_IA", "A_IA", 6), ("progress", "progress", None), ("variant", "variant", 8),
-    ("seed", "seed", 4), ("dataset", "dataset", 13), ("loss", "loss", 7), ("A_IA_target", "A_IA→t", 6),
+    ("seed", "seed", 4), ("dataset", "dataset", 13), ("loss", "loss", 7),
+    ("A_IA_target", METRIC_SHORT_LABELS["A_IA_target"], 6),
     ("A_AA", "A_AA", 6), ("flags", "flags", 16), ("tags", "tags", 14), ("sweep", "sweep", 14), ("slot", "slot", 7),
 )
 POINT_COLUMN = ("point", "point", None)  # inserted after "status" while a shown run belongs to a sweep
