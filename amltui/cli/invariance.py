@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from amltui.cli import options as o
 from amltui.cli.common import console, err, fail, open_store, user_errors
+from amltui.cli.help_text import Command, Group
 from amltui.cli.progress_bars import RunProgress
 from core.config import ConfigError, RunConfig
 
@@ -17,12 +18,12 @@ if TYPE_CHECKING:
     from core.data import Dataset
 
 app = typer.Typer(help="Invariance examples (Tramèr et al. 2020, L∞): generate, cache, preview.",
-                  no_args_is_help=True)
+                  no_args_is_help=True, cls=Group)
 
 
 def register(parent: typer.Typer) -> None:
-    app.command()(generate)
-    app.command()(show)
+    app.command(cls=Command)(generate)
+    app.command(cls=Command)(show)
     parent.add_typer(app, name="invariance")
 
 

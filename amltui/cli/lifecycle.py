@@ -47,6 +47,7 @@ from amltui.cli.common import (
     table_width,
     user_errors,
 )
+from amltui.cli.help_text import Command
 from amltui.cli.progress_bars import run_lines
 from core.fsio import open_regular
 from core.metrics import HEADLINE_ORDER, METRIC_ORDER, METRIC_SHORT_LABELS
@@ -54,7 +55,7 @@ from core.metrics import HEADLINE_ORDER, METRIC_ORDER, METRIC_SHORT_LABELS
 
 def register(app: typer.Typer) -> None:
     for command, name in ((run, None), (rerun, None), (resume, None), (cancel, None), (remove, "rm"), (logs, None)):
-        app.command(name)(command)
+        app.command(name, cls=Command)(command)
     compare.register(app)  # diff, tag, note
 
 
@@ -288,7 +289,7 @@ def rerun(
 
 
 def cancel(
-    runs: Annotated[list[str] | None, typer.Argument(help="Run ids (or unique prefixes).")] = None,
+    runs: Annotated[list[str] | None, typer.Argument(metavar="RUNS...", help="Run ids (or unique prefixes).")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Cancel every queued or running run.")] = False,
     runs_dir: o.RunsDir = None,
 ) -> None:
@@ -323,8 +324,8 @@ def cancel(
 def remove(
     runs: Annotated[list[str] | None, typer.Argument(metavar="RUN", help="Run ids (or unique prefixes).")]
     = None,
-    status: Annotated[list[str] | None, typer.Option(help="Delete every run with this status (repeatable), e.g. "
-                                                     "failed.")] = None,
+    status: Annotated[list[str] | None, typer.Option(metavar=o.ONE_VALUE, help="Delete every run with this status "
+                                                     "(repeatable), e.g. failed.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     runs_dir: o.RunsDir = None,
 ) -> None:

@@ -57,6 +57,9 @@ def text(value: StrEnum | str | None) -> str | None:
     return None if value is None else str(value)
 
 
+# A repeatable option shows the type of one value (`--set <str>`), not Typer's `<list[str]>`.
+ONE_VALUE = "<str>"
+
 RunsDir = Annotated[
     Path | None,
     typer.Option("--runs-dir", parser=runs_dir_path, metavar="PATH",
@@ -67,9 +70,9 @@ RunArgs = Annotated[list[str], typer.Argument(metavar="RUN...", help="Run ids (o
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 Wide = Annotated[bool, typer.Option("--wide", help="Every column, whatever the terminal's width (a pipe gets "
                                     "whole rows anyway, unless $COLUMNS names a width).")]
-Where = Annotated[list[str] | None, typer.Option(help="Only runs with key=value in their record or config (e.g. "
-                                                 "dataset=mnist, tags=paper); repeatable. Unknown keys and values "
-                                                 "are refused with a suggestion.")]
+Where = Annotated[list[str] | None, typer.Option(
+    metavar=ONE_VALUE, help="Only runs with key=value in their record or config (e.g. dataset=mnist, tags=paper); "
+    "repeatable. Unknown keys and values are refused with a suggestion.")]
 
 # What a run is
 Variants = Annotated[str, typer.Option("--variants", "--variant",
@@ -90,9 +93,9 @@ Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (scheduled 
 EvalDevice = Annotated[str | None, typer.Option("--device", help="Device [default: the run's].")]
 Threads = Annotated[int | None, typer.Option(parser=whole_number, metavar="INTEGER",
                                              help="CPU threads per run [default: the slot's cores].")]
-SetOverrides = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set lr=3e-4 "
-                                                        "(repeatable; `amltui config-keys` lists them).")]
-Grid = Annotated[list[str] | None, typer.Option("--grid", help=sweeps.GRID_HELP)]
+SetOverrides = Annotated[list[str] | None, typer.Option("--set", metavar=ONE_VALUE, help="Override a config key: "
+                                                        "--set lr=3e-4 (repeatable; `amltui config-keys` lists them).")]
+Grid = Annotated[list[str] | None, typer.Option("--grid", metavar=ONE_VALUE, help=sweeps.GRID_HELP)]
 Sweep = Annotated[str | None, typer.Option(help="Sweep name recorded in each run [default: generated with --grid]; "
                                            "`export --sweep NAME`, `plot --sweep NAME`.")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help=f"Queue more than {sweeps.CONFIRM_ABOVE} runs without "

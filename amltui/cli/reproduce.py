@@ -17,6 +17,7 @@ from amltui.app.service.reproduce import Listener
 from amltui.app.store import Store
 from amltui.cli import options as o
 from amltui.cli.common import console, err, open_store, parse_list, reap_lost, user_errors
+from amltui.cli.help_text import Command
 from amltui.cli.lifecycle import _follow, dispatch
 from core.config import VARIANTS
 
@@ -24,7 +25,7 @@ ALL_VARIANTS = ",".join(VARIANTS)
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(reproduce)
+    app.command(cls=Command)(reproduce)
 
 
 class CliFront:
