@@ -66,7 +66,6 @@ def _exit_code(step) -> int:
     return 0
 
 
-@o.with_options(o.CONFIG_OPTIONS, o.DISPATCH_OPTIONS)
 def reproduce(
     preset: o.PresetOpt = "quick",
     seeds: o.Seeds = "0,1,2",
@@ -87,8 +86,20 @@ def reproduce(
     out: Annotated[Path | None, typer.Option(help="Report folder [default: in <runs-dir>/reports/, named by the "
                                               "dataset, preset, changed keys and seeds].")] = None,
     wide: o.Wide = False,
+    dataset: o.DatasetOpt = None,
+    data_dir: o.DataDir = None,
+    epochs: o.Epochs = None,
+    train_subset: o.TrainSubset = None,
+    test_subset: o.TestSubset = None,
+    set_: o.SetOverrides = None,
+    executor: o.ExecutorOpt = "local",
+    gpus: o.Gpus = None,
+    slots_per_gpu: o.SlotsPerGpu = "1",
+    cpu_slots: o.CpuSlots = None,
+    partition: o.Partition = None,
+    time_limit: o.TimeLimit = 240,
+    gpus_per_node: o.GpusPerNode = 0,
     runs_dir: o.RunsDir = None,
-    **options: object,
 ) -> None:
     """Reproduce Table 1 and Figure 1: invariance sets, variants × seeds, then a report folder.
 
@@ -98,10 +109,13 @@ def reproduce(
         variants=parse_list(variants, "--variants"), seeds=parse_list(seeds, "--seeds", int), preset=str(preset),
         detach=detach, human_sets=human_sets, human_sets_dir=human_sets_dir, curves=curves, autoattack=autoattack,
         robust_checks=robust_checks, robust_subset=robust_subset, out=out,
-        command="amltui " + " ".join(sys.argv[1:]), **o.request_fields(options))
+        command="amltui " + " ".join(sys.argv[1:]), dataset=o.text(dataset), data_dir=o.text(data_dir),
+        epochs=epochs, train_subset=train_subset, test_subset=test_subset, overrides=list(set_ or []),
+        executor=str(executor), gpus=gpus, slots_per_gpu=slots_per_gpu, cpu_slots=cpu_slots, partition=partition,
+        time_limit=time_limit, gpus_per_node=gpus_per_node)
     with user_errors():
         configs = service.check_request(request)  # before the store: a refused command writes nothing
-    store = open_store(runs_dir)
+    store = open_store(runs_dir, create=True)
     with user_errors():
         report, code = service.reproduce(store, request, CliFront(wide), configs)
     if report is not None:
