@@ -15,7 +15,7 @@ import typer
 from amltui.app import sweeps
 from amltui.app.gpus import MAX_MEM_DEFAULT, MAX_UTIL_DEFAULT
 from amltui.app.report import FORMATS
-from amltui.app.service import EXECUTORS
+from amltui.app.service import EXECUTORS, DispatchOptions
 from core.config import CHOICES
 from core.metrics import METRIC_ORDER
 
@@ -106,7 +106,8 @@ Repeat = Annotated[bool, typer.Option("--repeat", help="Start a fresh run even w
 MetricX = Annotated[str, typer.Option("--x", help=f"--sweep: metric on the x axis: {', '.join(METRIC_ORDER)}.")]
 MetricY = Annotated[str, typer.Option("--y", help=f"--sweep: metric on the y axis: {', '.join(METRIC_ORDER)}.")]
 
-# Where runs go
+# Where runs go (their defaults are the service's: `executor: o.ExecutorOpt = o.DISPATCH.executor`)
+DISPATCH = DispatchOptions()
 ExecutorOpt = Annotated[Executor, typer.Option("--executor", help="Where the runs go: this machine or Slurm.")]
 Gpus = Annotated[str | None, typer.Option(
     help="GPUs by position among the visible ones (CUDA_VISIBLE_DEVICES order), e.g. 0,1 [default: all visible]; "

@@ -92,13 +92,13 @@ def reproduce(
     train_subset: o.TrainSubset = None,
     test_subset: o.TestSubset = None,
     set_: o.SetOverrides = None,
-    executor: o.ExecutorOpt = "local",
+    executor: o.ExecutorOpt = o.DISPATCH.executor,
     gpus: o.Gpus = None,
-    slots_per_gpu: o.SlotsPerGpu = "1",
+    slots_per_gpu: o.SlotsPerGpu = str(o.DISPATCH.slots_per_gpu),
     cpu_slots: o.CpuSlots = None,
     partition: o.Partition = None,
-    time_limit: o.TimeLimit = 240,
-    gpus_per_node: o.GpusPerNode = 0,
+    time_limit: o.TimeLimit = o.DISPATCH.time_limit,
+    gpus_per_node: o.GpusPerNode = o.DISPATCH.gpus_per_node,
     runs_dir: o.RunsDir = None,
 ) -> None:
     """Reproduce Table 1 and Figure 1: invariance sets, variants × seeds, then a report folder.
