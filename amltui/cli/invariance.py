@@ -30,6 +30,7 @@ def register(parent: typer.Typer) -> None:
 # The options both commands share (a set is per dataset, subset, ε and search mode).
 DataOf = Annotated[o.Dataset, typer.Option("--dataset", help="The data the examples are made from.")]
 SubsetOf = Annotated[int | None, typer.Option(help="As for `amltui run`: sets are per data subset.")]
+SET_DATASET, SET_EPS, SET_MODE = "mnist-sample", 0.3, "fast"  # both commands' defaults
 
 
 def _dataset(dataset: str, data_dir: Path | None, train_subset: int | None, test_subset: int | None) -> Dataset:
@@ -49,10 +50,10 @@ def generate(
     split: Annotated[o.SplitOrAll, typer.Option(help="Which split's set.")] = "all",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threads: Annotated[int | None, typer.Option(help="CPU threads [default: all available].")] = None,
-    dataset: DataOf = "mnist-sample",
+    dataset: DataOf = SET_DATASET,
     data_dir: o.DataDir = None,
-    eps: o.Eps = 0.3,
-    mode: o.InvModeOpt = "fast",
+    eps: o.Eps = SET_EPS,
+    mode: o.InvModeOpt = SET_MODE,
     train_subset: SubsetOf = None,
     test_subset: SubsetOf = None,
     runs_dir: o.RunsDir = None,
@@ -117,10 +118,10 @@ def show(
     n: Annotated[int, typer.Option("-n", help="How many examples to show.", min=1)] = 12,
     out: Annotated[Path | None, typer.Option(help="PNG to write (a folder: the default name in it) "
                                               "[default: <runs-dir>/invariance-<dataset>-<split>.png].")] = None,
-    dataset: DataOf = "mnist-sample",
+    dataset: DataOf = SET_DATASET,
     data_dir: o.DataDir = None,
-    eps: o.Eps = 0.3,
-    mode: o.InvModeOpt = "fast",
+    eps: o.Eps = SET_EPS,
+    mode: o.InvModeOpt = SET_MODE,
     train_subset: SubsetOf = None,
     test_subset: SubsetOf = None,
     runs_dir: o.RunsDir = None,
