@@ -6,23 +6,19 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from typer.core import TyperGroup
 
 from amltui import __version__
 from amltui.cli import gpus, invariance, lifecycle, maintenance, reproduce, results
 from amltui.cli.common import choice_error, console, describe_os_error, fail
-from amltui.cli.help_text import tidy
+from amltui.cli.help_text import Command, Group
 from amltui.cli.options import RunsDir, Variant
 from core.config import key_reference
 
 
-class _Commands(TyperGroup):
+class _Commands(Group):
     """The command group; a file-system failure no command foresaw (disk full, read-only folder) becomes a
     one-line error instead of a traceback, and a refused option value (e.g. not one of an Enum's choices) reads
     as every other user error: ``error: …``, exit code 2."""
-
-    def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        return tidy(super().get_command(ctx, cmd_name))  # whole-phrase summaries, `RUN` in usage lines
 
     def invoke(self, ctx: Any) -> Any:  # ctx: Typer's vendored click Context
         try:
@@ -77,7 +73,7 @@ for module in (lifecycle, reproduce, results, invariance, gpus, maintenance):
     module.register(app)
 
 
-@app.command("config-keys")
+@app.command("config-keys", cls=Command)
 def config_keys(
     variant: Annotated[Variant, typer.Option(help="Variant whose loss weights the per-preset defaults show.")]
     = Variant.ml_sa,

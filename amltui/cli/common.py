@@ -77,32 +77,20 @@ def user_errors(prefix: str = "") -> Iterator[None]:
         fail(prefix + describe_os_error(exc))
 
 
-# Commands that may make the runs folder; any other refuses a folder that does not exist (a typo in --runs-dir or
-# $AMLTUI_RUNS_DIR must not leave an empty folder behind and report "no runs").
-CREATES_RUNS_DIR = ("run", "reproduce", "invariance generate", "invariance show")
-
-
-def open_store(runs_dir: Path | None) -> Store:
+def open_store(runs_dir: Path | None, *, create: bool = False) -> Store:
+    """The run index of --runs-dir ($AMLTUI_RUNS_DIR, ./runs). Only commands that start work (run, reproduce,
+    invariance generate/show) pass ``create``; any other refuses a folder that does not exist (a typo in --runs-dir
+    or $AMLTUI_RUNS_DIR must not leave an empty folder behind and report "no runs")."""
     from amltui.app.runs import default_runs_dir
 
     folder = Path(runs_dir) if runs_dir else default_runs_dir()
-    if not folder.exists() and _command() not in CREATES_RUNS_DIR:
+    if not folder.exists() and not create:
         where = ("--runs-dir" if runs_dir else "$AMLTUI_RUNS_DIR" if os.environ.get("AMLTUI_RUNS_DIR")
                  else "the default: ./runs in the current folder")
         fail(f"the runs folder {folder} does not exist ({where}); check the path, or start a run with "
              "`amltui run`, which creates it")
     with user_errors():
         return service.open_store(runs_dir)
-
-
-def _command() -> str:
-    """The running command without the program name (`invariance show`), or "" outside the command line."""
-    try:  # Typer ≥ 0.20 vendors click
-        from typer._click.globals import get_current_context
-    except ImportError:  # pragma: no cover - older Typer on click
-        from click import get_current_context
-    ctx = get_current_context(silent=True)
-    return " ".join(ctx.command_path.split()[1:]) if ctx is not None else ""
 
 
 def reap_lost(store: Store) -> list[str]:

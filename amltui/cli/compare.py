@@ -21,11 +21,12 @@ from amltui.cli.common import (
     table_width,
     user_errors,
 )
+from amltui.cli.help_text import Command
 
 
 def register(app: typer.Typer) -> None:
     for command in (diff, tag, note):
-        app.command()(command)
+        app.command(cls=Command)(command)
 
 
 def diff(
@@ -89,7 +90,7 @@ def tag(
 
 def note(
     run: o.RunArg,
-    text: Annotated[str, typer.Argument(help="The note, verbatim (quote it); \"\" clears it.")],
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="The note, verbatim (quote it); \"\" clears it.")],
     runs_dir: o.RunsDir = None,
 ) -> None:
     """Attach a note to a run.

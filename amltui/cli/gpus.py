@@ -14,11 +14,12 @@ from rich.table import Table
 
 from amltui.app.gpus import GpuError, Thresholds, Visible, busy_reason, describe_use, inventory, visible_gpus
 from amltui.cli.common import console, err, user_errors
+from amltui.cli.help_text import Command
 from amltui.cli.options import AsJson
 
 
 def register(app: typer.Typer) -> None:
-    app.command("gpus")(gpus)
+    app.command("gpus", cls=Command)(gpus)
 
 
 def _gib(mib: float | None) -> str:

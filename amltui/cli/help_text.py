@@ -1,8 +1,9 @@
 """How commands read in `--help`: whole-phrase summaries in command lists, `RUN` (not `{run}`) in usage lines.
 
 Click cuts a command's summary at its first period ("Invariance examples (Tramèr et al.") and then at a fixed
-width with "..."; Typer writes a required argument as ``{name}``. ``tidy`` fixes both on every command of a
-group, once, when the group first hands the command out (amltui/cli/__init__.py).
+width with "..."; Typer writes a required argument as ``{name}`` and an argument's Python type (``<str>``).
+``Command`` and ``Group`` fix both through Click's public hooks (``get_short_help_str``, ``collect_usage_pieces``,
+``format_options``); every command and group is declared with ``cls=`` one of them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from typer.core import TyperArgument, TyperOption
+from typer.core import TyperCommand, TyperGroup
 
 SUMMARY_WIDTH = 80  # a longer first sentence is cut at its last clause boundary within this width
 ABBREVIATIONS = ("et al", "e.g", "i.e", "vs", "cf", "etc", "approx")
@@ -47,43 +48,47 @@ def _positions(text: str, part: str) -> list[int]:
     return [m.start() for m in re.finditer(re.escape(part), text)]
 
 
-class _UsageArgument(TyperArgument):
-    """An argument written as click writes it: ``RUN`` / ``[RUN]`` / ``RUN...``, no braces, no ``<str>``."""
-
-    def _usage_display_name(self) -> str:
-        name = self.display_name_raw.upper()
-        name = name if "..." in name or self.nargs == 1 else name + "..."  # "RUN... TAG" already says it
-        return name if self.required else f"[{name}]"
-
-    def _rich_display_name(self) -> str:
-        return super()._rich_display_name().upper()
-
-    def display_type_rich(self, ctx: Any) -> str | None:
-        text = super().display_type_rich(ctx)
-        return None if text in ("<str>", "<list[str]>") else text
+def _usage_name(param: Any) -> str:
+    """An argument as click writes it in a usage line: ``RUN`` / ``[RUN]`` / ``RUN...`` (Typer writes ``{run}``).
+    Its name is its declared metavar (every argument declares an upper-case one: tests/test_cli_plain_typer.py)."""
+    name = param.metavar or param.name.upper()
+    name = name if "..." in name or param.nargs == 1 else name + "..."  # "RUN... TAG" already says it
+    return name if param.required else f"[{name}]"
 
 
-class _RepeatableOption(TyperOption):
-    """A repeatable option shows the type of one value (``--set <str>``), not Python's ``<list[str]>``."""
+def _help_record(param: Any, ctx: Any) -> tuple[str, str] | None:
+    """A parameter's line in `--help` without Python's type names: no ``<str>`` after an argument's name."""
+    record = param.get_help_record(ctx)
+    if record is None or param.param_type_name != "argument":
+        return record
+    name, text = record
+    for python_type in (" <str>", " <list[str]>"):
+        name = name.removesuffix(python_type)
+    return name, text
 
-    def display_type_rich(self, ctx: Any) -> str | None:
-        text = super().display_type_rich(ctx)
-        match = re.fullmatch(r"<list\[(\w+)\]>", text or "")
-        return f"<{match.group(1)}>" if match else text
+
+class Command(TyperCommand):
+    """A command whose `--help` reads well: a whole-phrase summary in command lists, plain argument names in
+    its usage line and argument list. Every command is registered with ``cls=Command``."""
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return self.short_help or summary(self.help or "")
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        return pieces + [_usage_name(p) for p in self.get_params(ctx) if p.param_type_name == "argument"]
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        records = [(p.param_type_name, _help_record(p, ctx)) for p in self.get_params(ctx)]
+        for kind, title in (("argument", "Arguments"), ("option", "Options")):
+            rows = [record for of, record in records if of == kind and record is not None]
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
 
 
-def tidy(command: Any) -> Any:
-    """Give ``command`` (and a group's sub-commands) a whole-phrase summary and plain argument names; idempotent."""
-    if command is None or getattr(command, "_amltui_tidy", False):
-        return command
-    command._amltui_tidy = True
-    if not command.short_help and command.help:
-        command.short_help = summary(command.help)
-    for param in command.params:
-        if type(param) is TyperArgument:
-            param.__class__ = _UsageArgument
-        elif type(param) is TyperOption and getattr(param, "multiple", False):
-            param.__class__ = _RepeatableOption
-    for sub in (getattr(command, "commands", None) or {}).values():
-        tidy(sub)
-    return command
+class Group(TyperGroup):
+    """A group of commands (`amltui`, `amltui invariance`, `amltui store`) whose own summary is a whole phrase."""
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return self.short_help or summary(self.help or "")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from amltui.cli import options as o
 from amltui.cli.common import console, err, fail, open_store, user_errors
+from amltui.cli.help_text import Command, Group
 from amltui.cli.progress_bars import RunProgress
 from core.config import ConfigError, RunConfig
 
@@ -17,44 +18,45 @@ if TYPE_CHECKING:
     from core.data import Dataset
 
 app = typer.Typer(help="Invariance examples (Tramèr et al. 2020, L∞): generate, cache, preview.",
-                  no_args_is_help=True)
+                  no_args_is_help=True, cls=Group)
 
 
 def register(parent: typer.Typer) -> None:
-    app.command()(generate)
-    app.command()(show)
+    app.command(cls=Command)(generate)
+    app.command(cls=Command)(show)
     parent.add_typer(app, name="invariance")
 
 
 # The options both commands share (a set is per dataset, subset, ε and search mode).
 DataOf = Annotated[o.Dataset, typer.Option("--dataset", help="The data the examples are made from.")]
 SubsetOf = Annotated[int | None, typer.Option(help="As for `amltui run`: sets are per data subset.")]
-SET_OPTIONS: o.Group = (("dataset", DataOf, "mnist-sample"), ("data_dir", o.DataDir, None), ("eps", o.Eps, 0.3),
-                        ("mode", o.InvModeOpt, "fast"), ("train_subset", SubsetOf, None),
-                        ("test_subset", SubsetOf, None))
+SET_DATASET, SET_EPS, SET_MODE = "mnist-sample", 0.3, "fast"  # both commands' defaults
 
 
-def _dataset(options: dict[str, Any]) -> Dataset:
+def _dataset(dataset: str, data_dir: Path | None, train_subset: int | None, test_subset: int | None) -> Dataset:
     """The data of the set options (dataset, data dir, subsets)."""
     from amltui.app.runs import load_run_data
     from core.data import DataNotFoundError
 
-    fields = o.request_fields(options)
     try:
-        config = RunConfig.resolve("baseline", "quick", dataset=fields["dataset"], data_dir=fields["data_dir"],
-                                   train_subset=fields["train_subset"], test_subset=fields["test_subset"])
+        config = RunConfig.resolve("baseline", "quick", dataset=str(dataset), data_dir=o.text(data_dir),
+                                   train_subset=train_subset, test_subset=test_subset)
         return load_run_data(config)
     except (ConfigError, DataNotFoundError, ValueError) as exc:
         fail(str(exc))
 
 
-@o.with_options(SET_OPTIONS)
 def generate(
     split: Annotated[o.SplitOrAll, typer.Option(help="Which split's set.")] = "all",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threads: Annotated[int | None, typer.Option(help="CPU threads [default: all available].")] = None,
+    dataset: DataOf = SET_DATASET,
+    data_dir: o.DataDir = None,
+    eps: o.Eps = SET_EPS,
+    mode: o.InvModeOpt = SET_MODE,
+    train_subset: SubsetOf = None,
+    test_subset: SubsetOf = None,
     runs_dir: o.RunsDir = None,
-    **options: Any,
 ) -> None:
     """Make and cache the invariance set of a split (one example per image), under <runs-dir>/cache/.
 
@@ -63,14 +65,14 @@ def generate(
     from core.attacks.invariance_cache import default_cache_root
     from core.device import resolve_device, set_threads
 
-    eps, mode = options["eps"], str(options["mode"])
+    mode = str(mode)
     if not 0 < eps <= 1:
         fail(f"--eps {eps}: the L∞ budget is in pixel units of [0, 1] images (e.g. 0.3)")
     set_threads(threads)
     with user_errors():
         dev = resolve_device(device)
-    store = open_store(runs_dir)
-    data = _dataset(options)
+    store = open_store(runs_dir, create=True)
+    data = _dataset(dataset, data_dir, train_subset, test_subset)
     cache_root = default_cache_root(store.runs_dir)
     console.print(f"{data.name} ({data.fingerprint}): {len(data.train)} train / {len(data.test)} test images, "
                   f"ε={eps}, mode {mode}, on {dev}; cache {cache_root}", highlight=False, markup=False)
@@ -111,14 +113,18 @@ def _generate_split(data: Dataset, part: str, eps: float, mode: str, cache_root:
         console.print(f"note: {target_table_note(data.name)}", highlight=False)
 
 
-@o.with_options(SET_OPTIONS)
 def show(
     split: Annotated[o.Split, typer.Option(help="Which split's examples.")] = "test",
     n: Annotated[int, typer.Option("-n", help="How many examples to show.", min=1)] = 12,
     out: Annotated[Path | None, typer.Option(help="PNG to write (a folder: the default name in it) "
                                               "[default: <runs-dir>/invariance-<dataset>-<split>.png].")] = None,
+    dataset: DataOf = SET_DATASET,
+    data_dir: o.DataDir = None,
+    eps: o.Eps = SET_EPS,
+    mode: o.InvModeOpt = SET_MODE,
+    train_subset: SubsetOf = None,
+    test_subset: SubsetOf = None,
     runs_dir: o.RunsDir = None,
-    **options: Any,
 ) -> None:
     """Preview examples as a PNG grid: the image x, its aligned neighbour n and x*, with labels and targets.
 
@@ -127,11 +133,11 @@ def show(
     from amltui.app.png_figures import invariance_grid, png_path
     from core.data import to_float
 
-    store = open_store(runs_dir)
-    data = _dataset(options)
+    store = open_store(runs_dir, create=True)
+    data = _dataset(dataset, data_dir, train_subset, test_subset)
     queries = data.train if split == "train" else data.test
     n = min(n, len(queries))
-    inv = _first_examples(data, str(split), n, options["eps"], str(options["mode"]), store.runs_dir)
+    inv = _first_examples(data, str(split), n, eps, str(mode), store.runs_dir)
     name = f"invariance-{data.name}-{split}.png"
     path = png_path(out, name) if out is not None else store.runs_dir / name
     with user_errors(f"cannot write --out {path}: "):

@@ -47,6 +47,7 @@ from amltui.cli.common import (
     table_width,
     user_errors,
 )
+from amltui.cli.help_text import Command
 from amltui.cli.progress_bars import run_lines
 from core.fsio import open_regular
 from core.metrics import HEADLINE_ORDER, METRIC_ORDER, METRIC_SHORT_LABELS
@@ -54,11 +55,10 @@ from core.metrics import HEADLINE_ORDER, METRIC_ORDER, METRIC_SHORT_LABELS
 
 def register(app: typer.Typer) -> None:
     for command, name in ((run, None), (rerun, None), (resume, None), (cancel, None), (remove, "rm"), (logs, None)):
-        app.command(name)(command)
+        app.command(name, cls=Command)(command)
     compare.register(app)  # diff, tag, note
 
 
-@o.with_options(o.CONFIG_OPTIONS, o.DISPATCH_OPTIONS)
 def run(
     variants: o.Variants = "ml_sa",
     seeds: o.Seeds = "0",
@@ -75,8 +75,20 @@ def run(
     sweep: o.Sweep = None,
     yes: o.Yes = False,
     wide: o.Wide = False,
+    dataset: o.DatasetOpt = None,
+    data_dir: o.DataDir = None,
+    epochs: o.Epochs = None,
+    train_subset: o.TrainSubset = None,
+    test_subset: o.TestSubset = None,
+    set_: o.SetOverrides = None,
+    executor: o.ExecutorOpt = o.DISPATCH.executor,
+    gpus: o.Gpus = None,
+    slots_per_gpu: o.SlotsPerGpu = str(o.DISPATCH.slots_per_gpu),
+    cpu_slots: o.CpuSlots = None,
+    partition: o.Partition = None,
+    time_limit: o.TimeLimit = o.DISPATCH.time_limit,
+    gpus_per_node: o.GpusPerNode = o.DISPATCH.gpus_per_node,
     runs_dir: o.RunsDir = None,
-    **options: object,
 ) -> None:
     """Queue runs (the cross product of --variants, --seeds and --grid) and run them on the available devices.
 
@@ -85,14 +97,16 @@ def run(
     request = LaunchRequest(
         variants=parse_list(variants, "--variants"), seeds=parse_list(seeds, "--seeds", int), preset=str(preset),
         device=device, threads=threads, run_id=run_id, repeat=repeat, gpu_max_util=gpu_max_util,
-        gpu_max_mem=gpu_max_mem, grid=list(grid or []), sweep=sweep,
-        **o.request_fields(options))
+        gpu_max_mem=gpu_max_mem, grid=list(grid or []), sweep=sweep, dataset=o.text(dataset),
+        data_dir=o.text(data_dir), epochs=epochs, train_subset=train_subset, test_subset=test_subset,
+        overrides=list(set_ or []), executor=str(executor), gpus=gpus, slots_per_gpu=slots_per_gpu,
+        cpu_slots=cpu_slots, partition=partition, time_limit=time_limit, gpus_per_node=gpus_per_node)
     with user_errors():  # every check before anything is written: a refused command leaves no run and no ./runs
         request.check()
         configs, _ = service.resolve_sweep_configs(request)
         request.check_devices()
         preflight(configs, request)
-    store = open_store(runs_dir)
+    store = open_store(runs_dir, create=True)
     with user_errors():
         plan = service.plan_launch(store, request)
     ids = _confirm_and_queue(store, request, plan, yes, wide)
@@ -233,20 +247,27 @@ def _summary(store: Store, ids: list[str], *, wide: bool = False) -> None:
         raise typer.Exit(1)
 
 
-@o.with_options(o.DISPATCH_OPTIONS)
 def resume(
     run: o.RunArg,
     detach: o.Detach = False,
     wide: o.Wide = False,
+    executor: o.ExecutorOpt = o.DISPATCH.executor,
+    gpus: o.Gpus = None,
+    slots_per_gpu: o.SlotsPerGpu = str(o.DISPATCH.slots_per_gpu),
+    cpu_slots: o.CpuSlots = None,
+    partition: o.Partition = None,
+    time_limit: o.TimeLimit = o.DISPATCH.time_limit,
+    gpus_per_node: o.GpusPerNode = o.DISPATCH.gpus_per_node,
     runs_dir: o.RunsDir = None,
-    **options: object,
 ) -> None:
     """Continue a failed or cancelled run from its last epoch checkpoint, or start an orphaned one.
 
     Its config stays as it is (finished epochs were trained under it); to change the config or the data, use
     `amltui rerun RUN --set KEY=VALUE` (a new run). Resuming a queued, running or stalled run is refused.
     """
-    dispatch_options = DispatchOptions(**o.request_fields(options))
+    dispatch_options = DispatchOptions(executor=str(executor), gpus=gpus, slots_per_gpu=slots_per_gpu,
+                                       cpu_slots=cpu_slots, partition=partition, time_limit=time_limit,
+                                       gpus_per_node=gpus_per_node)
     with user_errors():
         dispatch_options.check()
     store = open_store(runs_dir)
@@ -257,7 +278,6 @@ def resume(
     dispatch(store, [run_id], dispatch_options, detach=detach, wide=wide)
 
 
-@o.with_options(o.DISPATCH_OPTIONS)
 def rerun(
     run: o.RunArg,
     set_: o.SetOverrides = None,
@@ -265,8 +285,14 @@ def rerun(
     new_id: Annotated[str | None, typer.Option("--id", help="The new run's id [default: generated].")] = None,
     detach: o.Detach = False,
     wide: o.Wide = False,
+    executor: o.ExecutorOpt = o.DISPATCH.executor,
+    gpus: o.Gpus = None,
+    slots_per_gpu: o.SlotsPerGpu = str(o.DISPATCH.slots_per_gpu),
+    cpu_slots: o.CpuSlots = None,
+    partition: o.Partition = None,
+    time_limit: o.TimeLimit = o.DISPATCH.time_limit,
+    gpus_per_node: o.GpusPerNode = o.DISPATCH.gpus_per_node,
     runs_dir: o.RunsDir = None,
-    **options: object,
 ) -> None:
     """Start a new run with an old run's config plus changes.
 
@@ -274,8 +300,9 @@ def rerun(
     the new one gets its own id (and the old run's sweep). Always a fresh run: an
     identical finished run is not reused.
     """
-    request = RerunRequest(overrides=list(set_ or []), data_dir=str(data_dir) if data_dir else None, run_id=new_id,
-                           **o.request_fields(options))
+    request = RerunRequest(overrides=list(set_ or []), data_dir=o.text(data_dir), run_id=new_id,
+                           executor=str(executor), gpus=gpus, slots_per_gpu=slots_per_gpu, cpu_slots=cpu_slots,
+                           partition=partition, time_limit=time_limit, gpus_per_node=gpus_per_node)
     store = open_store(runs_dir)
     reap_lost(store)
     record = resolve_run(store, run)
@@ -288,7 +315,7 @@ def rerun(
 
 
 def cancel(
-    runs: Annotated[list[str] | None, typer.Argument(help="Run ids (or unique prefixes).")] = None,
+    runs: Annotated[list[str] | None, typer.Argument(metavar="RUNS...", help="Run ids (or unique prefixes).")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Cancel every queued or running run.")] = False,
     runs_dir: o.RunsDir = None,
 ) -> None:
@@ -323,8 +350,8 @@ def cancel(
 def remove(
     runs: Annotated[list[str] | None, typer.Argument(metavar="RUN", help="Run ids (or unique prefixes).")]
     = None,
-    status: Annotated[list[str] | None, typer.Option(help="Delete every run with this status (repeatable), e.g. "
-                                                     "failed.")] = None,
+    status: Annotated[list[str] | None, typer.Option(metavar=o.ONE_VALUE, help="Delete every run with this status "
+                                                     "(repeatable), e.g. failed.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     runs_dir: o.RunsDir = None,
 ) -> None:

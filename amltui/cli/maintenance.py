@@ -6,13 +6,14 @@ import typer
 
 from amltui.app.safetext import printable
 from amltui.cli.common import console, err, open_store, user_errors
+from amltui.cli.help_text import Command, Group
 from amltui.cli.options import RunsDir
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(dashboard)
-    store_app = typer.Typer(help="Maintain the runs index (runs/store.json).", no_args_is_help=True)
-    store_app.command("rebuild")(store_rebuild)
+    app.command(cls=Command)(dashboard)
+    store_app = typer.Typer(help="Maintain the runs index (runs/store.json).", no_args_is_help=True, cls=Group)
+    store_app.command("rebuild", cls=Command)(store_rebuild)
     app.add_typer(store_app, name="store")
 
 

@@ -1,24 +1,23 @@
 """The command line's shared options: one ``Annotated`` alias per option, and Enums for choices (so `--help`
-shows ``[a|b|c]`` and Typer refuses anything else). The choices come from core/config.py CHOICES."""
+shows ``[a|b|c]`` and Typer refuses anything else). The choices come from core/config.py CHOICES.
+
+Each command declares every parameter it takes (``dataset: o.DatasetOpt = None``) and builds its service request
+from them by name; the order of the parameters is the order of the options in its `--help`."""
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 
 from amltui.app import sweeps
 from amltui.app.gpus import MAX_MEM_DEFAULT, MAX_UTIL_DEFAULT
 from amltui.app.report import FORMATS
-from amltui.app.service import EXECUTORS
+from amltui.app.service import EXECUTORS, DispatchOptions
 from core.config import CHOICES
 from core.metrics import METRIC_ORDER
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _choices(name: str, values: tuple[str, ...]) -> type[StrEnum]:
@@ -52,10 +51,13 @@ def whole_number(value: str) -> int:
     return int(text)
 
 
-def text(value: StrEnum | str | None) -> str | None:
-    """An option's plain value (Typer hands Enum members)."""
+def text(value: StrEnum | Path | str | None) -> str | None:
+    """An option's plain value (Typer hands Enum members and Paths; the service's requests hold strings)."""
     return None if value is None else str(value)
 
+
+# A repeatable option shows the type of one value (`--set <str>`), not Typer's `<list[str]>`.
+ONE_VALUE = "<str>"
 
 RunsDir = Annotated[
     Path | None,
@@ -67,9 +69,9 @@ RunArgs = Annotated[list[str], typer.Argument(metavar="RUN...", help="Run ids (o
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 Wide = Annotated[bool, typer.Option("--wide", help="Every column, whatever the terminal's width (a pipe gets "
                                     "whole rows anyway, unless $COLUMNS names a width).")]
-Where = Annotated[list[str] | None, typer.Option(help="Only runs with key=value in their record or config (e.g. "
-                                                 "dataset=mnist, tags=paper); repeatable. Unknown keys and values "
-                                                 "are refused with a suggestion.")]
+Where = Annotated[list[str] | None, typer.Option(
+    metavar=ONE_VALUE, help="Only runs with key=value in their record or config (e.g. dataset=mnist, tags=paper); "
+    "repeatable. Unknown keys and values are refused with a suggestion.")]
 
 # What a run is
 Variants = Annotated[str, typer.Option("--variants", "--variant",
@@ -90,9 +92,9 @@ Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (scheduled 
 EvalDevice = Annotated[str | None, typer.Option("--device", help="Device [default: the run's].")]
 Threads = Annotated[int | None, typer.Option(parser=whole_number, metavar="INTEGER",
                                              help="CPU threads per run [default: the slot's cores].")]
-SetOverrides = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set lr=3e-4 "
-                                                        "(repeatable; `amltui config-keys` lists them).")]
-Grid = Annotated[list[str] | None, typer.Option("--grid", help=sweeps.GRID_HELP)]
+SetOverrides = Annotated[list[str] | None, typer.Option("--set", metavar=ONE_VALUE, help="Override a config key: "
+                                                        "--set lr=3e-4 (repeatable; `amltui config-keys` lists them).")]
+Grid = Annotated[list[str] | None, typer.Option("--grid", metavar=ONE_VALUE, help=sweeps.GRID_HELP)]
 Sweep = Annotated[str | None, typer.Option(help="Sweep name recorded in each run [default: generated with --grid]; "
                                            "`export --sweep NAME`, `plot --sweep NAME`.")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help=f"Queue more than {sweeps.CONFIRM_ABOVE} runs without "
@@ -104,7 +106,8 @@ Repeat = Annotated[bool, typer.Option("--repeat", help="Start a fresh run even w
 MetricX = Annotated[str, typer.Option("--x", help=f"--sweep: metric on the x axis: {', '.join(METRIC_ORDER)}.")]
 MetricY = Annotated[str, typer.Option("--y", help=f"--sweep: metric on the y axis: {', '.join(METRIC_ORDER)}.")]
 
-# Where runs go
+# Where runs go (their defaults are the service's: `executor: o.ExecutorOpt = o.DISPATCH.executor`)
+DISPATCH = DispatchOptions()
 ExecutorOpt = Annotated[Executor, typer.Option("--executor", help="Where the runs go: this machine or Slurm.")]
 Gpus = Annotated[str | None, typer.Option(
     help="GPUs by position among the visible ones (CUDA_VISIBLE_DEVICES order), e.g. 0,1 [default: all visible]; "
@@ -129,45 +132,3 @@ InvModeOpt = Annotated[InvMode, typer.Option("--mode", help="exact (full search)
                                              "re-ranking).")]
 Eps = Annotated[float, typer.Option(help="L∞ budget in pixel units.")]
 
-
-# Option groups several commands share: declared once here, added to a command by ``with_options`` and handed
-# to it in ``**options`` (so `run` and `reproduce` do not repeat a dozen parameters each).
-Group = tuple[tuple[str, Any, Any], ...]  # (parameter name, Annotated type, default)
-CONFIG_OPTIONS: Group = (
-    ("dataset", DatasetOpt, None), ("data_dir", DataDir, None), ("epochs", Epochs, None),
-    ("train_subset", TrainSubset, None), ("test_subset", TestSubset, None), ("set_", SetOverrides, None),
-)
-DISPATCH_OPTIONS: Group = (
-    ("executor", ExecutorOpt, "local"), ("gpus", Gpus, None), ("slots_per_gpu", SlotsPerGpu, "1"),
-    ("cpu_slots", CpuSlots, None), ("partition", Partition, None), ("time_limit", TimeLimit, 240),
-    ("gpus_per_node", GpusPerNode, 0),  # beside the other Slurm options in --help
-)
-
-
-def with_options(*groups: Group) -> Callable[[F], F]:
-    """Give a command the options of these groups: a parameter it names takes the group's declaration, the others
-    are added before its last parameter (--runs-dir) and reach it in ``**options``."""
-    def decorate(command: F) -> F:
-        shared = {name: (annotation, default) for group in groups for name, annotation, default in group}
-        own = [p for p in inspect.signature(command, eval_str=True).parameters.values()
-               if p.kind is not inspect.Parameter.VAR_KEYWORD]
-        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=shared.get(p.name, (p.annotation,))[0],
-                            default=shared.get(p.name, (None, p.default))[1]) for p in own]
-        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
-                 for name, (annotation, default) in shared.items() if name not in {p.name for p in own}]
-        command.__signature__ = inspect.Signature(params[:-1] + added + params[-1:])  # type: ignore[attr-defined]
-        return command
-    return decorate
-
-
-def request_fields(options: dict[str, Any]) -> dict[str, Any]:
-    """Group option values as fields of the service's requests (ConfigRequest, DispatchOptions)."""
-    fields: dict[str, Any] = {}
-    for name, value in options.items():
-        if name == "set_":
-            fields["overrides"] = value or []
-        elif name == "data_dir":
-            fields[name] = str(value) if value else None
-        else:
-            fields[name] = text(value) if isinstance(value, StrEnum) else value
-    return fields

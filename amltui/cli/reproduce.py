@@ -18,6 +18,7 @@ from amltui.app.service.reproduce import Listener
 from amltui.app.store import Store
 from amltui.cli import options as o
 from amltui.cli.common import console, err, open_store, parse_list, reap_lost, user_errors
+from amltui.cli.help_text import Command
 from amltui.cli.lifecycle import _follow, dispatch
 from core.config import VARIANTS
 
@@ -25,7 +26,7 @@ ALL_VARIANTS = ",".join(VARIANTS)
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(reproduce)
+    app.command(cls=Command)(reproduce)
 
 
 class CliFront:
@@ -79,7 +80,6 @@ def _exit_code(step) -> int:
     return 0
 
 
-@o.with_options(o.CONFIG_OPTIONS, o.DISPATCH_OPTIONS)
 def reproduce(
     preset: o.PresetOpt = "quick",
     seeds: o.Seeds = "0,1,2",
@@ -102,8 +102,20 @@ def reproduce(
     wide: o.Wide = False,
     yes: Annotated[bool, typer.Option("--yes", help="Start a robustness step projected over 10 minutes without "
                                       "asking.")] = False,
+    dataset: o.DatasetOpt = None,
+    data_dir: o.DataDir = None,
+    epochs: o.Epochs = None,
+    train_subset: o.TrainSubset = None,
+    test_subset: o.TestSubset = None,
+    set_: o.SetOverrides = None,
+    executor: o.ExecutorOpt = o.DISPATCH.executor,
+    gpus: o.Gpus = None,
+    slots_per_gpu: o.SlotsPerGpu = str(o.DISPATCH.slots_per_gpu),
+    cpu_slots: o.CpuSlots = None,
+    partition: o.Partition = None,
+    time_limit: o.TimeLimit = o.DISPATCH.time_limit,
+    gpus_per_node: o.GpusPerNode = o.DISPATCH.gpus_per_node,
     runs_dir: o.RunsDir = None,
-    **options: object,
 ) -> None:
     """Reproduce Table 1 and Figure 1: invariance sets, variants × seeds, then a report folder.
 
@@ -113,10 +125,13 @@ def reproduce(
         variants=parse_list(variants, "--variants"), seeds=parse_list(seeds, "--seeds", int), preset=str(preset),
         detach=detach, human_sets=human_sets, human_sets_dir=human_sets_dir, curves=curves, autoattack=autoattack,
         robust_checks=robust_checks, robust_subset=robust_subset, out=out,
-        command="amltui " + " ".join(sys.argv[1:]), **o.request_fields(options))
+        command="amltui " + " ".join(sys.argv[1:]), dataset=o.text(dataset), data_dir=o.text(data_dir),
+        epochs=epochs, train_subset=train_subset, test_subset=test_subset, overrides=list(set_ or []),
+        executor=str(executor), gpus=gpus, slots_per_gpu=slots_per_gpu, cpu_slots=cpu_slots, partition=partition,
+        time_limit=time_limit, gpus_per_node=gpus_per_node)
     with user_errors():
         configs = service.check_request(request)  # before the store: a refused command writes nothing
-    store = open_store(runs_dir)
+    store = open_store(runs_dir, create=True)
     with user_errors():
         report, code = service.reproduce(store, request, CliFront(wide, yes), configs)
     if report is not None:

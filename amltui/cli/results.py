@@ -42,19 +42,20 @@ from amltui.cli.common import (
     warn_damaged,
     warn_unindexed,
 )
+from amltui.cli.help_text import Command
 from amltui.cli.progress_bars import RunProgress
 from core.aa_spec import describe_aa
 
 
 def register(app: typer.Typer) -> None:
     for command, name in ((plot, None), (ls, "ls"), (show, None), (eval_, "eval"), (export, None)):
-        app.command(name)(command)
+        app.command(name, cls=Command)(command)
 
 
 def ls(
     as_json: o.AsJson = False,
-    status: Annotated[list[str] | None, typer.Option(help="Only runs with this status (repeatable, or a comma "
-                                                     f"list): {', '.join(STATUSES)}.")] = None,
+    status: Annotated[list[str] | None, typer.Option(metavar=o.ONE_VALUE, help="Only runs with this status "
+                                                     f"(repeatable, or a comma list): {', '.join(STATUSES)}.")] = None,
     where: o.Where = None,
     sort: Annotated[str | None, typer.Option(help="Order by a record field, config key or metric, e.g. created, "
                                              "A_PGD; -KEY (or --reverse) for descending [default: the store's "
@@ -343,7 +344,8 @@ def _print_human_sets(run_id: str, results: dict) -> None:
 
 
 def plot(
-    run: Annotated[str | None, typer.Argument(help="Run id (or a unique prefix of it); not with --sweep.")] = None,
+    run: Annotated[str | None, typer.Argument(metavar="RUN", help="Run id (or a unique prefix of it); not with "
+                                              "--sweep.")] = None,
     pca: Annotated[bool, typer.Option("--pca/--no-pca", help="PCA of h(x), natural vs FGSM (Figure 1).")] = True,
     n: Annotated[int, typer.Option("-n", help="Test images to embed (stratified).")] = 2000,
     out: Annotated[Path | None, typer.Option(help="PNG path [default: <run>/pca.png].")] = None,
