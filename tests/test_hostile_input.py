@@ -140,7 +140,7 @@ def test_accuracies_outside_0_to_100_are_damage_never_data(tmp_path: Path, metri
     listed = assert_clean(invoke("ls", "--runs-dir", tmp_path), 0)
     assert "b0 damaged" in listed
     table = assert_clean(invoke("export", "--runs-dir", tmp_path), 0)
-    assert "(n=2)" in table and "(n=3)" not in table, table
+    assert "(n=2;" in table and "(n=3;" not in table, table  # n=2 seeds (then the SE_bin)
 
 
 # ---- reproduction 5: a finished run stuck running --------------------------------------------------------
@@ -155,7 +155,7 @@ def test_the_index_repairs_itself_from_run_json(tmp_path: Path, stuck: str) -> N
     listed = assert_clean(invoke("ls", "--json", "--runs-dir", tmp_path), 0)
     assert store.get("b0")["status"] == "done", listed
     table = assert_clean(invoke("export", "--runs-dir", tmp_path), 0)
-    assert "(n=3)" in table
+    assert "(n=3;" in table
     assert_clean(invoke("rm", "b0", "--yes", "--runs-dir", tmp_path), 0)
     assert store.get("b0") is None
 
@@ -168,7 +168,7 @@ def test_every_command_sees_the_repaired_record(tmp_path: Path, command: list[st
     out = assert_clean(invoke(*command, "--runs-dir", tmp_path))
     assert "try again" not in out
     if command == ["export"]:
-        assert "(n=3)" in out
+        assert "(n=3;" in out
     if command[0] == "rm":
         assert store.get("b0") is None
     if command[0] in ("cancel", "eval"):
@@ -360,5 +360,5 @@ def test_a_garbage_checkpoint_is_skipped_by_reproduce_curves(tmp_path: Path) -> 
     run_dir(tmp_path, "b0").checkpoint.write_bytes(b"garbage, not a checkpoint")
     front = Front()
     measure_curves(store, ["b0"], ReproduceRequest(curves=True), front)
-    assert len(front.warnings) == 1 and "b0: no curve or A_AA" in front.warnings[0]
+    assert len(front.warnings) == 1 and "b0: no curve, checks or A_AA" in front.warnings[0]
     assert "cannot be read" in front.warnings[0]
