@@ -52,7 +52,8 @@ def test_eval_autoattack_curve_checks_end_to_end(tmp_path):
         sorted({0.0, eps_s} & set(curve["grid"]))
     assert (folder / "curve.png").stat().st_size > 1000
     assert len(record["checks"]["results"]) == 6  # (b) looks both ways
-    assert set(record.get("flags", [])) == {r["flag"] for r in record["checks"]["results"] if r["passed"] is False}
+    checks_flagged = {f for f in record.get("flags", []) if f.startswith("check_")}  # (a tiny run may be at_chance)
+    assert checks_flagged == {r["flag"] for r in record["checks"]["results"] if r["passed"] is False}
     assert "checks:" in result.output and "A_AA" in result.output and "accuracy % vs ε" in result.output
     # everything is cached: a second evaluation computes nothing new
     cache = json.loads((folder / "robustness" / "cache.json").read_text())["entries"]
@@ -115,7 +116,8 @@ def test_reproduce_report_has_a_aa_checks_and_the_robustness_figure(tmp_path):
     text = report.read_text()
     assert "| A_PGD | A_AA |" in text and "A_AA 12" in text
     assert "AutoAttack apgd-ce+apgd-t (APGD-CE/APGD-T 100 it., 9 target classes), ε" in text and "n=12" in text
-    assert "## Sanity checks" in text and "No run has been checked." in text
+    checks = text.split("## Sanity checks", 1)[1]
+    assert "No run has been checked." in checks or checks.count("no sanity checks run") == 3  # 1-epoch runs: at chance
     assert "![robustness.png](robustness.png)" in text
     assert (tmp_path / "report" / "robustness.png").stat().st_size > 1000
 
