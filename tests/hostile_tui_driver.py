@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from test_tui import SIZE, ready, screen_text, wait_for
+from helpers import SIZE, ready, screen_text, wait_for
 
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.demo import seed_demo

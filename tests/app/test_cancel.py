@@ -24,22 +24,9 @@ from amltui.app.runs import create_run, run_dir, set_status
 from amltui.app.store import Store
 from amltui.cli import app
 from core.config import RunConfig
+from tests.helpers import ROOT, TINY, WAIT, tiny_sets, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
-TINY = dict(dataset="synthetic", arch="small", train_subset=256, test_subset=128, batch_size=64, eval_batch_size=128,
-            pgd_steps=3, threads=1, eval_ia=False)
-WAIT = 240  # generous: a fresh worker imports torch on a busy 2-core machine
-
-
-def wait_for(predicate, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture
@@ -63,7 +50,7 @@ def drive(scheduler: LocalScheduler, timeout: float = WAIT) -> None:
 
 def held(tmp_path: Path, run_id: str, phase: str) -> Path:
     marker = tmp_path / run_id / f"hold-{phase}"
-    wait_for(marker.exists, f"the worker to hold at {phase}")
+    wait_until(marker.exists, f"the worker to hold at {phase}")
     return marker
 
 
@@ -143,7 +130,7 @@ def test_fifty_immediate_cancels_all_end_cancelled(tmp_path, env):
         # hold its lock (it is then past its start-up).
         if i % 5 == 4:
             lock = tmp_path / run_id / "worker.lock"
-            wait_for(lock.exists, "the worker to take its lock")
+            wait_until(lock.exists, "the worker to take its lock")
         cancel_run(store, store.get(run_id))
         drive(scheduler)
         outcomes[run_id] = store.get(run_id)
@@ -176,7 +163,7 @@ def test_a_worker_killed_with_a_cancel_pending_is_cancelled_not_lost(tmp_path, e
 # ---- Ctrl-C in a foreground run -------------------------------------------------------------------------
 @pytest.mark.parametrize("phase", ["spawn", "import", "train"])
 def test_ctrl_c_in_a_foreground_run_cancels_at_any_phase(tmp_path, phase):
-    sets = [f"--set={k}={v}" for k, v in TINY.items() if k != "dataset"]
+    sets = tiny_sets()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "AMLTUI_TEST_HOLD": phase,
            "AMLTUI_TEST_HOLD_DIR": str(tmp_path / "fg")}
     cli = subprocess.Popen([sys.executable, "-m", "amltui", "run", "--id", "fg", "--variant", "baseline",

@@ -16,13 +16,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from reliability_helpers import ROOT, assert_clean, dead_pid, edit_record, invoke, make_runs
 
 from amltui.app.executors.local import LocalScheduler, Slot
 from amltui.app.fsutil import atomic_write_bytes
 from amltui.app.records import inspect
 from amltui.app.runs import run_dir
 from amltui.app.store import SCHEMA_VERSION, Store, validate_run_id
+from tests.helpers import ROOT, assert_clean, dead_pid, edit_record, invoke, make_runs
 
 
 def ls_json(runs: Path) -> dict[str, dict]:

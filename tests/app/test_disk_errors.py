@@ -17,15 +17,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability_helpers import ROOT, assert_clean, edit_record, invoke, make_runs
 
 from amltui.app.store import Store
 from core.errors import DiskFullError
 from core.models import build_model
 from core.train import save_checkpoint
-
-TINY_SET = ["arch=small", "train_subset=256", "test_subset=128", "batch_size=64", "eval_batch_size=128",
-            "pgd_steps=3", "threads=1", "eval_ia=false"]
+from tests.helpers import ROOT, assert_clean, edit_record, invoke, make_runs, tiny_sets
 
 
 @pytest.fixture
@@ -99,8 +96,7 @@ def test_a_run_on_a_full_disk_fails_with_the_reason_and_commands_keep_working(tm
     fill(tmpfs, 1_000_000)  # room for the records, not for a 2 MB checkpoint
     args = ["run", "--variant", "baseline", "--dataset", "synthetic", "--epochs", "1", "--cpu-slots", "1",
             "--gpus", "none", "--id", "full", "--runs-dir", str(runs)]
-    for item in TINY_SET:
-        args += ["--set", item]
+    args += tiny_sets()
     proc = subprocess.run([sys.executable, "-m", "amltui", *args], capture_output=True, text=True, timeout=600,
                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 1, proc.stdout + proc.stderr

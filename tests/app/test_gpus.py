@@ -10,7 +10,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from gpu_fakes import GIB, fake_nvml, gpu, install_fake_smi, use_fake_smi
 from typer.testing import CliRunner
 
 from amltui.app import gpus
@@ -32,11 +31,10 @@ from amltui.app.runs import create_run, run_dir, save_record
 from amltui.app.store import Store
 from amltui.cli import app
 from core.config import RunConfig
+from tests.gpu_fakes import GIB, fake_nvml, gpu, install_fake_smi, use_fake_smi
+from tests.helpers import ROOT, TINY, tiny_sets
 
-ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
-TINY = dict(dataset="synthetic", arch="small", train_subset=256, test_subset=128, batch_size=64, eval_batch_size=128,
-            pgd_steps=3, threads=1, eval_ia=False)
 
 
 @pytest.fixture
@@ -334,7 +332,7 @@ def test_run_with_restricted_visibility_runs_on_physical_gpu_2(monkeypatch, tmp_
     runs = tmp_path / "runs"
     result = runner.invoke(app, ["run", "--variants", "baseline", "--dataset", "synthetic", "--epochs", "1",
                                  "--gpus", "0", "--runs-dir", str(runs), "--id", "g2",
-                                 *[f"--set={k}={v}" for k, v in TINY.items() if k != "dataset"]])
+                                 *tiny_sets()])
     assert result.exit_code == 0, result.output
     record = Store(runs).get("g2")
     assert record["status"] == "done" and record["slot"] == "gpu2"
@@ -386,11 +384,10 @@ def test_fake_smi_script_runs_standalone(tmp_path):
 def test_dashboard_gpu_strip_at_80x24(machine, monkeypatch, tmp_path):
     import asyncio
 
-    from test_tui import SIZE, ready, screen_text, wait_for
-
     from amltui.tui.dashboard import DashboardApp
     from amltui.tui.demo import seed_demo
     from amltui.tui.widgets.gpu_strip import GpuStrip
+    from tests.helpers import SIZE, ready, screen_text, wait_for
 
     monkeypatch.chdir(tmp_path)
     seed_demo(Path("runs"))

@@ -16,38 +16,12 @@ from typer.testing import CliRunner
 
 from amltui.app.executors.liveness import lost_reason, reap
 from amltui.app.executors.local import LocalScheduler, make_slots, parse_gpus
-from amltui.app.runs import create_run, run_dir, save_record, set_status
+from amltui.app.runs import set_status
 from amltui.app.store import Store
 from amltui.cli import app
-from core.config import RunConfig
+from tests.helpers import ROOT, fake_spawn, patch, queue, tiny_sets, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
-TINY = dict(dataset="synthetic", arch="small", train_subset=256, test_subset=128, batch_size=64, eval_batch_size=128,
-            pgd_steps=3, threads=1, eval_ia=False)
-
-
-def queue(store: Store, n: int, **record_fields) -> list[str]:
-    ids = []
-    for seed in range(n):
-        record = create_run(store, RunConfig.resolve("baseline", "quick", seed=seed, epochs=1, **TINY),
-                            run_id=f"r{seed}")
-        patch(store, record["id"], **record_fields)
-        ids.append(record["id"])
-    return ids
-
-
-def patch(store: Store, run_id: str, **fields) -> None:
-    """Change a record in the run folder and the index alike."""
-    record = store.get(run_id)
-    record.update(fields)
-    save_record(store, run_dir(store.runs_dir, run_id), record)
-
-
-def fake_spawn(run_id, slot, runs_dir, pass_fds=()):
-    env = {**os.environ, **slot.env, "AMLTUI_SLOT": slot.name, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_worker.py"), str(runs_dir), run_id],
-                            env=env, pass_fds=pass_fds)
 
 
 def trace(runs_dir: Path) -> list[dict]:
@@ -142,7 +116,7 @@ def test_cancel_all_stops_workers_and_cancels_the_queue(tmp_path):
     ids = queue(store, 3, fake_seconds=60)
     scheduler = LocalScheduler(store, ids, make_slots([0]), spawn=fake_spawn)
     scheduler.step()
-    wait_for(lambda: (tmp_path / "trace.jsonl").exists(), 120, "the first worker to start")
+    wait_until(lambda: (tmp_path / "trace.jsonl").exists(), "the first worker to start", 120)
     scheduler.cancel_all(timeout=5)
     assert {r["id"]: r["status"] for r in store.all()} == {"r0": "cancelled", "r1": "cancelled", "r2": "cancelled"}
 
@@ -174,26 +148,16 @@ def amltui(*args: str, runs: Path, **extra_env: str) -> subprocess.CompletedProc
                           capture_output=True, timeout=300)
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def held_run(runs: Path, phase: str, timeout: float = 240) -> str:
     """The id of a run whose worker holds at ``phase`` (AMLTUI_TEST_HOLD; amltui.app.executors.safepoint)."""
-    found = wait_for(lambda: sorted(runs.glob(f"*/hold-{phase}")), timeout, f"a worker holding at {phase}")
+    found = wait_until(lambda: sorted(runs.glob(f"*/hold-{phase}")), f"a worker holding at {phase}", timeout)
     return found[0].parent.name
 
 
 def test_sigkilled_worker_is_marked_lost_the_queue_goes_on_and_resume_finishes_it(tmp_path):
     # Each worker holds after its first epoch (its checkpoint in place) until it is cancelled: what happens to
     # it never depends on how fast this machine trains.
-    sets = [f"--set={k}={v}" for k, v in {**TINY, "train_subset": 1024}.items() if k != "dataset"]
+    sets = tiny_sets(train_subset=1024)
     started = amltui("run", "--detach", "--variants", "baseline", "--seeds", "0,1", "--dataset", "synthetic",
                      "--epochs", "40", "--cpu-slots", "1", *sets, runs=tmp_path, AMLTUI_TEST_HOLD="epoch")
     assert started.returncode == 0, started.stderr
@@ -202,14 +166,14 @@ def test_sigkilled_worker_is_marked_lost_the_queue_goes_on_and_resume_finishes_i
     pid = store.get(first)["pid"]
     assert pid and (tmp_path / first / "checkpoint.pt").exists()
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: store.get(first)["status"] == "failed", 120, "the killed run to be marked failed")
+    wait_until(lambda: store.get(first)["status"] == "failed", "the killed run to be marked failed", 120)
     assert "lost" in store.get(first)["error"]
     other = next(r["id"] for r in store.all() if r["id"] != first)
-    wait_for(lambda: (tmp_path / other / "hold-epoch").exists(), 240, "the queue to go on")
+    wait_until(lambda: (tmp_path / other / "hold-epoch").exists(), "the queue to go on", 240)
     assert store.get(other)["status"] == "running"
     cancelled = amltui("cancel", other, runs=tmp_path)
     assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
-    wait_for(lambda: store.get(other)["status"] == "cancelled", 120, "the cancelled run")
+    wait_until(lambda: store.get(other)["status"] == "cancelled", "the cancelled run", 120)
     assert "stopped while training" in store.get(other)["error"]
 
     listed = json.loads(amltui("ls", "--json", runs=tmp_path).stdout)
@@ -217,7 +181,7 @@ def test_sigkilled_worker_is_marked_lost_the_queue_goes_on_and_resume_finishes_i
 
 
 def test_resume_after_sigkill_finishes_from_the_checkpoint(tmp_path):
-    sets = [f"--set={k}={v}" for k, v in {**TINY, "train_subset": 1024}.items() if k != "dataset"]
+    sets = tiny_sets(train_subset=1024)
     started = amltui("run", "--detach", "--id", "k", "--dataset", "synthetic", "--epochs", "3", *sets, runs=tmp_path,
                      AMLTUI_TEST_HOLD="epoch")
     assert started.returncode == 0, started.stderr
@@ -225,7 +189,7 @@ def test_resume_after_sigkill_finishes_from_the_checkpoint(tmp_path):
     held_run(tmp_path, "epoch")  # epoch 1 done and checkpointed; the worker waits
     pid = store.get("k")["pid"]
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: store.get("k")["status"] == "failed", 120, "the lost run")
+    wait_until(lambda: store.get("k")["status"] == "failed", "the lost run", 120)
     resumed = amltui("resume", "k", runs=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     record = store.get("k")

@@ -21,22 +21,9 @@ from amltui.app.runs import create_run
 from amltui.app.store import Store
 from amltui.cli import app
 from core.config import RunConfig
+from tests.helpers import ROOT, TINY, WAIT, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
-TINY = dict(dataset="synthetic", arch="small", train_subset=256, test_subset=128, batch_size=64, eval_batch_size=128,
-            pgd_steps=3, threads=1, eval_ia=False)
-WAIT = 240
-
-
-def wait_for(predicate, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def new_run(store: Store, run_id: str, epochs: int = 50) -> str:
@@ -67,7 +54,7 @@ def held_worker(tmp_path, monkeypatch):
     new_run(store, "r")
     scheduler = LocalScheduler(store, ["r"], make_slots([], cpu_slots=1, cores=1))
     scheduler.step()
-    wait_for((tmp_path / "r" / "hold-train").exists, "the worker to hold in training")
+    wait_until((tmp_path / "r" / "hold-train").exists, "the worker to hold in training")
     (_, proc), = scheduler.active.values()
     yield store, scheduler, proc
     if proc.poll() is None:
@@ -94,7 +81,7 @@ def test_a_second_worker_on_the_same_run_refuses_to_start(tmp_path, held_worker)
 def test_a_paused_worker_is_stalled_not_lost_and_resume_refuses_it(tmp_path, held_worker):
     store, scheduler, proc = held_worker
     os.kill(proc.pid, signal.SIGSTOP)
-    wait_for(lambda: process_state(proc.pid) == "T", "the worker to stop")
+    wait_until(lambda: process_state(proc.pid) == "T", "the worker to stop")
     old = time.time() - 600  # as if it had been paused for ten minutes (it cannot beat while stopped)
     os.utime(tmp_path / "r" / "heartbeat", (old, old))
 
@@ -110,12 +97,12 @@ def test_a_paused_worker_is_stalled_not_lost_and_resume_refuses_it(tmp_path, hel
     assert reap(store) == [] and store.get("r")["status"] == "stalled"  # still not lost
 
     os.kill(proc.pid, signal.SIGCONT)  # it wakes up and beats again
-    wait_for(lambda: (heartbeat_age(tmp_path, "r") or 1e9) < 60, "a fresh heartbeat")
+    wait_until(lambda: (heartbeat_age(tmp_path, "r") or 1e9) < 60, "a fresh heartbeat")
     assert reap(store) == ["r"] and store.get("r")["status"] == "running"
 
     # Paused again, then cancelled: the cancel wakes it up so that it can stop cleanly.
     os.kill(proc.pid, signal.SIGSTOP)
-    wait_for(lambda: process_state(proc.pid) == "T", "the worker to stop")
+    wait_until(lambda: process_state(proc.pid) == "T", "the worker to stop")
     os.utime(tmp_path / "r" / "heartbeat", (old, old))
     reap(store)
     assert store.get("r")["status"] == "stalled"
@@ -134,7 +121,7 @@ def test_queued_runs_of_a_dead_scheduler_are_orphaned_and_resume_starts_them(tmp
     assert busy is not None
     scheduler = start_detached(tmp_path, ids, [], 1, 1)
     try:
-        wait_for(lambda: "run(s) on" in (tmp_path / "scheduler.log").read_text(), "the scheduler to start")
+        wait_until(lambda: "run(s) on" in (tmp_path / "scheduler.log").read_text(), "the scheduler to start")
         assert reap(store) == []  # its scheduler lives: queued, not orphaned
         out = cli("resume", "o0", runs=tmp_path)
         assert out.exit_code == 2 and "queued" in out.output
@@ -176,7 +163,7 @@ def test_a_progress_file_that_is_not_an_object_counts_as_none(progress):
 
 
 def test_a_failing_display_never_stops_the_runs(tmp_path, monkeypatch):
-    from tests.test_launch import fake_spawn, queue
+    from tests.helpers import fake_spawn, queue
 
     store = Store(tmp_path)
     ids = queue(store, 2, fake_seconds=0.1)

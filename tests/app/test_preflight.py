@@ -16,6 +16,7 @@ from amltui.app.preflight import PreflightError, check_config, split_sizes
 from core.config import RunConfig
 from core.errors import DataNotFoundError
 from core.idx_files import SAMPLE_DIR, find_idx_files, read_idx_header
+from tests.helpers import ROOT
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 needs_fashion = pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
@@ -144,6 +145,6 @@ def test_preflight_imports_no_torch() -> None:
     code = ("import sys; from amltui.app.preflight import check_config; from core.config import RunConfig; "
             "check_config(RunConfig(dataset='mnist-sample', device='cpu')); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

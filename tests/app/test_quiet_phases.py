@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -15,9 +14,8 @@ from amltui.app.runs import create_run
 from amltui.app.store import Store
 from amltui.cli import app
 from core.config import RunConfig
-from tests.test_cancel import TINY, WAIT, wait_for  # one way to wait for a worker (generous timeouts)
+from tests.helpers import ROOT, TINY, WAIT, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
 
@@ -35,7 +33,7 @@ def test_a_held_phase_shows_in_ls_progress_and_log(tmp_path, monkeypatch, phase,
     scheduler = LocalScheduler(store, [run_id], make_slots([], cpu_slots=1, cores=1))
     try:
         scheduler.step()
-        wait_for((tmp_path / run_id / f"hold-{phase}").exists, f"the worker to hold at {phase}")
+        wait_until((tmp_path / run_id / f"hold-{phase}").exists, f"the worker to hold at {phase}")
 
         progress = json.loads((tmp_path / run_id / "progress.json").read_text())
         assert progress["kind"] == "phase" and progress["phase"]["phase"] == phase, progress

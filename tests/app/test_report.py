@@ -9,30 +9,7 @@ import statistics
 import pytest
 
 from amltui.app.report import NO_BASELINE, aggregate, render
-from core.config import VARIANT_DEFAULTS
-
-
-def rec(run_id, variant, seed, a_orig, a_sa, *, fp="fp1", code="0.1.0", lr=1e-3, a_ia=None, weights=None,
-        dataset="mnist", n=None, ended="", **extra):
-    metrics = {"A_orig": a_orig, "A_SA": a_sa, "A_PGD": a_sa - 10}
-    if a_ia is not None:
-        metrics["A_IA"] = a_ia
-    w = {**VARIANT_DEFAULTS[variant], **(weights or {})}
-    config = {"variant": variant, "seed": seed, "lr": lr, "dataset": dataset, "preset": "quick", **w,
-              "pgd_steps": 40, "pgd_alpha": 0.01, "pgd_eps": None, "eps_s": 0.3}
-    group = f"{variant}-{lr}-" + "-".join(f"{v}" for v in w.values())
-    return {"id": run_id, "status": "done", "variant": variant, "seed": seed, "dataset": dataset,
-            "preset": "quick", "fingerprint": fp, "code_version": code, "group": group, "context": f"ctx-{lr}",
-            "config_diff": {"lr": lr} if lr != 1e-3 else {k: v for k, v in (weights or {}).items()},
-            "config": config, "metrics": metrics, "metrics_n": n or {m: 1000 for m in metrics}, "ended": ended,
-            **extra}
-
-
-RUNS = [
-    rec("b0", "baseline", 0, 99.0, 90.0), rec("b1", "baseline", 1, 98.0, 92.0), rec("b2", "baseline", 2, 97.0, 91.0),
-    rec("m0", "ml_sa", 0, 99.5, 93.0), rec("m1", "ml_sa", 1, 98.5, 94.0),  # seed 2 missing: pairs over 0 and 1
-    rec("x", "ml_sa", 3, 10.0, 10.0, status="failed"),  # not finished: never in a table
-]
+from tests.helpers import RUNS, rec
 
 
 def test_cells_are_mean_and_sample_std_over_seeds_with_n():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from amltui.app.report import aggregate, render
-from tests.test_report import RUNS, rec
+from tests.helpers import RUNS, rec
 
 SINGLE = [rec("b0", "baseline", 0, 91.0, 80.0), rec("m0", "ml_sa", 0, 93.5, 84.0)]
 

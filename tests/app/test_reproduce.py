@@ -13,9 +13,10 @@ from amltui.app.runs import create_run, set_status
 from amltui.app.store import Store
 from amltui.cli import app
 from core.config import VARIANTS, RunConfig
+from tests.helpers import tiny_items, tiny_sets
 
 runner = CliRunner()
-TINY = ["arch=small", "train_subset=120", "test_subset=40", "batch_size=40", "pgd_steps=2", "threads=1"]
+SMALLER = dict(train_subset=120, test_subset=40, batch_size=40, pgd_steps=2)  # than TINY: a plan is many runs
 
 
 def test_plan_reuses_finished_runs_resumes_interrupted_ones_and_creates_the_rest(tmp_path):
@@ -46,7 +47,7 @@ def test_reading_states_whether_a_difference_exceeds_the_seed_spread():
 
 def test_reproduce_writes_the_report_and_a_rerun_reuses_everything(tmp_path):
     args = ["reproduce", "--dataset", "synthetic", "--seeds", "0", "--variants", "baseline,ml_sa_ia", "--epochs", "1",
-            "--runs-dir", str(tmp_path), *[a for s in TINY for a in ("--set", s)]]
+            "--runs-dir", str(tmp_path), *tiny_sets(**SMALLER, eval_ia=True)]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "2 to start" in first.output
@@ -101,7 +102,7 @@ def _quantize_inputs(monkeypatch) -> None:
     import dataclasses
 
     import amltui.app.robustness as robustness
-    from tests.test_robustness import Quantized
+    from tests.torch_fakes import Quantized
 
     real = robustness.load_run_model
 
@@ -148,10 +149,10 @@ def test_the_report_flags_a_model_that_masks_pgd_too(tmp_path, monkeypatch, mask
 
 def test_an_interrupted_reproduce_resumes_its_runs(tmp_path):
     args = ["reproduce", "--dataset", "synthetic", "--seeds", "0", "--variants", "baseline", "--epochs", "2",
-            "--runs-dir", str(tmp_path), *[a for s in TINY + ["eval_ia=false"] for a in ("--set", s)]]
+            "--runs-dir", str(tmp_path), *tiny_sets(**SMALLER)]
     store = Store(tmp_path)
     config = RunConfig.resolve("baseline", "quick", seed=0, dataset="synthetic", epochs=2,
-                               overrides=TINY + ["eval_ia=false"])
+                               overrides=tiny_items(**SMALLER))
     run_id = create_run(store, config)["id"]
     set_status(store, run_id, "cancelled", error="interrupted")  # as if Ctrl-C hit it before the first epoch
     out = runner.invoke(app, args)

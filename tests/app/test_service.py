@@ -10,14 +10,12 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from reliability_helpers import assert_clean, edit_record, invoke, make_runs
 
 from amltui.app import service
 from amltui.app.errors import UserError
 from amltui.app.store import Store
 from amltui.tui import actions
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, assert_clean, edit_record, invoke, make_runs
 
 
 def test_importing_the_service_the_cli_and_the_actions_loads_no_torch() -> None:

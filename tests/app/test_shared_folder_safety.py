@@ -16,7 +16,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from reliability_helpers import ROOT, assert_clean, edit_record, invoke, make_runs
 
 from amltui.app.errors import UserError
 from amltui.app.executors.local import Slot, slot_lock, spawn_worker
@@ -34,6 +33,7 @@ from amltui.app.png_figures import save_png
 from amltui.app.runs import run_dir
 from amltui.app.store import Store
 from core.attacks.invariance_cache import ChunkedCache
+from tests.helpers import ROOT, assert_clean, edit_record, invoke, make_runs
 
 PRECIOUS = "precious\n"
 

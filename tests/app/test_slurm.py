@@ -21,6 +21,7 @@ from amltui.app.executors.slurm import SlurmError, SlurmExecutor, job_states, pa
 from amltui.app.runs import create_run, run_dir, set_status
 from amltui.app.store import Store
 from core.config import RunConfig
+from tests.helpers import ROOT
 
 JOB_START_S = 120  # queueing + a fresh Python importing torch, on two busy cores
 RUN_S = 180
@@ -289,7 +290,7 @@ def test_cli_run_with_the_slurm_executor(tmp_path: Path) -> None:
     """`amltui run --executor slurm` end to end: submitted, followed live, recorded, listed."""
     sets = ["arch=small", "train_subset=256", "test_subset=128", "batch_size=64", "pgd_steps=3", "threads=1",
             "eval_ia=false"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
         [sys.executable, "-m", "amltui", "run", "--executor", "slurm", "--time", "30", "--dataset", "synthetic",
          "--epochs", "1", "--id", "cli-slurm", "--runs-dir", str(tmp_path), *[a for s in sets for a in ("--set", s)]],
@@ -306,7 +307,7 @@ def test_a_grid_sweep_goes_through_slurm(tmp_path: Path) -> None:
     """`run --grid … --executor slurm`: one job per grid point, each run recorded with its sweep; the sweep table."""
     sets = ["arch=small", "train_subset=256", "test_subset=128", "batch_size=64", "pgd_steps=3", "threads=1",
             "eval_ia=false"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
         [sys.executable, "-m", "amltui", "run", "--executor", "slurm", "--time", "30", "--dataset", "synthetic",
          "--epochs", "1", "--grid", "lambda_sa=0.25,0.5", "--sweep", "slurm-grid", "--detach", "--runs-dir",

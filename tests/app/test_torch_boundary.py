@@ -6,11 +6,7 @@ plot) need it. Every check runs in a fresh interpreter, so no other test's impor
 
 from __future__ import annotations
 
-import os
 import pkgutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -20,8 +16,7 @@ import amltui.cli
 import amltui.termplot
 import amltui.tui
 from amltui.tui.demo import seed_demo
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import assert_no_torch, python, torch_importers
 
 
 def submodules(package: object) -> list[str]:
@@ -39,34 +34,6 @@ APP_CORE = ["amltui.app.store", "amltui.app.records", "amltui.app.run_progress",
             "amltui.app.executors.control"]
 APP_CORE += [m for m in submodules(amltui.app) if m.rsplit(".", 1)[-1].startswith(("service", "errors"))]
 MODULES = sorted({*submodules(amltui.cli), *submodules(amltui.tui), *submodules(amltui.termplot), *APP_CORE})
-
-
-def python(code: str, *args: str, cwd: Path = ROOT, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, *args, "-c", code], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=timeout)
-
-
-def torch_importers() -> str:
-    """Code that prints, at exit, which module first pulled torch in ("" if none did)."""
-    return textwrap.dedent("""
-        import atexit, builtins, sys, traceback
-        _first = []
-        _import = builtins.__import__
-        def _watch(name, *args, **kwargs):
-            if not _first and (name == "torch" or name.startswith("torch.")) and "torch" not in sys.modules:
-                _first.append("".join(traceback.format_stack(limit=12)[:-1]))
-            return _import(name, *args, **kwargs)
-        builtins.__import__ = _watch
-        atexit.register(lambda: print("TORCH-LOADED\\n" + _first[0] if "torch" in sys.modules else "NO-TORCH",
-                                      file=sys.stderr))
-    """)
-
-
-def assert_no_torch(done: subprocess.CompletedProcess[str], what: str) -> None:
-    assert done.returncode == 0, f"{what} failed:\n{done.stdout}\n{done.stderr}"
-    assert "TORCH-LOADED" not in done.stderr, f"{what} imported torch:\n{done.stderr.split('TORCH-LOADED')[1]}"
-    assert "NO-TORCH" in done.stderr, f"{what}: the check did not run:\n{done.stderr}"
 
 
 @pytest.mark.parametrize("module", MODULES)

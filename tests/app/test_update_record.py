@@ -15,9 +15,9 @@ from amltui.app.records import FIELDS, RULES, STATUSES, RunRecord, Status, inspe
 from amltui.app.runs import change_record, create_run, set_status
 from amltui.app.store import SKIP, Store, update_record
 from core.config import RunConfig
+from tests.helpers import ROOT
 from tests.record_updater import CANCEL_REASON
 
-ROOT = Path(__file__).resolve().parent.parent
 UPDATES = 200  # per updater
 
 

@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from reliability_helpers import ROOT, assert_clean, dead_pid, edit_record, invoke, make_runs
 
 from amltui.app.fsutil import read_json
 from amltui.app.records import inspect
 from amltui.app.runs import run_dir
 from amltui.app.store import Store
+from tests.helpers import ROOT, assert_clean, dead_pid, edit_record, invoke, make_runs
 
 GUARD_S = 120  # a subprocess that has not ended by then hangs: the test fails (it never waits this long otherwise)
 

@@ -16,11 +16,9 @@ from typer.testing import CliRunner
 
 from amltui.app.store import Store
 from amltui.cli import app
+from tests.helpers import ROOT, tiny_sets
 
 runner = CliRunner()
-ROOT = Path(__file__).resolve().parent.parent
-TINY_SET = ["arch=small", "train_subset=256", "test_subset=128", "batch_size=64", "eval_batch_size=128",
-            "pgd_steps=3", "threads=1", "eval_ia=false"]
 
 
 def set_args(items: list[str]) -> list[str]:
@@ -34,7 +32,7 @@ def invoke(*args: str):
 
 def run_tiny(runs: Path, *extra: str, variant: str = "ml_sa", seed: int = 0):
     return invoke("run", "--variant", variant, "--seed", str(seed), "--dataset", "synthetic", "--epochs", "1",
-                  "--runs-dir", str(runs), *set_args(TINY_SET), *extra)
+                  "--runs-dir", str(runs), *tiny_sets(), *extra)
 
 
 def test_run_writes_the_run_folder_and_records_final_metrics(tmp_path):

@@ -12,16 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from reliability_helpers import assert_clean, edit_record, invoke
 
 from amltui.app import runs as runs_module
 from amltui.app.runs import evaluate_run
 from amltui.app.store import Store
 from core.data import load_idx_folder, write_idx
 from core.human_sets import HUMAN_SETS, load_human_sets
-
-TINY_SET = ["arch=small", "train_subset=256", "test_subset=128", "batch_size=64", "eval_batch_size=128",
-            "pgd_steps=3", "threads=1", "eval_ia=false"]
+from tests.helpers import assert_clean, edit_record, invoke, tiny_sets
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +27,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     runs = tmp_path_factory.mktemp("trained")
     args = ["run", "--variant", "baseline", "--dataset", "synthetic", "--epochs", "1", "--id", "t0",
             "--gpus", "none", "--runs-dir", runs]
-    for item in TINY_SET:
-        args += ["--set", item]
+    args += tiny_sets()
     assert_clean(invoke(*args), 0)
     return runs
 

@@ -10,10 +10,9 @@ from amltui.app.report import aggregate
 from amltui.app.store import Store
 from amltui.cli import app
 from core.config import RunConfig
+from tests.helpers import tiny_items, tiny_sets
 
 runner = CliRunner()
-TINY_SET = ["arch=small", "train_subset=256", "test_subset=128", "batch_size=64", "eval_batch_size=128",
-            "pgd_steps=3", "threads=1"]
 
 
 def invoke(*args: str):
@@ -21,7 +20,7 @@ def invoke(*args: str):
 
 
 def run_tiny(runs: Path, *extra: str, variant: str = "ml_sa", seed: int = 0, eval_ia: bool = False):
-    sets = [a for item in TINY_SET + [f"eval_ia={eval_ia}"] for a in ("--set", item)]
+    sets = tiny_sets(eval_ia=eval_ia)
     return invoke("run", "--variant", variant, "--seed", str(seed), "--dataset", "synthetic", "--epochs", "1",
                   "--runs-dir", str(runs), *sets, *extra)
 
@@ -44,7 +43,7 @@ def test_the_same_seed_twice_is_reused_and_a_repeat_counts_once(tmp_path):
     from amltui.tui.actions import LaunchRequest, launch
 
     form = launch(tmp_path, LaunchRequest(variants=["ml_sa"], seeds=[0], dataset="synthetic",
-                                          overrides=TINY_SET + ["eval_ia=true", "epochs=1"], gpus="none"))
+                                          overrides=tiny_items(eval_ia=True, epochs=1), gpus="none"))
     assert form.queued == [] and f"reusing finished run {record['id']}" in form.message()
     assert len(Store(tmp_path).all()) == 1
 

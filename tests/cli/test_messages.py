@@ -13,10 +13,9 @@ from typer.testing import CliRunner
 
 from amltui.app.store import Store
 from amltui.cli import app
-from tests.test_cli_runs_daily import finished, new_run
+from tests.helpers import finished, new_run
 
 runner = CliRunner()
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def amltui(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from reliability_helpers import assert_clean, edit_record, invoke, make_runs
 
 from amltui.app.store import Store
+from tests.helpers import assert_clean, edit_record, invoke, make_runs
 
 
 def nothing_written(runs: Path) -> bool:

@@ -12,17 +12,15 @@ from pathlib import Path
 from rich.console import Console
 
 from amltui.cli.progress_bars import RunProgress
-from tests.conftest import TINY
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, TINY
 
 
 def test_piped_foreground_run_prints_phase_and_epoch_lines(tmp_path: Path) -> None:
-    sets = [f"--set={k}={v}" for k, v in TINY.items()
-            if k not in ("dataset", "epochs", "train_subset", "test_subset")]
+    tiny = {**TINY, "epochs": 2, "eval_ia": True}  # A_IA scored too: every phase prints
+    sets = [f"--set={k}={v}" for k, v in tiny.items() if k not in ("dataset", "epochs", "train_subset", "test_subset")]
     cmd = [sys.executable, "-m", "amltui", "run", "--runs-dir", str(tmp_path), "--variant", "ml_sa_ia",
-           "--dataset", TINY["dataset"], "--epochs", str(TINY["epochs"]), "--train-subset", str(TINY["train_subset"]),
-           "--test-subset", str(TINY["test_subset"]), "--device", "cpu", "--cpu-slots", "1", *sets]
+           "--dataset", tiny["dataset"], "--epochs", str(tiny["epochs"]), "--train-subset", str(tiny["train_subset"]),
+           "--test-subset", str(tiny["test_subset"]), "--device", "cpu", "--cpu-slots", "1", *sets]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
                          env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"})
     assert out.returncode == 0, out.stdout + out.stderr
@@ -32,10 +30,10 @@ def test_piped_foreground_run_prints_phase_and_epoch_lines(tmp_path: Path) -> No
     assert [e.split(":")[0] for e in epochs] == ["epoch 1/2", "epoch 2/2"]
     assert all(re.fullmatch(r"epoch \d/2: loss \d+\.\d{4}  A_orig .* \(monitor subset\)  \d+\.\ds", e) for e in epochs)
     assert "running" in lines
-    assert f"data loaded: {TINY['train_subset']} train / {TINY['test_subset']} test images" in lines
-    train_done = lines.index(f"invariance train done ({TINY['train_subset']})")
+    assert f"data loaded: {tiny['train_subset']} train / {tiny['test_subset']} test images" in lines
+    train_done = lines.index(f"invariance train done ({tiny['train_subset']})")
     assert train_done < lines.index(epochs[0])  # in the order they happened
-    assert any(line.startswith("eval ") and line.endswith(f"done ({TINY['test_subset']})") for line in lines)
+    assert any(line.startswith("eval ") and line.endswith(f"done ({tiny['test_subset']})") for line in lines)
     assert re.match(r"done  A_orig \d+\.\d\d  A_SA \d+\.\d\d  A_PGD \d+\.\d\d", lines[-1]), lines[-1]
 
 

@@ -8,10 +8,10 @@ from typer.testing import CliRunner
 
 from amltui.app.store import Store
 from amltui.cli import app
+from tests.helpers import tiny_items
 
 runner = CliRunner()
-TINY = ["arch=small", "train_subset=256", "test_subset=128", "batch_size=64", "eval_batch_size=128",
-        "pgd_steps=2", "threads=1", "eval_ia=false", "aa_subset=16", "aa_version=apgd-ce,apgd-t"]
+ITEMS = tiny_items(pgd_steps=2, aa_subset=16, aa_version="apgd-ce,apgd-t")  # AutoAttack on 16 images, two parts
 
 
 def invoke(*args: str):
@@ -19,7 +19,7 @@ def invoke(*args: str):
 
 
 def _run(runs, *extra: str) -> dict:
-    sets = [a for item in TINY + list(extra) for a in ("--set", item)]
+    sets = [a for item in ITEMS + list(extra) for a in ("--set", item)]
     result = invoke("run", "--variant", "baseline", "--dataset", "synthetic", "--epochs", "1", "--runs-dir",
                     str(runs), *sets)
     assert result.exit_code == 0, result.output
@@ -121,7 +121,7 @@ def test_reproduce_report_has_a_aa_checks_and_the_robustness_figure(tmp_path):
 
 
 def _run_variant(runs, variant: str, seed: int) -> dict:
-    sets = [a for item in TINY for a in ("--set", item)]
+    sets = [a for item in ITEMS for a in ("--set", item)]
     result = invoke("run", "--variant", variant, "--seed", str(seed), "--dataset", "synthetic", "--epochs", "1",
                     "--runs-dir", str(runs), *sets)
     assert result.exit_code == 0, result.output

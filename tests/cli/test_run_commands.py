@@ -14,35 +14,20 @@ import pytest
 from typer.testing import CliRunner
 
 from amltui.app import preflight
-from amltui.app.runs import change_record, create_run, set_status
+from amltui.app.runs import change_record
 from amltui.app.service import UserError, launch
 from amltui.app.service.launch import LaunchRequest
 from amltui.app.service.rerun import RerunRequest, plan_rerun
 from amltui.app.store import Store
 from amltui.cli import app
-from core.config import RunConfig
-from tests.test_cancel import TINY, WAIT, wait_for  # one way to wait for a worker (generous timeouts)
+from tests.helpers import ROOT, WAIT, finished, new_run, tiny_sets, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 runner = CliRunner()
-TINY_SET = [a for k, v in TINY.items() if k != "dataset" for a in ("--set", f"{k}={v}")]
 
 
 def invoke(*args: str, runs: Path, stdin: str | None = None):
     return runner.invoke(app, [*args, "--runs-dir", str(runs)], input=stdin)
-
-
-def new_run(store: Store, run_id: str, variant: str = "baseline", **fields) -> str:
-    config = RunConfig.resolve(variant, "quick", seed=fields.pop("seed", 0), epochs=fields.pop("epochs", 1),
-                               **{**TINY, **fields})
-    return create_run(store, config, run_id=run_id)["id"]
-
-
-def finished(store: Store, run_id: str, status: str = "done", **fields) -> str:
-    """Mark a queued run ended (no worker): what `amltui` sees of a run that has run."""
-    assert set_status(store, run_id, status, expect=("queued",), **fields)
-    return run_id
 
 
 # ---- 1. errors arrive before anything is queued (with --detach too) -------------------------------------------
@@ -225,11 +210,11 @@ def test_the_cancel_reason_names_who_cancelled(tmp_path, monkeypatch):
     scheduler = LocalScheduler(store, ids, make_slots([], cpu_slots=2, cores=2))
     scheduler.step()
     for run_id in ids:
-        wait_for((tmp_path / run_id / "hold-train").exists, f"{run_id} to hold at train")
+        wait_until((tmp_path / run_id / "hold-train").exists, f"{run_id} to hold at train")
     assert invoke("cancel", "by-amltui", runs=tmp_path).exit_code == 0
     os.kill(store.get("by-kill")["pid"], signal.SIGTERM)  # a signal without any request through amltui
-    wait_for(lambda: all(store.get(i)["status"] == "cancelled" for i in ids) or not scheduler.step(), "the cancels")
-    wait_for(lambda: all(store.get(i)["status"] == "cancelled" for i in ids), "both runs to end cancelled")
+    wait_until(lambda: all(store.get(i)["status"] == "cancelled" for i in ids) or not scheduler.step(), "the cancels")
+    wait_until(lambda: all(store.get(i)["status"] == "cancelled" for i in ids), "both runs to end cancelled")
     mine, killed = store.get("by-amltui")["error"], store.get("by-kill")["error"]
     assert mine.startswith("cancelled with `amltui cancel`") and "stopped by signal" not in mine, mine
     assert killed.startswith("cancelled by SIGTERM, not through amltui"), killed
@@ -239,9 +224,9 @@ def test_the_cancel_reason_names_who_cancelled(tmp_path, monkeypatch):
 def test_ctrl_c_hint_names_the_run(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "AMLTUI_TEST_HOLD": "train"}
     proc = subprocess.Popen([sys.executable, "-m", "amltui", "run", "--dataset", "synthetic", "--epochs", "50",
-                             "--id", "held", *TINY_SET, "--runs-dir", str(tmp_path)], env=env, cwd=ROOT, text=True,
+                             "--id", "held", *tiny_sets(), "--runs-dir", str(tmp_path)], env=env, cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    wait_for((tmp_path / "held" / "hold-train").exists, "the worker to hold at train")
+    wait_until((tmp_path / "held" / "hold-train").exists, "the worker to hold at train")
     proc.send_signal(signal.SIGINT)
     output = proc.communicate(timeout=WAIT)[0]
     assert proc.returncode == 130, output
@@ -251,13 +236,13 @@ def test_ctrl_c_hint_names_the_run(tmp_path):
 def test_logs_of_a_run_waiting_for_a_slot_names_its_scheduler(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "AMLTUI_TEST_HOLD": "train"}
     started = subprocess.run([sys.executable, "-m", "amltui", "run", "--dataset", "synthetic", "--epochs", "50",
-                              "--variants", "baseline,ml_sa", "--cpu-slots", "1", "--detach", *TINY_SET,
+                              "--variants", "baseline,ml_sa", "--cpu-slots", "1", "--detach", *tiny_sets(),
                               "--runs-dir", str(tmp_path)], env=env, cwd=ROOT, text=True, capture_output=True,
                              timeout=WAIT)
     assert started.returncode == 0, started.stdout + started.stderr
     store = Store(tmp_path)
     try:
-        first = wait_for(lambda: [r["id"] for r in store.all() if (tmp_path / r["id"] / "hold-train").exists()],
+        first = wait_until(lambda: [r["id"] for r in store.all() if (tmp_path / r["id"] / "hold-train").exists()],
                          "one run to hold at train")[0]
         waiting = next(r["id"] for r in store.all() if r["id"] != first)
         result = invoke("logs", waiting, runs=tmp_path)
@@ -266,4 +251,4 @@ def test_logs_of_a_run_waiting_for_a_slot_names_its_scheduler(tmp_path):
         assert "which has 1 run(s) running and 1 queued" in text, text
     finally:
         invoke("cancel", "--all", runs=tmp_path)
-        wait_for(lambda: all(r["status"] in ("cancelled", "done", "failed") for r in store.all()), "the runs to end")
+        wait_until(lambda: all(r["status"] in ("cancelled", "done", "failed") for r in store.all()), "the runs to end")

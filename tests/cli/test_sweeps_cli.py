@@ -8,19 +8,16 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from PIL import Image
 from typer.testing import CliRunner
 
 from amltui.app.store import Store
 from amltui.cli import app
+from tests.helpers import ROOT, tiny_sets
 
 runner = CliRunner()
-ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--dataset", "synthetic", "--epochs", "1"] + [a for item in (
-    "arch=small", "train_subset=256", "test_subset=128", "batch_size=64", "eval_batch_size=128", "pgd_steps=3",
-    "threads=1", "eval_ia=false", "monitor_pgd=0") for a in ("--set", item)]
+TINY_RUN = ["--dataset", "synthetic", "--epochs", "1", *tiny_sets(monitor_pgd=0)]
 
 
 def invoke(*args: str, input: str | None = None):
@@ -30,10 +27,10 @@ def invoke(*args: str, input: str | None = None):
 def test_a_grid_sweep_runs_exports_and_plots(tmp_path):
     runs = str(tmp_path)
     result = invoke("run", "--variant", "ml_sa", "--grid", "lambda_sa=0.25,0.5", "--seeds", "0,1", "--sweep", "sa",
-                    *TINY, "--runs-dir", runs)
+                    *TINY_RUN, "--runs-dir", runs)
     assert result.exit_code == 0, result.output
     assert "sweep sa: 4 runs = 1 variant(s) × 2 grid point(s) (lambda_sa: 2) × 2 seed(s)" in result.output
-    base = invoke("run", "--variant", "baseline", "--seeds", "0,1", "--sweep", "sa", *TINY, "--runs-dir", runs)
+    base = invoke("run", "--variant", "baseline", "--seeds", "0,1", "--sweep", "sa", *TINY_RUN, "--runs-dir", runs)
     assert base.exit_code == 0, base.output
     records = Store(tmp_path).all()
     assert len(records) == 6 and {r["sweep"] for r in records} == {"sa"}
@@ -41,7 +38,7 @@ def test_a_grid_sweep_runs_exports_and_plots(tmp_path):
 
     # The same grid again reuses the finished runs (amltui/app/reuse.py) and queues nothing.
     again = invoke("run", "--variant", "ml_sa", "--grid", "lambda_sa=0.25,0.5", "--seeds", "0,1", "--sweep", "sa2",
-                   *TINY, "--runs-dir", runs)
+                   *TINY_RUN, "--runs-dir", runs)
     assert again.exit_code == 0, again.output
     assert len(Store(tmp_path).all()) == 6
     table = invoke("export", "--sweep", "sa2", "--format", "csv", "--runs-dir", runs)
@@ -75,16 +72,16 @@ def test_a_grid_sweep_runs_exports_and_plots(tmp_path):
 
 def test_bad_grids_and_large_sweeps_queue_nothing(tmp_path):
     runs = str(tmp_path)
-    bad = invoke("run", "--variant", "ml_sa_ia", "--grid", "lambda_ia=0,0.5", *TINY, "--runs-dir", runs)
+    bad = invoke("run", "--variant", "ml_sa_ia", "--grid", "lambda_ia=0,0.5", *TINY_RUN, "--runs-dir", runs)
     assert bad.exit_code == 2 and "grid point lambda_ia=0" in bad.output
-    typo = invoke("run", "--grid", "lamda_ia=0.5", *TINY, "--runs-dir", runs)
+    typo = invoke("run", "--grid", "lamda_ia=0.5", *TINY_RUN, "--runs-dir", runs)
     assert typo.exit_code == 2 and "did you mean 'lambda_ia'" in typo.output
-    name = invoke("run", "--grid", "lr=1e-3,1e-4", "--sweep", "bad/name", *TINY, "--runs-dir", runs)
+    name = invoke("run", "--grid", "lr=1e-3,1e-4", "--sweep", "bad/name", *TINY_RUN, "--runs-dir", runs)
     assert name.exit_code == 2 and "sweep name" in name.output
-    big = invoke("run", "--grid", "lr=1e-4:1e-2:log:26", "--seeds", "0,1", *TINY, "--runs-dir", runs, input="n\n")
+    big = invoke("run", "--grid", "lr=1e-4:1e-2:log:26", "--seeds", "0,1", *TINY_RUN, "--runs-dir", runs, input="n\n")
     assert big.exit_code == 2 and "52 runs" in big.output and "nothing queued" in big.output
     assert Store(tmp_path).all() == []
-    ids = invoke("run", "--grid", "lr=1e-3,1e-4", "--id", "one", *TINY, "--runs-dir", runs)
+    ids = invoke("run", "--grid", "lr=1e-3,1e-4", "--id", "one", *TINY_RUN, "--runs-dir", runs)
     assert ids.exit_code == 2 and "--id names a single run" in ids.output
     unknown = invoke("export", "--sweep", "nope", "--runs-dir", runs)
     assert unknown.exit_code == 2 and "no run belongs to sweep 'nope'" in unknown.output
@@ -93,7 +90,7 @@ def test_bad_grids_and_large_sweeps_queue_nothing(tmp_path):
 def test_a_sweep_in_a_real_subprocess_records_its_name_and_a_manifest(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "amltui", "run", "--variant", "ml_sa", "--grid",
-                           "margin=0.05:0.1:2", "--seeds", "0", "--sweep", "m", *TINY, "--runs-dir", str(tmp_path)],
+                           "margin=0.05:0.1:2", "--seeds", "0", "--sweep", "m", *TINY_RUN, "--runs-dir", str(tmp_path)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     records = Store(tmp_path).all()

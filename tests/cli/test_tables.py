@@ -20,10 +20,9 @@ from amltui.cli import app
 from amltui.cli.lifecycle import _summary, summary_table
 from core.config import RunConfig
 from core.flags import at_chance, check_run, flags_record
-from tests.test_cli_runs_daily import finished, new_run
+from tests.helpers import ROOT, finished, new_run
 
 runner = CliRunner()
-ROOT = Path(__file__).resolve().parent.parent
 ERROR = "TrainingFailed: loss became nan at epoch 3 (lr too high?); lower lr or check the data"
 METRICS = {"A_orig": 99.25, "A_SA": 97.15, "A_IA": 80.0, "A_IA_target": 12.5, "A_PGD": 71.65, "A_AA": 70.1}
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import torch
 
 from core.attacks.base import project_linf, signed_step, uniform_start
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
 
 
 def test_projection_lands_in_the_ball_and_in_the_unit_box():

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from amltui.app.robustness import CurveSpec, Evaluator, checkpoint_hash, compute_curve, measure_checks
 from core import robustness as rob
@@ -16,27 +15,17 @@ from core.checks import Measurements, merge_flags, run_checks, summary_line
 from core.config import ConfigError, RunConfig
 from core.data import load_dataset
 from core.train import train
+from tests.torch_fakes import Quantized
 
-TINY = dict(dataset="synthetic", epochs=2, train_subset=512, test_subset=128, batch_size=64, threads=1,
+# Not tests/helpers.py's TINY: the paper net on 512 images, so that it learns enough to attack.
+LEARNER = dict(dataset="synthetic", epochs=2, train_subset=512, test_subset=128, batch_size=64, threads=1,
             eval_ia=False, pgd_steps=5)
-
-
-class Quantized(nn.Module):
-    """Rounds its input to 5 gray levels: zero input gradient almost everywhere, i.e. masked gradients by
-    construction. Gradient attacks see nothing; a score-based black-box attack is unaffected."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.round(x * 4) / 4)
 
 
 @pytest.fixture(scope="module")
 def trained():
     """A small net trained clean for 2 epochs on synthetic digits (seconds on one CPU thread)."""
-    cfg = RunConfig.resolve("baseline", "quick", w_clean=1.0, w_adv=0.0, eps_s=0.3, **TINY)
+    cfg = RunConfig.resolve("baseline", "quick", w_clean=1.0, w_adv=0.0, eps_s=0.3, **LEARNER)
     data = load_dataset("synthetic", None, seed=0).with_subsets(512, 128, seed=0)
     torch.manual_seed(0)
     model = train(cfg, data, device=torch.device("cpu")).model.eval()

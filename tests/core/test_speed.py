@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,9 +17,7 @@ from core.models import build_model
 from core.scoring import clean_and_fgsm_correct
 from core.step import TrainStep, mode_independent, pool_first_embed, use_channels_last
 from core.train import make_optimizer, train
-from tests.conftest import TINY
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT, TINY
 
 
 def step_grads(variant: str, *, plain: bool = False, channels_last: bool = False, slope: float | None = None,
@@ -139,7 +136,7 @@ def data():
 
 
 def tiny(**changes) -> RunConfig:
-    return RunConfig.resolve("ml_sa", "quick", **{**TINY, "eval_ia": False, **changes})
+    return RunConfig.resolve("ml_sa", "quick", **{**TINY, "epochs": 2, **changes})
 
 
 def test_log_every_reads_losses_every_k_batches_with_the_same_results(data):
@@ -206,7 +203,8 @@ def test_evaluate_in_channels_last_hands_the_model_back_unchanged():
     torch.manual_seed(0)
     model = build_model("paper").eval()
     ds = load_dataset("synthetic", seed=0).with_subsets(64, 200, seed=0)
-    config = RunConfig.resolve("ml_sa", "quick", **{**TINY, "arch": "paper", "test_subset": 200})
+    config = RunConfig.resolve("ml_sa", "quick",
+                               **{**TINY, "epochs": 2, "eval_ia": True, "arch": "paper", "test_subset": 200})
     fast = evaluate(model, ds.test, config)
     assert model.trunk[0].weight.is_contiguous()
     plain = evaluate(model, ds.test, config.replace(channels_last=False))

@@ -12,13 +12,13 @@ from core.config import RunConfig
 from core.data import load_dataset
 from core.evaluate import evaluate
 from core.train import TrainingFailed, load_checkpoint, load_model, make_model, train
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 DEVICE = torch.device("cpu")
 
 
 def tiny_config(variant: str = "ml_sa", **changes) -> RunConfig:
-    return RunConfig.resolve(variant, "quick", **{**TINY, "eval_ia": False, **changes})
+    return RunConfig.resolve(variant, "quick", **{**TINY, "epochs": 2, **changes})
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,13 @@ from core.train import (
     split_holdout,
     train,
 )
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 DEVICE = torch.device("cpu")
 
 
 def tiny(variant: str = "baseline", **changes) -> RunConfig:
-    return RunConfig.resolve(variant, "quick", **{**TINY, "eval_ia": False, "monitor_pgd": 32, **changes})
+    return RunConfig.resolve(variant, "quick", **{**TINY, "epochs": 2, "monitor_pgd": 32, **changes})
 
 
 @pytest.fixture(scope="module")

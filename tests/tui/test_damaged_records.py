@@ -6,22 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-from test_tui import cell, ready, run_app, screen_text, table_ids, wait_for
 from textual.pilot import Pilot
 
 from amltui.app.store import Store
 from amltui.tui.dashboard import DashboardApp
-from amltui.tui.demo import seed_demo
 from amltui.tui.screens.detail import DetailScreen
 from amltui.tui.screens.runs import RunsScreen
-
-
-@pytest.fixture
-def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    seed_demo(Path("runs"))
-    return Path("runs")
+from tests.helpers import cell, ready, run_app, screen_text, table_ids, wait_for
 
 
 def set_in_store(runs: Path, run_id: str, **changes: object) -> None:

@@ -1,22 +1,15 @@
 """The dashboard, driven with Textual's Pilot at 80×24: screens, live updates, actions, text snapshots.
 
 Snapshots are the screen's text (no colours) in tests/__snapshots__/test_tui/*.txt; after an intended change of
-a screen, regenerate them with ``AMLTUI_UPDATE_SNAPSHOTS=1 pytest tests/test_tui.py`` and review the diff.
+a screen, regenerate them with ``AMLTUI_UPDATE_SNAPSHOTS=1 pytest tests/tui`` and review the diff.
 """
 
 from __future__ import annotations
 
-import asyncio
-import io
 import json
 import os
-import time
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
 
-import pytest
-from rich.console import Console
 from textual.pilot import Pilot
 
 from amltui.app.outcomes import CHANCE_MARK, at_chance
@@ -24,7 +17,6 @@ from amltui.app.report import aggregate, render
 from amltui.app.store import Store
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.data import LogTail, progress_bar
-from amltui.tui.demo import seed_demo
 from amltui.tui.screens.confirm import ConfirmScreen
 from amltui.tui.screens.detail import DetailScreen
 from amltui.tui.screens.new_runs import LaunchScreen
@@ -33,77 +25,7 @@ from amltui.tui.screens.runs import RunsScreen
 from amltui.tui.screens.sort_picker import SortPicker
 from amltui.tui.widgets.chart import Series, render_chart
 from amltui.tui.widgets.runs_table import RunsTable
-
-SNAPSHOTS = Path(__file__).parent / "__snapshots__" / "test_tui"
-SIZE = (80, 24)
-
-
-# ---- helpers ------------------------------------------------------------------------------------------
-
-
-def screen_text(app: DashboardApp) -> str:
-    """What the terminal shows, as plain text (the same composition export_screenshot renders)."""
-    console = Console(width=app.size.width, height=app.size.height, file=io.StringIO(), record=True,
-                      legacy_windows=False)
-    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
-    return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
-
-
-def assert_snapshot(name: str, text: str) -> None:
-    path = SNAPSHOTS / f"{name}.txt"
-    if os.environ.get("AMLTUI_UPDATE_SNAPSHOTS"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"no snapshot {path}: run with AMLTUI_UPDATE_SNAPSHOTS=1 to create it"
-    expected = path.read_text(encoding="utf-8")
-    assert text == expected, f"screen differs from {path}:\n{text}"
-
-
-async def wait_for(pilot: Pilot, condition: Callable[[], Any], timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
-        await pilot.pause(0.05)
-
-
-def run_app(runs_dir: Path, body: Callable[[DashboardApp, Pilot], Coroutine[Any, Any, None]],
-            poll: float = 0.2) -> None:
-    async def main() -> None:
-        app = DashboardApp(runs_dir, poll_interval=poll, detail_interval=0.3)
-        async with app.run_test(size=SIZE) as pilot:
-            await body(app, pilot)
-
-    asyncio.run(main())
-
-
-async def ready(app: DashboardApp, pilot: Pilot) -> RunsScreen:
-    """Wait until a full snapshot (with describe and reap) is on screen and no read is under way."""
-    await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), what="the runs screen")
-    screen = app.screen
-    assert isinstance(screen, RunsScreen)
-    polls = screen.polls
-    screen.poll(force=True)
-    await wait_for(pilot, lambda: screen.polls > polls and not screen.reading, what="a fresh snapshot")
-    await pilot.pause(0.1)
-    return screen
-
-
-def table_ids(app: DashboardApp) -> list[str]:
-    table = app.screen.query_one(RunsTable)
-    return [row.key.value for row in table.ordered_rows]
-
-
-def cell(app: DashboardApp, run_id: str, column: str) -> str:
-    return str(app.screen.query_one(RunsTable).get_cell(run_id, column))
-
-
-@pytest.fixture
-def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)  # the screens show the runs dir: a relative one keeps snapshots stable
-    seed_demo(Path("runs"))
-    return Path("runs")
-
+from tests.helpers import assert_snapshot, cell, ready, run_app, screen_text, table_ids, tiny_items, wait_for
 
 # ---- pure pieces --------------------------------------------------------------------------------------
 
@@ -355,8 +277,6 @@ def test_launch_form_shows_config_errors_instead_of_crashing(demo: Path) -> None
     run_app(demo, body)
 
 
-TINY = ("arch=small train_subset=256 test_subset=128 batch_size=64 eval_batch_size=128 pgd_steps=3 threads=1 "
-        "eval_ia=false epochs=3")
 
 
 def test_launch_a_real_run_quit_cancel_resume_and_finish(tmp_path: Path) -> None:
@@ -369,7 +289,7 @@ def test_launch_a_real_run_quit_cancel_resume_and_finish(tmp_path: Path) -> None
         await pilot.press("n")
         form = app.screen
         form.query_one("#dataset").value = "synthetic"
-        form.query_one("#overrides").value = TINY
+        form.query_one("#overrides").value = " ".join(tiny_items(epochs=3))
         form.query_one("#gpus").value = "none"
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), what="the form to close")

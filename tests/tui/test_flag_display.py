@@ -10,7 +10,7 @@ from textual.pilot import Pilot
 from amltui.app.store import Store
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.screens.detail import DetailScreen
-from tests.test_tui import cell, demo, ready, run_app, screen_text, wait_for  # noqa: F401  (demo: a fixture)
+from tests.helpers import cell, ready, run_app, screen_text, wait_for
 
 RUN = "ml_sa-s0-demo"
 DETAIL = {"name": "gradient_masking", "rule": "final A_SA − A_PGD > 30 points",

@@ -17,7 +17,7 @@ from amltui.tui.dashboard import DashboardApp
 from amltui.tui.screens.help import KEY_LABELS, help_sections
 from amltui.tui.screens.runs import RunsScreen
 from amltui.tui.widgets.runs_table import RunsTable
-from tests.test_tui import demo, ready, run_app  # noqa: F401  (demo: a fixture)
+from tests.helpers import ready, run_app
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 PILOT_KEYS = {label: name for name, label in KEY_LABELS.items()}  # README's "Esc" → Textual's "escape"

@@ -4,11 +4,8 @@ log lines."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
 
 import pytest
 from textual.pilot import Pilot
@@ -24,27 +21,15 @@ from amltui.tui.screens.launch_values import FILE, FormValues, load_values, save
 from amltui.tui.screens.new_runs import LaunchScreen
 from amltui.tui.screens.runs import RunsScreen
 from core.config import RunConfig
-from tests.conftest import TINY
-from tests.test_tui import assert_snapshot, ready, screen_text, wait_for
+from tests.helpers import TINY, assert_snapshot, ready, run_app, screen_text, wait_for
 
 SIZES = [(80, 24), (100, 30)]
 
 
-@pytest.fixture
-def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    seed_demo(Path("runs"))
-    return Path("runs")
 
 
-def run_app(runs_dir: Path, body: Callable[[DashboardApp, Pilot], Coroutine[Any, Any, None]],
-            size: tuple[int, int] = (80, 24)) -> None:
-    async def main() -> None:
-        app = DashboardApp(runs_dir, poll_interval=0.2, detail_interval=0.3)
-        async with app.run_test(size=size) as pilot:
-            await body(app, pilot)
 
-    asyncio.run(main())
+
 
 
 async def open_form(app: DashboardApp, pilot: Pilot) -> LaunchScreen:
@@ -98,7 +83,7 @@ def test_an_unknown_override_gets_a_short_did_you_mean_and_the_buttons_stay(demo
         assert "seed has its own field (seeds)" in screen_text(app)
         assert app.screen is form and len(Store(demo).all()) == 7  # nothing was created
 
-    run_app(demo, body, size)
+    run_app(demo, body, size=size)
 
 
 def test_a_long_error_is_cut_so_the_buttons_stay_on_screen(demo: Path) -> None:
@@ -247,7 +232,7 @@ def test_long_log_lines_wrap_instead_of_being_cut(demo: Path, size) -> None:
         await wait_for(pilot, lambda: tail in screen_text(app), what="the wrapped tail of the line")
         assert "[b]not markup[/b]" in screen_text(app)
 
-    run_app(demo, body, size)
+    run_app(demo, body, size=size)
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -260,7 +245,7 @@ def test_the_final_line_shows_a_pgd_and_a_ia_target_on_one_line(demo: Path, size
         # the table's label where it fits, the narrow one (as `amltui ls`) in 80 columns: never cut or wrapped
         assert ("→tgt 14.10" if size[0] == 80 else "A_IA→target 14.10") in line
 
-    run_app(demo, body, size)
+    run_app(demo, body, size=size)
 
 
 def test_a_running_run_shows_its_last_monitor_estimates(demo: Path) -> None:
@@ -310,4 +295,4 @@ def test_the_triplet_diagnostics_are_charted_and_shown_per_epoch(trained: tuple[
         await wait_for(pilot, lambda: "━ A_SA" in screen_text(app), what="the baseline's curves")
         assert not app.screen.query_one("#triplet-chart", LineChart).display
 
-    run_app(runs_dir, body, (100, 30))
+    run_app(runs_dir, body, size=(100, 30))

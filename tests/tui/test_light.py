@@ -18,10 +18,7 @@ from amltui.tui.demo import seed_demo
 from amltui.tui.screens.confirm import ConfirmScreen
 from amltui.tui.widgets.runs_table import RunsTable
 from core.config import RunConfig
-from tests.conftest import TINY
-from tests.test_torch_boundary import ROOT, assert_no_torch, python, torch_importers
-from tests.test_tui import ready, screen_text, wait_for
-from tests.test_tui_runs import run_at
+from tests.helpers import ROOT, TINY, assert_no_torch, python, ready, run_app, screen_text, torch_importers, wait_for
 
 
 @pytest.fixture
@@ -128,7 +125,7 @@ def test_a_bulk_resume_starts_one_scheduler_and_the_dashboard_reaps_it(tmp_path:
         assert len(started()) == 1
 
     try:
-        run_at(runs, (80, 24), body)
+        run_app(runs, body, size=(80, 24))
     finally:  # a failure above must not leave the scheduler waiting for the slot: it ends by itself
         for run_id in ("baseline-s2-demo", "ml_sa_ia-s1-demo"):
             actions.cancel(runs, run_id)

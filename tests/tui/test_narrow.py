@@ -27,8 +27,7 @@ from amltui.tui.screens.new_runs import LaunchScreen
 from amltui.tui.screens.results import ResultsScreen
 from amltui.tui.widgets.runs_table import RunsTable
 from core.config import RunConfig
-from tests.test_tui import ready, screen_text, wait_for
-from tests.test_tui_runs import row_line, run_at
+from tests.helpers import ready, row_line, run_app, screen_text, wait_for
 
 SIZES = [(80, 24), (120, 40)]
 
@@ -75,7 +74,7 @@ def test_progress_counts_are_never_cut(long_runs: Path, size: tuple[int, int]) -
             line = row_line(text, run_id)
             assert count + " " in line + " ", (run_id, line)
 
-    run_at(long_runs, size, body)
+    run_app(long_runs, body, size=size)
 
 
 def configured(variant: str, seed: int, **values: Any) -> dict[str, Any]:
@@ -121,7 +120,7 @@ def test_a_sweeps_runs_show_their_grid_point_beside_the_metrics(sweep_runs: Path
         assert "lambda_sa=1 " in row_line(text, "ml_sa-s1-1206-201500-b003")
         assert "lambda_sa" not in row_line(text, "baseline-s0-1206-201500-a000")
 
-    run_at(sweep_runs, size, body)
+    run_app(sweep_runs, body, size=size)
 
 
 def test_no_point_column_without_sweeps_and_a_sa_at_120_columns(long_runs: Path) -> None:
@@ -131,7 +130,7 @@ def test_no_point_column_without_sweeps_and_a_sa_at_120_columns(long_runs: Path)
         assert header[:6] == ["run", "status", "A_orig", "A_PGD", "A_SA", "A_IA"]
         assert "point" not in header
 
-    run_at(long_runs, (120, 40), body)
+    run_app(long_runs, body, size=(120, 40))
 
 
 async def results(app: DashboardApp, pilot: Pilot) -> ResultsScreen:
@@ -170,7 +169,7 @@ def test_results_list_the_baseline_first_and_write_lambda_as_the_sweep_view(swee
         rows = main_table_rows(app, screen)
         assert all("±" in line and "(n=2)" in line for line in rows), rows
 
-    run_at(sweep_runs, size, body)
+    run_app(sweep_runs, body, size=size)
 
 
 def test_s_without_sweeps_says_how_to_make_one(long_runs: Path) -> None:
@@ -181,7 +180,7 @@ def test_s_without_sweeps_says_how_to_make_one(long_runs: Path) -> None:
                                           in str(n.message) for n in app._notifications), what="the notice")
         assert screen.sweep is None and app.screen is screen
 
-    run_at(long_runs, (80, 24), body)
+    run_app(long_runs, body, size=(80, 24))
 
 
 @pytest.mark.parametrize("marked, question, note", [
@@ -200,7 +199,7 @@ def test_a_bulk_question_follows_the_count(long_runs: Path, marked: list[str], q
         assert asked.startswith(question) and note in asked, asked
         await pilot.press("n")
 
-    run_at(long_runs, (80, 24), body)
+    run_app(long_runs, body, size=(80, 24))
 
 
 def test_the_help_screen_lists_the_sideways_keys() -> None:
@@ -231,7 +230,7 @@ def test_the_subset_fields_keep_their_labels_when_filled(long_runs: Path, size: 
         assert "train 300" in line and "test 100" in line, line
         await pilot.press("escape")
 
-    run_at(long_runs, size, body)
+    run_app(long_runs, body, size=size)
 
 
 def test_keys_typed_after_the_large_sweep_question_are_asked_about_again(long_runs: Path,
@@ -260,7 +259,7 @@ def test_keys_typed_after_the_large_sweep_question_are_asked_about_again(long_ru
         await wait_for(pilot, lambda: sent, what="the confirmed launch")
         assert "epochs=1200" in sent[0].overrides and len(sent) == 1
 
-    run_at(long_runs, (80, 24), body)
+    run_app(long_runs, body, size=(80, 24))
 
 
 # ---- a run at chance ----------------------------------------------------------------------------------------
@@ -292,4 +291,4 @@ def test_a_run_at_chance_is_marked_in_the_table_and_said_in_its_detail(long_runs
         await wait_for(pilot, lambda: "is at chance" in screen_text(app), what="the detail's note")
         assert "learned nothing" in screen_text(app)
 
-    run_at(long_runs, size, body)
+    run_app(long_runs, body, size=size)

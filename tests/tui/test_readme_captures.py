@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
+
 SNAPSHOTS = ROOT / "tests" / "__snapshots__" / "test_tui"
 # The line above each capture in README.md → the snapshot it shows.
 CAPTURES = {

@@ -4,11 +4,8 @@ overlaid with a legend of their ids, and a config diff of only what differs."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
 
 import pytest
 from textual.pilot import Pilot
@@ -22,19 +19,12 @@ from amltui.tui.screens.compare import CompareScreen, config_diff
 from amltui.tui.screens.results import ResultsScreen
 from amltui.tui.widgets.chart import LineChart
 from core.config import RunConfig
-from tests.test_tui import assert_snapshot, ready, screen_text, wait_for
+from tests.helpers import assert_snapshot, ready, run_app, screen_text, wait_for
 
 SIZES = [(80, 24), (100, 30)]
 
 
-def run_app(runs_dir: Path, body: Callable[[DashboardApp, Pilot], Coroutine[Any, Any, None]],
-            size: tuple[int, int]) -> None:
-    async def main() -> None:
-        app = DashboardApp(runs_dir, poll_interval=0.2, detail_interval=0.3)
-        async with app.run_test(size=size) as pilot:
-            await body(app, pilot)
 
-    asyncio.run(main())
 
 
 @pytest.fixture
@@ -84,7 +74,7 @@ def test_results_tell_settings_apart_and_keep_each_group_with_its_baseline_first
         if size == (80, 24):
             assert_snapshot("results_settings", text)
 
-    run_app(two_settings, body, size)
+    run_app(two_settings, body, size=size)
 
 
 def test_results_with_many_settings_name_the_highlighted_rows(two_settings: Path) -> None:
@@ -106,7 +96,7 @@ def test_results_with_many_settings_name_the_highlighted_rows(two_settings: Path
         await wait_for(pilot, lambda: first not in screen_text(app), what="the highlighted row's setting")
         assert results_rows(app)[3][0] in next(line for line in screen_text(app).splitlines() if "4 settings" in line)
 
-    run_app(two_settings, body, (80, 24))
+    run_app(two_settings, body, size=(80, 24))
 
 
 # ---- compare ------------------------------------------------------------------------------------------
@@ -120,11 +110,15 @@ def test_config_diff_keeps_only_what_differs() -> None:
     assert config_diff([a, None, {**a, "data_dir": "/d"}]) == [("data_dir", ["none", "–", "/d"])]
 
 
+
+
+
 @pytest.fixture
 def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The demo runs folder with ml_sa-s0-demo's curves changed: the demo's runs share their curves, real runs
+    do not (overrides tests/conftest.py's demo)."""
     monkeypatch.chdir(tmp_path)
     seed_demo(Path("runs"))
-    # the demo's runs share their curves: make one differ, as real runs do
     path = Path("runs") / "ml_sa-s0-demo" / "metrics.jsonl"
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     for line in lines:
@@ -170,4 +164,4 @@ def test_compare_overlays_the_curves_and_diffs_the_configs(demo: Path, size) -> 
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, CompareScreen), what="back")
 
-    run_app(demo, body, size)
+    run_app(demo, body, size=size)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_tui import demo, ready, run_app, screen_text, wait_for  # noqa: F401  (demo is a fixture)
-
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.screens.detail import DetailScreen
+from tests.helpers import ready, run_app, screen_text, wait_for
 
 
 def test_robustness_tab_shows_the_curve_checks_and_flags(demo: Path) -> None:  # noqa: F811

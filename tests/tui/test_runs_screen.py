@@ -4,12 +4,9 @@ End/Home, key=value filters, the sort picker, marks with bulk cancel/delete and 
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import types
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
 
 import pytest
 from textual.pilot import Pilot
@@ -23,27 +20,19 @@ from amltui.tui.screens.help import HelpScreen
 from amltui.tui.screens.runs import RunsScreen
 from amltui.tui.screens.sort_picker import SortPicker
 from amltui.tui.widgets.runs_table import RunsTable
-from tests.test_tui import assert_snapshot, cell, demo, ready, screen_text, table_ids, wait_for  # noqa: F401
+from tests.helpers import assert_snapshot, cell, ready, row_line, run_app, screen_text, table_ids, wait_for
 
 DONE = ["baseline-s0-demo", "baseline-s1-demo", "ml_sa-s0-demo", "ml_sa-s1-demo"]
 
 
-def run_at(runs_dir: Path, size: tuple[int, int], body: Callable[[DashboardApp, Pilot], Coroutine[Any, Any, None]]
-           ) -> None:
-    async def main() -> None:
-        app = DashboardApp(runs_dir, poll_interval=0.2, detail_interval=0.3)
-        async with app.run_test(size=size) as pilot:
-            await body(app, pilot)
 
-    asyncio.run(main())
 
 
 def table(app: DashboardApp) -> RunsTable:
     return app.screen.query_one(RunsTable)
 
 
-def row_line(text: str, run_id: str) -> str:
-    return next(line for line in text.splitlines() if f" {run_id} " in line)
+
 
 
 def _tag(runs: Path, run_id: str, tags: list[str], sweep: str | None = None) -> None:
@@ -69,7 +58,7 @@ def test_metrics_beside_the_id_at_80_columns_and_the_id_stays_when_scrolling_sid
         assert "ml_sa-s0-demo" in text and "flags" in text  # the id column is frozen
         assert "A_orig" not in text  # it did scroll
 
-    run_at(demo, (80, 24), body)
+    run_app(demo, body, size=(80, 24))
 
 
 def test_wider_terminal_shows_more_columns(demo: Path) -> None:  # noqa: F811
@@ -83,7 +72,7 @@ def test_wider_terminal_shows_more_columns(demo: Path) -> None:  # noqa: F811
         assert "paper" not in text  # the tags are further right (tests/test_tui_narrow.py: 120 columns)
         assert_snapshot("runs_100x30", text)
 
-    run_at(demo, (100, 30), body)
+    run_app(demo, body, size=(100, 30))
 
 
 def test_end_and_home_jump_to_the_last_and_first_row(demo: Path) -> None:  # noqa: F811
@@ -95,7 +84,7 @@ def test_end_and_home_jump_to_the_last_and_first_row(demo: Path) -> None:  # noq
         await pilot.press("home")
         assert table(app).current_id == "baseline-s0-demo"
 
-    run_at(demo, (80, 24), body)
+    run_app(demo, body, size=(80, 24))
 
 
 def test_the_header_counts_cancelled_runs(demo: Path) -> None:  # noqa: F811
@@ -107,7 +96,7 @@ def test_the_header_counts_cancelled_runs(demo: Path) -> None:  # noqa: F811
         first = screen_text(app).splitlines()[0]
         assert "1 failed · 1 cancelled" in first and "0 queued" in first
 
-    run_at(demo, (80, 24), body)
+    run_app(demo, body, size=(80, 24))
 
 
 # ---- filter and sort ---------------------------------------------------------------------------------------
@@ -162,7 +151,7 @@ def test_key_value_filters_and_free_text_are_anded(demo: Path) -> None:  # noqa:
         await wait_for(pilot, lambda: table_ids(app) == ["ml_sa-s1-demo"])
         assert "unknown filter key" not in screen_text(app)
 
-    run_at(demo, (80, 24), body)
+    run_app(demo, body, size=(80, 24))
 
 
 def test_sort_picker_lists_every_key_and_S_reverses(demo: Path) -> None:  # noqa: F811
@@ -183,7 +172,7 @@ def test_sort_picker_lists_every_key_and_S_reverses(demo: Path) -> None:  # noqa
         assert table_ids(app)[:4] == DONE[::-1]  # the runs without an A_PGD stay last either way
         assert "sort A_PGD↓" in screen_text(app)
 
-    run_at(demo, (80, 24), body)
+    run_app(demo, body, size=(80, 24))
 
 
 # ---- marks and bulk actions --------------------------------------------------------------------------------
@@ -218,7 +207,7 @@ def test_marks_then_one_confirmation_cancels_all_marked_live_runs(demo: Path) ->
         assert store.get("ml_sa-s1-demo")["status"] == "done" and store.get("baseline-s2-demo")["status"] == "failed"
         assert table(app).marked == []
 
-    run_at(demo, (80, 24), body)
+    run_app(demo, body, size=(80, 24))
 
 
 def test_marked_runs_are_deleted_together_after_one_yes(demo: Path) -> None:  # noqa: F811
@@ -236,7 +225,7 @@ def test_marked_runs_are_deleted_together_after_one_yes(demo: Path) -> None:  # 
         assert store.get("baseline-s0-demo") is None and not (demo / "baseline-s1-demo").exists()
         assert len(table_ids(app)) == 5
 
-    run_at(demo, (80, 24), body)
+    run_app(demo, body, size=(80, 24))
 
 
 def test_o_opens_the_marked_runs_together(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
@@ -261,7 +250,7 @@ def test_o_opens_the_marked_runs_together(demo: Path, monkeypatch: pytest.Monkey
         assert isinstance(app.screen, CompareScreen)
         assert opened == [["ml_sa-s0-demo", "ml_sa-s1-demo"]]
 
-    run_at(demo, (80, 24), body)
+    run_app(demo, body, size=(80, 24))
 
 
 # ---- a corrupt index, help ---------------------------------------------------------------------------------
@@ -284,7 +273,7 @@ def test_a_corrupt_index_is_rebuilt_with_b_after_a_yes(demo: Path) -> None:  # n
         assert list(demo.glob("store.json.corrupt*")) or list(demo.glob("*corrupt*"))  # kept aside, not deleted
         await wait_for(pilot, lambda: any("restored 7 run(s)" in str(n.message) for n in app._notifications))
 
-    run_at(demo, (80, 24), body)
+    run_app(demo, body, size=(80, 24))
 
 
 def test_question_mark_lists_the_keys_of_every_screen(demo: Path) -> None:  # noqa: F811
@@ -300,7 +289,7 @@ def test_question_mark_lists_the_keys_of_every_screen(demo: Path) -> None:  # no
         await pilot.press("escape")
         assert isinstance(app.screen, RunsScreen)
 
-    run_at(demo, (80, 24), body)
+    run_app(demo, body, size=(80, 24))
 
 
 def test_o_without_a_compare_view_opens_the_first_marked_run(demo: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
@@ -315,4 +304,4 @@ def test_o_without_a_compare_view_opens_the_first_marked_run(demo: Path, monkeyp
         assert isinstance(app.screen, DetailScreen) and app.screen.run_id == "ml_sa-s0-demo"
         assert any("No compare view" in str(n.message) for n in app._notifications)
 
-    run_at(demo, (80, 24), body)
+    run_app(demo, body, size=(80, 24))

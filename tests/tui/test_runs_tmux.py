@@ -1,16 +1,16 @@
-"""The runs screen's keys in a real terminal (tmux at 80×24, tests/test_tui_tmux.py's fixture): the metrics
+"""The runs screen's keys in a real terminal (tmux at 80×24, tests/conftest.py's `dashboard`): the metrics
 beside the id, End/Home, Space marks, a key=value filter, the sort picker and `?`."""
 
 from __future__ import annotations
 
-from tests.test_tui_tmux import Tmux, dashboard  # noqa: F401  (dashboard: a fixture)
+from tests.helpers import Tmux
 
 
 def _row(screen: str, run_id: str) -> str:
     return next(line for line in screen.splitlines() if f" {run_id} " in line)
 
 
-def test_runs_keys_in_tmux_at_80x24(dashboard: Tmux) -> None:  # noqa: F811
+def test_runs_keys_in_tmux_at_80x24(dashboard: Tmux) -> None:
     tmux = dashboard
     screen = tmux.wait_for("baseline-s2-demo", "A_PGD", "? Help")
     assert all(v in _row(screen, "ml_sa-s0-demo") for v in ("99.2", "71.7", "81.4"))  # A_orig, A_PGD, A_IA

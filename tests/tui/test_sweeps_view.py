@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -12,26 +11,9 @@ from amltui.app.store import Store
 from amltui.app.sweeps import save_manifest
 from amltui.tui.actions import ActionError, LaunchRequest, resolve_configs
 from amltui.tui.dashboard import DashboardApp
-from amltui.tui.demo import seed_demo
 from amltui.tui.screens.new_runs import LaunchScreen
 from amltui.tui.screens.results import ResultsScreen
-from tests.test_tui import ready, screen_text, wait_for
-
-
-@pytest.fixture
-def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    seed_demo(Path("runs"))
-    return Path("runs")
-
-
-def run_app(runs_dir: Path, body) -> None:
-    async def main() -> None:
-        app = DashboardApp(runs_dir, poll_interval=0.2, detail_interval=0.3)
-        async with app.run_test(size=(100, 60)) as pilot:
-            await body(app, pilot)
-
-    asyncio.run(main())
+from tests.helpers import ready, run_app, screen_text, wait_for
 
 
 async def screen_after(app: DashboardApp, pilot: Pilot, key: str, kind: type):
@@ -66,7 +48,7 @@ def test_launch_form_refuses_a_bad_grid_and_asks_before_a_large_sweep(demo: Path
         assert app.screen is form and len(Store(demo).all()) == 7  # nothing queued before the second press
         await pilot.press("escape")
 
-    run_app(demo, body)
+    run_app(demo, body, size=(100, 60))
 
 
 def test_results_screen_shows_one_sweep_with_its_frontier(demo: Path) -> None:
@@ -84,4 +66,4 @@ def test_results_screen_shows_one_sweep_with_its_frontier(demo: Path) -> None:
         await pilot.press("s")  # the only sweep: back to all results
         await wait_for(pilot, lambda: "Sweep demo-sweep" not in screen_text(app), what="all results again")
 
-    run_app(demo, body)
+    run_app(demo, body, size=(100, 60))

@@ -5,64 +5,9 @@ Needs the tmux binary (Debian: apt-get install tmux). A private tmux server (-L)
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-
-from amltui.tui.demo import seed_demo
-
-
-class Tmux:
-    def __init__(self, socket: str, session: str) -> None:
-        self.socket, self.session = socket, session
-
-    def __call__(self, *args: str) -> str:
-        done = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=10)
-        if done.returncode != 0:
-            raise AssertionError(f"tmux {' '.join(args)} failed: {done.stderr.strip()}")
-        return done.stdout
-
-    def screen(self) -> str:
-        return self("capture-pane", "-p", "-t", self.session)
-
-    def keys(self, *keys: str) -> None:
-        for key in keys:
-            self("send-keys", "-t", self.session, key)
-            time.sleep(0.15)
-
-    def wait_for(self, *texts: str, timeout: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout
-        screen = ""
-        while time.monotonic() < deadline:
-            try:
-                screen = self.screen()
-            except AssertionError:
-                screen = "(no pane)"
-            if all(t in screen for t in texts):
-                return screen
-            time.sleep(0.2)
-        raise AssertionError(f"{texts} not on screen after {timeout} s; the screen was:\n{screen}")
-
-    def alive(self) -> bool:
-        return subprocess.run(["tmux", "-L", self.socket, "has-session", "-t", self.session],
-                              capture_output=True).returncode == 0
-
-
-@pytest.fixture
-def dashboard(tmp_path: Path) -> Iterator[Tmux]:
-    seed_demo(tmp_path / "runs")
-    tmux = Tmux(f"amltui-test-{os.getpid()}", "dash")
-    command = f"{sys.executable} -m amltui.tui --runs-dir runs"
-    tmux("new-session", "-d", "-s", "dash", "-x", "80", "-y", "24", "-c", str(tmp_path), command)
-    try:
-        yield tmux
-    finally:
-        subprocess.run(["tmux", "-L", tmux.socket, "kill-server"], capture_output=True)
+from tests.helpers import Tmux
 
 
 def test_dashboard_in_tmux_at_80x24(dashboard: Tmux) -> None:
