@@ -36,6 +36,7 @@ def ls_json(runs: Path) -> dict[str, dict]:
 # ---- a run folder deleted or garbled under a live index ------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["delete", "garble"])
 def test_a_deleted_or_garbled_running_run_is_shown_damaged_and_everything_else_works(tmp_path: Path,
                                                                                       damage: str) -> None:
@@ -78,6 +79,7 @@ def test_cancel_and_resume_of_runs_whose_folder_is_gone(tmp_path: Path) -> None:
     assert Store(tmp_path).get("b2")["status"] == "done"  # untouched
 
 
+@pytest.mark.slow
 def test_the_scheduler_survives_a_run_whose_folder_vanished(tmp_path: Path) -> None:
     store = make_runs(tmp_path, seeds=(0, 1, 2))
     for run_id in ("b0", "b1", "b2"):
@@ -97,6 +99,7 @@ def test_the_scheduler_survives_a_run_whose_folder_vanished(tmp_path: Path) -> N
 # ---- wrong field types in valid JSON -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("changes", [{"epoch": [1]}, {"metrics": "abc"}, {"seed": "zero"},
                                      {"metrics": {"A_orig": float("nan"), "A_SA": 40.0}},
                                      {"status": "[/x]"}, {"pid": "abc", "status": "running"}])
@@ -261,6 +264,7 @@ def test_a_forged_slurm_job_id_never_reaches_scancel(tmp_path: Path) -> None:
     assert not calls.exists() or "--user" not in calls.read_text()
 
 
+@pytest.mark.slow
 def test_atomic_writes_follow_the_umask(tmp_path: Path) -> None:
     code = ("import os, sys; os.umask(0o007); from pathlib import Path; from amltui.app.fsutil import "
             "atomic_write_bytes; atomic_write_bytes(Path(sys.argv[1]), b'x')")
@@ -290,6 +294,7 @@ def test_rm_refuses_a_damaged_run_whose_worker_is_alive(tmp_path: Path) -> None:
     assert (tmp_path / "b0" / "run.json").is_file()
 
 
+@pytest.mark.slow
 def test_invariance_cache_files_follow_the_umask_too(tmp_path: Path) -> None:
     code = ("import os, sys; os.umask(0o002); from pathlib import Path; "
             "from core.fsio import atomic_write; "  # the invariance cache writes through core/fsio.py

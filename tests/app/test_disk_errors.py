@@ -62,6 +62,7 @@ def assert_disk_full_error(exc: DiskFullError, folder: Path) -> None:
     assert "amltui resume" in text
 
 
+@pytest.mark.slow
 def test_injected_enospc_at_the_checkpoint_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "checkpoint.pt"
     save_checkpoint(**checkpoint_args(target))
@@ -78,6 +79,7 @@ def test_injected_enospc_at_the_checkpoint_write(tmp_path: Path, monkeypatch: py
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no temp file left
 
 
+@pytest.mark.slow
 def test_a_real_full_disk_at_the_checkpoint_write(tmpfs: Path) -> None:
     target = tmpfs / "checkpoint.pt"
     save_checkpoint(**checkpoint_args(target))
@@ -90,6 +92,7 @@ def test_a_real_full_disk_at_the_checkpoint_write(tmpfs: Path) -> None:
     assert sorted(p.name for p in tmpfs.iterdir()) == ["checkpoint.pt", "filler"]
 
 
+@pytest.mark.slow
 def test_a_run_on_a_full_disk_fails_with_the_reason_and_commands_keep_working(tmpfs: Path) -> None:
     runs = tmpfs / "runs"
     runs.mkdir()
@@ -120,6 +123,7 @@ def read_only_runs(tmpfs: Path) -> Iterator[Path]:
     subprocess.run(["mount", "-o", "remount,rw", str(tmpfs)], check=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [
     ["run", "--dataset", "synthetic"], ["store", "rebuild"], ["rm", "b0", "--yes"], ["eval", "b0"],
     ["resume", "b1"], ["export", "--out", "{runs}/x.md"],

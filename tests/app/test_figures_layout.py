@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
+import pytest
 import torch
 from matplotlib.colors import to_rgb
 from PIL import Image
@@ -32,6 +33,7 @@ def _boxes_overlap(a, b) -> bool:
     return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
 
 
+@pytest.mark.slow
 def test_invariance_examples_form_a_grid_under_a_title_clear_of_the_images(tmp_path: Path) -> None:
     n = 12
     x = torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(1))
@@ -56,6 +58,7 @@ def test_few_examples_keep_one_row() -> None:
     assert grid_shape(1) == (1, 1) and grid_shape(3) == (1, 3) and grid_shape(5) == (2, 4)
 
 
+@pytest.mark.slow
 def test_pca_legend_is_outside_the_axes_with_ten_distinct_colours(tmp_path: Path) -> None:
     gen = torch.Generator().manual_seed(0)
     natural, perturbed = torch.randn(500, 2, generator=gen), torch.randn(500, 2, generator=gen)
@@ -76,6 +79,7 @@ def test_pca_legend_is_outside_the_axes_with_ten_distinct_colours(tmp_path: Path
     assert Image.open(path).size == (1080, 576)
 
 
+@pytest.mark.slow
 def test_curves_have_integer_epoch_ticks(tmp_path: Path) -> None:
     history = [{"epoch": e, "train_loss": 1 / e, "monitor_A_orig": 90 + e, "monitor_A_SA": 50 + e,
                 "monitor_A_PGD": 30 + e} for e in (1, 2, 3)]

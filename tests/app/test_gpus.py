@@ -75,6 +75,7 @@ def starts(runs_dir: Path) -> list[dict]:
 
 
 # ---- visibility -----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_restricted_visibility_maps_gpus_positions_to_the_users_gpus(machine, monkeypatch, tmp_path):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
     plan = local_plan("0", 1, store=Store(tmp_path))
@@ -179,6 +180,7 @@ def test_nvml_is_preferred_and_its_processes_are_attributed(machine):
 
 
 # ---- busy GPUs --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_gpus_auto_skips_a_busy_gpu(machine, tmp_path):
     machine[0].update(util=95)  # someone's training
     machine[1].update(used=60 * GIB)  # someone's idle notebook holding memory
@@ -274,6 +276,7 @@ def test_footprint_is_the_peak_recorded_by_a_run_of_the_same_config(tmp_path):
     assert lookup(ids[2]) == 1234.5 and lookup(other) is None
 
 
+@pytest.mark.slow
 def test_scheduler_with_slots_auto_runs_an_unmeasured_config_one_at_a_time(machine, tmp_path):
     machine[:] = [gpu(0)]
     store = Store(tmp_path)
@@ -291,6 +294,7 @@ def test_scheduler_with_slots_auto_runs_an_unmeasured_config_one_at_a_time(machi
 
 
 # ---- CLI --------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_gpus_command_lists_what_amltui_sees(monkeypatch, tmp_path):
     state = [gpu(0, "NVIDIA [RTX] 6000"), gpu(1),
              gpu(2, util=99, used=50 * GIB, procs=[(os.getpid(), 50 * GIB, "python")])]
@@ -324,6 +328,7 @@ def test_gpus_command_without_a_gpu(monkeypatch, tmp_path):
     assert result.exit_code == 0 and "no GPU visible (nvidia-smi not found on PATH)" in result.output
 
 
+@pytest.mark.slow
 def test_run_with_restricted_visibility_runs_on_physical_gpu_2(monkeypatch, tmp_path):
     """End to end: `CUDA_VISIBLE_DEVICES=2,3 amltui run --gpus 0` with a real worker; the record names gpu2."""
     use_fake_smi(monkeypatch, tmp_path, [gpu(i) for i in range(4)])
@@ -374,6 +379,7 @@ def test_inventory_problem_is_reported_when_nothing_is_found(monkeypatch, tmp_pa
     assert isinstance(Inventory(), Inventory)
 
 
+@pytest.mark.slow
 def test_fake_smi_script_runs_standalone(tmp_path):
     bin_dir = install_fake_smi(tmp_path, [gpu(0)])
     out = subprocess.run([str(bin_dir / "nvidia-smi"), "-L"], capture_output=True, text=True, check=True).stdout
@@ -381,6 +387,7 @@ def test_fake_smi_script_runs_standalone(tmp_path):
 
 
 # ---- dashboard strip ----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_dashboard_gpu_strip_at_80x24(machine, monkeypatch, tmp_path):
     import asyncio
 

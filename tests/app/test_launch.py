@@ -59,6 +59,7 @@ def test_parse_gpus_rejects_bad_lists(text):
 
 
 # ---- scheduling (fake GPUs, real processes) -----------------------------------------------------------
+@pytest.mark.slow
 def test_runs_are_handed_out_as_slots_free_up_and_failures_do_not_stop_the_queue(tmp_path):
     store = Store(tmp_path)
     ids = queue(store, 5, fake_seconds=0.6)
@@ -85,6 +86,7 @@ def test_runs_are_handed_out_as_slots_free_up_and_failures_do_not_stop_the_queue
     assert peak == 2
 
 
+@pytest.mark.slow
 def test_two_schedulers_of_one_runs_dir_share_its_slots(tmp_path):
     store = Store(tmp_path)
     ids = queue(store, 4, fake_seconds=0.8)
@@ -102,6 +104,7 @@ def test_two_schedulers_of_one_runs_dir_share_its_slots(tmp_path):
     assert {r["status"] for r in store.all()} == {"done"}
 
 
+@pytest.mark.slow
 def test_a_run_cancelled_while_queued_is_skipped(tmp_path):
     store = Store(tmp_path)
     ids = queue(store, 3)
@@ -111,6 +114,7 @@ def test_a_run_cancelled_while_queued_is_skipped(tmp_path):
     assert store.get("r1")["status"] == "cancelled"
 
 
+@pytest.mark.slow
 def test_cancel_all_stops_workers_and_cancels_the_queue(tmp_path):
     store = Store(tmp_path)
     ids = queue(store, 3, fake_seconds=60)
@@ -122,6 +126,7 @@ def test_cancel_all_stops_workers_and_cancels_the_queue(tmp_path):
 
 
 # ---- liveness -----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_running_record_with_a_dead_pid_or_a_stale_heartbeat_is_lost(tmp_path):
     store = Store(tmp_path)
     (run_id,) = queue(store, 1)
@@ -154,6 +159,7 @@ def held_run(runs: Path, phase: str, timeout: float = 240) -> str:
     return found[0].parent.name
 
 
+@pytest.mark.slow
 def test_sigkilled_worker_is_marked_lost_the_queue_goes_on_and_resume_finishes_it(tmp_path):
     # Each worker holds after its first epoch (its checkpoint in place) until it is cancelled: what happens to
     # it never depends on how fast this machine trains.
@@ -180,6 +186,7 @@ def test_sigkilled_worker_is_marked_lost_the_queue_goes_on_and_resume_finishes_i
     assert {r["id"]: r["status"] for r in listed} == {first: "failed", other: "cancelled"}
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_finishes_from_the_checkpoint(tmp_path):
     sets = tiny_sets(train_subset=1024)
     started = amltui("run", "--detach", "--id", "k", "--dataset", "synthetic", "--epochs", "3", *sets, runs=tmp_path,

@@ -63,6 +63,7 @@ def held_worker(tmp_path, monkeypatch):
         proc.wait()
 
 
+@pytest.mark.slow
 def test_a_second_worker_on_the_same_run_refuses_to_start(tmp_path, held_worker):
     store, scheduler, proc = held_worker
     before = store.get("r")
@@ -78,6 +79,7 @@ def test_a_second_worker_on_the_same_run_refuses_to_start(tmp_path, held_worker)
     assert store.get("r")["status"] == "cancelled"
 
 
+@pytest.mark.slow
 def test_a_paused_worker_is_stalled_not_lost_and_resume_refuses_it(tmp_path, held_worker):
     store, scheduler, proc = held_worker
     os.kill(proc.pid, signal.SIGSTOP)
@@ -113,6 +115,7 @@ def test_a_paused_worker_is_stalled_not_lost_and_resume_refuses_it(tmp_path, hel
     assert record["status"] == "cancelled" and "stopped while training" in record["error"], record
 
 
+@pytest.mark.slow
 def test_queued_runs_of_a_dead_scheduler_are_orphaned_and_resume_starts_them(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     store = Store(tmp_path)
@@ -162,6 +165,7 @@ def test_a_progress_file_that_is_not_an_object_counts_as_none(progress):
     assert describe({"id": "r", "status": "running"}, progress) == ("starting", 0, 1)
 
 
+@pytest.mark.slow
 def test_a_failing_display_never_stops_the_runs(tmp_path, monkeypatch):
     from tests.helpers import fake_spawn, queue
 

@@ -141,6 +141,7 @@ def test_gpu_ids_must_be_visible() -> None:
     check_config(config(device="cuda:3"), local=False, inventory=ONE_GPU, env={})  # Slurm: another machine
 
 
+@pytest.mark.slow
 def test_preflight_imports_no_torch() -> None:
     code = ("import sys; from amltui.app.preflight import check_config; from core.config import RunConfig; "
             "check_config(RunConfig(dataset='mnist-sample', device='cpu')); print('torch' in sys.modules)")

@@ -16,6 +16,8 @@ from amltui.cli import app
 from core.config import RunConfig
 from tests.helpers import ROOT, TINY, WAIT, wait_until
 
+pytestmark = pytest.mark.slow  # every test here spawns a process, trains or drives the dashboard
+
 runner = CliRunner()
 
 

@@ -94,6 +94,7 @@ def test_every_mark_in_a_rendered_table_is_explained_there() -> None:
     assert any("⚠" in line for line in table) and any(line.startswith("⚠ ") for line in md.splitlines())
 
 
+@pytest.mark.slow
 def test_a_one_setting_table1_compiles_within_the_textwidth_of_an_article(tmp_path) -> None:
     import re
     import shutil
@@ -124,6 +125,7 @@ def test_a_one_setting_table1_compiles_within_the_textwidth_of_an_article(tmp_pa
     assert 100 < width <= textwidth and "Overfull \\hbox" not in log
 
 
+@pytest.mark.slow
 def test_the_export_compiles_with_pdflatex(tmp_path) -> None:
     """The tables, captions (√ of the standard error included) and notes are valid LaTeX."""
     import shutil

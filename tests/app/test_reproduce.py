@@ -45,6 +45,7 @@ def test_reading_states_whether_a_difference_exceeds_the_seed_spread():
     assert reading(flat, "A_orig") == "+1.00 pp on every seed: no spread measured (n=3), no interval"
 
 
+@pytest.mark.slow
 def test_reproduce_writes_the_report_and_a_rerun_reuses_everything(tmp_path):
     args = ["reproduce", "--dataset", "synthetic", "--seeds", "0", "--variants", "baseline,ml_sa_ia", "--epochs", "1",
             "--runs-dir", str(tmp_path), *tiny_sets(**SMALLER, eval_ia=True)]
@@ -113,6 +114,7 @@ def _quantize_inputs(monkeypatch) -> None:
     monkeypatch.setattr(robustness, "load_run_model", load)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("masking", ["scaled_logits", "quantized_input"])
 def test_the_report_flags_a_model_that_masks_pgd_too(tmp_path, monkeypatch, masking):
     """Logits × 1e4 or a quantized input defeat FGSM and PGD alike (no gradient-masking flag); checks (a), (c)
@@ -147,6 +149,7 @@ def test_the_report_flags_a_model_that_masks_pgd_too(tmp_path, monkeypatch, mask
     assert "⚠" in table1
 
 
+@pytest.mark.slow
 def test_an_interrupted_reproduce_resumes_its_runs(tmp_path):
     args = ["reproduce", "--dataset", "synthetic", "--seeds", "0", "--variants", "baseline", "--epochs", "2",
             "--runs-dir", str(tmp_path), *tiny_sets(**SMALLER)]

@@ -18,6 +18,7 @@ from amltui.tui import actions
 from tests.helpers import ROOT, assert_clean, edit_record, invoke, make_runs
 
 
+@pytest.mark.slow
 def test_importing_the_service_the_cli_and_the_actions_loads_no_torch() -> None:
     code = ("import sys, amltui.app.service, amltui.app.reproduce, amltui.cli, amltui.tui.actions; "
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
@@ -96,6 +97,7 @@ def test_export_goes_through_the_service_for_both_front_ends(tmp_path: Path) -> 
     assert emptied and "seed=7" in emptied
 
 
+@pytest.mark.slow
 def test_a_bad_request_writes_nothing(tmp_path: Path) -> None:
     request = service.LaunchRequest(variants=["baseline"], seeds=[0, 1], dataset="synthetic", run_id="one")
     with pytest.raises(UserError, match="--id names a single run"):

@@ -182,6 +182,7 @@ def _figure():
 
 
 # ---- reproduction 2: cancel signals only a proven worker of the run ------------------------------------
+@pytest.mark.slow
 def test_cancel_never_signals_a_strangers_pid(runs: Path) -> None:
     stranger = subprocess.Popen(["sleep", "300"])
     try:
@@ -201,6 +202,7 @@ def test_cancel_never_signals_a_strangers_pid(runs: Path) -> None:
         stranger.wait()
 
 
+@pytest.mark.slow
 def test_worker_proof_is_the_lock_or_the_recorded_start(tmp_path: Path) -> None:
     run = tmp_path / "r1"
     run.mkdir()
@@ -218,6 +220,7 @@ def test_worker_proof_is_the_lock_or_the_recorded_start(tmp_path: Path) -> None:
 
 
 # ---- reproduction 3: workers never import from the current folder ---------------------------------------
+@pytest.mark.slow
 def test_a_run_started_from_a_folder_with_hostile_packages_runs_our_code(tmp_path: Path) -> None:
     hostile = tmp_path / "x"
     pwned = tmp_path / "PWNED"
@@ -326,6 +329,7 @@ def race(commands: list[list[str]]) -> list[subprocess.CompletedProcess]:
     return results
 
 
+@pytest.mark.slow
 def test_of_four_concurrent_rms_exactly_one_removes(runs: Path) -> None:
     results = race([["-c", RACER, "rm", "b0", "--yes", "--runs-dir", str(runs)]] * 4)
     for r in results:
@@ -365,6 +369,7 @@ def intact(runs: Path) -> bool:
     return all((runs / "b0" / n).is_file() for n in ("run.json", "config.json", "checkpoint.pt", "metrics.jsonl"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("round_", range(4))
 def test_rm_and_resume_of_one_run_exclude_each_other(runs: Path, round_: int) -> None:
     # Both have checked the run (failed: resumable and deletable) before the barrier; then they race for its lock.
@@ -395,6 +400,7 @@ def test_an_rm_that_finds_the_run_resumed_meanwhile_deletes_nothing(runs: Path) 
     assert [p.name for p in runs.iterdir() if p.name.startswith(".deleted-")] == []
 
 
+@pytest.mark.slow
 def test_cli_rm_against_resume_never_tracebacks_or_half_deletes(runs: Path) -> None:
     failed_run_with_files(runs)
     rm, resume = race([["-c", RACER, "rm", "b0", "--yes", "--runs-dir", str(runs)], ["-c", RESUMER, str(runs)]])

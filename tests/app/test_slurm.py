@@ -88,6 +88,7 @@ def job_log(folder: str) -> str:
     return "\n".join(p.read_text(errors="replace") for p in sorted(Path(folder).glob("*_log.*")))
 
 
+@pytest.mark.slow
 def test_tiny_run_completes_through_slurm(tmp_path: Path) -> None:
     store = Store(tmp_path)
     create_run(store, tiny_config(), "tiny")
@@ -115,6 +116,7 @@ def test_tiny_run_completes_through_slurm(tmp_path: Path) -> None:
     assert SlurmExecutor(tmp_path).reconcile(store) == []  # a finished run is left alone
 
 
+@pytest.mark.slow
 def test_cancel_running_job_goes_through_slurm(tmp_path: Path) -> None:
     store = Store(tmp_path)
     create_run(store, tiny_config(epochs=200), "long")
@@ -143,6 +145,7 @@ def test_cancel_running_job_goes_through_slurm(tmp_path: Path) -> None:
     assert wait_for("the run to be cancelled again", finished(store, "long"), 30)["status"] == "cancelled"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("phase, says", [("import", "stopped while importing"), ("train", "stopped while training"),
                                          ("checkpoint", "stopped while writing a checkpoint")])
 def test_scancel_at_a_held_phase_ends_cancelled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phase: str,
@@ -170,6 +173,7 @@ def test_scancel_at_a_held_phase_ends_cancelled(tmp_path: Path, monkeypatch: pyt
     wait_for("the job to leave the queue", lambda: not in_queue(job_id), 60)
 
 
+@pytest.mark.slow
 def test_scancel_as_soon_as_the_job_claims_the_run(tmp_path: Path) -> None:
     # Cancelled the moment the record says running (the worker may not even listen for signals yet).
     store = Store(tmp_path)
@@ -202,6 +206,7 @@ def test_cancel_pending_job_marks_run_cancelled(tmp_path: Path) -> None:
     assert store.get("later")["status"] == "cancelled"
 
 
+@pytest.mark.slow
 def test_reconcile_marks_hard_killed_job_lost(tmp_path: Path) -> None:
     store = Store(tmp_path)
     create_run(store, tiny_config(epochs=200), "doomed")
@@ -233,6 +238,7 @@ def test_reconcile_marks_run_of_forgotten_job_lost(tmp_path: Path) -> None:
     assert record["error"] == "lost: Slurm job 99999999 ended (it left the queue) without the worker reporting"
 
 
+@pytest.mark.slow
 def test_job_started_after_cancel_does_not_run(tmp_path: Path) -> None:
     # The first half of cancel() (marking the queued run cancelled) wins; the job then starts anyway.
     store = Store(tmp_path)
@@ -246,6 +252,7 @@ def test_job_started_after_cancel_does_not_run(tmp_path: Path) -> None:
     assert "no longer queued" in run_dir(tmp_path, "raced").log_file.read_text()
 
 
+@pytest.mark.slow
 def test_time_limit_warning_fails_run_with_resume_hint(tmp_path: Path) -> None:
     store = Store(tmp_path)
     create_run(store, tiny_config(epochs=200), "late")
@@ -286,6 +293,7 @@ def test_parse_time_minutes() -> None:
         parse_time_minutes("1h")
 
 
+@pytest.mark.slow
 def test_cli_run_with_the_slurm_executor(tmp_path: Path) -> None:
     """`amltui run --executor slurm` end to end: submitted, followed live, recorded, listed."""
     sets = ["arch=small", "train_subset=256", "test_subset=128", "batch_size=64", "pgd_steps=3", "threads=1",
@@ -303,6 +311,7 @@ def test_cli_run_with_the_slurm_executor(tmp_path: Path) -> None:
     assert "A_orig" in record["metrics"]
 
 
+@pytest.mark.slow
 def test_a_grid_sweep_goes_through_slurm(tmp_path: Path) -> None:
     """`run --grid … --executor slurm`: one job per grid point, each run recorded with its sweep; the sweep table."""
     sets = ["arch=small", "train_subset=256", "test_subset=128", "batch_size=64", "pgd_steps=3", "threads=1",

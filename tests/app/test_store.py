@@ -24,8 +24,9 @@ from amltui.app.store import (
     StoreSchemaError,
     validate_run_id,
 )
+from tests.helpers import ROOT
 
-WORKER = Path(__file__).with_name("store_worker.py")
+WORKER = ROOT / "tests" / "store_worker.py"
 
 
 def spawn(*args: str | Path) -> subprocess.Popen[str]:
@@ -211,6 +212,7 @@ def test_file_lock_excludes_a_second_holder(tmp_path: Path) -> None:
 # -- several real processes -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_concurrent_updates_from_8_processes_lose_nothing(tmp_path: Path) -> None:
     n_procs, n_updates = 8, 50
     store = Store(tmp_path)
@@ -228,6 +230,7 @@ def test_concurrent_updates_from_8_processes_lose_nothing(tmp_path: Path) -> Non
         assert store.get(f"p{k}")["values"] == list(range(n_updates))
 
 
+@pytest.mark.slow
 def test_sigkilled_writers_never_damage_committed_records(tmp_path: Path) -> None:
     rng = random.Random(1234)
     store = Store(tmp_path, lock_timeout=5)
@@ -263,6 +266,7 @@ def test_sigkilled_writers_never_damage_committed_records(tmp_path: Path) -> Non
     assert killed_holding >= 10  # the writer spends most of its time under the lock, so most kills land there
 
 
+@pytest.mark.slow
 def test_lock_of_a_killed_holder_is_released_by_the_kernel(tmp_path: Path) -> None:
     store = Store(tmp_path, lock_timeout=0.3)
     store.add({"id": "r1"})
@@ -281,6 +285,7 @@ def test_lock_of_a_killed_holder_is_released_by_the_kernel(tmp_path: Path) -> No
     assert ids(store) == {"r1", "r2"}
 
 
+@pytest.mark.slow
 def test_reader_never_sees_a_torn_file_while_writers_write(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.add({"id": "seed"})

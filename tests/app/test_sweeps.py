@@ -190,6 +190,7 @@ def test_terminal_frontier_numbers_each_point_and_marks_the_front(records):
     assert legend[4].endswith("◆") and "★" in legend[0] and "◆" not in legend[2]
 
 
+@pytest.mark.slow
 def test_frontier_png_for_reproduces_three_variants(records, tmp_path):
     from amltui.app.frontier import frontier_png
 

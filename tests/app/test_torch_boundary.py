@@ -18,6 +18,8 @@ import amltui.tui
 from amltui.tui.demo import seed_demo
 from tests.helpers import assert_no_torch, python, torch_importers
 
+pytestmark = pytest.mark.slow  # every test here spawns a process, trains or drives the dashboard
+
 
 def submodules(package: object) -> list[str]:
     """The package and every module below it, except __main__ (running it is not importing it)."""

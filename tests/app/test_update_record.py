@@ -31,6 +31,7 @@ def _on_disk(store: Store, run_id: str) -> dict:
     return json.loads((store.runs_dir / run_id / "run.json").read_text())
 
 
+@pytest.mark.slow
 def test_concurrent_updaters_of_one_record_lose_no_field(tmp_path: Path) -> None:
     """A worker's progress, a scheduler's status changes and a Slurm submit's fields, written at once by three
     processes (hundreds of updates each, started together): every update of every one is in the record."""
@@ -57,6 +58,7 @@ def test_concurrent_updaters_of_one_record_lose_no_field(tmp_path: Path) -> None
     assert not record_problems(record)
 
 
+@pytest.mark.slow
 def test_update_record_forms(tmp_path: Path) -> None:
     store = _run(tmp_path)
     before = _on_disk(store, "r0")
@@ -70,6 +72,7 @@ def test_update_record_forms(tmp_path: Path) -> None:
     assert _on_disk(store, "r0") == store.get("r0")
 
 
+@pytest.mark.slow
 def test_update_record_refuses_bad_changes_and_writes_nothing(tmp_path: Path) -> None:
     store = _run(tmp_path)
     before = _on_disk(store, "r0")
@@ -87,6 +90,7 @@ def test_update_record_refuses_bad_changes_and_writes_nothing(tmp_path: Path) ->
         update_record(store, "gone", lambda r: None)
 
 
+@pytest.mark.slow
 def test_set_status_is_conditional(tmp_path: Path) -> None:
     store = _run(tmp_path)
     assert set_status(store, "r0", Status.RUNNING, expect=(Status.DONE,)) is None

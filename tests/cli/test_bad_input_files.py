@@ -77,6 +77,7 @@ def test_the_reader_bounds_depth_and_size(tmp_path: Path) -> None:
 # ---- reproduction 9: a FIFO in place of a run file ------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "args"), [
     ("run.json", ["ls"]), ("run.json", ["show", "b0"]), ("config.json", ["show", "b0"]),
     ("metrics.jsonl", ["show", "b0"]), ("log.txt", ["logs", "b0"]), ("checkpoint.pt", ["eval", "b0"]),
@@ -112,7 +113,8 @@ def test_mistyped_nested_fields_are_damage(tmp_path: Path, fields: dict, command
     assert inspect(store.get("b0"))["status"] == "damaged"
 
 
-@pytest.mark.parametrize("args", [["show", "b0"], ["eval", "b0"], ["rerun", "b0", "--detach"], ["resume", "b0"]])
+@pytest.mark.parametrize("args", [["show", "b0"], ["eval", "b0"], ["rerun", "b0", "--detach"],
+                                  pytest.param(["resume", "b0"], marks=pytest.mark.slow)])  # resume starts a worker
 def test_a_config_json_of_a_list_is_damage(tmp_path: Path, args: list[str]) -> None:
     """6: config.json of `[]` is a clear message, never a traceback (nor a silent default config)."""
     store = make_runs(tmp_path)
@@ -234,6 +236,7 @@ def test_tagging_many_runs_writes_the_index_once(tmp_path: Path, monkeypatch: py
     assert writes == []
 
 
+@pytest.mark.slow
 def test_show_reads_only_the_tail_of_a_huge_metrics_file(tmp_path: Path) -> None:
     """9: show of a 200k-line metrics.jsonl prints the last epochs (it read only the file's tail)."""
     make_runs(tmp_path)
@@ -307,6 +310,7 @@ def test_the_stated_maxima_still_take_the_largest_allowed_values() -> None:
 # ---- reproduction 6: a garbage checkpoint in a run that reproduce reuses ----------------------------------
 
 
+@pytest.mark.slow
 def test_a_garbage_checkpoint_costs_reproduce_a_figure_not_the_report(tmp_path: Path) -> None:
     """6: `reproduce` reusing a finished run whose checkpoint is garbage wrote no report (a traceback)."""
     from amltui.app.reproduce import write_report

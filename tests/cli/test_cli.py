@@ -35,6 +35,7 @@ def run_tiny(runs: Path, *extra: str, variant: str = "ml_sa", seed: int = 0):
                   "--runs-dir", str(runs), *tiny_sets(), *extra)
 
 
+@pytest.mark.slow
 def test_run_writes_the_run_folder_and_records_final_metrics(tmp_path):
     result = run_tiny(tmp_path)
     assert result.exit_code == 0, result.output
@@ -55,6 +56,7 @@ def test_run_writes_the_run_folder_and_records_final_metrics(tmp_path):
     assert record["slot"] == "cpu0" and record["executor"] == "local" and record["pid"] is None
 
 
+@pytest.mark.slow
 def test_ls_show_eval_and_export(tmp_path):
     for seed in (0, 1):
         assert run_tiny(tmp_path, variant="baseline", seed=seed).exit_code == 0
@@ -90,6 +92,7 @@ def test_ls_show_eval_and_export(tmp_path):
     assert tex.exit_code == 0 and "\\begin{tabular}" in out.read_text()
 
 
+@pytest.mark.slow
 def test_config_errors_are_clear_and_create_nothing(tmp_path):
     result = run_tiny(tmp_path, "--set", "no_such_key=1")
     assert result.exit_code == 2
@@ -113,6 +116,7 @@ def test_missing_data_is_refused_before_queueing_with_the_fix(tmp_path):
     assert Store(tmp_path / "r").all() == []
 
 
+@pytest.mark.slow
 def test_unknown_and_invalid_run_ids(tmp_path):
     assert run_tiny(tmp_path).exit_code == 0
     result = invoke("show", "nope", "--runs-dir", str(tmp_path))
@@ -131,6 +135,7 @@ SLOW_SET = ["arch=small", "train_subset=2000", "test_subset=200", "batch_size=64
             "eval_ia=false"]
 
 
+@pytest.mark.slow
 def test_subprocess_run_interrupted_then_resumed_matches_an_uninterrupted_run(tmp_path):
     common = ["run", "--dataset", "synthetic", "--epochs", "3", *set_args(SLOW_SET)]
     full = amltui(*common, "--id", "full", runs=tmp_path)
@@ -163,6 +168,7 @@ def test_help_and_version(args):
     assert result.exit_code == 0 and ("amltui" in result.output or "Usage" in result.output)
 
 
+@pytest.mark.slow
 def test_corrupt_store_gives_a_clear_message_and_rebuild_restores_the_runs(tmp_path):
     assert run_tiny(tmp_path).exit_code == 0
     assert run_tiny(tmp_path, seed=1).exit_code == 0

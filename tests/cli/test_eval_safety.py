@@ -39,6 +39,7 @@ def runs(trained: Path, tmp_path: Path) -> Iterator[Path]:
     yield copy
 
 
+@pytest.mark.slow
 def test_eval_refuses_a_running_or_queued_run(runs: Path) -> None:
     store = Store(runs)
     metrics = store.get("t0")["metrics"]
@@ -49,6 +50,7 @@ def test_eval_refuses_a_running_or_queued_run(runs: Path) -> None:
         assert store.get("t0")["metrics"] == metrics
 
 
+@pytest.mark.slow
 def test_eval_never_stores_a_result_over_a_run_resumed_meanwhile(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store(runs)
     edit_record(store, "t0", metrics={"A_orig": 99.4}, epoch=1)
@@ -66,12 +68,14 @@ def test_eval_never_stores_a_result_over_a_run_resumed_meanwhile(runs: Path, mon
     assert json.loads((runs / "t0" / "run.json").read_text())["metrics"] == {"A_orig": 99.4}
 
 
+@pytest.mark.slow
 def test_eval_of_a_finished_run_still_works(runs: Path) -> None:
     out = assert_clean(invoke("eval", "t0", "--runs-dir", runs), 0)
     assert "A_orig" in out
     assert Store(runs).get("t0")["evaluated"]
 
 
+@pytest.mark.slow
 def test_damaged_checkpoints_and_configs_are_clear_errors(runs: Path) -> None:
     checkpoint = runs / "t0" / "checkpoint.pt"
     good = torch.load(checkpoint, weights_only=True)
@@ -90,6 +94,7 @@ def test_damaged_checkpoints_and_configs_are_clear_errors(runs: Path) -> None:
     assert "does not fit the run's model" in out and "embed_dim=7" in out
 
 
+@pytest.mark.slow
 def test_plot_out_reports_the_file_it_wrote(runs: Path, tmp_path: Path) -> None:
     folder = tmp_path / "figs"
     folder.mkdir()
@@ -100,6 +105,7 @@ def test_plot_out_reports_the_file_it_wrote(runs: Path, tmp_path: Path) -> None:
     assert (tmp_path / "noext.png").is_file() and f"wrote {tmp_path / 'noext.png'}" in out
 
 
+@pytest.mark.slow
 def test_invariance_show_to_an_unwritable_path_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("x")
     out = assert_clean(invoke("invariance", "show", "--dataset", "synthetic", "-n", "1", "--train-subset", "64",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from amltui.app.report import aggregate
@@ -25,6 +26,7 @@ def run_tiny(runs: Path, *extra: str, variant: str = "ml_sa", seed: int = 0, eva
                   "--runs-dir", str(runs), *sets, *extra)
 
 
+@pytest.mark.slow
 def test_the_same_seed_twice_is_reused_and_a_repeat_counts_once(tmp_path):
     first = run_tiny(tmp_path, eval_ia=True)
     assert first.exit_code == 0, first.output
@@ -64,6 +66,7 @@ def test_the_same_seed_twice_is_reused_and_a_repeat_counts_once(tmp_path):
     assert "†" in md and "digit target table applied to non-digit data" in md
 
 
+@pytest.mark.slow
 def test_an_ablation_baseline_is_never_the_reference(tmp_path):
     assert run_tiny(tmp_path, variant="baseline").exit_code == 0
     ablation = run_tiny(tmp_path, "--set", "w_clean=0", "--set", "w_adv=1", variant="baseline")
@@ -88,6 +91,7 @@ def test_an_ablation_baseline_is_never_the_reference(tmp_path):
     assert "no baseline run of the same setting" in md and ablation_id not in md.split("Paired differences")[1]
 
 
+@pytest.mark.slow
 def test_bad_filters_are_refused_with_a_suggestion(tmp_path):
     assert run_tiny(tmp_path).exit_code == 0
     cases = [(("export", "--group-by", "varient"), "did you mean 'variant'"),
@@ -111,6 +115,7 @@ def test_bad_filters_are_refused_with_a_suggestion(tmp_path):
     assert ok.exit_code == 0 and ok.output.count("ml_sa,synthetic") == 1
 
 
+@pytest.mark.slow
 def test_human_sets_are_refused_for_models_not_trained_on_digits(tmp_path):
     assert run_tiny(tmp_path).exit_code == 0
     (record,) = Store(tmp_path).all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from amltui.app.store import Store
@@ -19,6 +20,7 @@ def cache_files(runs: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in (runs / "cache" / "invariance").rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_generate_caches_and_the_second_call_reuses(tmp_path):
     args = ["invariance", "generate", "--dataset", "synthetic", *SUBSET, "--runs-dir", str(tmp_path)]
     first = runner.invoke(app, args)
@@ -37,6 +39,7 @@ def test_generate_caches_and_the_second_call_reuses(tmp_path):
     assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_generate_on_real_fashion_mnist_idx_files(tmp_path):
     out = runner.invoke(app, ["invariance", "generate", "--dataset", "fashion-mnist", "--data-dir", FASHION,
                               "--train-subset", "50", "--test-subset", "20", "--split", "test",
@@ -51,6 +54,7 @@ def test_bad_options_are_refused(tmp_path):
         assert out.exit_code == 2 and message in out.output
 
 
+@pytest.mark.slow
 def test_ml_sa_ia_trains_on_invariance_examples_and_reports_a_ia(tmp_path):
     sets = ["arch=small", "train_subset=60", "test_subset=30", "batch_size=30", "pgd_steps=2", "threads=1"]
     for variant in ("baseline", "ml_sa_ia"):

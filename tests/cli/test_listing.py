@@ -172,6 +172,7 @@ def commands(group, path=()):
             yield from commands(command, (*path, name))
 
 
+@pytest.mark.slow
 def test_every_help_summary_is_a_whole_phrase_and_usage_names_run():
     root = get_command(app)
     for path, _command in commands(root):
@@ -209,6 +210,7 @@ def test_plot_pca_can_be_turned_off_and_eval_names_the_sets_folder_once(tmp_path
     assert old.exit_code == 2 and "No such option" not in old.output and "nosuchrun" in old.output
 
 
+@pytest.mark.slow
 def test_invariance_show_writes_the_documented_default(tmp_path):
     help_text = " ".join(invoke("invariance", "show", "--help").output.split())
     assert "<runs-dir>/invariance-<dataset>-<split>.png" in help_text

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from amltui.app.store import Store
@@ -66,6 +67,7 @@ def test_show_prints_config_values_as_json(tmp_path):
     assert pairs[pairs.index("data_dir") + 1] == "null" and pairs[pairs.index("eval_ia") + 1] == "false"
 
 
+@pytest.mark.slow
 def test_a_refused_run_creates_no_runs_folder(tmp_path):
     result = amltui("run", "--dataset", "mnist", "--data-dir", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert result.returncode == 2 and "no folder" in result.stderr, result.stderr

@@ -46,6 +46,7 @@ def test_resume_refuses_a_bad_executor_before_requeueing(tmp_path: Path) -> None
 # ---- Rich markup in user text ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [
     ["show", "[/x]"], ["run", "--set", "[/x]=1"], ["run", "--dataset", "[/x]"], ["run", "--seeds", "[/x]"],
     ["run", "--gpus", "[/x]"], ["run", "--set", "lr=[/x]"], ["run", "--device", "[/x]"],

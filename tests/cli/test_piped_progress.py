@@ -9,12 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from amltui.cli.progress_bars import RunProgress
 from tests.helpers import ROOT, TINY
 
 
+@pytest.mark.slow
 def test_piped_foreground_run_prints_phase_and_epoch_lines(tmp_path: Path) -> None:
     tiny = {**TINY, "epochs": 2, "eval_ia": True}  # A_IA scored too: every phase prints
     sets = [f"--set={k}={v}" for k, v in tiny.items() if k not in ("dataset", "epochs", "train_subset", "test_subset")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from amltui.app.store import Store
@@ -27,6 +28,7 @@ def _run(runs, *extra: str) -> dict:
     return record
 
 
+@pytest.mark.slow
 def test_eval_autoattack_curve_checks_end_to_end(tmp_path):
     record = _run(tmp_path)
     run_id = record["id"]
@@ -88,18 +90,21 @@ def test_eval_autoattack_curve_checks_end_to_end(tmp_path):
     assert "measured on an earlier checkpoint" in stale.output
 
 
+@pytest.mark.slow
 def test_eval_aa_config_puts_a_aa_in_the_run_record(tmp_path):
     record = _run(tmp_path, "eval_aa=true")
     assert record["metrics_n"]["A_AA"] == 16 and record["autoattack"]["version"] == "apgd-ce+apgd-t"
     assert (tmp_path / record["id"] / "autoattack.json").is_file()
 
 
+@pytest.mark.slow
 def test_bad_eps_grid_is_a_clear_user_error(tmp_path):
     record = _run(tmp_path)
     result = invoke("eval", record["id"], "--runs-dir", str(tmp_path), "--curve", "--eps-grid", "0,3")
     assert result.exit_code == 2 and "pixel units" in result.output
 
 
+@pytest.mark.slow
 def test_reproduce_report_has_a_aa_checks_and_the_robustness_figure(tmp_path):
     from amltui.app.reproduce import write_report
 
@@ -128,6 +133,7 @@ def _run_variant(runs, variant: str, seed: int) -> dict:
     return max(Store(runs).all(), key=lambda r: r["created"])
 
 
+@pytest.mark.slow
 def test_piped_eval_prints_one_line_per_measurement(tmp_path):
     record = _run(tmp_path)
     result = invoke("eval", record["id"], "--runs-dir", str(tmp_path), "--autoattack", "--curve",
@@ -154,6 +160,7 @@ def test_plain_lines_report_elapsed_and_eta_during_a_long_measurement():
                      "eval AA-standard ε=0.1: 100 images in 2:30"]
 
 
+@pytest.mark.slow
 def test_long_evaluation_is_estimated_and_confirmed(tmp_path, monkeypatch):
     from amltui.app import robustness
     from amltui.cli import results
@@ -183,6 +190,7 @@ def invoke_input(text: str, *args: str):
     return runner.invoke(app, list(args), input=text)
 
 
+@pytest.mark.slow
 def test_eval_aa_version_runs_the_fast_ensemble_labelled_as_such(tmp_path):
     record = _run(tmp_path)
     bad = invoke("eval", record["id"], "--runs-dir", str(tmp_path), "--autoattack", "--aa-version", "fastest")

@@ -37,6 +37,7 @@ def refused(result, runs: Path, says: str) -> None:
     assert not (runs / "store.json").exists() or Store(runs).all() == []  # nothing was queued
 
 
+@pytest.mark.slow
 def test_missing_data_is_refused_before_queueing(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     # mnist with an empty download cache and an unreachable mirror (a closed local port, not the network)
@@ -84,6 +85,7 @@ def test_a_run_failed_for_its_data_is_fixed_by_rerun_not_resume(tmp_path):
         assert config.data_dir == str(FASHION) and config.epochs == 2 and config.dataset == "fashion-mnist"
 
 
+@pytest.mark.slow
 def test_rerun_trains_a_new_run_with_the_changes(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the worker runs this checkout
     store = Store(tmp_path)
@@ -145,6 +147,7 @@ def test_diff_shows_what_differs_verbatim_and_all_with_all(tmp_path):
 
 
 # ---- 5. tags and notes ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_tags_and_notes_are_stored_and_used_by_where_and_group_by(tmp_path):
     store = Store(tmp_path)
     for seed in (0, 1):
@@ -200,6 +203,7 @@ def test_a_prefix_shows_what_it_matched(tmp_path):
 
 
 # ---- 7. who cancelled a run; the Ctrl-C hint ------------------------------------------------------------------
+@pytest.mark.slow
 def test_the_cancel_reason_names_who_cancelled(tmp_path, monkeypatch):
     from amltui.app.executors.local import LocalScheduler, make_slots
 
@@ -221,6 +225,7 @@ def test_the_cancel_reason_names_who_cancelled(tmp_path, monkeypatch):
     assert all("stopped while training" in e for e in (mine, killed))
 
 
+@pytest.mark.slow
 def test_ctrl_c_hint_names_the_run(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "AMLTUI_TEST_HOLD": "train"}
     proc = subprocess.Popen([sys.executable, "-m", "amltui", "run", "--dataset", "synthetic", "--epochs", "50",
@@ -233,6 +238,7 @@ def test_ctrl_c_hint_names_the_run(tmp_path):
     assert "To continue: amltui resume held" in output and "resume RUN" not in output
 
 
+@pytest.mark.slow
 def test_logs_of_a_run_waiting_for_a_slot_names_its_scheduler(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "AMLTUI_TEST_HOLD": "train"}
     started = subprocess.run([sys.executable, "-m", "amltui", "run", "--dataset", "synthetic", "--epochs", "50",

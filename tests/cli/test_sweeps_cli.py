@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -24,6 +25,7 @@ def invoke(*args: str, input: str | None = None):
     return runner.invoke(app, list(args), input=input)
 
 
+@pytest.mark.slow
 def test_a_grid_sweep_runs_exports_and_plots(tmp_path):
     runs = str(tmp_path)
     result = invoke("run", "--variant", "ml_sa", "--grid", "lambda_sa=0.25,0.5", "--seeds", "0,1", "--sweep", "sa",
@@ -87,6 +89,7 @@ def test_bad_grids_and_large_sweeps_queue_nothing(tmp_path):
     assert unknown.exit_code == 2 and "no run belongs to sweep 'nope'" in unknown.output
 
 
+@pytest.mark.slow
 def test_a_sweep_in_a_real_subprocess_records_its_name_and_a_manifest(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "amltui", "run", "--variant", "ml_sa", "--grid",

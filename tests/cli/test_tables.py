@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -42,6 +43,7 @@ def ls(tmp_path: Path, *args: str, columns: str | None) -> subprocess.CompletedP
                           env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_ls_shows_the_failure_reason_at_80_columns(tmp_path):
     _failed_store(tmp_path)
     out = ls(tmp_path, "--status", "failed", columns="80").stdout
@@ -51,6 +53,7 @@ def test_ls_shows_the_failure_reason_at_80_columns(tmp_path):
     assert "not shown at 80 columns: " in out and "--wide" in out  # what was left out is named
 
 
+@pytest.mark.slow
 def test_piped_ls_and_wide_give_whole_rows(tmp_path):
     _failed_store(tmp_path)
     piped = ls(tmp_path, "--status", "failed", columns=None).stdout

@@ -65,6 +65,7 @@ def _fgsm_by_hand(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
 # ---------------------------------------------------------------------------------------------- FGSM formula
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("eps", [0.05, 0.3])
 def test_fgsm_equals_the_formula_in_eval_mode(eps: float) -> None:
     model = _model()
@@ -131,6 +132,7 @@ def test_parameter_grads_untouched(name: str) -> None:
         torch.testing.assert_close(p.grad, existing[n], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ATTACKS))
 @pytest.mark.parametrize("training", [True, False])
 def test_runs_in_eval_mode_and_restores_mode(name: str, training: bool) -> None:
@@ -151,6 +153,7 @@ def test_runs_in_eval_mode_and_restores_mode(name: str, training: bool) -> None:
     torch.testing.assert_close(first, second, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ATTACKS))
 def test_restores_mode_of_every_submodule(name: str) -> None:
     """A model trained with frozen batchnorm (parent in train, bn in eval) must come back exactly so."""
@@ -173,6 +176,7 @@ class _Broken(nn.Module):
         raise RuntimeError("boom")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ATTACKS))
 def test_mode_restored_when_model_raises(name: str) -> None:
     model = _Broken().train()
@@ -296,6 +300,7 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return (model(x).argmax(1) == y).float().mean().item()
 
 
+@pytest.mark.slow
 def test_pgd_at_least_as_strong_as_fgsm(trained: tuple[nn.Module, torch.Tensor, torch.Tensor]) -> None:
     model, x, y = trained
     clean = _accuracy(model, x, y)

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from amltui.cli import app
 from core import registry
 from core.config import CHOICES, PRESETS, ConfigError, RunConfig, key_specs, preset_defaults
+from tests.helpers import ROOT
 
 
 def test_every_field_has_a_real_description() -> None:
@@ -74,13 +75,13 @@ def test_config_keys_prints_descriptions_and_per_preset_defaults() -> None:
     assert bad.exit_code == 2 and "nope" in bad.output
 
 
+@pytest.mark.slow
 def test_the_key_table_and_the_write_helper_load_no_torch() -> None:
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
 
     code = ("import sys, core.config, core.registry, core.fsio, core.metrics, amltui.app.fsutil; "
             "core.config.key_specs(); core.config.preset_defaults('paper'); print('torch' in sys.modules)")

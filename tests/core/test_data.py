@@ -81,6 +81,7 @@ def test_sample_readme_credits_sources() -> None:
 # ------------------------------------------------------------------------------------------- real files
 
 
+@pytest.mark.slow
 def test_read_idx_on_debian_fashion_mnist() -> None:
     if not FASHION_DIR.is_dir():
         pytest.fail(f"{FASHION_DIR} is missing: install it with `apt-get install dataset-fashion-mnist`")
@@ -236,6 +237,7 @@ def test_cache_dir_and_env_are_used(tmp_path: Path, monkeypatch, sample: Dataset
 # ------------------------------------------------------------------------------------------- fingerprint
 
 
+@pytest.mark.slow
 def test_fingerprint_stable_and_sensitive_to_one_pixel(tmp_path: Path, sample: Dataset) -> None:
     assert load_dataset("mnist-sample").fingerprint == sample.fingerprint
     assert len(sample.fingerprint) == 16 and int(sample.fingerprint, 16) >= 0
@@ -329,6 +331,7 @@ def test_to_float() -> None:
 # ------------------------------------------------------------------------------------------- synthetic
 
 
+@pytest.mark.slow
 def test_synthetic_deterministic_all_classes_and_learnable() -> None:
     a = load_dataset("synthetic", synthetic_sizes=(400, 200), seed=5)
     b = load_dataset("synthetic", synthetic_sizes=(400, 200), seed=5)

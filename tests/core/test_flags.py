@@ -110,6 +110,7 @@ def _run(runs: Path, *overrides: str, repeat: bool = False):
     return runner.invoke(app, args)
 
 
+@pytest.mark.slow
 def test_a_flagged_run_is_marked_in_ls_json_show_and_export(tmp_path):
     # mask_gap=0: any A_SA > A_PGD trips the rule (the numbers are deterministic for the seed and thread count)
     result = _run(tmp_path, "mask_gap=0", "mask_rule=gap")
@@ -142,6 +143,7 @@ def test_a_flagged_run_is_marked_in_ls_json_show_and_export(tmp_path):
     assert len(pgd_curve) == 3 and all(f"{v:.2f}" in shown for v in pgd_curve)  # the per-epoch PGD column
 
 
+@pytest.mark.slow
 def test_a_robust_model_evaluated_at_a_larger_pgd_eps_is_not_flagged(tmp_path):
     """Real digits, FGSM-RS at ε_s 0.1, A_PGD at 0.3: A_SA − A_PGD is far above 30, yet nothing is masked."""
     result = _run(tmp_path, "train_attack=fgsm_rs", "eps_s=0.1", "pgd_eps=0.3", "pgd_alpha=0.01", "pgd_steps=20")
@@ -156,6 +158,7 @@ def test_a_robust_model_evaluated_at_a_larger_pgd_eps_is_not_flagged(tmp_path):
     assert all("monitor_A_PGD_at_eps_s" in e for e in epochs if e["kind"] == "epoch")
 
 
+@pytest.mark.slow
 def test_curves_png_has_a_pgd_monitor_panel(tmp_path, monkeypatch):
     import amltui.app.png_figures as figures
 
@@ -218,6 +221,7 @@ def test_report_md_has_a_flags_and_selection_section():
     assert "No run is flagged" in plain and "select=last" in plain
 
 
+@pytest.mark.slow
 def test_eval_recomputes_flags_and_best_pgd_runs_record_their_epoch(tmp_path):
     result = _run(tmp_path, "mask_gap=0", "mask_rule=gap", "select=best_pgd", "holdout=100")
     assert result.exit_code == 0, result.output

@@ -58,6 +58,7 @@ def published(tmp_path, synthetic):
     return folder, written
 
 
+@pytest.mark.slow
 def test_loads_every_set_on_the_unit_scale(published):
     folder, written = published
     sets = load_human_sets(locate(folder.parent))  # the parent of invariance_examples/ works too
@@ -164,6 +165,7 @@ def test_download_fills_the_cache_and_fails_clearly_offline(published, tmp_path,
         locate(None, cache=tmp_path / "offline")
 
 
+@pytest.mark.slow
 def test_eval_human_sets_command(published, synthetic, tmp_path):
     folder, _ = published
     runs = tmp_path / "runs"

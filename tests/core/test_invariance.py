@@ -207,6 +207,7 @@ def test_fast_with_full_shortlist_equals_exact(sample, residual):
         assert torch.equal(getattr(exact, name), getattr(got, name)), name
 
 
+@pytest.mark.slow
 def test_exclude_self_really_excludes():
     x = _blob().clone()
     other = apply_transforms(x, [(1.5, 0.0, 0.0)]) * 0.9
@@ -251,6 +252,7 @@ def test_least_ink_target_and_table_order_tie_break():
     assert int(out.target[0]) == 8 and int(out.neighbour_index[0]) == 1
 
 
+@pytest.mark.slow
 def test_uint8_and_float_inputs_agree_and_results_are_deterministic(sample):
     q, qy = sample.test.images[:6], sample.test.labels[:6]
     pool, pool_y = sample.train.images[:400], sample.train.labels[:400]
@@ -264,6 +266,7 @@ def test_uint8_and_float_inputs_agree_and_results_are_deterministic(sample):
     assert float(((a.x_star - q.float() / 255).abs()).max()) <= 0.3 + 1e-6
 
 
+@pytest.mark.slow
 def test_fast_agrees_with_exact_on_real_digits(sample):
     q, qy = sample.test.images[:100], sample.test.labels[:100]
     exact = generate(q, qy, sample.train.images, sample.train.labels, mode="exact", chunk_size=32)

@@ -37,6 +37,7 @@ def test_paper_net_shapes(embed_dim: int) -> None:
     assert model.classifier.in_features == embed_dim and model.classifier.out_features == 10
 
 
+@pytest.mark.slow
 def test_forward_equals_classify_of_embed() -> None:
     torch.manual_seed(1)
     for model in (paper_net(), small_net(), paper_net(normalize=True)):
@@ -131,6 +132,7 @@ def test_registry_unknown_name_lists_choices() -> None:
         assert name in message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("factory", [paper_net, small_net])
 def test_normalize_flag_normalizes_inside_the_model(factory: Callable[..., EmbeddingNet]) -> None:
     torch.manual_seed(3)

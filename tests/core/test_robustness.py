@@ -107,6 +107,7 @@ def _counts(attack) -> tuple[str, int, int, int]:
     return type(attack).__name__, steps, attack.n_restarts, targets
 
 
+@pytest.mark.slow
 def test_standard_is_the_full_strength_reference_protocol(trained):
     _, _, model = trained
     comps = rob.aa_components(model, 0.3, "standard")
@@ -117,6 +118,7 @@ def test_standard_is_the_full_strength_reference_protocol(trained):
     assert all(a.eps == 0.3 for _, a in comps)
 
 
+@pytest.mark.slow
 def test_fast_version_is_torchattacks_own_ensemble_and_stays_labelled(trained):
     import torchattacks
 
@@ -130,6 +132,7 @@ def test_fast_version_is_torchattacks_own_ensemble_and_stays_labelled(trained):
         "AutoAttack standard-fast (APGD-CE/APGD-T/FAB-T 10 it., Square 5000 q., 9 target classes), ε 0.3, n=50"
 
 
+@pytest.mark.slow
 def test_custom_lists_set_their_counts_and_old_records_keep_their_10_iterations(trained):
     _, _, model = trained
     comps = rob.aa_components(model, 0.1, "apgd-ce:50,square:300")
@@ -143,6 +146,7 @@ def test_custom_lists_set_their_counts_and_old_records_keep_their_10_iterations(
     assert "10 it." in describe_aa({"version": "apgd-ce+square", "eps": 0.3, "n": 10})
 
 
+@pytest.mark.slow
 def test_autoattack_progress_moves_within_a_small_set(trained):
     _, data, model = trained
     x, y = data.test.images[:40], data.test.labels[:40]
@@ -158,6 +162,7 @@ def test_autoattack_progress_moves_within_a_small_set(trained):
     assert len(set(pgd_events)) > 2 and pgd_events[-1] == 40
 
 
+@pytest.mark.slow
 def test_autoattack_accounts_for_every_image_and_respects_the_budget(trained):
     _, data, model = trained
     x, y = data.test.images[:24], data.test.labels[:24]
@@ -170,6 +175,7 @@ def test_autoattack_accounts_for_every_image_and_respects_the_budget(trained):
     assert set(res.broken) == {"apgd-ce", "apgd-t", "fab-t", "square"}
 
 
+@pytest.mark.slow
 def test_attacks_restore_modes_and_leave_the_global_rng_alone(trained):
     _, data, model = trained
     x, y = data.test.images[:8], data.test.labels[:8]
@@ -185,6 +191,7 @@ def test_attacks_restore_modes_and_leave_the_global_rng_alone(trained):
         model.eval()
 
 
+@pytest.mark.slow
 def test_masked_gradients_fail_the_large_eps_and_black_box_checks(trained):
     """Input quantization hides the gradient: FGSM/PGD do nothing, Square breaks the model."""
     _, data, model = trained
@@ -205,6 +212,7 @@ def test_masked_gradients_fail_the_large_eps_and_black_box_checks(trained):
     assert _failed(plain) == []
 
 
+@pytest.mark.slow
 def test_an_under_converged_pgd_fails_check_b_and_a_converged_one_passes(trained):
     """PGD-2 with a tiny step (ε/50) stops far inside the ball; ten times the steps finds what it missed."""
     _, data, model = trained
@@ -221,6 +229,7 @@ def test_an_under_converged_pgd_fails_check_b_and_a_converged_one_passes(trained
     assert _failed(Measurements(n=100, eps_s=0.3, pgd=sound, pgd_more_steps=more)) == []
 
 
+@pytest.mark.slow
 def test_more_restarts_never_help_on_the_same_starts(trained):
     _, data, model = trained
     x, y = data.test.images[:32], data.test.labels[:32]
@@ -230,6 +239,7 @@ def test_more_restarts_never_help_on_the_same_starts(trained):
 
 
 # ---- the run-folder cache and the checks' record entry -----------------------------------------------
+@pytest.mark.slow
 def test_cache_per_checkpoint_and_subset(trained, tmp_path: Path):
     cfg, data, model = trained
     from amltui.app.runs import RunDir
@@ -258,6 +268,7 @@ def test_cache_per_checkpoint_and_subset(trained, tmp_path: Path):
     assert len(other.computed) == 2
 
 
+@pytest.mark.slow
 def test_measure_checks_on_a_real_model(trained, tmp_path: Path):
     cfg, data, model = trained
     from amltui.app.runs import RunDir
@@ -280,6 +291,7 @@ def test_measure_checks_on_a_real_model(trained, tmp_path: Path):
     assert len(checks["results"]) == 6 and all("message" in r for r in checks["results"])
 
 
+@pytest.mark.slow
 def test_estimate_counts_only_what_is_not_cached_and_prices_autoattack_by_its_counts(trained, tmp_path: Path):
     from amltui.app.robustness import aa_spec, estimate, passes_per_image, seconds_per_pass
     from amltui.app.runs import RunDir
@@ -305,6 +317,7 @@ def test_estimate_counts_only_what_is_not_cached_and_prices_autoattack_by_its_co
         pytest.approx(20 * 1e-3 * (first + share * sum(rest)))
 
 
+@pytest.mark.slow
 def test_curve_runs_autoattack_only_at_the_asked_eps(trained, tmp_path: Path):
     from amltui.app.robustness import curve_measurements
 

@@ -116,6 +116,7 @@ def test_amp_keeps_the_attack_and_loss_in_float32_and_stays_close():
     assert min(cos) > 0.95
 
 
+@pytest.mark.slow
 def test_compile_wraps_the_embedding_and_changes_nothing():
     ref_loss, ref, _ = step_grads("ml_sa")
     loss, grads, path = step_grads("ml_sa", overrides=("compile=true",), compile_backend="eager")
@@ -139,6 +140,7 @@ def tiny(**changes) -> RunConfig:
     return RunConfig.resolve("ml_sa", "quick", **{**TINY, "epochs": 2, **changes})
 
 
+@pytest.mark.slow
 def test_log_every_reads_losses_every_k_batches_with_the_same_results(data):
     every: list = []
     sparse: list = []
@@ -151,6 +153,7 @@ def test_log_every_reads_losses_every_k_batches_with_the_same_results(data):
     assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in b.history]
 
 
+@pytest.mark.slow
 def test_channels_last_training_returns_a_contiguous_model_close_to_the_plain_one(data):
     fast = train(tiny(arch="paper", epochs=1), data, device=torch.device("cpu"))
     plain = train(tiny(arch="paper", epochs=1, overrides=["channels_last=false"]), data, device=torch.device("cpu"))
@@ -159,6 +162,7 @@ def test_channels_last_training_returns_a_contiguous_model_close_to_the_plain_on
     assert fast.history[0]["train_loss"] == pytest.approx(plain.history[0]["train_loss"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_fused_evaluation_counts_equal_the_separate_passes():
     torch.manual_seed(0)
     model = build_model("small").eval()
@@ -175,6 +179,7 @@ def test_fused_evaluation_counts_equal_the_separate_passes():
     assert clean.device == x.device and clean.dim() == 0
 
 
+@pytest.mark.slow
 def test_gpu_bench_says_there_is_no_gpu_and_exits_cleanly():
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": ""}  # hides any GPU
     out = subprocess.run([sys.executable, "bench/gpu.py"], cwd=ROOT, capture_output=True, text=True, timeout=300,
@@ -197,6 +202,7 @@ def test_gpu_bench_logic_on_cpu():
     assert gpu.project(rates, 4) == pytest.approx(per_job * (1 / 500 + 1 / 250 + 1 / 250))
 
 
+@pytest.mark.slow
 def test_evaluate_in_channels_last_hands_the_model_back_unchanged():
     from core.evaluate import evaluate
 

@@ -35,6 +35,7 @@ def state_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["baseline", "ml_sa"])
 def test_same_config_and_seed_give_identical_runs(data, variant):
     config = tiny_config(variant)
@@ -46,6 +47,7 @@ def test_same_config_and_seed_give_identical_runs(data, variant):
     assert science(other.history) != science(first.history)
 
 
+@pytest.mark.slow
 def test_resume_from_checkpoint_matches_uninterrupted_run(data, tmp_path):
     config = tiny_config("ml_sa", epochs=3, miner="random")  # random miner: its RNG state must be restored too
     full = train(config, data, device=DEVICE, checkpoint_path=tmp_path / "full.pt")
@@ -68,6 +70,7 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(data, tmp_path):
     assert load_checkpoint(ckpt)["epoch"] == 3
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_weights_only_and_rebuilds_the_model(data, tmp_path):
     config = tiny_config("baseline", epochs=1)
     result = train(config, data, device=DEVICE, checkpoint_path=tmp_path / "c.pt")
@@ -83,6 +86,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(bad)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_fails_the_run_with_a_reason(data, monkeypatch):
     real = step_mod.objective_terms
 
@@ -95,17 +99,20 @@ def test_non_finite_loss_fails_the_run_with_a_reason(data, monkeypatch):
         train(tiny_config("ml_sa"), data, device=DEVICE)
 
 
+@pytest.mark.slow
 def test_ml_sa_ia_refuses_to_run_without_invariance_examples(data):
     with pytest.raises(TrainingFailed, match="invariance examples"):
         train(tiny_config("ml_sa_ia"), data, device=DEVICE)
 
 
+@pytest.mark.slow
 def test_invariance_examples_must_match_the_training_split(data):
     wrong = torch.zeros(10, 1, 28, 28)
     with pytest.raises(TrainingFailed, match="regenerate"):
         train(tiny_config("ml_sa_ia"), data, device=DEVICE, invariance_train=wrong)
 
 
+@pytest.mark.slow
 def test_ml_sa_ia_uses_the_invariance_examples(data):
     config = tiny_config("ml_sa_ia", epochs=1)
     x_q = (data.train.images.float() / 255).roll(1, dims=-1)
@@ -119,6 +126,7 @@ def test_ml_sa_ia_uses_the_invariance_examples(data):
     assert other.history[0]["train_triplet_ia"] != result.history[0]["train_triplet_ia"]
 
 
+@pytest.mark.slow
 def test_events_report_progress_and_epoch_metrics(data):
     events = []
     train(tiny_config("ml_sa", epochs=2), data, device=DEVICE, callback=lambda k, d: events.append((k, d)))
@@ -129,6 +137,7 @@ def test_events_report_progress_and_epoch_metrics(data):
     assert {"train_loss", "train_triplet_sa", "monitor_A_orig", "monitor_A_SA"} <= epochs[0].keys()
 
 
+@pytest.mark.slow
 def test_training_learns_and_evaluation_reports_every_metric():
     data = load_dataset("synthetic", seed=0).with_subsets(1000, 300, seed=0)
     config = tiny_config("baseline", epochs=4, train_subset=1000, test_subset=300, lr=3e-3, eps_s=0.1,
@@ -147,6 +156,7 @@ def to_float_shifted(data):
     return (data.test.images.float() / 255).roll(2, dims=-1)
 
 
+@pytest.mark.slow
 def test_epoch_records_hold_the_triplet_diagnostics(data):
     """Per epoch: the SA triplet loss, its share of active triplets and the mean distance to the mined negative,
     equal to the batch-size-weighted mean of what the step computed (read from the device once per epoch)."""

@@ -40,6 +40,7 @@ def state_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "cls"), [("fgsm", FGSM), ("fgsm_rs", FGSMRS), ("pgd", PGD)])
 def test_train_step_uses_the_configured_attack_for_x_p(name, cls, data):
     config = tiny(train_attack=name, eps_s=0.2, train_steps=3)
@@ -61,6 +62,7 @@ def test_train_step_uses_the_configured_attack_for_x_p(name, cls, data):
     assert len(seen) == 1 and seen[0].shape == x.shape  # x_p of the objective is the training attack's output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["fgsm_rs", "pgd"])
 def test_fgsm_rs_and_pgd_train_deterministically_and_learn(name, data):
     config = tiny(variant="ml_sa", train_attack=name, eps_s=0.1, epochs=3, train_steps=2)
@@ -74,6 +76,7 @@ def test_fgsm_rs_and_pgd_train_deterministically_and_learn(name, data):
     assert science(fgsm.history) != science(first.history)
 
 
+@pytest.mark.slow
 def test_pgd_monitor_can_be_turned_off_and_is_bounded_by_fgsm_ish(data):
     off = train(tiny(monitor_pgd=0, epochs=1), data, device=DEVICE)
     assert "monitor_A_PGD" not in off.history[0]
@@ -81,6 +84,7 @@ def test_pgd_monitor_can_be_turned_off_and_is_bounded_by_fgsm_ish(data):
     assert 0.0 <= on.history[0]["monitor_A_PGD"] <= on.history[0]["monitor_A_orig"] + 100 / 32
 
 
+@pytest.mark.slow
 def test_holdout_is_stratified_disjoint_and_the_same_for_every_seed(data):
     kept, held, keep = split_holdout(data.train, 50)
     assert len(kept) + len(held) == len(data.train) and len(held) == 50
@@ -103,6 +107,7 @@ def test_best_pgd_needs_a_training_holdout():
         tiny(train_attack="cw")
 
 
+@pytest.mark.slow
 def test_best_pgd_keeps_the_best_holdout_epoch_and_resume_is_exact(data, tmp_path):
     config = tiny(select="best_pgd", holdout=64, monitor_pgd=64, epochs=4, train_attack="pgd", train_steps=2,
                   eps_s=0.2, lr=3e-3)
@@ -133,6 +138,7 @@ def test_best_pgd_keeps_the_best_holdout_epoch_and_resume_is_exact(data, tmp_pat
     assert state_equal(resumed.model.state_dict(), full.model.state_dict())
 
 
+@pytest.mark.slow
 def test_select_last_uses_the_last_epoch(data):
     result = train(tiny(epochs=2), data, device=DEVICE)
     assert result.selected_epoch == 2 and result.monitor == "test"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from textual.pilot import Pilot
 
 from amltui.app.store import Store
@@ -13,6 +14,8 @@ from amltui.tui.dashboard import DashboardApp
 from amltui.tui.screens.detail import DetailScreen
 from amltui.tui.screens.runs import RunsScreen
 from tests.helpers import cell, ready, run_app, screen_text, table_ids, wait_for
+
+pytestmark = pytest.mark.slow  # every test here spawns a process, trains or drives the dashboard
 
 
 def set_in_store(runs: Path, run_id: str, **changes: object) -> None:

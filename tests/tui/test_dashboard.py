@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from textual.pilot import Pilot
 
 from amltui.app.outcomes import CHANCE_MARK, at_chance
@@ -66,6 +67,7 @@ def test_log_tail_returns_only_complete_new_lines(tmp_path: Path) -> None:
 # ---- runs screen --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_runs_screen_snapshot(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
@@ -79,6 +81,7 @@ def test_runs_screen_snapshot(demo: Path) -> None:
     run_app(demo, body)
 
 
+@pytest.mark.slow
 def test_live_updates_change_only_their_cells_and_keep_the_cursor(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
@@ -106,6 +109,7 @@ def test_live_updates_change_only_their_cells_and_keep_the_cursor(demo: Path) ->
     run_app(demo, body)
 
 
+@pytest.mark.slow
 def test_filter_and_sort(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
@@ -131,6 +135,7 @@ def test_filter_and_sort(demo: Path) -> None:
     run_app(demo, body)
 
 
+@pytest.mark.slow
 def test_missing_runs_dir_says_so(tmp_path: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
@@ -139,6 +144,7 @@ def test_missing_runs_dir_says_so(tmp_path: Path) -> None:
     run_app(tmp_path / "nothing-here", body)
 
 
+@pytest.mark.slow
 def test_corrupt_store_shows_a_message_and_the_app_keeps_running(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
@@ -161,6 +167,7 @@ def test_corrupt_store_shows_a_message_and_the_app_keeps_running(demo: Path) -> 
 # ---- detail, results -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_detail_screen_curves_log_config_and_pca(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
@@ -199,6 +206,7 @@ def test_detail_screen_curves_log_config_and_pca(demo: Path) -> None:
     run_app(demo, body)
 
 
+@pytest.mark.slow
 def test_results_screen_matches_export_and_writes_markdown(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
@@ -226,6 +234,7 @@ def test_results_screen_matches_export_and_writes_markdown(demo: Path) -> None:
 # ---- actions -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cancel_asks_first_then_cancels_a_queued_run(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
@@ -243,6 +252,7 @@ def test_cancel_asks_first_then_cancels_a_queued_run(demo: Path) -> None:
     run_app(demo, body)
 
 
+@pytest.mark.slow
 def test_delete_removes_the_run_and_its_folder(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
@@ -256,6 +266,7 @@ def test_delete_removes_the_run_and_its_folder(demo: Path) -> None:
     run_app(demo, body)
 
 
+@pytest.mark.slow
 def test_launch_form_shows_config_errors_instead_of_crashing(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
@@ -279,6 +290,7 @@ def test_launch_form_shows_config_errors_instead_of_crashing(demo: Path) -> None
 
 
 
+@pytest.mark.slow
 def test_launch_a_real_run_quit_cancel_resume_and_finish(tmp_path: Path) -> None:
     """A real CPU run through the form; it outlives the app, is cancelled and resumed from the UI, and ends."""
     runs_dir = tmp_path / "runs"

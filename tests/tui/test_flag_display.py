@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from textual.pilot import Pilot
 
 from amltui.app.store import Store
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.screens.detail import DetailScreen
 from tests.helpers import cell, ready, run_app, screen_text, wait_for
+
+pytestmark = pytest.mark.slow  # every test here spawns a process, trains or drives the dashboard
 
 RUN = "ml_sa-s0-demo"
 DETAIL = {"name": "gradient_masking", "rule": "final A_SA − A_PGD > 30 points",

@@ -13,13 +13,17 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.slow  # every test here spawns a process, trains or drives the dashboard
+
+HERE = ROOT / "tests"  # hostile_tui_driver.py and helpers.py
 GUARD_S = 120  # generous: the driver ends in a few seconds; past this it hangs
 
 
 def drive(case: str, runs: Path) -> dict:
     """The driver's findings; it runs in the runs folder's parent so that paths on screen stay short."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)])}
     proc = subprocess.run([sys.executable, str(HERE / "hostile_tui_driver.py"), case, runs.name],
                           capture_output=True, text=True, timeout=GUARD_S, env=env, cwd=runs.parent)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr

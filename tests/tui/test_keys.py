@@ -17,9 +17,9 @@ from amltui.tui.dashboard import DashboardApp
 from amltui.tui.screens.help import KEY_LABELS, help_sections
 from amltui.tui.screens.runs import RunsScreen
 from amltui.tui.widgets.runs_table import RunsTable
-from tests.helpers import ready, run_app
+from tests.helpers import ROOT, ready, run_app
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = ROOT / "README.md"
 PILOT_KEYS = {label: name for name, label in KEY_LABELS.items()}  # README's "Esc" → Textual's "escape"
 # A key in the table is backticked: one character, a named key (Esc, Space, …) or Ctrl+X; `amltui export` or a
 # path in backticks is not a key.
@@ -96,6 +96,7 @@ async def _back_to_the_table(app: DashboardApp, pilot: Pilot) -> RunsScreen:
     return screen
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("screen_title", ["runs"])
 def test_each_documented_runs_key_does_something(demo: Path, screen_title: str) -> None:  # noqa: F811
     keys = sorted(readme_keys()[screen_title])

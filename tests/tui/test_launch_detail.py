@@ -46,6 +46,7 @@ def buttons_visible(text: str) -> bool:
 # ---- the launch form ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ticked_and_unticked_variants_read_differently_as_text(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         form = await open_form(app, pilot)
@@ -60,6 +61,7 @@ def test_ticked_and_unticked_variants_read_differently_as_text(demo: Path) -> No
     run_app(demo, body)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES)
 def test_an_unknown_override_gets_a_short_did_you_mean_and_the_buttons_stay(demo: Path, size) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
@@ -86,6 +88,7 @@ def test_an_unknown_override_gets_a_short_did_you_mean_and_the_buttons_stay(demo
     run_app(demo, body, size=size)
 
 
+@pytest.mark.slow
 def test_a_long_error_is_cut_so_the_buttons_stay_on_screen(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         form = await open_form(app, pilot)
@@ -98,6 +101,7 @@ def test_a_long_error_is_cut_so_the_buttons_stay_on_screen(demo: Path) -> None:
     run_app(demo, body)
 
 
+@pytest.mark.slow
 def test_data_dir_and_subsets_are_checked_before_anything_is_queued(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         form = await open_form(app, pilot)
@@ -123,6 +127,7 @@ def test_data_dir_and_subsets_are_checked_before_anything_is_queued(demo: Path) 
     run_app(demo, body)
 
 
+@pytest.mark.slow
 def test_the_form_reopens_with_the_values_last_launched_in_this_runs_folder(demo: Path, monkeypatch) -> None:
     sent: list[actions.LaunchRequest] = []
 
@@ -184,6 +189,7 @@ def trained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]
     return Path("runs"), run_id
 
 
+@pytest.mark.slow
 def test_the_pca_tab_computes_the_figure_and_shows_it(trained: tuple[Path, str]) -> None:
     runs_dir, run_id = trained
 
@@ -205,6 +211,7 @@ def test_the_pca_tab_computes_the_figure_and_shows_it(trained: tuple[Path, str])
     run_app(runs_dir, body)
 
 
+@pytest.mark.slow
 def test_the_pca_tab_says_why_it_cannot_compute_and_stays_usable(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         app.push_screen(DetailScreen("ml_sa-s0-demo"))  # demo runs have no checkpoint
@@ -219,6 +226,7 @@ def test_the_pca_tab_says_why_it_cannot_compute_and_stays_usable(demo: Path) -> 
     run_app(demo, body)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES)
 def test_long_log_lines_wrap_instead_of_being_cut(demo: Path, size) -> None:
     tail = "the end of a long line"
@@ -235,6 +243,7 @@ def test_long_log_lines_wrap_instead_of_being_cut(demo: Path, size) -> None:
     run_app(demo, body, size=size)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES)
 def test_the_final_line_shows_a_pgd_and_a_ia_target_on_one_line(demo: Path, size) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
@@ -248,6 +257,7 @@ def test_the_final_line_shows_a_pgd_and_a_ia_target_on_one_line(demo: Path, size
     run_app(demo, body, size=size)
 
 
+@pytest.mark.slow
 def test_a_running_run_shows_its_last_monitor_estimates(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         app.push_screen(DetailScreen("ml_sa_ia-s0-demo"))  # running, epoch 3 of 6: no final metrics yet
@@ -258,6 +268,7 @@ def test_a_running_run_shows_its_last_monitor_estimates(demo: Path) -> None:
     run_app(demo, body)
 
 
+@pytest.mark.slow
 def test_the_triplet_diagnostics_are_charted_and_shown_per_epoch(trained: tuple[Path, str]) -> None:
     """A real ml_sa run: its SA triplet's active share and mined-negative distance are in metrics.jsonl, drawn on
     the Curves tab and tabled by `show`; a run without triplets (the demo baseline) has no such chart."""

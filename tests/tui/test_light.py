@@ -20,6 +20,8 @@ from amltui.tui.widgets.runs_table import RunsTable
 from core.config import RunConfig
 from tests.helpers import ROOT, TINY, assert_no_torch, python, ready, run_app, screen_text, torch_importers, wait_for
 
+pytestmark = pytest.mark.slow  # every test here spawns a process, trains or drives the dashboard
+
 
 @pytest.fixture
 def trained(tmp_path: Path) -> tuple[Path, str]:

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from textual.app import App
 from textual.geometry import Region
 from textual.screen import ModalScreen
 
 from amltui.tui.screens.confirm import ConfirmScreen
 from amltui.tui.screens.new_runs import LaunchScreen
+
+pytestmark = pytest.mark.slow  # every test here spawns a process, trains or drives the dashboard
 
 
 def dialog_box(modal: ModalScreen) -> tuple[int, int, int, int, str, list[Region]]:

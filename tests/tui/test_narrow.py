@@ -58,6 +58,7 @@ def long_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return runs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES)
 def test_progress_counts_are_never_cut(long_runs: Path, size: tuple[int, int]) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
@@ -107,6 +108,7 @@ def sweep_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return runs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES)
 def test_a_sweeps_runs_show_their_grid_point_beside_the_metrics(sweep_runs: Path, size: tuple[int, int]) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
@@ -123,6 +125,7 @@ def test_a_sweeps_runs_show_their_grid_point_beside_the_metrics(sweep_runs: Path
     run_app(sweep_runs, body, size=size)
 
 
+@pytest.mark.slow
 def test_no_point_column_without_sweeps_and_a_sa_at_120_columns(long_runs: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
@@ -151,6 +154,7 @@ def main_table_rows(app: DashboardApp, screen: ResultsScreen) -> list[str]:
     return [line for line in lines if line.strip().startswith("S")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES)
 def test_results_list_the_baseline_first_and_write_lambda_as_the_sweep_view(sweep_runs: Path,
                                                                            size: tuple[int, int]) -> None:
@@ -172,6 +176,7 @@ def test_results_list_the_baseline_first_and_write_lambda_as_the_sweep_view(swee
     run_app(sweep_runs, body, size=size)
 
 
+@pytest.mark.slow
 def test_s_without_sweeps_says_how_to_make_one(long_runs: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         screen = await results(app, pilot)
@@ -183,6 +188,7 @@ def test_s_without_sweeps_says_how_to_make_one(long_runs: Path) -> None:
     run_app(long_runs, body, size=(80, 24))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("marked, question, note", [
     (["baseline-s0-e150"], "Delete 1 run?", "Its folder is deleted too."),
     (["baseline-s0-e150", "ml_sa-s0-paper"], "Delete 2 runs?", "Their folders are deleted too.")])
@@ -219,6 +225,7 @@ async def launch_form(app: DashboardApp, pilot: Pilot) -> LaunchScreen:
     return form
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES)
 def test_the_subset_fields_keep_their_labels_when_filled(long_runs: Path, size: tuple[int, int]) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
@@ -233,6 +240,7 @@ def test_the_subset_fields_keep_their_labels_when_filled(long_runs: Path, size: 
     run_app(long_runs, body, size=size)
 
 
+@pytest.mark.slow
 def test_keys_typed_after_the_large_sweep_question_are_asked_about_again(long_runs: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """60 runs ask first; keys typed fast after the question and a Ctrl+S in the same burst must not queue the
@@ -274,6 +282,7 @@ def test_at_chance_is_a_orig_within_two_points_of_one_in_ten(a_orig: Any, expect
     assert at_chance({"metrics": "odd"}) is False and chance_note({"metrics": {}}) is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES)
 def test_a_run_at_chance_is_marked_in_the_table_and_said_in_its_detail(long_runs: Path, size: tuple[int, int]
                                                                        ) -> None:

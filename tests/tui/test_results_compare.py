@@ -53,6 +53,7 @@ def results_rows(app: DashboardApp) -> list[list[str]]:
     return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES)
 def test_results_tell_settings_apart_and_keep_each_group_with_its_baseline_first(two_settings: Path, size) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
@@ -77,6 +78,7 @@ def test_results_tell_settings_apart_and_keep_each_group_with_its_baseline_first
     run_app(two_settings, body, size=size)
 
 
+@pytest.mark.slow
 def test_results_with_many_settings_name_the_highlighted_rows(two_settings: Path) -> None:
     store = Store(two_settings)
     for lr in (1e-4, 3e-4):  # two more settings: four in all, too many to spell out under the table
@@ -129,6 +131,7 @@ def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return Path("runs")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES)
 def test_compare_overlays_the_curves_and_diffs_the_configs(demo: Path, size) -> None:
     ids = ["baseline-s0-demo", "ml_sa-s0-demo", "ml_sa_ia-s1-demo"]

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.screens.detail import DetailScreen
 from tests.helpers import ready, run_app, screen_text, wait_for
+
+pytestmark = pytest.mark.slow  # every test here spawns a process, trains or drives the dashboard
 
 
 def test_robustness_tab_shows_the_curve_checks_and_flags(demo: Path) -> None:  # noqa: F811

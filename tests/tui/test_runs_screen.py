@@ -43,6 +43,7 @@ def _tag(runs: Path, run_id: str, tags: list[str], sweep: str | None = None) -> 
 # ---- what shows at 80 and 100 columns --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_metrics_beside_the_id_at_80_columns_and_the_id_stays_when_scrolling_sideways(demo: Path) -> None:  # noqa: F811
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
@@ -61,6 +62,7 @@ def test_metrics_beside_the_id_at_80_columns_and_the_id_stays_when_scrolling_sid
     run_app(demo, body, size=(80, 24))
 
 
+@pytest.mark.slow
 def test_wider_terminal_shows_more_columns(demo: Path) -> None:  # noqa: F811
     _tag(demo, "ml_sa-s0-demo", ["paper"])
 
@@ -75,6 +77,7 @@ def test_wider_terminal_shows_more_columns(demo: Path) -> None:  # noqa: F811
     run_app(demo, body, size=(100, 30))
 
 
+@pytest.mark.slow
 def test_end_and_home_jump_to_the_last_and_first_row(demo: Path) -> None:  # noqa: F811
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
@@ -87,6 +90,7 @@ def test_end_and_home_jump_to_the_last_and_first_row(demo: Path) -> None:  # noq
     run_app(demo, body, size=(80, 24))
 
 
+@pytest.mark.slow
 def test_the_header_counts_cancelled_runs(demo: Path) -> None:  # noqa: F811
     store = Store(demo)
     store.update("ml_sa_ia-s1-demo", {"status": "cancelled", "error": "cancelled by the user"})
@@ -119,6 +123,7 @@ def test_a_run_without_a_sweep_does_not_match_sweep_none() -> None:
     assert [t(row) for t in parse_filter("seed=0 status=DONE")] == [True, True]  # seed 0 is a value; any case
 
 
+@pytest.mark.slow
 def test_key_value_filters_and_free_text_are_anded(demo: Path) -> None:  # noqa: F811
     _tag(demo, "ml_sa-s0-demo", ["paper", "fig2"], sweep="eps-sweep")
     _tag(demo, "baseline-s0-demo", ["paper"])
@@ -154,6 +159,7 @@ def test_key_value_filters_and_free_text_are_anded(demo: Path) -> None:  # noqa:
     run_app(demo, body, size=(80, 24))
 
 
+@pytest.mark.slow
 def test_sort_picker_lists_every_key_and_S_reverses(demo: Path) -> None:  # noqa: F811
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
@@ -178,6 +184,7 @@ def test_sort_picker_lists_every_key_and_S_reverses(demo: Path) -> None:  # noqa
 # ---- marks and bulk actions --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_marks_then_one_confirmation_cancels_all_marked_live_runs(demo: Path) -> None:  # noqa: F811
     store = Store(demo)
 
@@ -210,6 +217,7 @@ def test_marks_then_one_confirmation_cancels_all_marked_live_runs(demo: Path) ->
     run_app(demo, body, size=(80, 24))
 
 
+@pytest.mark.slow
 def test_marked_runs_are_deleted_together_after_one_yes(demo: Path) -> None:  # noqa: F811
     store = Store(demo)
 
@@ -228,6 +236,7 @@ def test_marked_runs_are_deleted_together_after_one_yes(demo: Path) -> None:  # 
     run_app(demo, body, size=(80, 24))
 
 
+@pytest.mark.slow
 def test_o_opens_the_marked_runs_together(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     opened: list[list[str]] = []
 
@@ -256,6 +265,7 @@ def test_o_opens_the_marked_runs_together(demo: Path, monkeypatch: pytest.Monkey
 # ---- a corrupt index, help ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_corrupt_index_is_rebuilt_with_b_after_a_yes(demo: Path) -> None:  # noqa: F811
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         screen = await ready(app, pilot)
@@ -276,6 +286,7 @@ def test_a_corrupt_index_is_rebuilt_with_b_after_a_yes(demo: Path) -> None:  # n
     run_app(demo, body, size=(80, 24))
 
 
+@pytest.mark.slow
 def test_question_mark_lists_the_keys_of_every_screen(demo: Path) -> None:  # noqa: F811
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
@@ -292,6 +303,7 @@ def test_question_mark_lists_the_keys_of_every_screen(demo: Path) -> None:  # no
     run_app(demo, body, size=(80, 24))
 
 
+@pytest.mark.slow
 def test_o_without_a_compare_view_opens_the_first_marked_run(demo: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
                                                              ) -> None:
     from amltui.tui.screens.detail import DetailScreen

@@ -3,7 +3,11 @@ beside the id, End/Home, Space marks, a key=value filter, the sort picker and `?
 
 from __future__ import annotations
 
+import pytest
+
 from tests.helpers import Tmux
+
+pytestmark = pytest.mark.slow  # every test here spawns a process, trains or drives the dashboard
 
 
 def _row(screen: str, run_id: str) -> str:

@@ -35,6 +35,7 @@ def test_launch_request_with_a_grid_resolves_every_point_and_names_the_sweep():
                                       overrides=[], grid=["lambda_ia=0,1"]))
 
 
+@pytest.mark.slow
 def test_launch_form_refuses_a_bad_grid_and_asks_before_a_large_sweep(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         form = await screen_after(app, pilot, "n", LaunchScreen)
@@ -51,6 +52,7 @@ def test_launch_form_refuses_a_bad_grid_and_asks_before_a_large_sweep(demo: Path
     run_app(demo, body, size=(100, 60))
 
 
+@pytest.mark.slow
 def test_results_screen_shows_one_sweep_with_its_frontier(demo: Path) -> None:
     ids = [r["id"] for r in Store(demo).all() if r.get("status") == "done"]
     save_manifest(demo, "demo-sweep", {}, ids)

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.helpers import Tmux
+
+pytestmark = pytest.mark.slow  # every test here spawns a process, trains or drives the dashboard
 
 
 def test_dashboard_in_tmux_at_80x24(dashboard: Tmux) -> None:
