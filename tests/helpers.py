@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rich.console import Console
 from textual.pilot import Pilot
 from typer.testing import CliRunner
@@ -69,6 +70,15 @@ def wait_until(predicate: Callable[[], Any], what: str, timeout: float = WAIT, e
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(every)
+
+
+# ---- real data sets --------------------------------------------------------------------------------------------
+# Debian's dataset-fashion-mnist. .ci/run installs it (and stops if it cannot), so CI always runs these tests; on
+# a machine without it they are skipped, and the skip reason (pytest -ra) says what to install.
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+needs_fashion_mnist = pytest.mark.skipif(
+    not FASHION_DIR.is_dir(),
+    reason=f"{FASHION_DIR} is missing: install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)")
 
 
 # ---- runs without training ----------------------------------------------------------------------------------
@@ -198,6 +208,13 @@ async def wait_for(pilot: Pilot, condition: Callable[[], Any], timeout: float = 
         await pilot.pause(0.05)
 
 
+async def settled(pilot: Pilot) -> None:
+    """Wait until the app has processed its pending messages and finished its animations (a tab's underline, a
+    scroll): the screen is then whole, without guessing a duration."""
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
+
+
 def run_app(runs_dir: Path, body: Callable[[DashboardApp, Pilot], Coroutine[Any, Any, None]],
             poll: float = 0.2, size: tuple[int, int] = SIZE) -> None:
     """Run the dashboard on ``runs_dir`` headless at ``size`` and drive it with ``body``."""
@@ -214,11 +231,17 @@ async def ready(app: DashboardApp, pilot: Pilot) -> RunsScreen:
     await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), what="the runs screen")
     screen = app.screen
     assert isinstance(screen, RunsScreen)
+    await poll_now(pilot, screen)
+    return screen
+
+
+async def poll_now(pilot: Pilot, screen: RunsScreen) -> None:
+    """Force a read of the runs folder and wait until its snapshot is on screen: evidence that a poll ran
+    (``screen.polls`` counts applied snapshots), so "nothing changed" afterwards means something."""
     polls = screen.polls
     screen.poll(force=True)
     await wait_for(pilot, lambda: screen.polls > polls and not screen.reading, what="a fresh snapshot")
     await pilot.pause()  # let the table's refresh messages flow
-    return screen
 
 
 def table_ids(app: DashboardApp) -> list[str]:

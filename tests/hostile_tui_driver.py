@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from helpers import SIZE, ready, screen_text, wait_for
+from helpers import SIZE, poll_now, ready, screen_text, wait_for
 
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.demo import seed_demo
@@ -54,8 +54,7 @@ async def drive(case: str, runs: Path) -> dict:
                 if (folder / "run.json").exists():
                     (folder / name).unlink(missing_ok=True)
                     os.mkfifo(folder / name)
-            screen.poll(force=True)
-            await pilot.pause(0.5)
+            await poll_now(pilot, screen)
             await open_detail(app, pilot)
             await pilot.press("2")  # the Log tab
             await pilot.pause(0.5)
@@ -71,8 +70,7 @@ async def drive(case: str, runs: Path) -> dict:
             from amltui.app.store import Store
 
             Store(runs).rebuild()
-            screen.poll(force=True)
-            await pilot.pause(0.5)
+            await poll_now(pilot, screen)
             seen["table"] = screen_text(app)
             app.push_screen(DetailScreen("baseline-s0-demo"))
             await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="the detail screen")

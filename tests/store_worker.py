@@ -64,6 +64,8 @@ def read(runs_dir: Path, stop: Path) -> int:
             return 1
         most = max(count, raw_count)
         reads += 1
+        if reads % 10 == 0:  # progress the test waits on
+            print(f"reads {reads}", flush=True)
     print(f"reads {reads}", flush=True)
     return 0
 

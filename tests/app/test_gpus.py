@@ -32,7 +32,7 @@ from amltui.app.store import Store
 from amltui.cli import app
 from core.config import RunConfig
 from tests.gpu_fakes import GIB, fake_nvml, gpu, install_fake_smi, use_fake_smi
-from tests.helpers import ROOT, TINY, tiny_sets
+from tests.helpers import ROOT, TINY, settled, tiny_sets
 
 runner = CliRunner()
 
@@ -411,7 +411,7 @@ def test_dashboard_gpu_strip_at_80x24(machine, monkeypatch, tmp_path):
             strip = screen.query_one(GpuStrip)
             await wait_for(pilot, lambda: screen.gpus_loaded and strip.display and "ml_sa_ia" in strip.text,
                            what="the GPU strip")
-            await pilot.pause(0.1)
+            await settled(pilot)
             text = screen_text(app).splitlines()
             assert text[1].split() == ["gpu0", "0%", "1/80G", "-", "gpu1", "87%▇", "24/80G", "ml_sa_ia-s0-demo"]
             assert text[2].split() == ["gpu2", "?%", "0/80G", "-"]
@@ -422,7 +422,7 @@ def test_dashboard_gpu_strip_at_80x24(machine, monkeypatch, tmp_path):
             n = screen.gpus_loaded
             screen._read_gpus()
             await wait_for(pilot, lambda: screen.gpus_loaded > n, what="a GPU read")
-            await pilot.pause(0.1)
+            await settled(pilot)
             assert not strip.display and screen_text(app).splitlines()[1].split()[:2] == ["run", "status"]
 
     asyncio.run(main())

@@ -16,10 +16,8 @@ from amltui.app.preflight import PreflightError, check_config, split_sizes
 from core.config import RunConfig
 from core.errors import DataNotFoundError
 from core.idx_files import SAMPLE_DIR, find_idx_files, read_idx_header
-from tests.helpers import ROOT
+from tests.helpers import FASHION_DIR, ROOT, needs_fashion_mnist
 
-FASHION = Path("/usr/share/datasets/fashion-mnist")
-needs_fashion = pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
 ONE_GPU = Inventory(gpus=[Gpu(index=0, uuid="GPU-aaaa", name="Test GPU")], source="nvml")
 
 
@@ -31,10 +29,10 @@ def never(host: str, port: int) -> bool:
     raise AssertionError("no probe expected")
 
 
-@needs_fashion
+@needs_fashion_mnist
 def test_real_fashion_mnist_passes_and_sizes_come_from_the_headers() -> None:
-    assert split_sizes("fashion-mnist", str(FASHION), never) == (60000, 10000)
-    check_config(config(dataset="fashion-mnist", data_dir=str(FASHION), test_subset=10000), probe=never)
+    assert split_sizes("fashion-mnist", str(FASHION_DIR), never) == (60000, 10000)
+    check_config(config(dataset="fashion-mnist", data_dir=str(FASHION_DIR), test_subset=10000), probe=never)
 
 
 def test_mnist_sample_sizes_and_a_too_large_subset() -> None:
@@ -46,10 +44,10 @@ def test_mnist_sample_sizes_and_a_too_large_subset() -> None:
                               "Fix: use --test-subset 1000 or less, or leave it out (whole split)")
 
 
-@needs_fashion
+@needs_fashion_mnist
 def test_fashion_train_subset_too_large() -> None:
     with pytest.raises(PreflightError, match=r"--train-subset 60001: the fashion-mnist train split holds only 60000"):
-        check_config(config(dataset="fashion-mnist", data_dir=str(FASHION), train_subset=60001), probe=never)
+        check_config(config(dataset="fashion-mnist", data_dir=str(FASHION_DIR), train_subset=60001), probe=never)
 
 
 def test_missing_data_dir_names_it_once_with_a_fix(tmp_path: Path) -> None:
@@ -95,9 +93,9 @@ def test_damaged_idx_file_is_named(tmp_path: Path, damage: str) -> None:
             "short-header": "truncated idx header"}[damage] in text
 
 
-@needs_fashion
+@needs_fashion_mnist
 def test_truncated_gzip_copy_of_fashion_is_caught_without_decompressing(tmp_path: Path) -> None:
-    for path in FASHION.iterdir():
+    for path in FASHION_DIR.iterdir():
         shutil.copy(path, tmp_path / path.name)
     cut = tmp_path / "t10k-labels-idx1-ubyte.gz"
     cut.write_bytes(cut.read_bytes()[:-50])

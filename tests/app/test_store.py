@@ -24,7 +24,7 @@ from amltui.app.store import (
     StoreSchemaError,
     validate_run_id,
 )
-from tests.helpers import ROOT
+from tests.helpers import ROOT, wait_until
 
 WORKER = ROOT / "tests" / "store_worker.py"
 
@@ -285,6 +285,14 @@ def test_lock_of_a_killed_holder_is_released_by_the_kernel(tmp_path: Path) -> No
     assert ids(store) == {"r1", "r2"}
 
 
+def reported_reads(reader: subprocess.Popen) -> int:
+    """The reader's next progress line ("reads N", printed every 10 reads); fails on anything else (an error)."""
+    assert reader.stdout is not None
+    line = reader.stdout.readline()
+    assert line.startswith("reads "), line + reader.stdout.read()
+    return int(line.split()[1])
+
+
 @pytest.mark.slow
 def test_reader_never_sees_a_torn_file_while_writers_write(tmp_path: Path) -> None:
     store = Store(tmp_path)
@@ -293,7 +301,11 @@ def test_reader_never_sees_a_torn_file_while_writers_write(tmp_path: Path) -> No
     reader = spawn("read", tmp_path, stop)
     writers = [spawn("writeloop", tmp_path, f"w{k}") for k in range(2)]
     try:
-        time.sleep(3.0)
+        # Events, not a duration: once the writers are writing, the reader reads 50 more times meanwhile.
+        wait_until(lambda: len(ids(store)) > 10, "the writers to add 10 runs", timeout=120)
+        first = reported_reads(reader)
+        while reported_reads(reader) < first + 50:
+            pass
     finally:
         for w in writers:
             kill_and_collect(w)
@@ -301,7 +313,7 @@ def test_reader_never_sees_a_torn_file_while_writers_write(tmp_path: Path) -> No
     out, _ = reader.communicate(timeout=60)
     assert reader.returncode == 0, out
     reads = int(out.split()[-1])
-    assert reads >= 20, out
+    assert reads >= 60, out
     assert len(ids(store)) > 10  # the writers really wrote meanwhile
 
 

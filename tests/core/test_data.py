@@ -24,8 +24,7 @@ from core.data import (
     to_float,
     write_idx,
 )
-
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+from tests.helpers import FASHION_DIR, needs_fashion_mnist
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +81,8 @@ def test_sample_readme_credits_sources() -> None:
 
 
 @pytest.mark.slow
+@needs_fashion_mnist
 def test_read_idx_on_debian_fashion_mnist() -> None:
-    if not FASHION_DIR.is_dir():
-        pytest.fail(f"{FASHION_DIR} is missing: install it with `apt-get install dataset-fashion-mnist`")
     ds = load_dataset("fashion-mnist", FASHION_DIR)
     assert ds.train.images.shape == (60000, 1, 28, 28)
     assert ds.test.images.shape == (10000, 1, 28, 28)

@@ -13,7 +13,7 @@ from amltui.app.store import Store
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.screens.detail import DetailScreen
 from amltui.tui.screens.runs import RunsScreen
-from tests.helpers import cell, ready, run_app, screen_text, table_ids, wait_for
+from tests.helpers import cell, poll_now, ready, run_app, screen_text, table_ids, wait_for
 
 pytestmark = pytest.mark.slow  # every test here spawns a process, trains or drives the dashboard
 
@@ -40,8 +40,7 @@ def test_a_bad_record_or_progress_file_marks_only_its_row(demo: Path) -> None:
         assert "1 damaged" in screen_text(app)
         # A valid JSON progress file of the wrong shape, then a garbled one: still only that row.
         (demo / "ml_sa_ia-s0-demo" / "progress.json").write_text("[1, 2]")
-        screen.poll(force=True)
-        await pilot.pause(0.3)
+        await poll_now(pilot, screen)  # a poll that read the bad file ran: only then does "unchanged" mean anything
         assert cell(app, "ml_sa_ia-s0-demo", "status") == "running" and screen.error is None
         Store(demo).rebuild()  # the repair the message suggests: run.json is intact
         await wait_for(pilot, lambda: cell(app, "baseline-s1-demo", "status") == "done", what="the repaired row")
@@ -66,7 +65,7 @@ def test_detail_screen_survives_bad_bytes_and_recovers_when_repaired(demo: Path)
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
         app.push_screen(DetailScreen("ml_sa-s0-demo"))
-        await pilot.pause(0.1)
+        await pilot.pause()
         screen = app.screen
         assert isinstance(screen, DetailScreen)
         await wait_for(pilot, lambda: screen.detail is not None, what="the first read")

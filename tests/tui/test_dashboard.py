@@ -26,7 +26,7 @@ from amltui.tui.screens.runs import RunsScreen
 from amltui.tui.screens.sort_picker import SortPicker
 from amltui.tui.widgets.chart import Series, render_chart
 from amltui.tui.widgets.runs_table import RunsTable
-from tests.helpers import assert_snapshot, cell, ready, run_app, screen_text, table_ids, tiny_items, wait_for
+from tests.helpers import assert_snapshot, cell, ready, run_app, screen_text, settled, table_ids, tiny_items, wait_for
 
 # ---- pure pieces --------------------------------------------------------------------------------------
 
@@ -178,7 +178,7 @@ def test_detail_screen_curves_log_config_and_pca(demo: Path) -> None:
         # wait for what is drawn, not for a time: the curves are drawn after the read arrives
         await wait_for(pilot, lambda: "━ A_SA" in screen_text(app) and "━ CE adv" in screen_text(app),
                        what="the curves")
-        await pilot.pause(0.2)
+        await settled(pilot)
         text = screen_text(app)
         assert "final (n=1000): A_orig 99.25" in text
         assert_snapshot("detail", text)
@@ -214,7 +214,7 @@ def test_results_screen_matches_export_and_writes_markdown(demo: Path) -> None:
         screen = app.screen
         assert isinstance(screen, ResultsScreen)
         await wait_for(pilot, lambda: screen.loaded)
-        await pilot.pause(0.1)
+        await settled(pilot)
         text = screen_text(app)
         rows = aggregate(Store(demo).all())
         for row in rows:  # the same cells as `amltui export`

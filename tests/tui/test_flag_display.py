@@ -34,7 +34,7 @@ def _flag_and_add_pgd(runs: Path) -> None:
     store.put(record)
 
 
-def test_flag_mark_in_the_table_and_reasons_and_pgd_curve_in_the_detail(demo: Path) -> None:  # noqa: F811
+def test_flag_mark_in_the_table_and_reasons_and_pgd_curve_in_the_detail(demo: Path) -> None:
     _flag_and_add_pgd(demo)
 
     async def body(app: DashboardApp, pilot: Pilot) -> None:
@@ -45,7 +45,7 @@ def test_flag_mark_in_the_table_and_reasons_and_pgd_curve_in_the_detail(demo: Pa
         screen = app.screen
         assert isinstance(screen, DetailScreen) and screen.run_id == RUN
         await wait_for(pilot, lambda: screen.detail is not None)
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: "━ A_PGD" in screen_text(app), what="the accuracy chart")
         text = screen_text(app)
         assert "⚠ gradient_masking" in text
         assert "━ A_PGD" in text  # the legend of the accuracy chart

@@ -17,7 +17,7 @@ from amltui.tui.dashboard import DashboardApp
 from amltui.tui.screens.help import KEY_LABELS, help_sections
 from amltui.tui.screens.runs import RunsScreen
 from amltui.tui.widgets.runs_table import RunsTable
-from tests.helpers import ROOT, ready, run_app
+from tests.helpers import ROOT, ready, run_app, settled
 
 README = ROOT / "README.md"
 PILOT_KEYS = {label: name for name, label in KEY_LABELS.items()}  # README's "Esc" → Textual's "escape"
@@ -84,7 +84,7 @@ def _state(app: DashboardApp) -> tuple:
 async def _back_to_the_table(app: DashboardApp, pilot: Pilot) -> RunsScreen:
     while not isinstance(app.screen, RunsScreen):
         app.pop_screen()
-        await pilot.pause(0.05)
+        await pilot.pause()
     screen = app.screen
     screen.query_one("#filter").display = False
     screen.table.focus()
@@ -92,13 +92,13 @@ async def _back_to_the_table(app: DashboardApp, pilot: Pilot) -> RunsScreen:
     screen.table.sort_reverse = False
     screen.table.move_cursor(row=2, animate=False)  # a done run in the middle: Home and End both move
     screen.table.scroll_to(x=min(10, screen.table.max_scroll_x), animate=False)  # ← and → both scroll
-    await pilot.pause(0.05)
+    await settled(pilot)
     return screen
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("screen_title", ["runs"])
-def test_each_documented_runs_key_does_something(demo: Path, screen_title: str) -> None:  # noqa: F811
+def test_each_documented_runs_key_does_something(demo: Path, screen_title: str) -> None:
     keys = sorted(readme_keys()[screen_title])
     assert {"Space", "End", "Home", "?", "/"} <= set(keys)
     idle: list[str] = []
@@ -110,8 +110,8 @@ def test_each_documented_runs_key_does_something(demo: Path, screen_title: str) 
             if key == "Esc":
                 await pilot.press("space")  # something for Escape to clear
             before = _state(app)
-            await pilot.press(PILOT_KEYS.get(key, key))
-            await pilot.pause(0.2)
+            await pilot.press(PILOT_KEYS.get(key, key))  # returns once the screen has handled the key
+            await settled(pilot)
             if _state(app) == before:
                 idle.append(key)
             assert screen.is_attached

@@ -206,7 +206,9 @@ def test_the_pca_tab_computes_the_figure_and_shows_it(trained: tuple[Path, str])
         assert (runs_dir / run_id / "pca.png").stat().st_size > 0
         assert len(json.loads((runs_dir / run_id / "pca.json").read_text())["natural"]) == 128
         assert [m for m in screen.pca_steps if m.startswith("step 2/3: embedding 128 test images")]
-        assert any("pca.png and pca.json written" in str(n.message) for n in app._notifications)
+        # the notification is posted after the figure is drawn: wait for it rather than read it at once
+        await wait_for(pilot, lambda: any("pca.png and pca.json written" in str(n.message) for n in app._notifications),
+                       what="the notification that names the files")
 
     run_app(runs_dir, body)
 

@@ -26,7 +26,7 @@ def dialog_box(modal: ModalScreen) -> tuple[int, int, int, int, str, list[Region
         app: App[None] = App()
         async with app.run_test(size=(80, 24)) as pilot:
             app.push_screen(modal)
-            await pilot.pause(0.1)
+            await pilot.wait_for_scheduled_animations()
             box = modal.query_one("#dialog")
             region = box.region
             labels = [widget.region for widget in modal.query("#form > *")]

@@ -27,7 +27,7 @@ from amltui.tui.screens.new_runs import LaunchScreen
 from amltui.tui.screens.results import ResultsScreen
 from amltui.tui.widgets.runs_table import RunsTable
 from core.config import RunConfig
-from tests.helpers import ready, row_line, run_app, screen_text, wait_for
+from tests.helpers import ready, row_line, run_app, screen_text, settled, wait_for
 
 SIZES = [(80, 24), (120, 40)]
 
@@ -142,7 +142,7 @@ async def results(app: DashboardApp, pilot: Pilot) -> ResultsScreen:
     screen = app.screen
     assert isinstance(screen, ResultsScreen)
     await wait_for(pilot, lambda: screen.loaded, what="the results")
-    await pilot.pause(0.1)
+    await settled(pilot)
     return screen
 
 
@@ -232,7 +232,7 @@ def test_the_subset_fields_keep_their_labels_when_filled(long_runs: Path, size: 
         form = await launch_form(app, pilot)
         form.query_one("#train-subset", Input).value = "300"
         form.query_one("#test-subset", Input).value = "100"
-        await pilot.pause(0.1)
+        await settled(pilot)
         line = next(line for line in screen_text(app).splitlines() if "subsets" in line)
         assert "train 300" in line and "test 100" in line, line
         await pilot.press("escape")
@@ -258,8 +258,8 @@ def test_keys_typed_after_the_large_sweep_question_are_asked_about_again(long_ru
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: "60 runs (sweep burst)" in screen_text(app), what="the question")
         form.query_one("#overrides", Input).focus()
-        await pilot.press("end", "0", "0", "ctrl+s")  # one burst, no pause between the keys
-        await pilot.pause(0.2)
+        await pilot.press("end", "0", "0", "ctrl+s")  # one burst; press returns once the form has handled it
+        await settled(pilot)
         assert sent == [] and app.screen is form, sent
         assert form.query_one("#overrides", Input).value == "epochs=1200"
         assert "60 runs (sweep burst)" in screen_text(app)  # asked again, about what is now in the form

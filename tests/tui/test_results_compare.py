@@ -19,7 +19,7 @@ from amltui.tui.screens.compare import CompareScreen, config_diff
 from amltui.tui.screens.results import ResultsScreen
 from amltui.tui.widgets.chart import LineChart
 from core.config import RunConfig
-from tests.helpers import assert_snapshot, ready, run_app, screen_text, wait_for
+from tests.helpers import assert_snapshot, ready, run_app, screen_text, settled, wait_for
 
 SIZES = [(80, 24), (100, 30)]
 
@@ -62,7 +62,7 @@ def test_results_tell_settings_apart_and_keep_each_group_with_its_baseline_first
         screen = app.screen
         assert isinstance(screen, ResultsScreen)
         await wait_for(pilot, lambda: screen.loaded and results_rows(app), what="the rows")
-        await pilot.pause(0.1)
+        await settled(pilot)
         rows = [(r[0], r[1]) for r in results_rows(app)]
         assert rows == [("S1", "baseline"), ("S1", "ml_sa"), ("S2", "baseline"), ("S2", "ml_sa")]
         text = screen_text(app)
@@ -144,7 +144,7 @@ def test_compare_overlays_the_curves_and_diffs_the_configs(demo: Path, size) -> 
         # the legend, the footer and the tab's underline settled (a snapshot must not catch them half drawn)
         await wait_for(pilot, lambda: all(part in screen_text(app) for part in ("ml_sa_ia-s1-demo", "esc Back", "╸")),
                        what="the whole screen")
-        await pilot.pause(0.3)
+        await settled(pilot)
         text = screen_text(app)
         for i, run_id in enumerate(ids, 1):  # the legend: a numbered mark and the id per run
             assert f"━{i} {run_id}" in text

@@ -14,7 +14,7 @@ from tests.helpers import ready, run_app, screen_text, wait_for
 pytestmark = pytest.mark.slow  # every test here spawns a process, trains or drives the dashboard
 
 
-def test_robustness_tab_shows_the_curve_checks_and_flags(demo: Path) -> None:  # noqa: F811
+def test_robustness_tab_shows_the_curve_checks_and_flags(demo: Path) -> None:
     folder = demo / "ml_sa-s0-demo"
 
     async def body(app: DashboardApp, pilot) -> None:

@@ -20,7 +20,7 @@ from amltui.tui.screens.help import HelpScreen
 from amltui.tui.screens.runs import RunsScreen
 from amltui.tui.screens.sort_picker import SortPicker
 from amltui.tui.widgets.runs_table import RunsTable
-from tests.helpers import assert_snapshot, cell, ready, row_line, run_app, screen_text, table_ids, wait_for
+from tests.helpers import assert_snapshot, cell, ready, row_line, run_app, screen_text, settled, table_ids, wait_for
 
 DONE = ["baseline-s0-demo", "baseline-s1-demo", "ml_sa-s0-demo", "ml_sa-s1-demo"]
 
@@ -44,7 +44,7 @@ def _tag(runs: Path, run_id: str, tags: list[str], sweep: str | None = None) -> 
 
 
 @pytest.mark.slow
-def test_metrics_beside_the_id_at_80_columns_and_the_id_stays_when_scrolling_sideways(demo: Path) -> None:  # noqa: F811
+def test_metrics_beside_the_id_at_80_columns_and_the_id_stays_when_scrolling_sideways(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
         text = screen_text(app)
@@ -63,7 +63,7 @@ def test_metrics_beside_the_id_at_80_columns_and_the_id_stays_when_scrolling_sid
 
 
 @pytest.mark.slow
-def test_wider_terminal_shows_more_columns(demo: Path) -> None:  # noqa: F811
+def test_wider_terminal_shows_more_columns(demo: Path) -> None:
     _tag(demo, "ml_sa-s0-demo", ["paper"])
 
     async def body(app: DashboardApp, pilot: Pilot) -> None:
@@ -78,7 +78,7 @@ def test_wider_terminal_shows_more_columns(demo: Path) -> None:  # noqa: F811
 
 
 @pytest.mark.slow
-def test_end_and_home_jump_to_the_last_and_first_row(demo: Path) -> None:  # noqa: F811
+def test_end_and_home_jump_to_the_last_and_first_row(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
         await pilot.press("down", "end")
@@ -91,7 +91,7 @@ def test_end_and_home_jump_to_the_last_and_first_row(demo: Path) -> None:  # noq
 
 
 @pytest.mark.slow
-def test_the_header_counts_cancelled_runs(demo: Path) -> None:  # noqa: F811
+def test_the_header_counts_cancelled_runs(demo: Path) -> None:
     store = Store(demo)
     store.update("ml_sa_ia-s1-demo", {"status": "cancelled", "error": "cancelled by the user"})
 
@@ -124,7 +124,7 @@ def test_a_run_without_a_sweep_does_not_match_sweep_none() -> None:
 
 
 @pytest.mark.slow
-def test_key_value_filters_and_free_text_are_anded(demo: Path) -> None:  # noqa: F811
+def test_key_value_filters_and_free_text_are_anded(demo: Path) -> None:
     _tag(demo, "ml_sa-s0-demo", ["paper", "fig2"], sweep="eps-sweep")
     _tag(demo, "baseline-s0-demo", ["paper"])
 
@@ -160,12 +160,12 @@ def test_key_value_filters_and_free_text_are_anded(demo: Path) -> None:  # noqa:
 
 
 @pytest.mark.slow
-def test_sort_picker_lists_every_key_and_S_reverses(demo: Path) -> None:  # noqa: F811
+def test_sort_picker_lists_every_key_and_S_reverses(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
         await pilot.press("s")
         assert isinstance(app.screen, SortPicker)
-        await pilot.pause(0.1)
+        await settled(pilot)
         text = screen_text(app)
         assert all(f" {key} " in text for key in SORTS)
         assert_snapshot("sort_picker", text)
@@ -185,7 +185,7 @@ def test_sort_picker_lists_every_key_and_S_reverses(demo: Path) -> None:  # noqa
 
 
 @pytest.mark.slow
-def test_marks_then_one_confirmation_cancels_all_marked_live_runs(demo: Path) -> None:  # noqa: F811
+def test_marks_then_one_confirmation_cancels_all_marked_live_runs(demo: Path) -> None:
     store = Store(demo)
 
     async def body(app: DashboardApp, pilot: Pilot) -> None:
@@ -218,7 +218,7 @@ def test_marks_then_one_confirmation_cancels_all_marked_live_runs(demo: Path) ->
 
 
 @pytest.mark.slow
-def test_marked_runs_are_deleted_together_after_one_yes(demo: Path) -> None:  # noqa: F811
+def test_marked_runs_are_deleted_together_after_one_yes(demo: Path) -> None:
     store = Store(demo)
 
     async def body(app: DashboardApp, pilot: Pilot) -> None:
@@ -237,7 +237,7 @@ def test_marked_runs_are_deleted_together_after_one_yes(demo: Path) -> None:  # 
 
 
 @pytest.mark.slow
-def test_o_opens_the_marked_runs_together(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_o_opens_the_marked_runs_together(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     opened: list[list[str]] = []
 
     class CompareScreen(Screen):  # the contract with amltui/tui/screens/compare.py: CompareScreen(run_ids)
@@ -266,7 +266,7 @@ def test_o_opens_the_marked_runs_together(demo: Path, monkeypatch: pytest.Monkey
 
 
 @pytest.mark.slow
-def test_a_corrupt_index_is_rebuilt_with_b_after_a_yes(demo: Path) -> None:  # noqa: F811
+def test_a_corrupt_index_is_rebuilt_with_b_after_a_yes(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         screen = await ready(app, pilot)
         await pilot.press("b")  # a readable index: nothing to rebuild
@@ -287,12 +287,12 @@ def test_a_corrupt_index_is_rebuilt_with_b_after_a_yes(demo: Path) -> None:  # n
 
 
 @pytest.mark.slow
-def test_question_mark_lists_the_keys_of_every_screen(demo: Path) -> None:  # noqa: F811
+def test_question_mark_lists_the_keys_of_every_screen(demo: Path) -> None:
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
-        await pilot.pause(0.1)
+        await settled(pilot)
         text = screen_text(app)
         for words in ("Space", "Mark or unmark", "Overlay the marked runs", "End", "Last row", "Rebuild a corrupt run"):
             assert words in text, words
@@ -304,7 +304,7 @@ def test_question_mark_lists_the_keys_of_every_screen(demo: Path) -> None:  # no
 
 
 @pytest.mark.slow
-def test_o_without_a_compare_view_opens_the_first_marked_run(demo: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+def test_o_without_a_compare_view_opens_the_first_marked_run(demo: Path, monkeypatch: pytest.MonkeyPatch
                                                              ) -> None:
     from amltui.tui.screens.detail import DetailScreen
 
@@ -314,6 +314,7 @@ def test_o_without_a_compare_view_opens_the_first_marked_run(demo: Path, monkeyp
         await ready(app, pilot)
         await pilot.press("down", "down", "space", "down", "space", "o")
         assert isinstance(app.screen, DetailScreen) and app.screen.run_id == "ml_sa-s0-demo"
-        assert any("No compare view" in str(n.message) for n in app._notifications)
+        await wait_for(pilot, lambda: any("No compare view" in str(n.message) for n in app._notifications),
+                       what="the notice that there is no compare view")
 
     run_app(demo, body, size=(80, 24))
