@@ -115,6 +115,14 @@ def fake_spawn(run_id: str, slot: Any, runs_dir: Path, pass_fds: tuple[int, ...]
                             env=env, pass_fds=pass_fds)
 
 
+def drive(scheduler: Any, timeout: float = WAIT) -> None:
+    """Step a LocalScheduler until every worker it started has ended."""
+    deadline = time.monotonic() + timeout
+    while scheduler.step():
+        assert time.monotonic() < deadline, "the worker did not end"
+        time.sleep(0.05)
+
+
 def finished(store: Store, run_id: str, status: str = "done", **fields: Any) -> str:
     """Mark a queued run ended (no worker): what `amltui` sees of a run that has run."""
     assert set_status(store, run_id, status, expect=("queued",), **fields)

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from amltui.app.runs import create_run, run_dir, set_status
 from amltui.app.store import Store
 from amltui.cli import app
 from core.config import RunConfig
-from tests.helpers import ROOT, TINY, WAIT, tiny_sets, wait_until
+from tests.helpers import ROOT, TINY, WAIT, drive, tiny_sets, wait_until
 
 pytestmark = pytest.mark.slow  # every test here spawns a process, trains or drives the dashboard
 
@@ -40,14 +39,6 @@ def env(monkeypatch):
 def new_run(store: Store, run_id: str, variant: str = "baseline", **fields) -> str:
     config = RunConfig.resolve(variant, "quick", seed=0, epochs=fields.pop("epochs", 50), **{**TINY, **fields})
     return create_run(store, config, run_id=run_id)["id"]
-
-
-def drive(scheduler: LocalScheduler, timeout: float = WAIT) -> None:
-    """Step the scheduler until every worker has ended."""
-    deadline = time.monotonic() + timeout
-    while scheduler.step():
-        assert time.monotonic() < deadline, "the worker did not end"
-        time.sleep(0.05)
 
 
 def held(tmp_path: Path, run_id: str, phase: str) -> Path:

@@ -32,7 +32,7 @@ from amltui.app.store import Store
 from amltui.cli import app
 from core.config import RunConfig
 from tests.gpu_fakes import GIB, fake_nvml, gpu, install_fake_smi, use_fake_smi
-from tests.helpers import ROOT, TINY, settled, tiny_sets
+from tests.helpers import ROOT, TINY, fake_spawn, queue, settled, tiny_sets
 
 runner = CliRunner()
 
@@ -50,23 +50,6 @@ def machine(monkeypatch):
 
 def uuid(i: int) -> str:
     return gpu(i)["uuid"]
-
-
-def fake_spawn(run_id, slot, runs_dir, pass_fds=()):
-    env = {**os.environ, **slot.env, "AMLTUI_SLOT": slot.name, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_worker.py"), str(runs_dir), run_id],
-                            env=env, pass_fds=pass_fds)
-
-
-def queue(store: Store, n: int, **fields) -> list[str]:
-    ids = []
-    for seed in range(n):
-        record = create_run(store, RunConfig.resolve("baseline", "quick", seed=seed, epochs=1, **TINY),
-                            run_id=f"r{seed}")
-        record.update(fields)
-        save_record(store, run_dir(store.runs_dir, record["id"]), record)
-        ids.append(record["id"])
-    return ids
 
 
 def starts(runs_dir: Path) -> list[dict]:

@@ -21,7 +21,7 @@ from amltui.app.runs import create_run
 from amltui.app.store import Store
 from amltui.cli import app
 from core.config import RunConfig
-from tests.helpers import ROOT, TINY, WAIT, wait_until
+from tests.helpers import ROOT, TINY, WAIT, drive, wait_until
 
 runner = CliRunner()
 
@@ -32,13 +32,6 @@ def new_run(store: Store, run_id: str, epochs: int = 50) -> str:
 
 def cli(*args: str, runs: Path):
     return runner.invoke(app, [*args, "--runs-dir", str(runs)])
-
-
-def drive(scheduler: LocalScheduler) -> None:
-    deadline = time.monotonic() + WAIT
-    while scheduler.step():
-        assert time.monotonic() < deadline, "the worker did not end"
-        time.sleep(0.05)
 
 
 def process_state(pid: int) -> str:

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from amltui.app.executors.slurm import SlurmError, SlurmExecutor, job_states, pa
 from amltui.app.runs import create_run, run_dir, set_status
 from amltui.app.store import Store
 from core.config import RunConfig
-from tests.helpers import ROOT
+from tests.helpers import ROOT, wait_until
 
 JOB_START_S = 120  # queueing + a fresh Python importing torch, on two busy cores
 RUN_S = 180
@@ -49,17 +48,6 @@ def tiny_config(**fields: Any) -> RunConfig:
     base: dict[str, Any] = dict(dataset="synthetic", arch="small", epochs=1, train_subset=256, test_subset=128,
                                 batch_size=64, eval_batch_size=128, pgd_steps=3, threads=1, eval_ia=False)
     return RunConfig.resolve("ml_sa", "quick", **{**base, **fields})
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float, *, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 def in_queue(job_id: str) -> bool:
@@ -99,7 +87,7 @@ def test_tiny_run_completes_through_slurm(tmp_path: Path) -> None:
     assert record["executor"] == "slurm" and record["slurm_job_id"] == job_id
     assert record["status"] in ("queued", "running")  # queued until the worker takes it
 
-    record = wait_for("the run to finish", finished(store, "tiny"), RUN_S)
+    record = wait_until(finished(store, "tiny"), "the run to finish", RUN_S, every=0.5)
     assert record["status"] == "done", f"{record['error']}\n{job_log(record['slurm_folder'])}"
     assert record["slurm_job_id"] == job_id and record["executor"] == "slurm"
     assert set(record["metrics"]) >= {"A_orig", "A_SA", "A_PGD"}
@@ -112,7 +100,7 @@ def test_tiny_run_completes_through_slurm(tmp_path: Path) -> None:
     assert (folder / f"{job_id}_submission.sh").exists()
     script = (folder / f"{job_id}_submission.sh").read_text()
     assert "--job-name=amltui-tiny" in script and "--time=10" in script
-    wait_for("the job to leave the queue", lambda: not in_queue(job_id), 30)
+    wait_until(lambda: not in_queue(job_id), "the job to leave the queue", 30, every=0.5)
     assert SlurmExecutor(tmp_path).reconcile(store) == []  # a finished run is left alone
 
 
@@ -122,27 +110,28 @@ def test_cancel_running_job_goes_through_slurm(tmp_path: Path) -> None:
     create_run(store, tiny_config(epochs=200), "long")
     executor = SlurmExecutor(tmp_path, time_minutes=30)
     job_id = executor.submit("long")
-    record = wait_for("the worker to start", worker_started(store, "long"), JOB_START_S)
+    record = wait_until(worker_started(store, "long"), "the worker to start", JOB_START_S, every=0.5)
     assert record["slurm_job_id"] == job_id
     assert job_states([job_id]).get(job_id) == "RUNNING"
 
     executor.cancel("long")
-    record = wait_for("the run to be cancelled", finished(store, "long"), 30)
+    record = wait_until(finished(store, "long"), "the run to be cancelled", 30, every=0.5)
     assert record["status"] == "cancelled", f"{record['error']}\n{job_log(record['slurm_folder'])}"
     assert "SIGTERM" in record["error"]  # the worker itself recorded Slurm's signal
     assert record["ended"] is not None and record["pid"] is None
-    wait_for("the job to leave the queue", lambda: not in_queue(job_id), 30)
+    wait_until(lambda: not in_queue(job_id), "the job to leave the queue", 30, every=0.5)
     assert job_states([job_id]).get(job_id) in (None, "CANCELLED")
     assert "cancel requested: scancel" in run_dir(tmp_path, "long").log_file.read_text()
 
     # A cancelled run is submitted again to resume: a new job, the same lifecycle.
     second = executor.submit("long", resume=True)
     assert second != job_id and store.get("long")["status"] in ("queued", "running")
-    record = wait_for("the resumed worker to start", worker_started(store, "long"), JOB_START_S)
+    record = wait_until(worker_started(store, "long"), "the resumed worker to start", JOB_START_S, every=0.5)
     assert record["slurm_job_id"] == second and record["error"] is None
-    wait_for("the resumed worker's log", lambda: "resuming on" in run_dir(tmp_path, "long").log_file.read_text(), 30)
+    wait_until(lambda: "resuming on" in run_dir(tmp_path, "long").log_file.read_text(), "the resumed worker's log",
+               30, every=0.5)
     executor.cancel("long")
-    assert wait_for("the run to be cancelled again", finished(store, "long"), 30)["status"] == "cancelled"
+    assert wait_until(finished(store, "long"), "the run to be cancelled again", 30, every=0.5)["status"] == "cancelled"
 
 
 @pytest.mark.slow
@@ -156,10 +145,10 @@ def test_scancel_at_a_held_phase_ends_cancelled(tmp_path: Path, monkeypatch: pyt
     create_run(store, tiny_config(epochs=200), "held")
     executor = SlurmExecutor(tmp_path, time_minutes=30)
     job_id = executor.submit("held")
-    wait_for(f"the job's worker to hold at {phase}", (tmp_path / "held" / f"hold-{phase}").exists, JOB_START_S,
-             every=0.1)
+    wait_until((tmp_path / "held" / f"hold-{phase}").exists, f"the job's worker to hold at {phase}", JOB_START_S,
+               every=0.1)
     executor.cancel("held")
-    record = wait_for("the run to be cancelled", finished(store, "held"), 60)
+    record = wait_until(finished(store, "held"), "the run to be cancelled", 60, every=0.5)
     assert record["status"] == "cancelled", f"{record['error']}\n{job_log(record['slurm_folder'])}"
     # Whether the worker read the request in the record or got SIGTERM first depends on timing; either way the
     # reason names the scancel and the job.
@@ -170,7 +159,7 @@ def test_scancel_at_a_held_phase_ends_cancelled(tmp_path: Path, monkeypatch: pyt
         import torch
 
         assert torch.load(tmp_path / "held" / "checkpoint.pt", weights_only=True)["epoch"] == 1
-    wait_for("the job to leave the queue", lambda: not in_queue(job_id), 60)
+    wait_until(lambda: not in_queue(job_id), "the job to leave the queue", 60, every=0.5)
 
 
 @pytest.mark.slow
@@ -180,12 +169,12 @@ def test_scancel_as_soon_as_the_job_claims_the_run(tmp_path: Path) -> None:
     create_run(store, tiny_config(epochs=200), "quick")
     executor = SlurmExecutor(tmp_path, time_minutes=30)
     job_id = executor.submit("quick")
-    wait_for("the job to claim the run", lambda: store.get("quick")["status"] == "running", JOB_START_S, every=0.05)
+    wait_until(lambda: store.get("quick")["status"] == "running", "the job to claim the run", JOB_START_S, every=0.05)
     executor.cancel("quick")
-    record = wait_for("the run to end", finished(store, "quick"), 60)
+    record = wait_until(finished(store, "quick"), "the run to end", 60, every=0.5)
     assert record["status"] == "cancelled", f"{record['error']}\n{job_log(record['slurm_folder'])}"
     assert f"scancel {job_id}" in record["error"]
-    wait_for("the job to leave the queue", lambda: not in_queue(job_id), 60)
+    wait_until(lambda: not in_queue(job_id), "the job to leave the queue", 60, every=0.5)
 
 
 def test_cancel_pending_job_marks_run_cancelled(tmp_path: Path) -> None:
@@ -201,7 +190,7 @@ def test_cancel_pending_job_marks_run_cancelled(tmp_path: Path) -> None:
     record = store.get("later")
     assert record is not None and record["status"] == "cancelled"
     assert "before it started" in record["error"] and job_id in record["error"]
-    wait_for("the job to leave the queue", lambda: not in_queue(job_id), 30)
+    wait_until(lambda: not in_queue(job_id), "the job to leave the queue", 30, every=0.5)
     executor.cancel("later")  # cancelling a finished run is a no-op
     assert store.get("later")["status"] == "cancelled"
 
@@ -212,11 +201,11 @@ def test_reconcile_marks_hard_killed_job_lost(tmp_path: Path) -> None:
     create_run(store, tiny_config(epochs=200), "doomed")
     executor = SlurmExecutor(tmp_path, time_minutes=30)
     job_id = executor.submit("doomed")
-    record = wait_for("the worker to start", worker_started(store, "doomed"), JOB_START_S)
+    record = wait_until(worker_started(store, "doomed"), "the worker to start", JOB_START_S, every=0.5)
     assert executor.reconcile(store) == []  # running job, running record: nothing to fix
 
     os.kill(record["pid"], signal.SIGKILL)  # the worker dies without a word (OOM killer, segfault, …)
-    wait_for("the job to end", lambda: not in_queue(job_id), 60)
+    wait_until(lambda: not in_queue(job_id), "the job to end", 60, every=0.5)
     assert store.get("doomed")["status"] == "running"  # nobody reported: the record is stale
     assert executor.reconcile(store) == ["doomed"]
     record = store.get("doomed")
@@ -245,7 +234,7 @@ def test_job_started_after_cancel_does_not_run(tmp_path: Path) -> None:
     create_run(store, tiny_config(), "raced")
     job_id = SlurmExecutor(tmp_path, time_minutes=5).submit("raced")
     assert set_status(store, "raced", "cancelled", expect=("queued",), error="cancelled by a test")
-    wait_for("the job to end", lambda: not in_queue(job_id), JOB_START_S)
+    wait_until(lambda: not in_queue(job_id), "the job to end", JOB_START_S, every=0.5)
     record = store.get("raced")
     assert record["status"] == "cancelled" and record["error"] == "cancelled by a test"
     assert record["started"] is None and record["epoch"] == 0  # the worker never ran
@@ -257,13 +246,13 @@ def test_time_limit_warning_fails_run_with_resume_hint(tmp_path: Path) -> None:
     store = Store(tmp_path)
     create_run(store, tiny_config(epochs=200), "late")
     job_id = SlurmExecutor(tmp_path, time_minutes=30).submit("late")
-    wait_for("the worker to start", worker_started(store, "late"), JOB_START_S)
+    wait_until(worker_started(store, "late"), "the worker to start", JOB_START_S, every=0.5)
     # What sbatch --signal=USR2@90 makes Slurm send to the job's steps before its time limit.
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
-    record = wait_for("the run to stop", finished(store, "late"), RUN_S)  # generous: the machine may be busy
+    record = wait_until(finished(store, "late"), "the run to stop", RUN_S, every=0.5)  # generous: a busy machine
     assert record["status"] == "failed"
     assert record["error"].startswith("SlurmTimeLimit: ") and "amltui resume late" in record["error"]
-    wait_for("the job to leave the queue", lambda: not in_queue(job_id), 30)
+    wait_until(lambda: not in_queue(job_id), "the job to leave the queue", 30, every=0.5)
     assert job_states([job_id]).get(job_id) in (None, "FAILED")  # Slurm's view agrees with the record
 
 
@@ -330,7 +319,8 @@ def test_a_grid_sweep_goes_through_slurm(tmp_path: Path) -> None:
     assert sorted(r["config"]["lambda_sa"] for r in records) == [0.25, 0.5]
     assert {r["sweep"] for r in records} == {"slurm-grid"} and {r["executor"] for r in records} == {"slurm"}
     for record in records:
-        done = wait_for(f"{record['id']} to finish", finished(store, record["id"]), JOB_START_S + 2 * RUN_S)
+        done = wait_until(finished(store, record["id"]), f"{record['id']} to finish",
+                          JOB_START_S + 2 * RUN_S, every=0.5)
         assert done["status"] == "done", done.get("error")
     table = subprocess.run([sys.executable, "-m", "amltui", "export", "--sweep", "slurm-grid", "--runs-dir",
                             str(tmp_path)], capture_output=True, text=True, timeout=60, env=env)
