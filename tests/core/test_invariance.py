@@ -172,6 +172,7 @@ def _brute_force(x, y, pool, pool_labels, eps, grid, exclude=-1):
     return best
 
 
+@pytest.mark.slow  # seconds of computation (searches, attacks, training steps)
 @pytest.mark.parametrize("mode", ["exact", "fast"])
 def test_search_equals_brute_force_double_loop(sample, mode):
     pool_idx = torch.cat([(sample.train.labels == c).nonzero().squeeze(1)[:8] for c in range(10)])

@@ -156,6 +156,7 @@ def _equal_sets(a: InvarianceSet, b: InvarianceSet) -> bool:
     return all(torch.equal(getattr(a, n), getattr(b, n)) for n in InvarianceSet.TENSORS)
 
 
+@pytest.mark.slow  # seconds of computation (searches, attacks, training steps)
 def test_invariance_set_for_hit_miss_interrupt_and_corruption(tiny, tmp_path, counted):
     opts = dict(mode="exact", grid=GRID, cache_chunk=10)
     plain = invariance_set_for(tiny, "test", **opts)  # no cache
@@ -188,6 +189,7 @@ def test_invariance_set_for_hit_miss_interrupt_and_corruption(tiny, tmp_path, co
     assert counted == [10, 10, 10]  # eps is part of the key
 
 
+@pytest.mark.slow  # seconds of computation (searches, attacks, training steps)
 def test_train_split_excludes_each_query_from_its_own_pool(tiny, monkeypatch):
     seen = {}
     real = inv.InvarianceGenerator.run
@@ -205,6 +207,7 @@ def test_train_split_excludes_each_query_from_its_own_pool(tiny, monkeypatch):
         invariance_set_for(tiny, "validation")
 
 
+@pytest.mark.slow  # seconds of computation (searches, attacks, training steps)
 def test_a_cached_fast_set_records_its_agreement_with_exact(tiny, tmp_path):
     from core.attacks.invariance import agreement, cached_agreement, generate
 

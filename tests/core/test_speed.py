@@ -48,6 +48,7 @@ def close(a: list, b: list, tol: float = 1e-4) -> bool:
                for g, r in zip(a, b, strict=True))
 
 
+@pytest.mark.slow  # seconds of computation (searches, attacks, training steps)
 @pytest.mark.parametrize(("variant", "path"), [("baseline", "fused"), ("ml_sa", "reuse"), ("ml_sa_ia", "reuse")])
 def test_fast_paths_give_the_plain_steps_loss_and_gradients(variant, path):
     ref_loss, ref, ref_path = step_grads(variant, plain=True)
@@ -188,6 +189,7 @@ def test_gpu_bench_says_there_is_no_gpu_and_exits_cleanly():
     assert "no CUDA GPU visible" in out.stdout
 
 
+@pytest.mark.slow  # seconds of computation (searches, attacks, training steps)
 def test_gpu_bench_logic_on_cpu():
     sys.path.insert(0, str(ROOT))
     from bench import gpu

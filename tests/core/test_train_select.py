@@ -144,6 +144,7 @@ def test_select_last_uses_the_last_epoch(data):
     assert result.selected_epoch == 2 and result.monitor == "test"
 
 
+@pytest.mark.slow  # seconds of computation (searches, attacks, training steps)
 def test_the_monitor_scores_pgd_at_eps_s_too_when_pgd_eps_differs(data):
     """The collapse rule compares FGSM and PGD at ε_s (core/flags.py); A_PGD's own ε keeps its curve."""
     from core.evaluate import evaluate
