@@ -1,6 +1,6 @@
 """Drives the dashboard (Textual's Pilot) through one hostile case of issue 23 and prints what the screen shows.
 
-Run by tests/test_hostile_tui.py in a subprocess under a timeout: a FIFO that blocked a read would hang this
+Run by tests/tui/test_hostile_files.py in a subprocess under a timeout: a FIFO that blocked a read would hang this
 process, never the test suite. Usage: python hostile_tui_driver.py CASE RUNS_DIR
 """
 

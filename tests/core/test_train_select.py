@@ -56,7 +56,7 @@ def test_train_step_uses_the_configured_attack_for_x_p(name, cls, data):
         return out
 
     step.attack.forward = spy
-    step.path = "plain"  # the fast FGSM paths compute x_p inline; tests/test_speed.py checks theirs
+    step.path = "plain"  # the fast FGSM paths compute x_p inline; tests/core/test_speed.py checks theirs
     x = data.train.images[:16].float() / 255
     step(x, data.train.labels[:16])
     assert len(seen) == 1 and seen[0].shape == x.shape  # x_p of the objective is the training attack's output

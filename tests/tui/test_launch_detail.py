@@ -132,7 +132,7 @@ def test_the_form_reopens_with_the_values_last_launched_in_this_runs_folder(demo
     sent: list[actions.LaunchRequest] = []
 
     def fake_launch(runs_dir: Path, request: actions.LaunchRequest) -> actions.LaunchResult:
-        sent.append(request)  # the real launcher is driven in tests/test_tui.py; here only what reaches it
+        sent.append(request)  # the real launcher is driven in tests/tui/test_dashboard.py; here only what reaches it
         return actions.LaunchResult(queued=["x-1"])
 
     monkeypatch.setattr(new_runs, "launch", fake_launch)

@@ -71,7 +71,7 @@ def test_wider_terminal_shows_more_columns(demo: Path) -> None:
         text = screen_text(app)
         header = row_line(text, "run")
         assert all(label in header for label in ("A_orig", "A_PGD", "A_SA", "A_IA", "progress", "variant", "seed"))
-        assert "paper" not in text  # the tags are further right (tests/test_tui_narrow.py: 120 columns)
+        assert "paper" not in text  # the tags are further right (tests/tui/test_narrow.py: 120 columns)
         assert_snapshot("runs_100x30", text)
 
     run_app(demo, body, size=(100, 30))
