@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start a real single-node Slurm cluster on this machine from Debian's packages (slurm-wlm, munge), for the
-# tests of the Slurm executor (tests/test_slurm.py). Idempotent: installs, configures and starts only what is
+# tests of the Slurm executor (tests/app/test_slurm.py). Idempotent: installs, configures and starts only what is
 # missing, then waits until `sinfo` shows the node usable. Runs as root (or through sudo).
 #
 #   bash .ci/slurm.sh            # set up / check the cluster

@@ -1,6 +1,6 @@
 """Drives the dashboard (Textual's Pilot) through one hostile case of issue 23 and prints what the screen shows.
 
-Run by tests/test_hostile_tui.py in a subprocess under a timeout: a FIFO that blocked a read would hang this
+Run by tests/tui/test_hostile_files.py in a subprocess under a timeout: a FIFO that blocked a read would hang this
 process, never the test suite. Usage: python hostile_tui_driver.py CASE RUNS_DIR
 """
 
@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from test_tui import SIZE, ready, screen_text, wait_for
+from helpers import SIZE, poll_now, ready, screen_text, settled, wait_for
 
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.demo import seed_demo
@@ -25,8 +25,10 @@ ESCAPES = "\x1b]0;TITLE\x07\x1b[2J"
 async def open_detail(app: DashboardApp, pilot) -> str:
     await pilot.press("enter")
     await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="the detail screen")
-    await pilot.pause(0.5)
-    return app.screen.run_id
+    screen = app.screen
+    # a first read of the run's files came back (a FIFO among them must not block it)
+    await wait_for(pilot, lambda: screen.detail is not None, what="the run's first read")
+    return screen.run_id
 
 
 async def drive(case: str, runs: Path) -> dict:
@@ -37,7 +39,7 @@ async def drive(case: str, runs: Path) -> dict:
         if case == "quit-then-sort":  # `q` then `s` in one burst: the picker opens as the app closes
             app.exit()
             screen.action_sort()
-            await pilot.pause(0.3)
+            await pilot.pause()  # let the picker's messages run while the app closes
         elif case in ("deleted", "fifo-run.json"):
             run_id = await open_detail(app, pilot)
             if case == "deleted":
@@ -54,11 +56,10 @@ async def drive(case: str, runs: Path) -> dict:
                 if (folder / "run.json").exists():
                     (folder / name).unlink(missing_ok=True)
                     os.mkfifo(folder / name)
-            screen.poll(force=True)
-            await pilot.pause(0.5)
+            await poll_now(pilot, screen)
             await open_detail(app, pilot)
             await pilot.press("2")  # the Log tab
-            await pilot.pause(0.5)
+            await settled(pilot)
             seen["screen"] = screen_text(app)
             await pilot.press("q")
         elif case == "escapes":
@@ -71,8 +72,7 @@ async def drive(case: str, runs: Path) -> dict:
             from amltui.app.store import Store
 
             Store(runs).rebuild()
-            screen.poll(force=True)
-            await pilot.pause(0.5)
+            await poll_now(pilot, screen)
             seen["table"] = screen_text(app)
             app.push_screen(DetailScreen("baseline-s0-demo"))
             await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="the detail screen")

@@ -1,4 +1,4 @@
-"""One of several processes changing the same run record at once (tests/test_update_record.py).
+"""One of several processes changing the same run record at once (tests/app/test_update_record.py).
 
 Usage: python tests/record_updater.py RUNS_DIR RUN_ID ROLE N PARTIES
 

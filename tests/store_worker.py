@@ -1,4 +1,4 @@
-"""Subprocess helper for tests/test_store.py: real processes hammering one store.
+"""Subprocess helper for tests/app/test_store.py: real processes hammering one store.
 
 Usage: python tests/store_worker.py COMMAND RUNS_DIR [ARGS...]
   update RUNS_DIR K N GO_FILE   wait for GO_FILE, then N times: shared["count"] += 1, p<K>["values"].append(i)
@@ -64,6 +64,8 @@ def read(runs_dir: Path, stop: Path) -> int:
             return 1
         most = max(count, raw_count)
         reads += 1
+        if reads % 10 == 0:  # progress the test waits on
+            print(f"reads {reads}", flush=True)
     print(f"reads {reads}", flush=True)
     return 0
 

@@ -489,7 +489,7 @@ def _latex_table(caption: str, label: str, head: list[str], body: list[list[str]
     r"""A booktabs table environment: the text columns, then centred value columns, then rendered notes.
 
     The tabular is set in \small with narrower column gaps (local to the float) so that a one-setting table fits
-    the \textwidth of a standard article (tests/test_report_latex.py measures it with pdflatex)."""
+    the \textwidth of a standard article (tests/app/test_report_latex.py measures it with pdflatex)."""
     notes = ["\\par\\medskip", "\\begin{minipage}{\\linewidth}\\footnotesize\\raggedright",
              *(f"{note}\\par" for note in after), "\\end{minipage}"] if after else []
     return ["\\begin{table}[t]", "\\centering", "\\small", "\\setlength{\\tabcolsep}{4pt}",

@@ -3,7 +3,7 @@
 ``python -P -m amltui.app.run_pca --runs-dir DIR RUN_ID`` does it in a process of its own: the dashboard starts it
 so that torch (hundreds of MB) is never loaded into the dashboard. It prints one ``STAGE_PREFIX`` line per step,
 then ``DONE_PREFIX`` and the PNG's path, or ``ERROR_PREFIX`` and the reason (exit status 1). Importing this
-module loads no torch (tests/test_torch_boundary.py).
+module loads no torch (tests/app/test_torch_boundary.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The dashboard application: the runs screen first; the others are pushed from it.
 
-Everything it imports at start is torch-free (tests/test_torch_boundary.py): a run's science loads in its worker
+Everything it imports at start is torch-free (tests/app/test_torch_boundary.py): a run's science loads in its worker
 process, never here.
 """
 

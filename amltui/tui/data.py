@@ -3,7 +3,7 @@
 The runs list itself (rows, sort, filter, progress) is amltui/app/runs_view.py's, the same as `amltui ls`; this
 module re-exports its names for the screens. Every reader here is the application core's (amltui.app.run_progress,
 amltui.app.runs, amltui.app.executors.liveness); none of them imports torch, so the dashboard imports them at
-start (tests/test_torch_boundary.py checks it).
+start (tests/app/test_torch_boundary.py checks it).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`?`: every key of every screen, read from the screens' own BINDINGS (so the list cannot go stale).
 
-docs/dashboard.md's key table lists the same sections; tests/test_tui_keys.py checks the two agree both ways.
+docs/dashboard.md's key table lists the same sections; tests/tui/test_keys.py checks the two agree both ways.
 """
 
 from __future__ import annotations
