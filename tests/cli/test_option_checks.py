@@ -91,13 +91,13 @@ def test_queueing_many_runs_writes_the_index_once_and_a_refused_batch_leaves_not
 
     store = Store(tmp_path)
     writes = []
-    real_write = type(store).add_many
+    real_write = type(store)._add_many  # the private writer create_records uses
 
     def counting(self, records):
         writes.append(len(records))
         return real_write(self, records)
 
-    monkeypatch.setattr(type(store), "add_many", counting)
+    monkeypatch.setattr(type(store), "_add_many", counting)
     configs = [RunConfig.resolve("ml_sa", "quick", seed=s, dataset="synthetic") for s in range(60)]
     created = create_runs(store, configs)
     assert writes == [60] and len(store.all()) == 60
