@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from amltui.app.fsutil import atomic_write_json
-from amltui.app.store import Store, update_record
+from amltui.app.runs.store import Store, update_record
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.demo import seed_demo
 from amltui.tui.screens.runs import RunsScreen
@@ -239,8 +239,9 @@ def idle_rss(source: Path, runs: Path, settle: float, shown: str = "7 runs", pca
 def train_tiny_run(runs: Path) -> str:
     """One finished run with a checkpoint (synthetic data, small net, 1 epoch), trained in a child process so
     that this benchmark's own process never loads torch either. Its id."""
-    code = ("import sys; from pathlib import Path; from amltui.app.runs import create_run, execute; "
-            "from amltui.app.store import Store; from core.config import RunConfig; "
+    code = ("import sys; from pathlib import Path; from amltui.app.runs.folders import create_run; "
+            "from amltui.app.science.execution import execute; "
+            "from amltui.app.runs.store import Store; from core.config import RunConfig; "
             "store = Store(Path(sys.argv[1])); config = RunConfig.resolve('ml_sa', 'quick', dataset='synthetic', "
             "arch='small', epochs=1, train_subset=256, test_subset=128, batch_size=64, eval_batch_size=128, "
             "pgd_steps=3, threads=1, eval_ia=False, device='cpu'); run_id = create_run(store, config)['id']; "

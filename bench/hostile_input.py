@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from amltui.app.fsutil import atomic_write_json
-from amltui.app.records import now
-from amltui.app.store import RUNS_TABLE, AtomicJSONStorage
+from amltui.app.runs.records import now
+from amltui.app.runs.store import RUNS_TABLE, AtomicJSONStorage
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,6 @@
 """Queueing throughput: runs/s that `amltui run` queues (folders, config.json, run.json and the index).
 
-batch     amltui.app.runs.create_runs, what `amltui run` / `reproduce` use: every folder, then one index write.
+batch     amltui.app.runs.folders.create_runs, what `amltui run` / `reproduce` use: every folder, then one index write.
 one-by-one  create_run per run (one index rewrite per run, as before issue 12): the index grows, so this is
           quadratic in the number of runs.
 cli       the whole `amltui run --detach`-free path up to the queue: `run` is given a fake dispatch, so the
@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from unittest import mock
 
-from amltui.app.runs import create_run, create_runs
-from amltui.app.store import Store
+from amltui.app.runs.folders import create_run, create_runs
+from amltui.app.runs.store import Store
 from core.config import RunConfig
 
 

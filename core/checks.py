@@ -101,33 +101,27 @@ def _more_effort(m: Measurements) -> dict[str, float]:
 
 
 def _check_not_converged(m: Measurements, tol: float) -> CheckResult:
-    """(b, lower) more PGD steps or restarts must not lower the accuracy beyond the slack (non-convergence)."""
-    label = "(b) PGD converged"
-    more = _more_effort(m)
-    if m.pgd is None or not more:
-        return CheckResult("check_not_converged", label, None, {}, "not measured")
-    strongest = min(more, key=lambda k: more[k])
-    ok = more[strongest] >= m.pgd - tol
-    return CheckResult("check_not_converged", label, ok,
-                       {"pgd": _r(m.pgd), **{k: _r(v) for k, v in more.items()}, "tolerance": _r(tol)},
-                       f"{strongest} {more[strongest]:.2f}% vs PGD {m.pgd:.2f}%"
-                       + ("" if ok else f": more effort lowered accuracy by more than {tol:.2f} points, the plain "
-                                        "PGD had not converged (its accuracy overstates robustness)"))
+    """(b, lower) more PGD steps or restarts must not lower the accuracy by more than ``tol`` points."""
+    return _check_effort(m, tol, "check_not_converged", "(b) PGD converged", lowers=True)
 
 
 def _check_more_iterations(m: Measurements, tol: float) -> CheckResult:
     """(b, raise) more PGD steps or restarts must not raise the accuracy (an attack bug)."""
-    label = "(b) more effort helps"
+    return _check_effort(m, tol, "check_more_iterations", "(b) more effort helps", lowers=False)
+
+
+def _check_effort(m: Measurements, tol: float, name: str, label: str, *, lowers: bool) -> CheckResult:
+    """Check (b) one way: the more-effort PGD that moved the accuracy most in that direction, against plain PGD."""
     more = _more_effort(m)
     if m.pgd is None or not more:
-        return CheckResult("check_more_iterations", label, None, {}, "not measured")
-    worst_key = max(more, key=lambda k: more[k])
-    ok = more[worst_key] <= m.pgd + tol
-    return CheckResult("check_more_iterations", label, ok,
-                       {"pgd": _r(m.pgd), **{k: _r(v) for k, v in more.items()}, "tolerance": _r(tol)},
-                       f"{worst_key} {more[worst_key]:.2f}% vs PGD {m.pgd:.2f}%"
-                       + ("" if ok else f": more effort raised accuracy by more than {tol:.2f} points (an attack "
-                                        "bug)"))
+        return CheckResult(name, label, None, {}, "not measured")
+    key = (min if lowers else max)(more, key=lambda k: more[k])
+    ok = more[key] >= m.pgd - tol if lowers else more[key] <= m.pgd + tol
+    why = ("lowered accuracy by more than {tol:.2f} points, the plain PGD had not converged (its accuracy "
+           "overstates robustness)" if lowers else "raised accuracy by more than {tol:.2f} points (an attack bug)")
+    return CheckResult(name, label, ok, {"pgd": _r(m.pgd), **{k: _r(v) for k, v in more.items()}, "tolerance": _r(tol)},
+                       f"{key} {more[key]:.2f}% vs PGD {m.pgd:.2f}%" + ("" if ok else ": more effort "
+                                                                         + why.format(tol=tol)))
 
 
 def _check_black_box(m: Measurements, tol: float) -> CheckResult:

@@ -31,7 +31,7 @@ VARIANT_DEFAULTS: dict[str, dict[str, float]] = registry.VARIANT_WEIGHTS  # the 
 PRESET_VALUES: dict[str, dict[str, Any]] = {
     # The paper's hyperparameters (docs/results.md), on the full MNIST (offline: --data-dir with the four idx
     # files) and with the exact invariance search. Its threat model (ε_s = 0.3 in pixel units) is this project's
-    # reading of the paper; the authors' own runs differ (see the `authors` preset and amltui/app/paper.py).
+    # reading of the paper; the authors' own runs differ (see the `authors` preset and amltui/app/results/paper.py).
     "paper": dict(arch="paper", epochs=200, lr=1e-4, batch_size=256, eps_s=0.3, embed_dim=4, dataset="mnist",
                   inv_mode="exact", train_attack="fgsm"),
     # A *robust* model in minutes on 2 CPU cores: the same objective and 4-d embedding on the fast "small"

@@ -16,7 +16,7 @@ components with every count set; the ``-fast`` ones are torchattacks' own 10-ite
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,6 +125,16 @@ def _batches(n: int, size: int):
         yield slice(start, min(start + size, n))
 
 
+def _batches_on(images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device, label: str,
+                progress: Progress | None) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+    """(slice, images as floats on ``device``, labels) per batch; says "0 done" first so a bar appears at once."""
+    if progress:
+        progress(label, 0, len(labels))
+    for sl in _batches(len(labels), batch_size):
+        x = images[sl].to(device)
+        yield sl, to_float(x) if x.dtype == torch.uint8 else x, labels[sl].to(device)
+
+
 def _check_budget(x: torch.Tensor, x_adv: torch.Tensor, eps: float, what: str) -> float:
     """Largest L∞ distance of the batch; an attack leaving the ε-ball or [0, 1] is a bug, not a result."""
     dist = float((x_adv - x).abs().amax()) if x.numel() else 0.0
@@ -150,12 +160,7 @@ def autoattack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps
         components = aa_components(model, eps, name, seed=seed) if eps > 0 else []
         result.broken = {a: 0 for a, _ in components}
         result.seconds_by = {a: 0.0 for a, _ in components}
-        if progress:
-            progress(label, 0, len(labels))
-        for sl in _batches(len(labels), batch_size):
-            x = images[sl].to(device)
-            x = to_float(x) if x.dtype == torch.uint8 else x
-            y = labels[sl].to(device)
+        for sl, x, y in _batches_on(images, labels, batch_size, device, label, progress):
             with torch.no_grad():
                 robust = model(x).argmax(1) == y
             result.clean_wrong += int((~robust).sum())
@@ -238,12 +243,7 @@ def _score(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: fl
     result = AttackResult(0, len(labels))
     with eval_mode(model), _quiet_rng(device):
         attack = make() if eps > 0 else None
-        if progress:
-            progress(label, 0, len(labels))
-        for sl in _batches(len(labels), batch_size):
-            x = images[sl].to(device)
-            x = to_float(x) if x.dtype == torch.uint8 else x
-            y = labels[sl].to(device)
+        for sl, x, y in _batches_on(images, labels, batch_size, device, label, progress):
             if attack is not None:
                 x_adv = attack(x, y).detach()
                 result.max_linf = max(result.max_linf, _check_budget(x, x_adv, eps, label))

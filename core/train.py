@@ -304,7 +304,7 @@ def monitor_pgd_indices(split: Split, n: int) -> torch.Tensor:
 
 # ---- checkpoints --------------------------------------------------------------------------------------
 # Called with the temp file's path between writing a checkpoint and renaming it into place; the lifecycle tests
-# use it to cancel a run at exactly that moment (amltui/app/runs.py, AMLTUI_TEST_HOLD=checkpoint).
+# use it to cancel a run at exactly that moment (amltui/app/science/execution.py, AMLTUI_TEST_HOLD=checkpoint).
 before_checkpoint_rename: Callable[[Path], None] | None = None
 
 

@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from amltui.app.runs import set_status
-from amltui.app.store import Store
+from amltui.app.runs.states import set_status
+from amltui.app.runs.store import Store
 
 runs_dir, run_id = Path(sys.argv[1]), sys.argv[2]
 store = Store(runs_dir)

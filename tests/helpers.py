@@ -24,8 +24,10 @@ from rich.console import Console
 from textual.pilot import Pilot
 from typer.testing import CliRunner
 
-from amltui.app.runs import create_run, now, run_dir, save_record, set_status
-from amltui.app.store import Store
+from amltui.app.runs.folders import create_run, run_dir
+from amltui.app.runs.records import now
+from amltui.app.runs.states import save_record, set_status
+from amltui.app.runs.store import Store
 from amltui.cli import app
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.screens.runs import RunsScreen
@@ -357,3 +359,15 @@ RUNS = [
     rec("m0", "ml_sa", 0, 99.5, 93.0), rec("m1", "ml_sa", 1, 98.5, 94.0),  # seed 2 missing: pairs over 0 and 1
     rec("x", "ml_sa", 3, 10.0, 10.0, status="failed"),  # not finished: never in a table
 ]
+
+
+def epoch_science(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Epoch records without wall-clock time, which legitimately differs between two identical runs."""
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+
+def state_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two state dicts hold the same tensors, bit for bit."""
+    import torch  # only the science tests call this: the dashboard's tests import helpers without torch
+
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

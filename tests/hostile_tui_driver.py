@@ -69,7 +69,7 @@ async def drive(case: str, runs: Path) -> dict:
             record_file.write_text(json.dumps(record))
             with (runs / "baseline-s0-demo" / "log.txt").open("a") as fh:
                 fh.write("line " + ESCAPES + "\n")
-            from amltui.app.store import Store
+            from amltui.app.runs.store import Store
 
             Store(runs).rebuild()
             await poll_now(pilot, screen)

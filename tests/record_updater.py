@@ -5,7 +5,7 @@ Usage: python tests/record_updater.py RUNS_DIR RUN_ID ROLE N PARTIES
 Waits until PARTIES updaters are ready (files in RUNS_DIR/barrier), so they really overlap, then makes N changes
 as ROLE, each through amltui's ordinary writers, and each also appending its number to the field ``<ROLE>_seen``:
 a lost update shows as a missing number there.
-- worker:    progress of a training run (epoch, last, gpu_peak_mib), as amltui.app.runs.execute writes it;
+- worker:    progress of a training run (epoch, last, gpu_peak_mib), as amltui.app.science.execution.execute writes it;
 - scheduler: status changes (running <-> stalled) through set_status, as the liveness check makes them;
 - slurm:     the Slurm submit's fields (slurm_job_id, submitted) through change_record, and one cancel request.
 """
@@ -16,9 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from amltui.app.records import Status, now
-from amltui.app.runs import change_record, request_cancel, set_status
-from amltui.app.store import Store, update_record
+from amltui.app.runs.records import Status, now
+from amltui.app.runs.states import change_record, request_cancel, set_status
+from amltui.app.runs.store import Store, update_record
 
 CANCEL_REASON = "cancelled by the concurrency test"
 

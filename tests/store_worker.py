@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from amltui.app.store import Store  # noqa: E402
+from amltui.app.runs.store import Store  # noqa: E402
 
 
 def _wait_for(path: Path) -> None:

@@ -10,6 +10,12 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from core.config import ConfigError
+from core.errors import DataNotFoundError, TrainingFailed
+
+# What a user-triggered run operation may raise that is the user's to fix (printed without a traceback).
+RunFailure = (DataNotFoundError, TrainingFailed, ConfigError, FileNotFoundError, ValueError)
+
 
 class UserError(ValueError):
     """A request that cannot be done as asked. ``str()`` gives the message and, when known, the fix."""

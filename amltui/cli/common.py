@@ -16,10 +16,10 @@ from rich.table import Table
 
 from amltui.app import service
 from amltui.app.errors import UserError, did_you_mean
-from amltui.app.records import DAMAGED, unindexed_folders
+from amltui.app.runs.records import DAMAGED, unindexed_folders
+from amltui.app.runs.status_style import status_style
+from amltui.app.runs.store import REBUILD_HINT, Store, StoreError
 from amltui.app.safetext import markup_safe, printable
-from amltui.app.status_style import status_style
-from amltui.app.store import REBUILD_HINT, Store, StoreError
 from core.config import CHOICES, ConfigError
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
@@ -81,7 +81,7 @@ def open_store(runs_dir: Path | None, *, create: bool = False) -> Store:
     """The run index of --runs-dir ($AMLTUI_RUNS_DIR, ./runs). Only commands that start work (run, reproduce,
     invariance generate/show) pass ``create``; any other refuses a folder that does not exist (a typo in --runs-dir
     or $AMLTUI_RUNS_DIR must not leave an empty folder behind and report "no runs")."""
-    from amltui.app.runs import default_runs_dir
+    from amltui.app.runs.folders import default_runs_dir
 
     folder = Path(runs_dir) if runs_dir else default_runs_dir()
     if not folder.exists() and not create:

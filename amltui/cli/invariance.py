@@ -35,7 +35,7 @@ SET_DATASET, SET_EPS, SET_MODE = "mnist-sample", 0.3, "fast"  # both commands' d
 
 def _dataset(dataset: str, data_dir: Path | None, train_subset: int | None, test_subset: int | None) -> Dataset:
     """The data of the set options (dataset, data dir, subsets)."""
-    from amltui.app.runs import load_run_data
+    from amltui.app.science.loading import load_run_data
     from core.data import DataNotFoundError
 
     try:
@@ -62,6 +62,7 @@ def generate(
 
     Interrupted generation keeps its finished chunks and resumes; a second call reuses the cache.
     """
+    from amltui.app.science.invariance import generate_split
     from core.attacks.invariance_cache import default_cache_root
     from core.device import resolve_device, set_threads
 
@@ -73,44 +74,25 @@ def generate(
         dev = resolve_device(device)
     store = open_store(runs_dir, create=True)
     data = _dataset(dataset, data_dir, train_subset, test_subset)
-    cache_root = default_cache_root(store.runs_dir)
     console.print(f"{data.name} ({data.fingerprint}): {len(data.train)} train / {len(data.test)} test images, "
-                  f"ε={eps}, mode {mode}, on {dev}; cache {cache_root}", highlight=False, markup=False)
-    with RunProgress(console) as progress:
-        for part in (("train", "test") if split == "all" else (str(split),)):
-            _generate_split(data, part, eps, mode, cache_root, dev, progress)
-
-
-def _generate_split(data: Dataset, part: str, eps: float, mode: str, cache_root: Path, dev: object,
-                    progress: RunProgress) -> None:
-    """One split's set, with its summary: targets per class, distance, agreement of the fast search."""
-    import torch
-
-    from core.attacks.invariance import cached_agreement, invariance_set_for
-    from core.domains import target_table_note
-
-    def report(done: int, total: int) -> None:
-        progress.on_event("invariance", {"split": part, "done": done, "total": total})
+                  f"ε={eps}, mode {mode}, on {dev}; cache {default_cache_root(store.runs_dir)}", highlight=False,
+                  markup=False)
 
     def warn(message: str) -> None:
         err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
-    try:
-        inv = invariance_set_for(data, part, eps=eps, mode=mode, cache_root=cache_root, device=dev,
-                                 progress=report, warn=warn)
-    except KeyboardInterrupt:
-        err.print("interrupted: finished chunks are kept; rerun the same command to resume")
-        raise typer.Exit(130) from None
-    counts = torch.bincount(inv.target.cpu(), minlength=10).tolist()
-    console.print(f"{part}: {len(inv)} examples; targets per class {counts}; "
-                  f"mean ‖T(x) − n‖₂ {float(inv.distance.mean()):.3f}", highlight=False)
-    measured = cached_agreement(data, part, eps, mode, cache_root)
-    if measured:
-        console.print(f"{part}: fast search agrees with exact on {100 * measured['same_neighbour']:.1f}% of "
-                      f"{measured['sample']} sampled queries (same neighbour; same target "
-                      f"{100 * measured['same_target']:.1f}%)", highlight=False)
-    if target_table_note(data.name):
-        console.print(f"note: {target_table_note(data.name)}", highlight=False)
+    with RunProgress(console) as progress:
+        for part in (("train", "test") if split == "all" else (str(split),)):
+            def report(done: int, total: int, part: str = part) -> None:
+                progress.on_event("invariance", {"split": part, "done": done, "total": total})
+
+            try:
+                lines = generate_split(data, part, eps, mode, store.runs_dir, dev, report, warn)
+            except KeyboardInterrupt:
+                err.print("interrupted: finished chunks are kept; rerun the same command to resume")
+                raise typer.Exit(130) from None
+            for line in lines:
+                console.print(line, highlight=False, markup=False)
 
 
 def show(
@@ -130,38 +112,14 @@ def show(
 
     Uses the cached set when there is one; otherwise generates just the first N examples (not cached).
     """
-    from amltui.app.png_figures import invariance_grid, png_path
-    from core.data import to_float
+    from amltui.app.results.png_figures import png_path
+    from amltui.app.science.invariance import preview
 
     store = open_store(runs_dir, create=True)
     data = _dataset(dataset, data_dir, train_subset, test_subset)
-    queries = data.train if split == "train" else data.test
-    n = min(n, len(queries))
-    inv = _first_examples(data, str(split), n, eps, str(mode), store.runs_dir)
     name = f"invariance-{data.name}-{split}.png"
     path = png_path(out, name) if out is not None else store.runs_dir / name
     with user_errors(f"cannot write --out {path}: "):
-        path = invariance_grid(to_float(queries.images[:n]), queries.labels[:n], inv, to_float(data.train.images),
-                               path)
+        path = preview(data, str(split), n, eps, str(mode), store.runs_dir, path,
+                       lambda text: console.print(text, markup=False, highlight=False))
     console.print(f"wrote {path}", markup=False, highlight=False)
-
-
-def _first_examples(data: Dataset, split: str, n: int, eps: float, mode: str, runs_dir: Path) -> object:
-    """The first n examples of the split: from the cached set, or generated (not cached) when there is none."""
-    import torch
-
-    from core.attacks.invariance import generate as generate_set
-    from core.attacks.invariance import invariance_set_for
-    from core.attacks.invariance_cache import default_cache_root
-
-    queries = data.train if split == "train" else data.test
-    try:
-        inv = invariance_set_for(data, split, eps=eps, mode=mode, cache_root=default_cache_root(runs_dir),
-                                 cached_only=True)
-    except FileNotFoundError:
-        console.print("no cached set yet: generating the first examples only "
-                      f"(`amltui invariance generate --split {split}` caches the whole split)")
-        exclude = torch.arange(n) if split == "train" else None
-        inv = generate_set(queries.images[:n], queries.labels[:n], data.train.images, data.train.labels, eps=eps,
-                           mode=mode, exclude_self=exclude)
-    return inv.select(torch.arange(n))

@@ -15,19 +15,20 @@ import typer
 from rich import box
 from rich.table import Table
 
-from amltui.app import service, sweeps
+from amltui.app import service
 from amltui.app.errors import UserError
 from amltui.app.executors.local import LocalScheduler
-from amltui.app.flagnotes import flag_explanations
-from amltui.app.records import TERMINAL, Status, inspect
-from amltui.app.runs import run_dir
+from amltui.app.results.flagnotes import flag_explanations
+from amltui.app.runs import sweeps
+from amltui.app.runs.folders import run_dir
+from amltui.app.runs.records import TERMINAL, Status, inspect
+from amltui.app.runs.store import Store
 from amltui.app.safetext import markup_safe, printable
 from amltui.app.service import DispatchOptions, LaunchRequest
 from amltui.app.service.launch import preflight
 from amltui.app.service.manage import listed
 from amltui.app.service.rerun import RerunRequest, plan_rerun, queue_rerun
 from amltui.app.service.waiting import queued_reason
-from amltui.app.store import Store
 from amltui.cli import compare
 from amltui.cli import options as o
 from amltui.cli.common import (

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
 
 def dashboard(runs_dir: RunsDir = None) -> None:
     """Open the live dashboard: runs, run detail, results; launch / cancel / resume / delete (q quits, runs go on)."""
-    from amltui.app.runs import default_runs_dir
+    from amltui.app.runs.folders import default_runs_dir
     from amltui.tui import run_dashboard
 
     run_dashboard(runs_dir or default_runs_dir())

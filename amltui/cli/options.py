@@ -12,9 +12,9 @@ from typing import Annotated
 
 import typer
 
-from amltui.app import sweeps
 from amltui.app.gpus import MAX_MEM_DEFAULT, MAX_UTIL_DEFAULT
-from amltui.app.report import FORMATS
+from amltui.app.results.report import FORMATS
+from amltui.app.runs import sweeps
 from amltui.app.service import EXECUTORS, DispatchOptions
 from core.config import CHOICES
 from core.metrics import METRIC_ORDER
@@ -102,7 +102,7 @@ Yes = Annotated[bool, typer.Option("--yes", "-y", help=f"Queue more than {sweeps
 Repeat = Annotated[bool, typer.Option("--repeat", help="Start a fresh run even when an identical finished run "
                                       "(same config, seed, data and code) exists; tables count the latest.")]
 
-# Frontier axes (`plot --sweep`): the metric names are listed, the values checked by amltui/app/frontier.py
+# Frontier axes (`plot --sweep`): the metric names are listed, the values checked by amltui/app/results/frontier.py
 MetricX = Annotated[str, typer.Option("--x", help=f"--sweep: metric on the x axis: {', '.join(METRIC_ORDER)}.")]
 MetricY = Annotated[str, typer.Option("--y", help=f"--sweep: metric on the y axis: {', '.join(METRIC_ORDER)}.")]
 

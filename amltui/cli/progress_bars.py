@@ -21,10 +21,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from amltui.app.records import TERMINAL, inspect
-from amltui.app.run_progress import LiveRuns, describe, read_progress
-from amltui.app.runs import run_dir
-from amltui.app.store import Store
+from amltui.app.runs.folders import run_dir
+from amltui.app.runs.progress import LiveRuns, describe, read_progress
+from amltui.app.runs.records import TERMINAL, inspect
+from amltui.app.runs.store import Store
 
 
 def epoch_line(data: dict[str, Any]) -> str:

@@ -13,9 +13,9 @@ import typer
 
 from amltui.app import service
 from amltui.app.errors import UserError
+from amltui.app.runs.store import Store
 from amltui.app.service import ReproduceRequest
 from amltui.app.service.reproduce import Listener
-from amltui.app.store import Store
 from amltui.cli import options as o
 from amltui.cli.common import console, err, open_store, parse_list, reap_lost, user_errors
 from amltui.cli.help_text import Command

@@ -12,14 +12,16 @@ import typer
 from rich import box
 from rich.table import Table
 
-from amltui.app import human_agreement, service
-from amltui.app.errors import UserError
-from amltui.app.filters import STATUSES
+from amltui.app import service
+from amltui.app.errors import RunFailure, UserError
 from amltui.app.fsutil import check_output_path
-from amltui.app.records import DAMAGED
-from amltui.app.report_notes import aa_note
-from amltui.app.runs import EVALUABLE, HumanSetsRefused, RunFailure, evaluate_human_sets, evaluate_run, run_dir
+from amltui.app.results import human_agreement
+from amltui.app.results.report_notes import aa_note
+from amltui.app.runs.filters import STATUSES
+from amltui.app.runs.folders import run_dir
+from amltui.app.runs.records import DAMAGED
 from amltui.app.safetext import markup_safe
+from amltui.app.science.evaluation import EVALUABLE, HumanSetsRefused, evaluate_human_sets, evaluate_run
 from amltui.app.service import RobustnessRequest
 from amltui.app.service.export import check_aa_version
 from amltui.cli import options as o
@@ -281,7 +283,7 @@ def _evaluate(store, record: dict, robust: RobustnessRequest, base: bool = True,
 def print_robustness(record: dict, rd, *, curve: bool = False) -> None:
     """A_AA's breakdown, the curve (table and terminal plot) and the checks' summary with what tripped them."""
 
-    from amltui.app.robustness import checkpoint_hash
+    from amltui.app.science.robustness import checkpoint_hash
 
     current = checkpoint_hash(rd.checkpoint) if (record.get("autoattack") or record.get("checks")) and \
         rd.checkpoint.exists() else None
@@ -298,7 +300,8 @@ def print_robustness(record: dict, rd, *, curve: bool = False) -> None:
                       f"clean-wrong {aa.get('clean_wrong')}; broken by {markup_safe(broken) or '–'}{seconds}",
                       highlight=False, soft_wrap=True)  # one line: the version's description is greppable
     if curve:
-        from amltui.app.robustness import curve_chart, curve_table, read_curve
+        from amltui.app.results.curves import read_curve
+        from amltui.termplot.curves import curve_chart, curve_table
 
         data = read_curve(rd)
         if data:
@@ -363,7 +366,7 @@ def plot(
     runs_dir: o.RunsDir = None,
 ) -> None:
     """Write a run's figure: the 2-D PCA of h(x) for natural and FGSM-perturbed test images (or --curve, --sweep)."""
-    if sweep or run is None:  # amltui/app/frontier.py
+    if sweep or run is None:  # amltui/app/results/frontier.py
         from amltui.termplot.frontier import frontier_renderable
 
         store = open_store(runs_dir)
@@ -373,8 +376,8 @@ def plot(
             points, path = service.sweep_frontier(all_records(store), store.runs_dir, sweep, x, y, interval, out)
         console.print(frontier_renderable(points, x, y, interval, width=min(console.width, 100)))
         return console.print(f"wrote {path}", highlight=False, markup=False)
-    from amltui.app.png_figures import png_path
-    from amltui.app.run_pca import write_pca
+    from amltui.app.results.png_figures import png_path
+    from amltui.app.science.pca import write_pca
 
     if curve:
         return _plot_curve(runs_dir, run, device, out, mkdir)
@@ -396,7 +399,7 @@ def plot(
 
 def _plot_curve(runs_dir: Path | None, run: str, device: str | None, out: Path | None, mkdir: bool) -> None:
     """`plot --curve`: the accuracy-vs-ε curve, computed as by `eval --curve` when the run has none yet."""
-    from amltui.app.robustness import read_curve, write_curve_png
+    from amltui.app.results.curves import read_curve, write_curve_png
 
     store = open_store(runs_dir)
     record = resolve_run(store, run)

@@ -13,8 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from amltui.app.records import Status
-from amltui.app.run_progress import duration
+from amltui.app.runs.progress import duration
+from amltui.app.runs.records import Status
 from amltui.app.safetext import markup_safe, printable
 
 # Record fields shown at the top, in this order (error, traceback, metrics and flags have their own sections).

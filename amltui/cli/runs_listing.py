@@ -1,7 +1,7 @@
 """The table of `amltui ls`: which runs (--status, --where), in which order (--sort), and the columns that fit.
 
-The rows, their progress, the sort and the filter grammar are the application core's (amltui/app/runs_view.py,
-amltui/app/filters.py), the same as the dashboard's runs table; this module picks the columns and renders them.
+The rows, their progress, the sort and the filter grammar are the application core's (amltui/app/runs/view.py,
+amltui/app/runs/filters.py), the same as the dashboard's runs table; this module picks the columns and renders them.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
-from amltui.app.filters import FilterError, apply_where, check_value, known_keys, parse_where, suggest
-from amltui.app.records import Status
-from amltui.app.run_progress import read_progress
-from amltui.app.runs_view import SORTS, RunRow, make_rows, sort_rows, sweep_points
+from amltui.app.runs.filters import FilterError, apply_where, check_value, known_keys, parse_where, suggest
+from amltui.app.runs.progress import read_progress
+from amltui.app.runs.records import Status
+from amltui.app.runs.store import Store
+from amltui.app.runs.view import SORTS, RunRow, make_rows, sort_rows, sweep_points
 from amltui.app.safetext import markup_safe
-from amltui.app.store import Store
 from amltui.cli.common import FLAG_MARK, fit_columns, status_text
 from core.metrics import HEADLINE_ORDER, METRIC_ORDER, METRIC_SHORT_LABELS
 
@@ -69,7 +69,7 @@ def sort_key(text: str, reverse: bool, records: list[dict[str, Any]]) -> tuple[s
 
 
 def rows_of(records: list[dict[str, Any]], store: Store | None = None) -> list[RunRow]:
-    """The runs view's rows (amltui/app/runs_view.py); ``store``: where running runs' progress.json is read."""
+    """The runs view's rows (amltui/app/runs/view.py); ``store``: where running runs' progress.json is read."""
     if store is None:
         return make_rows(records, lambda r: {})
     return make_rows(records, lambda r: read_progress(store, r["id"]), sweep_points(records, store.runs_dir))
@@ -91,9 +91,8 @@ def _short(text: str, width: int) -> str:
 def cell(row: RunRow, col: str) -> str:
     """The text of one cell (plain; escaped when the table is built)."""
     r = row.record
-    metrics = r.get("metrics") or {}
-    if col in METRIC_ORDER:  # final numbers only, to two decimals (the dashboard's ~ monitor estimates are not)
-        return f"{metrics[col]:.2f}" if col in metrics else ""
+    if col in METRIC_ORDER:  # the view's final numbers (amltui/app/runs/view.py final_metric_cells)
+        return row.final[col]
     if col == "progress":  # a quiet phase with its own count, else the epochs (from the phase events)
         return row.progress.count
     if col == "gpu":  # where a running run is, as `amltui gpus` names it (gpu2, gpu0.mig1)

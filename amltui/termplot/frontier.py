@@ -1,4 +1,4 @@
-"""The sweep frontier (amltui/app/frontier.py) in the terminal: braille error bars, numbered points, the front.
+"""The sweep frontier (amltui/app/results/frontier.py) in the terminal: braille error bars, numbered points, the front.
 
 Each point is drawn as its number (1-9, then a-z) at its seed mean, with braille error bars; the Pareto front is a
 braille line; the legend under the plot gives each number's setting, mean ± half-width and n.
@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Group
 from rich.text import Text
 
-from amltui.app.frontier import (
+from amltui.app.results.frontier import (
     DEFAULT_X,
     DEFAULT_Y,
     INTERVAL_TEXT,
@@ -20,9 +20,9 @@ from amltui.app.frontier import (
     points_of,
     variant_colour,
 )
-from amltui.app.report import Row
-from amltui.app.sweep_table import sweep_rows
-from amltui.app.sweeps import sweep_records
+from amltui.app.results.report import Row
+from amltui.app.results.sweep_table import sweep_rows
+from amltui.app.runs.sweeps import sweep_records
 from amltui.termplot.braille import BrailleCanvas
 from core.metrics import METRIC_LABELS
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from amltui.app import service
 from amltui.app.errors import UserError
+from amltui.app.runs.store import Store
 from amltui.app.service import LaunchRequest, LaunchResult, parse_seeds, resolve_configs
-from amltui.app.store import Store
 
 ActionError = UserError
 

@@ -1,7 +1,7 @@
 """Reading the store and the run folders for the dashboard (called from worker threads, never the UI thread).
 
-The runs list itself (rows, sort, filter, progress) is amltui/app/runs_view.py's, the same as `amltui ls`; this
-module re-exports its names for the screens. Every reader here is the application core's (amltui.app.run_progress,
+The runs list itself (rows, sort, filter, progress) is amltui/app/runs/view.py's, the same as `amltui ls`; this
+module re-exports its names for the screens. Every reader here is the application core's (amltui.app.runs.progress,
 amltui.app.runs, amltui.app.executors.liveness); none of them imports torch, so the dashboard imports them at
 start (tests/app/test_torch_boundary.py checks it).
 """
@@ -16,10 +16,12 @@ from typing import Any
 
 from amltui.app.executors.liveness import reap
 from amltui.app.fsutil import read_json
-from amltui.app.records import DAMAGED, LIVE, RESUMABLE, Status, inspect  # noqa: F401  (RESUMABLE: the screens')
-from amltui.app.run_progress import read_progress
-from amltui.app.runs import RunDir
-from amltui.app.runs_view import (  # noqa: F401  (the screens' and tests' names for the shared runs view)
+from amltui.app.runs.folders import RunDir
+from amltui.app.runs.progress import read_progress
+from amltui.app.runs.records import DAMAGED, LIVE, RESUMABLE, Status, inspect  # noqa: F401  (RESUMABLE: the screens')
+from amltui.app.runs.status_style import STATUS_STYLE  # noqa: F401  (the screens' and tests' name)
+from amltui.app.runs.store import Store, StoreError
+from amltui.app.runs.view import (  # noqa: F401  (the screens' and tests' names for the shared runs view)
     FLAG_MARK,
     SORT_LABELS,
     SORTS,
@@ -35,8 +37,6 @@ from amltui.app.runs_view import (  # noqa: F401  (the screens' and tests' names
     sort_rows,
     sweep_points,
 )
-from amltui.app.status_style import STATUS_STYLE  # noqa: F401  (the screens' and tests' name)
-from amltui.app.store import Store, StoreError
 from core.fsio import open_regular
 from core.metrics import METRIC_SHORT_LABELS
 

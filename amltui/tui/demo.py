@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from amltui.app.fsutil import atomic_write_json
-from amltui.app.records import TERMINAL, Status
-from amltui.app.store import Store
+from amltui.app.runs.records import TERMINAL, Status
+from amltui.app.runs.store import Store
 from core.config import RunConfig
 
 CODE_VERSION = "0.1.0+demo"

@@ -12,7 +12,7 @@ from textual.message import Message
 
 if TYPE_CHECKING:
     from amltui.app.gpus import Gpu
-    from amltui.app.report import Row
+    from amltui.app.results.report import Row
     from amltui.tui.data import RunDetail, RunsSnapshot
 
 

@@ -1,7 +1,7 @@
 """Cancelling a run at every phase of its life, with real workers, real signals and real records.
 
 Each phase is hit on purpose: AMLTUI_TEST_HOLD=<phase> makes the worker write ``<run>/hold-<phase>`` and wait
-there until it is cancelled (amltui.app.executors.safepoint); nothing here sleeps and hopes.
+there until it is cancelled (amltui.app.science.safepoint); nothing here sleeps and hopes.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from typer.testing import CliRunner
 
 from amltui.app.executors.control import cancel_run
 from amltui.app.executors.liveness import reap
-from amltui.app.executors.local import LocalScheduler, make_slots
-from amltui.app.runs import create_run, run_dir, set_status
-from amltui.app.store import Store
+from amltui.app.executors.local import LocalScheduler
+from amltui.app.executors.slots import make_slots
+from amltui.app.runs.folders import create_run, run_dir
+from amltui.app.runs.states import set_status
+from amltui.app.runs.store import Store
 from amltui.cli import app
 from core.config import RunConfig
 from tests.helpers import ROOT, TINY, WAIT, drive, tiny_sets, wait_until
@@ -103,7 +105,7 @@ def test_cancel_while_the_record_has_no_pid_is_not_dropped(tmp_path, env):
     out = runner.invoke(app, ["cancel", run_id, "--runs-dir", str(tmp_path)])
     assert out.exit_code == 0 and "cancel recorded" in out.output, out.output
     assert store.get(run_id)["cancel_requested"]
-    worker = subprocess.run([sys.executable, "-m", "amltui.app.executors.worker", "--runs-dir", str(tmp_path), run_id],
+    worker = subprocess.run([sys.executable, "-m", "amltui.app.science.worker", "--runs-dir", str(tmp_path), run_id],
                             capture_output=True, text=True, timeout=WAIT)
     assert worker.returncode == 130, worker.stdout + worker.stderr
     record = store.get(run_id)
@@ -143,7 +145,7 @@ def test_a_worker_killed_with_a_cancel_pending_is_cancelled_not_lost(tmp_path, e
     held(tmp_path, run_id, "train")
     (_, proc), = scheduler.active.values()
     env.delenv("AMLTUI_TEST_HOLD")
-    from amltui.app.runs import request_cancel
+    from amltui.app.runs.states import request_cancel
 
     assert request_cancel(store, run_id, "cancelled by a test")
     proc.kill()  # dies before it can record anything

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from amltui.app.executors.local import LocalScheduler, Slot
+from amltui.app.executors.local import LocalScheduler
+from amltui.app.executors.slots import Slot
 from amltui.app.fsutil import atomic_write_bytes
-from amltui.app.records import inspect
-from amltui.app.runs import run_dir
-from amltui.app.store import SCHEMA_VERSION, Store, delete_record, validate_run_id
+from amltui.app.runs.folders import run_dir
+from amltui.app.runs.records import inspect
+from amltui.app.runs.store import SCHEMA_VERSION, Store, delete_record, validate_run_id
 from tests.helpers import ROOT, assert_clean, dead_pid, edit_record, invoke, make_runs
 
 
@@ -311,7 +312,7 @@ def test_live_progress_lines_survive_a_malformed_progress_file(tmp_path: Path, p
 
     from rich.console import Console
 
-    from amltui.app.run_progress import LiveRuns, describe
+    from amltui.app.runs.progress import LiveRuns, describe
 
     text, done, total = describe({"status": "running"}, progress)
     assert text == "running (progress unreadable)" and (done, total) == (0, 1)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from amltui.app.store import Store
+from amltui.app.runs.store import Store
 from core.errors import DiskFullError
 from core.models import build_model
 from core.train import save_checkpoint

@@ -1,4 +1,4 @@
-"""Figures read well (amltui/app/png_figures.py): a grid of invariance examples under a clear title, the
+"""Figures read well (amltui/app/results/png_figures.py): a grid of invariance examples under a clear title, the
 PCA legend outside the axes with ten distinct class colours, integer epoch ticks on curves.png."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 from matplotlib.colors import to_rgb
 from PIL import Image
 
-from amltui.app.png_figures import (
+from amltui.app.results.png_figures import (
     curves_figure,
     curves_plot,
     grid_shape,

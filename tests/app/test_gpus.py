@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from amltui.app import gpus
-from amltui.app.executors.control import local_plan
 from amltui.app.executors.local import LocalScheduler
+from amltui.app.executors.slots import local_plan
 from amltui.app.gpus import (
     CONTEXT_MIB,
     GpuError,
@@ -27,8 +27,9 @@ from amltui.app.gpus import (
     store_footprint,
     visible_gpus,
 )
-from amltui.app.runs import create_run, run_dir, save_record
-from amltui.app.store import Store
+from amltui.app.runs.folders import create_run, run_dir
+from amltui.app.runs.states import save_record
+from amltui.app.runs.store import Store
 from amltui.cli import app
 from core.config import RunConfig
 from tests.gpu_fakes import GIB, fake_nvml, gpu, install_fake_smi, use_fake_smi

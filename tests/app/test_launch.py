@@ -15,9 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from amltui.app.executors.liveness import lost_reason, reap
-from amltui.app.executors.local import LocalScheduler, make_slots, parse_gpus
-from amltui.app.runs import set_status
-from amltui.app.store import Store
+from amltui.app.executors.local import LocalScheduler
+from amltui.app.executors.slots import make_slots, parse_gpus
+from amltui.app.runs.states import set_status
+from amltui.app.runs.store import Store
 from amltui.cli import app
 from tests.helpers import ROOT, fake_spawn, patch, queue, tiny_sets, wait_until
 
@@ -154,7 +155,7 @@ def amltui(*args: str, runs: Path, **extra_env: str) -> subprocess.CompletedProc
 
 
 def held_run(runs: Path, phase: str, timeout: float = 240) -> str:
-    """The id of a run whose worker holds at ``phase`` (AMLTUI_TEST_HOLD; amltui.app.executors.safepoint)."""
+    """The id of a run whose worker holds at ``phase`` (AMLTUI_TEST_HOLD; amltui.app.science.safepoint)."""
     found = wait_until(lambda: sorted(runs.glob(f"*/hold-{phase}")), f"a worker holding at {phase}", timeout)
     return found[0].parent.name
 

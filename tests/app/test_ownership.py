@@ -15,10 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 from amltui.app.executors.liveness import heartbeat_age, reap
-from amltui.app.executors.local import LocalScheduler, Slot, make_slots, slot_lock, start_detached
-from amltui.app.run_progress import describe
-from amltui.app.runs import create_run
-from amltui.app.store import Store
+from amltui.app.executors.local import LocalScheduler, slot_lock, start_detached
+from amltui.app.executors.slots import Slot, make_slots
+from amltui.app.runs.folders import create_run
+from amltui.app.runs.progress import describe
+from amltui.app.runs.store import Store
 from amltui.cli import app
 from core.config import RunConfig
 from tests.helpers import ROOT, TINY, WAIT, drive, wait_until
@@ -60,7 +61,7 @@ def held_worker(tmp_path, monkeypatch):
 def test_a_second_worker_on_the_same_run_refuses_to_start(tmp_path, held_worker):
     store, scheduler, proc = held_worker
     before = store.get("r")
-    second = subprocess.run([sys.executable, "-m", "amltui.app.executors.worker", "--runs-dir", str(tmp_path),
+    second = subprocess.run([sys.executable, "-m", "amltui.app.science.worker", "--runs-dir", str(tmp_path),
                              "--resume", "r"], capture_output=True, text=True, timeout=WAIT)
     assert second.returncode == 3, second.stdout + second.stderr
     assert f"worker pid {proc.pid} still owns" in second.stderr and "not starting a second worker" in second.stderr

@@ -1,4 +1,4 @@
-"""A real worker held in a long quiet phase (AMLTUI_TEST_HOLD, amltui/app/executors/safepoint.py): progress.json and
+"""A real worker held in a long quiet phase (AMLTUI_TEST_HOLD, amltui/app/science/safepoint.py): progress.json and
 log.txt say which phase runs, and `amltui ls` shows it instead of the epoch (`running 0/2`)."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from amltui.app.executors.local import LocalScheduler, make_slots
-from amltui.app.runs import create_run
-from amltui.app.store import Store
+from amltui.app.executors.local import LocalScheduler
+from amltui.app.executors.slots import make_slots
+from amltui.app.runs.folders import create_run
+from amltui.app.runs.store import Store
 from amltui.cli import app
 from core.config import RunConfig
 from tests.helpers import ROOT, TINY, WAIT, wait_until

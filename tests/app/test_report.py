@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from amltui.app.report import NO_BASELINE, aggregate, render
+from amltui.app.results.report import NO_BASELINE, aggregate, render
 from tests.helpers import RUNS, rec
 
 
@@ -82,7 +82,7 @@ def test_a_single_seed_has_no_spread():
 
 
 def test_the_binomial_standard_error_uses_the_fewest_images_and_needs_a_count():
-    from amltui.app.report import Cell
+    from amltui.app.results.report import Cell
 
     assert Cell([80.0, 82.0], images=[1000, 10000]).se_binom == pytest.approx(100 * (0.81 * 0.19 / 1000) ** 0.5)
     assert Cell([100.0], images=[200]).se_binom == 0.0

@@ -1,10 +1,11 @@
-"""LaTeX export (amltui/app/report.py): single runs without ±, the paired table, caption, label, booktabs note."""
+"""LaTeX export (amltui/app/results/report.py): single runs without ±, the paired table, caption, label,
+booktabs note."""
 
 from __future__ import annotations
 
 import pytest
 
-from amltui.app.report import aggregate, render
+from amltui.app.results.report import aggregate, render
 from tests.helpers import RUNS, rec
 
 SINGLE = [rec("b0", "baseline", 0, 91.0, 80.0), rec("m0", "ml_sa", 0, 93.5, 84.0)]

@@ -7,10 +7,11 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from amltui.app.report import Cell, Row
-from amltui.app.reproduce import plan, reading
-from amltui.app.runs import create_run, set_status
-from amltui.app.store import Store
+from amltui.app.results.report import Cell, Row
+from amltui.app.results.reproduce import plan, reading
+from amltui.app.runs.folders import create_run
+from amltui.app.runs.states import set_status
+from amltui.app.runs.store import Store
 from amltui.cli import app
 from core.config import VARIANTS, RunConfig
 from tests.helpers import tiny_items, tiny_sets
@@ -102,7 +103,7 @@ def _quantize_inputs(monkeypatch) -> None:
     """The robustness evaluation's model sees its input rounded to 5 gray levels (zero input gradient)."""
     import dataclasses
 
-    import amltui.app.robustness as robustness
+    import amltui.app.science.robustness as robustness
     from tests.torch_fakes import Quantized
 
     real = robustness.load_run_model
@@ -178,7 +179,7 @@ def test_a_robust_subset_below_one_is_refused_before_anything_is_written(tmp_pat
 
 
 def test_reproduces_at_different_sizes_get_different_report_folders():
-    from amltui.app.reproduce import report_folder_name
+    from amltui.app.results.reproduce import report_folder_name
 
     def name(seeds, **size):
         return report_folder_name([RunConfig.resolve(v, "quick", seed=s, **size) for v in VARIANTS for s in seeds])
@@ -199,7 +200,7 @@ def test_reproduces_at_different_sizes_get_different_report_folders():
 
 @pytest.mark.slow
 def test_a_long_robustness_step_is_estimated_and_needs_yes_without_a_terminal(tmp_path, monkeypatch):
-    from amltui.app import robustness
+    from amltui.app.science import robustness
 
     monkeypatch.setattr(robustness, "CONFIRM_OVER_S", 0.0)  # every step counts as long: no long run needed
     args = ["reproduce", "--dataset", "synthetic", "--seeds", "0", "--variants", "baseline", "--epochs", "1",

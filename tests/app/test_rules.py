@@ -1,12 +1,12 @@
 """Rules that fail CI, not conventions: each fact has one home, and these AST checks keep it so.
 
 Over every module of amltui/ and core/ (docstrings and comments excluded, the AST has no comments):
-(a) a status string ("done", "running", … the Status values) is spelled only in amltui/app/records.py
+(a) a status string ("done", "running", … the Status values) is spelled only in amltui/app/runs/records.py
     (a field that is named like one, ``event["done"]``, is a field name: see field_names);
 (b) a set or tuple of statuses, or a status → colour mapping, is built only in records.py or status_style.py;
 (c) a metric label string (core/metrics.py's labels) is written only in core/metrics.py;
 (d) torch is imported (at run time: not under ``if TYPE_CHECKING``) only where a model runs (TORCH_ALLOWED);
-(e) the run index is written only in amltui/app/store.py: nothing else calls Store's private writers or opens
+(e) the run index is written only in amltui/app/runs/store.py: nothing else calls Store's private writers or opens
     the index's storage, and Store has no public writer besides ``rebuild``.
 An allowance names one file and says why; each is a fact still copied that another change must remove.
 """
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from amltui.app.records import Status
-from amltui.app.store import Store
+from amltui.app.runs.records import Status
+from amltui.app.runs.store import Store
 from core.metrics import METRIC_LABELS, METRIC_SHORT_LABELS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,21 +31,13 @@ STATUSES = frozenset(s.value for s in Status)
 LABELS = frozenset(label for labels in (METRIC_LABELS, METRIC_SHORT_LABELS) for key, label in labels.items()
                    if label != key)
 
-RECORDS = "amltui/app/records.py"
-STATUS_STYLE = "amltui/app/status_style.py"
+RECORDS = "amltui/app/runs/records.py"
+STATUS_STYLE = "amltui/app/runs/status_style.py"
 METRICS = "core/metrics.py"
-STORE = "amltui/app/store.py"
-# Where torch may be imported: the science, and the code that trains, evaluates or draws from a model
+STORE = "amltui/app/runs/store.py"
+# Where torch may be imported: the science, and the part of the application core that runs a model
 # (docs/architecture.md, "The layers"; tests/app/test_torch_boundary.py checks that the rest never loads it).
-TORCH_ALLOWED = (
-    "core/",
-    "amltui/app/executors/worker.py",  # the run's worker process
-    "amltui/app/runs.py",  # the execution of a run and the human-set evaluation (inside those functions)
-    "amltui/app/robustness.py",  # post-hoc robustness curves and AutoAttack
-    "amltui/app/run_pca.py",  # the dashboard's PCA child process
-    "amltui/app/reproduce.py",  # records the torch build (with its CUDA tag) in the report
-    "amltui/cli/invariance.py",  # `amltui invariance` generates the sets in the command's process
-)
+TORCH_ALLOWED = ("core/", "amltui/app/science/")
 TORCH_MODULES = ("torch", "torchattacks")
 # Store's writers: private, called only inside store.py (update_record, create_records, delete_record, …).
 RAW_WRITERS = frozenset({"_add", "_add_many", "_put", "_put_many", "_update", "_remove"})
@@ -249,3 +241,140 @@ def test_each_rule_catches_its_case_and_passes_the_right_way(rule: str, tmp_path
     good.write_text(GOOD[rule], encoding="utf-8")
     assert check(bad, parse(bad)), f"rule ({rule}) missed: {BAD[rule]!r}"
     assert not check(good, parse(good)), f"rule ({rule}) flagged: {GOOD[rule]!r}"
+
+
+# ---- (f) layers and (g) cycles over the import graph --------------------------------------------------------
+# Bottom to top (docs/architecture.md, "The layers"): a module imports from its own layer or those below it.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("core", ("core",)),
+    ("base", ("amltui", "amltui.__about__", "amltui.app", "amltui.app.errors", "amltui.app.safetext",
+              "amltui.app.fsutil", "amltui.app.gpus", "amltui.app.preflight")),
+    ("runs", ("amltui.app.runs",)),
+    ("results", ("amltui.app.results",)),
+    ("science", ("amltui.app.science",)),
+    ("executors", ("amltui.app.executors",)),
+    ("service", ("amltui.app.service",)),
+    ("termplot", ("amltui.termplot",)),
+    ("front ends", ("amltui.cli", "amltui.tui", "amltui.__main__")),
+)
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer_of(module: str) -> int:
+    """The index in LAYERS of a module: the longest prefix that names it (a package or the module itself)."""
+    best = (-1, -1)
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best[1]:
+                best = (i, len(prefix))
+    if best[0] < 0:
+        raise AssertionError(f"{module} is in no layer: add it to LAYERS (tests/app/test_rules.py)")
+    return best[0]
+
+
+def imported_modules(tree: ast.AST, known: set[str]) -> list[tuple[int, str]]:
+    """(line, module) for each import of one of ``known`` (``from a.b import c`` is a.b.c when that is a module)."""
+    def resolve(name: str) -> str | None:
+        while name and name not in known:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    skip = type_checking_blocks(tree)  # never run: an import for the type checker is not a dependency
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            targets = [resolve(f"{node.module}.{a.name}") for a in node.names]
+        elif isinstance(node, ast.Import):
+            targets = [resolve(a.name) for a in node.names]
+        else:
+            continue
+        found += [(node.lineno, t) for t in targets if t]
+    return found
+
+
+def import_graph(files: list[Path]) -> dict[str, list[tuple[int, str]]]:
+    names = {module_name(p): p for p in files}
+    known = set(names)
+    return {m: [(line, t) for line, t in imported_modules(parse(p), known) if t != m] for m, p in names.items()}
+
+
+def upward_imports(graph: dict[str, list[tuple[int, str]]]) -> list[str]:
+    return [f"{m}:{line}: imports {t} ({LAYERS[layer_of(t)][0]}, above {LAYERS[layer_of(m)][0]})"
+            for m, edges in sorted(graph.items()) for line, t in edges if layer_of(t) > layer_of(m)]
+
+
+def cycles(graph: dict[str, list[tuple[int, str]]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm, iteratively)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted({t for _, t in graph[root]})))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, successors = work[-1]
+            for nxt in successors:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted({t for _, t in graph.get(nxt, [])}))))
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        found.append(sorted(component))
+    return found
+
+
+def test_every_module_is_in_a_layer() -> None:
+    for path in sources():
+        layer_of(module_name(path))
+
+
+def test_layers_import_only_downward() -> None:
+    found = upward_imports(import_graph(sources()))
+    assert not found, "rule (f), a layer imports from above it:\n" + "\n".join(found)
+
+
+def test_no_import_cycle_even_inside_functions() -> None:
+    found = cycles(import_graph(sources()))
+    assert not found, "rule (g), modules that import each other:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_the_graph_rules_catch_an_upward_import_and_a_cycle_in_a_function(tmp_path: Path) -> None:
+    """A fake tree: runs → science inside a function (upward) and a ↔ b inside functions (a cycle)."""
+    files = {"amltui/app/runs/a.py": "def f():\n    from amltui.app.runs import b\n",
+             "amltui/app/runs/b.py": "def g():\n    from amltui.app.runs.a import f\n",
+             "amltui/app/runs/c.py": "def h():\n    from amltui.app.science.x import run\n",
+             "amltui/app/science/x.py": "from amltui.app.runs.c import h\n"}
+    paths = [ROOT / name for name in files]
+    graph = {module_name(p): [(line, t) for line, t in imported_modules(ast.parse(files[rel(p)]),
+                                                                        {module_name(q) for q in paths})
+                              if t != module_name(p)] for p in paths}
+    assert upward_imports(graph) == ["amltui.app.runs.c:2: imports amltui.app.science.x (science, above runs)"]
+    assert cycles(graph) == [["amltui.app.runs.a", "amltui.app.runs.b"], ["amltui.app.runs.c", "amltui.app.science.x"]]

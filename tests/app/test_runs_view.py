@@ -1,4 +1,4 @@
-"""One runs view for both front ends (amltui/app/runs_view.py, amltui/app/filters.py): rows, the progress cell from
+"""One runs view for both front ends (amltui/app/runs/view.py, amltui/app/runs/filters.py): rows, the progress cell from
 the phase events, the sort, the one filter grammar; `amltui ls` and the dashboard list the same runs in the same
 order; the launch form leaves the preflight to the service."""
 
@@ -13,8 +13,8 @@ from textual.pilot import Pilot
 from typer.testing import CliRunner
 
 from amltui.app import preflight
-from amltui.app.filters import FilterError, parse_where
-from amltui.app.runs_view import (
+from amltui.app.runs.filters import FilterError, parse_where
+from amltui.app.runs.view import (
     STATUS_RANK,
     FilterSyntaxError,
     filter_rows,
@@ -55,6 +55,18 @@ def test_a_running_runs_progress_comes_from_its_phase_event(progress: dict, frac
     cell = progress_cell(record("r", **RUNNING), progress)
     assert cell == (pytest.approx(fraction), count)
     assert cell.text == f"{cell.bar} {count}"
+
+
+def test_ls_metric_cells_are_the_views_final_numbers_and_the_dashboard_adds_the_monitor() -> None:
+    """One home for the metric cells: `ls` renders the row's final numbers (two decimals, nothing before the
+    evaluation), the dashboard its live cells (one decimal, "~" monitor estimate until then)."""
+    from amltui.cli.runs_listing import cell
+
+    done = make_row(record("d", metrics={"A_orig": 93.604, "A_PGD": 80.0}), {}, 0)
+    live = make_row(record("l", status="running", metrics={}, last={"monitor_A_PGD": 41.27}), {}, 1)
+    assert (cell(done, "A_orig"), cell(done, "A_PGD"), cell(done, "A_AA")) == ("93.60", "80.00", "")
+    assert (done.cells["A_orig"], done.cells["A_PGD"]) == ("93.6", "80.0")
+    assert cell(live, "A_PGD") == "" and live.cells["A_PGD"] == "~41.3"
 
 
 def test_a_finished_or_waiting_runs_progress_is_its_epochs() -> None:
@@ -167,7 +179,7 @@ def ls_ids(runs: Path, *args: str) -> list[str]:
 ])
 def test_ls_and_the_dashboard_list_the_same_runs_in_the_same_order(demo: Path, where: str, sort: str,
                                                                    reverse: bool) -> None:
-    from amltui.app.store import Store, update_record
+    from amltui.app.runs.store import Store, update_record
 
     store = Store(demo)
     for i, r in enumerate(store.all()):  # some tagged runs, so that tag= has something to keep
@@ -221,7 +233,7 @@ def test_the_form_leaves_the_preflight_to_the_service(demo: Path, monkeypatch: p
 
 
 def test_the_phase_of_a_live_line_comes_from_the_phase_event() -> None:
-    from amltui.app.run_progress import phase_of
+    from amltui.app.runs.progress import phase_of
 
     running = record("r", **RUNNING)
     batch = {"kind": "batch", "batch": {"epoch": 1, "epochs": 2, "step": 1, "steps": 9, "loss": 0.1}}

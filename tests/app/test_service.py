@@ -13,14 +13,14 @@ import pytest
 
 from amltui.app import service
 from amltui.app.errors import UserError
-from amltui.app.store import Store
+from amltui.app.runs.store import Store
 from amltui.tui import actions
 from tests.helpers import ROOT, assert_clean, edit_record, invoke, make_runs
 
 
 @pytest.mark.slow
 def test_importing_the_service_the_cli_and_the_actions_loads_no_torch() -> None:
-    code = ("import sys, amltui.app.service, amltui.app.reproduce, amltui.cli, amltui.tui.actions; "
+    code = ("import sys, amltui.app.service, amltui.app.results.reproduce, amltui.cli, amltui.tui.actions; "
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]", out.stdout

@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 
 from amltui.app.errors import UserError
-from amltui.app.executors.local import Slot, slot_lock, spawn_worker
-from amltui.app.executors.owners import SchedulerClaim, process_start, worker_proof
-from amltui.app.executors.worker import ProgressWriter, _heartbeat
+from amltui.app.executors.local import slot_lock, spawn_worker
+from amltui.app.executors.slots import Slot
 from amltui.app.fsutil import (
     FileLock,
     UnsafePath,
@@ -29,9 +28,11 @@ from amltui.app.fsutil import (
     open_append,
     touch,
 )
-from amltui.app.png_figures import save_png
-from amltui.app.runs import run_dir
-from amltui.app.store import Store, delete_record
+from amltui.app.results.png_figures import save_png
+from amltui.app.runs.folders import run_dir
+from amltui.app.runs.owners import SchedulerClaim, process_start, worker_proof
+from amltui.app.runs.store import Store, delete_record
+from amltui.app.science.worker import ProgressWriter, _heartbeat
 from core.attacks.invariance_cache import ChunkedCache
 from tests.helpers import ROOT, assert_clean, edit_record, invoke, make_runs
 
@@ -174,7 +175,7 @@ def test_a_fifo_where_a_lock_goes_is_refused_without_blocking(runs: Path) -> Non
 
 
 def _figure():
-    from amltui.app.png_figures import plt
+    from amltui.app.results.png_figures import plt
 
     fig, ax = plt.subplots(figsize=(1, 1))
     ax.plot([0, 1], [0, 1])

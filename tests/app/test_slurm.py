@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from amltui.app.executors.slurm import SlurmError, SlurmExecutor, job_states, parse_time_minutes, slurm_available
-from amltui.app.runs import create_run, run_dir, set_status
-from amltui.app.store import Store
+from amltui.app.runs.folders import create_run, run_dir
+from amltui.app.runs.states import set_status
+from amltui.app.runs.store import Store
 from core.config import RunConfig
 from tests.helpers import ROOT, wait_until
 
@@ -139,7 +140,7 @@ def test_cancel_running_job_goes_through_slurm(tmp_path: Path) -> None:
                                          ("checkpoint", "stopped while writing a checkpoint")])
 def test_scancel_at_a_held_phase_ends_cancelled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, phase: str,
                                                 says: str) -> None:
-    # The job inherits the environment: its worker holds at the phase (amltui.app.executors.safepoint) until cancelled.
+    # The job inherits the environment: its worker holds at the phase (amltui.app.science.safepoint) until cancelled.
     monkeypatch.setenv("AMLTUI_TEST_HOLD", phase)
     store = Store(tmp_path)
     create_run(store, tiny_config(epochs=200), "held")

@@ -1,4 +1,4 @@
-"""Tests of amltui.app.store and amltui.app.fsutil: a real TinyDB file, real processes (no threads faking it)."""
+"""Tests of amltui.app.runs.store and amltui.app.fsutil: a real TinyDB file, real processes (no threads faking it)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from amltui.app.fsutil import FileLock, atomic_write_bytes, atomic_write_json, read_json
-from amltui.app.store import (
+from amltui.app.runs.store import (
     SCHEMA_VERSION,
     STORE_FILENAME,
     Store,

@@ -8,10 +8,10 @@ import io
 import pytest
 from matplotlib.container import ErrorbarContainer
 
-from amltui.app import sweeps
-from amltui.app.frontier import frontier_figure, half_width, pareto_front, points_of
-from amltui.app.report import Cell
-from amltui.app.sweep_table import sweep_rows, sweep_table
+from amltui.app.results.frontier import frontier_figure, half_width, pareto_front, points_of
+from amltui.app.results.report import Cell
+from amltui.app.results.sweep_table import sweep_rows, sweep_table
+from amltui.app.runs import sweeps
 from amltui.termplot.frontier import render_frontier
 from core.config import RunConfig
 
@@ -192,7 +192,7 @@ def test_terminal_frontier_numbers_each_point_and_marks_the_front(records):
 
 @pytest.mark.slow
 def test_frontier_png_for_reproduces_three_variants(records, tmp_path):
-    from amltui.app.frontier import frontier_png
+    from amltui.app.results.frontier import frontier_png
 
     plain = [r for r in records if r["variant"] != "ml_sa_ia" or r["config"]["lambda_ia"] == 0.5]
     path = frontier_png(plain, tmp_path / "frontier.png", keys=[])
@@ -207,7 +207,7 @@ def test_a_large_grid_asks_first_and_a_no_queues_nothing(tmp_path):
     from typer.testing import CliRunner
 
     from amltui.app import service
-    from amltui.app.store import Store
+    from amltui.app.runs.store import Store
     from amltui.cli import app
 
     big = ["lr=1e-4:1e-2:log:17"]  # 17 points × 3 seeds = 51 runs

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from amltui.app.records import FIELDS, RULES, STATUSES, RunRecord, Status, inspect, record_problems
-from amltui.app.runs import change_record, create_run, set_status
-from amltui.app.store import SKIP, Store, update_record
+from amltui.app.runs.folders import create_run
+from amltui.app.runs.records import FIELDS, RULES, STATUSES, RunRecord, Status, inspect, record_problems
+from amltui.app.runs.states import change_record, set_status
+from amltui.app.runs.store import SKIP, Store, update_record
 from core.config import RunConfig
 from tests.helpers import ROOT
 from tests.record_updater import CANCEL_REASON

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from amltui.app.fsutil import read_json
-from amltui.app.records import inspect
-from amltui.app.runs import run_dir
-from amltui.app.store import Store
+from amltui.app.runs.folders import run_dir
+from amltui.app.runs.records import inspect
+from amltui.app.runs.store import Store
 from tests.helpers import ROOT, assert_clean, dead_pid, edit_record, invoke, make_runs
 
 GUARD_S = 120  # a subprocess that has not ended by then hangs: the test fails (it never waits this long otherwise)
@@ -219,7 +219,7 @@ def test_printable_escapes_c0_c1_and_bidi_but_keeps_text() -> None:
 
 def test_tagging_many_runs_writes_the_index_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """9: `tag` on 200 runs of a big index was 200 rewrites of the index; now it is one."""
-    from amltui.app import store as store_module
+    from amltui.app.runs import store as store_module
 
     store = make_runs(tmp_path, seeds=tuple(range(12)))
     writes = []
@@ -313,7 +313,7 @@ def test_the_stated_maxima_still_take_the_largest_allowed_values() -> None:
 @pytest.mark.slow
 def test_a_garbage_checkpoint_costs_reproduce_a_figure_not_the_report(tmp_path: Path) -> None:
     """6: `reproduce` reusing a finished run whose checkpoint is garbage wrote no report (a traceback)."""
-    from amltui.app.reproduce import write_report
+    from amltui.app.results.reproduce import write_report
 
     store = make_runs(tmp_path, seeds=(0, 1))
     run_dir(tmp_path, "b0").checkpoint.write_bytes(b"garbage, not a checkpoint")

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from amltui.app import runs as runs_module
-from amltui.app.runs import evaluate_run
-from amltui.app.store import Store
+from amltui.app.runs.store import Store
+from amltui.app.science.evaluation import evaluate_run
 from core.data import load_idx_folder, write_idx
 from core.human_sets import HUMAN_SETS, load_human_sets
 from tests.helpers import assert_clean, edit_record, invoke, tiny_sets

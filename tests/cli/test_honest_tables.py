@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from amltui.app.report import aggregate
-from amltui.app.store import Store
+from amltui.app.results.report import aggregate
+from amltui.app.runs.store import Store
 from amltui.cli import app
 from core.config import RunConfig
 from tests.helpers import tiny_items, tiny_sets

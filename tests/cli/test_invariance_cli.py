@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from amltui.app.store import Store
+from amltui.app.runs.store import Store
 from amltui.cli import app
 
 runner = CliRunner()

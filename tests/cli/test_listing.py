@@ -14,10 +14,11 @@ from rich.console import Console
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from amltui.app.records import Status
-from amltui.app.run_progress import LiveRuns, describe, duration, phase_progress
-from amltui.app.runs import change_record, create_run
-from amltui.app.store import Store
+from amltui.app.runs.folders import create_run
+from amltui.app.runs.progress import LiveRuns, describe, duration, phase_progress
+from amltui.app.runs.records import Status
+from amltui.app.runs.states import change_record
+from amltui.app.runs.store import Store
 from amltui.cli import app
 from amltui.cli.help_text import first_sentence, summary
 from core.config import RunConfig

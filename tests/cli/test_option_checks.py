@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from amltui.app.store import Store
+from amltui.app.runs.store import Store
 from tests.helpers import assert_clean, edit_record, invoke, make_runs
 
 
@@ -86,7 +86,7 @@ def test_a_data_dir_with_brackets_is_reported_verbatim(tmp_path: Path) -> None:
 
 def test_queueing_many_runs_writes_the_index_once_and_a_refused_batch_leaves_nothing(tmp_path: Path,
                                                                                    monkeypatch) -> None:
-    from amltui.app.runs import create_runs
+    from amltui.app.runs.folders import create_runs
     from core.config import RunConfig
 
     store = Store(tmp_path)

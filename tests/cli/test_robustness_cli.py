@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from amltui.app.store import Store
+from amltui.app.runs.store import Store
 from amltui.cli import app
 from tests.helpers import tiny_items
 
@@ -107,7 +107,7 @@ def test_bad_eps_grid_is_a_clear_user_error(tmp_path):
 
 @pytest.mark.slow
 def test_reproduce_report_has_a_aa_checks_and_the_robustness_figure(tmp_path):
-    from amltui.app.reproduce import write_report
+    from amltui.app.results.reproduce import write_report
 
     ids = []
     for variant, seed in (("baseline", 0), ("baseline", 1), ("ml_sa", 0)):
@@ -164,7 +164,7 @@ def test_plain_lines_report_elapsed_and_eta_during_a_long_measurement():
 
 @pytest.mark.slow
 def test_long_evaluation_is_estimated_and_confirmed(tmp_path, monkeypatch):
-    from amltui.app import robustness
+    from amltui.app.science import robustness
     from amltui.cli import results
 
     record = _run(tmp_path)

@@ -14,11 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from amltui.app import preflight
-from amltui.app.runs import change_record
+from amltui.app.runs.states import change_record
+from amltui.app.runs.store import Store
 from amltui.app.service import UserError, launch
 from amltui.app.service.launch import LaunchRequest
 from amltui.app.service.rerun import RerunRequest, plan_rerun
-from amltui.app.store import Store
 from amltui.cli import app
 from tests.helpers import ROOT, WAIT, finished, new_run, tiny_sets, wait_until
 
@@ -205,7 +205,8 @@ def test_a_prefix_shows_what_it_matched(tmp_path):
 # ---- 7. who cancelled a run; the Ctrl-C hint ------------------------------------------------------------------
 @pytest.mark.slow
 def test_the_cancel_reason_names_who_cancelled(tmp_path, monkeypatch):
-    from amltui.app.executors.local import LocalScheduler, make_slots
+    from amltui.app.executors.local import LocalScheduler
+    from amltui.app.executors.slots import make_slots
 
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv("AMLTUI_TEST_HOLD", "train")

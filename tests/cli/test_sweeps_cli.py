@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from amltui.app.store import Store
+from amltui.app.runs.store import Store
 from amltui.cli import app
 from tests.helpers import ROOT, tiny_sets
 
@@ -38,7 +38,7 @@ def test_a_grid_sweep_runs_exports_and_plots(tmp_path):
     assert len(records) == 6 and {r["sweep"] for r in records} == {"sa"}
     assert sorted(r["config"]["lambda_sa"] for r in records if r["variant"] == "ml_sa") == [0.25, 0.25, 0.5, 0.5]
 
-    # The same grid again reuses the finished runs (amltui/app/reuse.py) and queues nothing.
+    # The same grid again reuses the finished runs (amltui/app/runs/reuse.py) and queues nothing.
     again = invoke("run", "--variant", "ml_sa", "--grid", "lambda_sa=0.25,0.5", "--seeds", "0,1", "--sweep", "sa2",
                    *TINY_RUN, "--runs-dir", runs)
     assert again.exit_code == 0, again.output

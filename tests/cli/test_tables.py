@@ -14,10 +14,10 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from amltui.app.report import aggregate, render
-from amltui.app.run_progress import describe
-from amltui.app.runs import change_record
-from amltui.app.store import Store
+from amltui.app.results.report import aggregate, render
+from amltui.app.runs.progress import describe
+from amltui.app.runs.states import change_record
+from amltui.app.runs.store import Store
 from amltui.cli import app
 from amltui.cli.lifecycle import _summary, summary_table
 from core.config import RunConfig
@@ -113,8 +113,8 @@ def test_a_run_at_chance_is_flagged_and_says_so(tmp_path, capsys):
 def test_live_progress_lines_fit_80_columns_with_labelled_clocks(tmp_path):
     import json as _json
 
-    from amltui.app.run_progress import LiveRuns
-    from amltui.app.runs import run_dir
+    from amltui.app.runs.folders import run_dir
+    from amltui.app.runs.progress import LiveRuns
 
     store = Store(tmp_path)
     running = new_run(store, "ml_sa_ia-s0-1206-201805-87ca", variant="ml_sa_ia")

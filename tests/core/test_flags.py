@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from amltui.app.store import Store
+from amltui.app.runs.store import Store
 from amltui.cli import app
 from core.config import RunConfig
 from core.flags import CHECKS, GRADIENT_MASKING, Flag, check_run, flags_record, register
@@ -160,7 +160,7 @@ def test_a_robust_model_evaluated_at_a_larger_pgd_eps_is_not_flagged(tmp_path):
 
 @pytest.mark.slow
 def test_curves_png_has_a_pgd_monitor_panel(tmp_path, monkeypatch):
-    import amltui.app.png_figures as figures
+    import amltui.app.results.png_figures as figures
 
     captured = []
     real_close = figures.plt.close
@@ -186,7 +186,7 @@ def _rec(run_id: str, seed: int, flags: list[str], **extra) -> dict:
 
 
 def test_tables_mark_flagged_cells_with_a_footnote_in_every_format():
-    from amltui.app.report import aggregate, render
+    from amltui.app.results.report import aggregate, render
 
     rows = aggregate([_rec("r0", 0, ["gradient_masking"]), _rec("r1", 1, [])])
     md = render(rows, "md")
@@ -202,7 +202,7 @@ def test_tables_mark_flagged_cells_with_a_footnote_in_every_format():
 
 
 def test_tables_say_which_rule_selected_the_weights():
-    from amltui.app.report import aggregate, render
+    from amltui.app.results.report import aggregate, render
 
     md = render(aggregate([_rec("r0", 0, [], select="best_pgd", selected_epoch=5, epochs=8)]), "md")
     assert "select=best_pgd" in md and "r0: epoch 5/8" in md and "never the test split" in md
@@ -210,8 +210,8 @@ def test_tables_say_which_rule_selected_the_weights():
 
 
 def test_report_md_has_a_flags_and_selection_section():
-    from amltui.app.report import aggregate
-    from amltui.app.reproduce import _flag_section
+    from amltui.app.results.report import aggregate
+    from amltui.app.results.reproduce import _flag_section
 
     runs = [_rec("r0", 0, ["gradient_masking"]), _rec("r1", 1, [], select="best_pgd", selected_epoch=3, epochs=8)]
     text = "\n".join(_flag_section(aggregate(runs), runs))

@@ -13,8 +13,8 @@ import torch
 from typer.testing import CliRunner
 
 import core.human_sets as hs_mod
-from amltui.app import human_agreement
-from amltui.app.store import Store
+from amltui.app.results import human_agreement
+from amltui.app.runs.store import Store
 from amltui.cli import app
 from core.data import load_dataset, write_idx
 from core.human_sets import HUMAN_SETS, HumanSetsNotFound, load_human_sets, locate, score_human_set

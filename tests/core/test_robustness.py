@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from amltui.app.robustness import CurveSpec, Evaluator, checkpoint_hash, compute_curve, measure_checks
+from amltui.app.science.robustness import CurveSpec, Evaluator, checkpoint_hash, compute_curve, measure_checks
 from core import robustness as rob
 from core.aa_spec import aa_components_of, describe_aa, parse_aa_version
 from core.checks import Measurements, merge_flags, run_checks, summary_line
@@ -242,7 +242,7 @@ def test_more_restarts_never_help_on_the_same_starts(trained):
 @pytest.mark.slow
 def test_cache_per_checkpoint_and_subset(trained, tmp_path: Path):
     cfg, data, model = trained
-    from amltui.app.runs import RunDir
+    from amltui.app.runs.folders import RunDir
 
     rd = RunDir(tmp_path / "r1")
     rd.path.mkdir()
@@ -271,13 +271,13 @@ def test_cache_per_checkpoint_and_subset(trained, tmp_path: Path):
 @pytest.mark.slow
 def test_measure_checks_on_a_real_model(trained, tmp_path: Path):
     cfg, data, model = trained
-    from amltui.app.runs import RunDir
+    from amltui.app.runs.folders import RunDir
 
     rd = RunDir(tmp_path / "r2")
     rd.path.mkdir()
     torch.save({"w": torch.zeros(1)}, rd.checkpoint)
     ev = Evaluator(rd, cfg.replace(aa_subset=20, pgd_steps=2), Quantized(model).eval(), data.test)
-    import amltui.app.robustness as ar
+    import amltui.app.science.robustness as ar
 
     old = ar.SQUARE_QUERIES
     ar.SQUARE_QUERIES = 200
@@ -293,8 +293,9 @@ def test_measure_checks_on_a_real_model(trained, tmp_path: Path):
 
 @pytest.mark.slow
 def test_estimate_counts_only_what_is_not_cached_and_prices_autoattack_by_its_counts(trained, tmp_path: Path):
-    from amltui.app.robustness import aa_spec, estimate, passes_per_image, seconds_per_pass
-    from amltui.app.runs import RunDir
+    from amltui.app.results.curves import aa_spec
+    from amltui.app.runs.folders import RunDir
+    from amltui.app.science.robustness import estimate, passes_per_image, seconds_per_pass
 
     cfg, data, model = trained
     rd = RunDir(tmp_path / "r1")
@@ -319,7 +320,7 @@ def test_estimate_counts_only_what_is_not_cached_and_prices_autoattack_by_its_co
 
 @pytest.mark.slow
 def test_curve_runs_autoattack_only_at_the_asked_eps(trained, tmp_path: Path):
-    from amltui.app.robustness import curve_measurements
+    from amltui.app.science.robustness import curve_measurements
 
     cfg, _, _ = trained
     grid = [0.0, 0.15, 0.3, 0.45]

@@ -12,7 +12,7 @@ from core.config import RunConfig
 from core.data import load_dataset
 from core.evaluate import evaluate
 from core.train import TrainingFailed, load_checkpoint, load_model, make_model, train
-from tests.helpers import TINY
+from tests.helpers import TINY, epoch_science, state_equal
 
 DEVICE = torch.device("cpu")
 
@@ -21,18 +21,7 @@ def tiny_config(variant: str = "ml_sa", **changes) -> RunConfig:
     return RunConfig.resolve(variant, "quick", **{**TINY, "epochs": 2, **changes})
 
 
-@pytest.fixture(scope="module")
-def data():
-    return load_dataset("synthetic", seed=0).with_subsets(256, 128, seed=0)
 
-
-def science(history: list[dict]) -> list[dict]:
-    """Epoch records without wall-clock time, which legitimately differs between runs."""
-    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
-
-
-def state_equal(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.slow
@@ -41,10 +30,10 @@ def test_same_config_and_seed_give_identical_runs(data, variant):
     config = tiny_config(variant)
     first = train(config, data, device=DEVICE)
     second = train(config, data, device=DEVICE)
-    assert science(first.history) == science(second.history)
+    assert epoch_science(first.history) == epoch_science(second.history)
     assert state_equal(first.model.state_dict(), second.model.state_dict())
     other = train(config.replace(seed=1), data, device=DEVICE)
-    assert science(other.history) != science(first.history)
+    assert epoch_science(other.history) != epoch_science(first.history)
 
 
 @pytest.mark.slow
@@ -65,7 +54,7 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(data, tmp_path):
     assert load_checkpoint(ckpt)["epoch"] == 1
     resumed = train(config, data, device=DEVICE, checkpoint_path=ckpt, resume=True)
     assert resumed.resumed_from == 1
-    assert science(resumed.history) == science(full.history)
+    assert epoch_science(resumed.history) == epoch_science(full.history)
     assert state_equal(resumed.model.state_dict(), full.model.state_dict())
     assert load_checkpoint(ckpt)["epoch"] == 3
 

@@ -7,7 +7,6 @@ import torch
 
 from core.attacks import FGSM, FGSMRS, PGD
 from core.config import ConfigError, RunConfig
-from core.data import load_dataset
 from core.train import (
     HOLDOUT_SEED,
     TrainStep,
@@ -18,7 +17,7 @@ from core.train import (
     split_holdout,
     train,
 )
-from tests.helpers import TINY
+from tests.helpers import TINY, epoch_science, state_equal
 
 DEVICE = torch.device("cpu")
 
@@ -27,17 +26,7 @@ def tiny(variant: str = "baseline", **changes) -> RunConfig:
     return RunConfig.resolve(variant, "quick", **{**TINY, "epochs": 2, "monitor_pgd": 32, **changes})
 
 
-@pytest.fixture(scope="module")
-def data():
-    return load_dataset("synthetic", seed=0).with_subsets(256, 128, seed=0)
 
-
-def science(history: list[dict]) -> list[dict]:
-    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
-
-
-def state_equal(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.slow
@@ -68,12 +57,12 @@ def test_fgsm_rs_and_pgd_train_deterministically_and_learn(name, data):
     config = tiny(variant="ml_sa", train_attack=name, eps_s=0.1, epochs=3, train_steps=2)
     first = train(config, data, device=DEVICE)
     second = train(config, data, device=DEVICE)
-    assert science(first.history) == science(second.history)
+    assert epoch_science(first.history) == epoch_science(second.history)
     assert state_equal(first.model.state_dict(), second.model.state_dict())
     assert first.history[-1]["train_loss"] < first.history[0]["train_loss"]
     assert all("monitor_A_PGD" in h for h in first.history)
     fgsm = train(config.replace(train_attack="fgsm"), data, device=DEVICE)
-    assert science(fgsm.history) != science(first.history)
+    assert epoch_science(fgsm.history) != epoch_science(first.history)
 
 
 @pytest.mark.slow
@@ -133,7 +122,7 @@ def test_best_pgd_keeps_the_best_holdout_epoch_and_resume_is_exact(data, tmp_pat
         train(config, data, device=DEVICE, checkpoint_path=ckpt, callback=crash)
     resumed = train(config, data, device=DEVICE, checkpoint_path=ckpt, resume=True)
     assert resumed.resumed_from == 2
-    assert science(resumed.history) == science(full.history)
+    assert epoch_science(resumed.history) == epoch_science(full.history)
     assert resumed.selected_epoch == full.selected_epoch
     assert state_equal(resumed.model.state_dict(), full.model.state_dict())
 

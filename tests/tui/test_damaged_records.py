@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from amltui.app.store import Store
+from amltui.app.runs.store import Store
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.screens.detail import DetailScreen
 from amltui.tui.screens.runs import RunsScreen

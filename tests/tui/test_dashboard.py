@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from amltui.app.outcomes import CHANCE_MARK, at_chance
-from amltui.app.report import aggregate, render
-from amltui.app.store import Store, create_records, delete_record, update_record
+from amltui.app.results.report import aggregate, render
+from amltui.app.runs.outcomes import CHANCE_MARK, at_chance
+from amltui.app.runs.store import Store, create_records, delete_record, update_record
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.data import LogTail, progress_bar
 from amltui.tui.screens.confirm import ConfirmScreen
@@ -325,7 +325,7 @@ def test_launch_a_real_run_quit_cancel_resume_and_finish(tmp_path: Path) -> None
         await wait_for(pilot, lambda: cell(app, run_id, "status") in ("queued", "running", "done"), 30)
         await wait_for(pilot, lambda: cell(app, run_id, "status") == "done", 120, "the resumed run to end")
         a_orig = store.get(run_id)["metrics"]["A_orig"]
-        # a tiny run may end at chance: then ⊘ follows the number (amltui/app/outcomes.py)
+        # a tiny run may end at chance: then ⊘ follows the number (amltui/app/runs/outcomes.py)
         assert cell(app, run_id, "A_orig") == f"{a_orig:.1f}" + (CHANCE_MARK if at_chance(store.get(run_id)) else "")
         assert "3/3" in cell(app, run_id, "progress")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from amltui.app.store import update_record
+from amltui.app.runs.store import update_record
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.screens.detail import DetailScreen
 from tests.helpers import cell, ready, run_app, screen_text, wait_for

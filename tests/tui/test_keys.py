@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from amltui.tui.dashboard import DashboardApp
-from amltui.tui.screens.help import KEY_LABELS, help_sections
+from amltui.tui.dashboard import DashboardApp, help_sections
+from amltui.tui.screens.help import KEY_LABELS
 from amltui.tui.screens.runs import RunsScreen
 from amltui.tui.widgets.runs_table import RunsTable
 from tests.helpers import ROOT, ready, run_app, settled

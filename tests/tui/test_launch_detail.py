@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from amltui.app.runs import create_run, execute
-from amltui.app.store import Store
+from amltui.app.runs.folders import create_run
+from amltui.app.runs.store import Store
+from amltui.app.science.execution import execute
 from amltui.tui import actions
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.demo import seed_demo

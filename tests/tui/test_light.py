@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from amltui.app.executors.local import Slot, slot_lock
-from amltui.app.runs import create_run, execute
-from amltui.app.store import Store, update_record
+from amltui.app.executors.local import slot_lock
+from amltui.app.executors.slots import Slot
+from amltui.app.runs.folders import create_run
+from amltui.app.runs.store import Store, update_record
+from amltui.app.science.execution import execute
 from amltui.tui import actions
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.demo import seed_demo

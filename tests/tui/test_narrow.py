@@ -12,17 +12,16 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Select
 
 from amltui.app.fsutil import atomic_write_json
-from amltui.app.outcomes import CHANCE_MARK, at_chance, chance_note
-from amltui.app.records import Status
-from amltui.app.store import Store, create_records, update_record
-from amltui.app.sweeps import save_manifest
+from amltui.app.runs.outcomes import CHANCE_MARK, at_chance, chance_note
+from amltui.app.runs.records import Status
+from amltui.app.runs.store import Store, create_records, update_record
+from amltui.app.runs.sweeps import save_manifest
 from amltui.tui.actions import LaunchRequest, LaunchResult
-from amltui.tui.dashboard import DashboardApp
+from amltui.tui.dashboard import DashboardApp, help_sections
 from amltui.tui.data import FROZEN
 from amltui.tui.demo import make_record, write_run
 from amltui.tui.screens import new_runs
 from amltui.tui.screens.confirm import ConfirmScreen
-from amltui.tui.screens.help import help_sections
 from amltui.tui.screens.new_runs import LaunchScreen
 from amltui.tui.screens.results import ResultsScreen
 from amltui.tui.widgets.runs_table import RunsTable
@@ -79,7 +78,7 @@ def test_progress_counts_are_never_cut(long_runs: Path, size: tuple[int, int]) -
 
 
 def configured(variant: str, seed: int, **values: Any) -> dict[str, Any]:
-    """The record fields that follow from a run's config (what amltui/app/runs.py writes at creation)."""
+    """The record fields that follow from a run's config (what amltui/app/runs/folders.py writes at creation)."""
     config = RunConfig.resolve(variant, "quick", seed=seed, dataset="synthetic", epochs=6, test_subset=50, **values)
     return {"config": config.to_dict(), "config_diff": config.diff_from_preset(), "group": config.group_key(),
             "context": config.context_key()}

@@ -11,8 +11,10 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
-from amltui.app.runs import create_run, now, run_dir, save_record
-from amltui.app.store import Store
+from amltui.app.runs.folders import create_run, run_dir
+from amltui.app.runs.records import now
+from amltui.app.runs.states import save_record
+from amltui.app.runs.store import Store
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.demo import seed_demo
 from amltui.tui.screens.compare import CompareScreen, config_diff

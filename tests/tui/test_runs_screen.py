@@ -12,7 +12,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.screen import Screen
 
-from amltui.app.store import Store, update_record
+from amltui.app.runs.store import Store, update_record
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.data import SORTS, FilterSyntaxError, filter_rows, parse_filter
 from amltui.tui.screens.confirm import ConfirmScreen
@@ -106,7 +106,7 @@ def test_the_header_counts_cancelled_runs(demo: Path) -> None:
 
 
 def test_parse_filter_refuses_an_unknown_key_naming_the_valid_ones() -> None:
-    """The dashboard's filter is the one grammar of amltui/app/filters.py: its "did you mean" and value lists."""
+    """The dashboard's filter is the one grammar of amltui/app/runs/filters.py: its "did you mean" and value lists."""
     with pytest.raises(FilterSyntaxError) as info:
         parse_filter("sed=1")
     assert "did you mean 'seed'" in str(info.value)

@@ -1,8 +1,8 @@
-"""The dashboard's status tables are keyed by amltui.app.records.Status: a new status cannot be forgotten."""
+"""The dashboard's status tables are keyed by amltui.app.runs.records.Status: a new status cannot be forgotten."""
 
 from __future__ import annotations
 
-from amltui.app.records import LIVE, Status
+from amltui.app.runs.records import LIVE, Status
 from amltui.tui.data import RESUMABLE, STATUS_RANK, STATUS_STYLE, make_row
 
 

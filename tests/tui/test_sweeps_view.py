@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from amltui.app.store import Store
-from amltui.app.sweeps import save_manifest
+from amltui.app.runs.store import Store
+from amltui.app.runs.sweeps import save_manifest
 from amltui.tui.actions import ActionError, LaunchRequest, resolve_configs
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.screens.new_runs import LaunchScreen

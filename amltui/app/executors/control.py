@@ -8,85 +8,16 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from amltui.app.executors.liveness import pid_alive, reap
-from amltui.app.executors.local import Slot, default_cpu_slots, make_slots, start_detached
-from amltui.app.executors.owners import WORKER_LOCK, worker_alive, worker_proof
-from amltui.app.gpus import (
-    GpuError,
-    GpuGate,
-    Thresholds,
-    busy_reason,
-    inventory,
-    no_gpu_qualifies,
-    parse_gpu_spec,
-    parse_slots,
-    store_footprint,
-    visible_gpus,
-)
-from amltui.app.records import LIVE, TERMINAL, UNSTARTED, Status
-from amltui.app.runs import request_cancel, run_dir, set_status
-from amltui.app.store import Store
-
-
-@dataclass
-class LocalPlan:
-    slots: list[Slot]
-    gate: GpuGate | None = None  # re-checks GPUs before each dispatch (--gpus auto, --slots-per-gpu auto)
-    notes: list[str] = field(default_factory=list)  # for the user: ignored CUDA_VISIBLE_DEVICES entries
-
-
-def local_plan(gpus: str | None, slots_per_gpu: str | int | None = 1, cpu_slots: int | None = None, *,
-               store: Store | None = None, gpu_max_util: float | None = None, gpu_max_mem: float | None = None,
-               require_free: bool = True, log: Callable[[str], None] | None = None) -> LocalPlan:
-    """The slots for ``--gpus`` (positions in the visible GPUs; None: all; 'auto': the free ones; 'none': CPU)
-    × ``--slots-per-gpu`` (a count or 'auto'), or CPU slots. Raises GpuError (a ValueError) for what the user
-    must fix, e.g. when ``require_free`` and no GPU qualifies for --gpus auto."""
-    spec = parse_gpu_spec(gpus)
-    per_gpu = parse_slots(slots_per_gpu)
-    limits = Thresholds.from_env(gpu_max_util, gpu_max_mem)
-    cpu = cpu_slots or default_cpu_slots()
-    if spec == []:
-        return LocalPlan(make_slots([], 1, cpu))
-    inv = inventory()
-    visible = visible_gpus(inv)
-    notes = [visible.note] if visible.note else []
-    why = visible.note or inv.problem or "none found"
-    if spec is None:
-        chosen = visible.gpus
-    elif not visible.gpus:
-        raise GpuError(f"--gpus {gpus}: no GPU is visible ({why}); use --gpus none to run on CPU")
-    elif spec == "auto":
-        chosen = visible.gpus
-        if require_free and all(busy_reason(g, limits) for g in chosen):
-            raise GpuError(no_gpu_qualifies(chosen, limits))
-    else:
-        missing = [p for p in spec if p >= len(visible.gpus)]
-        if missing:
-            cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
-            seen = ", ".join(f"{k}={g.label}" for k, g in enumerate(visible.gpus))
-            raise GpuError(f"--gpus {gpus}: no GPU at position {', '.join(map(str, missing))}; --gpus counts "
-                           f"positions in the visible GPUs ({seen}"
-                           + (f"; CUDA_VISIBLE_DEVICES={cvd}" if cvd is not None else "") + "); see `amltui gpus`")
-        chosen = [visible.gpus[p] for p in spec]
-    if not chosen:
-        return LocalPlan(make_slots([], 1, cpu), notes=notes)
-    slots = make_slots(chosen, per_gpu, cpu)
-    gate = None
-    if spec == "auto" or per_gpu is None:
-        by_label = {g.label: g for g in chosen}
-        gate = GpuGate({s.name: by_label[s.env["AMLTUI_GPU"]] for s in slots}, limits=limits,
-                       busy_check=spec == "auto", fit_memory=per_gpu is None,
-                       footprint=store_footprint(store) if store is not None else (lambda run_id: None), log=log)
-    return LocalPlan(slots, gate, notes)
-
-
-def local_slots(gpus: str | None, slots_per_gpu: str | int | None = 1, cpu_slots: int | None = None) -> list[Slot]:
-    """The slots of :func:`local_plan`."""
-    return local_plan(gpus, slots_per_gpu, cpu_slots).slots
+from amltui.app.executors.local import start_detached
+from amltui.app.executors.slots import Slot, default_cpu_slots, local_plan
+from amltui.app.runs.folders import run_dir
+from amltui.app.runs.owners import WORKER_LOCK, worker_alive, worker_proof
+from amltui.app.runs.records import LIVE, TERMINAL, UNSTARTED, Status
+from amltui.app.runs.states import request_cancel, set_status
+from amltui.app.runs.store import Store
 
 
 def start_local(store: Store, ids: list[str], *, gpus: str | None = None, slots_per_gpu: str | int = 1,

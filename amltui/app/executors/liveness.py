@@ -1,6 +1,6 @@
 """Noticing dead, paused and stranded runs, so that no record says "running" or "queued" forever.
 
-A local worker owns its run folder through an flock (amltui.app.executors.owners). On this host:
+A local worker owns its run folder through an flock (amltui.app.runs.owners). On this host:
 - the lock is free and the worker process is gone → the run is lost: ``failed``, or ``cancelled`` when a cancel
   had been requested (the worker died before it could record it);
 - the lock is held but the heartbeat (touched every 2 s) is older than STALE_SECONDS → ``stalled`` (paused with
@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from amltui.app.executors.owners import forget_claim, scheduler_claims, worker_alive
-from amltui.app.records import LIVE, TERMINAL, WORKING, Status, parse_time, record_problems
-from amltui.app.runs import run_dir, set_status
-from amltui.app.store import SKIP, Store, update_record
+from amltui.app.runs.folders import run_dir
+from amltui.app.runs.owners import forget_claim, scheduler_claims, worker_alive
+from amltui.app.runs.records import LIVE, TERMINAL, WORKING, Status, parse_time, record_problems
+from amltui.app.runs.states import set_status
+from amltui.app.runs.store import SKIP, Store, update_record
 
 STALE_SECONDS = 20.0  # heartbeat silence after which a worker counts as stalled (it beats every 2 s)
 STALLED, ORPHANED = Status.STALLED, Status.ORPHANED  # the names the CLI imported before records.Status

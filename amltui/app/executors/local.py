@@ -19,64 +19,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from amltui.app.executors.owners import SchedulerClaim, process_start
-from amltui.app.executors.worker import EXIT_BUSY, EXIT_CANCELLED
+from amltui.app.executors.slots import Slot, local_plan
 from amltui.app.fsutil import FileLock, make_folder, open_append
-from amltui.app.gpus import AUTO_SLOTS_CAP, AUTO_THREADS_SHARE, Gpu, parse_gpu_spec, threads_per_slot
-from amltui.app.records import WORKING, Status
-from amltui.app.runs import now, request_cancel, run_dir
-from amltui.app.runs import set_status as _set_status
-from amltui.app.store import Store, StoreError
-
-
-@dataclass(frozen=True)
-class Slot:
-    name: str
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def gpu(self) -> str | None:
-        return self.env.get("CUDA_VISIBLE_DEVICES")
-
-
-def parse_gpus(text: str | None) -> str | list[int] | None:
-    """'0,1' → [0, 1] (positions in the visible list); None/'' → None (all visible); 'none' → []; 'auto'."""
-    return parse_gpu_spec(text)
-
-
-def make_slots(gpus: Sequence[int | Gpu], slots_per_gpu: int | None = 1, cpu_slots: int = 1,
-               cores: int | None = None) -> list[Slot]:
-    """Slots for these GPUs (or CPU slots when there are none), each with the environment of its worker.
-
-    A GPU worker sees its one device by UUID when known (the same physical GPU whatever CUDA_DEVICE_ORDER
-    says), else by the index the user gave, in the user's own device order. ``slots_per_gpu`` None = auto
-    (up to AUTO_SLOTS_CAP, admitted one by one by a GpuGate). Every worker gets cores / slots intra-op threads.
-    """
-    if (slots_per_gpu is not None and slots_per_gpu < 1) or cpu_slots < 1:
-        raise ValueError("--slots-per-gpu and --cpu-slots must be at least 1")
-    if gpus:
-        devices = [g if isinstance(g, Gpu) else Gpu(index=g) for g in gpus]
-        per_gpu = AUTO_SLOTS_CAP if slots_per_gpu is None else slots_per_gpu
-        threads = threads_per_slot(len(devices) * (AUTO_THREADS_SHARE if slots_per_gpu is None else per_gpu), cores)
-        order = ("PCI_BUS_ID" if all(d.uuid for d in devices)
-                 else os.environ.get("CUDA_DEVICE_ORDER", "FASTEST_FIRST"))
-        return [Slot(d.label + (f"#{k}" if per_gpu > 1 else ""),
-                     {"CUDA_VISIBLE_DEVICES": d.env_id, "CUDA_DEVICE_ORDER": order, "AMLTUI_GPU": d.label,
-                      "AMLTUI_THREADS": str(threads)})
-                for d in devices for k in range(per_gpu)]
-    threads = threads_per_slot(cpu_slots, cores)
-    # An empty CUDA_VISIBLE_DEVICES hides every GPU: CPU slots must not grab one by accident.
-    return [Slot(f"cpu{k}", {"CUDA_VISIBLE_DEVICES": "", "AMLTUI_THREADS": str(threads)}) for k in range(cpu_slots)]
-
-
-def default_cpu_slots() -> int:
-    """One CPU slot per 8 cores, at least one: small machines run one job at a time with every core."""
-    return max(1, len(os.sched_getaffinity(0)) // 8)
-
+from amltui.app.runs.folders import run_dir
+from amltui.app.runs.owners import SchedulerClaim, process_start
+from amltui.app.runs.records import WORKING, Status, now
+from amltui.app.runs.states import request_cancel
+from amltui.app.runs.states import set_status as _set_status
+from amltui.app.runs.store import Store, StoreError
+from amltui.app.science.worker import EXIT_BUSY, EXIT_CANCELLED
 
 # `-P` (Python ≥ 3.11): `python -m` would put the current folder first on sys.path, so an `amltui/` or `core/`
 # package in the folder the user started from (a checkout's parent, a hostile shared folder) would be imported
@@ -89,7 +43,7 @@ Admit = Callable[[Slot, str, dict[str, tuple[Slot, subprocess.Popen]]], bool]
 
 
 def spawn_worker(run_id: str, slot: Slot, runs_dir: Path, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
-    """Start ``python -P -m amltui.app.executors.worker`` in its own session, output appended to <run>/worker.out.
+    """Start ``python -P -m amltui.app.science.worker`` in its own session, output appended to <run>/worker.out.
 
     ``pass_fds`` hands the slot's lock to the worker, so the slot stays taken while the worker lives even if
     its scheduler dies.
@@ -98,7 +52,7 @@ def spawn_worker(run_id: str, slot: Slot, runs_dir: Path, pass_fds: tuple[int, .
     env = {**os.environ, **slot.env, "AMLTUI_SLOT": slot.name, "PYTHONUNBUFFERED": "1"}
     with open_append(rd.path / "worker.out", binary=True) as out:
         return subprocess.Popen(
-            [*PYTHON, "-m", "amltui.app.executors.worker", "--runs-dir", str(runs_dir), "--resume", run_id],
+            [*PYTHON, "-m", "amltui.app.science.worker", "--runs-dir", str(runs_dir), "--resume", run_id],
             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             pass_fds=pass_fds,
         )
@@ -116,8 +70,8 @@ def slot_lock(runs_dir: Path, slot: Slot) -> FileLock | None:
 
 
 def set_status(store: Store, run_id: str, status: Status, **kwargs: Any) -> dict | None:
-    """amltui.app.runs.set_status for the scheduler: a run whose folder or record is gone or unwritable is reported
-    in the scheduler's log and skipped (None, as if its status had changed), so one damaged run never stops
+    """amltui.app.runs.states.set_status for the scheduler: a run whose folder or record is gone or unwritable is
+    reported in the scheduler's log and skipped (None, as if its status had changed), so one damaged run never stops
     the others."""
     try:
         return _set_status(store, run_id, status, **kwargs)
@@ -329,8 +283,6 @@ def start_detached(runs_dir: Path, run_ids: Sequence[str], gpus: str | None, slo
 
 
 def main(argv: list[str] | None = None) -> int:
-    from amltui.app.executors.control import local_plan
-
     parser = argparse.ArgumentParser(prog="python -m amltui.app.executors.local", description=__doc__)
     parser.add_argument("run_ids", nargs="+")
     parser.add_argument("--runs-dir", required=True, type=Path)

@@ -1,6 +1,6 @@
 """The Slurm executor: one sbatch job per run, submitted through submitit.
 
-The job runs the same worker as a local launch (amltui.app.executors.worker.run_worker), so a run's lifecycle and
+The job runs the same worker as a local launch (amltui.app.science.worker.run_worker), so a run's lifecycle and
 record are the same: queued → running → done | failed | cancelled, kept up to date by the worker. What Slurm
 adds is recorded in the run: ``executor="slurm"``, ``slurm_job_id``, ``slurm_folder`` (submitit's folder with
 the sbatch script and the job's stdout/stderr) and the resources asked for.
@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from amltui.app.fsutil import make_folder
-from amltui.app.records import ACTIVE, SLURM_JOB_ID, STOPPED, SUBMITTABLE, Status
-from amltui.app.runs import change_record, now, request_cancel, run_dir, set_status
-from amltui.app.store import Store
+from amltui.app.runs.folders import run_dir
+from amltui.app.runs.records import ACTIVE, SLURM_JOB_ID, STOPPED, SUBMITTABLE, Status, now
+from amltui.app.runs.states import change_record, request_cancel, set_status
+from amltui.app.runs.store import Store
 
 JOB_NAME_PREFIX = "amltui-"
 START_HINT = "start the cluster with: bash .ci/slurm.sh"
@@ -115,8 +116,8 @@ def _ignore_signals() -> None:
 
 def _job_main(runs_dir: str, run_id: str, resume: bool) -> int:
     """What the Slurm job runs (pickled by submitit; runs on the compute node)."""
-    from amltui.app.executors import safepoint
-    from amltui.app.executors.worker import EXIT_CANCELLED, EXIT_FAILED, run_worker
+    from amltui.app.science import safepoint
+    from amltui.app.science.worker import EXIT_CANCELLED, EXIT_FAILED, run_worker
 
     def on_warning(signum: int, frame: object) -> None:
         # sbatch --signal sends this ahead of the time limit (or on preemption); without a handler submitit

@@ -8,7 +8,7 @@ core/ is imported inside the functions that run it). See docs/architecture.md.
 from __future__ import annotations
 
 from amltui.app.errors import UserError
-from amltui.app.records import RESUMABLE
+from amltui.app.runs.records import RESUMABLE
 from amltui.app.service.export import (
     RobustnessRequest,
     export_results,

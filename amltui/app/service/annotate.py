@@ -1,5 +1,5 @@
 """Tags and notes on runs (`amltui tag`, `amltui note`): the record's ``tags`` and ``note`` fields, written with
-update_record (amltui/app/store.py) so a worker writing the same record at the same time loses nothing."""
+update_record (amltui/app/runs/store.py) so a worker writing the same record at the same time loses nothing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from amltui.app.errors import UserError
-from amltui.app.store import SKIP, Store, StoreError, Unchanged, update_record, update_records
+from amltui.app.runs.store import SKIP, Store, StoreError, Unchanged, update_record, update_records
 
 Record = dict[str, Any]
 TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,39}")

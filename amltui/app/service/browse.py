@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from amltui.app.records import inspect_all
-from amltui.app.report import Row, _pair_key, aggregate, is_reference_baseline
-from amltui.app.store import RebuildReport, Store
-from amltui.app.sweeps import next_sweep
+from amltui.app.results.report import Row, _pair_key, aggregate, is_reference_baseline
+from amltui.app.runs.records import inspect_all
+from amltui.app.runs.store import RebuildReport, Store
+from amltui.app.runs.sweeps import next_sweep
 
 
 def rebuild_index(runs_dir: Path) -> RebuildReport:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from amltui.app.errors import UserError
-from amltui.app.store import Store
+from amltui.app.runs.store import Store
 
 Record = dict[str, Any]
 ABSENT = "(absent)"
@@ -40,7 +40,7 @@ def verbatim(value: Any) -> str:
 def run_config(store: Store, record: Record) -> dict[str, Any]:
     """The run's config.json as written (the record's copy when the file cannot be read)."""
     from amltui.app.fsutil import read_json
-    from amltui.app.runs import run_dir
+    from amltui.app.runs.folders import run_dir
 
     try:
         data = read_json(run_dir(store.runs_dir, record["id"]).config_file)

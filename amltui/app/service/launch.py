@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amltui.app.errors import UserError
-from amltui.app.records import Status
-from amltui.app.store import Store, StoreError, validate_run_id
+from amltui.app.runs.records import Status
+from amltui.app.runs.store import Store, StoreError, validate_run_id
 from core.config import ConfigError, RunConfig
 
 EXECUTORS = ("local", "slurm")
@@ -107,7 +107,7 @@ class DispatchOptions:
     def check_devices(self) -> None:
         """Local runs: the GPU settings (and busy GPUs for --gpus auto) resolve to slots, before anything is
         queued."""
-        from amltui.app.executors.control import local_plan
+        from amltui.app.executors.slots import local_plan
 
         if self.executor == "local":
             try:
@@ -132,7 +132,7 @@ class ConfigRequest:
     device: str | None = None
     threads: int | None = None
     overrides: list[str] = field(default_factory=list)
-    grid: list[str] = field(default_factory=list)  # KEY=V1,V2 or ranges (amltui/app/sweeps.py)
+    grid: list[str] = field(default_factory=list)  # KEY=V1,V2 or ranges (amltui/app/runs/sweeps.py)
     sweep: str | None = None  # the sweep's name [default: generated when there is a grid]
 
 
@@ -159,7 +159,7 @@ def check_conflicts(request: ConfigRequest) -> None:
 
 def check_size(request: ConfigRequest) -> None:
     """Refuse a launch of more than MAX_RUNS runs before one config is resolved."""
-    from amltui.app import sweeps
+    from amltui.app.runs import sweeps
 
     try:
         points = sweeps.count_points(request.grid or None)
@@ -199,7 +199,7 @@ def _resolve_one(request: ConfigRequest, variant: str, seed: int, point: list[st
 def resolve_sweep_configs(request: ConfigRequest) -> tuple[list[RunConfig], str | None]:
     """The RunConfigs of the request — variants × grid points × seeds — and the sweep name (None without a grid
     or --sweep). Every point is validated before anything is queued; an error names the key and the fix."""
-    from amltui.app import sweeps
+    from amltui.app.runs import sweeps
 
     if not request.variants:
         raise UserError("variants: none chosen", "pick at least one")
@@ -259,14 +259,14 @@ class LaunchPlan:
         return [c for i, c in enumerate(self.configs) if i not in self.reused]
 
     def reuse_messages(self) -> list[str]:
-        from amltui.app.reuse import reuse_message
+        from amltui.app.runs.reuse import reuse_message
 
         return [reuse_message(self.configs[i], record) for i, record in self.reused.items()]
 
 
 def plan_launch(store: Store, request: LaunchRequest) -> LaunchPlan:
     """Check the request, resolve its configs and find identical finished runs (unless ``repeat``)."""
-    from amltui.app import sweeps
+    from amltui.app.runs import sweeps
 
     request.check()
     configs, sweep = resolve_sweep_configs(request)
@@ -276,12 +276,13 @@ def plan_launch(store: Store, request: LaunchRequest) -> LaunchPlan:
     line = f"sweep {sweep}: {sweeps.describe(grid, request.variants, request.seeds)}" if grid else ""
     if request.repeat:
         return LaunchPlan(configs, {}, sweep, line)
-    from amltui.app.records import inspect_all
-    from amltui.app.reuse import find_identical
-    from amltui.app.runs import RunFailure
+    from amltui.app.errors import RunFailure
+    from amltui.app.runs.records import inspect_all
+    from amltui.app.runs.reuse import find_identical
+    from amltui.app.science.loading import data_fingerprint
 
     try:
-        reused = find_identical(inspect_all(store.all(), store.runs_dir), configs)
+        reused = find_identical(inspect_all(store.all(), store.runs_dir), configs, data_fingerprint)
     except (RunFailure, StoreError) as exc:  # e.g. the data a candidate needs for its fingerprint is missing
         raise UserError(str(exc)) from None
     return LaunchPlan(configs, reused, sweep, line)
@@ -289,7 +290,7 @@ def plan_launch(store: Store, request: LaunchRequest) -> LaunchPlan:
 
 def record_sweep(store: Store, request: ConfigRequest, plan: LaunchPlan, queued: list[str]) -> None:
     """Write (or extend) the sweep's manifest: its grid and every run of it, reused ones included."""
-    from amltui.app import sweeps
+    from amltui.app.runs import sweeps
 
     sweeps.record(store.runs_dir, plan.sweep, request.grid or None,
                   [r["id"] for r in plan.reused.values()] + list(queued))
@@ -298,7 +299,7 @@ def record_sweep(store: Store, request: ConfigRequest, plan: LaunchPlan, queued:
 def queue_runs(store: Store, configs: list[RunConfig], run_ids: list[str | None] | None = None,
                sweep: str | None = None) -> list[str]:
     """Create queued runs (one index write for all); nothing is left behind on failure."""
-    from amltui.app.runs import create_runs
+    from amltui.app.runs.folders import create_runs
 
     try:
         return [r["id"] for r in create_runs(store, configs, run_ids, sweep=sweep)]
@@ -321,7 +322,7 @@ def start_detached(store: Store, ids: list[str], options: DispatchOptions) -> st
 
 def local_slots(store: Store, ids: list[str], options: DispatchOptions) -> Any:
     """The LocalPlan (slots, admission gate, notes) for running ``ids`` in the foreground."""
-    from amltui.app.executors.control import local_plan
+    from amltui.app.executors.slots import local_plan
 
     try:
         return local_plan(options.gpus, options.slots_per_gpu, options.cpu_slots, store=store,
@@ -333,7 +334,7 @@ def local_slots(store: Store, ids: list[str], options: DispatchOptions) -> Any:
 
 def _not_started(store: Store, ids: list[str], exc: Exception) -> None:
     """Nothing was started: the runs must not stay queued forever (`amltui resume` starts them later)."""
-    from amltui.app.runs import set_status
+    from amltui.app.runs.states import set_status
 
     for run_id in ids:
         set_status(store, run_id, Status.CANCELLED, expect=(Status.QUEUED,), error=f"not started: {exc}")
@@ -348,7 +349,7 @@ def slurm_executor(store: Store, options: DispatchOptions) -> Any:
 
 def submit_slurm(store: Store, ids: list[str], slurm: Any) -> Iterator[tuple[str, str]]:
     """Submit each run as a Slurm job; yields (run id, job id); a refusal marks the run failed (exit code 1)."""
-    from amltui.app.runs import set_status
+    from amltui.app.runs.states import set_status
 
     for run_id in ids:
         try:

@@ -11,8 +11,8 @@ from typing import Any
 
 from amltui.app.errors import UserError
 from amltui.app.fsutil import check_runs_folder, refuse_planted_links
-from amltui.app.records import ACTIVE, DAMAGED, LIVE, WORKING, Status, inspect, inspect_all
-from amltui.app.store import Store, StoreError, delete_record, mark_folderless, validate_run_id
+from amltui.app.runs.records import ACTIVE, DAMAGED, LIVE, WORKING, Status, inspect, inspect_all
+from amltui.app.runs.store import Store, StoreError, delete_record, mark_folderless, validate_run_id
 
 Record = dict[str, Any]
 CANCELLABLE = LIVE  # queued, running, stalled, orphaned
@@ -86,7 +86,7 @@ def listed(ids: list[str], most: int = 8) -> str:
 
 def with_status(store: Store, statuses: list[str]) -> list[Record]:
     """The runs whose status is one of ``statuses`` (each checked: a misspelt status is refused, not empty)."""
-    from amltui.app.filters import FilterError, check_value
+    from amltui.app.runs.filters import FilterError, check_value
 
     try:
         wanted = {check_value("status", s, "--status") for s in statuses}
@@ -105,7 +105,7 @@ def resume_run(store: Store, record: Record, options: Any = None) -> str:
     Dispatching it is the caller's (launch.start_detached, or the command line's foreground scheduler).
     What would fail it again without training (its data gone, a GPU that is not there) is refused first;
     ``options`` (launch.DispatchOptions) are where it will run."""
-    from amltui.app.runs import requeue
+    from amltui.app.runs.states import requeue
 
     run_id, status = record["id"], record.get("status")
     if status == DAMAGED:
@@ -143,7 +143,7 @@ def resume_runs(store: Store, records: list[Record], options: Any = None) -> tup
 
 
 def _preflight_resume(store: Store, record: Record, options: Any) -> None:
-    from amltui.app.runs import run_dir
+    from amltui.app.runs.folders import run_dir
     from amltui.app.service.launch import DispatchOptions, preflight
 
     try:
@@ -166,7 +166,7 @@ def cancellable(store: Store) -> list[Record]:
 def cancel_one(store: Store, record: Record) -> str:
     """Cancel one run; what happened. Raises OSError, ValueError or RuntimeError (StoreError, SlurmError)."""
     from amltui.app.executors.control import cancel_run
-    from amltui.app.runs import run_dir
+    from amltui.app.runs.folders import run_dir
 
     if record.get("status") != DAMAGED:
         return cancel_run(store, record)
@@ -194,7 +194,7 @@ def _worker_alive(record: Record) -> bool:
 
 def check_deletable(store: Store, targets: list[Record]) -> None:
     """Refuse deleting live runs, folders that are symbolic links, or from a folder that is not writable."""
-    from amltui.app.runs import run_dir
+    from amltui.app.runs.folders import run_dir
 
     active = [r["id"] for r in targets if r.get("status") in (Status.QUEUED, *WORKING) or _worker_alive(r)]
     if active:
@@ -219,7 +219,7 @@ def delete_run(store: Store, record: Record) -> Path:
     record is read again and the folder is renamed to a tombstone in the runs folder in one step; only then is
     the tombstone removed. Of several concurrent deletes exactly one renames the folder; the others find it gone.
     """
-    from amltui.app.runs import run_dir
+    from amltui.app.runs.folders import run_dir
 
     run_id = record["id"]
     folder = run_dir(store.runs_dir, run_id).path
@@ -244,9 +244,9 @@ def _already_gone(run_id: str) -> UserError:
 
 def _entomb(store: Store, folder: Path, run_id: str) -> Path:
     """Holding the run's lock: check the run may still be deleted, and rename its folder to a tombstone."""
-    from amltui.app.executors.owners import worker_alive
     from amltui.app.fsutil import FileLock, read_json
-    from amltui.app.store import RUN_LOCK_FILENAME, RUN_RECORD_FILENAME
+    from amltui.app.runs.owners import worker_alive
+    from amltui.app.runs.store import RUN_LOCK_FILENAME, RUN_RECORD_FILENAME
 
     lock = FileLock(folder / RUN_LOCK_FILENAME)
     try:
@@ -277,7 +277,7 @@ def _entomb(store: Store, folder: Path, run_id: str) -> Path:
 
 def open_store(runs_dir: Path | None) -> Store:
     """The store of ``runs_dir`` (default: $AMLTUI_RUNS_DIR or ./runs); a corrupt index is a UserError."""
-    from amltui.app.runs import default_runs_dir
+    from amltui.app.runs.folders import default_runs_dir
 
     try:
         store = Store(runs_dir or default_runs_dir())

@@ -1,6 +1,6 @@
 """`amltui reproduce`, the whole sequence: plan → invariance sets → requeue / queue → run → human-labelled sets,
 curves, AutoAttack → report folder. The front end only draws: it gives a ``ReproduceFront`` that prints, shows
-progress and runs (or follows) the runs; the pieces live in amltui/app/reproduce.py."""
+progress and runs (or follows) the runs; the pieces live in amltui/app/results/reproduce.py."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from amltui.app.errors import UserError
-from amltui.app.records import Status
+from amltui.app.runs.records import Status
+from amltui.app.runs.store import Store
 from amltui.app.service.launch import ConfigRequest, DispatchOptions, preflight, queue_runs, resolve_configs
 from amltui.app.service.manage import reap_lost
-from amltui.app.store import Store
 from core.config import VARIANTS, RunConfig
 
 Listener = Callable[[str, dict[str, Any]], None]
@@ -81,8 +81,8 @@ def check_request(request: ReproduceRequest) -> list[RunConfig]:
 def reproduce(store: Store, request: ReproduceRequest, front: ReproduceFront,
               configs: list[RunConfig] | None = None) -> tuple[Path | None, int]:
     """Run the sequence; (the report, or None when detached; the exit code of the runs)."""
-    from amltui.app.reproduce import plan
-    from amltui.app.runs import requeue
+    from amltui.app.results.reproduce import plan
+    from amltui.app.runs.states import requeue
 
     configs = configs or check_request(request)
     reap_lost(store)
@@ -109,7 +109,8 @@ def reproduce(store: Store, request: ReproduceRequest, front: ReproduceFront,
 
 
 def make_invariance_sets(store: Store, configs: list[RunConfig], front: ReproduceFront) -> None:
-    from amltui.app.runs import invariance_for, load_run_data
+    from amltui.app.science.execution import invariance_for
+    from amltui.app.science.loading import load_run_data
     from core.device import resolve_device, set_threads
 
     first = configs[0]
@@ -132,7 +133,7 @@ def _done(store: Store, ids: Iterable[str]) -> Iterable[dict[str, Any]]:
 
 
 def score_human_sets(store: Store, ids: list[str], request: ReproduceRequest, front: ReproduceFront) -> None:
-    from amltui.app.runs import evaluate_human_sets
+    from amltui.app.science.evaluation import evaluate_human_sets
 
     if not (request.human_sets or request.human_sets_dir):
         return
@@ -153,7 +154,7 @@ def measure_robustness(store: Store, ids: list[str], request: ReproduceRequest, 
     """
     if not (request.robust_checks or request.autoattack):
         return
-    from amltui.app.robustness import record_autoattack, record_cheap_checks
+    from amltui.app.science.robustness import record_autoattack, record_cheap_checks
 
     with front.progress() as listener:
         asked = False
@@ -176,7 +177,7 @@ def measure_robustness(store: Store, ids: list[str], request: ReproduceRequest, 
 def _confirm_if_long(ev: Any, checks: bool, aa: bool, runs: int, front: ReproduceFront) -> None:
     """Put the step's projected time to the front end when it is over robustness.CONFIRM_OVER_S: this run's
     estimate (the cost model of `eval`) times the runs left, which share its architecture and subset."""
-    from amltui.app import robustness
+    from amltui.app.science import robustness
 
     cfg = ev.config
     plan = [("fgsm", cfg.eps_s)] if checks else []
@@ -194,7 +195,7 @@ def measure_curves(store: Store, ids: list[str], request: ReproduceRequest, fron
     """Each finished run's accuracy-vs-ε curve (cached in the run folders)."""
     if not request.curves:
         return
-    from amltui.app.robustness import CurveSpec, compute_curve
+    from amltui.app.science.robustness import CurveSpec, compute_curve
     from core.robustness import default_grid
 
     with front.progress() as listener:
@@ -211,7 +212,7 @@ def measure_curves(store: Store, ids: list[str], request: ReproduceRequest, fron
 def _evaluator(store: Store, run_id: str, front: ReproduceFront, listener: Any, **kw: Any) -> Any:
     """The run's evaluator, or None with a warning when its checkpoint is damaged: that run loses its curve,
     checks and A_AA, not the report."""
-    from amltui.app.robustness import open_evaluator
+    from amltui.app.science.robustness import open_evaluator
     from core.errors import TrainingFailed
 
     try:
@@ -222,7 +223,8 @@ def _evaluator(store: Store, run_id: str, front: ReproduceFront, listener: Any, 
 
 
 def write(store: Store, ids: list[str], request: ReproduceRequest, configs: list[RunConfig]) -> Path:
-    from amltui.app.reproduce import report_folder_name, write_report
+    from amltui.app.results.reproduce import report_folder_name, write_report
+    from amltui.app.science.pca import write_pca
 
     folder = request.out or store.runs_dir / "reports" / report_folder_name(configs)
-    return write_report(store, ids, folder, request.command)
+    return write_report(store, ids, folder, request.command, draw_pca=write_pca)

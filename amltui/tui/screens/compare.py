@@ -21,9 +21,9 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
-from amltui.app.records import inspect
-from amltui.app.runs import RunDir
-from amltui.app.status_style import STATUS_STYLE
+from amltui.app.runs.folders import RunDir
+from amltui.app.runs.records import inspect
+from amltui.app.runs.status_style import STATUS_STYLE
 from amltui.tui.data import read_json_or_none
 from amltui.tui.keys import BACK, tab_keys
 from amltui.tui.messages import CompareLoaded

@@ -22,12 +22,12 @@ from textual.worker import get_current_worker
 
 from amltui.app.executors.local import PYTHON  # python -P: never imports from the cwd
 from amltui.app.fsutil import read_json
-from amltui.app.outcomes import CHANCE_MARK, chance_note
-from amltui.app.records import ACTIVE, DAMAGED
-from amltui.app.run_pca import DONE_PREFIX, ERROR_PREFIX, STAGE_PREFIX
-from amltui.app.run_progress import describe
+from amltui.app.runs.outcomes import CHANCE_MARK, chance_note
+from amltui.app.runs.progress import describe
+from amltui.app.runs.records import ACTIVE, DAMAGED
+from amltui.app.runs.status_style import STATUS_STYLE
 from amltui.app.safetext import printable
-from amltui.app.status_style import STATUS_STYLE
+from amltui.app.science.pca import DONE_PREFIX, ERROR_PREFIX, STAGE_PREFIX
 from amltui.tui.data import DetailReader, RunDetail, damaged_record
 from amltui.tui.keys import BACK, tab_keys
 from amltui.tui.messages import DetailLoaded, PcaStage
@@ -258,7 +258,7 @@ class DetailScreen(Screen):
 
     @work(thread=True, group="pca", exclusive=True, exit_on_error=False)
     def _compute_pca(self) -> None:
-        """`python -P -m amltui.app.run_pca` in a child process: torch never enters the dashboard (it would stay
+        """`python -P -m amltui.app.science.pca` in a child process: torch never enters the dashboard (it would stay
         resident, hundreds of MB, until quit), and -P keeps the user's cwd off the child's import path."""
         try:
             self.pca_process = proc = start_pca(Path(self.app.runs_dir), self.run_id)
@@ -312,8 +312,8 @@ class DetailScreen(Screen):
 
 
 def start_pca(runs_dir: Path, run_id: str) -> subprocess.Popen[str]:
-    """The PCA child process (amltui/app/run_pca.py), its stdout and stderr as one text pipe."""
-    return subprocess.Popen([*PYTHON, "-m", "amltui.app.run_pca", "--runs-dir",
+    """The PCA child process (amltui/app/science/pca.py), its stdout and stderr as one text pipe."""
+    return subprocess.Popen([*PYTHON, "-m", "amltui.app.science.pca", "--runs-dir",
                              os.path.abspath(runs_dir), run_id], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, text=True, errors="replace")
 

@@ -19,6 +19,11 @@ KEY_LABELS = {"enter": "Enter", "slash": "/", "escape": "Esc", "space": "Space",
               "left": "←", "right": "→"}
 
 
+# A screen's title and its rows: (key labels, description, action). The dashboard lists every screen
+# (amltui/tui/dashboard.py help_sections): it is the one module that knows them all.
+Section = tuple[str, list[tuple[list[str], str, str]]]
+
+
 def key_label(key: str) -> str:
     """How docs/dashboard.md and the help screen write a Textual key name: ``question_mark`` → ``?``, ``ctrl+s`` →
     ``Ctrl+S``."""
@@ -44,35 +49,11 @@ def _as_binding(binding: BindingType) -> Binding:
     return binding if isinstance(binding, Binding) else Binding(*binding)
 
 
-def help_sections() -> list[tuple[str, list[tuple[list[str], str, str]]]]:
-    """Every screen of the dashboard with its keys, in the order docs/dashboard.md's key table lists them."""
-    from amltui.tui.dashboard import DashboardApp
-    from amltui.tui.screens.confirm import ConfirmScreen
-    from amltui.tui.screens.detail import DetailScreen
-    from amltui.tui.screens.new_runs import LaunchScreen
-    from amltui.tui.screens.results import ResultsScreen
-    from amltui.tui.screens.runs import RunsScreen
-    from amltui.tui.screens.sort_picker import SortPicker
-    from amltui.tui.widgets.runs_table import RunsTable
-
-    sections = [("runs", binding_rows(RunsScreen, RunsTable)), ("run detail", binding_rows(DetailScreen))]
-    try:  # the compare view (amltui/tui/screens/compare.py), where present
-        from amltui.tui.screens.compare import CompareScreen
-    except ImportError:
-        pass
-    else:
-        sections.append(("compare", binding_rows(CompareScreen)))
-    sections += [("results", binding_rows(ResultsScreen)), ("launch", binding_rows(LaunchScreen)),
-                 ("sort picker", binding_rows(SortPicker)), ("confirm", binding_rows(ConfirmScreen)),
-                 ("help", binding_rows(HelpScreen)), ("everywhere", binding_rows(DashboardApp))]
-    return sections
-
-
-def help_table() -> Table:
+def help_table(sections: list[Section]) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
-    for n, (title, rows) in enumerate(help_sections()):
+    for n, (title, rows) in enumerate(sections):
         if n:
             table.add_row("", "")
         table.add_row(Text(title, style="bold underline"), "")
@@ -97,11 +78,15 @@ class HelpScreen(Dialog[None]):
         Binding("escape,question_mark,q", "close", "Close"),
     ]
 
+    def __init__(self, sections: list[Section]) -> None:
+        super().__init__()
+        self.sections = sections
+
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Static("[b]Keys[/b] (↑/↓ scroll; Esc closes)", id="help-title")
             with VerticalScroll(id="help-keys"):
-                yield Static(help_table())
+                yield Static(help_table(self.sections))
 
     def on_mount(self) -> None:
         self.query_one("#help-keys").focus()

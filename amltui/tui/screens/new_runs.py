@@ -15,8 +15,8 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Button, Input, Label, Select, Static
 
-from amltui.app.store import StoreError
-from amltui.app.sweeps import needs_confirmation
+from amltui.app.runs.store import StoreError
+from amltui.app.runs.sweeps import needs_confirmation
 from amltui.tui.actions import (
     ActionError,
     LaunchRequest,
@@ -75,7 +75,7 @@ class LaunchScreen(Dialog[LaunchResult | None]):
     def __init__(self, runs_dir: Path) -> None:
         super().__init__()
         self.runs_dir = runs_dir
-        # The form as it was when a large sweep was asked about (amltui/app/sweeps.py CONFIRM_ABOVE): the next
+        # The form as it was when a large sweep was asked about (amltui/app/runs/sweeps.py CONFIRM_ABOVE): the next
         # Launch queues only these very values. Keyed by the run count alone, keys typed after the question
         # (epochs=12 → epochs=1200, a fast burst then Ctrl+S) were queued without being asked about.
         self.confirmed: tuple[FormValues, str] | None = None

@@ -21,10 +21,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import get_current_worker
 
-from amltui.app.report import IA_METRICS, Cell, Row, footnotes, present_metrics
+from amltui.app.results.report import IA_METRICS, Cell, Row, footnotes, present_metrics
+from amltui.app.runs.store import StoreError
 from amltui.app.safetext import markup_safe
 from amltui.app.service import browse
-from amltui.app.store import StoreError
 from amltui.tui import actions
 from amltui.tui.keys import BACK
 from amltui.tui.messages import ResultsLoaded

@@ -14,17 +14,17 @@ from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
 from amltui.app import gpus
-from amltui.app.records import LIVE, Status
+from amltui.app.runs.records import LIVE, Status
+from amltui.app.runs.store import StoreError
 from amltui.app.safetext import markup_safe
 from amltui.app.service import browse
-from amltui.app.store import StoreError
 from amltui.tui import actions
 from amltui.tui.actions import LaunchResult
 from amltui.tui.data import RESUMABLE, RunsSnapshot
 from amltui.tui.messages import GpusLoaded, RunsLoaded
+from amltui.tui.screens.compare import CompareScreen
 from amltui.tui.screens.confirm import ConfirmScreen
 from amltui.tui.screens.detail import DetailScreen
-from amltui.tui.screens.help import HelpScreen
 from amltui.tui.screens.new_runs import LaunchScreen
 from amltui.tui.screens.results import ResultsScreen
 from amltui.tui.screens.sort_picker import SortPicker
@@ -201,7 +201,7 @@ class RunsScreen(Screen):
         self.app.push_screen(ResultsScreen())
 
     def action_help(self) -> None:
-        self.app.push_screen(HelpScreen())
+        self.app.show_help()
 
     def action_mark(self) -> None:
         if self.table.toggle_mark() is not None:
@@ -212,12 +212,6 @@ class RunsScreen(Screen):
         run_ids = list(self.table.marked)
         if len(run_ids) < 2:
             self.notify("Mark two or more runs with space, then o compares them", severity="warning")
-            return
-        try:
-            from amltui.tui.screens.compare import CompareScreen
-        except ImportError:  # a build without the compare view: the first run's detail
-            self.notify("No compare view in this build; showing the first marked run", severity="warning")
-            self.app.push_screen(DetailScreen(run_ids[0]))
             return
         self.app.push_screen(CompareScreen(run_ids))
 

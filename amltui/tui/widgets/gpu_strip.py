@@ -13,7 +13,7 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from amltui.app.gpus import Gpu, GpuError, Inventory, visible_gpus
-from amltui.app.records import Status
+from amltui.app.runs.records import Status
 from amltui.app.safetext import markup_safe
 
 MAX_LINES = 3

@@ -12,8 +12,8 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from amltui.app.outcomes import CHANCE_MARK
-from amltui.app.runs_view import FLAG_MARK, SORTS, FilterSyntaxError, ProgressCell, RunRow, filter_rows, sort_rows
+from amltui.app.runs.outcomes import CHANCE_MARK
+from amltui.app.runs.view import FLAG_MARK, SORTS, FilterSyntaxError, ProgressCell, RunRow, filter_rows, sort_rows
 from amltui.app.safetext import printable
 from amltui.tui.data import COLUMNS, FROZEN, MARK, NUMERIC, POINT_COLUMN, STATUS_STYLE
 
@@ -54,7 +54,7 @@ def layout_for(cells: list[dict[str, str]]) -> Layout:
 
 
 def _progress(cell: ProgressCell) -> Text:
-    """The bar in colour, then the count (both from the run's phase events: amltui/app/runs_view.py)."""
+    """The bar in colour, then the count (both from the run's phase events: amltui/app/runs/view.py)."""
     return Text.assemble((cell.bar, "cyan"), " ", cell.count)
 
 
@@ -132,7 +132,7 @@ class RunsTable(DataTable):
         self._sync()
 
     def set_filter(self, text: str) -> None:
-        """Filter by ``text`` (the one filter grammar, amltui/app/filters.py); a bad key or value sets
+        """Filter by ``text`` (the one filter grammar, amltui/app/runs/filters.py); a bad key or value sets
         ``filter_error`` instead."""
         self.filter_text = text
         self._sync()

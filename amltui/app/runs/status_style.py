@@ -3,7 +3,7 @@ dashboard's cells use the same names). Torch-free and Textual-free: importing it
 
 from __future__ import annotations
 
-from amltui.app.records import Status
+from amltui.app.runs.records import Status
 
 STATUS_STYLE: dict[str, str] = {
     Status.DONE: "green", Status.RUNNING: "bold cyan", Status.STALLED: "bold magenta", Status.QUEUED: "white",

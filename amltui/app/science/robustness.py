@@ -15,9 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from amltui.app.fsutil import FileLock, atomic_write_json, make_folder, read_json
-from amltui.app.runs import Listener, RunDir, load_run_data, load_run_model, now, run_dir
-from amltui.app.store import Store, update_record
-from core.aa_spec import aa_components_of, aa_signature, short_aa_label
+from amltui.app.results.curves import aa_spec, aa_version_of, attack_label, curve_points, pgd_spec
+from amltui.app.runs.folders import RunDir, run_dir
+from amltui.app.runs.records import now
+from amltui.app.runs.store import Store, update_record
+from amltui.app.science.events import Listener
+from amltui.app.science.loading import load_run_data, load_run_model
+from core.aa_spec import aa_components_of
 from core.checks import LARGE_EPS, Measurements, Thresholds, merge_flags, run_checks, summary_line
 from core.fsio import open_regular
 
@@ -37,38 +41,6 @@ def checkpoint_hash(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()[:16]
-
-
-def pgd_spec(steps: int, restarts: int = 1, seed: int = 0) -> str:
-    return f"pgd-{steps}x{restarts}-s{seed}"
-
-
-def aa_spec(version: str) -> str:
-    """The measurement key of an AutoAttack version: its name and every count ('aa-standard@apgd-ce:100+…'), so a
-    cached or curve entry of the 10-iteration era ('aa-standard') is never read as full strength."""
-    return f"aa-{aa_signature(version)}"
-
-
-def aa_version_of(spec: str) -> str:
-    return spec[3:].split("@", 1)[0]
-
-
-def attack_label(spec: str) -> str:
-    """'pgd-40x1-s0' → 'PGD-40', 'aa-standard@…' → 'AA standard 100it' (legends and tables); an 'aa-' key
-    without counts is from before full strength and is labelled as the 10-iteration ensemble it was."""
-    if spec.startswith("pgd-"):
-        steps, rest = spec[4:].split("x", 1)
-        restarts = rest.split("-", 1)[0]
-        return f"PGD-{steps}" + (f"×{restarts}" if restarts != "1" else "")
-    if spec.startswith("aa-"):
-        version = aa_version_of(spec)
-        if "@" not in spec:
-            return short_aa_label({"version": version})
-        _, comps = aa_components_of(version)
-        return short_aa_label({"version": version, "components": [c.to_dict() for c in comps]})
-    if spec.startswith("square-"):
-        return f"Square ({spec[7:]} queries)"
-    return spec.upper()
 
 
 class Evaluator:
@@ -154,7 +126,7 @@ def open_evaluator(store: Store, run_id: str, *, device: str | None = None, subs
 
 
 def _update_record(store: Store, rd: RunDir, change: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``change`` into the record through the one locked read-modify-write (amltui/app/store.py
+    """Merge ``change`` into the record through the one locked read-modify-write (amltui/app/runs/store.py
     update_record): metrics are merged, a callable maps the old value, anything else replaces it."""
     def apply(record: dict[str, Any]) -> None:
         for key, value in change.items():
@@ -233,14 +205,6 @@ def compute_curve(ev: Evaluator, spec: CurveSpec) -> dict[str, Any]:
             "written": now()}
     atomic_write_json(ev.rd.path / "curve.json", data)
     return data
-
-
-def write_curve_png(data: dict[str, Any], path: Path, title: str) -> Path:
-    from amltui.app.png_figures import robustness_curve_figure
-
-    lines = {data["labels"].get(a, a): [curve_points(data, a)] for a in data["curves"]}
-    panel = f"{data.get('n')} test images (stratified)"
-    return robustness_curve_figure({panel: lines}, path, title=title, eps_s=data.get("eps_s"))
 
 
 # ---- sanity checks -------------------------------------------------------------------------------------
@@ -324,72 +288,6 @@ def carried_over_aa(rd: RunDir, record: dict[str, Any]) -> dict[str, Any]:
     if "A_AA" not in metrics or not rd.checkpoint.exists() or info.get("checkpoint") != checkpoint_hash(rd.checkpoint):
         return {}
     return {"A_AA": (metrics["A_AA"], counts.get("A_AA"))}
-
-
-# ---- terminal rendering --------------------------------------------------------------------------------
-CURVE_STYLES = ("cyan", "red", "yellow", "magenta", "green")
-
-
-def curve_chart(data: dict[str, Any], width: int = 72, height: int = 16) -> list[Any]:
-    """The curve of curve.json as braille lines (the dashboard's chart), x = ε."""
-    from amltui.termplot.line_chart import Series, render_chart
-
-    series = [Series(data["labels"].get(a, a), curve_points(data, a), CURVE_STYLES[i % len(CURVE_STYLES)])
-              for i, a in enumerate(data["curves"])]
-    return render_chart(f"accuracy % vs ε (n={data.get('n')})", series, width, height, x_name="ε")
-
-
-def curve_table(data: dict[str, Any]) -> Any:
-    from rich import box
-    from rich.table import Table
-
-    table = Table(box=box.SIMPLE_HEAD, title=f"accuracy % vs ε on {data.get('n')} test images")
-    table.add_column("ε", justify="right")
-    for a in data["curves"]:
-        table.add_column(data["labels"].get(a, a), justify="right")
-    for i, e in enumerate(data["grid"]):
-        table.add_row(f"{e:g}", *("–" if accs[i] is None else f"{accs[i]:.2f}" for accs in data["curves"].values()))
-    return table
-
-
-def curve_points(data: dict[str, Any], attack: str) -> list[tuple[float, float]]:
-    """(ε, accuracy) of one attack of curve.json, skipping ε values where it was not run."""
-    return [(e, a) for e, a in zip(data["grid"], data["curves"][attack], strict=True) if a is not None]
-
-
-def read_curve(rd: RunDir) -> dict[str, Any] | None:
-    """curve.json, its labels recomputed from the keys (a pre-full-strength AutoAttack line says it was the
-    10-iteration ensemble); None if missing or unreadable."""
-    path = rd.path / "curve.json"
-    try:
-        data = read_json(path) if path.exists() else None
-    except (OSError, ValueError):
-        return None
-    if data and isinstance(data.get("labels"), dict):
-        data["labels"] = {**data["labels"], **{a: attack_label(a) for a in data.get("curves", {})
-                                               if a.startswith("aa-")}}
-    return data
-
-
-def robustness_figure(store: Store, records: list[dict[str, Any]], path: Path) -> Path | None:
-    """Every variant's accuracy-vs-ε curve (mean over its seeds, ±1 std band), one panel per attack, from the
-    runs' curve.json files; None when no run has a curve (`amltui eval RUN --curve` makes them)."""
-    from amltui.app.png_figures import robustness_curve_figure
-
-    panels: dict[str, dict[str, list[list[tuple[float, float]]]]] = {}
-    eps_s = set()
-    for r in sorted(records, key=lambda r: (r.get("variant", ""), r.get("seed", 0))):
-        data = read_curve(run_dir(store.runs_dir, r["id"]))
-        if not data:
-            continue
-        eps_s.add(data.get("eps_s"))
-        for attack in data["curves"]:
-            label = data["labels"].get(attack, attack)
-            panels.setdefault(label, {}).setdefault(r.get("variant", "?"), []).append(curve_points(data, attack))
-    if not panels:
-        return None
-    return robustness_curve_figure(panels, path, title="accuracy vs ε per variant (mean over seeds, ±1 std band)",
-                                   eps_s=next(iter(eps_s)) if len(eps_s) == 1 else None)
 
 
 # ---- how long an evaluation will take ------------------------------------------------------------------

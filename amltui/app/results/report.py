@@ -22,11 +22,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from amltui.app.flagnotes import MARK, marked, selection_note
-from amltui.app.flagnotes import footnotes as flag_footnotes
-from amltui.app.records import Status
-from amltui.app.report_notes import aa_note, flagged_lines
-from amltui.app.sweeps import format_value
+from amltui.app.results.flagnotes import MARK, marked, selection_note
+from amltui.app.results.flagnotes import footnotes as flag_footnotes
+from amltui.app.results.report_notes import aa_note, flagged_lines
+from amltui.app.runs.records import Status, field_of
+from amltui.app.runs.sweeps import format_value
 from core.config import VARIANT_DEFAULTS, VARIANTS
 from core.domains import TARGET_TABLE_NOTE
 from core.metrics import METRIC_LABELS, METRIC_ORDER
@@ -130,13 +130,6 @@ def _setting(record: dict[str, Any]) -> str:
     parts = [str(record.get("preset", "?"))] + [f"{k}={'null' if v is None else format_value(v)}"
                                                 for k, v in sorted(diff.items())]
     return "; ".join(parts)
-
-
-def field_of(record: dict[str, Any], key: str) -> Any:
-    """A record field, or a config value of the run (records carry their resolved config)."""
-    if key in record:
-        return record[key]
-    return (record.get("config") or {}).get(key)
 
 
 def _differences(runs: list[dict[str, Any]]) -> list[str]:
@@ -577,3 +570,13 @@ _TEX_CHARS = {
 def _tex(text: str) -> str:
     """Plain text as LaTeX text: specials escaped, the non-ASCII symbols amltui writes as math."""
     return "".join(_TEX_CHARS.get(ch, ch) for ch in text)
+
+
+# Two-sided 95% Student-t quantiles by degrees of freedom (for paired differences over few seeds).
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def t_quantile(df: int) -> float:
+    keys = sorted(T975)
+    return T975[max(k for k in keys if k <= df)] if df >= 1 else math.nan

@@ -1,5 +1,5 @@
 """The run record: its fields (``RunRecord``), its statuses (``Status``), and checking a record before anything
-shows, counts or acts on it. Records are changed only through amltui.app.store.update_record.
+shows, counts or acts on it. Records are changed only through amltui.app.runs.store.update_record.
 
 A record comes from a JSON file that a crash, a full disk, another tool or a person may have damaged: a field
 of the wrong type, a NaN metric, a run folder deleted or a run.json garbled under a live index. ``inspect``
@@ -100,10 +100,10 @@ class RunRecord(TypedDict, total=False):
     Records travel as plain JSON dicts, so this is a TypedDict: code reads and writes them as dicts, a type
     checker sees the fields, and ``record_problems`` validates a record against these declarations. A field
     of a mistyped value marks the record damaged (``inspect``). Fields not declared here are allowed and left
-    alone (tests and tools add their own). Change a record only through amltui.app.store.update_record.
+    alone (tests and tools add their own). Change a record only through amltui.app.runs.store.update_record.
     """
 
-    # What ran: written once, by amltui.app.runs.create_runs.
+    # What ran: written once, by amltui.app.runs.folders.create_runs.
     id: str
     status: Status
     variant: str | None
@@ -114,7 +114,7 @@ class RunRecord(TypedDict, total=False):
     overrides: list[str]  # the user's key=value overrides, as given
     group: str | None  # runs with equal groups differ only in the seed (pooled into one table row)
     context: str | None  # like group but blind to the variant (which baseline a run is compared with)
-    config: dict[str, Any] | None  # the resolved config; see amltui.app.runs._new_record for why it is here too
+    config: dict[str, Any] | None  # the resolved config; see amltui.app.runs.folders._new_record for why it is here too
     config_diff: dict[str, Any] | None
     code_version: str | None
     created: Stamp | float  # the store also sorts numeric times (written by older tools)
@@ -122,7 +122,7 @@ class RunRecord(TypedDict, total=False):
     tags: list[str]
     note: str | None  # the user's note on the run
 
-    # Progress and outcome: written by the worker (amltui.app.runs.execute).
+    # Progress and outcome: written by the worker (amltui.app.science.execution.execute).
     started: Stamp | None
     ended: Stamp | None
     updated: Stamp | None  # stamped by every update_record
@@ -438,3 +438,10 @@ def unindexed_folders(runs_dir: Path, known: Iterable[str]) -> list[str]:
     except OSError:
         return []
     return [p.name for p in entries if p.name not in ids and not p.is_symlink() and (p / "run.json").is_file()]
+
+
+def field_of(record: dict[str, Any], key: str) -> Any:
+    """A record field, or a config value of the run (records carry their resolved config)."""
+    if key in record:
+        return record[key]
+    return (record.get("config") or {}).get(key)

@@ -2,7 +2,8 @@
 
 Identical = same resolved config (``group``: every scientific value but the seed), same seed, same data
 fingerprint and same code version. The fingerprint of the data a new run would use is only known after loading
-the data, so it is computed only when a candidate with the same config, seed and code exists.
+the data, so it is computed only when a candidate with the same config, seed and code exists; the caller passes
+the function that loads it (amltui/app/science/loading.py: loading data is the science's).
 """
 
 from __future__ import annotations
@@ -10,19 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from amltui.app.records import Status
-from amltui.app.runs import code_version, load_run_data
+from amltui.app.runs.records import Status
+from amltui.app.runs.folders import code_version
 from core.config import RunConfig
 
 Fingerprint = Callable[[RunConfig], str]
 
 
-def data_fingerprint(config: RunConfig) -> str:
-    return load_run_data(config).fingerprint
-
-
 def find_identical(records: list[dict[str, Any]], configs: list[RunConfig],
-                   fingerprint: Fingerprint = data_fingerprint) -> dict[int, dict[str, Any]]:
+                   fingerprint: Fingerprint) -> dict[int, dict[str, Any]]:
     """{index into ``configs``: the latest identical finished run} for the configs that have one."""
     version = code_version()
     cache: dict[tuple, str] = {}

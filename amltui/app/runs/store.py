@@ -38,7 +38,7 @@ from amltui.app.fsutil import (
     refuse_planted_links,
     refuse_symlink,
 )
-from amltui.app.records import DAMAGED, RunRecord, now, record_problems
+from amltui.app.runs.records import DAMAGED, RunRecord, now, record_problems
 
 SCHEMA_VERSION = 1
 STORE_FILENAME = "store.json"
@@ -457,7 +457,7 @@ class Store:
 
         The run folders win over the old index. Records of a readable old index that no usable run.json
         replaces are kept, marked ``damaged``, and listed in ``kept``; records whose fields have the wrong
-        type are marked ``damaged`` too (amltui.app.records), so listings show them as such. A corrupt old index
+        type are marked ``damaged`` too (amltui.app.runs.records), so listings show them as such. A corrupt old index
         is moved aside, never deleted. A newer schema raises StoreSchemaError and changes nothing. Folders
         without a run.json are not runs and are ignored; a run.json that cannot be used is listed in
         ``skipped`` with the reason.

@@ -18,10 +18,10 @@ from rich.progress import (
 from rich.text import Text
 
 from amltui.app.fsutil import read_json
-from amltui.app.outcomes import at_chance
-from amltui.app.records import DAMAGED, TERMINAL, UNSTARTED, Status, inspect, parse_time
-from amltui.app.runs import run_dir
-from amltui.app.store import Store
+from amltui.app.runs.outcomes import at_chance
+from amltui.app.runs.records import DAMAGED, TERMINAL, UNSTARTED, Status, inspect, parse_time
+from amltui.app.runs.folders import run_dir
+from amltui.app.runs.store import Store
 
 
 def read_progress(store: Store, run_id: str) -> dict[str, Any]:
@@ -70,7 +70,7 @@ def _describe(record: dict[str, Any], progress: dict[str, Any]) -> tuple[str, fl
     return "starting", 0, 1
 
 
-# What the worker's phases (amltui/app/runs.py _Execution.enter) are called in the live views and `ls`.
+# What the worker's phases (amltui/app/science/execution.py _Execution.enter) are called in the live views and `ls`.
 PHASE_NAMES = {"invariance": "invariance", "train": "training", "eval": "evaluation", "autoattack": "AutoAttack"}
 SHORT_NAMES = {"invariance": "inv", "eval": "eval", "autoattack": "AA"}
 

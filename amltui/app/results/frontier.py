@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from amltui.app.report import Cell, Row
-from amltui.app.sweep_table import sweep_rows
+from amltui.app.results.report import Cell, Row
+from amltui.app.results.sweep_table import sweep_rows
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 INTERVALS = ("std", "ci95")
@@ -54,7 +54,7 @@ def half_width(cell: Cell, interval: str = "std") -> float | None:
         return None
     if interval == "std":
         return cell.std
-    from amltui.app.reproduce import t_quantile  # the one t table (reproduce's report intervals)
+    from amltui.app.results.report import t_quantile  # the one t table (reproduce's report intervals)
 
     return t_quantile(cell.n - 1) * cell.std / math.sqrt(cell.n)
 
@@ -70,7 +70,8 @@ def check_metrics(x: str, y: str, interval: str = "std") -> None:
 
 
 def points_of(rows: list[Row], x: str = DEFAULT_X, y: str = DEFAULT_Y, interval: str = "std") -> list[Point]:
-    """One point per row that has both metrics (rows from amltui/app/sweep_table.py: settings name the point)."""
+    """One point per row that has both metrics (rows from amltui/app/results/sweep_table.py: settings name the
+    point)."""
     check_metrics(x, y, interval)
     out = []
     for row in rows:
@@ -101,7 +102,7 @@ def caption(points: list[Point], interval: str) -> str:
 def frontier_figure(points: list[Point], x: str = DEFAULT_X, y: str = DEFAULT_Y, interval: str = "std",
                     title: str = "Sensitivity–invariance frontier") -> Any:
     """The matplotlib figure (one errorbar container per point, in ``points`` order; the front as a line)."""
-    from amltui.app.png_figures import plt  # Agg backend, set once there
+    from amltui.app.results.png_figures import plt  # Agg backend, set once there
 
     fig, ax = plt.subplots(figsize=(7.5, 5.6))
     seen: set[str] = set()
@@ -148,7 +149,7 @@ def _label_points(ax: Any, points: list[Point]) -> None:
 
 
 def write_png(fig: Any, path: Path) -> Path:
-    from amltui.app.png_figures import write_figure
+    from amltui.app.results.png_figures import write_figure
 
     return write_figure(fig, path, dpi=120)  # atomically; a symbolic link where the PNG goes is refused
 
@@ -159,7 +160,7 @@ def frontier_png(records: list[dict[str, Any]], path: Path, x: str = DEFAULT_X, 
     """The frontier of any finished runs as a PNG; None without a point. ``keys``: the settings that label the
     points [default: every config key that differs between the runs]; `reproduce` passes [] (its three variants
     are told apart by name)."""
-    from amltui.app.sweeps import swept_keys
+    from amltui.app.runs.sweeps import swept_keys
 
     rows = sweep_rows(records, keys if keys is not None else swept_keys(records))
     points = points_of(rows, x, y, interval)
@@ -171,7 +172,7 @@ def frontier_png(records: list[dict[str, Any]], path: Path, x: str = DEFAULT_X, 
 def plot_sweep(records: list[dict[str, Any]], runs_dir: Path, name: str | None, x: str = DEFAULT_X,
                y: str = DEFAULT_Y, interval: str = "std", out: Path | None = None) -> tuple[list[Point], Path]:
     """`plot --sweep NAME`: the sweep's points and its PNG [default: <runs>/reports/sweeps/NAME-X-Y.png]."""
-    from amltui.app.sweeps import manifest_path, sweep_records
+    from amltui.app.runs.sweeps import manifest_path, sweep_records
 
     if not name:
         raise FrontierError("give a run id (its PCA figure or --curve), or --sweep NAME (a sweep's frontier)")

@@ -6,6 +6,7 @@ Rerunning is cheap: finished runs and cached invariance sets are reused; only wh
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import hashlib
 import json
@@ -13,26 +14,34 @@ import math
 import platform
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from amltui.app import human_agreement, paper
-from amltui.app.flagnotes import marked
-from amltui.app.records import RESUMABLE, STATUSES, Status, inspect_all
-from amltui.app.report import Row, aggregate, columns_for, footnotes, present_metrics, render, se_note
-from amltui.app.report_notes import aa_note, flagged_lines
-from amltui.app.robustness import robustness_figure
-from amltui.app.runs import code_version, run_dir
-from amltui.app.store import Store
+from amltui.app.results import human_agreement, paper
+from amltui.app.results.curves import robustness_figure
+from amltui.app.results.flagnotes import marked
+from amltui.app.results.report import (
+    Row,
+    aggregate,
+    columns_for,
+    footnotes,
+    present_metrics,
+    render,
+    se_note,
+    t_quantile,
+)
+from amltui.app.results.report_notes import aa_note, flagged_lines
+from amltui.app.runs.folders import code_version, run_dir
+from amltui.app.runs.records import RESUMABLE, STATUSES, Status, inspect_all
+from amltui.app.runs.store import Store
 from core.config import VARIANTS, RunConfig
 from core.domains import is_digit_dataset
 
 USABLE = frozenset(STATUSES)  # every status but damaged
 
-# Two-sided 95% Student-t quantiles by degrees of freedom (for paired differences over few seeds).
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-        15: 2.131, 20: 2.086, 30: 2.042}
 
 
 @dataclass
@@ -50,7 +59,7 @@ class Plan:
 def plan(store: Store, configs: list[RunConfig]) -> Plan:
     """Match each wanted config to an existing run with the same config hash and seed (newest first)."""
     result = Plan()
-    # Damaged runs (amltui.app.records) are never reused: their config gets a fresh run.
+    # Damaged runs (amltui.app.runs.records) are never reused: their config gets a fresh run.
     records = sorted(inspect_all(store.all(), store.runs_dir), key=lambda r: str(r.get("created") or ""),
                      reverse=True)
     for config in configs:
@@ -98,11 +107,6 @@ def _name_value(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, str) else value
 
 
-def t_quantile(df: int) -> float:
-    keys = sorted(T975)
-    return T975[max(k for k in keys if k <= df)] if df >= 1 else math.nan
-
-
 def reading(row: Row, metric: str) -> str:
     """A plain statement about a paired difference against the baseline."""
     cell = row.deltas.get(metric)
@@ -119,20 +123,42 @@ def reading(row: Row, metric: str) -> str:
     return f"{cell.mean:+.2f} pp, 95% CI [{lo:+.2f}, {hi:+.2f}] over n={cell.n} paired seeds: {verdict}"
 
 
+def _torch_build() -> str:
+    """torch's ``__version__`` as torch itself sets it, CUDA tag included ('2.14.1+cu130'; the package metadata
+    may say '2.14.1'), read from the installed torch/version.py without importing torch."""
+    dist = metadata.distribution("torch")
+    try:
+        tree = ast.parse(Path(str(dist.locate_file("torch/version.py"))).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return dist.version
+    for node in tree.body:
+        target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0] if isinstance(node, ast.Assign) \
+            else None
+        if isinstance(target, ast.Name) and target.id == "__version__" and isinstance(node.value, ast.Constant):
+            return str(node.value.value)
+    return dist.version
+
+
 def _versions() -> dict[str, str]:
-    import numpy
-    import textual
-    import tinydb
-    import torch
-    import typer
+    """The installed versions (from the package metadata: the torch build's local tag, e.g. ``+cu128``, included;
+    nothing is imported, so writing a report never loads torch)."""
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist) if dist != "torch" else _torch_build()
+        except metadata.PackageNotFoundError:
+            return "?"
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-            "typer": getattr(typer, "__version__", "?"), "tinydb": getattr(tinydb, "__version__", "?"),
-            "textual": getattr(textual, "__version__", "?"), "amltui": code_version(),
-            "platform": platform.platform()}
+    return {"python": platform.python_version(), **{d: version(d) for d in ("torch", "numpy", "typer", "tinydb",
+                                                                              "textual")},
+            "amltui": code_version(), "platform": platform.platform()}
 
 
-def write_report(store: Store, run_ids: list[str], out: Path, command: str) -> Path:
+# Draws a run's pca.png from its model (amltui/app/science/pca.py write_pca): the caller passes it in, as a model
+# is the science's to load; without it the report uses the pca.png a run already has.
+DrawPca = Callable[[Store, str], object]
+
+
+def write_report(store: Store, run_ids: list[str], out: Path, command: str, *, draw_pca: DrawPca | None = None) -> Path:
     """report.md, figures, configs and provenance for the given runs, in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     records = [r for r in (store.get(i) for i in run_ids) if r is not None]
@@ -140,7 +166,7 @@ def write_report(store: Store, run_ids: list[str], out: Path, command: str) -> P
     rows = aggregate(done)
     lines = [*_header(records, done, command), *_table1(rows, done), *_paper_rows(), *_further_metrics(rows, done),
              *_sanity(done), *_paired(rows), "", "## Figures", ""]
-    lines += _figures(store, done, out) or ["No figures (no finished runs)."]
+    lines += _figures(store, done, out, draw_pca) or ["No figures (no finished runs)."]
     lines += _provenance(records)
     _write_files(store, records, rows, out)
     path = out / "report.md"
@@ -277,14 +303,14 @@ def _write_files(store: Store, records: list[dict[str, Any]], rows: list[Row], o
 
 
 def _pgd_of(runs: list[dict[str, Any]]) -> str:
-    from amltui.app.report import pgd_text
+    from amltui.app.results.report import pgd_text
 
     return pgd_text([Row("", "", "", runs, {})])
 
 
 def _flag_section(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
     """Warnings under Table 1: flagged rows (⚠ on their A_SA) and the rule that chose each model's epoch."""
-    from amltui.app.flagnotes import footnotes, selection_note
+    from amltui.app.results.flagnotes import footnotes, selection_note
 
     notes = footnotes(rows)
     lines = [""]
@@ -299,10 +325,9 @@ def _flag_section(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _figures(store: Store, done: list[dict[str, Any]], out: Path) -> list[str]:
+def _figures(store: Store, done: list[dict[str, Any]], out: Path, draw_pca: DrawPca | None) -> list[str]:
     """The report's figure lines (an image each, or why one could not be drawn)."""
-    from amltui.app.png_figures import curves_figure  # imports matplotlib: only when a report is written
-    from amltui.app.run_pca import write_pca
+    from amltui.app.results.png_figures import curves_figure  # imports matplotlib: only when a report is written
     from core.errors import TrainingFailed
 
     names, missing = [], []
@@ -318,7 +343,10 @@ def _figures(store: Store, done: list[dict[str, Any]], out: Path) -> list[str]:
         cached = run_dir(store.runs_dir, first["id"]).path / "pca.png"
         try:
             if not cached.exists():
-                write_pca(store, first["id"])
+                if draw_pca is None:
+                    raise FileNotFoundError(f"run {first['id']} has no pca.png yet (`amltui pca {first['id']}` "
+                                            "draws it)")
+                draw_pca(store, first["id"])
             shutil.copyfile(cached, out / name)
         except (TrainingFailed, OSError, ValueError) as exc:  # a damaged checkpoint costs this figure, not the report
             missing.append(f"{name} not drawn: {exc}")
@@ -329,7 +357,7 @@ def _figures(store: Store, done: list[dict[str, Any]], out: Path) -> list[str]:
         names.append("curves.png")
     if robustness_figure(store, done, out / "robustness.png"):
         names.append("robustness.png")
-    from amltui.app.frontier import frontier_png
+    from amltui.app.results.frontier import frontier_png
 
     if frontier_png(done, out / "frontier.png", keys=[], title="Sensitivity–invariance frontier"):
         names.append("frontier.png")

@@ -3,9 +3,9 @@ the filter.
 
 A row (RunRow) holds a run's display cells, its sort values, the text plain filter words search and its progress
 (ProgressCell: the fraction done and the count after the bar), worked out from the record and the run's phase
-events in progress.json (amltui/app/run_progress.py), never from display text. The front ends render rows: the
+events in progress.json (amltui/app/runs/progress.py), never from display text. The front ends render rows: the
 CLI as a Rich table (amltui/cli/runs_listing.py), the dashboard as a DataTable (amltui/tui/widgets/runs_table.py).
-The filter grammar is amltui/app/filters.py's, the same for `ls --where` and the dashboard's `/`.
+The filter grammar is amltui/app/runs/filters.py's, the same for `ls --where` and the dashboard's `/`.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from amltui.app.filters import FilterError, Term, matches, parse_query, search_text, value_of
-from amltui.app.outcomes import CHANCE_MARK, at_chance
-from amltui.app.records import DAMAGED, STATUS_RANK, Status
-from amltui.app.report import field_of
-from amltui.app.run_progress import describe, phase_progress
-from amltui.app.sweeps import format_value, load_manifest, swept_keys
+from amltui.app.runs.filters import FilterError, Term, matches, parse_query, search_text, value_of
+from amltui.app.runs.outcomes import CHANCE_MARK, at_chance
+from amltui.app.runs.records import DAMAGED, STATUS_RANK, Status
+from amltui.app.runs.records import field_of
+from amltui.app.runs.progress import describe, phase_progress
+from amltui.app.runs.sweeps import format_value, load_manifest, swept_keys
 from core.metrics import METRIC_ORDER
 
 T = TypeVar("T")
@@ -82,6 +82,7 @@ class RunRow:
     search: str
     record: dict[str, Any] = field(compare=False, repr=False)
     progress: ProgressCell = ProgressCell(0.0, "")
+    final: dict[str, str] = field(default_factory=dict)  # final_metric_cells: `amltui ls`'s metric columns
 
 
 def _final_or_monitor(metrics: dict[str, Any], last: dict[str, Any], key: str) -> tuple[str, float | None]:
@@ -103,8 +104,19 @@ def _metric_cells(record: dict[str, Any]) -> tuple[dict[str, str], dict[str, flo
     if record.get("flags") and cells["A_SA"]:
         cells["A_SA"] += FLAG_MARK  # flagged (core/flags.py): this A_SA is not robustness; the detail screen says why
     if at_chance(record):
-        cells["A_orig"] += CHANCE_MARK  # learned nothing (amltui/app/outcomes.py); the detail screen says so
+        cells["A_orig"] += CHANCE_MARK  # learned nothing (amltui/app/runs/outcomes.py); the detail screen says so
     return cells, sort
+
+
+def final_metric_cells(record: dict[str, Any]) -> dict[str, str]:
+    """Every evaluated metric to two decimals, "" where there is none (`amltui ls`: the numbers a paper quotes).
+
+    The dashboard's cells (_metric_cells) show one decimal and, before the evaluation, the "~" monitor estimate;
+    `ls` shows only final numbers, and its "!" column marks a flagged run.
+    """
+    metrics = record.get("metrics") or {}
+    return {key: f"{number:.2f}" if (number := _num(metrics.get(key) if isinstance(metrics, dict) else None))
+            is not None else "" for key in METRIC_ORDER}
 
 
 def _names(value: Any) -> list[str]:
@@ -120,7 +132,7 @@ def progress_count(status: str, progress: dict[str, Any], epoch: int, epochs: in
 
 def progress_cell(record: dict[str, Any], progress: dict[str, Any]) -> ProgressCell:
     """A run's progress from its record and its phase events (progress.json's batch, epoch, invariance, eval and
-    phase entries, amltui/app/run_progress.py): a running run's share of its current phase, else its epochs."""
+    phase entries, amltui/app/runs/progress.py): a running run's share of its current phase, else its epochs."""
     status = str(record.get("status", "?"))
     epoch, epochs = int(record.get("epoch") or 0), int(record.get("epochs") or 0)
     if status == Status.DONE:
@@ -155,7 +167,7 @@ def make_row(record: dict[str, Any], progress: dict[str, Any], order: int, point
         "variant": cells["variant"], "seed": _num(record.get("seed")), "dataset": cells["dataset"],
         "loss": _num(loss), "sweep": sweep or None, "point": point or None, **metric_sort,
     }
-    return RunRow(record["id"], cells, sort, search_text(record, point), record, cell)
+    return RunRow(record["id"], cells, sort, search_text(record, point), record, cell, final_metric_cells(record))
 
 
 def safe_row(record: dict[str, Any], progress: dict[str, Any], order: int, point: str = "") -> RunRow:
@@ -173,7 +185,7 @@ def safe_row(record: dict[str, Any], progress: dict[str, Any], order: int, point
 def sweep_points(records: list[dict[str, Any]], runs_dir: Path) -> dict[str, str]:
     """Run id → its grid point (``lambda_sa=0.25``, keys joined by commas) for every run that belongs to a sweep.
 
-    The swept keys are the sweep manifest's (amltui/app/sweeps.py), else the config keys that differ between the
+    The swept keys are the sweep manifest's (amltui/app/runs/sweeps.py), else the config keys that differ between the
     sweep's runs; values are written as in the sweep view and in overrides (``format_value``: ``1``, not ``1.0``).
     """
     by_sweep: dict[str, list[dict[str, Any]]] = {}
@@ -244,7 +256,7 @@ def sort_rows(rows: list[RunRow], column: str, reverse: bool = False) -> list[Ru
 
 
 def parse_filter(text: str, records: list[dict[str, Any]] = (), option: str = "filter") -> list[Term]:
-    """The dashboard's `/` text as terms of the one filter grammar (amltui/app/filters.py parse_query)."""
+    """The dashboard's `/` text as terms of the one filter grammar (amltui/app/runs/filters.py parse_query)."""
     return parse_query(text, records, option)
 
 

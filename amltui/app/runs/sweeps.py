@@ -25,7 +25,7 @@ from typing import Any
 
 from amltui.app.errors import did_you_mean
 from amltui.app.fsutil import atomic_write_json, read_json
-from amltui.app.store import validate_run_id
+from amltui.app.runs.store import validate_run_id
 from core.config import ConfigError, RunConfig, coerce, field_names
 
 CONFIRM_ABOVE = 50  # runs; more than this asks for confirmation (--yes skips it)

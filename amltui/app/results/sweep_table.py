@@ -1,6 +1,6 @@
 """A sweep's results: one row per (variant, grid point), pooled over seeds and paired with the baseline.
 
-The pooling, the mean ± std (n) cells and the paired differences are amltui/app/report.py's (`aggregate`); this
+The pooling, the mean ± std (n) cells and the paired differences are amltui/app/results/report.py's (`aggregate`); this
 module only labels each row by its grid point, marks the paper's own variants and sorts rows by the swept keys.
 """
 
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from amltui.app.report import Row, aggregate, field_of, render
-from amltui.app.sweeps import format_value
+from amltui.app.results.report import Row, aggregate, render
+from amltui.app.runs.records import field_of
+from amltui.app.runs.sweeps import format_value
 from core.config import VARIANTS, ConfigError, RunConfig
 from core.metrics import METRIC_ORDER
 

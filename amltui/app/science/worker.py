@@ -1,10 +1,10 @@
-"""The worker process of one run: ``python -m amltui.app.executors.worker --runs-dir DIR RUN_ID [--resume]``.
+"""The worker process of one run: ``python -m amltui.app.science.worker --runs-dir DIR RUN_ID [--resume]``.
 
-It takes the run folder's lock (one worker per run, amltui.app.executors.owners), executes the run
-(amltui.app.runs.execute), touches ``<run>/heartbeat`` every few seconds so a dead or paused worker is noticed
-(amltui.app.executors.liveness), and writes throttled progress to ``<run>/progress.json`` for the CLI and the
-dashboard. SIGTERM / SIGINT (cancel, scancel, Ctrl-C) only set a flag that the run checks at safe points
-(amltui.app.executors.safepoint), so a cancel at any moment ends as a clean "cancelled" record.
+It takes the run folder's lock (one worker per run, amltui.app.runs.owners), executes the run
+(amltui.app.science.execution.execute), touches ``<run>/heartbeat`` every few seconds so a dead or paused worker
+is noticed (amltui.app.executors.liveness), and writes throttled progress to ``<run>/progress.json`` for the CLI
+and the dashboard. SIGTERM / SIGINT (cancel, scancel, Ctrl-C) only set a flag that the run checks at safe points
+(amltui.app.science.safepoint), so a cancel at any moment ends as a clean "cancelled" record.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from amltui.app.executors import safepoint
+from amltui.app.science import safepoint
 
 if __name__ == "__main__":
     # As early as possible: a cancel that arrives while the modules below load must not kill the worker.
@@ -26,11 +26,13 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from amltui.app.executors.owners import RunBusy, worker_lock  # noqa: E402
-from amltui.app.executors.safepoint import Cancelled, SafePoints  # noqa: E402
 from amltui.app.fsutil import atomic_write_json, touch  # noqa: E402
-from amltui.app.runs import execute, now, run_dir  # noqa: E402
-from amltui.app.store import Store  # noqa: E402
+from amltui.app.runs.folders import run_dir
+from amltui.app.runs.owners import RunBusy, worker_lock  # noqa: E402
+from amltui.app.runs.records import now
+from amltui.app.runs.store import Store  # noqa: E402
+from amltui.app.science.execution import execute  # noqa: E402
+from amltui.app.science.safepoint import Cancelled, SafePoints  # noqa: E402
 
 HEARTBEAT_SECONDS = 2.0
 PROGRESS_SECONDS = 0.5
@@ -98,7 +100,7 @@ def run_worker(runs_dir: Path, run_id: str, *, resume: bool = False) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m amltui.app.executors.worker", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m amltui.app.science.worker", description=__doc__)
     parser.add_argument("run_id")
     parser.add_argument("--runs-dir", required=True, type=Path)
     parser.add_argument("--resume", action="store_true")

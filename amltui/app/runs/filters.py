@@ -13,13 +13,13 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from amltui.app.records import DAMAGED, SCALAR_FIELDS
-from amltui.app.records import STATUSES as WRITTEN_STATUSES
+from amltui.app.runs.records import DAMAGED, SCALAR_FIELDS
+from amltui.app.runs.records import STATUSES as WRITTEN_STATUSES
 from core.config import CHOICES, ConfigError, coerce, field_names
 
-STATUSES = (*WRITTEN_STATUSES, DAMAGED)  # damaged: a record or folder that cannot be read (amltui/app/records.py)
+STATUSES = (*WRITTEN_STATUSES, DAMAGED)  # damaged: a record or folder that cannot be read (amltui/app/runs/records.py)
 
-# Fields of a run record that a filter may name: the record's scalar fields (amltui/app/records.py).
+# Fields of a run record that a filter may name: the record's scalar fields (amltui/app/runs/records.py).
 RECORD_KEYS = SCALAR_FIELDS
 
 

@@ -1,6 +1,6 @@
 """A run's PCA of penultimate embeddings (the paper's Figure 1): pca.png and pca.json next to the run (torch).
 
-``python -P -m amltui.app.run_pca --runs-dir DIR RUN_ID`` does it in a process of its own: the dashboard starts it
+``python -P -m amltui.app.science.pca --runs-dir DIR RUN_ID`` does it in a process of its own: the dashboard starts it
 so that torch (hundreds of MB) is never loaded into the dashboard. It prints one ``STAGE_PREFIX`` line per step,
 then ``DONE_PREFIX`` and the PNG's path, or ``ERROR_PREFIX`` and the reason (exit status 1). Importing this
 module loads no torch (tests/app/test_torch_boundary.py).
@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from amltui.app.fsutil import atomic_write_json
-from amltui.app.runs import load_run_data, load_run_model
-from amltui.app.store import Store
+from amltui.app.runs.store import Store
+from amltui.app.science.loading import load_run_data, load_run_model
 
 
 def write_pca(store: Store, run_id: str, *, n: int = 2000, device: str | None = None,
@@ -24,7 +24,7 @@ def write_pca(store: Store, run_id: str, *, n: int = 2000, device: str | None = 
 
     ``stage`` hears each step as it starts (the dashboard's PCA tab shows them)."""
     # torch and matplotlib here, not at the top: the dashboard imports this module for its prefixes only
-    from amltui.app.png_figures import pca_figure
+    from amltui.app.results.png_figures import pca_figure
     from core.evaluate import embeddings, pca_2d
 
     say = stage or (lambda _text: None)
@@ -52,7 +52,7 @@ ERROR_PREFIX = "error: "
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -P -m amltui.app.run_pca", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -P -m amltui.app.science.pca", description=__doc__)
     parser.add_argument("run_id")
     parser.add_argument("--runs-dir", required=True, type=Path)
     parser.add_argument("--n", type=int, default=2000, help="test images embedded")
