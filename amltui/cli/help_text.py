@@ -50,7 +50,7 @@ def _positions(text: str, part: str) -> list[int]:
 
 def _usage_name(param: Any) -> str:
     """An argument as click writes it in a usage line: ``RUN`` / ``[RUN]`` / ``RUN...`` (Typer writes ``{run}``).
-    Its name is its declared metavar (every argument declares an upper-case one: tests/test_cli_plain_typer.py)."""
+    Its name is its declared metavar (every argument declares an upper-case one: tests/cli/test_plain_typer.py)."""
     name = param.metavar or param.name.upper()
     name = name if "..." in name or param.nargs == 1 else name + "..."  # "RUN... TAG" already says it
     return name if param.required else f"[{name}]"

@@ -38,7 +38,7 @@ from amltui.app.runs.view import (  # noqa: F401  (the screens' and tests' names
     sweep_points,
 )
 from core.fsio import open_regular
-from core.metrics import METRIC_SHORT_LABELS
+from core.metrics import HEADLINE_ORDER, METRIC_SHORT_LABELS
 
 MARK = "●"  # the marker column of a run selected with space (amltui/tui/widgets/runs_table.py)
 # (key, label, width or None when the content sets it). The id is frozen at the left; then what matters most, so
@@ -46,16 +46,20 @@ MARK = "●"  # the marker column of a run selected with space (amltui/tui/widge
 # invariance) show without scrolling; the less important columns further right, where a narrow terminal loses
 # them first. A sweep's grid point (column "point") goes right after the status when a shown run has one
 # (amltui/tui/widgets/runs_table.py), so that the runs of a sweep are told apart at 80 columns.
+# The metric columns are core/metrics.py's HEADLINE_ORDER: its first FIRST_METRICS before the progress, the others
+# after the loss, so a metric added there gets a column here.
+FIRST_METRICS = 4
+_METRIC_COLUMNS = tuple((key, METRIC_SHORT_LABELS[key], 6) for key in HEADLINE_ORDER)
 COLUMNS: tuple[tuple[str, str, int | None], ...] = (
-    ("mark", " ", 1), ("id", "run", None), ("status", "status", 9), ("A_orig", "A_orig", 6), ("A_PGD", "A_PGD", 6),
-    ("A_SA", "A_SA", 6), ("A_IA", "A_IA", 6), ("progress", "progress", None), ("variant", "variant", 8),
-    ("seed", "seed", 4), ("dataset", "dataset", 13), ("loss", "loss", 7),
-    ("A_IA_target", METRIC_SHORT_LABELS["A_IA_target"], 6),
-    ("A_AA", "A_AA", 6), ("flags", "flags", 16), ("tags", "tags", 14), ("sweep", "sweep", 14), ("slot", "slot", 7),
+    ("mark", " ", 1), ("id", "run", None), ("status", "status", 9), *_METRIC_COLUMNS[:FIRST_METRICS],
+    ("progress", "progress", None), ("variant", "variant", 8), ("seed", "seed", 4), ("dataset", "dataset", 13),
+    ("loss", "loss", 7), *_METRIC_COLUMNS[FIRST_METRICS:],
+    ("flags", "flags", 16), ("tags", "tags", 14), ("sweep", "sweep", 14), ("slot", "slot", 7),
 )
 POINT_COLUMN = ("point", "point", None)  # inserted after "status" while a shown run belongs to a sweep
 FROZEN = 2  # the marker and the id stay put when the table scrolls sideways
-NUMERIC = ("loss", "seed", "A_orig", "A_PGD", "A_SA", "A_IA", "A_IA_target", "A_AA")
+NUMERIC = ("loss", "seed", *HEADLINE_ORDER)
+
 @dataclass
 class RunsSnapshot:
     rows: list[RunRow]

@@ -245,3 +245,17 @@ def test_the_phase_of_a_live_line_comes_from_the_phase_event() -> None:
     assert phase_of(running, {"kind": "phase", "phase": {"phase": "eval"}}) == "phase eval"
     assert phase_of(running, {"kind": "eval", "eval": "garbled"}) == "starting"
     assert phase_of(record("d"), batch) == "done"  # an ended run: its status, whatever progress.json says
+
+
+def test_the_dashboard_shows_and_sorts_every_metric_of_core_metrics() -> None:
+    """The runs table's metric columns, its numeric columns and the sort keys come from core/metrics.py's lists:
+    a metric added there is shown, right-aligned and sortable without another edit."""
+    from amltui.app.runs.view import SORTS
+    from amltui.tui.data import COLUMNS, NUMERIC
+    from core.metrics import HEADLINE_ORDER, METRIC_ORDER, METRIC_SHORT_LABELS
+
+    shown = [(key, label) for key, label, _ in COLUMNS if key in METRIC_ORDER]
+    assert shown == [(key, METRIC_SHORT_LABELS[key]) for key in HEADLINE_ORDER]
+    assert set(METRIC_ORDER) <= set(NUMERIC) and set(METRIC_ORDER) <= set(SORTS)
+    row = make_row(record("m", metrics={key: 50.0 + i for i, key in enumerate(METRIC_ORDER)}), {}, 0)
+    assert [row.cells[key] for key in METRIC_ORDER] == [f"{50.0 + i:.1f}" for i in range(len(METRIC_ORDER))]

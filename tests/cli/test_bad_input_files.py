@@ -314,10 +314,13 @@ def test_the_stated_maxima_still_take_the_largest_allowed_values() -> None:
 def test_a_garbage_checkpoint_costs_reproduce_a_figure_not_the_report(tmp_path: Path) -> None:
     """6: `reproduce` reusing a finished run whose checkpoint is garbage wrote no report (a traceback)."""
     from amltui.app.results.reproduce import write_report
+    from amltui.app.science.pca import write_pca
 
     store = make_runs(tmp_path, seeds=(0, 1))
     run_dir(tmp_path, "b0").checkpoint.write_bytes(b"garbage, not a checkpoint")
-    report = write_report(store, ["b0", "b1"], tmp_path / "report", "amltui reproduce").read_text()
+    # the PCA drawer `reproduce` passes (amltui/app/service/reproduce.py)
+    report = write_report(store, ["b0", "b1"], tmp_path / "report", "amltui reproduce",
+                          draw_pca=write_pca).read_text()
     assert "pca-baseline.png not drawn" in report and "cannot be read" in report
     assert "90.50" in report  # the table is there (A_orig of b0 and b1: 90 and 91)
 
@@ -366,3 +369,14 @@ def test_a_garbage_checkpoint_is_skipped_by_reproduce_curves(tmp_path: Path) -> 
     measure_curves(store, ["b0"], ReproduceRequest(curves=True), front)
     assert len(front.warnings) == 1 and "b0: no curve, checks or A_AA" in front.warnings[0]
     assert "cannot be read" in front.warnings[0]
+
+
+def test_a_report_without_a_pca_drawer_says_how_to_draw_the_figure(tmp_path: Path) -> None:
+    """write_report loads no model itself (amltui/app/results/ never imports torch): without the service's PCA
+    drawer a run with no pca.png costs that figure, with the command that draws it."""
+    from amltui.app.results.reproduce import write_report
+
+    store = make_runs(tmp_path, seeds=(0, 1))
+    report = write_report(store, ["b0", "b1"], tmp_path / "report", "amltui reproduce").read_text()
+    assert "pca-baseline.png not drawn: run b0 has no pca.png yet (`amltui plot b0` draws it)" in report
+    assert "90.50" in report

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from amltui.app import runs as runs_module
 from amltui.app.runs.store import Store
+from amltui.app.science import evaluation as evaluation_module
 from amltui.app.science.evaluation import evaluate_run
 from core.data import load_idx_folder, write_idx
 from core.human_sets import HUMAN_SETS, load_human_sets
@@ -54,14 +54,14 @@ def test_eval_refuses_a_running_or_queued_run(runs: Path) -> None:
 def test_eval_never_stores_a_result_over_a_run_resumed_meanwhile(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store(runs)
     edit_record(store, "t0", metrics={"A_orig": 99.4}, epoch=1)
-    real = runs_module.run_evaluation
+    real = evaluation_module.run_evaluation
 
     def resumed_during(*args, **kwargs):  # the run is resumed (and trains on) while eval works on its old state
         scores = real(*args, **kwargs)
         edit_record(store, "t0", status="running", resumes=1, epoch=1)
         return scores
 
-    monkeypatch.setattr(runs_module, "run_evaluation", resumed_during)
+    monkeypatch.setattr(evaluation_module, "run_evaluation", resumed_during)
     with pytest.raises(ValueError, match="changed while it was being evaluated"):
         evaluate_run(store, "t0")
     assert store.get("t0")["metrics"] == {"A_orig": 99.4}

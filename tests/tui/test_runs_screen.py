@@ -4,8 +4,6 @@ End/Home, key=value filters, the sort picker, marks with bulk cancel/delete and 
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -248,9 +246,7 @@ def test_o_opens_the_marked_runs_together(demo: Path, monkeypatch: pytest.Monkey
             super().__init__()
             opened.append(run_ids)
 
-    module = types.ModuleType("amltui.tui.screens.compare")
-    module.CompareScreen = CompareScreen  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "amltui.tui.screens.compare", module)
+    monkeypatch.setattr("amltui.tui.screens.runs.CompareScreen", CompareScreen)
 
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)
@@ -300,22 +296,5 @@ def test_question_mark_lists_the_keys_of_every_screen(demo: Path) -> None:
         assert_snapshot("help", text)
         await pilot.press("escape")
         assert isinstance(app.screen, RunsScreen)
-
-    run_app(demo, body, size=(80, 24))
-
-
-@pytest.mark.slow
-def test_o_without_a_compare_view_opens_the_first_marked_run(demo: Path, monkeypatch: pytest.MonkeyPatch
-                                                             ) -> None:
-    from amltui.tui.screens.detail import DetailScreen
-
-    monkeypatch.setitem(sys.modules, "amltui.tui.screens.compare", None)  # importing it raises ImportError
-
-    async def body(app: DashboardApp, pilot: Pilot) -> None:
-        await ready(app, pilot)
-        await pilot.press("down", "down", "space", "down", "space", "o")
-        assert isinstance(app.screen, DetailScreen) and app.screen.run_id == "ml_sa-s0-demo"
-        await wait_for(pilot, lambda: any("No compare view" in str(n.message) for n in app._notifications),
-                       what="the notice that there is no compare view")
 
     run_app(demo, body, size=(80, 24))

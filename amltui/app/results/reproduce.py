@@ -344,7 +344,7 @@ def _figures(store: Store, done: list[dict[str, Any]], out: Path, draw_pca: Draw
         try:
             if not cached.exists():
                 if draw_pca is None:
-                    raise FileNotFoundError(f"run {first['id']} has no pca.png yet (`amltui pca {first['id']}` "
+                    raise FileNotFoundError(f"run {first['id']} has no pca.png yet (`amltui plot {first['id']}` "
                                             "draws it)")
                 draw_pca(store, first["id"])
             shutil.copyfile(cached, out / name)

@@ -39,7 +39,7 @@ class Status(StrEnum):
 DAMAGED = Status.DAMAGED
 # Every status amltui writes. A new status must be added here, or its runs are shown as damaged.
 STATUSES = tuple(s for s in Status if s is not Status.DAMAGED)
-# Every set of statuses lives here (tests/test_rules.py fails on one built anywhere else).
+# Every set of statuses lives here (tests/app/test_rules.py fails on one built anywhere else).
 STOPPED = frozenset({Status.FAILED, Status.CANCELLED})  # ended without finishing
 TERMINAL = frozenset({Status.DONE, *STOPPED})
 WORKING = frozenset({Status.RUNNING, Status.STALLED})  # a worker owns the run (or did, until it is found gone)

@@ -355,7 +355,7 @@ class Store:
     # -- writes ------------------------------------------------------------------------------------------
     # Private on purpose: outside this module the index is written only by the named functions below the class
     # (update_record, update_records, create_records, delete_record, mark_folderless) and rebuild, so run.json
-    # and the index never disagree. tests/test_rules.py fails when code outside store.py calls these.
+    # and the index never disagree. tests/app/test_rules.py fails when code outside store.py calls these.
 
     def _add(self, record: dict) -> None:
         """Insert a new run record; a record with the same id already there is a StoreError."""

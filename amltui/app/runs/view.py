@@ -21,7 +21,7 @@ from amltui.app.runs.records import DAMAGED, STATUS_RANK, Status
 from amltui.app.runs.records import field_of
 from amltui.app.runs.progress import describe, phase_progress
 from amltui.app.runs.sweeps import format_value, load_manifest, swept_keys
-from core.metrics import METRIC_ORDER
+from core.metrics import HEADLINE_ORDER, METRIC_LABELS, METRIC_ORDER
 
 T = TypeVar("T")
 FilterSyntaxError = FilterError  # the dashboard's name for a filter that names no key or value of a run
@@ -35,6 +35,7 @@ SORT_LABELS: dict[str, str] = {
     "A_IA": "invariance accuracy (A_IA)", "A_IA_target": "invariance target rate (A_IA→t)",
     "A_AA": "AutoAttack accuracy", "sweep": "sweep", "point": "sweep grid point",
 }
+SORT_LABELS.update({key: METRIC_LABELS[key] for key in METRIC_ORDER if key not in SORT_LABELS})  # a new metric
 SORTS = tuple(SORT_LABELS)
 BLOCKS = " ▏▎▍▌▋▊▉█"
 
@@ -97,10 +98,8 @@ def _metric_cells(record: dict[str, Any]) -> tuple[dict[str, str], dict[str, flo
     last, metrics = record.get("last") or {}, record.get("metrics") or {}
     cells: dict[str, str] = {}
     sort: dict[str, float | None] = {}
-    for key in ("A_orig", "A_PGD", "A_SA"):
+    for key in HEADLINE_ORDER:  # every metric of core/metrics.py; the monitor has A_orig, A_PGD and A_SA
         cells[key], sort[key] = _final_or_monitor(metrics, last, key)
-    for key in ("A_IA", "A_IA_target", "A_AA"):
-        cells[key], sort[key] = _pct(metrics.get(key)), _num(metrics.get(key))
     if record.get("flags") and cells["A_SA"]:
         cells["A_SA"] += FLAG_MARK  # flagged (core/flags.py): this A_SA is not robustness; the detail screen says why
     if at_chance(record):
