@@ -44,9 +44,9 @@ async def drive(case: str, runs: Path) -> dict:
             run_id = await open_detail(app, pilot)
             if case == "deleted":
                 shutil.rmtree(runs / run_id)
-            else:
-                (runs / run_id / "run.json").unlink()
-                os.mkfifo(runs / run_id / "run.json")
+            else:  # made aside and renamed over run.json: a read in between never finds the file missing
+                os.mkfifo(runs / run_id / "run.json.fifo")
+                os.replace(runs / run_id / "run.json.fifo", runs / run_id / "run.json")
             await wait_for(pilot, lambda: "damaged" in screen_text(app), what="the damaged detail")
             seen["screen"] = screen_text(app)
             await pilot.press("q")
