@@ -315,6 +315,18 @@ def python(code: str, *args: str, cwd: Path = ROOT, timeout: float = 120) -> sub
                           timeout=timeout)
 
 
+# For a dashboard driven by Pilot in a child interpreter: wait for a condition, with a deadline that names it.
+PILOT_UNTIL = """
+import time
+
+async def until(pilot, condition, what, timeout=300):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        await pilot.pause(0.05)
+"""
+
+
 def torch_importers() -> str:
     """Code that prints, at exit, which module first pulled torch in ("" if none did)."""
     return textwrap.dedent("""
@@ -371,3 +383,18 @@ def state_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
     import torch  # only the science tests call this: the dashboard's tests import helpers without torch
 
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def train_until_crash(config: RunConfig, data: Any, device: Any, checkpoint: Path, epoch: int) -> None:
+    """Train until ``epoch`` is checkpointed, then stop as a crash would there (the checkpoint stays)."""
+    from core.train import train
+
+    class Crash(Exception):
+        pass
+
+    def crash(kind: str, info: dict[str, Any]) -> None:
+        if kind == "epoch" and info["epoch"] == epoch:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(config, data, device=device, checkpoint_path=checkpoint, callback=crash)

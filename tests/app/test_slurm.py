@@ -105,12 +105,17 @@ def test_tiny_run_completes_through_slurm(tmp_path: Path) -> None:
     assert SlurmExecutor(tmp_path).reconcile(store) == []  # a finished run is left alone
 
 
+def submit_long(tmp_path: Path, run_id: str) -> tuple[Store, SlurmExecutor, str]:
+    """A 200-epoch run submitted as a Slurm job (it runs until stopped): the store, the executor and the job id."""
+    store = Store(tmp_path)
+    create_run(store, tiny_config(epochs=200), run_id)
+    executor = SlurmExecutor(tmp_path, time_minutes=30)
+    return store, executor, executor.submit(run_id)
+
+
 @pytest.mark.slow
 def test_cancel_running_job_goes_through_slurm(tmp_path: Path) -> None:
-    store = Store(tmp_path)
-    create_run(store, tiny_config(epochs=200), "long")
-    executor = SlurmExecutor(tmp_path, time_minutes=30)
-    job_id = executor.submit("long")
+    store, executor, job_id = submit_long(tmp_path, "long")
     record = wait_until(worker_started(store, "long"), "the worker to start", JOB_START_S, every=0.5)
     assert record["slurm_job_id"] == job_id
     assert job_states([job_id]).get(job_id) == "RUNNING"
@@ -142,10 +147,7 @@ def test_scancel_at_a_held_phase_ends_cancelled(tmp_path: Path, monkeypatch: pyt
                                                 says: str) -> None:
     # The job inherits the environment: its worker holds at the phase (amltui.app.science.safepoint) until cancelled.
     monkeypatch.setenv("AMLTUI_TEST_HOLD", phase)
-    store = Store(tmp_path)
-    create_run(store, tiny_config(epochs=200), "held")
-    executor = SlurmExecutor(tmp_path, time_minutes=30)
-    job_id = executor.submit("held")
+    store, executor, job_id = submit_long(tmp_path, "held")
     wait_until((tmp_path / "held" / f"hold-{phase}").exists, f"the job's worker to hold at {phase}", JOB_START_S,
                every=0.1)
     executor.cancel("held")
@@ -166,10 +168,7 @@ def test_scancel_at_a_held_phase_ends_cancelled(tmp_path: Path, monkeypatch: pyt
 @pytest.mark.slow
 def test_scancel_as_soon_as_the_job_claims_the_run(tmp_path: Path) -> None:
     # Cancelled the moment the record says running (the worker may not even listen for signals yet).
-    store = Store(tmp_path)
-    create_run(store, tiny_config(epochs=200), "quick")
-    executor = SlurmExecutor(tmp_path, time_minutes=30)
-    job_id = executor.submit("quick")
+    store, executor, job_id = submit_long(tmp_path, "quick")
     wait_until(lambda: store.get("quick")["status"] == "running", "the job to claim the run", JOB_START_S, every=0.05)
     executor.cancel("quick")
     record = wait_until(finished(store, "quick"), "the run to end", 60, every=0.5)
@@ -198,10 +197,7 @@ def test_cancel_pending_job_marks_run_cancelled(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_reconcile_marks_hard_killed_job_lost(tmp_path: Path) -> None:
-    store = Store(tmp_path)
-    create_run(store, tiny_config(epochs=200), "doomed")
-    executor = SlurmExecutor(tmp_path, time_minutes=30)
-    job_id = executor.submit("doomed")
+    store, executor, job_id = submit_long(tmp_path, "doomed")
     record = wait_until(worker_started(store, "doomed"), "the worker to start", JOB_START_S, every=0.5)
     assert executor.reconcile(store) == []  # running job, running record: nothing to fix
 
@@ -283,17 +279,21 @@ def test_parse_time_minutes() -> None:
         parse_time_minutes("1h")
 
 
+def slurm_run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """`python -m amltui run --executor slurm` of one tiny epoch on synthetic data, plus ``args``."""
+    sets = ["arch=small", "train_subset=256", "test_subset=128", "batch_size=64", "pgd_steps=3", "threads=1",
+            "eval_ia=false"]
+    return subprocess.run(
+        [sys.executable, "-m", "amltui", "run", "--executor", "slurm", "--time", "30", "--dataset", "synthetic",
+         "--epochs", "1", *args, *[a for s in sets for a in ("--set", s)]],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
 @pytest.mark.slow
 def test_cli_run_with_the_slurm_executor(tmp_path: Path) -> None:
     """`amltui run --executor slurm` end to end: submitted, followed live, recorded, listed."""
-    sets = ["arch=small", "train_subset=256", "test_subset=128", "batch_size=64", "pgd_steps=3", "threads=1",
-            "eval_ia=false"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run(
-        [sys.executable, "-m", "amltui", "run", "--executor", "slurm", "--time", "30", "--dataset", "synthetic",
-         "--epochs", "1", "--id", "cli-slurm", "--runs-dir", str(tmp_path), *[a for s in sets for a in ("--set", s)]],
-        capture_output=True, text=True, timeout=JOB_START_S + RUN_S, env=env,
-    )
+    out = slurm_run(["--id", "cli-slurm", "--runs-dir", str(tmp_path)], timeout=JOB_START_S + RUN_S)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Slurm job" in out.stdout
     record = Store(tmp_path).get("cli-slurm")
@@ -304,15 +304,8 @@ def test_cli_run_with_the_slurm_executor(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_a_grid_sweep_goes_through_slurm(tmp_path: Path) -> None:
     """`run --grid … --executor slurm`: one job per grid point, each run recorded with its sweep; the sweep table."""
-    sets = ["arch=small", "train_subset=256", "test_subset=128", "batch_size=64", "pgd_steps=3", "threads=1",
-            "eval_ia=false"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run(
-        [sys.executable, "-m", "amltui", "run", "--executor", "slurm", "--time", "30", "--dataset", "synthetic",
-         "--epochs", "1", "--grid", "lambda_sa=0.25,0.5", "--sweep", "slurm-grid", "--detach", "--runs-dir",
-         str(tmp_path), *[a for s in sets for a in ("--set", s)]],
-        capture_output=True, text=True, timeout=JOB_START_S, env=env,
-    )
+    out = slurm_run(["--grid", "lambda_sa=0.25,0.5", "--sweep", "slurm-grid", "--detach", "--runs-dir",
+                     str(tmp_path)], timeout=JOB_START_S)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("Slurm job") == 2 and "sweep slurm-grid: 2 runs" in out.stdout
     store = Store(tmp_path)
@@ -324,6 +317,7 @@ def test_a_grid_sweep_goes_through_slurm(tmp_path: Path) -> None:
                           JOB_START_S + 2 * RUN_S, every=0.5)
         assert done["status"] == "done", done.get("error")
     table = subprocess.run([sys.executable, "-m", "amltui", "export", "--sweep", "slurm-grid", "--runs-dir",
-                            str(tmp_path)], capture_output=True, text=True, timeout=60, env=env)
+                            str(tmp_path)], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert table.returncode == 0, table.stderr
     assert "lambda_sa=0.25" in table.stdout and "lambda_sa=0.5" in table.stdout, table.stdout

@@ -13,7 +13,7 @@ import pytest
 
 import amltui
 from amltui.tui.demo import seed_demo
-from tests.helpers import assert_no_torch, python, torch_importers
+from tests.helpers import PILOT_UNTIL, assert_no_torch, python, torch_importers
 
 pytestmark = pytest.mark.slow  # every test here spawns a process, trains or drives the dashboard
 
@@ -72,20 +72,14 @@ runpy.run_module("amltui", run_name="__main__")
 def test_the_dashboard_and_its_screens_load_no_torch(demo: Path) -> None:
     """Start the dashboard (Pilot), let it read and reap, open a run, the results and the launch form."""
     code = torch_importers() + f"""
-import asyncio, time
+import asyncio
 from pathlib import Path
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.screens.detail import DetailScreen
 from amltui.tui.screens.new_runs import LaunchScreen
 from amltui.tui.screens.results import ResultsScreen
 from amltui.tui.screens.runs import RunsScreen
-
-async def until(pilot, condition, what):
-    deadline = time.monotonic() + 60
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for " + what
-        await pilot.pause(0.05)
-
+{PILOT_UNTIL}
 async def main():
     app = DashboardApp(Path({str(demo)!r}), poll_interval=0.2, detail_interval=0.2)
     async with app.run_test(size=(80, 24)) as pilot:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from amltui.app.runs.folders import RunDir
 from amltui.app.science.robustness import CurveSpec, Evaluator, checkpoint_hash, compute_curve, measure_checks
 from core import robustness as rob
 from core.aa_spec import aa_components_of, describe_aa, parse_aa_version
@@ -239,15 +240,19 @@ def test_more_restarts_never_help_on_the_same_starts(trained):
 
 
 # ---- the run-folder cache and the checks' record entry -----------------------------------------------
+def run_folder(path: Path, weights: int = 3) -> RunDir:
+    """A run folder with a stand-in checkpoint (its hash keys the cache) and an empty record."""
+    rd = RunDir(path)
+    rd.path.mkdir()
+    torch.save({"w": torch.zeros(weights)}, rd.checkpoint)
+    (rd.path / "run.json").write_text("{}")
+    return rd
+
+
 @pytest.mark.slow
 def test_cache_per_checkpoint_and_subset(trained, tmp_path: Path):
     cfg, data, model = trained
-    from amltui.app.runs.folders import RunDir
-
-    rd = RunDir(tmp_path / "r1")
-    rd.path.mkdir()
-    torch.save({"w": torch.zeros(3)}, rd.checkpoint)
-    (rd.path / "run.json").write_text("{}")
+    rd = run_folder(tmp_path / "r1")
     cfg = cfg.replace(aa_subset=20, pgd_steps=2)
     ev = Evaluator(rd, cfg, model, data.test)
     assert ev.n == 20 and sorted(torch.bincount(ev.labels).tolist())[0] >= 1  # stratified
@@ -271,11 +276,7 @@ def test_cache_per_checkpoint_and_subset(trained, tmp_path: Path):
 @pytest.mark.slow
 def test_measure_checks_on_a_real_model(trained, tmp_path: Path):
     cfg, data, model = trained
-    from amltui.app.runs.folders import RunDir
-
-    rd = RunDir(tmp_path / "r2")
-    rd.path.mkdir()
-    torch.save({"w": torch.zeros(1)}, rd.checkpoint)
+    rd = run_folder(tmp_path / "r2", weights=1)
     ev = Evaluator(rd, cfg.replace(aa_subset=20, pgd_steps=2), Quantized(model).eval(), data.test)
     import amltui.app.science.robustness as ar
 
@@ -294,14 +295,10 @@ def test_measure_checks_on_a_real_model(trained, tmp_path: Path):
 @pytest.mark.slow
 def test_estimate_counts_only_what_is_not_cached_and_prices_autoattack_by_its_counts(trained, tmp_path: Path):
     from amltui.app.results.curves import aa_spec
-    from amltui.app.runs.folders import RunDir
     from amltui.app.science.robustness import estimate, passes_per_image, seconds_per_pass
 
     cfg, data, model = trained
-    rd = RunDir(tmp_path / "r1")
-    rd.path.mkdir()
-    torch.save({"w": torch.zeros(3)}, rd.checkpoint)
-    (rd.path / "run.json").write_text("{}")
+    rd = run_folder(tmp_path / "r1")
     ev = Evaluator(rd, cfg.replace(aa_subset=20, pgd_steps=2), model, data.test)
     assert 0 < seconds_per_pass(ev) < 1
     pgd = [("pgd-2x1-s0", 0.1)]

@@ -12,7 +12,7 @@ from core.config import RunConfig
 from core.data import load_dataset
 from core.evaluate import evaluate
 from core.train import TrainingFailed, load_checkpoint, load_model, make_model, train
-from tests.helpers import TINY, epoch_science, state_equal
+from tests.helpers import TINY, epoch_science, state_equal, train_until_crash
 
 DEVICE = torch.device("cpu")
 
@@ -40,17 +40,8 @@ def test_same_config_and_seed_give_identical_runs(data, variant):
 def test_resume_from_checkpoint_matches_uninterrupted_run(data, tmp_path):
     config = tiny_config("ml_sa", epochs=3, miner="random")  # random miner: its RNG state must be restored too
     full = train(config, data, device=DEVICE, checkpoint_path=tmp_path / "full.pt")
-
-    class Crash(Exception):
-        pass
-
-    def crash_after_first_epoch(kind, info):
-        if kind == "epoch" and info["epoch"] == 1:
-            raise Crash
-
     ckpt = tmp_path / "part.pt"
-    with pytest.raises(Crash):
-        train(config, data, device=DEVICE, checkpoint_path=ckpt, callback=crash_after_first_epoch)
+    train_until_crash(config, data, DEVICE, ckpt, epoch=1)
     assert load_checkpoint(ckpt)["epoch"] == 1
     resumed = train(config, data, device=DEVICE, checkpoint_path=ckpt, resume=True)
     assert resumed.resumed_from == 1

@@ -17,7 +17,7 @@ from core.train import (
     split_holdout,
     train,
 )
-from tests.helpers import TINY, epoch_science, state_equal
+from tests.helpers import TINY, epoch_science, state_equal, train_until_crash
 
 DEVICE = torch.device("cpu")
 
@@ -109,17 +109,8 @@ def test_best_pgd_keeps_the_best_holdout_epoch_and_resume_is_exact(data, tmp_pat
     assert state_equal(load_model(tmp_path / "full.pt", config, DEVICE).state_dict(), full.model.state_dict())
     last = load_model(tmp_path / "full.pt", config.replace(select="last", holdout=64), DEVICE)
     assert state_equal(last.state_dict(), state["model"])
-
-    class Crash(Exception):
-        pass
-
-    def crash(kind, info):
-        if kind == "epoch" and info["epoch"] == 2:
-            raise Crash
-
     ckpt = tmp_path / "part.pt"
-    with pytest.raises(Crash):
-        train(config, data, device=DEVICE, checkpoint_path=ckpt, callback=crash)
+    train_until_crash(config, data, DEVICE, ckpt, epoch=2)
     resumed = train(config, data, device=DEVICE, checkpoint_path=ckpt, resume=True)
     assert resumed.resumed_from == 2
     assert epoch_science(resumed.history) == epoch_science(full.history)

@@ -20,7 +20,18 @@ from amltui.tui.demo import seed_demo
 from amltui.tui.screens.confirm import ConfirmScreen
 from amltui.tui.widgets.runs_table import RunsTable
 from core.config import RunConfig
-from tests.helpers import ROOT, TINY, assert_no_torch, python, ready, run_app, screen_text, torch_importers, wait_for
+from tests.helpers import (
+    PILOT_UNTIL,
+    ROOT,
+    TINY,
+    assert_no_torch,
+    python,
+    ready,
+    run_app,
+    screen_text,
+    torch_importers,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow  # every test here spawns a process, trains or drives the dashboard
 
@@ -45,18 +56,12 @@ def test_p_computes_the_pca_in_a_child_process_and_the_dashboard_loads_no_torch(
     (cwd / "core").mkdir(parents=True)
     (cwd / "core" / "__init__.py").write_text("raise ImportError('imported from the cwd')\n")
     code = torch_importers() + f"""
-import asyncio, time
+import asyncio
 from pathlib import Path
 from amltui.tui.dashboard import DashboardApp
 from amltui.tui.screens.detail import DetailScreen
 from amltui.tui.widgets.pca_plot import PcaView
-
-async def until(pilot, condition, what, timeout=300):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for " + what
-        await pilot.pause(0.1)
-
+{PILOT_UNTIL}
 async def main():
     app = DashboardApp(Path({str(runs)!r}), poll_interval=0.2, detail_interval=0.2)
     async with app.run_test(size=(80, 24)) as pilot:
