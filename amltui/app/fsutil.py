@@ -17,6 +17,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from amltui.app.errors import UserError
+
 # The atomic write itself has one home, core/fsio.py (torch-free): core may not import amltui, so the helper
 # lives on the side both can import, and this module re-exports it for the application layer.
 from core.fsio import (
@@ -281,8 +283,6 @@ def check_output_path(out: Path, runs_dir: Path, *, mkdir: bool = False, option:
     the runs folder's internals (dot-folders, cache/, slurm/, reports/sweeps/), wherever a link makes it land.
     A missing parent folder is made only inside the current folder, or anywhere with ``mkdir``.
     """
-    from amltui.app.errors import UserError
-
     out = Path(out)
     where = _amltui_file(out.resolve(), Path(runs_dir).resolve())
     if where is not None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from amltui.app import gpus as gpu_info
 from core.errors import DataNotFoundError
 from core.idx_files import SAMPLE_DIR, cache_fix, default_cache_dir, find_idx_files, read_idx_header
 from core.registry import SYNTHETIC_SIZES
@@ -113,8 +114,6 @@ def _check_holdout(cfg: Any, train_size: int) -> None:
 
 
 def _check_gpus(device: str, gpus: str | None, inventory: Any, env: Mapping[str, str] | None) -> None:
-    from amltui.app import gpus as gpu_info
-
     device = (device or "auto").strip().lower()
     try:
         spec = gpu_info.parse_gpu_spec(gpus)

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from amltui.app import service
 from amltui.app.errors import UserError, did_you_mean
+from amltui.app.runs.folders import default_runs_dir
 from amltui.app.runs.records import DAMAGED, unindexed_folders
 from amltui.app.runs.status_style import status_style
 from amltui.app.runs.store import REBUILD_HINT, Store, StoreError
@@ -81,8 +82,6 @@ def open_store(runs_dir: Path | None, *, create: bool = False) -> Store:
     """The run index of --runs-dir ($AMLTUI_RUNS_DIR, ./runs). Only commands that start work (run, reproduce,
     invariance generate/show) pass ``create``; any other refuses a folder that does not exist (a typo in --runs-dir
     or $AMLTUI_RUNS_DIR must not leave an empty folder behind and report "no runs")."""
-    from amltui.app.runs.folders import default_runs_dir
-
     folder = Path(runs_dir) if runs_dir else default_runs_dir()
     if not folder.exists() and not create:
         where = ("--runs-dir" if runs_dir else "$AMLTUI_RUNS_DIR" if os.environ.get("AMLTUI_RUNS_DIR")

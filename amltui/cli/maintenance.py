@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import typer
 
+from amltui.app.runs.folders import default_runs_dir
 from amltui.app.safetext import printable
 from amltui.cli.common import console, err, open_store, user_errors
 from amltui.cli.help_text import Command, Group
 from amltui.cli.options import RunsDir
+from amltui.tui import run_dashboard
 
 
 def register(app: typer.Typer) -> None:
@@ -19,9 +21,6 @@ def register(app: typer.Typer) -> None:
 
 def dashboard(runs_dir: RunsDir = None) -> None:
     """Open the live dashboard: runs, run detail, results; launch / cancel / resume / delete (q quits, runs go on)."""
-    from amltui.app.runs.folders import default_runs_dir
-    from amltui.tui import run_dashboard
-
     run_dashboard(runs_dir or default_runs_dir())
 
 

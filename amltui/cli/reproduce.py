@@ -20,6 +20,7 @@ from amltui.cli import options as o
 from amltui.cli.common import console, err, open_store, parse_list, reap_lost, user_errors
 from amltui.cli.help_text import Command
 from amltui.cli.lifecycle import _follow, dispatch
+from amltui.cli.progress_bars import RunProgress
 from core.config import VARIANTS
 
 ALL_VARIANTS = ",".join(VARIANTS)
@@ -56,8 +57,6 @@ class CliFront:
 
     @contextlib.contextmanager
     def progress(self) -> Iterator[Listener]:
-        from amltui.cli.progress_bars import RunProgress
-
         with RunProgress(console) as bars:
             yield bars.on_event
 

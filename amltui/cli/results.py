@@ -16,6 +16,7 @@ from amltui.app import service
 from amltui.app.errors import RunFailure, UserError
 from amltui.app.fsutil import check_output_path
 from amltui.app.results import human_agreement
+from amltui.app.results.curves import read_curve, write_curve_png
 from amltui.app.results.report_notes import aa_note
 from amltui.app.runs.filters import STATUSES
 from amltui.app.runs.folders import run_dir
@@ -46,6 +47,8 @@ from amltui.cli.common import (
 )
 from amltui.cli.help_text import Command
 from amltui.cli.progress_bars import RunProgress
+from amltui.termplot.curves import curve_chart, curve_table
+from amltui.termplot.frontier import frontier_renderable
 from core.aa_spec import describe_aa
 
 
@@ -300,9 +303,6 @@ def print_robustness(record: dict, rd, *, curve: bool = False) -> None:
                       f"clean-wrong {aa.get('clean_wrong')}; broken by {markup_safe(broken) or '–'}{seconds}",
                       highlight=False, soft_wrap=True)  # one line: the version's description is greppable
     if curve:
-        from amltui.app.results.curves import read_curve
-        from amltui.termplot.curves import curve_chart, curve_table
-
         data = read_curve(rd)
         if data:
             console.print(curve_table(data))
@@ -367,7 +367,6 @@ def plot(
 ) -> None:
     """Write a run's figure: the 2-D PCA of h(x) for natural and FGSM-perturbed test images (or --curve, --sweep)."""
     if sweep or run is None:  # amltui/app/results/frontier.py
-        from amltui.termplot.frontier import frontier_renderable
 
         store = open_store(runs_dir)
         with user_errors():
@@ -399,8 +398,6 @@ def plot(
 
 def _plot_curve(runs_dir: Path | None, run: str, device: str | None, out: Path | None, mkdir: bool) -> None:
     """`plot --curve`: the accuracy-vs-ε curve, computed as by `eval --curve` when the run has none yet."""
-    from amltui.app.results.curves import read_curve, write_curve_png
-
     store = open_store(runs_dir)
     record = resolve_run(store, run)
     if out is not None:

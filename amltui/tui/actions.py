@@ -14,6 +14,7 @@ from amltui.app import service
 from amltui.app.errors import UserError
 from amltui.app.runs.store import Store
 from amltui.app.service import LaunchRequest, LaunchResult, parse_seeds, resolve_configs
+from amltui.app.service.manage import resume_runs
 
 ActionError = UserError
 
@@ -57,8 +58,6 @@ def resume(runs_dir: Path, run_id: str) -> str:
 def resume_many(runs_dir: Path, run_ids: list[str]) -> str:
     """Queue several runs again and hand them all to ONE detached scheduler (a scheduler per run would start
     as many, each with its own slots). A run that cannot be resumed is said, and the others still resume."""
-    from amltui.app.service.manage import resume_runs
-
     store = Store(runs_dir)
     service.reap_lost(store)
     records, lines = [], []

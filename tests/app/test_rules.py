@@ -378,3 +378,39 @@ def test_the_graph_rules_catch_an_upward_import_and_a_cycle_in_a_function(tmp_pa
                               if t != module_name(p)] for p in paths}
     assert upward_imports(graph) == ["amltui.app.runs.c:2: imports amltui.app.science.x (science, above runs)"]
     assert cycles(graph) == [["amltui.app.runs.a", "amltui.app.runs.b"], ["amltui.app.runs.c", "amltui.app.science.x"]]
+
+
+# ---- (h) an import inside a function is for a heavy module only ---------------------------------------------
+# Modules whose import costs seconds or hundreds of MB: the science (torch), the PNG figures (matplotlib) and the
+# dashboard (Textual, from `amltui dashboard`). Importing anything else of amltui/ inside a function hides a
+# dependency for no gain: it goes at the top of the module.
+LAZY = ("amltui.app.science", "amltui.app.results.png_figures", "amltui.tui.dashboard")
+
+
+def hidden_imports(path: Path, tree: ast.AST) -> list[Finding]:
+    found = []
+    for fn in ast.walk(tree):
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level \
+                    and node.module.split(".")[0] == "amltui":
+                targets = [f"{node.module}.{a.name}" for a in node.names]
+                light = [t for t in targets if not t.startswith(LAZY)]
+                if light and not node.module.startswith(LAZY):
+                    found.append(Finding(rel(path), node.lineno, f"imports {node.module} inside a function (not "
+                                                                 "heavy: import it at the top)"))
+    return found
+
+
+def test_only_heavy_modules_are_imported_inside_functions() -> None:
+    found = [f for path in sources() for f in hidden_imports(path, parse(path))]
+    assert not found, "rule (h):\n" + "\n".join(map(str, found))
+
+
+def test_rule_h_catches_a_light_import_in_a_function_and_passes_a_heavy_one(tmp_path: Path) -> None:
+    bad, good = tmp_path / "bad.py", tmp_path / "good.py"
+    bad.write_text("def f():\n    from amltui.app.runs.folders import run_dir\n", encoding="utf-8")
+    good.write_text("def f():\n    from amltui.app.science.pca import write_pca\n"
+                    "    from amltui.app import science\n", encoding="utf-8")
+    assert hidden_imports(bad, parse(bad)) and not hidden_imports(good, parse(good))

@@ -4,6 +4,7 @@ order; the launch form leaves the preflight to the service."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,8 @@ def test_the_form_leaves_the_preflight_to_the_service(demo: Path, monkeypatch: p
         raise preflight.PreflightError("planted: the data is missing")
 
     monkeypatch.setattr(preflight, "check_config", check)
+    # and the service's own name for it (the package's `launch` is the function, hence import_module)
+    monkeypatch.setattr(importlib.import_module("amltui.app.service.launch"), "check_config", check)
 
     async def body(app: DashboardApp, pilot: Pilot) -> None:
         await ready(app, pilot)

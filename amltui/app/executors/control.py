@@ -13,6 +13,7 @@ from typing import Any
 from amltui.app.executors.liveness import pid_alive, reap
 from amltui.app.executors.local import start_detached
 from amltui.app.executors.slots import Slot, default_cpu_slots, local_plan
+from amltui.app.executors.slurm import SlurmExecutor
 from amltui.app.runs.folders import run_dir
 from amltui.app.runs.owners import WORKER_LOCK, worker_alive, worker_proof
 from amltui.app.runs.records import LIVE, TERMINAL, UNSTARTED, Status
@@ -54,8 +55,6 @@ def cancel_run(store: Store, record: dict[str, Any]) -> str:
     if status in TERMINAL:
         return f"already {status}"
     if record.get("executor") == "slurm" and record.get("slurm_job_id"):
-        from amltui.app.executors.slurm import SlurmExecutor
-
         SlurmExecutor(store.runs_dir).cancel(run_id)
         return f"Slurm job {record['slurm_job_id']} cancelled"
     if status in UNSTARTED and set_status(store, run_id, Status.CANCELLED, expect=UNSTARTED,

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from amltui.app.results.report import Cell, Row
+from amltui.app.results.report import Cell, Row, t_quantile
 from amltui.app.results.sweep_table import sweep_rows
+from amltui.app.runs.sweeps import manifest_path, sweep_records, swept_keys
 from core.metrics import METRIC_LABELS, METRIC_ORDER
 
 INTERVALS = ("std", "ci95")
@@ -54,7 +55,6 @@ def half_width(cell: Cell, interval: str = "std") -> float | None:
         return None
     if interval == "std":
         return cell.std
-    from amltui.app.results.report import t_quantile  # the one t table (reproduce's report intervals)
 
     return t_quantile(cell.n - 1) * cell.std / math.sqrt(cell.n)
 
@@ -160,8 +160,6 @@ def frontier_png(records: list[dict[str, Any]], path: Path, x: str = DEFAULT_X, 
     """The frontier of any finished runs as a PNG; None without a point. ``keys``: the settings that label the
     points [default: every config key that differs between the runs]; `reproduce` passes [] (its three variants
     are told apart by name)."""
-    from amltui.app.runs.sweeps import swept_keys
-
     rows = sweep_rows(records, keys if keys is not None else swept_keys(records))
     points = points_of(rows, x, y, interval)
     if not points:
@@ -172,8 +170,6 @@ def frontier_png(records: list[dict[str, Any]], path: Path, x: str = DEFAULT_X, 
 def plot_sweep(records: list[dict[str, Any]], runs_dir: Path, name: str | None, x: str = DEFAULT_X,
                y: str = DEFAULT_Y, interval: str = "std", out: Path | None = None) -> tuple[list[Point], Path]:
     """`plot --sweep NAME`: the sweep's points and its PNG [default: <runs>/reports/sweeps/NAME-X-Y.png]."""
-    from amltui.app.runs.sweeps import manifest_path, sweep_records
-
     if not name:
         raise FrontierError("give a run id (its PCA figure or --curve), or --sweep NAME (a sweep's frontier)")
     check_metrics(x, y, interval)

@@ -22,12 +22,15 @@ from typing import Any
 
 from amltui.app.results import human_agreement, paper
 from amltui.app.results.curves import robustness_figure
-from amltui.app.results.flagnotes import marked
+from amltui.app.results.flagnotes import footnotes as flag_footnotes
+from amltui.app.results.flagnotes import marked, selection_note
+from amltui.app.results.frontier import frontier_png
 from amltui.app.results.report import (
     Row,
     aggregate,
     columns_for,
     footnotes,
+    pgd_text,
     present_metrics,
     render,
     se_note,
@@ -303,16 +306,12 @@ def _write_files(store: Store, records: list[dict[str, Any]], rows: list[Row], o
 
 
 def _pgd_of(runs: list[dict[str, Any]]) -> str:
-    from amltui.app.results.report import pgd_text
-
     return pgd_text([Row("", "", "", runs, {})])
 
 
 def _flag_section(rows: list[Row], done: list[dict[str, Any]]) -> list[str]:
     """Warnings under Table 1: flagged rows (⚠ on their A_SA) and the rule that chose each model's epoch."""
-    from amltui.app.results.flagnotes import footnotes, selection_note
-
-    notes = footnotes(rows)
+    notes = flag_footnotes(rows)
     lines = [""]
     if notes:
         lines += [f"**Flags** (a cell marked {notes[0][0]} is not to be taken at face value: see core/flags.py):", "",
@@ -357,7 +356,6 @@ def _figures(store: Store, done: list[dict[str, Any]], out: Path, draw_pca: Draw
         names.append("curves.png")
     if robustness_figure(store, done, out / "robustness.png"):
         names.append("robustness.png")
-    from amltui.app.results.frontier import frontier_png
 
     if frontier_png(done, out / "frontier.png", keys=[], title="Sensitivity–invariance frontier"):
         names.append("frontier.png")

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from amltui.app.errors import UserError
+from amltui.app.fsutil import read_json
+from amltui.app.runs.folders import run_dir
 from amltui.app.runs.store import Store
 
 Record = dict[str, Any]
@@ -39,9 +41,6 @@ def verbatim(value: Any) -> str:
 
 def run_config(store: Store, record: Record) -> dict[str, Any]:
     """The run's config.json as written (the record's copy when the file cannot be read)."""
-    from amltui.app.fsutil import read_json
-    from amltui.app.runs.folders import run_dir
-
     try:
         data = read_json(run_dir(store.runs_dir, record["id"]).config_file)
     except (OSError, ValueError):

@@ -10,7 +10,13 @@ from typing import Any
 
 from amltui.app.errors import UserError
 from amltui.app.fsutil import atomic_write_bytes
+from amltui.app.results.curves import aa_spec, write_curve_png
+from amltui.app.results.frontier import plot_sweep
+from amltui.app.results.report import FORMATS, aggregate, render
+from amltui.app.results.sweep_table import sweep_table
+from amltui.app.runs.filters import FilterError, apply_where, check_group_by, parse_where
 from amltui.app.runs.store import Store
+from amltui.app.runs.sweeps import GridError, sweep_records
 from amltui.app.service.manage import records
 
 
@@ -20,9 +26,6 @@ def results_table(rows_of: list[dict[str, Any]], fmt: str = "md", *, where: list
     """The seed-aggregated table of the records that match ``where`` (key=value) — or, with ``sweep``, that
     sweep's table, a row per grid point (amltui/app/results/sweep_table.py); (its text, a note when the filters left no
     run)."""
-    from amltui.app.results.report import FORMATS, aggregate, render
-    from amltui.app.runs.filters import FilterError, apply_where, check_group_by, parse_where
-
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}", f"choose one of: {', '.join(FORMATS)}")
     try:
@@ -40,9 +43,6 @@ def results_table(rows_of: list[dict[str, Any]], fmt: str = "md", *, where: list
 
 def _sweep_table(records: list[dict[str, Any]], fmt: str, sweep: str, runs_dir: Path | None,
                  with_runs: bool) -> str:
-    from amltui.app.results.sweep_table import sweep_table
-    from amltui.app.runs.sweeps import GridError, sweep_records
-
     try:
         return sweep_table(*sweep_records(records, Path(runs_dir or "."), sweep), fmt, sweep, with_runs=with_runs)
     except GridError as exc:
@@ -52,8 +52,6 @@ def _sweep_table(records: list[dict[str, Any]], fmt: str, sweep: str, runs_dir: 
 def sweep_frontier(records: list[dict[str, Any]], runs_dir: Path, sweep: str | None, x: str, y: str,
                    interval: str, out: Path | None) -> tuple[Any, Path]:
     """A sweep's frontier (amltui/app/results/frontier.py): its points and the PNG written."""
-    from amltui.app.results.frontier import plot_sweep
-
     try:
         return plot_sweep(records, runs_dir, sweep, x, y, interval, out)
     except ValueError as exc:  # GridError, FrontierError: unknown sweep or metric, no point yet
@@ -118,7 +116,6 @@ def measure_robustness(store: Store, run_id: str, request: RobustnessRequest, li
     Before measuring, an evaluation projected over ``robustness.CONFIRM_OVER_S`` seconds is put to ``confirm``
     (with the estimate as text), which raises to stop it; None measures without asking.
     """
-    from amltui.app.results.curves import write_curve_png
     from amltui.app.science import robustness
     from amltui.app.science.robustness import (
         CurveSpec,
@@ -154,7 +151,6 @@ def measure_robustness(store: Store, run_id: str, request: RobustnessRequest, li
 
 def _planned(ev: Any, request: RobustnessRequest, spec: Any) -> list[tuple[str, float]]:
     """Every (attack, ε) the request measures (cached ones included; the estimate skips them)."""
-    from amltui.app.results.curves import aa_spec
     from amltui.app.science.robustness import checks_measurements, curve_measurements
 
     cfg = ev.config

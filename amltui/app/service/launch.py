@@ -10,8 +10,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from amltui.app.errors import UserError
-from amltui.app.runs.records import Status
+from amltui.app.errors import RunFailure, UserError
+from amltui.app.executors.control import start_local
+from amltui.app.executors.slots import local_plan
+from amltui.app.executors.slurm import SlurmExecutor
+from amltui.app.gpus import parse_gpu_spec, parse_slots
+from amltui.app.preflight import PreflightError, check_config
+from amltui.app.runs import sweeps
+from amltui.app.runs.folders import create_runs
+from amltui.app.runs.records import Status, inspect_all
+from amltui.app.runs.reuse import find_identical, reuse_message
+from amltui.app.runs.states import set_status
 from amltui.app.runs.store import Store, StoreError, validate_run_id
 from core.config import ConfigError, RunConfig
 
@@ -84,8 +93,6 @@ class DispatchOptions:
 
     def check(self) -> None:
         """Refuse any option that could only fail after runs were queued."""
-        from amltui.app.gpus import parse_gpu_spec, parse_slots
-
         if self.executor not in EXECUTORS:
             raise UserError(f"--executor {self.executor!r}: choose one of {', '.join(EXECUTORS)}")
         if self.cpu_slots is not None and not 1 <= self.cpu_slots <= MAX_SLOTS:
@@ -107,8 +114,6 @@ class DispatchOptions:
     def check_devices(self) -> None:
         """Local runs: the GPU settings (and busy GPUs for --gpus auto) resolve to slots, before anything is
         queued."""
-        from amltui.app.executors.slots import local_plan
-
         if self.executor == "local":
             try:
                 local_plan(self.gpus, self.slots_per_gpu, self.cpu_slots, gpu_max_util=self.gpu_max_util,
@@ -159,8 +164,6 @@ def check_conflicts(request: ConfigRequest) -> None:
 
 def check_size(request: ConfigRequest) -> None:
     """Refuse a launch of more than MAX_RUNS runs before one config is resolved."""
-    from amltui.app.runs import sweeps
-
     try:
         points = sweeps.count_points(request.grid or None)
     except sweeps.GridError as exc:
@@ -175,8 +178,6 @@ def check_size(request: ConfigRequest) -> None:
 def preflight(configs: list[RunConfig], options: DispatchOptions) -> None:
     """What can fail without training (data present and readable, subsets within the split, GPU ids that exist),
     checked before anything is queued (amltui/app/preflight.py); each distinct data/device setting once."""
-    from amltui.app.preflight import PreflightError, check_config
-
     seen: set[tuple[Any, ...]] = set()
     for cfg in configs:
         setting = (cfg.dataset, cfg.data_dir, cfg.train_subset, cfg.test_subset, cfg.device)
@@ -199,8 +200,6 @@ def _resolve_one(request: ConfigRequest, variant: str, seed: int, point: list[st
 def resolve_sweep_configs(request: ConfigRequest) -> tuple[list[RunConfig], str | None]:
     """The RunConfigs of the request — variants × grid points × seeds — and the sweep name (None without a grid
     or --sweep). Every point is validated before anything is queued; an error names the key and the fix."""
-    from amltui.app.runs import sweeps
-
     if not request.variants:
         raise UserError("variants: none chosen", "pick at least one")
     if not request.seeds:
@@ -259,15 +258,11 @@ class LaunchPlan:
         return [c for i, c in enumerate(self.configs) if i not in self.reused]
 
     def reuse_messages(self) -> list[str]:
-        from amltui.app.runs.reuse import reuse_message
-
         return [reuse_message(self.configs[i], record) for i, record in self.reused.items()]
 
 
 def plan_launch(store: Store, request: LaunchRequest) -> LaunchPlan:
     """Check the request, resolve its configs and find identical finished runs (unless ``repeat``)."""
-    from amltui.app.runs import sweeps
-
     request.check()
     configs, sweep = resolve_sweep_configs(request)
     request.check_devices()
@@ -276,9 +271,6 @@ def plan_launch(store: Store, request: LaunchRequest) -> LaunchPlan:
     line = f"sweep {sweep}: {sweeps.describe(grid, request.variants, request.seeds)}" if grid else ""
     if request.repeat:
         return LaunchPlan(configs, {}, sweep, line)
-    from amltui.app.errors import RunFailure
-    from amltui.app.runs.records import inspect_all
-    from amltui.app.runs.reuse import find_identical
     from amltui.app.science.loading import data_fingerprint
 
     try:
@@ -290,8 +282,6 @@ def plan_launch(store: Store, request: LaunchRequest) -> LaunchPlan:
 
 def record_sweep(store: Store, request: ConfigRequest, plan: LaunchPlan, queued: list[str]) -> None:
     """Write (or extend) the sweep's manifest: its grid and every run of it, reused ones included."""
-    from amltui.app.runs import sweeps
-
     sweeps.record(store.runs_dir, plan.sweep, request.grid or None,
                   [r["id"] for r in plan.reused.values()] + list(queued))
 
@@ -299,8 +289,6 @@ def record_sweep(store: Store, request: ConfigRequest, plan: LaunchPlan, queued:
 def queue_runs(store: Store, configs: list[RunConfig], run_ids: list[str | None] | None = None,
                sweep: str | None = None) -> list[str]:
     """Create queued runs (one index write for all); nothing is left behind on failure."""
-    from amltui.app.runs.folders import create_runs
-
     try:
         return [r["id"] for r in create_runs(store, configs, run_ids, sweep=sweep)]
     except (ValueError, FileExistsError, StoreError) as exc:
@@ -309,8 +297,6 @@ def queue_runs(store: Store, configs: list[RunConfig], run_ids: list[str | None]
 
 def start_detached(store: Store, ids: list[str], options: DispatchOptions) -> str:
     """Hand queued runs to a background scheduler on this machine (it outlives the caller); what it said."""
-    from amltui.app.executors.control import start_local
-
     try:
         return start_local(store, ids, gpus=options.gpus, slots_per_gpu=options.slots_per_gpu,
                            cpu_slots=options.cpu_slots, gpu_max_util=options.gpu_max_util,
@@ -322,8 +308,6 @@ def start_detached(store: Store, ids: list[str], options: DispatchOptions) -> st
 
 def local_slots(store: Store, ids: list[str], options: DispatchOptions) -> Any:
     """The LocalPlan (slots, admission gate, notes) for running ``ids`` in the foreground."""
-    from amltui.app.executors.slots import local_plan
-
     try:
         return local_plan(options.gpus, options.slots_per_gpu, options.cpu_slots, store=store,
                           gpu_max_util=options.gpu_max_util, gpu_max_mem=options.gpu_max_mem)
@@ -334,23 +318,17 @@ def local_slots(store: Store, ids: list[str], options: DispatchOptions) -> Any:
 
 def _not_started(store: Store, ids: list[str], exc: Exception) -> None:
     """Nothing was started: the runs must not stay queued forever (`amltui resume` starts them later)."""
-    from amltui.app.runs.states import set_status
-
     for run_id in ids:
         set_status(store, run_id, Status.CANCELLED, expect=(Status.QUEUED,), error=f"not started: {exc}")
 
 
 def slurm_executor(store: Store, options: DispatchOptions) -> Any:
-    from amltui.app.executors.slurm import SlurmExecutor
-
     return SlurmExecutor(store.runs_dir, partition=options.partition, time_minutes=options.time_limit,
                          gpus_per_node=options.gpus_per_node)
 
 
 def submit_slurm(store: Store, ids: list[str], slurm: Any) -> Iterator[tuple[str, str]]:
     """Submit each run as a Slurm job; yields (run id, job id); a refusal marks the run failed (exit code 1)."""
-    from amltui.app.runs.states import set_status
-
     for run_id in ids:
         try:
             job = slurm.submit(run_id, resume=True)

@@ -10,9 +10,24 @@ from pathlib import Path
 from typing import Any
 
 from amltui.app.errors import UserError
-from amltui.app.fsutil import check_runs_folder, refuse_planted_links
+from amltui.app.executors.control import cancel_run
+from amltui.app.executors.liveness import pid_alive, reap
+from amltui.app.fsutil import FileLock, check_runs_folder, read_json, refuse_planted_links
+from amltui.app.runs.filters import FilterError, check_value
+from amltui.app.runs.folders import default_runs_dir, run_dir
+from amltui.app.runs.owners import worker_alive
 from amltui.app.runs.records import ACTIVE, DAMAGED, LIVE, WORKING, Status, inspect, inspect_all
-from amltui.app.runs.store import Store, StoreError, delete_record, mark_folderless, validate_run_id
+from amltui.app.runs.states import requeue
+from amltui.app.runs.store import (
+    RUN_LOCK_FILENAME,
+    RUN_RECORD_FILENAME,
+    Store,
+    StoreError,
+    delete_record,
+    mark_folderless,
+    validate_run_id,
+)
+from amltui.app.service.launch import DispatchOptions, preflight
 
 Record = dict[str, Any]
 CANCELLABLE = LIVE  # queued, running, stalled, orphaned
@@ -28,8 +43,6 @@ def records(store: Store) -> list[Record]:
 
 def reap_lost(store: Store) -> list[str]:
     """Mark dead workers' runs failed (lost) before showing or changing anything."""
-    from amltui.app.executors.liveness import reap
-
     try:
         return reap(store)
     except StoreError as exc:
@@ -86,8 +99,6 @@ def listed(ids: list[str], most: int = 8) -> str:
 
 def with_status(store: Store, statuses: list[str]) -> list[Record]:
     """The runs whose status is one of ``statuses`` (each checked: a misspelt status is refused, not empty)."""
-    from amltui.app.runs.filters import FilterError, check_value
-
     try:
         wanted = {check_value("status", s, "--status") for s in statuses}
     except FilterError as exc:
@@ -105,8 +116,6 @@ def resume_run(store: Store, record: Record, options: Any = None) -> str:
     Dispatching it is the caller's (launch.start_detached, or the command line's foreground scheduler).
     What would fail it again without training (its data gone, a GPU that is not there) is refused first;
     ``options`` (launch.DispatchOptions) are where it will run."""
-    from amltui.app.runs.states import requeue
-
     run_id, status = record["id"], record.get("status")
     if status == DAMAGED:
         raise UserError(f"run {run_id} cannot be resumed: it is damaged ({record[DAMAGED]})",
@@ -143,9 +152,6 @@ def resume_runs(store: Store, records: list[Record], options: Any = None) -> tup
 
 
 def _preflight_resume(store: Store, record: Record, options: Any) -> None:
-    from amltui.app.runs.folders import run_dir
-    from amltui.app.service.launch import DispatchOptions, preflight
-
     try:
         config = run_dir(store.runs_dir, record["id"]).read_config()
     except (OSError, ValueError):
@@ -165,9 +171,6 @@ def cancellable(store: Store) -> list[Record]:
 
 def cancel_one(store: Store, record: Record) -> str:
     """Cancel one run; what happened. Raises OSError, ValueError or RuntimeError (StoreError, SlurmError)."""
-    from amltui.app.executors.control import cancel_run
-    from amltui.app.runs.folders import run_dir
-
     if record.get("status") != DAMAGED:
         return cancel_run(store, record)
     folder = run_dir(store.runs_dir, record["id"]).path
@@ -185,8 +188,6 @@ def cancel_one(store: Store, record: Record) -> str:
 
 def _worker_alive(record: Record) -> bool:
     """A damaged record that says running and names a live worker on this host (its folder is in use)."""
-    from amltui.app.executors.liveness import pid_alive
-
     pid = record.get("pid")
     return (claimed_status(record) == Status.RUNNING and isinstance(pid, int) and pid > 0
             and record.get("host") == socket.gethostname() and pid_alive(pid))
@@ -194,8 +195,6 @@ def _worker_alive(record: Record) -> bool:
 
 def check_deletable(store: Store, targets: list[Record]) -> None:
     """Refuse deleting live runs, folders that are symbolic links, or from a folder that is not writable."""
-    from amltui.app.runs.folders import run_dir
-
     active = [r["id"] for r in targets if r.get("status") in (Status.QUEUED, *WORKING) or _worker_alive(r)]
     if active:
         raise UserError(f"{', '.join(active)} still queued, running or stalled", "`amltui cancel` them first")
@@ -219,8 +218,6 @@ def delete_run(store: Store, record: Record) -> Path:
     record is read again and the folder is renamed to a tombstone in the runs folder in one step; only then is
     the tombstone removed. Of several concurrent deletes exactly one renames the folder; the others find it gone.
     """
-    from amltui.app.runs.folders import run_dir
-
     run_id = record["id"]
     folder = run_dir(store.runs_dir, run_id).path
     if not folder.is_dir():
@@ -244,10 +241,6 @@ def _already_gone(run_id: str) -> UserError:
 
 def _entomb(store: Store, folder: Path, run_id: str) -> Path:
     """Holding the run's lock: check the run may still be deleted, and rename its folder to a tombstone."""
-    from amltui.app.fsutil import FileLock, read_json
-    from amltui.app.runs.owners import worker_alive
-    from amltui.app.runs.store import RUN_LOCK_FILENAME, RUN_RECORD_FILENAME
-
     lock = FileLock(folder / RUN_LOCK_FILENAME)
     try:
         lock.acquire()
@@ -277,8 +270,6 @@ def _entomb(store: Store, folder: Path, run_id: str) -> Path:
 
 def open_store(runs_dir: Path | None) -> Store:
     """The store of ``runs_dir`` (default: $AMLTUI_RUNS_DIR or ./runs); a corrupt index is a UserError."""
-    from amltui.app.runs.folders import default_runs_dir
-
     try:
         store = Store(runs_dir or default_runs_dir())
         check_runs_folder(store.runs_dir)  # a planted link at store.json.lock, .slots, … is refused up front

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from amltui.app.errors import UserError
+from amltui.app.results.reproduce import plan, report_folder_name, write_report
 from amltui.app.runs.records import Status
+from amltui.app.runs.states import requeue
 from amltui.app.runs.store import Store
 from amltui.app.service.launch import ConfigRequest, DispatchOptions, preflight, queue_runs, resolve_configs
 from amltui.app.service.manage import reap_lost
@@ -81,9 +83,6 @@ def check_request(request: ReproduceRequest) -> list[RunConfig]:
 def reproduce(store: Store, request: ReproduceRequest, front: ReproduceFront,
               configs: list[RunConfig] | None = None) -> tuple[Path | None, int]:
     """Run the sequence; (the report, or None when detached; the exit code of the runs)."""
-    from amltui.app.results.reproduce import plan
-    from amltui.app.runs.states import requeue
-
     configs = configs or check_request(request)
     reap_lost(store)
     todo = plan(store, configs)
@@ -223,7 +222,6 @@ def _evaluator(store: Store, run_id: str, front: ReproduceFront, listener: Any, 
 
 
 def write(store: Store, ids: list[str], request: ReproduceRequest, configs: list[RunConfig]) -> Path:
-    from amltui.app.results.reproduce import report_folder_name, write_report
     from amltui.app.science.pca import write_pca
 
     folder = request.out or store.runs_dir / "reports" / report_folder_name(configs)

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amltui.app.errors import UserError
+from amltui.app.runs import sweeps
+from amltui.app.runs.folders import run_dir
 from amltui.app.runs.records import DAMAGED
 from amltui.app.runs.store import Store
-from amltui.app.service.launch import DispatchOptions, check_new_id, preflight
+from amltui.app.service.launch import DispatchOptions, check_new_id, preflight, queue_runs
 from core.config import ConfigError, RunConfig, parse_override
 
 Record = dict[str, Any]
@@ -34,8 +36,6 @@ class RerunRequest(DispatchOptions):
 
 def rerun_config(store: Store, record: Record, request: RerunRequest) -> RunConfig:
     """The old run's config.json with the request's changes, validated."""
-    from amltui.app.runs.folders import run_dir
-
     if record.get("status") == DAMAGED:
         raise UserError(f"run {record['id']} cannot be rerun: it is damaged ({record.get(DAMAGED)})",
                         "`amltui store rebuild` re-reads the run folders")
@@ -67,10 +67,6 @@ def plan_rerun(store: Store, record: Record, request: RerunRequest) -> RunConfig
 
 def queue_rerun(store: Store, record: Record, config: RunConfig, request: RerunRequest) -> str:
     """Queue the new run (in the old run's sweep, if any); its id. Dispatching it is the caller's."""
-    from amltui.app.runs import sweeps
-    from amltui.app.runs.folders import run_dir
-    from amltui.app.service.launch import queue_runs
-
     sweep = record.get("sweep") if isinstance(record.get("sweep"), str) else None
     [new_id] = queue_runs(store, [config], [request.run_id], sweep=sweep)
     sweeps.record(store.runs_dir, sweep, None, [new_id])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from amltui.app.runs.owners import scheduler_claims
 from amltui.app.runs.records import Status
 from amltui.app.runs.store import Store
 
@@ -11,8 +12,6 @@ from amltui.app.runs.store import Store
 def queued_reason(store: Store, record: dict[str, Any]) -> str | None:
     """One sentence: the run is queued (or orphaned), and what has to happen before it starts; None for a run
     that has started."""
-    from amltui.app.runs.owners import scheduler_claims
-
     if record.get("status") == Status.ORPHANED:
         return f"{record['id']} is orphaned: {record.get('error') or 'its scheduler ended before starting it'}"
     if record.get("status") != Status.QUEUED:

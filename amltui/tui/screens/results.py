@@ -25,6 +25,7 @@ from amltui.app.results.report import IA_METRICS, Cell, Row, footnotes, present_
 from amltui.app.runs.store import StoreError
 from amltui.app.safetext import markup_safe
 from amltui.app.service import browse
+from amltui.termplot.frontier import sweep_view
 from amltui.tui import actions
 from amltui.tui.keys import BACK
 from amltui.tui.messages import ResultsLoaded
@@ -105,8 +106,6 @@ class ResultsScreen(Screen):
             # Damaged records (a NaN or mistyped metric) are left out, never averaged in.
             records = browse.checked_records(self.app.runs_dir)
             if sweep := self.sweep:
-                from amltui.termplot.frontier import sweep_view
-
                 rows, self.frontier = sweep_view(records, self.app.runs_dir, sweep)
             else:
                 rows = browse.results_by_setting(records)
